@@ -1,0 +1,1 @@
+"""SMPL body: safe model loading, kinematics (via smplx), motion files, rotations, parts."""

@@ -1,0 +1,358 @@
+"""Pure-PyTorch motion-map backend: a batched scan-line rasterizer (no OpenGL; CPU or CUDA).
+
+Implements the backend contract of ``render.py``::
+
+    render_frames(vertices, faces, colors, normals, camera, shading) -> (images, depth)
+
+How the picture is made (the same picture as the release's PyTorch3D render and the pyrender backend):
+
+* Sampling. Pixel (r, c) is sampled at its centre (u, v) = (c + 0.5, r + 0.5) (``camera.py``). No
+  anti-aliasing: a pixel shows the closest surface at its centre, or white.
+* Coverage, scan line by scan line. Every face is cut into the pixel rows of its bounding box. On a
+  row, the face covers the pixel centres between its left edges and its right edges; where an edge
+  crosses the row is computed (float64) from the edge's two projected vertices taken in a fixed order,
+  so two faces sharing an edge get bit-identical crossings and, with ``floor``/``ceil`` of the same
+  number, leave no pixel centre uncovered between them (watertight). Only covered (face, pixel)
+  pairs are ever made. No back-face culling (two-sided).
+* Closest surface. Inverse depth 1/z is linear in screen space, so each pair gets 1/z from its row's
+  start value and slope. The z-buffer keeps, per pixel, the largest key ``(bits(1/z) << 32) | face``
+  (``scatter_reduce`` amax): positive floats order like their bit patterns, so this is the nearest
+  surface and, among exactly equal depths, the highest face index (deterministic).
+* Attributes. For the face that won a pixel, the screen-space barycentrics b are computed at the pixel
+  centre and turned into perspective-correct weights w_k = (b_k / z_k) / sum_j (b_j / z_j); colour,
+  normal and 3D position are interpolated with w and shaded by ``shading.shade``. The depth is the
+  camera z of that point, 1 / sum_j (b_j / z_j).
+* Near plane. Faces with any vertex at camera z <= ``NEAR_PLANE`` (1e-3 camera units) are skipped
+  whole, not clipped: the body is expected well in front of the camera, and a vertex at or behind the
+  camera centre has no meaningful projection.
+* Degenerate faces (zero projected area, or non-finite coordinates) cover nothing.
+
+Memory is bounded whatever the triangle sizes: frames go through the z-buffer in chunks of at most
+``MAX_BUFFER_PIXELS`` pixels, faces are cut into rows at most about ``MAX_ROWS`` at a time, and rows
+are expanded into pixels at most about ``MAX_PAIRS`` at a time; covered pixels are shaded at most
+``MAX_SHADE_PIXELS`` at a time. Per-face and per-row set-up and the barycentrics of covered pixels are
+float64; the per-(face, pixel) z-buffer work is float32 and int32.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, fields
+
+import torch
+
+from ..errors import CoMoViError
+from .camera import PinholeCamera
+from .shading import BACKGROUND, check_shading, shade
+
+log = logging.getLogger(__name__)
+
+NEAR_PLANE = 1e-3  # faces with a vertex at camera z <= this are skipped
+MAX_BUFFER_PIXELS = 1 << 24  # z-buffer entries (frames x H x W) per frame chunk, 128 MiB (at least one frame)
+MAX_ROWS = 1 << 20  # (face, row) pieces set up at once (plus at most one face's height)
+MAX_PAIRS = 1 << 22  # (face, pixel) pairs expanded at once (plus at most one row's width); < 2^24
+MAX_SHADE_PIXELS = 1 << 20  # covered pixels shaded at once
+_FACE_BITS = 32
+_FACE_MASK = (1 << _FACE_BITS) - 1
+
+
+@dataclass
+class _Faces:
+    """Projected faces of a chunk of frames, one entry per face instance i = t * F + f (N = T * F).
+
+    Row set-up, float64 (N,) each: the face covers, on pixel row r, the centres x with
+    ``max(left_k) <= x <= min(right_k)``, where each of the two left and two right edge lines crosses
+    the row at ``x = p + (r + 0.5 - y0) * m`` (one real edge may appear twice). ``inv_z = iz_x * x +
+    iz_y * y + iz_c`` is the inverse depth over the screen. ``row_lo``, ``rows`` (int64): first row of
+    the bounding box and number of rows (0 for faces that are skipped or miss the image).
+
+    Shading, float64 (N,) each: ``x0, y0`` the first corner on screen; ``b1 = a1 dx + e1 dy`` and
+    ``b2 = a2 dx + e2 dy`` the screen barycentrics of corners 1 and 2 at offset (dx, dy) from it;
+    ``iz0, iz1, iz2`` the corners' inverse depths.
+    """
+
+    left_p0: torch.Tensor
+    left_y0: torch.Tensor
+    left_m0: torch.Tensor
+    left_p1: torch.Tensor
+    left_y1: torch.Tensor
+    left_m1: torch.Tensor
+    right_p0: torch.Tensor
+    right_y0: torch.Tensor
+    right_m0: torch.Tensor
+    right_p1: torch.Tensor
+    right_y1: torch.Tensor
+    right_m1: torch.Tensor
+    iz_x: torch.Tensor
+    iz_y: torch.Tensor
+    iz_c: torch.Tensor
+    row_lo: torch.Tensor
+    rows: torch.Tensor
+    x0: torch.Tensor
+    y0: torch.Tensor
+    a1: torch.Tensor
+    e1: torch.Tensor
+    a2: torch.Tensor
+    e2: torch.Tensor
+    iz0: torch.Tensor
+    iz1: torch.Tensor
+    iz2: torch.Tensor
+
+
+@dataclass
+class _Runs:
+    """Runs of covered pixels, one per (face instance, pixel row) that covers any; R entries.
+
+    face: (R,) int32 face index f; pixel0: (R,) int64 flat index t * H * W + r * W + c of the run's
+    first pixel; span: (R,) int64 run length (>= 1); iz0, iz_dx: (R,) float32 inverse depth at the
+    first pixel and its change per pixel along the row.
+    """
+
+    face: torch.Tensor
+    pixel0: torch.Tensor
+    span: torch.Tensor
+    iz0: torch.Tensor
+    iz_dx: torch.Tensor
+
+    def __getitem__(self, index: slice) -> "_Runs":
+        return _Runs(*(getattr(self, f.name)[index] for f in fields(self)))
+
+
+def _check_inputs(vertices, faces, colors, normals) -> None:
+    if vertices.ndim != 3 or vertices.shape[-1] != 3:
+        raise CoMoViError(f"vertices must have shape (T, V, 3), got {tuple(vertices.shape)}")
+    if faces.ndim != 2 or faces.shape[-1] != 3 or faces.shape[0] == 0:
+        raise CoMoViError(f"faces must have shape (F, 3) with F > 0, got {tuple(faces.shape)}")
+    if faces.dtype.is_floating_point or faces.dtype == torch.bool:
+        raise CoMoViError(f"faces must hold integer vertex indices, got dtype {faces.dtype}")
+    if faces.shape[0] >= 2**31:  # face indices are int32
+        raise CoMoViError(f"at most {2**31 - 1} faces can be rasterised, got {faces.shape[0]}")
+    for name, t in (("colors", colors), ("normals", normals)):
+        if t.shape != vertices.shape:
+            raise CoMoViError(f"{name} must have the shape of vertices {tuple(vertices.shape)}, got {tuple(t.shape)}")
+    devices = {t.device for t in (vertices, faces, colors, normals)}
+    if len(devices) != 1:
+        raise CoMoViError(f"vertices, faces, colors and normals must be on one device, got {sorted(map(str, devices))}")
+
+
+def _ranges(sizes: torch.Tensor, budget: int) -> list[tuple[int, int]]:
+    """Split (n,) non-negative sizes into contiguous index ranges summing to at most budget + max(sizes)."""
+    if sizes.numel() == 0:
+        return []
+    ends = torch.cumsum(sizes, 0)
+    starts = ends - sizes  # (n,) exclusive prefix sums
+    marks = torch.arange(0, int(ends[-1]) + 1, budget, device=sizes.device, dtype=starts.dtype)
+    cuts = sorted(set(torch.searchsorted(starts, marks).tolist()) - {sizes.numel()}) + [sizes.numel()]
+    return list(zip(cuts[:-1], cuts[1:]))
+
+
+def _edge_line(xa, ya, xb, yb) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Line through screen points a, b (each (N,) float64) as (p, y0, m): x(y) = p + (y - y0) * m.
+
+    The end points are put in a fixed order first (lower y, then lower x), so the two faces that share
+    an edge get bit-identical lines. Horizontal edges get m = 0 and p = x of the first point; callers
+    must not use them as bounds.
+    """
+    swap = (yb < ya) | ((yb == ya) & (xb < xa))
+    x_first, y_first = torch.where(swap, xb, xa), torch.where(swap, yb, ya)
+    x_last, y_last = torch.where(swap, xa, xb), torch.where(swap, ya, yb)
+    rise = y_last - y_first
+    slope = (x_last - x_first) / torch.where(rise > 0, rise, torch.ones_like(rise))
+    return x_first, y_first, torch.where(rise > 0, slope, torch.zeros_like(slope))
+
+
+def _pick(options: list[tuple[torch.Tensor, ...]], which: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Per element, the ``which``-th (0, 1 or 2) of three lines; options: 3 lines of (p, y0, m), which (N,)."""
+    return tuple(
+        torch.where(which == 0, options[0][k], torch.where(which == 1, options[1][k], options[2][k])) for k in range(3)
+    )
+
+
+def _project_faces(vertices: torch.Tensor, faces: torch.Tensor, camera: PinholeCamera) -> _Faces:
+    """(T, V, 3) camera-space vertices, (F, 3) faces -> set-up of the T * F face instances."""
+    fx, fy = camera.focal_length
+    cx, cy = camera.principal_point
+    num_frames, num_verts = vertices.shape[:2]
+    verts = vertices.to(torch.float64).reshape(-1, 3)  # (T * V, 3)
+    z = verts[:, 2]
+    in_front = z > NEAR_PLANE  # (T * V,)
+    safe_z = torch.where(in_front, z, torch.ones_like(z))
+    vx, vy, viz = fx * verts[:, 0] / safe_z + cx, fy * verts[:, 1] / safe_z + cy, 1.0 / safe_z  # (T * V,) each
+    offsets = torch.arange(num_frames, device=vertices.device) * num_verts
+    corner_index = (offsets[:, None, None] + faces[None]).reshape(-1, 3)  # (N, 3) rows of (T * V)
+    x, y, iz = ([t.index_select(0, corner_index[:, k]) for k in range(3)] for t in (vx, vy, viz))  # 3 x (N,) each
+    drawable = in_front.index_select(0, corner_index.reshape(-1)).reshape(-1, 3).all(-1)  # (N,)
+
+    ex1, ey1, ex2, ey2 = x[1] - x[0], y[1] - y[0], x[2] - x[0], y[2] - y[0]
+    area2 = ex1 * ey2 - ex2 * ey1  # (N,) twice the signed screen area
+    drawable &= (area2 != 0) & torch.isfinite(area2)
+    inv_area2 = 1.0 / torch.where(drawable, area2, torch.ones_like(area2))
+    a1, e1 = ey2 * inv_area2, -ex2 * inv_area2  # gradient of b1 over (x, y)
+    a2, e2 = -ey1 * inv_area2, ex1 * inv_area2  # gradient of b2
+    slopes = (-(a1 + a2), a1, a2)  # d b_k / dx for corners 0, 1, 2
+
+    # edge k is opposite corner k; b_k grows toward the inside, so d b_k/dx > 0 marks a left edge
+    lines = [_edge_line(x[(k + 1) % 3], y[(k + 1) % 3], x[(k + 2) % 3], y[(k + 2) % 3]) for k in range(3)]
+    is_left = torch.stack([s > 0 for s in slopes], -1)  # (N, 3)
+    is_right = torch.stack([s < 0 for s in slopes], -1)
+    # the first and last left (right) edge: the same edge twice when there is only one
+    left0, left1 = _pick(lines, is_left.int().argmax(-1)), _pick(lines, 2 - is_left.flip(-1).int().argmax(-1))
+    right0, right1 = _pick(lines, is_right.int().argmax(-1)), _pick(lines, 2 - is_right.flip(-1).int().argmax(-1))
+
+    d1, d2 = iz[1] - iz[0], iz[2] - iz[0]
+    iz_x, iz_y = a1 * d1 + a2 * d2, e1 * d1 + e2 * d2
+    iz_c = iz[0] - iz_x * x[0] - iz_y * y[0]
+
+    height = camera.height
+    y_lo = torch.where(drawable, torch.minimum(torch.minimum(y[0], y[1]), y[2]), torch.zeros_like(area2))
+    y_hi = torch.where(drawable, torch.maximum(torch.maximum(y[0], y[1]), y[2]), torch.full_like(area2, -1.0))
+    row_lo = torch.ceil(y_lo - 0.5).clamp(0, height).long()
+    row_hi = torch.floor(y_hi - 0.5).clamp(-1, height - 1).long()
+    rows = (row_hi - row_lo + 1).clamp_min(0)
+
+    return _Faces(*left0, *left1, *right0, *right1, iz_x, iz_y, iz_c, row_lo, rows, x[0], y[0], a1, e1, a2, e2, *iz)
+
+
+def _row_runs(pf: _Faces, inst: torch.Tensor, num_faces: int, height: int, width: int) -> _Runs:
+    """Runs of covered pixel centres on every row of the face instances ``inst`` (n,) int64."""
+    counts = pf.rows.index_select(0, inst)  # (n,)
+    total = int(counts.sum())
+    local = torch.repeat_interleave(torch.arange(inst.numel(), device=inst.device), counts, output_size=total)  # (R,)
+    piece = inst.index_select(0, local)  # (R,) face instance of each row
+    first_row = pf.row_lo.index_select(0, inst) - (torch.cumsum(counts, 0) - counts)  # (n,) row minus position
+    row = first_row.index_select(0, local) + torch.arange(total, device=inst.device)  # (R,) int64
+    yc = row.to(torch.float64) + 0.5  # (R,) pixel-centre y
+
+    def cross(p, y0, m):  # (R,) where an edge line crosses each row; same arithmetic for every face
+        return p.index_select(0, piece) + (yc - y0.index_select(0, piece)) * m.index_select(0, piece)
+
+    lower = torch.maximum(cross(pf.left_p0, pf.left_y0, pf.left_m0), cross(pf.left_p1, pf.left_y1, pf.left_m1))
+    upper = torch.minimum(cross(pf.right_p0, pf.right_y0, pf.right_m0), cross(pf.right_p1, pf.right_y1, pf.right_m1))
+    col_lo = torch.ceil(lower - 0.5).clamp_(0, width).long()  # first centre c + 0.5 >= lower
+    col_hi = torch.floor(upper - 0.5).clamp_(-1, width - 1).long()  # last centre c + 0.5 <= upper
+    span = col_hi - col_lo + 1
+    keep = torch.nonzero(span > 0).squeeze(1)  # (R',) rows that cover a pixel centre
+    piece, row, col_lo, span, yc = (t.index_select(0, keep) for t in (piece, row, col_lo, span, yc))
+    iz_x = pf.iz_x.index_select(0, piece)
+    x_start = col_lo.to(torch.float64) + 0.5
+    iz_start = iz_x * x_start + pf.iz_y.index_select(0, piece) * yc + pf.iz_c.index_select(0, piece)
+    frame = torch.div(piece, num_faces, rounding_mode="floor")
+    return _Runs(
+        (piece - frame * num_faces).to(torch.int32),
+        (frame * height + row) * width + col_lo,
+        span,
+        iz_start.to(torch.float32),
+        iz_x.to(torch.float32),
+    )
+
+
+def _splat_runs(runs: _Runs, keys: torch.Tensor) -> None:
+    """Expand runs into (face, pixel) pairs and keep the nearest per pixel in ``keys`` (P,) int64."""
+    total = int(runs.span.sum())
+    device = keys.device
+    run = torch.repeat_interleave(
+        torch.arange(runs.span.numel(), device=device, dtype=torch.int32), runs.span.to(torch.int32), output_size=total
+    )  # (N,) run of each pair
+    first = torch.cumsum(runs.span, 0) - runs.span  # (R,) position of each run's first pair
+    position = torch.arange(total, device=device, dtype=torch.int32)  # (N,)
+    dx = position.to(torch.float32) - first.to(torch.float32).index_select(0, run)  # (N,) exact: total < 2^24
+    inv_z = torch.addcmul(runs.iz0.index_select(0, run), runs.iz_dx.index_select(0, run), dx)  # (N,)
+    pixel = (runs.pixel0 - first).to(torch.int32).index_select(0, run) + position  # (N,)
+    key = inv_z.view(torch.int32).to(torch.int64).bitwise_left_shift_(_FACE_BITS)
+    key.bitwise_or_(runs.face.index_select(0, run))
+    keys.scatter_reduce_(0, pixel, key, "amax")
+
+
+def _zbuffer(pf: _Faces, keys: torch.Tensor, num_faces: int, height: int, width: int) -> None:
+    """Fill ``keys`` (T * H * W,) int64 with (bits(1/z) << 32) | face of the nearest surface, -1 elsewhere."""
+    keys.fill_(-1)
+    inst = torch.nonzero(pf.rows).squeeze(1)  # (n,) face instances touching the image
+    for f_start, f_end in _ranges(pf.rows.index_select(0, inst), MAX_ROWS):
+        runs = _row_runs(pf, inst[f_start:f_end], num_faces, height, width)
+        for r_start, r_end in _ranges(runs.span, MAX_PAIRS):
+            _splat_runs(runs[r_start:r_end], keys)
+
+
+def _shade_pixels(
+    pixel: torch.Tensor,
+    face: torch.Tensor,
+    pf: _Faces,
+    attributes: torch.Tensor,
+    faces: torch.Tensor,
+    shading: str,
+    height: int,
+    width: int,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Shade covered pixels: flat indices (M,) into (T * H * W) and the faces (M,) that won them.
+
+    attributes (T, V, 9) float32 per-vertex colour, normal and position; faces (F, 3) int64.
+    Returns colours (M, 3) and depths (M,), float32.
+    """
+    frame = torch.div(pixel, height * width, rounding_mode="floor")
+    in_frame = pixel - frame * (height * width)
+    row = torch.div(in_frame, width, rounding_mode="floor")
+    col = in_frame - row * width
+    inst = frame * faces.shape[0] + face  # (M,)
+    at = lambda t: t.index_select(0, inst)  # noqa: E731  (N,) -> (M,) float64
+    dx = col.to(torch.float64) + 0.5 - at(pf.x0)
+    dy = row.to(torch.float64) + 0.5 - at(pf.y0)
+    b1 = at(pf.a1) * dx + at(pf.e1) * dy
+    b2 = at(pf.a2) * dx + at(pf.e2) * dy
+    # screen barycentrics b_k, weighted by 1/z_k; the clamp only matters on faces seen almost edge-on,
+    # where rounding could push b far outside [0, 1] and give colours from outside the face
+    b0 = 1 - b1 - b2
+    weighted = [b.clamp_min_(0).mul_(at(iz)) for b, iz in ((b0, pf.iz0), (b1, pf.iz1), (b2, pf.iz2))]  # 3 x (M,)
+    inv_z = weighted[0] + weighted[1] + weighted[2]  # (M,)
+    table = attributes.reshape(-1, 9)
+    corner = faces.index_select(0, face) + frame[:, None] * attributes.shape[1]  # (M, 3) rows of (T * V)
+    mixed = None  # (M, 9) perspective-correct interpolation of colour, normal and position
+    for k in range(3):
+        weight = (weighted[k] / inv_z).to(torch.float32)[:, None]
+        value = table.index_select(0, corner[:, k])  # (M, 9)
+        mixed = value.mul_(weight) if mixed is None else mixed.addcmul_(value, weight)
+    shaded = shade(mixed[:, 0:3], mixed[:, 3:6], mixed[:, 6:9], shading).clamp_(0.0, 1.0)
+    return shaded, inv_z.reciprocal_().to(torch.float32)
+
+
+def render_frames(
+    vertices: torch.Tensor,
+    faces: torch.Tensor,
+    colors: torch.Tensor,
+    normals: torch.Tensor,
+    camera: PinholeCamera,
+    shading: str,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rasterise T frames of one mesh with PyTorch, on the device of ``vertices``.
+
+    vertices, colors, normals: (T, V, 3) float (OpenCV camera space; colours in output channel order);
+    faces: (F, 3) int. Returns images (T, H, W, 3) float32 in [0, 1] (white background) and depth
+    (T, H, W) float32 camera z (0 where empty).
+    """
+    check_shading(shading)
+    _check_inputs(vertices, faces, colors, normals)
+    faces = faces.long()
+    num_frames, height, width = vertices.shape[0], camera.height, camera.width
+    if height * width >= 2**31:  # flat pixel indices are int32
+        raise CoMoViError(f"image {height}x{width} is too large for the torch renderer; render at a lower resolution")
+    device = vertices.device
+    images = torch.full((num_frames, height, width, 3), BACKGROUND, dtype=torch.float32, device=device)
+    depth = torch.zeros((num_frames, height, width), dtype=torch.float32, device=device)
+    step = max(1, MAX_BUFFER_PIXELS // (height * width))
+    buffer = torch.empty(min(step, num_frames) * height * width, dtype=torch.int64, device=device)
+    with torch.no_grad():
+        for start in range(0, num_frames, step):
+            chunk = slice(start, start + step)
+            verts = vertices[chunk]
+            keys = buffer[: verts.shape[0] * height * width]
+            pf = _project_faces(verts, faces, camera)
+            _zbuffer(pf, keys, faces.shape[0], height, width)
+            attributes = torch.cat((colors[chunk], normals[chunk], verts), -1).to(torch.float32)  # (T', V, 9)
+            covered = torch.nonzero(keys >= 0).squeeze(1)  # (M,) flat pixel indices
+            for first in range(0, covered.numel(), MAX_SHADE_PIXELS):
+                pixel = covered[first : first + MAX_SHADE_PIXELS]
+                face = keys.index_select(0, pixel) & _FACE_MASK
+                shaded, z = _shade_pixels(pixel, face, pf, attributes, faces, shading, height, width)
+                images[chunk].view(-1, 3).index_copy_(0, pixel, shaded)
+                depth[chunk].view(-1).index_copy_(0, pixel, z)
+            log.debug("torch rasterizer: frames %d-%d, %d pixels covered", start, start + len(verts) - 1, len(covered))
+    return images, depth

@@ -1,0 +1,74 @@
+"""Write frame sequences as mp4 (H.264 via imageio-ffmpeg's bundled ffmpeg) or PNGs, atomically."""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+from PIL import Image
+
+from .atomic import atomic_path
+from .errors import CoMoViError
+
+
+def to_uint8(images) -> np.ndarray:
+    """(T, H, W, 3) float in [0, 1] (tensor or array) -> uint8, rounded."""
+    arr = images.detach().cpu().numpy() if hasattr(images, "detach") else np.asarray(images)
+    return np.clip(np.rint(arr * 255.0), 0, 255).astype(np.uint8)
+
+
+def check_video_size(height: int, width: int) -> None:
+    if height % 2 or width % 2:
+        raise CoMoViError(f"mp4 (H.264, yuv420p) needs an even height and width, got {height}x{width}; use an even size or write PNG frames only")
+
+
+@contextlib.contextmanager
+def mp4_writer(path: str | Path, height: int, width: int, fps: float, crf: int = 12) -> Iterator:
+    """Yield ``send(frames_uint8 (N, H, W, 3))``; the mp4 appears at ``path`` only when all frames are in."""
+    import imageio_ffmpeg
+
+    path = Path(path)
+    if path.suffix.lower() != ".mp4":
+        raise CoMoViError(f"video output must end in .mp4, got {path.name}")
+    check_video_size(height, width)
+    with atomic_path(path) as tmp:
+        gen = imageio_ffmpeg.write_frames(
+            str(tmp), (width, height), fps=fps, codec="libx264", pix_fmt_out="yuv420p",
+            output_params=["-crf", str(crf), "-preset", "fast"], macro_block_size=1, ffmpeg_log_level="error",
+        )
+        gen.send(None)
+
+        def send(frames: np.ndarray) -> None:
+            for frame in frames:
+                gen.send(np.ascontiguousarray(frame))
+
+        try:
+            yield send
+        finally:
+            gen.close()
+
+
+def write_pngs(folder: str | Path, frames: np.ndarray, first_index: int = 0) -> list[Path]:
+    """Write ``frames`` (N, H, W, 3) uint8 as ``folder/000000.png`` ...; each file written atomically."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i, frame in enumerate(frames):
+        target = folder / f"{first_index + i:06d}.png"
+        with atomic_path(target) as tmp:
+            Image.fromarray(frame).save(tmp, format="PNG")
+        paths.append(target)
+    return paths
+
+
+def read_video(path: str | Path) -> np.ndarray:
+    """Read an mp4 back into (T, H, W, 3) uint8 (for tests and the decoder CLI)."""
+    import imageio_ffmpeg
+
+    reader = imageio_ffmpeg.read_frames(str(path))
+    meta = reader.__next__()
+    w, h = meta["size"]
+    frames = [np.frombuffer(f, np.uint8).reshape(h, w, 3) for f in reader]
+    return np.stack(frames)

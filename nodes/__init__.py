@@ -1,0 +1,1 @@
+"""ComfyUI adapters for comovi_core: thin nodes, one file per concern."""

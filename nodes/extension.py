@@ -1,0 +1,21 @@
+"""The extension object ComfyUI loads through ``comfy_entrypoint``."""
+
+from __future__ import annotations
+
+from comfy_api.latest import ComfyExtension, io
+
+from . import host
+from .body_nodes import LoadSMPLModel, LoadSMPLMotion
+from .motion_map_nodes import RenderMotionMap
+
+NODES: list[type[io.ComfyNode]] = [LoadSMPLModel, LoadSMPLMotion, RenderMotionMap]
+
+
+class CoMoViExtension(ComfyExtension):
+    async def get_node_list(self) -> list[type[io.ComfyNode]]:
+        return NODES
+
+
+async def comfy_entrypoint() -> CoMoViExtension:
+    host.register_model_folders()
+    return CoMoViExtension()

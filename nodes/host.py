@@ -1,0 +1,50 @@
+"""The few host services nodes use: model folders, device, progress and interrupt."""
+
+from __future__ import annotations
+
+import os
+
+import comfy.model_management
+import comfy.utils
+import folder_paths
+
+SMPL_FOLDER = "smpl"
+STANDIN_CHOICE = "built-in mannequin (NOT SMPL, demo only)"
+
+
+def register_model_folders() -> None:
+    """Declare ComfyUI's ``models/smpl`` folder (for SMPL_NEUTRAL.pkl / .npz)."""
+    folder_paths.add_model_folder_path(SMPL_FOLDER, os.path.join(folder_paths.models_dir, SMPL_FOLDER))
+    folder_paths.folder_names_and_paths[SMPL_FOLDER][1].update({".pkl", ".npz"})
+
+
+def smpl_choices() -> list[str]:
+    return [STANDIN_CHOICE] + folder_paths.get_filename_list(SMPL_FOLDER)
+
+
+def smpl_path(choice: str) -> str | None:
+    return None if choice == STANDIN_CHOICE else folder_paths.get_full_path_or_raise(SMPL_FOLDER, choice)
+
+
+def input_file(name: str) -> str:
+    return folder_paths.get_annotated_filepath(name)
+
+
+def input_files(extension: str) -> list[str]:
+    folder = folder_paths.get_input_directory()
+    return sorted(f for f in os.listdir(folder) if f.lower().endswith(extension)) if os.path.isdir(folder) else []
+
+
+def torch_device():
+    return comfy.model_management.get_torch_device()
+
+
+class Progress:
+    """Progress bar + cancellation between units of work."""
+
+    def __init__(self, total: int):
+        self.bar = comfy.utils.ProgressBar(total)
+
+    def step(self, n: int = 1) -> None:
+        comfy.model_management.throw_exception_if_processing_interrupted()
+        self.bar.update(n)

@@ -1,0 +1,50 @@
+"""RenderMotionMap: SMPL motion -> motion-map IMAGE batch and body MASK."""
+
+from __future__ import annotations
+
+import torch
+from comfy_api.latest import io
+
+from ..comovi_core.body.smpl import camera_vertices
+from ..comovi_core.motion_map.render import BACKENDS, iter_motion_maps
+from ..comovi_core.motion_map.shading import DEFAULT_SHADING, SHADINGS
+from . import host
+from .sockets import SMPLModel, SMPLMotion
+
+
+class RenderMotionMap(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="CoMoViRenderMotionMap",
+            display_name="Render Motion Map (CoMoVi)",
+            category="CoMoVi/body",
+            description="Renders the SMPL body as CoMoVi's 2D motion map (normals + body parts).",
+            inputs=[
+                SMPLModel.Input("smpl_model"),
+                SMPLMotion.Input("smpl_motion"),
+                io.Int.Input("width", default=0, min=0, max=8192, step=2, tooltip="0 = the motion's camera size"),
+                io.Int.Input("height", default=0, min=0, max=8192, step=2, tooltip="0 = the motion's camera size"),
+                io.Combo.Input("shading", options=list(SHADINGS), default=DEFAULT_SHADING,
+                               tooltip="comovi_v1 matches the released model's training data; flat is the paper's unshaded map"),
+                io.Combo.Input("backend", options=list(BACKENDS), default="auto",
+                               tooltip="torch needs no OpenGL; pyrender uses OpenGL (EGL/OSMesa)"),
+            ],
+            outputs=[io.Image.Output(display_name="motion_map"), io.Mask.Output(display_name="mask")],
+        )
+
+    @classmethod
+    def execute(cls, smpl_model, smpl_motion, width, height, shading, backend) -> io.NodeOutput:
+        camera = smpl_motion.camera
+        if width or height:
+            camera = camera.resized(height or camera.height, width or camera.width)
+        model = smpl_model.to(host.torch_device())
+        progress = host.Progress(smpl_motion.num_frames)
+        images, masks = [], []
+        with torch.inference_mode():
+            vertices = camera_vertices(model, smpl_motion).vertices
+            for chunk in iter_motion_maps(vertices, model.faces, model.part_ids, camera, shading, backend):
+                images.append(chunk.images.cpu())
+                masks.append(chunk.mask.float().cpu())
+                progress.step(len(chunk.images))
+        return io.NodeOutput(torch.cat(images), torch.cat(masks))

@@ -1,0 +1,6 @@
+"""Custom socket types, declared once. Their names are part of saved workflows: never rename them."""
+
+from comfy_api.latest import io
+
+SMPLModel = io.Custom("COMOVI_SMPL_MODEL")  # comovi_core.body.smpl.BodyModel
+SMPLMotion = io.Custom("COMOVI_SMPL_MOTION")  # comovi_core.body.motion_file.SMPLMotion

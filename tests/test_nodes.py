@@ -1,0 +1,138 @@
+"""ComfyUI nodes, run through a minimal stand-in for the host (tests/comfy_stub), and the example workflows."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+STUB = Path(__file__).parent / "comfy_stub"
+# core ComfyUI nodes the example workflows may use, with their widget counts
+CORE_NODES = {"PreviewImage": 0, "SaveAnimatedWEBP": 5, "SaveImage": 1, "MaskToImage": 0}
+
+
+@pytest.fixture(scope="module")
+def ext(tmp_path_factory):
+    base = tmp_path_factory.mktemp("comfy")
+    sys.path.insert(0, str(STUB))
+    import folder_paths
+
+    folder_paths.set_base(base)
+    (base / "input").mkdir()
+    (base / "models" / "smpl").mkdir(parents=True)
+    spec = importlib.util.spec_from_file_location("comovi_ext", ROOT / "__init__.py", submodule_search_locations=[str(ROOT)])
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["comovi_ext"] = module
+    spec.loader.exec_module(module)
+    extension = asyncio.run(module.comfy_entrypoint())
+    nodes = {n.define_schema().node_id: n for n in asyncio.run(extension.get_node_list())}
+    yield {"module": module, "nodes": nodes, "base": base, "folder_paths": folder_paths}
+    sys.path.remove(str(STUB))
+
+
+def test_registration(ext):
+    assert ext["module"].WEB_DIRECTORY == "./web"
+    assert set(ext["nodes"]) == {"CoMoViLoadSMPLModel", "CoMoViLoadSMPLMotion", "CoMoViRenderMotionMap"}
+    paths, exts = ext["folder_paths"].folder_names_and_paths["smpl"]
+    assert paths == [str(ext["base"] / "models" / "smpl")] and exts == {".pkl", ".npz"}
+
+
+def test_render_node_matches_core_and_reports_progress(ext):
+    from comovi_ext.comovi_core.body.mannequin import demo_motion
+    from comovi_ext.comovi_core.body.smpl import camera_vertices, load_body_model
+    from comovi_ext.comovi_core.motion_map.render import render_motion_map
+
+    nodes = ext["nodes"]
+    model = nodes["CoMoViLoadSMPLModel"].execute("built-in mannequin (NOT SMPL, demo only)").args[0]
+    motion = nodes["CoMoViLoadSMPLMotion"].execute("demo: mannequin waving (built-in)").args[0]
+    import comfy.utils
+
+    images, mask = nodes["CoMoViRenderMotionMap"].execute(model, motion, 128, 72, "comovi_v1", "torch").args
+    assert images.shape == (33, 72, 128, 3) and mask.shape == (33, 72, 128) and images.dtype == torch.float32
+    bar = comfy.utils.ProgressBar.instances[-1]
+    assert bar.current == bar.total == 33
+    camera = motion.camera.resized(72, 128)
+    body = load_body_model(None)
+    ref = render_motion_map(camera_vertices(body, motion).vertices, body.faces, body.part_ids, camera, "comovi_v1", "torch")
+    torch.testing.assert_close(images, ref.images, rtol=0, atol=0)
+    assert torch.equal(mask.bool(), ref.mask)
+    assert (images[mask == 0] == 1.0).all() and 0.02 < mask.mean() < 0.5
+    assert images[mask > 0].min() >= 0.2 - 1e-6
+
+
+def test_loaders_read_user_files(ext, tmp_path):
+    from comovi_ext.comovi_core.body.mannequin import demo_motion
+    from comovi_ext.comovi_core.body.motion_file import save_motion
+    from synthetic_smpl import write_chumpy_pickle
+
+    write_chumpy_pickle(ext["base"] / "models" / "smpl" / "SMPL_NEUTRAL.pkl")
+    save_motion(ext["base"] / "input" / "clip.npz", demo_motion(num_frames=5))
+    load_model, load_motion = ext["nodes"]["CoMoViLoadSMPLModel"], ext["nodes"]["CoMoViLoadSMPLMotion"]
+    model_input = load_model.define_schema().inputs[0]
+    assert model_input.options[1:] == ["SMPL_NEUTRAL.pkl"]
+    assert "clip.npz" in load_motion.define_schema().inputs[0].options
+    model = load_model.execute("SMPL_NEUTRAL.pkl").args[0]
+    assert not model.is_standin and model.faces.shape == (13684, 3)
+    motion = load_motion.execute("clip.npz").args[0]
+    assert motion.num_frames == 5 and motion.camera.image_size == (704, 1280)
+
+
+def test_interrupt_stops_rendering(ext):
+    import comfy.model_management as mm
+
+    nodes = ext["nodes"]
+    model = nodes["CoMoViLoadSMPLModel"].execute("built-in mannequin (NOT SMPL, demo only)").args[0]
+    motion = nodes["CoMoViLoadSMPLMotion"].execute("demo: mannequin waving (built-in)").args[0]
+    mm.INTERRUPT["flag"] = True
+    with pytest.raises(mm.InterruptProcessingException):
+        nodes["CoMoViRenderMotionMap"].execute(model, motion, 64, 36, "flat", "torch")
+
+
+def _widget_inputs(schema):
+    return [i for i in schema.inputs if i.is_widget]
+
+
+@pytest.mark.parametrize("workflow", sorted((ROOT / "example_workflows").glob("*.json")), ids=lambda p: p.name)
+def test_example_workflows_use_registered_nodes_with_valid_inputs(ext, workflow):
+    data = json.loads(workflow.read_text())
+    ours = ext["nodes"]
+    link_ids = {link[0] for link in data["links"]}
+    for node in data["nodes"]:
+        kind = node["type"]
+        assert kind in ours or kind in CORE_NODES, f"{workflow.name}: unknown node type {kind}"
+        for socket in node.get("inputs", []):
+            assert socket.get("link") is None or socket["link"] in link_ids
+        if kind in CORE_NODES:
+            assert len(node["widgets_values"]) == CORE_NODES[kind]
+            continue
+        schema = ours[kind].define_schema()
+        widgets = _widget_inputs(schema)
+        assert len(node["widgets_values"]) == len(widgets), f"{kind}: widget count"
+        for spec, value in zip(widgets, node["widgets_values"]):
+            if spec.options is not None:
+                assert value in spec.options, f"{kind}.{spec.id}: {value!r} not in {spec.options}"
+            if spec.min is not None:
+                assert spec.min <= value <= spec.max, f"{kind}.{spec.id}: {value} outside [{spec.min}, {spec.max}]"
+        sockets = [i.id for i in schema.inputs if not i.is_widget]
+        assert [s["name"] for s in node.get("inputs", [])] == sockets
+
+
+def test_core_never_imports_comfyui():
+    code = (
+        "import importlib, pkgutil, sys, comovi_core\n"
+        "names = [m.name for m in pkgutil.walk_packages(comovi_core.__path__, 'comovi_core.')]\n"
+        "for name in names:\n"
+        "    importlib.import_module(name)\n"
+        "bad = [m for m in sys.modules if m.split('.')[0] in ('comfy', 'comfy_api', 'folder_paths', 'server', 'nodes')]\n"
+        "print(len(names), bad)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
+    assert int(out[0]) >= 15 and out[1] == "[]"
