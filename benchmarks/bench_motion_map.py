@@ -8,6 +8,7 @@ the script prints the total time, the time per frame and PASS/FAIL against the t
 
     python benchmarks/bench_motion_map.py                      # torch backend, 81 frames at 704x1280
     python benchmarks/bench_motion_map.py --backends torch --frames 33 --shading flat
+    python benchmarks/bench_motion_map.py --backends torch,pyrender   # OpenGL too (target <= 4 s)
 
 Writes no files.
 """

@@ -82,7 +82,10 @@ def uv_sphere(center, radius: float, rings: int = 14, segments: int = 20) -> tup
     ring_pts = np.stack((np.sin(t) * np.cos(p), np.cos(t), np.sin(t) * np.sin(p)), -1).reshape(-1, 3)
     verts = np.concatenate(([[0, 1, 0]], ring_pts, [[0, -1, 0]])) * radius + np.asarray(center, float)
     top, bottom = 0, len(verts) - 1
-    ring = lambda i, j: 1 + i * segments + j % segments  # noqa: E731
+
+    def ring(i: int, j: int) -> int:  # vertex index of latitude i, longitude j
+        return 1 + i * segments + j % segments
+
     faces = []
     for j in range(segments):
         faces.append((top, ring(0, j + 1), ring(0, j)))

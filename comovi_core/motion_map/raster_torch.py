@@ -28,10 +28,11 @@ How the picture is made (the same picture as the release's PyTorch3D render and 
 * Degenerate faces (zero projected area, or non-finite coordinates) cover nothing.
 
 Memory is bounded whatever the triangle sizes: frames go through the z-buffer in chunks of at most
-``MAX_BUFFER_PIXELS`` pixels, faces are cut into rows at most about ``MAX_ROWS`` at a time, and rows
-are expanded into pixels at most about ``MAX_PAIRS`` at a time; covered pixels are shaded at most
-``MAX_SHADE_PIXELS`` at a time. Per-face and per-row set-up and the barycentrics of covered pixels are
-float64; the per-(face, pixel) z-buffer work is float32 and int32.
+``MAX_BUFFER_PIXELS`` pixels and ``MAX_FACE_INSTANCES`` faces (but at least one frame), faces are cut
+into rows at most about ``MAX_ROWS`` at a time, rows are expanded into pixels at most about
+``MAX_PAIRS`` at a time and covered pixels are shaded at most ``MAX_SHADE_PIXELS`` at a time.
+Per-face and per-row set-up and the barycentrics of covered pixels are float64; the per-(face, pixel)
+z-buffer work is float32 and int32 (1-D gathers with int32 indices are several times faster on CPU).
 """
 
 from __future__ import annotations
@@ -48,7 +49,8 @@ from .shading import BACKGROUND, check_shading, shade
 log = logging.getLogger(__name__)
 
 NEAR_PLANE = 1e-3  # faces with a vertex at camera z <= this are skipped
-MAX_BUFFER_PIXELS = 1 << 24  # z-buffer entries (frames x H x W) per frame chunk, 128 MiB (at least one frame)
+MAX_BUFFER_PIXELS = 1 << 23  # z-buffer entries (frames x H x W) per frame chunk, 64 MiB (at least one frame)
+MAX_FACE_INSTANCES = 1 << 19  # frames x F faces set up per frame chunk, ~200 bytes each (at least one frame)
 MAX_ROWS = 1 << 20  # (face, row) pieces set up at once (plus at most one face's height)
 MAX_PAIRS = 1 << 22  # (face, pixel) pairs expanded at once (plus at most one row's width); < 2^24
 MAX_SHADE_PIXELS = 1 << 20  # covered pixels shaded at once
@@ -133,6 +135,8 @@ def _check_inputs(vertices, faces, colors, normals) -> None:
     devices = {t.device for t in (vertices, faces, colors, normals)}
     if len(devices) != 1:
         raise CoMoViError(f"vertices, faces, colors and normals must be on one device, got {sorted(map(str, devices))}")
+    if int(faces.min()) < 0 or int(faces.max()) >= vertices.shape[1]:
+        raise CoMoViError(f"faces index vertices outside 0..{vertices.shape[1] - 1}")
 
 
 def _ranges(sizes: torch.Tensor, budget: int) -> list[tuple[int, int]]:
@@ -179,7 +183,7 @@ def _project_faces(vertices: torch.Tensor, faces: torch.Tensor, camera: PinholeC
     safe_z = torch.where(in_front, z, torch.ones_like(z))
     vx, vy, viz = fx * verts[:, 0] / safe_z + cx, fy * verts[:, 1] / safe_z + cy, 1.0 / safe_z  # (T * V,) each
     offsets = torch.arange(num_frames, device=vertices.device) * num_verts
-    corner_index = (offsets[:, None, None] + faces[None]).reshape(-1, 3)  # (N, 3) rows of (T * V)
+    corner_index = (offsets[:, None, None] + faces[None]).reshape(-1, 3).to(torch.int32)  # (N, 3) rows of (T * V)
     x, y, iz = ([t.index_select(0, corner_index[:, k]) for k in range(3)] for t in (vx, vy, viz))  # 3 x (N,) each
     drawable = in_front.index_select(0, corner_index.reshape(-1)).reshape(-1, 3).all(-1)  # (N,)
 
@@ -214,11 +218,12 @@ def _project_faces(vertices: torch.Tensor, faces: torch.Tensor, camera: PinholeC
 
 
 def _row_runs(pf: _Faces, inst: torch.Tensor, num_faces: int, height: int, width: int) -> _Runs:
-    """Runs of covered pixel centres on every row of the face instances ``inst`` (n,) int64."""
+    """Runs of covered pixel centres on every row of the face instances ``inst`` (n,) int32."""
     counts = pf.rows.index_select(0, inst)  # (n,)
     total = int(counts.sum())
-    local = torch.repeat_interleave(torch.arange(inst.numel(), device=inst.device), counts, output_size=total)  # (R,)
-    piece = inst.index_select(0, local)  # (R,) face instance of each row
+    position = torch.arange(inst.numel(), device=inst.device, dtype=torch.int32)
+    local = torch.repeat_interleave(position, counts, output_size=total)  # (R,) int32
+    piece = inst.index_select(0, local)  # (R,) int32 face instance of each row
     first_row = pf.row_lo.index_select(0, inst) - (torch.cumsum(counts, 0) - counts)  # (n,) row minus position
     row = first_row.index_select(0, local) + torch.arange(total, device=inst.device)  # (R,) int64
     yc = row.to(torch.float64) + 0.5  # (R,) pixel-centre y
@@ -231,15 +236,15 @@ def _row_runs(pf: _Faces, inst: torch.Tensor, num_faces: int, height: int, width
     col_lo = torch.ceil(lower - 0.5).clamp_(0, width).long()  # first centre c + 0.5 >= lower
     col_hi = torch.floor(upper - 0.5).clamp_(-1, width - 1).long()  # last centre c + 0.5 <= upper
     span = col_hi - col_lo + 1
-    keep = torch.nonzero(span > 0).squeeze(1)  # (R',) rows that cover a pixel centre
+    keep = torch.nonzero(span > 0).squeeze(1).to(torch.int32)  # (R',) rows that cover a pixel centre
     piece, row, col_lo, span, yc = (t.index_select(0, keep) for t in (piece, row, col_lo, span, yc))
     iz_x = pf.iz_x.index_select(0, piece)
     x_start = col_lo.to(torch.float64) + 0.5
     iz_start = iz_x * x_start + pf.iz_y.index_select(0, piece) * yc + pf.iz_c.index_select(0, piece)
     frame = torch.div(piece, num_faces, rounding_mode="floor")
     return _Runs(
-        (piece - frame * num_faces).to(torch.int32),
-        (frame * height + row) * width + col_lo,
+        piece - frame * num_faces,
+        (frame.long() * height + row) * width + col_lo,
         span,
         iz_start.to(torch.float32),
         iz_x.to(torch.float32),
@@ -266,7 +271,7 @@ def _splat_runs(runs: _Runs, keys: torch.Tensor) -> None:
 def _zbuffer(pf: _Faces, keys: torch.Tensor, num_faces: int, height: int, width: int) -> None:
     """Fill ``keys`` (T * H * W,) int64 with (bits(1/z) << 32) | face of the nearest surface, -1 elsewhere."""
     keys.fill_(-1)
-    inst = torch.nonzero(pf.rows).squeeze(1)  # (n,) face instances touching the image
+    inst = torch.nonzero(pf.rows).squeeze(1).to(torch.int32)  # (n,) face instances touching the image
     for f_start, f_end in _ranges(pf.rows.index_select(0, inst), MAX_ROWS):
         runs = _row_runs(pf, inst[f_start:f_end], num_faces, height, width)
         for r_start, r_end in _ranges(runs.span, MAX_PAIRS):
@@ -278,21 +283,23 @@ def _shade_pixels(
     face: torch.Tensor,
     pf: _Faces,
     attributes: torch.Tensor,
-    faces: torch.Tensor,
+    corners: torch.Tensor,
+    num_verts: int,
     shading: str,
     height: int,
     width: int,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Shade covered pixels: flat indices (M,) into (T * H * W) and the faces (M,) that won them.
+    """Shade covered pixels: flat indices (M,) int64 into (T * H * W) and the faces (M,) int32 that won them.
 
-    attributes (T, V, 9) float32 per-vertex colour, normal and position; faces (F, 3) int64.
-    Returns colours (M, 3) and depths (M,), float32.
+    attributes (9, T * V) float32 per-vertex colour, normal and position (channel-major: one gather
+    per channel is much faster than gathering rows); corners (3, F) int32 the faces' vertex indices;
+    num_verts = V. Returns colours (M, 3) and depths (M,), float32.
     """
     frame = torch.div(pixel, height * width, rounding_mode="floor")
     in_frame = pixel - frame * (height * width)
     row = torch.div(in_frame, width, rounding_mode="floor")
     col = in_frame - row * width
-    inst = frame * faces.shape[0] + face  # (M,)
+    inst = (frame * corners.shape[1] + face).to(torch.int32)  # (M,)
     at = lambda t: t.index_select(0, inst)  # noqa: E731  (N,) -> (M,) float64
     dx = col.to(torch.float64) + 0.5 - at(pf.x0)
     dy = row.to(torch.float64) + 0.5 - at(pf.y0)
@@ -303,14 +310,20 @@ def _shade_pixels(
     b0 = 1 - b1 - b2
     weighted = [b.clamp_min_(0).mul_(at(iz)) for b, iz in ((b0, pf.iz0), (b1, pf.iz1), (b2, pf.iz2))]  # 3 x (M,)
     inv_z = weighted[0] + weighted[1] + weighted[2]  # (M,)
-    table = attributes.reshape(-1, 9)
-    corner = faces.index_select(0, face) + frame[:, None] * attributes.shape[1]  # (M, 3) rows of (T * V)
-    mixed = None  # (M, 9) perspective-correct interpolation of colour, normal and position
-    for k in range(3):
-        weight = (weighted[k] / inv_z).to(torch.float32)[:, None]
-        value = table.index_select(0, corner[:, k])  # (M, 9)
-        mixed = value.mul_(weight) if mixed is None else mixed.addcmul_(value, weight)
-    shaded = shade(mixed[:, 0:3], mixed[:, 3:6], mixed[:, 6:9], shading).clamp_(0.0, 1.0)
+    first_vertex = (frame * num_verts).to(torch.int32)  # (M,) the frame's vertex 0 in (T * V)
+    mixed = torch.empty((9, pixel.numel()), dtype=torch.float32, device=pixel.device)  # (9, M)
+    value = torch.empty_like(mixed)
+    for k in range(3):  # perspective-correct interpolation of colour, normal and position
+        vertex = corners[k].index_select(0, face) + first_vertex  # (M,)
+        for channel in range(9):
+            torch.index_select(attributes[channel], 0, vertex, out=value[channel])
+        weight = (weighted[k] / inv_z).to(torch.float32)  # (M,)
+        if k == 0:
+            torch.mul(value, weight, out=mixed)
+        else:
+            mixed.addcmul_(value, weight)
+    color, normal, point = (mixed[c : c + 3].T.contiguous() for c in (0, 3, 6))  # (M, 3) each
+    shaded = shade(color, normal, point, shading).clamp_(0.0, 1.0)
     return shaded, inv_z.reciprocal_().to(torch.float32)
 
 
@@ -331,13 +344,18 @@ def render_frames(
     check_shading(shading)
     _check_inputs(vertices, faces, colors, normals)
     faces = faces.long()
-    num_frames, height, width = vertices.shape[0], camera.height, camera.width
-    if height * width >= 2**31:  # flat pixel indices are int32
-        raise CoMoViError(f"image {height}x{width} is too large for the torch renderer; render at a lower resolution")
+    (num_frames, num_verts), num_faces = vertices.shape[:2], faces.shape[0]
+    height, width = camera.height, camera.width
+    if max(height * width, num_verts, num_faces) >= 2**31:  # pixel, vertex and face indices are int32
+        raise CoMoViError(
+            f"a {height}x{width} image of a mesh with {num_verts} vertices and {num_faces} faces is too large for "
+            "the torch renderer; render at a lower resolution or with a smaller mesh"
+        )
     device = vertices.device
     images = torch.full((num_frames, height, width, 3), BACKGROUND, dtype=torch.float32, device=device)
     depth = torch.zeros((num_frames, height, width), dtype=torch.float32, device=device)
-    step = max(1, MAX_BUFFER_PIXELS // (height * width))
+    corners = faces.T.to(torch.int32).contiguous()  # (3, F)
+    step = max(1, min(MAX_BUFFER_PIXELS // (height * width), MAX_FACE_INSTANCES // num_faces, (2**31 - 1) // num_verts))
     buffer = torch.empty(min(step, num_frames) * height * width, dtype=torch.int64, device=device)
     with torch.no_grad():
         for start in range(0, num_frames, step):
@@ -345,13 +363,14 @@ def render_frames(
             verts = vertices[chunk]
             keys = buffer[: verts.shape[0] * height * width]
             pf = _project_faces(verts, faces, camera)
-            _zbuffer(pf, keys, faces.shape[0], height, width)
+            _zbuffer(pf, keys, num_faces, height, width)
             attributes = torch.cat((colors[chunk], normals[chunk], verts), -1).to(torch.float32)  # (T', V, 9)
+            attributes = attributes.reshape(-1, 9).T.contiguous()  # (9, T' * V)
             covered = torch.nonzero(keys >= 0).squeeze(1)  # (M,) flat pixel indices
             for first in range(0, covered.numel(), MAX_SHADE_PIXELS):
                 pixel = covered[first : first + MAX_SHADE_PIXELS]
-                face = keys.index_select(0, pixel) & _FACE_MASK
-                shaded, z = _shade_pixels(pixel, face, pf, attributes, faces, shading, height, width)
+                face = (keys.index_select(0, pixel.to(torch.int32)) & _FACE_MASK).to(torch.int32)
+                shaded, z = _shade_pixels(pixel, face, pf, attributes, corners, num_verts, shading, height, width)
                 images[chunk].view(-1, 3).index_copy_(0, pixel, shaded)
                 depth[chunk].view(-1).index_copy_(0, pixel, z)
             log.debug("torch rasterizer: frames %d-%d, %d pixels covered", start, start + len(verts) - 1, len(covered))

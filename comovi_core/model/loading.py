@@ -1,0 +1,275 @@
+"""Load weights into the dual-branch model from every layout users have (SPEC §2, §3).
+
+Accepted, detected by key names and shapes (never by file name):
+    wan_original    base Wan2.2-TI2V-5B, original/ComfyUI single file (``blocks.N.self_attn.q.weight``;
+                    ComfyUI's ``model.diffusion_model.`` prefix is accepted; fp16/bf16/fp8 tensors)
+    wan_diffusers   base Wan2.2-TI2V-5B, diffusers folder (``transformer/`` with sharded safetensors)
+    comovi_release  the release's CoMoVi file (``rgb_blocks.*``, ``motion_blocks.*``, ``zero_linear_blocks.*``,
+                    ``smpl_*`` and shared embeddings)
+    comovi          our own training checkpoints (``rgb.*``, ``motion.*``, ``zero_linears.*``, ``smpl_head.*``)
+
+Several files load in order, later ones overriding earlier ones (base first, then CoMoVi on top, as
+the release does). A base alone gives an untrained copy: the motion branch copies the RGB branch and
+the zero-linears are zero. Tensors are read lazily with ``safe_open`` and assigned one at a time into
+a model built on the meta device, so peak host RAM stays near one copy of the weights.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from accelerate import init_empty_weights
+from safetensors import safe_open
+
+from ..errors import CoMoViError
+from .config import CoMoViConfig
+from .dual import CoMoViTransformer
+from .keys import part_of, release_to_ours, wan_original_to_diffusers
+
+log = logging.getLogger(__name__)
+
+COMFY_PREFIXES = ("model.diffusion_model.", "diffusion_model.")
+FORMATS = ("wan_original", "wan_diffusers", "comovi_release", "comovi")
+
+
+@dataclass
+class TensorRef:
+    file: Path  # safetensors file holding the tensor
+    name: str  # key inside that file
+    shape: tuple  # stored shape
+    dtype: str  # stored dtype, e.g. "BF16", "F8_E4M3"
+
+
+@dataclass
+class Checkpoint:
+    path: Path  # what the user gave
+    format: str  # one of FORMATS
+    tensors: dict[str, TensorRef]  # our key -> where it is stored
+    unmapped: list[str] = field(default_factory=list)  # stored keys with no place in the model
+    config: dict | None = None  # our JSON meta (format "comovi") or diffusers config.json
+
+    @property
+    def has_smpl_head(self) -> bool:
+        return any(k.startswith("smpl_head.") for k in self.tensors)
+
+
+def safetensors_files(path: str | Path) -> list[Path]:
+    """A .safetensors file, or a (diffusers) folder -> its weight files."""
+    path = Path(path).expanduser()
+    if path.is_file():
+        if path.suffix != ".safetensors":
+            raise CoMoViError(f"{path}: only .safetensors weights are loaded (no pickled .pt/.bin/.ckpt); convert it first")
+        return [path]
+    if path.is_dir():
+        for folder in (path / "transformer", path):
+            files = sorted(folder.glob("*.safetensors"))
+            if files:
+                return files
+        raise CoMoViError(f"{path}: no .safetensors files in it (or in its transformer/ subfolder)")
+    raise CoMoViError(f"checkpoint not found: {path}")
+
+
+def _stored_keys(files: list[Path]) -> dict[str, TensorRef]:
+    keys = {}
+    for file in files:
+        with safe_open(str(file), framework="pt") as fh:
+            for name in fh.keys():
+                sl = fh.get_slice(name)
+                keys[name] = TensorRef(file, name, tuple(sl.get_shape()), sl.get_dtype())
+    return keys
+
+
+def _strip(name: str) -> str:
+    for prefix in COMFY_PREFIXES:
+        if name.startswith(prefix):
+            return name[len(prefix):]
+    return name
+
+
+def detect_format(names) -> str:
+    names = [_strip(n) for n in names]
+    if any(n.startswith(("rgb_blocks.", "motion_blocks.", "zero_linear_blocks.", "rgb_patch_embedding")) for n in names):
+        return "comovi_release"
+    if any(n.startswith(("rgb.", "motion.")) for n in names):
+        return "comovi"
+    if any(n.startswith("blocks.0.self_attn.") for n in names):
+        return "wan_original"
+    if any(n.startswith("blocks.0.attn1.") for n in names):
+        return "wan_diffusers"
+    if any(n.startswith(("encoder.", "decoder.", "conv1.")) for n in names):
+        raise CoMoViError("this is a VAE checkpoint, not a transformer: load it as the VAE (Wan2.2 VAE, z_dim 48)")
+    sample = ", ".join(sorted(names)[:5])
+    raise CoMoViError(f"unrecognised checkpoint layout (first keys: {sample}); expected Wan2.2-TI2V-5B or CoMoVi weights")
+
+
+def _our_key(name: str, fmt: str) -> str | None:
+    name = _strip(name)
+    if fmt == "comovi":
+        return name
+    if fmt == "comovi_release":
+        return release_to_ours(name)
+    mapped = wan_original_to_diffusers(name) if fmt == "wan_original" else name
+    return f"rgb.{mapped}" if mapped else None
+
+
+def open_checkpoint(path: str | Path) -> Checkpoint:
+    """Read key names and shapes (no tensor data) and map them to our keys."""
+    files = safetensors_files(path)
+    stored = _stored_keys(files)
+    fmt = detect_format(stored)
+    tensors, unmapped = {}, []
+    for name, ref in stored.items():
+        ours = _our_key(name, fmt)
+        if ours is None:
+            unmapped.append(name)
+        else:
+            tensors[ours] = ref
+    config = None
+    meta_file = Path(path) if Path(path).is_dir() else Path(path).with_suffix(".json")
+    for candidate in (meta_file / "transformer" / "config.json", meta_file / "config.json", meta_file):
+        if candidate.is_file() and candidate.suffix == ".json":
+            config = json.loads(candidate.read_text())
+            break
+    return Checkpoint(Path(path), fmt, tensors, unmapped, config)
+
+
+def check_compatible(ckpt: Checkpoint, config: CoMoViConfig) -> None:
+    """Name the mismatch when a file belongs to another model (Wan2.1/14B, other sizes)."""
+    ref = ckpt.tensors.get("rgb.patch_embedding.weight") or ckpt.tensors.get("motion.patch_embedding.weight")
+    if ref is not None:
+        dim, channels = ref.shape[0], ref.shape[1]
+        if channels != config.in_channels:
+            hint = " (a Wan2.1 or Wan2.2-14B file: those use the 16-channel VAE)" if channels in (16, 36) else ""
+            raise CoMoViError(
+                f"{ckpt.path}: the patch embedding takes {channels} latent channels{hint}; CoMoVi needs Wan2.2-TI2V-5B "
+                f"with {config.in_channels} channels (Wan2.2 VAE, z_dim 48)"
+            )
+        if dim != config.hidden_size:
+            size = {5120: " (Wan 14B)", 1536: " (Wan 1.3B)", 3072: " (Wan2.2 5B)"}.get(dim, "")
+            raise CoMoViError(f"{ckpt.path}: hidden size {dim}{size} does not match the model's {config.hidden_size}")
+    blocks = {int(k.split(".")[2]) for k in ckpt.tensors if k.startswith("rgb.blocks.")}
+    if blocks and max(blocks) + 1 != config.num_layers:
+        raise CoMoViError(f"{ckpt.path}: has {max(blocks) + 1} transformer blocks, the model has {config.num_layers}")
+
+
+@dataclass
+class LoadReport:
+    loaded: Counter  # part -> tensors loaded from files
+    copied: int  # motion-branch tensors copied from the RGB branch (base weights only)
+    zeroed: int  # zero-linear tensors initialised to zero
+    unexpected: dict[str, list[str]]  # file -> stored keys with no place in the model
+    has_smpl_head: bool  # whether the loaded model has its 3D head
+
+    def summary(self) -> str:
+        parts = ", ".join(f"{part}: {n} tensors" for part, n in sorted(self.loaded.items()))
+        lines = [f"loaded {parts}"]
+        if self.copied:
+            lines.append(f"motion branch: {self.copied} tensors copied from the RGB branch (untrained copy)")
+        if self.zeroed:
+            lines.append(f"zero-linear coupling: {self.zeroed} tensors set to zero (untrained)")
+        if not self.has_smpl_head:
+            lines.append("no 3D head in the weights: the model runs without it (no SMPL poses)")
+        for file, keys in self.unexpected.items():
+            lines.append(f"{file}: {len(keys)} tensors ignored (no place in this model), e.g. {keys[:3]}")
+        return "; ".join(lines)
+
+
+def _set_tensor(model: torch.nn.Module, key: str, value: torch.Tensor) -> None:
+    module_name, _, name = key.rpartition(".")
+    module = model.get_submodule(module_name)
+    if name in module._parameters:
+        module._parameters[name] = torch.nn.Parameter(value, requires_grad=False)
+    else:
+        module._buffers[name] = value
+
+
+def build_model(config: CoMoViConfig, device: str | torch.device = "meta") -> CoMoViTransformer:
+    """The model with parameters on ``device`` (``meta``: no memory until weights are assigned)."""
+    if str(device) == "meta":
+        with init_empty_weights(include_buffers=False):
+            return CoMoViTransformer(config)
+    model = CoMoViTransformer(config).to(device)
+    model.initialize_weights()
+    return model
+
+
+def load_model(config: CoMoViConfig, paths, dtype: torch.dtype = torch.bfloat16, device="cpu") -> tuple[CoMoViTransformer, LoadReport]:
+    """Build the model and fill it from ``paths`` (loaded in order, later files win)."""
+    checkpoints = [open_checkpoint(p) for p in ([paths] if isinstance(paths, (str, Path)) else paths)]
+    if not checkpoints:
+        raise CoMoViError("no checkpoint given: pass the Wan2.2-TI2V-5B weights and/or the CoMoVi file")
+    for ckpt in checkpoints:
+        check_compatible(ckpt, config)
+    model = build_model(config, "meta")
+    expected = {k: p.shape for k, p in model.state_dict().items() if p.is_meta}
+    source: dict[str, TensorRef] = {}
+    unexpected: dict[str, list[str]] = defaultdict(list)
+    for ckpt in checkpoints:
+        for key, ref in ckpt.tensors.items():
+            if key in expected:
+                source[key] = ref
+            else:
+                unexpected[str(ckpt.path)].append(ref.name)
+        unexpected[str(ckpt.path)].extend(ckpt.unmapped)
+    unexpected = {f: ks for f, ks in unexpected.items() if ks}
+
+    has_head = any(k.startswith("smpl_head.") for k in source)
+    if not has_head and model.smpl_head is not None:
+        model.smpl_head = None
+        expected = {k: s for k, s in expected.items() if not k.startswith("smpl_head.")}
+
+    loaded, copied, zeroed = Counter(), 0, 0
+    for key, ref in _by_file(source):
+        value = ref.value.to(dtype) if ref.value.is_floating_point() else ref.value
+        if tuple(value.shape) != tuple(expected[key]):
+            raise CoMoViError(f"{ref.file}: '{ref.name}' has shape {tuple(value.shape)}, the model expects {tuple(expected[key])} ({part_of(key)})")
+        _set_tensor(model, key, value.to(device))
+        loaded[part_of(key)] += 1
+    missing = [k for k in expected if k not in source]
+    still_missing = []
+    for key in missing:
+        if key.startswith("motion.") and (rgb_key := _rgb_counterpart(key, config)) in source:
+            _set_tensor(model, key, model.get_parameter(rgb_key).detach().clone())
+            copied += 1
+        elif key.startswith("zero_linears."):
+            _set_tensor(model, key, torch.zeros(expected[key], dtype=dtype, device=device))
+            zeroed += 1
+        else:
+            still_missing.append(key)
+    if still_missing:
+        by_part = Counter(part_of(k) for k in still_missing)
+        parts = ", ".join(f"{part} ({n} tensors)" for part, n in by_part.items())
+        raise CoMoViError(f"the checkpoints leave parts of the model without weights: {parts}, e.g. {still_missing[:3]}; "
+                          "pass the base Wan2.2-TI2V-5B weights together with the CoMoVi file")
+    report = LoadReport(loaded, copied, zeroed, unexpected, model.smpl_head is not None)
+    log.info("%s", report.summary())
+    return model.eval(), report
+
+
+def _rgb_counterpart(motion_key: str, config: CoMoViConfig) -> str:
+    rest = motion_key[len("motion."):]
+    if rest.startswith("blocks."):
+        _, j, tail = rest.split(".", 2)
+        return f"rgb.blocks.{int(j) * config.interleave}.{tail}"
+    return f"rgb.{rest}"
+
+
+class _Loaded:
+    def __init__(self, ref: TensorRef, value: torch.Tensor):
+        self.file, self.name, self.value = ref.file, ref.name, value
+
+
+def _by_file(source: dict[str, TensorRef]):
+    """Yield (our key, tensor) reading each file once, one tensor at a time."""
+    by_file = defaultdict(list)
+    for key, ref in source.items():
+        by_file[ref.file].append((key, ref))
+    for file, items in by_file.items():
+        with safe_open(str(file), framework="pt") as fh:
+            for key, ref in items:
+                yield key, _Loaded(ref, fh.get_tensor(ref.name))

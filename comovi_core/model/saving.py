@@ -1,0 +1,52 @@
+"""Write the model in each layout we load: ours (safetensors + JSON meta), the release's CoMoVi
+layout, and the base RGB branch as an original/ComfyUI single file or a diffusers folder. Atomic."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_file
+
+from ..atomic import atomic_path
+from ..errors import CoMoViError
+from .dual import CoMoViTransformer
+from .keys import ours_to_release, wan_diffusers_to_original
+
+LAYOUTS = ("comovi", "comovi_release", "wan_original", "wan_diffusers")
+
+
+def _state(model: CoMoViTransformer) -> dict[str, torch.Tensor]:
+    return {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+
+
+def _write(path: Path, tensors: dict[str, torch.Tensor], metadata: dict | None = None) -> Path:
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata=metadata)
+    return path
+
+
+def save_checkpoint(model: CoMoViTransformer, path: str | Path, layout: str = "comovi", meta: dict | None = None) -> Path:
+    """Save ``model`` at ``path`` in ``layout`` (one of LAYOUTS). Base layouts keep the RGB branch only."""
+    path = Path(path)
+    state = _state(model)
+    if layout == "comovi":
+        info = {"format": "comovi", "config": model.config.to_dict(), **(meta or {})}
+        _write(path, state, {"comovi": json.dumps(info)})
+        with atomic_path(path.with_suffix(".json")) as tmp:
+            tmp.write_text(json.dumps(info, indent=1))
+        return path
+    if layout == "comovi_release":
+        return _write(path, {ours_to_release(k): v for k, v in state.items()})
+    rgb = {k[len("rgb."):]: v for k, v in state.items() if k.startswith("rgb.")}
+    if layout == "wan_original":
+        return _write(path, {"model.diffusion_model." + wan_diffusers_to_original(k): v for k, v in rgb.items()})
+    if layout == "wan_diffusers":
+        folder = path
+        folder.mkdir(parents=True, exist_ok=True)
+        _write(folder / "diffusion_pytorch_model.safetensors", rgb)
+        with atomic_path(folder / "config.json") as tmp:
+            tmp.write_text(json.dumps({"_class_name": "WanTransformer3DModel", **model.rgb.config}, indent=1, default=list))
+        return folder
+    raise CoMoViError(f"unknown layout {layout!r}; choose one of {list(LAYOUTS)}")
