@@ -1,0 +1,78 @@
+"""Memory modes for 24 GB cards: fp8 weight storage, block swap, (gradient checkpointing in dual.py).
+
+- ``enable_fp8_storage``: the blocks of both branches keep their weights in float8 (e4m3) and are
+  upcast layer by layer to the compute dtype (diffusers' layerwise casting hooks); embeddings, norms,
+  the zero-linears and the 3D head stay in the compute dtype. Halves the ~20 GB of bf16 weights.
+- ``enable_block_swap``: the last N (motion block, RGB blocks) pairs live on the offload device and are
+  moved to the compute device together right before their layer and back right after, so one layer's
+  two branches are never split across devices.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+
+import torch
+
+from ..errors import CoMoViError
+from .dual import CoMoViTransformer
+
+log = logging.getLogger(__name__)
+
+
+def enable_fp8_storage(model: CoMoViTransformer, compute_dtype: torch.dtype = torch.bfloat16,
+                       storage_dtype: torch.dtype = torch.float8_e4m3fn) -> None:
+    """Store both branches' weights in ``storage_dtype``; compute in ``compute_dtype``."""
+    for branch in (model.rgb, model.motion):
+        branch.enable_layerwise_casting(storage_dtype=storage_dtype, compute_dtype=compute_dtype)
+
+
+class BlockSwap:
+    """Keeps ``num_pairs`` layer pairs on ``offload_device`` and swaps each in for its own layer."""
+
+    def __init__(self, model: CoMoViTransformer, num_pairs: int, device, offload_device="cpu"):
+        total = model.config.num_motion_blocks
+        if not 0 <= num_pairs <= total:
+            raise CoMoViError(f"block swap: num_pairs must be between 0 and {total} (layer pairs in the model), got {num_pairs}")
+        self.model, self.device, self.offload_device = model, torch.device(device), torch.device(offload_device)
+        self.swapped = set(range(total - num_pairs, total))
+        self.moves = 0  # pairs moved in so far (for logs and tests)
+        for j in range(total):
+            for module in model.pair_modules(j):
+                module.to(self.offload_device if j in self.swapped else self.device)
+        if self.offload_device.type == "cpu" and self.device.type == "cuda":
+            for j in self.swapped:  # pinned host memory makes the copies asynchronous
+                for module in model.pair_modules(j):
+                    for p in module.parameters():
+                        p.data = p.data.pin_memory()
+
+    @contextlib.contextmanager
+    def pair(self, j: int):
+        if j not in self.swapped:
+            yield
+            return
+        modules = self.model.pair_modules(j)
+        for module in modules:
+            module.to(self.device, non_blocking=True)
+        self.moves += 1
+        try:
+            yield
+        finally:
+            for module in modules:
+                module.to(self.offload_device, non_blocking=True)
+
+
+def enable_block_swap(model: CoMoViTransformer, num_pairs: int, device, offload_device="cpu") -> BlockSwap:
+    """Move everything but the swapped pairs to ``device``; returns the swapper (``model.block_swap``)."""
+    swapper = BlockSwap(model, num_pairs, device, offload_device)
+    kept = [m for j in range(model.config.num_motion_blocks) for m in model.pair_modules(j)]
+    kept_ids = {id(p) for m in kept for p in m.parameters()}
+    for p in model.parameters():
+        if id(p) not in kept_ids:
+            p.data = p.data.to(device)
+    for b in model.buffers():
+        b.data = b.data.to(device)
+    model.block_swap = swapper
+    log.info("block swap: %d of %d layer pairs live on %s", num_pairs, model.config.num_motion_blocks, offload_device)
+    return swapper

@@ -1,0 +1,87 @@
+"""Memory modes: fp8 storage, block swap, gradient checkpointing give the same function."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from comovi_core.errors import CoMoViError
+from comovi_core.model.config import get_config
+from comovi_core.model.loading import build_model
+from comovi_core.model.memory import enable_block_swap, enable_fp8_storage
+
+CFG = get_config("tiny")
+
+
+def _model():
+    torch.manual_seed(0)
+    model = build_model(CFG, "cpu").eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.randn_like(p) * 0.1)
+    return model
+
+
+def _inputs(seed=1):
+    g = torch.Generator().manual_seed(seed)
+    lat = lambda: torch.randn(1, 48, 3, 4, 4, generator=g)  # noqa: E731
+    t = torch.full((1, 12), 500.0)
+    t[:, :4] = 0
+    return lat(), lat(), t, torch.randn(1, CFG.text_len, CFG.text_dim, generator=g), torch.randn(1, 144, generator=g)
+
+
+def test_fp8_storage_keeps_weights_in_fp8_and_stays_close():
+    model, inputs = _model(), _inputs()
+    with torch.no_grad():
+        ref = model(*inputs)
+    enable_fp8_storage(model, compute_dtype=torch.float32)
+    assert model.rgb.blocks[0].attn1.to_q.weight.dtype == torch.float8_e4m3fn
+    assert model.motion.blocks[1].ffn.net[2].weight.dtype == torch.float8_e4m3fn
+    assert model.rgb.patch_embedding.weight.dtype == torch.float32  # precision-critical layers are skipped
+    with torch.no_grad():
+        out = model(*inputs)
+    for a, b in ((out.rgb, ref.rgb), (out.motion, ref.motion), (out.smpl_6d, ref.smpl_6d)):
+        rel = float((a - b).norm() / b.norm())
+        assert 1e-4 < rel < 0.1  # fp8 (3 mantissa bits) changes the numbers a little, not the function
+
+
+def test_block_swap_moves_pairs_and_gives_identical_outputs():
+    model, inputs = _model(), _inputs()
+    with torch.no_grad():
+        ref = model(*inputs)
+    swapper = enable_block_swap(model, num_pairs=1, device="cpu", offload_device="cpu")
+    with torch.no_grad():
+        out = model(*inputs)
+    assert swapper.swapped == {1} and swapper.moves == 1
+    assert torch.equal(out.rgb, ref.rgb) and torch.equal(out.motion, ref.motion) and torch.equal(out.smpl_6d, ref.smpl_6d)
+    with pytest.raises(CoMoViError, match="between 0 and 2"):
+        enable_block_swap(model, num_pairs=3, device="cpu")
+
+
+def test_gradient_checkpointing_gives_the_same_gradients():
+    inputs = _inputs()
+    grads = []
+    for checkpointing in (False, True):
+        model = _model().train()
+        model.enable_gradient_checkpointing(checkpointing)
+        for p in model.parameters():
+            p.requires_grad_(True)
+        out = model(*inputs)
+        (out.rgb.square().mean() + out.motion.square().mean() + out.smpl_6d.square().mean()).backward()
+        grads.append({n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None})
+    assert grads[0].keys() == grads[1].keys() and len(grads[0]) > 100
+    for name in grads[0]:
+        torch.testing.assert_close(grads[0][name], grads[1][name], rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_block_swap_on_gpu_keeps_swapped_pairs_on_host():
+    model, inputs = _model(), _inputs()
+    with torch.no_grad():
+        ref = model(*inputs)
+    enable_block_swap(model, num_pairs=1, device="cuda")
+    assert model.motion.blocks[1].attn1.to_q.weight.device.type == "cpu"
+    with torch.no_grad():
+        out = model(*(x.cuda() for x in inputs))
+    torch.testing.assert_close(out.rgb.cpu(), ref.rgb, rtol=1e-4, atol=1e-4)
