@@ -60,9 +60,9 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import torch
 
-from comovi_core.errors import BackendUnavailableError, CoMoViError
-from comovi_core.motion_map.camera import PinholeCamera
-from comovi_core.motion_map.shading import AMBIENT, DIFFUSE, LIGHT_POSITION, SPECULAR, check_shading
+from ..errors import BackendUnavailableError, CoMoViError
+from .camera import PinholeCamera
+from .shading import AMBIENT, DIFFUSE, LIGHT_POSITION, SPECULAR, check_shading
 
 log = logging.getLogger(__name__)
 
