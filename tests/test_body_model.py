@@ -76,7 +76,7 @@ def test_wrong_file_contents_are_named(tmp_path):
         load_model_data(tmp_path / "junk.pkl")
 
 
-def test_forward_matches_smplx_and_rest_skeleton():
+def test_kinematics_rest_skeleton_and_translation():
     model = load_body_model(None)
     assert model.is_standin
     g = torch.Generator().manual_seed(0)
@@ -84,9 +84,17 @@ def test_forward_matches_smplx_and_rest_skeleton():
     go, bp = torch.randn(t, 3, generator=g), 0.4 * torch.randn(t, 69, generator=g)
     betas, transl = torch.randn(10, generator=g), torch.randn(t, 3, generator=g)
     out = model(go, bp, betas, transl)
-    ref = model.smpl(betas=betas.expand(t, -1), global_orient=go, body_pose=bp, transl=transl)
-    torch.testing.assert_close(out.vertices, ref.vertices, rtol=0, atol=2e-6)
-    torch.testing.assert_close(out.joints, ref.joints[:, :24], rtol=0, atol=2e-6)
+    moved = model(go, bp, betas, None)
+    torch.testing.assert_close(out.vertices - transl[:, None], moved.vertices, rtol=0, atol=1e-6)
+    # a pure root rotation rotates the whole rest body about the pelvis joint
+    rot = torch.tensor([[0.0, 0.0, 1.2]])
+    turned = model(rot, torch.zeros(1, 69), betas)
+    still = model(torch.zeros(1, 3), torch.zeros(1, 69), betas)
+    from comovi_core.body.rotations import axis_angle_to_matrix
+
+    pelvis = still.joints[0, 0]
+    expect = (still.vertices[0] - pelvis) @ axis_angle_to_matrix(rot[0]).T + pelvis
+    torch.testing.assert_close(turned.vertices[0], expect, rtol=0, atol=1e-5)
     rest = model(torch.zeros(1, 3), torch.zeros(1, 69))
     np.testing.assert_allclose(rest.joints[0].numpy(), REST_JOINTS, atol=1e-5)
     height = rest.vertices[0, :, 1].max() - rest.vertices[0, :, 1].min()

@@ -319,6 +319,8 @@ def test_bad_inputs_raise_clear_errors():
         render_frames(vertices, faces[:, :2], colors, normals, CAMERA, "flat")
     with pytest.raises(CoMoViError, match="integer vertex indices"):
         render_frames(vertices, faces.float(), colors, normals, CAMERA, "flat")
+    with pytest.raises(CoMoViError, match="faces index vertices outside"):
+        render_frames(vertices, faces + 1, colors, normals, CAMERA, "flat")
     with pytest.raises(CoMoViError, match="unknown shading"):
         render_frames(vertices, faces, colors, normals, CAMERA, "phong")
 

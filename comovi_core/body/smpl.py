@@ -10,7 +10,6 @@ from dataclasses import dataclass
 import numpy as np
 import smplx
 import torch
-from smplx.lbs import batch_rigid_transform, batch_rodrigues, blend_shapes, vertices2joints
 from smplx.utils import Struct
 
 from .model_file import BodyModelData
@@ -69,35 +68,10 @@ class BodyModel(torch.nn.Module):
                 f"got {tuple(global_orient.shape)} and {tuple(body_pose.shape)}"
             )
         betas = torch.zeros(self.num_betas, device=dev, dtype=dt) if betas is None else torch.as_tensor(betas, device=dev, dtype=dt)
-        betas = betas.reshape(-1, betas.shape[-1])[:, : self.num_betas]  # (1 or T, B): one shape is computed once
+        betas = betas.reshape(-1, betas.shape[-1])[:, : self.num_betas]  # (1 or T, B)
         transl = None if transl is None else torch.as_tensor(transl, device=dev, dtype=dt).reshape(t, 3)
-        vertices, joints = self._skin(betas, torch.cat((global_orient, body_pose), dim=1))
-        if transl is not None:
-            vertices, joints = vertices + transl[:, None], joints + transl[:, None]
-        return BodyOutput(vertices, joints)
-
-    def _skin(self, betas: torch.Tensor, pose: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Linear blend skinning with smplx's buffers and helpers, as ``smplx.lbs.lbs`` computes it.
-
-        The last step applies the per-vertex 4x4 transforms with three broadcast multiply-adds
-        instead of smplx's per-vertex batched matmul, which is several times faster on CPU for long clips.
-        betas (1 or T, B), pose (T, 72) -> vertices (T, V, 3), joints (T, 24, 3).
-        """
-        smpl, t = self.smpl, pose.shape[0]
-        v_shaped = smpl.v_template + blend_shapes(betas, smpl.shapedirs)  # (1 or T, V, 3)
-        rest_joints = vertices2joints(smpl.J_regressor, v_shaped).expand(t, -1, -1)  # (T, 24, 3)
-        rot_mats = batch_rodrigues(pose.reshape(-1, 3)).view(t, -1, 3, 3)  # (T, 24, 3, 3)
-        eye = torch.eye(3, dtype=pose.dtype, device=pose.device)
-        pose_feature = (rot_mats[:, 1:] - eye).reshape(t, -1)  # (T, 207)
-        v_posed = v_shaped + (pose_feature @ smpl.posedirs).view(t, -1, 3)  # (T, V, 3)
-        joints, rel_transforms = batch_rigid_transform(rot_mats, rest_joints, smpl.parents, dtype=pose.dtype)
-        # per-vertex transforms laid out (T, 4, 4, V) so the last step runs on contiguous rows
-        rel = rel_transforms.reshape(t, 24, 16).transpose(1, 2).reshape(t * 16, 24)  # (T*16, 24)
-        per_vertex = (rel @ smpl.lbs_weights.T).view(t, 4, 4, -1)  # (T, 4, 4, V)
-        rest = v_posed.transpose(1, 2)  # (T, 3, V)
-        posed = per_vertex[:, :3, 3] + sum(per_vertex[:, :3, k] * rest[:, k : k + 1] for k in range(3))  # (T, 3, V)
-        vertices = posed.transpose(1, 2)
-        return vertices, joints
+        out = self.smpl(betas=betas.expand(t, -1), global_orient=global_orient, body_pose=body_pose, transl=transl)
+        return BodyOutput(out.vertices, out.joints[:, :24])
 
 
 def load_body_model(path=None, gender: str = "neutral", device="cpu") -> BodyModel:

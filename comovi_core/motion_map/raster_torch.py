@@ -49,7 +49,7 @@ from .shading import BACKGROUND, check_shading, shade
 log = logging.getLogger(__name__)
 
 NEAR_PLANE = 1e-3  # faces with a vertex at camera z <= this are skipped
-MAX_BUFFER_PIXELS = 1 << 23  # z-buffer entries (frames x H x W) per frame chunk, 64 MiB (at least one frame)
+MAX_BUFFER_PIXELS = 1 << 24  # z-buffer entries (frames x H x W) per frame chunk, 128 MiB (at least one frame)
 MAX_FACE_INSTANCES = 1 << 19  # frames x F faces set up per frame chunk, ~200 bytes each (at least one frame)
 MAX_ROWS = 1 << 20  # (face, row) pieces set up at once (plus at most one face's height)
 MAX_PAIRS = 1 << 22  # (face, pixel) pairs expanded at once (plus at most one row's width); < 2^24
@@ -150,26 +150,21 @@ def _ranges(sizes: torch.Tensor, budget: int) -> list[tuple[int, int]]:
     return list(zip(cuts[:-1], cuts[1:]))
 
 
-def _edge_line(xa, ya, xb, yb) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Line through screen points a, b (each (N,) float64) as (p, y0, m): x(y) = p + (y - y0) * m.
+def _edge_lines(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The three edges of each face as lines x(y) = p + (y - y0) * m; edge k is opposite corner k.
 
-    The end points are put in a fixed order first (lower y, then lower x), so the two faces that share
-    an edge get bit-identical lines. Horizontal edges get m = 0 and p = x of the first point; callers
-    must not use them as bounds.
+    x, y: (N, 3) float64 screen corners -> p, y0, m: (N, 3) each. Each edge's end points are put in a
+    fixed order first (lower y, then lower x), so the two faces sharing an edge get bit-identical lines.
+    Horizontal edges get m = 0; callers must not use them as bounds.
     """
+    xa, ya = x.roll(-1, 1), y.roll(-1, 1)  # corner k + 1
+    xb, yb = x.roll(-2, 1), y.roll(-2, 1)  # corner k + 2
     swap = (yb < ya) | ((yb == ya) & (xb < xa))
     x_first, y_first = torch.where(swap, xb, xa), torch.where(swap, yb, ya)
-    x_last, y_last = torch.where(swap, xa, xb), torch.where(swap, ya, yb)
-    rise = y_last - y_first
-    slope = (x_last - x_first) / torch.where(rise > 0, rise, torch.ones_like(rise))
-    return x_first, y_first, torch.where(rise > 0, slope, torch.zeros_like(slope))
-
-
-def _pick(options: list[tuple[torch.Tensor, ...]], which: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    """Per element, the ``which``-th (0, 1 or 2) of three lines; options: 3 lines of (p, y0, m), which (N,)."""
-    return tuple(
-        torch.where(which == 0, options[0][k], torch.where(which == 1, options[1][k], options[2][k])) for k in range(3)
-    )
+    rise = torch.where(swap, ya, yb) - y_first
+    run = torch.where(swap, xa, xb) - x_first
+    slope = torch.where(rise > 0, run / torch.where(rise > 0, rise, torch.ones_like(rise)), torch.zeros_like(rise))
+    return x_first, y_first, slope
 
 
 def _project_faces(vertices: torch.Tensor, faces: torch.Tensor, camera: PinholeCamera) -> _Faces:
@@ -183,38 +178,39 @@ def _project_faces(vertices: torch.Tensor, faces: torch.Tensor, camera: PinholeC
     safe_z = torch.where(in_front, z, torch.ones_like(z))
     vx, vy, viz = fx * verts[:, 0] / safe_z + cx, fy * verts[:, 1] / safe_z + cy, 1.0 / safe_z  # (T * V,) each
     offsets = torch.arange(num_frames, device=vertices.device) * num_verts
-    corner_index = (offsets[:, None, None] + faces[None]).reshape(-1, 3).to(torch.int32)  # (N, 3) rows of (T * V)
-    x, y, iz = ([t.index_select(0, corner_index[:, k]) for k in range(3)] for t in (vx, vy, viz))  # 3 x (N,) each
-    drawable = in_front.index_select(0, corner_index.reshape(-1)).reshape(-1, 3).all(-1)  # (N,)
+    corner_index = (offsets[:, None, None] + faces[None]).reshape(-1).to(torch.int32)  # (N * 3,) rows of (T * V)
+    x, y, iz = (t.index_select(0, corner_index).view(-1, 3) for t in (vx, vy, viz))  # (N, 3) each
+    drawable = in_front.index_select(0, corner_index).view(-1, 3).all(-1)  # (N,)
 
-    ex1, ey1, ex2, ey2 = x[1] - x[0], y[1] - y[0], x[2] - x[0], y[2] - y[0]
+    ex1, ey1, ex2, ey2 = x[:, 1] - x[:, 0], y[:, 1] - y[:, 0], x[:, 2] - x[:, 0], y[:, 2] - y[:, 0]
     area2 = ex1 * ey2 - ex2 * ey1  # (N,) twice the signed screen area
     drawable &= (area2 != 0) & torch.isfinite(area2)
     inv_area2 = 1.0 / torch.where(drawable, area2, torch.ones_like(area2))
     a1, e1 = ey2 * inv_area2, -ex2 * inv_area2  # gradient of b1 over (x, y)
     a2, e2 = -ey1 * inv_area2, ex1 * inv_area2  # gradient of b2
-    slopes = (-(a1 + a2), a1, a2)  # d b_k / dx for corners 0, 1, 2
 
-    # edge k is opposite corner k; b_k grows toward the inside, so d b_k/dx > 0 marks a left edge
-    lines = [_edge_line(x[(k + 1) % 3], y[(k + 1) % 3], x[(k + 2) % 3], y[(k + 2) % 3]) for k in range(3)]
-    is_left = torch.stack([s > 0 for s in slopes], -1)  # (N, 3)
-    is_right = torch.stack([s < 0 for s in slopes], -1)
-    # the first and last left (right) edge: the same edge twice when there is only one
-    left0, left1 = _pick(lines, is_left.int().argmax(-1)), _pick(lines, 2 - is_left.flip(-1).int().argmax(-1))
-    right0, right1 = _pick(lines, is_right.int().argmax(-1)), _pick(lines, 2 - is_right.flip(-1).int().argmax(-1))
+    # b_k grows toward the inside, so d b_k / dx > 0 marks edge k (opposite corner k) as a left edge
+    slopes = torch.stack((-(a1 + a2), a1, a2), -1)  # (N, 3)
+    lines = torch.stack(_edge_lines(x, y), 0)  # (3 = p, y0, m; N, 3 edges)
+    bounds = []  # the first and the last left edge, then the first and the last right edge
+    for side in (slopes > 0, slopes < 0):  # (N, 3) bool; every drawable face has edges on both sides
+        first, last = side.int().argmax(-1), 2 - side.flip(-1).int().argmax(-1)  # the same edge when only one
+        for edge in (first, last):
+            bounds += list(lines.gather(2, edge.view(1, -1, 1).expand(3, -1, 1)).view(3, -1).unbind(0))
 
-    d1, d2 = iz[1] - iz[0], iz[2] - iz[0]
+    d1, d2 = iz[:, 1] - iz[:, 0], iz[:, 2] - iz[:, 0]
     iz_x, iz_y = a1 * d1 + a2 * d2, e1 * d1 + e2 * d2
-    iz_c = iz[0] - iz_x * x[0] - iz_y * y[0]
+    iz_c = iz[:, 0] - iz_x * x[:, 0] - iz_y * y[:, 0]
 
     height = camera.height
-    y_lo = torch.where(drawable, torch.minimum(torch.minimum(y[0], y[1]), y[2]), torch.zeros_like(area2))
-    y_hi = torch.where(drawable, torch.maximum(torch.maximum(y[0], y[1]), y[2]), torch.full_like(area2, -1.0))
+    y_lo = torch.where(drawable, y.amin(-1), torch.zeros_like(area2))
+    y_hi = torch.where(drawable, y.amax(-1), torch.full_like(area2, -1.0))
     row_lo = torch.ceil(y_lo - 0.5).clamp(0, height).long()
     row_hi = torch.floor(y_hi - 0.5).clamp(-1, height - 1).long()
     rows = (row_hi - row_lo + 1).clamp_min(0)
 
-    return _Faces(*left0, *left1, *right0, *right1, iz_x, iz_y, iz_c, row_lo, rows, x[0], y[0], a1, e1, a2, e2, *iz)
+    shading_terms = (x[:, 0], y[:, 0], a1, e1, a2, e2, iz[:, 0], iz[:, 1], iz[:, 2])
+    return _Faces(*bounds, iz_x, iz_y, iz_c, row_lo, rows, *(t.contiguous() for t in shading_terms))
 
 
 def _row_runs(pf: _Faces, inst: torch.Tensor, num_faces: int, height: int, width: int) -> _Runs:

@@ -1,0 +1,173 @@
+"""Co-generate a human video, its motion map and the 3D SMPL motion from one image and one sentence.
+
+    python -m comovi_core.generate --image person.png --prompt "a man does push-ups" \\
+        --smpl start.npz --models models/ --out outputs/run1
+
+writes ``rgb.mp4``, ``motion_map.mp4``, ``motion.npz`` (SMPL motion from the 3D head; only when the
+weights have one) and ``meta.json`` (settings, seed, versions, timings) into ``--out``. The offline
+tiny preset needs nothing else (random tiny weights, a built-in image and start pose):
+
+    python -m comovi_core.generate --preset tiny --out outputs/tiny_demo
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import platform
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from . import __version__
+from .atomic import atomic_path
+from .errors import CoMoViError
+from .sampling import MODES, SOLVERS
+
+log = logging.getLogger("comovi_core.generate")
+
+BASE_REPO, COMOVI_REPO = "Wan-AI/Wan2.2-TI2V-5B-Diffusers", "AfterJourney/CoMoVi"
+TINY_DEFAULTS = dict(height=128, width=128, frames=9, steps=4, prompt="a person waves both arms")
+REAL_DEFAULTS = dict(height=704, width=1280, frames=81, steps=50, prompt=None)
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m comovi_core.generate", description=__doc__.split("\n\n")[0])
+    p.add_argument("--preset", default="wan2.2-ti2v-5b", choices=("wan2.2-ti2v-5b", "tiny"), help="real model, or tiny random weights (offline)")
+    p.add_argument("--image", type=Path, help="start image (any size; padded with white to the target aspect); tiny: built in")
+    p.add_argument("--prompt", help="what the person does")
+    p.add_argument("--negative-prompt", help="joint negative prompt for both branches")
+    p.add_argument("--smpl", type=Path, help="start pose: a motion.npz whose frame 0 is used; tiny: the built-in mannequin")
+    p.add_argument("--body-model", type=Path, help="SMPL model file or folder (models/smpl); default: the stand-in mannequin (not SMPL)")
+    p.add_argument("--mode", default="cogenerate", choices=MODES, help="what is generated and what is given")
+    p.add_argument("--motion", type=Path, help="motion_to_video: the SMPL motion (.npz) to follow")
+    p.add_argument("--out", type=Path, required=True, help="output folder")
+    p.add_argument("--models", type=Path, default=Path("models"), help="folder holding Wan2.2-TI2V-5B-Diffusers/ and CoMoVi/")
+    p.add_argument("--no-download", action="store_true", help="never download missing weights")
+    p.add_argument("--height", type=int, help="multiple of 32 (default 704; tiny 128)")
+    p.add_argument("--width", type=int, help="multiple of 32 (default 1280; tiny 128)")
+    p.add_argument("--frames", type=int, help="4k+1 frames (default 81; tiny 9)")
+    p.add_argument("--steps", type=int, help="denoising steps (default 50; tiny 4)")
+    p.add_argument("--guidance", type=float, default=6.0, help="classifier-free guidance scale (both branches)")
+    p.add_argument("--shift", type=float, default=5.0, help="flow-matching timestep shift")
+    p.add_argument("--solver", default="unipc", choices=SOLVERS, help="flow-matching solver")
+    p.add_argument("--seed", type=int, default=0, help="random seed (same seed, same device: same output)")
+    p.add_argument("--fps", type=float, default=16.0, help="frame rate of the written videos and motion")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="torch device")
+    p.add_argument("--dtype", default="bfloat16", choices=("bfloat16", "float16", "float32"), help="compute dtype (tiny: float32)")
+    p.add_argument("--fp8", action="store_true", help="store transformer weights in fp8 (about half the memory)")
+    p.add_argument("--block-swap", type=int, default=0, help="keep N layer pairs on the CPU, swapped in per layer")
+    return p.parse_args(argv)
+
+
+def _real_components(args, dtype):
+    from .model.config import get_config
+    from .model.loading import load_model
+    from .model.memory import enable_block_swap, enable_fp8_storage
+    from .text import UMT5TextEncoder
+    from .weights import resolve_weights
+
+    base, comovi = resolve_weights(args.models, BASE_REPO, COMOVI_REPO, allow_download=not args.no_download)
+    from diffusers import AutoencoderKLWan
+
+    transformer, report = load_model(get_config("wan2.2-ti2v-5b"), [base / "transformer", *comovi], dtype=dtype, device="cpu")
+    if args.fp8:
+        enable_fp8_storage(transformer, compute_dtype=dtype)
+    if args.block_swap:
+        enable_block_swap(transformer, args.block_swap, args.device)
+    else:
+        transformer.to(args.device)
+    vae = AutoencoderKLWan.from_pretrained(base / "vae", torch_dtype=torch.float32).to(args.device).eval()
+    vae.enable_tiling()  # 81 frames at 704x1280 decode within 24 GB
+    return dict(transformer=transformer, vae=vae, text_encoder=UMT5TextEncoder(base, args.device, dtype)), report.summary()
+
+
+def run(args: argparse.Namespace) -> Path:
+    from .body.mannequin import demo_motion
+    from .body.motion_file import load_motion, save_motion
+    from .body.smpl import load_body_model
+    from .conditioning import check_video_size, load_image, pad_to_aspect
+    from .pipeline import DEFAULT_NEGATIVE, CoMoViPipeline
+    from .video import mp4_writer, to_uint8
+
+    tiny = args.preset == "tiny"
+    defaults = TINY_DEFAULTS if tiny else REAL_DEFAULTS
+    height, width = args.height or defaults["height"], args.width or defaults["width"]
+    frames, steps = args.frames or defaults["frames"], args.steps or defaults["steps"]
+    prompt = args.prompt if args.prompt is not None else defaults["prompt"]
+    # 1. check everything cheap before any heavy work
+    check_video_size(height, width, frames)
+    if not prompt or not prompt.strip():
+        raise CoMoViError("--prompt is empty: describe the motion, e.g. --prompt 'a woman does a cartwheel'")
+    if args.mode == "video_to_motion":
+        raise CoMoViError("video_to_motion is available from the library (CoMoViPipeline with a video tensor); the CLI does not read videos yet")
+    if args.mode == "motion_to_video" and not args.motion:
+        raise CoMoViError("--mode motion_to_video needs --motion MOTION.npz")
+    if args.smpl is None and not tiny:
+        raise CoMoViError("--smpl START.npz is needed: the start pose (frame 0 is used); automatic estimation comes with EstimateSMPL")
+    start = load_motion(args.smpl) if args.smpl else demo_motion(num_frames=1, height=height, width=width)
+    given = load_motion(args.motion) if args.motion else None
+    image = load_image(args.image) if args.image else None
+    body = load_body_model(args.body_model)
+    # 2. components
+    dtype = torch.float32 if tiny else getattr(torch, args.dtype)
+    t0 = time.perf_counter()
+    if tiny:
+        from .tiny import tiny_components
+
+        components, load_summary = tiny_components(args.seed), "tiny preset: random weights built in memory (not a real model)"
+    else:
+        components, load_summary = _real_components(args, dtype)
+    pipe = CoMoViPipeline(body_model=body.to(args.device if tiny is False else "cpu"), device="cpu" if tiny else args.device, **components)
+    load_s = time.perf_counter() - t0
+    if image is None:  # tiny demo: a grey silhouette of the start pose on white
+        camera = start.camera.resized(height, width)
+        mask = (pipe.render_motion_maps(start, camera, 1)[0] < 1).any(-1)
+        picture = torch.ones(3, height, width)
+        picture[:, mask] = 0.55
+    else:
+        picture = pad_to_aspect(image, height, width)
+    # 3. generate, then write (nothing is written if generation fails or is cancelled)
+    result = pipe(picture, prompt, start, frames, steps, args.guidance, args.shift, args.solver, args.seed,
+                  args.negative_prompt or DEFAULT_NEGATIVE, args.mode, given, fps=args.fps,
+                  callback=lambda i, n, t, lat: log.info("step %d/%d (t=%.0f)", i + 1, n, float(t)))
+    out = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    for name, frames_t in (("rgb.mp4", result.rgb), ("motion_map.mp4", result.motion_map)):
+        with mp4_writer(out / name, height, width, args.fps) as send:
+            send(to_uint8(frames_t))
+    if result.motion is not None:
+        save_motion(out / "motion.npz", result.motion)
+    else:
+        log.warning("the loaded weights have no 3D head: no motion.npz is written (recovering 3D motion from the motion map comes later)")
+    meta = {
+        "comovi_core": __version__, "torch": torch.__version__, "python": platform.python_version(), "preset": args.preset,
+        "mode": args.mode, "prompt": prompt, "negative_prompt": args.negative_prompt or DEFAULT_NEGATIVE, "seed": args.seed,
+        "height": height, "width": width, "frames": frames, "steps": steps, "guidance": args.guidance, "shift": args.shift,
+        "solver": args.solver, "fps": args.fps, "device": args.device, "dtype": str(dtype), "fp8": args.fp8, "block_swap": args.block_swap,
+        "body_model": "stand-in mannequin (NOT SMPL)" if body.is_standin else body.source,
+        "has_3d_head": result.motion is not None, "weights": load_summary,
+        "timings_s": {"load": round(load_s, 3), **{k: round(v, 3) for k, v in result.timings.items()}},
+    }
+    with atomic_path(out / "meta.json") as tmp:
+        tmp.write_text(json.dumps(meta, indent=1))
+    log.info("wrote %s", ", ".join(sorted(p.name for p in out.iterdir())))
+    return out
+
+
+def main(argv=None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    args = parse_args(argv)
+    try:
+        run(args)
+    except CoMoViError as exc:
+        log.error("%s", exc)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

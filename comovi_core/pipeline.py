@@ -1,0 +1,127 @@
+"""Co-generation pipeline: (start image, prompt, start SMPL pose) -> RGB video, motion-map video, SMPL motion.
+
+Components are plain objects so hosts can swap them (ComfyUI passes its own VAE / CONDITIONING):
+``transformer`` (CoMoViTransformer), ``vae`` (AutoencoderKLWan-like), ``text_encoder`` (callable:
+list of prompts -> (B, text_len, text_dim)), ``body_model`` (comovi_core.body.smpl.BodyModel).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from .body.motion_file import SMPLMotion
+from .body.rotations import axis_angle_to_rot6d, rot6d_to_axis_angle
+from .body.smpl import camera_vertices
+from .conditioning import check_video_size
+from .errors import CoMoViError
+from .motion_map.render import render_motion_map
+from .sampling import sample
+from .vae import decode_latents, encode_frames
+
+DEFAULT_NEGATIVE = "blurry, low quality, static, distorted body, extra limbs, watermark, text"
+
+
+@dataclass
+class GenerationResult:
+    rgb: torch.Tensor  # (F, H, W, 3) in [0, 1]
+    motion_map: torch.Tensor  # (F, H, W, 3) in [0, 1], channels (sem, ny, nx)
+    motion: SMPLMotion | None  # SMPL motion from the 3D head; None when the weights have no head
+    timings: dict = field(default_factory=dict)  # seconds per stage
+
+
+def start_pose_6d(motion: SMPLMotion) -> torch.Tensor:
+    """(1, 144): frame 0's 24 joint rotations (global_orient first) as 6D."""
+    pose = np.concatenate([motion.global_orient[:1], motion.body_pose[:1]], axis=1).reshape(24, 3)
+    return axis_angle_to_rot6d(torch.from_numpy(pose)).reshape(1, 144)
+
+
+def motion_from_6d(smpl_6d: torch.Tensor, start: SMPLMotion, camera, fps: float) -> SMPLMotion:
+    """Head output (P, 144) + the start pose -> a SMPLMotion of P+1 frames (betas, transl, camera of the start)."""
+    rotvec = rot6d_to_axis_angle(smpl_6d.float().reshape(-1, 24, 6).cpu()).numpy()  # (P, 24, 3)
+    first = np.concatenate([start.global_orient[:1], start.body_pose[:1]], axis=1).reshape(1, 24, 3)
+    poses = np.concatenate([first, rotvec]).astype(np.float32)
+    frames = poses.shape[0]
+    return SMPLMotion(poses[:, 0], poses[:, 1:].reshape(frames, 69), start.betas, np.repeat(start.transl[:1], frames, 0),
+                      fps, camera, start.gender)
+
+
+class CoMoViPipeline:
+    def __init__(self, transformer, vae, text_encoder, body_model, device="cpu", render_backend: str = "auto"):
+        self.transformer, self.vae, self.text_encoder, self.body_model = transformer, vae, text_encoder, body_model
+        self.device = torch.device(device)
+        self.render_backend = render_backend
+
+    def render_motion_maps(self, motion: SMPLMotion, camera, frames=None) -> torch.Tensor:
+        """(T, H, W, 3) motion maps of ``motion`` (all frames, or the first ``frames``)."""
+        with torch.no_grad():
+            verts = camera_vertices(self.body_model, motion).vertices[:frames]
+        out = render_motion_map(verts, self.body_model.faces, self.body_model.part_ids, camera, "comovi_v1", self.render_backend)
+        return out.images
+
+    def __call__(
+        self,
+        image: torch.Tensor,
+        prompt: str,
+        start: SMPLMotion,
+        num_frames: int = 81,
+        steps: int = 50,
+        guidance: float = 6.0,
+        shift: float = 5.0,
+        solver: str = "unipc",
+        seed: int = 0,
+        negative_prompt: str = DEFAULT_NEGATIVE,
+        mode: str = "cogenerate",
+        given: torch.Tensor | SMPLMotion | None = None,
+        prompt_embeds: torch.Tensor | None = None,
+        negative_prompt_embeds: torch.Tensor | None = None,
+        callback=None,
+        fps: float = 16.0,
+    ) -> GenerationResult:
+        """image (3, H, W) in [0, 1], already padded to the target size (``conditioning.pad_to_aspect``)."""
+        _, height, width = image.shape
+        check_video_size(height, width, num_frames)
+        if not prompt or not prompt.strip():
+            if prompt_embeds is None:
+                raise CoMoViError("the prompt is empty: describe the motion, e.g. 'a woman does a cartwheel on a beach'")
+        timings, t0 = {}, time.perf_counter()
+        camera = start.camera.resized(height, width)
+        if prompt_embeds is None:
+            prompt_embeds = self.text_encoder([prompt])
+            negative_prompt_embeds = self.text_encoder([negative_prompt]) if guidance > 1 else None
+        timings["text"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        start_map = self.render_motion_maps(start, camera, frames=1)[0]  # (H, W, 3)
+        given_latents = None
+        with torch.no_grad():
+            as_video = lambda frames: (frames * 2 - 1).permute(3, 0, 1, 2)[None].to(self.device)  # noqa: E731  (T,H,W,3)->(1,3,T,H,W)
+            rgb_cond = encode_frames(self.vae, (image * 2 - 1)[None, :, None].to(self.device))
+            motion_cond = encode_frames(self.vae, as_video(start_map[None]))
+            if mode == "motion_to_video":
+                if not isinstance(given, SMPLMotion) or given.num_frames < num_frames:
+                    raise CoMoViError(f"motion_to_video needs a SMPL motion of at least {num_frames} frames")
+                given_latents = encode_frames(self.vae, as_video(self.render_motion_maps(given, camera, num_frames)))
+            elif mode == "video_to_motion":
+                if not torch.is_tensor(given) or given.shape[0] < num_frames or given.shape[1:3] != (height, width):
+                    raise CoMoViError(f"video_to_motion needs a video tensor (T >= {num_frames}, {height}, {width}, 3) in [0, 1]")
+                given_latents = encode_frames(self.vae, as_video(given[:num_frames]))
+        timings["encode"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        generator = torch.Generator(self.device).manual_seed(seed)
+        head = self.transformer.smpl_head is not None
+        with torch.no_grad():
+            result = sample(self.transformer, rgb_cond, motion_cond, (num_frames - 1) // 4 + 1, prompt_embeds.to(self.device),
+                            None if negative_prompt_embeds is None else negative_prompt_embeds.to(self.device),
+                            start_pose_6d(start).to(self.device) if head else None, steps, guidance, shift, solver,
+                            generator, mode, given_latents, callback)
+        timings["denoise"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        with torch.no_grad():
+            to_frames = lambda lat: ((decode_latents(self.vae, lat)[0] + 1) / 2).permute(1, 2, 3, 0).cpu()  # noqa: E731
+            rgb, motion_map = to_frames(result.rgb), to_frames(result.motion)
+        timings["decode"] = time.perf_counter() - t0
+        smpl = motion_from_6d(result.smpl_6d[0], start, camera, fps) if result.smpl_6d is not None else None
+        return GenerationResult(rgb, motion_map, smpl, timings)

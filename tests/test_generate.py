@@ -1,0 +1,112 @@
+"""End to end: ``python -m comovi_core.generate --preset tiny`` and the pipeline's input checks."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from comovi_core.body.mannequin import demo_motion
+from comovi_core.body.motion_file import load_motion, save_motion
+from comovi_core.body.smpl import load_body_model
+from comovi_core.conditioning import MAX_IMAGE_PIXELS, load_image, pad_to_aspect
+from comovi_core.errors import CoMoViError
+from comovi_core.generate import main
+from comovi_core.pipeline import CoMoViPipeline
+from comovi_core.tiny import tiny_components
+from comovi_core.video import read_video
+
+
+def test_tiny_preset_writes_every_output_quickly(tmp_path):
+    start = time.perf_counter()
+    assert main(["--preset", "tiny", "--out", str(tmp_path / "run")]) == 0
+    elapsed = time.perf_counter() - start
+    out = tmp_path / "run"
+    assert sorted(p.name for p in out.iterdir()) == ["meta.json", "motion.npz", "motion_map.mp4", "rgb.mp4"]
+    assert read_video(out / "rgb.mp4").shape == (9, 128, 128, 3) and read_video(out / "motion_map.mp4").shape == (9, 128, 128, 3)
+    motion = load_motion(out / "motion.npz")
+    start_pose = demo_motion(num_frames=1, height=128, width=128)
+    assert motion.num_frames == 9 and motion.camera.image_size == (128, 128)
+    np.testing.assert_allclose(motion.body_pose[0], start_pose.body_pose[0], atol=1e-5)  # frame 0 is the start pose
+    assert np.abs(motion.body_pose[1:] - motion.body_pose[:1]).max() > 1e-3  # the head moved the others
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["seed"] == 0 and meta["has_3d_head"] and meta["body_model"].startswith("stand-in")
+    assert set(meta["timings_s"]) == {"load", "text", "encode", "denoise", "decode"}
+    assert elapsed < 60
+
+
+def _pipe():
+    return CoMoViPipeline(body_model=load_body_model(None), **tiny_components(0))
+
+
+def _call(pipe, **kw):
+    args = dict(image=torch.rand(3, 64, 64, generator=torch.Generator().manual_seed(0)), prompt="a person jumps", start=demo_motion(num_frames=1, height=64, width=64),
+                num_frames=5, steps=2, seed=3)
+    args.update(kw)
+    return pipe(**args)
+
+
+def test_same_seed_same_output_and_no_head_no_motion():
+    pipe = _pipe()
+    a, b, c = _call(pipe), _call(pipe), _call(pipe, seed=4)
+    assert torch.equal(a.rgb, b.rgb) and torch.equal(a.motion_map, b.motion_map)
+    np.testing.assert_array_equal(a.motion.body_pose, b.motion.body_pose)
+    assert not torch.equal(a.rgb, c.rgb)
+    pipe.transformer.smpl_head = None
+    assert _call(pipe).motion is None
+
+
+@pytest.mark.parametrize("kw,message", [
+    (dict(num_frames=8), r"4k\+1"),
+    (dict(image=torch.rand(3, 64, 80)), "multiples of 32"),
+    (dict(prompt="  "), "prompt is empty"),
+    (dict(mode="motion_to_video"), "needs a SMPL motion"),
+])
+def test_bad_pipeline_inputs(kw, message):
+    with pytest.raises(CoMoViError, match=message):
+        _call(_pipe(), **kw)
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--height", "100"], "multiples of 32"),
+    (["--frames", "80"], r"4k\+1 .* try 77 or 81"),
+    (["--prompt", ""], "prompt is empty"),
+])
+def test_bad_cli_inputs_fail_before_work_and_write_nothing(tmp_path, caplog, argv, message):
+    assert main(["--preset", "tiny", "--out", str(tmp_path / "o"), *argv]) == 2
+    assert re.search(message, caplog.text)
+    assert not (tmp_path / "o").exists()
+
+
+def test_missing_weights_and_bad_start_pose(tmp_path, caplog):
+    assert main(["--out", str(tmp_path / "o"), "--models", str(tmp_path / "models"), "--no-download", "--prompt", "a man runs",
+                 "--smpl", str(save_motion(tmp_path / "s.npz", demo_motion(num_frames=1)))]) == 2
+    assert "huggingface.co/Wan-AI/Wan2.2-TI2V-5B-Diffusers" in caplog.text
+    np.savez(tmp_path / "bad.npz", format_version=1, global_orient=np.zeros((1, 3)), body_pose=np.zeros((1, 72)), betas=np.zeros(10),
+             transl=np.ones((1, 3)), fps=16.0, focal_length=[500.0, 500.0], principal_point=[64.0, 64.0], image_size=[128, 128])
+    caplog.clear()
+    assert main(["--preset", "tiny", "--out", str(tmp_path / "o"), "--smpl", str(tmp_path / "bad.npz")]) == 2
+    assert "'body_pose' must have shape (1, 69)" in caplog.text
+    assert not (tmp_path / "o").exists()
+
+
+def test_images_are_converted_padded_and_limited(tmp_path, monkeypatch):
+    Image.new("L", (40, 20), 0).save(tmp_path / "gray.png")
+    rgba = Image.new("RGBA", (20, 20), (255, 0, 0, 0))
+    rgba.save(tmp_path / "rgba.png")
+    gray = pad_to_aspect(load_image(tmp_path / "gray.png"), 64, 64)
+    assert gray.shape == (3, 64, 64)
+    assert float(gray[:, 0, 32].min()) == 1.0 and float(gray[:, 32, 32].max()) == 0.0  # white bands above, image in the middle
+    assert float(pad_to_aspect(load_image(tmp_path / "rgba.png"), 32, 32).min()) == 1.0  # transparent -> white
+    monkeypatch.setattr("comovi_core.conditioning.MAX_IMAGE_PIXELS", 100)
+    with pytest.raises(CoMoViError, match="resize it first"):
+        load_image(tmp_path / "gray.png")
+    assert MAX_IMAGE_PIXELS == 64_000_000
+    (tmp_path / "x.png").write_bytes(b"nope")
+    with pytest.raises(CoMoViError, match="could not read the start image"):
+        load_image(tmp_path / "x.png")
