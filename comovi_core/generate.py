@@ -60,13 +60,15 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--dtype", default="bfloat16", choices=("bfloat16", "float16", "float32"), help="compute dtype (tiny: float32)")
     p.add_argument("--fp8", action="store_true", help="store transformer weights in fp8 (about half the memory)")
     p.add_argument("--block-swap", type=int, default=0, help="keep N layer pairs on the CPU, swapped in per layer")
+    p.add_argument("--offload", action="store_true", help="model offload: text encoder, VAE and transformer visit the GPU only while they work")
+    p.add_argument("--attention", default="sdpa", choices=("sdpa", "flash", "sage"), help="attention kernel (flash/sage if installed)")
     return p.parse_args(argv)
 
 
 def _real_components(args, dtype):
     from .model.config import get_config
     from .model.loading import load_model
-    from .model.memory import enable_block_swap, enable_fp8_storage
+    from .model.memory import enable_block_swap, enable_fp8_storage, set_attention_backend
     from .text import UMT5TextEncoder
     from .weights import resolve_weights
 
@@ -74,15 +76,19 @@ def _real_components(args, dtype):
     from diffusers import AutoencoderKLWan
 
     transformer, report = load_model(get_config("wan2.2-ti2v-5b"), [base / "transformer", *comovi], dtype=dtype, device="cpu")
+    set_attention_backend(transformer, args.attention)
     if args.fp8:
         enable_fp8_storage(transformer, compute_dtype=dtype)
     if args.block_swap:
         enable_block_swap(transformer, args.block_swap, args.device)
-    else:
+    elif not args.offload:
         transformer.to(args.device)
-    vae = AutoencoderKLWan.from_pretrained(base / "vae", torch_dtype=torch.float32).to(args.device).eval()
+    vae = AutoencoderKLWan.from_pretrained(base / "vae", torch_dtype=torch.float32).eval()
+    if not args.offload:
+        vae.to(args.device)
     vae.enable_tiling()  # 81 frames at 704x1280 decode within 24 GB
-    return dict(transformer=transformer, vae=vae, text_encoder=UMT5TextEncoder(base, args.device, dtype)), report.summary()
+    text = UMT5TextEncoder(base, "cpu" if args.offload else args.device, dtype)
+    return dict(transformer=transformer, vae=vae, text_encoder=text), report.summary()
 
 
 def run(args: argparse.Namespace) -> Path:
@@ -121,7 +127,8 @@ def run(args: argparse.Namespace) -> Path:
         components, load_summary = tiny_components(args.seed), "tiny preset: random weights built in memory (not a real model)"
     else:
         components, load_summary = _real_components(args, dtype)
-    pipe = CoMoViPipeline(body_model=body.to(args.device if tiny is False else "cpu"), device="cpu" if tiny else args.device, **components)
+    device = "cpu" if tiny else args.device
+    pipe = CoMoViPipeline(body_model=body, device=device, offload=args.offload and not tiny, **components)
     load_s = time.perf_counter() - t0
     if image is None:  # tiny demo: a grey silhouette of the start pose on white
         camera = start.camera.resized(height, width)
@@ -148,6 +155,7 @@ def run(args: argparse.Namespace) -> Path:
         "mode": args.mode, "prompt": prompt, "negative_prompt": args.negative_prompt or DEFAULT_NEGATIVE, "seed": args.seed,
         "height": height, "width": width, "frames": frames, "steps": steps, "guidance": args.guidance, "shift": args.shift,
         "solver": args.solver, "fps": args.fps, "device": args.device, "dtype": str(dtype), "fp8": args.fp8, "block_swap": args.block_swap,
+        "offload": args.offload, "attention": args.attention,
         "body_model": "stand-in mannequin (NOT SMPL)" if body.is_standin else body.source,
         "has_3d_head": result.motion is not None, "weights": load_summary,
         "timings_s": {"load": round(load_s, 3), **{k: round(v, 3) for k, v in result.timings.items()}},

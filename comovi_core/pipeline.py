@@ -7,6 +7,7 @@ list of prompts -> (B, text_len, text_dim)), ``body_model`` (comovi_core.body.sm
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass, field
 
@@ -50,10 +51,23 @@ def motion_from_6d(smpl_6d: torch.Tensor, start: SMPLMotion, camera, fps: float)
 
 
 class CoMoViPipeline:
-    def __init__(self, transformer, vae, text_encoder, body_model, device="cpu", render_backend: str = "auto"):
+    def __init__(self, transformer, vae, text_encoder, body_model, device="cpu", render_backend: str = "auto", offload: bool = False):
         self.transformer, self.vae, self.text_encoder, self.body_model = transformer, vae, text_encoder, body_model
         self.device = torch.device(device)
         self.render_backend = render_backend
+        self.offload = offload  # model_offload: each component visits the device only while it works
+
+    @contextlib.contextmanager
+    def _on_device(self, module):
+        """With ``offload``, move ``module`` to the device for the block and back to the CPU after."""
+        if not self.offload or module is None:
+            yield
+            return
+        module.to(self.device)
+        try:
+            yield
+        finally:
+            module.to("cpu")
 
     def render_motion_maps(self, motion: SMPLMotion, camera, frames=None) -> torch.Tensor:
         """(T, H, W, 3) motion maps of ``motion`` (all frames, or the first ``frames``)."""
@@ -90,13 +104,14 @@ class CoMoViPipeline:
         timings, t0 = {}, time.perf_counter()
         camera = start.camera.resized(height, width)
         if prompt_embeds is None:
-            prompt_embeds = self.text_encoder([prompt])
-            negative_prompt_embeds = self.text_encoder([negative_prompt]) if guidance > 1 else None
+            with self._on_device(getattr(self.text_encoder, "model", None)):
+                prompt_embeds = self.text_encoder([prompt])
+                negative_prompt_embeds = self.text_encoder([negative_prompt]) if guidance > 1 else None
         timings["text"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         start_map = self.render_motion_maps(start, camera, frames=1)[0]  # (H, W, 3)
         given_latents = None
-        with torch.no_grad():
+        with torch.no_grad(), self._on_device(self.vae):
             as_video = lambda frames: (frames * 2 - 1).permute(3, 0, 1, 2)[None].to(self.device)  # noqa: E731  (T,H,W,3)->(1,3,T,H,W)
             rgb_cond = encode_frames(self.vae, (image * 2 - 1)[None, :, None].to(self.device))
             motion_cond = encode_frames(self.vae, as_video(start_map[None]))
@@ -112,14 +127,14 @@ class CoMoViPipeline:
         t0 = time.perf_counter()
         generator = torch.Generator(self.device).manual_seed(seed)
         head = self.transformer.smpl_head is not None
-        with torch.no_grad():
+        with torch.no_grad(), self._on_device(self.transformer if self.transformer.block_swap is None else None):
             result = sample(self.transformer, rgb_cond, motion_cond, (num_frames - 1) // 4 + 1, prompt_embeds.to(self.device),
                             None if negative_prompt_embeds is None else negative_prompt_embeds.to(self.device),
                             start_pose_6d(start).to(self.device) if head else None, steps, guidance, shift, solver,
                             generator, mode, given_latents, callback)
         timings["denoise"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        with torch.no_grad():
+        with torch.no_grad(), self._on_device(self.vae):
             to_frames = lambda lat: ((decode_latents(self.vae, lat)[0] + 1) / 2).permute(1, 2, 3, 0).cpu()  # noqa: E731
             rgb, motion_map = to_frames(result.rgb), to_frames(result.motion)
         timings["decode"] = time.perf_counter() - t0

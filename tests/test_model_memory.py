@@ -8,7 +8,7 @@ import torch
 from comovi_core.errors import CoMoViError
 from comovi_core.model.config import get_config
 from comovi_core.model.loading import build_model
-from comovi_core.model.memory import enable_block_swap, enable_fp8_storage
+from comovi_core.model.memory import enable_block_swap, enable_fp8_storage, set_attention_backend
 
 CFG = get_config("tiny")
 
@@ -85,3 +85,20 @@ def test_block_swap_on_gpu_keeps_swapped_pairs_on_host():
     with torch.no_grad():
         out = model(*(x.cuda() for x in inputs))
     torch.testing.assert_close(out.rgb.cpu(), ref.rgb, rtol=1e-4, atol=1e-4)
+
+
+def test_attention_backend_selection():
+    model, inputs = _model(), _inputs()
+    with torch.no_grad():
+        ref = model(*inputs)
+    set_attention_backend(model, "sdpa")
+    backends = {m.processor._attention_backend for m in model.modules() if hasattr(getattr(m, "processor", None), "_attention_backend")}
+    assert len(backends) == 1 and str(backends.pop().value) == "native"
+    with torch.no_grad():
+        out = model(*inputs)
+    torch.testing.assert_close(out.rgb, ref.rgb, rtol=0, atol=1e-6)
+    with pytest.raises(CoMoViError, match="unknown attention backend"):
+        set_attention_backend(model, "xformers")
+    if not torch.cuda.is_available():
+        with pytest.raises(CoMoViError, match="install flash-attn"):
+            set_attention_backend(model, "flash")

@@ -76,3 +76,24 @@ def enable_block_swap(model: CoMoViTransformer, num_pairs: int, device, offload_
     model.block_swap = swapper
     log.info("block swap: %d of %d layer pairs live on %s", num_pairs, model.config.num_motion_blocks, offload_device)
     return swapper
+
+
+ATTENTION_BACKENDS = {"sdpa": "native", "flash": "flash", "sage": "sage"}  # ours -> diffusers' dispatcher names
+
+
+def set_attention_backend(model: CoMoViTransformer, backend: str = "sdpa") -> None:
+    """Route every attention of both branches and the 3D head through ``backend`` (diffusers' dispatcher).
+
+    ``sdpa`` (PyTorch scaled-dot-product attention) is the default and always available; ``flash`` and
+    ``sage`` need their packages (flash-attn, sageattention) and a GPU, and are never required.
+    """
+    from diffusers.models.modeling_utils import ModelMixin
+
+    if backend not in ATTENTION_BACKENDS:
+        raise CoMoViError(f"unknown attention backend {backend!r}; choose one of {list(ATTENTION_BACKENDS)}")
+    try:
+        ModelMixin.set_attention_backend(model, ATTENTION_BACKENDS[backend])  # walks all attention modules of `model`
+    except (ImportError, RuntimeError, ValueError) as exc:
+        package = {"flash": "flash-attn", "sage": "sageattention"}.get(backend, backend)
+        raise CoMoViError(f"attention backend {backend!r} is not usable here ({exc}); install {package} on a CUDA machine "
+                          "or use the default 'sdpa'") from exc
