@@ -11,25 +11,15 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 
 import torch
+from timing import timed
 from diffusers import WanTransformer3DModel
 
 from comovi_core.model.config import get_config
 from comovi_core.model.loading import build_model
 
 TARGET = 2.05
-
-
-def timed(fn, repeats: int) -> list[float]:
-    fn()
-    out = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        out.append(time.perf_counter() - start)
-    return out
 
 
 def main() -> None:

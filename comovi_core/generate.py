@@ -24,6 +24,7 @@ import torch
 
 from . import __version__
 from .atomic import atomic_path
+from .cli import run_cli
 from .errors import CoMoViError
 from .sampling import MODES, SOLVERS
 
@@ -167,14 +168,7 @@ def run(args: argparse.Namespace) -> Path:
 
 
 def main(argv=None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    args = parse_args(argv)
-    try:
-        run(args)
-    except CoMoViError as exc:
-        log.error("%s", exc)
-        return 2
-    return 0
+    return run_cli(parse_args, run, log, argv)
 
 
 if __name__ == "__main__":

@@ -56,42 +56,48 @@ def wan_diffusers_to_original(key: str) -> str | None:
 
 
 SHARED_ORIGINAL = ("text_embedding.", "time_embedding.", "time_projection.")
-_SMPL_ATTN = {"q": "to_q", "k": "to_k", "v": "to_v", "o": "to_out.0"}
+
+# release name <-> our name for the coupling and the 3D head; {n} = layer index, {p} = weight | bias
+_RELEASE_PAIRS: list[tuple[str, str]] = [
+    ("zero_linear_blocks.{n}.{p}", "zero_linears.{n}.{p}"),
+    ("smpl_fusion_layers.{n}.{p}", "smpl_head.fusion.{n}.{p}"),
+    ("smpl_pe", "smpl_head.frame_embedding"),
+    ("smpl_proj_in.{p}", "smpl_head.proj_in.{p}"),
+    ("smpl_proj_out.{p}", "smpl_head.proj_out.{p}"),
+    *[(f"smpl_decoders.{{n}}.{r}.{a}.{{p}}", f"smpl_head.layers.{{n}}.{o}.{b}.{{p}}")
+      for r, o in (("sa", "self_attn"), ("ca", "cross_attn")) for a, b in (("q", "to_q"), ("k", "to_k"), ("v", "to_v"), ("o", "to_out.0"))],
+    *[(f"smpl_decoders.{{n}}.{r}.norm_{a}.weight", f"smpl_head.layers.{{n}}.{o}.norm_{a}.weight")
+      for r, o in (("sa", "self_attn"), ("ca", "cross_attn")) for a in "qk"],
+    ("smpl_decoders.{n}.ffn.0.{p}", "smpl_head.layers.{n}.ffn.net.0.proj.{p}"),
+    ("smpl_decoders.{n}.ffn.2.{p}", "smpl_head.layers.{n}.ffn.net.2.{p}"),
+]
+_RELEASE_FORWARD = [(_regex(a), b) for a, b in _RELEASE_PAIRS]
+_RELEASE_BACKWARD = [(_regex(b), a) for a, b in _RELEASE_PAIRS]
+_BRANCH_PARTS = ("patch_embedding", "blocks", "head")
 
 
 def release_to_ours(key: str) -> str | None:
     """A key of the release's CoMoVi file -> our key (None if it has no counterpart)."""
     for branch in ("rgb", "motion"):
-        prefix = f"{branch}_"
-        if key.startswith(prefix) and key[len(prefix):].split(".")[0] in ("patch_embedding", "blocks", "head"):
-            mapped = wan_original_to_diffusers(key[len(prefix):])
+        rest = key[len(branch) + 1:]
+        if key.startswith(f"{branch}_") and rest.split(".")[0] in _BRANCH_PARTS:
+            mapped = wan_original_to_diffusers(rest)
             return f"{branch}.{mapped}" if mapped else None
     if key.startswith(SHARED_ORIGINAL):
         mapped = wan_original_to_diffusers(key)
         return f"rgb.{mapped}" if mapped else None
-    m = re.match(r"zero_linear_blocks\.(\d+)\.(weight|bias)$", key)
-    if m:
-        return f"zero_linears.{m[1]}.{m[2]}"
-    m = re.match(r"smpl_fusion_layers\.(\d+)\.(weight|bias)$", key)
-    if m:
-        return f"smpl_head.fusion.{m[1]}.{m[2]}"
-    if key == "smpl_pe":
-        return "smpl_head.frame_embedding"
-    m = re.match(r"smpl_(proj_in|proj_out)\.(weight|bias)$", key)
-    if m:
-        return f"smpl_head.{m[1]}.{m[2]}"
-    m = re.match(r"smpl_decoders\.(\d+)\.(sa|ca)\.([qkvo])\.(weight|bias)$", key)
-    if m:
-        attn = "self_attn" if m[2] == "sa" else "cross_attn"
-        return f"smpl_head.layers.{m[1]}.{attn}.{_SMPL_ATTN[m[3]]}.{m[4]}"
-    m = re.match(r"smpl_decoders\.(\d+)\.(sa|ca)\.norm_([qk])\.weight$", key)
-    if m:
-        attn = "self_attn" if m[2] == "sa" else "cross_attn"
-        return f"smpl_head.layers.{m[1]}.{attn}.norm_{m[3]}.weight"
-    m = re.match(r"smpl_decoders\.(\d+)\.ffn\.([02])\.(weight|bias)$", key)
-    if m:
-        return f"smpl_head.layers.{m[1]}.ffn.net.{'0.proj' if m[2] == '0' else '2'}.{m[3]}"
-    return None
+    return _convert(key, _RELEASE_FORWARD)
+
+
+def ours_to_release(key: str) -> str | None:
+    """Our key -> the release's CoMoVi name (inverse of ``release_to_ours``)."""
+    if key.startswith("rgb.condition_embedder"):
+        return wan_diffusers_to_original(key[len("rgb."):])
+    for branch in ("rgb", "motion"):
+        if key.startswith(f"{branch}."):
+            original = wan_diffusers_to_original(key[len(branch) + 1:])
+            return f"{branch}_{original}" if original else None
+    return _convert(key, _RELEASE_BACKWARD)
 
 
 def part_of(key: str) -> str:
@@ -108,31 +114,3 @@ def part_of(key: str) -> str:
         return "3D head"
     return "unknown"
 
-
-def ours_to_release(key: str) -> str | None:
-    """Our key -> the release's CoMoVi name (inverse of ``release_to_ours``)."""
-    for branch in ("rgb", "motion"):
-        if key.startswith(f"{branch}.") and not key.startswith("rgb.condition_embedder"):
-            original = wan_diffusers_to_original(key[len(branch) + 1:])
-            return f"{branch}_{original}" if original else None
-    if key.startswith("rgb.condition_embedder"):
-        return wan_diffusers_to_original(key[len("rgb."):])
-    m = re.match(r"zero_linears\.(\d+)\.(weight|bias)$", key)
-    if m:
-        return f"zero_linear_blocks.{m[1]}.{m[2]}"
-    m = re.match(r"smpl_head\.fusion\.(\d+)\.(weight|bias)$", key)
-    if m:
-        return f"smpl_fusion_layers.{m[1]}.{m[2]}"
-    if key == "smpl_head.frame_embedding":
-        return "smpl_pe"
-    m = re.match(r"smpl_head\.(proj_in|proj_out)\.(weight|bias)$", key)
-    if m:
-        return f"smpl_{m[1]}.{m[2]}"
-    m = re.match(r"smpl_head\.layers\.(\d+)\.(self_attn|cross_attn)\.(to_q|to_k|to_v|to_out\.0|norm_q|norm_k)\.(weight|bias)$", key)
-    if m:
-        short = {"to_q": "q", "to_k": "k", "to_v": "v", "to_out.0": "o", "norm_q": "norm_q", "norm_k": "norm_k"}[m[3]]
-        return f"smpl_decoders.{m[1]}.{'sa' if m[2] == 'self_attn' else 'ca'}.{short}.{m[4]}"
-    m = re.match(r"smpl_head\.layers\.(\d+)\.ffn\.net\.(0\.proj|2)\.(weight|bias)$", key)
-    if m:
-        return f"smpl_decoders.{m[1]}.ffn.{m[2][0]}.{m[3]}"
-    return None

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import torch
 
+from ..cli import run_cli
 from ..errors import CoMoViError
 from .render import BACKENDS
 from .shading import DEFAULT_SHADING, SHADINGS
@@ -75,14 +76,7 @@ def run(args: argparse.Namespace) -> Path:
 
 
 def main(argv=None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    args = parse_args(argv)
-    try:
-        run(args)
-    except CoMoViError as exc:
-        log.error("%s", exc)
-        return 2
-    return 0
+    return run_cli(parse_args, run, log, argv)
 
 
 if __name__ == "__main__":
