@@ -157,3 +157,39 @@ def test_real_size_parameter_counts():
     assert 10.1e9 < n(without) < 10.3e9  # SPEC: dual model ~10.2B
     assert 11.0e9 < n(with_head) < 11.2e9  # ~ +0.9B for the 3D head
     assert n(without.rgb) - n(without.motion) == sum(p.numel() for p in without.rgb.condition_embedder.parameters())
+
+
+def test_layer_callback_can_cancel_between_layers():
+    cfg = get_config("tiny", smpl_layers=0)
+    model = _random_model(cfg)
+    seen = []
+    model.layer_callback = seen.append
+    with torch.no_grad():
+        model(*_inputs(cfg))
+    assert seen == [0, 1]
+
+    def stop(j):
+        if j == 0:
+            raise KeyboardInterrupt
+
+    model.layer_callback = stop
+    with pytest.raises(KeyboardInterrupt):
+        model(*_inputs(cfg))
+
+
+def test_interleave_pairs_one_motion_block_with_several_rgb_blocks():
+    cfg = get_config("tiny", smpl_layers=0, num_layers=4, interleave=2, interaction="single_m2v")
+    model = _random_model(cfg)
+    assert len(model.motion.blocks) == 2 and len(model.rgb.blocks) == 4 and len(model.zero_linears) == 2
+    rgb_lat, motion_lat, t, ctx = _inputs(cfg)
+    with torch.no_grad():
+        out = model(rgb_lat, motion_lat, t, ctx)
+        ref = WanTransformer3DModel(**cfg.wan_kwargs()).eval()
+        ref.load_state_dict(model.rgb.state_dict())
+        torch.testing.assert_close(out.rgb, ref(rgb_lat, t, ctx, return_dict=False)[0], rtol=0, atol=1e-5)
+        motion_ref = WanTransformer3DModel(**cfg.wan_kwargs(2)).eval()
+        motion_ref.load_state_dict({**model.rgb.state_dict(), **model.motion.state_dict()}, strict=False)
+        torch.testing.assert_close(out.motion, motion_ref(motion_lat, t, ctx, return_dict=False)[0], rtol=0, atol=1e-5)
+        model.zero_linears[0].weight.add_(0.1)  # the m->v add after layer pair 0 changes RGB only
+        coupled = model(rgb_lat, motion_lat, t, ctx)
+    assert torch.equal(coupled.motion, out.motion) and not torch.equal(coupled.rgb, out.rgb)

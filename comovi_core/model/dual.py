@@ -60,6 +60,7 @@ class CoMoViTransformer(nn.Module):
         self.smpl_head = SMPLHead(config) if config.has_smpl_head else None
         self.gradient_checkpointing = False
         self.block_swap = None  # set by memory.enable_block_swap
+        self.layer_callback = None  # called with the layer index after each layer pair; may raise to cancel
 
     def initialize_weights(self) -> None:
         """Zero the coupling and the 3D head so the RGB branch starts as plain Wan2.2."""
@@ -165,6 +166,8 @@ class CoMoViTransformer(nn.Module):
                 else:
                     x_rgb, x_motion, out_fused = self._layer(j, x_rgb, x_motion, context, timestep_proj, rotary_emb)
             fused = out_fused if out_fused is not None else fused
+            if self.layer_callback is not None:
+                self.layer_callback(j)
         # 4. outputs
         smpl = None
         if self.smpl_head is not None and start_pose_6d is not None:
