@@ -106,3 +106,13 @@ def test_shaded_decoding_agrees_with_flat(scene):
     quantised = torch.round(shaded.images * 255) / 255
     png = decode_motion_map(quantised, "comovi_v1", CAMERA, shaded.depth)
     assert _agreement(png, flat, where) >= 0.9
+
+
+@pytest.mark.parametrize("backend", _backends())
+def test_backends_work_under_inference_mode(scene, backend):
+    """Hosts (ComfyUI, our CLIs) render under torch.inference_mode; outputs equal those of a plain call."""
+    verts, faces, parts, _ = scene
+    plain = render_motion_map(verts, faces, parts, CAMERA, "comovi_v1", backend)
+    with torch.inference_mode():
+        inside = render_motion_map(verts, faces, parts, CAMERA, "comovi_v1", backend)
+    assert torch.equal(plain.images, inside.images) and torch.equal(plain.depth, inside.depth)

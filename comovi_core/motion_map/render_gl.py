@@ -447,6 +447,7 @@ def _render_loop(pyrender, renderer, scene, frames, indices, images, depth) -> N
     of the 14 MB output per 704 x 1280 frame - otherwise take about a third of the time.
     """
     scratch = np.empty(images.shape[1:], dtype=np.uint8)  # one frame in flight at a time
+    inference = torch.is_inference_mode_enabled()  # thread-local: the worker must match the caller
     node, pending = None, None
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="comovi-gl-store") as pool:
         for t in range(images.shape[0]):
@@ -456,7 +457,7 @@ def _render_loop(pyrender, renderer, scene, frames, indices, images, depth) -> N
             color, z = renderer.render(scene, flags=pyrender.RenderFlags.SEG, seg_node_map={node: (255, 255, 255)})
             if pending is not None:
                 pending.result()  # frees scratch, and re-raises any error of the previous frame
-            pending = pool.submit(_store_frame, images[t], depth[t], color, z, scratch)
+            pending = pool.submit(_store_frame, images[t], depth[t], color, z, scratch, inference)
         if pending is not None:
             pending.result()
 
@@ -480,15 +481,16 @@ def _close_renderer(renderer) -> None:
 
 
 def _store_frame(image_out: torch.Tensor, depth_out: torch.Tensor, color: np.ndarray, z: np.ndarray,
-                 scratch: np.ndarray) -> None:
+                 scratch: np.ndarray, inference: bool) -> None:
     """Write one read-back frame into the output tensors (CPU, contiguous).
 
     color: (H, W, 3) uint8 as pyrender returns it: 255 * (1 - pixel), 0 where nothing was drawn
     (the shader writes 1 - colour and the SEG pass clears to black); z: (H, W) float32 camera z, 0
     where nothing was drawn. Both are upside-down views, which numpy copies in one pass. scratch:
     (H, W, 3) uint8 work buffer. image_out (H, W, 3) gets the pixel with the background exactly 1.0,
-    depth_out (H, W) gets z.
+    depth_out (H, W) gets z. inference: whether the caller runs under ``torch.inference_mode``.
     """
     np.subtract(np.uint8(255), color, out=scratch)
-    image_out.copy_(torch.from_numpy(scratch)).div_(255.0)
-    np.copyto(depth_out.numpy(), z)
+    with torch.inference_mode(inference):  # outputs made under inference mode may only be written under it
+        image_out.copy_(torch.from_numpy(scratch)).div_(255.0)
+        np.copyto(depth_out.numpy(), z)
