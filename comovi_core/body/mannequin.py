@@ -96,7 +96,7 @@ def _frame(axis: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 @functools.lru_cache(maxsize=1)
 def mannequin_arrays() -> dict[str, np.ndarray]:
-    """The mannequin as the arrays an official SMPL file holds (plus a stand-in marker)."""
+    """The mannequin as the arrays an official SMPL file holds (plus a stand-in marker); read-only."""
     starts = np.array([_SEGMENTS[j][0] for j in range(24)], dtype=np.float64)
     ends = np.array([_SEGMENTS[j][1] for j in range(24)], dtype=np.float64)
     lengths = np.linalg.norm(ends - starts, axis=1)
@@ -151,6 +151,9 @@ def mannequin_arrays() -> dict[str, np.ndarray]:
         "J": REST_JOINTS.copy(), "bs_style": "lbs", "bs_type": "lrotmin",
         STANDIN_KEY: "procedural mannequin in SMPL's file format - NOT SMPL, for demos and tests",
     }
+    for value in arrays.values():  # cached and shared: make accidental in-place edits fail loudly
+        if isinstance(value, np.ndarray):
+            value.setflags(write=False)
     return arrays
 
 
