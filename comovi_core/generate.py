@@ -45,6 +45,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--body-model", type=Path, help="SMPL model file or folder (models/smpl); default: the stand-in mannequin (not SMPL)")
     p.add_argument("--mode", default="cogenerate", choices=MODES, help="what is generated and what is given")
     p.add_argument("--motion", type=Path, help="motion_to_video: the SMPL motion (.npz) to follow")
+    p.add_argument("--video", type=Path, help="video_to_motion: the video (.mp4) to recover motion from; frames are padded/resized like --image")
     p.add_argument("--out", type=Path, required=True, help="output folder")
     p.add_argument("--models", type=Path, default=Path("models"), help="folder holding Wan2.2-TI2V-5B-Diffusers/ and CoMoVi/")
     p.add_argument("--no-download", action="store_true", help="never download missing weights")
@@ -92,6 +93,24 @@ def _real_components(args, dtype):
     return dict(transformer=transformer, vae=vae, text_encoder=text), report.summary()
 
 
+def _read_video(path: Path, height: int, width: int, frames: int) -> torch.Tensor:
+    """(frames, H, W, 3) in [0, 1]: the first ``frames`` frames, each padded to the aspect and resized."""
+    from PIL import Image
+
+    from .conditioning import pad_to_aspect
+    from .video import read_video
+
+    if not path.is_file():
+        raise CoMoViError(f"video not found: {path}")
+    try:
+        video = read_video(path)
+    except (OSError, RuntimeError, StopIteration) as exc:
+        raise CoMoViError(f"could not read the video {path}: {exc}") from exc
+    if len(video) < frames:
+        raise CoMoViError(f"{path} has {len(video)} frames; --frames {frames} needs at least that many")
+    return torch.stack([pad_to_aspect(Image.fromarray(f), height, width).permute(1, 2, 0) for f in video[:frames]])
+
+
 def run(args: argparse.Namespace) -> Path:
     from .body.mannequin import demo_motion
     from .body.motion_file import load_motion, save_motion
@@ -109,14 +128,14 @@ def run(args: argparse.Namespace) -> Path:
     check_video_size(height, width, frames)
     if not prompt or not prompt.strip():
         raise CoMoViError("--prompt is empty: describe the motion, e.g. --prompt 'a woman does a cartwheel'")
-    if args.mode == "video_to_motion":
-        raise CoMoViError("video_to_motion is available from the library (CoMoViPipeline with a video tensor); the CLI does not read videos yet")
+    if args.mode == "video_to_motion" and not args.video:
+        raise CoMoViError("--mode video_to_motion needs --video VIDEO.mp4")
     if args.mode == "motion_to_video" and not args.motion:
         raise CoMoViError("--mode motion_to_video needs --motion MOTION.npz")
     if args.smpl is None and not tiny:
         raise CoMoViError("--smpl START.npz is needed: the start pose (frame 0 is used); automatic estimation comes with EstimateSMPL")
     start = load_motion(args.smpl) if args.smpl else demo_motion(num_frames=1, height=height, width=width)
-    given = load_motion(args.motion) if args.motion else None
+    given = load_motion(args.motion) if args.motion else (_read_video(args.video, height, width, frames) if args.video else None)
     image = load_image(args.image) if args.image else None
     body = load_body_model(args.body_model)
     # 2. components

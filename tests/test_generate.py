@@ -110,3 +110,20 @@ def test_images_are_converted_padded_and_limited(tmp_path, monkeypatch):
     (tmp_path / "x.png").write_bytes(b"nope")
     with pytest.raises(CoMoViError, match="could not read the start image"):
         load_image(tmp_path / "x.png")
+
+
+def test_video_to_motion_from_a_file(tmp_path, caplog):
+    from comovi_core.video import mp4_writer
+
+    frames = (np.random.default_rng(0).random((9, 96, 160, 3)) * 255).astype(np.uint8)  # another size and aspect
+    with mp4_writer(tmp_path / "in.mp4", 96, 160, 16) as send:
+        send(frames)
+    assert main(["--preset", "tiny", "--mode", "video_to_motion", "--video", str(tmp_path / "in.mp4"), "--out", str(tmp_path / "o")]) == 0
+    meta = json.loads((tmp_path / "o" / "meta.json").read_text())
+    assert meta["mode"] == "video_to_motion" and load_motion(tmp_path / "o" / "motion.npz").num_frames == 9
+    caplog.clear()
+    assert main(["--preset", "tiny", "--mode", "video_to_motion", "--out", str(tmp_path / "p")]) == 2
+    assert "needs --video" in caplog.text and not (tmp_path / "p").exists()
+    assert main(["--preset", "tiny", "--mode", "video_to_motion", "--video", str(tmp_path / "in.mp4"), "--frames", "13",
+                 "--out", str(tmp_path / "p")]) == 2
+    assert "has 9 frames" in caplog.text
