@@ -17,6 +17,7 @@ def test_round_trip_is_exact(tmp_path):
         np.testing.assert_array_equal(getattr(back, key), getattr(motion, key))
     assert back.fps == 16.0 and back.camera == motion.camera and back.num_frames == 9
     assert sorted(p.name for p in tmp_path.iterdir()) == ["motion.npz"]  # no temporary left behind
+    assert path.stat().st_mode & 0o777 == 0o644
 
 
 def _write(path, **overrides):
