@@ -6,9 +6,10 @@ from comfy_api.latest import ComfyExtension, io
 
 from . import host
 from .body_nodes import LoadSMPLModel, LoadSMPLMotion
+from .export_nodes import ExportSMPL
 from .motion_map_nodes import RenderMotionMap
 
-NODES: list[type[io.ComfyNode]] = [LoadSMPLModel, LoadSMPLMotion, RenderMotionMap]
+NODES: list[type[io.ComfyNode]] = [LoadSMPLModel, LoadSMPLMotion, RenderMotionMap, ExportSMPL]
 
 
 class CoMoViExtension(ComfyExtension):

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import comfy.model_management
 import comfy.utils
 import folder_paths
+
+from ..comovi_core.errors import CoMoViError
 
 SMPL_FOLDER = "smpl"
 STANDIN_CHOICE = "built-in mannequin (NOT SMPL, demo only)"
@@ -33,6 +36,19 @@ def input_file(name: str) -> str:
 def input_files(extension: str) -> list[str]:
     folder = folder_paths.get_input_directory()
     return sorted(f for f in os.listdir(folder) if f.lower().endswith(extension)) if os.path.isdir(folder) else []
+
+
+def output_path(prefix: str, suffix: str) -> Path:
+    """The next free ``<output>/<prefix>_00001<suffix>``; refuses prefixes that leave the output folder."""
+    root = Path(folder_paths.get_output_directory()).resolve()
+    base = (root / prefix).resolve()
+    if root not in base.parents:
+        raise CoMoViError(f"filename_prefix {prefix!r} points outside ComfyUI's output folder; use a relative name like 'comovi/motion'")
+    base.parent.mkdir(parents=True, exist_ok=True)
+    counter = 1
+    while (candidate := base.parent / f"{base.name}_{counter:05d}{suffix}").exists():
+        counter += 1
+    return candidate
 
 
 def torch_device():

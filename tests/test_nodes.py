@@ -40,7 +40,7 @@ def ext(tmp_path_factory):
 
 def test_registration(ext):
     assert ext["module"].WEB_DIRECTORY == "./web"
-    assert set(ext["nodes"]) == {"CoMoViLoadSMPLModel", "CoMoViLoadSMPLMotion", "CoMoViRenderMotionMap"}
+    assert set(ext["nodes"]) == {"CoMoViLoadSMPLModel", "CoMoViLoadSMPLMotion", "CoMoViRenderMotionMap", "CoMoViExportSMPL"}
     paths, exts = ext["folder_paths"].folder_names_and_paths["smpl"]
     assert paths == [str(ext["base"] / "models" / "smpl")] and exts == {".pkl", ".npz"}
 
@@ -94,6 +94,25 @@ def test_interrupt_stops_rendering(ext):
     mm.INTERRUPT["flag"] = True
     with pytest.raises(mm.InterruptProcessingException):
         nodes["CoMoViRenderMotionMap"].execute(model, motion, 64, 36, "flat", "torch")
+
+
+def test_export_node_writes_inside_the_output_folder(ext):
+    from comovi_ext.comovi_core.body.motion_file import load_motion
+    from comovi_ext.comovi_core.errors import CoMoViError
+
+    nodes = ext["nodes"]
+    model = nodes["CoMoViLoadSMPLModel"].execute("built-in mannequin (NOT SMPL, demo only)").args[0]
+    motion = nodes["CoMoViLoadSMPLMotion"].execute("demo: mannequin waving (built-in)").args[0]
+    export = nodes["CoMoViExportSMPL"]
+    out = ext["base"] / "output"
+    paths = [export.execute(model, motion, fmt, "comovi/clip").args[0] for fmt in ("npz", "bvh", "bvh", "obj")]
+    assert [p.replace(str(out), "") for p in paths] == ["/comovi/clip_00001.npz", "/comovi/clip_00001.bvh",
+                                                        "/comovi/clip_00002.bvh", "/comovi/clip_00001"]
+    assert load_motion(paths[0]).num_frames == 33 and "Frames: 33" in open(paths[1]).read()
+    assert len(list((out / "comovi" / "clip_00001").glob("*.obj"))) == 33
+    with pytest.raises(CoMoViError, match="outside ComfyUI's output folder"):
+        export.execute(model, motion, "bvh", "../../escape")
+    assert not (ext["base"].parent / "escape_00001.bvh").exists()
 
 
 def _widget_inputs(schema):
