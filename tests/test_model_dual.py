@@ -50,12 +50,14 @@ def test_reproduces_the_release_outputs(mode, atol, rtol):
         assert float((ours - ref).abs().max()) < atol and _rel(ours, ref) < rtol
 
 
-def _random_model(cfg, seed=0):
+def _random_model(cfg, seed=0, head=False):
+    """Random weights everywhere but the zero-linears (and the 3D head unless ``head``)."""
     torch.manual_seed(seed)
     model = build_model(cfg, "cpu").eval()
+    skip = ("zero_linears",) if head else ("zero_linears", "smpl_head")
     with torch.no_grad():  # diffusers zero-inits some tables; give everything a value
         for name, p in model.named_parameters():
-            if not name.startswith("zero_linears") and not name.startswith("smpl_head"):
+            if not name.startswith(skip):
                 p.copy_(torch.randn_like(p) * 0.05 + (1.0 if name.endswith("norm_q.weight") or name.endswith("norm_k.weight") else 0))
     return model
 
@@ -104,10 +106,7 @@ def _outputs(model, inputs, start_pose):
 ])
 def test_each_interaction_changes_exactly_its_streams(mode, linear, changes):
     cfg = get_config("tiny", interaction=mode)
-    model = _random_model(cfg)
-    with torch.no_grad():
-        for p in model.smpl_head.parameters():
-            p.copy_(torch.randn_like(p) * 0.05)
+    model = _random_model(cfg, head=True)
     inputs, pose = _inputs(cfg), torch.randn(1, 144)
     base = _outputs(model, inputs, pose)
     with torch.no_grad():
@@ -120,10 +119,7 @@ def test_each_interaction_changes_exactly_its_streams(mode, linear, changes):
 
 def test_fusion_layer_changes_only_the_3d_head():
     cfg = get_config("tiny")
-    model = _random_model(cfg)
-    with torch.no_grad():
-        for p in model.smpl_head.parameters():
-            p.copy_(torch.randn_like(p) * 0.05)
+    model = _random_model(cfg, head=True)
     inputs, pose = _inputs(cfg), torch.randn(1, 144)
     base = _outputs(model, inputs, pose)
     with torch.no_grad():
