@@ -48,6 +48,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--video", type=Path, help="video_to_motion: the video (.mp4) to recover motion from; frames are padded/resized like --image")
     p.add_argument("--out", type=Path, required=True, help="output folder")
     p.add_argument("--models", type=Path, default=Path("models"), help="folder holding Wan2.2-TI2V-5B-Diffusers/ and CoMoVi/")
+    p.add_argument("--model-config", default="wan2.2-ti2v-5b", help="size preset of the weights in --models (tests use tiny)")
     p.add_argument("--no-download", action="store_true", help="never download missing weights")
     p.add_argument("--height", type=int, help="multiple of 32 (default 704; tiny 128)")
     p.add_argument("--width", type=int, help="multiple of 32 (default 1280; tiny 128)")
@@ -77,7 +78,8 @@ def _real_components(args, dtype):
     base, comovi = resolve_weights(args.models, BASE_REPO, COMOVI_REPO, allow_download=not args.no_download)
     from diffusers import AutoencoderKLWan
 
-    transformer, report = load_model(get_config("wan2.2-ti2v-5b"), [base / "transformer", *comovi], dtype=dtype, device="cpu")
+    config = get_config(args.model_config)
+    transformer, report = load_model(config, [base / "transformer", *comovi], dtype=dtype, device="cpu")
     set_attention_backend(transformer, args.attention)
     if args.fp8:
         enable_fp8_storage(transformer, compute_dtype=dtype)
@@ -89,7 +91,7 @@ def _real_components(args, dtype):
     if not args.offload:
         vae.to(args.device)
     vae.enable_tiling()  # 81 frames at 704x1280 decode within 24 GB
-    text = UMT5TextEncoder(base, "cpu" if args.offload else args.device, dtype)
+    text = UMT5TextEncoder(base, "cpu" if args.offload else args.device, dtype, config.text_len)
     return dict(transformer=transformer, vae=vae, text_encoder=text), report.summary()
 
 
