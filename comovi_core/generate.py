@@ -68,33 +68,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def _real_components(args, dtype):
-    from .model.config import get_config
-    from .model.loading import load_model
-    from .model.memory import enable_block_swap, enable_fp8_storage, set_attention_backend
-    from .text import UMT5TextEncoder
-    from .weights import resolve_weights
-
-    base, comovi = resolve_weights(args.models, BASE_REPO, COMOVI_REPO, allow_download=not args.no_download)
-    from diffusers import AutoencoderKLWan
-
-    config = get_config(args.model_config)
-    transformer, report = load_model(config, [base / "transformer", *comovi], dtype=dtype, device="cpu")
-    set_attention_backend(transformer, args.attention)
-    if args.fp8:
-        enable_fp8_storage(transformer, compute_dtype=dtype)
-    if args.block_swap:
-        enable_block_swap(transformer, args.block_swap, args.device)
-    elif not args.offload:
-        transformer.to(args.device)
-    vae = AutoencoderKLWan.from_pretrained(base / "vae", torch_dtype=torch.float32).eval()
-    if not args.offload:
-        vae.to(args.device)
-    vae.enable_tiling()  # 81 frames at 704x1280 decode within 24 GB
-    text = UMT5TextEncoder(base, "cpu" if args.offload else args.device, dtype, config.text_len)
-    return dict(transformer=transformer, vae=vae, text_encoder=text), report.summary()
-
-
 def _read_video(path: Path, height: int, width: int, frames: int) -> torch.Tensor:
     """(frames, H, W, 3) in [0, 1]: the first ``frames`` frames, each padded to the aspect and resized."""
     from PIL import Image
@@ -148,7 +121,12 @@ def run(args: argparse.Namespace) -> Path:
 
         components, load_summary = tiny_components(args.seed), "tiny preset: random weights built in memory (not a real model)"
     else:
-        components, load_summary = _real_components(args, dtype)
+        from .components import load_components
+        from .weights import resolve_weights
+
+        base, comovi = resolve_weights(args.models, BASE_REPO, COMOVI_REPO, allow_download=not args.no_download)
+        components, load_summary = load_components(base, comovi, args.model_config, dtype, args.device, fp8=args.fp8,
+                                                   block_swap=args.block_swap, offload=args.offload, attention=args.attention)
     device = "cpu" if tiny else args.device
     pipe = CoMoViPipeline(body_model=body, device=device, offload=args.offload and not tiny, **components)
     load_s = time.perf_counter() - t0

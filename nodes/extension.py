@@ -8,8 +8,9 @@ from . import host
 from .body_nodes import LoadSMPLModel, LoadSMPLMotion
 from .export_nodes import ExportSMPL
 from .motion_map_nodes import RenderMotionMap
+from .sampler_nodes import DualSampler, LoadCoMoVi
 
-NODES: list[type[io.ComfyNode]] = [LoadSMPLModel, LoadSMPLMotion, RenderMotionMap, ExportSMPL]
+NODES: list[type[io.ComfyNode]] = [LoadSMPLModel, LoadSMPLMotion, RenderMotionMap, ExportSMPL, LoadCoMoVi, DualSampler]
 
 
 class CoMoViExtension(ComfyExtension):

@@ -29,6 +29,30 @@ def smpl_path(choice: str) -> str | None:
     return None if choice == STANDIN_CHOICE else folder_paths.get_full_path_or_raise(SMPL_FOLDER, choice)
 
 
+def diffusers_folders() -> list[str]:
+    """Sub-folders of ComfyUI's ``models/diffusers`` (e.g. Wan2.2-TI2V-5B-Diffusers)."""
+    names = []
+    for root in folder_paths.get_folder_paths("diffusers"):
+        if os.path.isdir(root):
+            names += [d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d))]
+    return sorted(names)
+
+
+def diffusers_folder(name: str) -> Path:
+    for root in folder_paths.get_folder_paths("diffusers"):
+        if os.path.isdir(os.path.join(root, name)):
+            return Path(root) / name
+    raise CoMoViError(f"{name} is not in models/diffusers: download Wan-AI/Wan2.2-TI2V-5B-Diffusers into ComfyUI's models/diffusers/")
+
+
+def diffusion_model_files() -> list[str]:
+    return [f for f in folder_paths.get_filename_list("diffusion_models") if f.endswith(".safetensors")]
+
+
+def diffusion_model_path(name: str) -> str:
+    return folder_paths.get_full_path_or_raise("diffusion_models", name)
+
+
 def input_file(name: str) -> str:
     return folder_paths.get_annotated_filepath(name)
 
@@ -64,3 +88,7 @@ class Progress:
     def step(self, n: int = 1) -> None:
         comfy.model_management.throw_exception_if_processing_interrupted()
         self.bar.update(n)
+
+    @staticmethod
+    def check_interrupt(*_) -> None:
+        comfy.model_management.throw_exception_if_processing_interrupted()

@@ -131,26 +131,9 @@ def test_video_to_motion_from_a_file(tmp_path, caplog):
 
 def test_weights_from_a_models_folder(tmp_path):
     """The real-weights path (--models) on tiny files in the release/diffusers layouts."""
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast, UMT5Config, UMT5EncoderModel
+    from tiny_files import write_tiny_weights
 
-    from comovi_core.model.config import get_config
-    from comovi_core.model.saving import save_checkpoint
-    from comovi_core.tiny import tiny_transformer, tiny_vae
-
-    base = tmp_path / "models" / "Wan2.2-TI2V-5B-Diffusers"
-    model = tiny_transformer(0)
-    save_checkpoint(model, base / "transformer", "wan_diffusers")
-    (tmp_path / "models" / "CoMoVi").mkdir(parents=True)
-    save_checkpoint(model, tmp_path / "models" / "CoMoVi" / "comovi.safetensors", "comovi_release")
-    tiny_vae().save_pretrained(base / "vae")
-    vocab = {"<pad>": 0, "</s>": 1, "<unk>": 2, "a": 3, "person": 4, "jumps": 5}
-    core = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-    core.pre_tokenizer = pre_tokenizers.Whitespace()
-    PreTrainedTokenizerFast(tokenizer_object=core, pad_token="<pad>", eos_token="</s>", unk_token="<unk>").save_pretrained(base / "tokenizer")
-    cfg = get_config("tiny")
-    UMT5EncoderModel(UMT5Config(vocab_size=8, d_model=cfg.text_dim, d_kv=8, d_ff=32, num_layers=1, num_heads=2,
-                                relative_attention_num_buckets=8)).save_pretrained(base / "text_encoder")
+    write_tiny_weights(tmp_path / "models" / "Wan2.2-TI2V-5B-Diffusers", tmp_path / "models" / "CoMoVi" / "comovi.safetensors")
     save_motion(tmp_path / "start.npz", demo_motion(num_frames=1, height=64, width=64))
     out = tmp_path / "out"
     assert main(["--models", str(tmp_path / "models"), "--model-config", "tiny", "--no-download", "--smpl", str(tmp_path / "start.npz"),

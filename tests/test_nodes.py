@@ -16,7 +16,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 STUB = Path(__file__).parent / "comfy_stub"
 # core ComfyUI nodes the example workflows may use, with their widget counts
-CORE_NODES = {"PreviewImage": 0, "SaveAnimatedWEBP": 5, "SaveImage": 1, "MaskToImage": 0}
+CORE_NODES = {"PreviewImage": 0, "SaveAnimatedWEBP": 5, "SaveImage": 1, "MaskToImage": 0, "LoadImage": 2}
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +40,8 @@ def ext(tmp_path_factory):
 
 def test_registration(ext):
     assert ext["module"].WEB_DIRECTORY == "./web"
-    assert set(ext["nodes"]) == {"CoMoViLoadSMPLModel", "CoMoViLoadSMPLMotion", "CoMoViRenderMotionMap", "CoMoViExportSMPL"}
+    assert set(ext["nodes"]) == {"CoMoViLoadSMPLModel", "CoMoViLoadSMPLMotion", "CoMoViRenderMotionMap", "CoMoViExportSMPL",
+                                 "CoMoViLoadModels", "CoMoViDualSampler"}
     paths, exts = ext["folder_paths"].folder_names_and_paths["smpl"]
     assert paths == [str(ext["base"] / "models" / "smpl")] and exts == {".pkl", ".npz"}
 
@@ -115,12 +116,46 @@ def test_export_node_writes_inside_the_output_folder(ext):
     assert not (ext["base"].parent / "escape_00001.bvh").exists()
 
 
+def test_cogeneration_nodes_on_tiny_weights(ext):
+    import comfy.model_management as mm
+    import comfy.utils
+    from tiny_files import write_tiny_weights
+
+    base = ext["base"] / "models"
+    write_tiny_weights(base / "diffusers" / "Wan2.2-TI2V-5B-Diffusers", base / "diffusion_models" / "comovi_tiny.safetensors")
+    nodes = ext["nodes"]
+    loader = nodes["CoMoViLoadModels"]
+    options = {i.id: i.options for i in loader.define_schema().inputs if i.options}
+    assert options["base"] == ["Wan2.2-TI2V-5B-Diffusers"] and options["comovi"][1:] == ["comovi_tiny.safetensors"]
+    comovi = loader.execute("Wan2.2-TI2V-5B-Diffusers", "comovi_tiny.safetensors", "float32", False, 0, "tiny").args[0]
+    assert "3D head: 57 tensors" in comovi["summary"]
+    model = nodes["CoMoViLoadSMPLModel"].execute("built-in mannequin (NOT SMPL, demo only)").args[0]
+    start = nodes["CoMoViLoadSMPLMotion"].execute("demo: mannequin waving (built-in)").args[0]
+    image = torch.rand(1, 48, 80, 3)
+    args = (comovi, model, start, image, "a person jumps", "", 64, 64, 5, 2, 6.0, 5.0, 1, "unipc", "cogenerate")
+    video, motion_map, motion = nodes["CoMoViDualSampler"].execute(*args).args
+    assert video.shape == motion_map.shape == (5, 64, 64, 3) and 0 <= float(video.min()) and float(video.max()) <= 1
+    assert motion.num_frames == 5 and motion.camera.image_size == (64, 64)
+    bar = comfy.utils.ProgressBar.instances[-1]
+    assert bar.current == bar.total == 2
+    again = nodes["CoMoViDualSampler"].execute(*args).args
+    assert torch.equal(again[0], video)  # same seed, same output
+    mm.INTERRUPT["flag"] = True  # cancelled between layers, not only between steps
+    with pytest.raises(mm.InterruptProcessingException):
+        nodes["CoMoViDualSampler"].execute(*args)
+    assert comovi["transformer"].layer_callback is None
+
+
 def _widget_inputs(schema):
     return [i for i in schema.inputs if i.is_widget]
 
 
 @pytest.mark.parametrize("workflow", sorted((ROOT / "example_workflows").glob("*.json")), ids=lambda p: p.name)
 def test_example_workflows_use_registered_nodes_with_valid_inputs(ext, workflow):
+    models = ext["base"] / "models"  # the files the examples pick must exist for their combos to list them
+    for folder in (models / "diffusers" / "Wan2.2-TI2V-5B-Diffusers", models / "diffusion_models"):
+        folder.mkdir(parents=True, exist_ok=True)
+    (models / "diffusion_models" / "comovi.safetensors").touch()
     data = json.loads(workflow.read_text())
     ours = ext["nodes"]
     link_ids = {link[0] for link in data["links"]}
@@ -142,6 +177,9 @@ def test_example_workflows_use_registered_nodes_with_valid_inputs(ext, workflow)
                 assert spec.min <= value <= spec.max, f"{kind}.{spec.id}: {value} outside [{spec.min}, {spec.max}]"
         sockets = [i.id for i in schema.inputs if not i.is_widget]
         assert [s["name"] for s in node.get("inputs", [])] == sockets
+        required = {i.id for i in schema.inputs if not i.is_widget and not i.optional}
+        linked = {s["name"] for s in node.get("inputs", []) if s.get("link") is not None}
+        assert required <= linked, f"{kind}: unconnected required inputs {required - linked}"
 
 
 def test_core_never_imports_comfyui():

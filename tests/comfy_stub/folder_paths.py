@@ -20,7 +20,14 @@ def add_model_folder_path(name, path, is_default=False):
         folder_names_and_paths[name] = ([path], set())
 
 
+def get_folder_paths(name):
+    if name not in folder_names_and_paths and name in ("diffusers", "diffusion_models"):
+        add_model_folder_path(name, os.path.join(models_dir, name))
+    return list(folder_names_and_paths[name][0])
+
+
 def get_filename_list(name):
+    get_folder_paths(name)
     paths, exts = folder_names_and_paths[name]
     out = []
     for p in paths:
@@ -30,7 +37,7 @@ def get_filename_list(name):
 
 
 def get_full_path_or_raise(name, filename):
-    for p in folder_names_and_paths[name][0]:
+    for p in get_folder_paths(name):
         full = os.path.join(p, filename)
         if os.path.isfile(full):
             return full

@@ -1,0 +1,35 @@
+"""Load the pipeline's components from disk: CoMoVi transformer, Wan2.2 VAE, umT5 text encoder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from .model.config import get_config
+from .model.loading import load_model
+from .model.memory import enable_block_swap, enable_fp8_storage, set_attention_backend
+from .text import UMT5TextEncoder
+
+
+def load_components(base: Path, comovi_files: list[Path], model_config: str = "wan2.2-ti2v-5b", dtype=torch.bfloat16,
+                    device="cuda", fp8: bool = False, block_swap: int = 0, offload: bool = False,
+                    attention: str = "sdpa") -> tuple[dict, str]:
+    """``base``: the Wan2.2-TI2V-5B diffusers folder; ``comovi_files`` loaded on top. -> (components, load summary)."""
+    from diffusers import AutoencoderKLWan
+
+    config = get_config(model_config)
+    transformer, report = load_model(config, [Path(base) / "transformer", *comovi_files], dtype=dtype, device="cpu")
+    set_attention_backend(transformer, attention)
+    if fp8:
+        enable_fp8_storage(transformer, compute_dtype=dtype)
+    if block_swap:
+        enable_block_swap(transformer, block_swap, device)
+    elif not offload:
+        transformer.to(device)
+    vae = AutoencoderKLWan.from_pretrained(Path(base) / "vae", torch_dtype=torch.float32).eval()
+    if not offload:
+        vae.to(device)
+    vae.enable_tiling()  # 81 frames at 704x1280 decode within 24 GB
+    text = UMT5TextEncoder(base, "cpu" if offload else device, dtype, config.text_len)
+    return dict(transformer=transformer, vae=vae, text_encoder=text), report.summary()

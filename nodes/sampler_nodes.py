@@ -1,0 +1,93 @@
+"""Co-generation in ComfyUI: load the CoMoVi components, then one joint sampling node."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from comfy_api.latest import io
+from PIL import Image
+
+from ..comovi_core.components import load_components
+from ..comovi_core.conditioning import pad_to_aspect
+from ..comovi_core.pipeline import DEFAULT_NEGATIVE, CoMoViPipeline
+from ..comovi_core.sampling import MODES, SOLVERS
+from . import host
+from .sockets import CoMoViModels, SMPLModel, SMPLMotion
+
+NO_COMOVI = "none (base only: untrained copy)"
+SIZES = ("wan2.2-ti2v-5b", "tiny")
+
+
+class LoadCoMoVi(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="CoMoViLoadModels",
+            display_name="Load CoMoVi (CoMoVi)",
+            category="CoMoVi",
+            description="Wan2.2-TI2V-5B (diffusers folder in models/diffusers: transformer, VAE, umT5) plus the CoMoVi weights from models/diffusion_models.",
+            inputs=[
+                io.Combo.Input("base", options=host.diffusers_folders() or ["Wan2.2-TI2V-5B-Diffusers"], tooltip="folder in models/diffusers"),
+                io.Combo.Input("comovi", options=[NO_COMOVI] + host.diffusion_model_files(), tooltip="CoMoVi .safetensors in models/diffusion_models"),
+                io.Combo.Input("precision", options=["bfloat16", "float16", "float32"], default="bfloat16"),
+                io.Boolean.Input("fp8_weights", default=False, tooltip="store transformer weights in fp8 (about 10 GB instead of 20)"),
+                io.Int.Input("block_swap", default=0, min=0, max=30, tooltip="layer pairs kept in CPU memory and swapped in per layer"),
+                io.Combo.Input("size", options=list(SIZES), default=SIZES[0], tooltip="tiny: the test preset"),
+            ],
+            outputs=[CoMoViModels.Output(display_name="comovi")],
+        )
+
+    @classmethod
+    def execute(cls, base, comovi, precision, fp8_weights, block_swap, size) -> io.NodeOutput:
+        files = [] if comovi == NO_COMOVI else [host.diffusion_model_path(comovi)]
+        components, summary = load_components(host.diffusers_folder(base), files, size, getattr(torch, precision),
+                                              host.torch_device(), fp8=fp8_weights, block_swap=block_swap)
+        return io.NodeOutput(dict(components, summary=summary))
+
+
+class DualSampler(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="CoMoViDualSampler",
+            display_name="CoMoVi Dual Sampler (CoMoVi)",
+            category="CoMoVi",
+            description="One denoising loop for the video, its motion map and the 3D SMPL motion.",
+            inputs=[
+                CoMoViModels.Input("comovi"),
+                SMPLModel.Input("smpl_model"),
+                SMPLMotion.Input("start_pose", tooltip="frame 0 is the start pose and camera"),
+                io.Image.Input("start_image"),
+                io.String.Input("prompt", multiline=True, default="a person waves both arms"),
+                io.String.Input("negative_prompt", multiline=True, default=DEFAULT_NEGATIVE),
+                io.Int.Input("width", default=1280, min=32, max=4096, step=32),
+                io.Int.Input("height", default=704, min=32, max=4096, step=32),
+                io.Int.Input("length", default=81, min=5, max=1001, step=4, tooltip="frames, 4k+1"),
+                io.Int.Input("steps", default=50, min=1, max=200),
+                io.Float.Input("cfg", default=6.0, min=1.0, max=20.0, step=0.1),
+                io.Float.Input("shift", default=5.0, min=0.0, max=20.0, step=0.1),
+                io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFF),
+                io.Combo.Input("solver", options=list(SOLVERS), default="unipc"),
+                io.Combo.Input("mode", options=list(MODES), default="cogenerate"),
+                SMPLMotion.Input("given_motion", optional=True, tooltip="motion_to_video: the motion to follow"),
+                io.Image.Input("given_video", optional=True, tooltip="video_to_motion: the video to read"),
+            ],
+            outputs=[io.Image.Output(display_name="video"), io.Image.Output(display_name="motion_map"),
+                     SMPLMotion.Output(display_name="smpl_motion")],
+        )
+
+    @classmethod
+    def execute(cls, comovi, smpl_model, start_pose, start_image, prompt, negative_prompt, width, height, length, steps,
+                cfg, shift, seed, solver, mode, given_motion=None, given_video=None) -> io.NodeOutput:
+        image = Image.fromarray((start_image[0].cpu().numpy() * 255).round().astype(np.uint8))
+        given = given_motion if mode == "motion_to_video" else given_video
+        pipe = CoMoViPipeline(comovi["transformer"], comovi["vae"], comovi["text_encoder"], smpl_model.cpu(),
+                              device=host.torch_device())
+        progress = host.Progress(steps)
+        comovi["transformer"].layer_callback = progress.check_interrupt
+        try:
+            result = pipe(pad_to_aspect(image, height, width), prompt, start_pose, length, steps, cfg, shift, solver, seed,
+                          negative_prompt, mode, given, callback=lambda *_: progress.step())
+        finally:
+            comovi["transformer"].layer_callback = None
+        return io.NodeOutput(result.rgb, result.motion_map, result.motion)
