@@ -5,6 +5,7 @@ from __future__ import annotations
 from comfy_api.latest import io
 
 from ..comovi_core.body.motion_file import save_motion
+from ..comovi_core.errors import CoMoViError
 from ..comovi_core.export import write_bvh, write_obj_sequence
 from . import host
 from .sockets import SMPLModel, SMPLMotion
@@ -32,6 +33,8 @@ class ExportSMPL(io.ComfyNode):
 
     @classmethod
     def execute(cls, smpl_model, smpl_motion, format, filename_prefix) -> io.NodeOutput:
+        if smpl_motion is None:
+            raise CoMoViError("no SMPL motion to export: the loaded CoMoVi weights have no 3D head, so the sampler made none")
         target = host.output_path(filename_prefix, "" if format == "obj" else f".{format}")
         writers = {"npz": lambda: save_motion(target, smpl_motion), "bvh": lambda: write_bvh(target, smpl_model, smpl_motion),
                    "obj": lambda: write_obj_sequence(target, smpl_model, smpl_motion)}

@@ -113,6 +113,8 @@ def test_export_node_writes_inside_the_output_folder(ext):
     assert len(list((out / "comovi" / "clip_00001").glob("*.obj"))) == 33
     with pytest.raises(CoMoViError, match="outside ComfyUI's output folder"):
         export.execute(model, motion, "bvh", "../../escape")
+    with pytest.raises(CoMoViError, match="no 3D head"):
+        export.execute(model, None, "bvh", "comovi/none")
     assert not (ext["base"].parent / "escape_00001.bvh").exists()
 
 
