@@ -81,9 +81,8 @@ def test_branches_equal_diffusers_wan_when_zero_linears_are_zero():
     with torch.no_grad():
         out = model(rgb_lat, motion_lat, t, ctx)
         expect_rgb = ref(rgb_lat, t, ctx, return_dict=False)[0]
-        same_input = model(rgb_lat, rgb_lat, t, ctx)
         motion_ref = WanTransformer3DModel(**cfg.wan_kwargs()).eval()
-        state = {**model.rgb.state_dict(), **{k: v for k, v in model.motion.state_dict().items()}}
+        state = {**model.rgb.state_dict(), **model.motion.state_dict()}
         motion_ref.load_state_dict(state)
         expect_motion = motion_ref(motion_lat, t, ctx, return_dict=False)[0]
     torch.testing.assert_close(out.rgb, expect_rgb, rtol=0, atol=1e-5)

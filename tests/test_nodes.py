@@ -9,7 +9,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
@@ -47,7 +46,6 @@ def test_registration(ext):
 
 
 def test_render_node_matches_core_and_reports_progress(ext):
-    from comovi_ext.comovi_core.body.mannequin import demo_motion
     from comovi_ext.comovi_core.body.smpl import camera_vertices, load_body_model
     from comovi_ext.comovi_core.motion_map.render import render_motion_map
 
