@@ -10,14 +10,16 @@ from .model.config import get_config
 from .model.loading import load_model
 from .model.memory import enable_block_swap, enable_fp8_storage, set_attention_backend
 from .text import UMT5TextEncoder
+from .vae_loading import load_wan22_vae
 
 
 def load_components(base: Path, comovi_files: list[Path], model_config: str = "wan2.2-ti2v-5b", dtype=torch.bfloat16,
                     device="cuda", fp8: bool = False, block_swap: int = 0, offload: bool = False,
-                    attention: str = "sdpa") -> tuple[dict, str]:
-    """``base``: the Wan2.2-TI2V-5B diffusers folder; ``comovi_files`` loaded on top. -> (components, load summary)."""
-    from diffusers import AutoencoderKLWan
+                    attention: str = "sdpa", vae_path: Path | None = None) -> tuple[dict, str]:
+    """``base``: the Wan2.2-TI2V-5B diffusers folder; ``comovi_files`` loaded on top. -> (components, load summary).
 
+    ``vae_path``: another Wan2.2 VAE (a diffusers folder or the original single file); default ``base/vae``.
+    """
     config = get_config(model_config)
     transformer, report = load_model(config, [Path(base) / "transformer", *comovi_files], dtype=dtype, device="cpu")
     set_attention_backend(transformer, attention)
@@ -27,7 +29,7 @@ def load_components(base: Path, comovi_files: list[Path], model_config: str = "w
         enable_block_swap(transformer, block_swap, device)
     elif not offload:
         transformer.to(device)
-    vae = AutoencoderKLWan.from_pretrained(Path(base) / "vae", torch_dtype=torch.float32).eval()
+    vae = load_wan22_vae(vae_path or Path(base) / "vae", torch.float32)
     if not offload:
         vae.to(device)
     vae.enable_tiling()  # 81 frames at 704x1280 decode within 24 GB

@@ -48,6 +48,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--video", type=Path, help="video_to_motion: the video (.mp4) to recover motion from; frames are padded/resized like --image")
     p.add_argument("--out", type=Path, required=True, help="output folder")
     p.add_argument("--models", type=Path, default=Path("models"), help="folder holding Wan2.2-TI2V-5B-Diffusers/ and CoMoVi/")
+    p.add_argument("--vae", type=Path, help="Wan2.2 VAE to use instead of the base folder's: Wan2.2_VAE.pth, wan2.2_vae.safetensors or a diffusers vae/ folder")
     p.add_argument("--model-config", default="wan2.2-ti2v-5b", help="size preset of the weights in --models (tests use tiny)")
     p.add_argument("--no-download", action="store_true", help="never download missing weights")
     p.add_argument("--height", type=int, help="multiple of 32 (default 704; tiny 128)")
@@ -112,6 +113,8 @@ def run(args: argparse.Namespace) -> Path:
     start = load_motion(args.smpl) if args.smpl else demo_motion(num_frames=1, height=height, width=width)
     given = load_motion(args.motion) if args.motion else (_read_video(args.video, height, width, frames) if args.video else None)
     image = load_image(args.image) if args.image else None
+    if args.vae is not None and not args.vae.exists():
+        raise CoMoViError(f"--vae {args.vae} does not exist")
     body = load_body_model(args.body_model)
     # 2. components
     dtype = torch.float32 if tiny else getattr(torch, args.dtype)
@@ -126,7 +129,8 @@ def run(args: argparse.Namespace) -> Path:
 
         base, comovi = resolve_weights(args.models, BASE_REPO, COMOVI_REPO, allow_download=not args.no_download)
         components, load_summary = load_components(base, comovi, args.model_config, dtype, args.device, fp8=args.fp8,
-                                                   block_swap=args.block_swap, offload=args.offload, attention=args.attention)
+                                                   block_swap=args.block_swap, offload=args.offload, attention=args.attention,
+                                                   vae_path=args.vae)
     device = "cpu" if tiny else args.device
     pipe = CoMoViPipeline(body_model=body, device=device, offload=args.offload and not tiny, **components)
     load_s = time.perf_counter() - t0
@@ -158,6 +162,7 @@ def run(args: argparse.Namespace) -> Path:
         "offload": args.offload, "attention": args.attention,
         "body_model": "stand-in mannequin (NOT SMPL)" if body.is_standin else body.source,
         "has_3d_head": result.motion is not None, "weights": load_summary,
+        "vae": "tiny preset" if tiny else str(args.vae or "base folder vae/"),
         "timings_s": {"load": round(load_s, 3), **{k: round(v, 3) for k, v in result.timings.items()}},
     }
     with atomic_path(out / "meta.json") as tmp:

@@ -21,6 +21,7 @@ from .conditioning import check_video_size
 from .errors import CoMoViError
 from .motion_map.render import render_motion_map
 from .sampling import sample
+from .text import pad_embeddings
 from .vae import decode_latents, encode_frames
 
 DEFAULT_NEGATIVE = "blurry, low quality, static, distorted body, extra limbs, watermark, text"
@@ -60,7 +61,7 @@ class CoMoViPipeline:
     @contextlib.contextmanager
     def _on_device(self, module):
         """With ``offload``, move ``module`` to the device for the block and back to the CPU after."""
-        if not self.offload or module is None:
+        if not self.offload or not isinstance(module, torch.nn.Module):
             yield
             return
         module.to(self.device)
@@ -68,6 +69,15 @@ class CoMoViPipeline:
             yield
         finally:
             module.to("cpu")
+
+    def _check_embeds(self, embeds: torch.Tensor, what: str) -> torch.Tensor:
+        """(L, D) or (1, L, D) text embeddings -> (1, text_len, D), zero-padded; D must be the model's text size."""
+        config = self.transformer.config
+        embeds = embeds[None] if embeds.dim() == 2 else embeds
+        if embeds.dim() != 3 or embeds.shape[0] != 1 or embeds.shape[-1] != config.text_dim:
+            raise CoMoViError(f"{what} embeddings have shape {tuple(embeds.shape)}; this model needs (1, tokens, "
+                              f"{config.text_dim}): use the umT5-XXL text encoder (ComfyUI: CLIP type 'wan')")
+        return pad_embeddings([embeds[0].float()], config.text_len)
 
     def render_motion_maps(self, motion: SMPLMotion, camera, frames=None) -> torch.Tensor:
         """(T, H, W, 3) motion maps of ``motion`` (all frames, or the first ``frames``)."""
@@ -103,10 +113,17 @@ class CoMoViPipeline:
                 raise CoMoViError("the prompt is empty: describe the motion, e.g. 'a woman does a cartwheel on a beach'")
         timings, t0 = {}, time.perf_counter()
         camera = start.camera.resized(height, width)
-        if prompt_embeds is None:
-            with self._on_device(getattr(self.text_encoder, "model", None)):
+        need_negative = guidance > 1 and negative_prompt_embeds is None
+        if (prompt_embeds is None or need_negative) and self.text_encoder is None:
+            raise CoMoViError("no text encoder is loaded: give prompt embeddings (ComfyUI: connect positive and "
+                              "negative CONDITIONING from a umT5-XXL text encoder), or load the umT5 text encoder")
+        with self._on_device(getattr(self.text_encoder, "model", None)):
+            if prompt_embeds is None:
                 prompt_embeds = self.text_encoder([prompt])
-                negative_prompt_embeds = self.text_encoder([negative_prompt]) if guidance > 1 else None
+            if need_negative:
+                negative_prompt_embeds = self.text_encoder([negative_prompt])
+        prompt_embeds = self._check_embeds(prompt_embeds, "prompt")
+        negative_prompt_embeds = self._check_embeds(negative_prompt_embeds, "negative prompt") if guidance > 1 else None
         timings["text"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         start_map = self.render_motion_maps(start, camera, frames=1)[0]  # (H, W, 3)

@@ -142,3 +142,31 @@ def test_weights_from_a_models_folder(tmp_path):
     meta = json.loads((out / "meta.json").read_text())
     assert meta["has_3d_head"] and "3D head: 57 tensors" in meta["weights"] and meta["preset"] == "wan2.2-ti2v-5b"
     assert read_video(out / "rgb.mp4").shape == (5, 64, 64, 3) and load_motion(out / "motion.npz").num_frames == 5
+
+
+def test_vae_from_another_folder_or_the_original_single_file(tmp_path):
+    """--vae: a diffusers folder gives exactly the default run; the original single file (Wan2.2 names) runs too."""
+    from safetensors.torch import save_file
+    from tiny_files import write_tiny_weights
+
+    from comovi_core.vae_loading import diffusers_to_original_vae_key, load_wan22_vae
+
+    base = tmp_path / "models" / "Wan2.2-TI2V-5B-Diffusers"
+    write_tiny_weights(base, tmp_path / "models" / "CoMoVi" / "comovi.safetensors")
+    save_motion(tmp_path / "start.npz", demo_motion(num_frames=1, height=64, width=64))
+    vae = load_wan22_vae(base / "vae")
+    vae.save_pretrained(tmp_path / "elsewhere")
+    save_file({diffusers_to_original_vae_key(k, 1): v.contiguous() for k, v in vae.state_dict().items()},
+              str(tmp_path / "wan2.2_vae.safetensors"))
+    common = ["--models", str(tmp_path / "models"), "--model-config", "tiny", "--no-download", "--smpl", str(tmp_path / "start.npz"),
+              "--prompt", "a person jumps", "--height", "64", "--width", "64", "--frames", "5", "--steps", "2",
+              "--dtype", "float32", "--device", "cpu"]
+    for name, extra in (("default", []), ("folder", ["--vae", str(tmp_path / "elsewhere")]),
+                        ("single", ["--vae", str(tmp_path / "wan2.2_vae.safetensors")])):
+        assert main([*common, *extra, "--out", str(tmp_path / name)]) == 0
+    default, folder, single = (read_video(tmp_path / n / "rgb.mp4") for n in ("default", "folder", "single"))
+    assert np.array_equal(default, folder) and single.shape == (5, 64, 64, 3)
+    meta = json.loads((tmp_path / "single" / "meta.json").read_text())
+    assert meta["vae"].endswith("wan2.2_vae.safetensors")
+    assert main([*common, "--vae", str(tmp_path / "missing.pth"), "--out", str(tmp_path / "bad")]) == 2
+    assert not (tmp_path / "bad").exists()
