@@ -21,7 +21,23 @@ def load_components(base: Path, comovi_files: list[Path], model_config: str = "w
     ``vae_path``: another Wan2.2 VAE (a diffusers folder or the original single file); default ``base/vae``.
     """
     config = get_config(model_config)
-    transformer, report = load_model(config, [Path(base) / "transformer", *comovi_files], dtype=dtype, device="cpu")
+    transformer, summary = load_transformer([Path(base) / "transformer", *comovi_files], model_config, dtype, device,
+                                            fp8, block_swap, offload, attention)
+    vae = load_wan22_vae(vae_path or Path(base) / "vae", torch.float32)
+    if not offload:
+        vae.to(device)
+    vae.enable_tiling()  # 81 frames at 704x1280 decode within 24 GB
+    text = UMT5TextEncoder(base, "cpu" if offload else device, dtype, config.text_len)
+    return dict(transformer=transformer, vae=vae, text_encoder=text), summary
+
+
+def load_transformer(paths: list[Path], model_config: str = "wan2.2-ti2v-5b", dtype=torch.bfloat16, device="cuda",
+                     fp8: bool = False, block_swap: int = 0, offload: bool = False, attention: str = "sdpa"):
+    """The CoMoVi transformer from stacked files/folders (any layout; later files win) with its memory mode.
+
+    -> (transformer, load summary). Without ``offload`` or ``block_swap`` it ends on ``device``.
+    """
+    transformer, report = load_model(get_config(model_config), paths, dtype=dtype, device="cpu")
     set_attention_backend(transformer, attention)
     if fp8:
         enable_fp8_storage(transformer, compute_dtype=dtype)
@@ -29,9 +45,4 @@ def load_components(base: Path, comovi_files: list[Path], model_config: str = "w
         enable_block_swap(transformer, block_swap, device)
     elif not offload:
         transformer.to(device)
-    vae = load_wan22_vae(vae_path or Path(base) / "vae", torch.float32)
-    if not offload:
-        vae.to(device)
-    vae.enable_tiling()  # 81 frames at 704x1280 decode within 24 GB
-    text = UMT5TextEncoder(base, "cpu" if offload else device, dtype, config.text_len)
-    return dict(transformer=transformer, vae=vae, text_encoder=text), report.summary()
+    return transformer, report.summary()

@@ -8,9 +8,9 @@ from . import host
 from .body_nodes import LoadSMPLModel, LoadSMPLMotion
 from .export_nodes import ExportSMPL
 from .motion_map_nodes import RenderMotionMap
-from .sampler_nodes import DualSampler, LoadCoMoVi
+from .sampler_nodes import DualSampler, LoadCoMoVi, LoadCoMoViTransformer
 
-NODES: list[type[io.ComfyNode]] = [LoadSMPLModel, LoadSMPLMotion, RenderMotionMap, ExportSMPL, LoadCoMoVi, DualSampler]
+NODES: list[type[io.ComfyNode]] = [LoadSMPLModel, LoadSMPLMotion, RenderMotionMap, ExportSMPL, LoadCoMoVi, LoadCoMoViTransformer, DualSampler]
 
 
 class CoMoViExtension(ComfyExtension):

@@ -7,11 +7,13 @@ import torch
 from comfy_api.latest import io
 from PIL import Image
 
-from ..comovi_core.components import load_components
+from ..comovi_core.components import load_components, load_transformer
+from ..comovi_core.errors import CoMoViError
 from ..comovi_core.conditioning import pad_to_aspect
 from ..comovi_core.pipeline import DEFAULT_NEGATIVE, CoMoViPipeline
 from ..comovi_core.sampling import MODES, SOLVERS
 from . import host
+from .adapters import conditioning_embeds, vae_codec
 from .sockets import CoMoViModels, SMPLModel, SMPLMotion
 
 NO_COMOVI = "none (base only: untrained copy)"
@@ -45,6 +47,35 @@ class LoadCoMoVi(io.ComfyNode):
         return io.NodeOutput(dict(components, summary=summary))
 
 
+class LoadCoMoViTransformer(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        files = host.diffusion_model_files()
+        return io.Schema(
+            node_id="CoMoViLoadTransformer",
+            display_name="Load CoMoVi Transformer (CoMoVi)",
+            category="CoMoVi",
+            description="Single files from models/diffusion_models: the Wan2.2-TI2V-5B transformer (e.g. wan2.2_ti2v_5B_fp16."
+                        "safetensors) plus the CoMoVi weights. Connect ComfyUI's Wan2.2 VAE and umT5 CONDITIONING to the sampler.",
+            inputs=[
+                io.Combo.Input("base", options=files or ["wan2.2_ti2v_5B_fp16.safetensors"], tooltip="Wan2.2-TI2V-5B transformer file"),
+                io.Combo.Input("comovi", options=[NO_COMOVI] + files, tooltip="CoMoVi weights, loaded on top of the base"),
+                io.Combo.Input("precision", options=["bfloat16", "float16", "float32"], default="bfloat16"),
+                io.Boolean.Input("fp8_weights", default=False, tooltip="store transformer weights in fp8 (about 10 GB instead of 20)"),
+                io.Int.Input("block_swap", default=0, min=0, max=30, tooltip="layer pairs kept in CPU memory and swapped in per layer"),
+                io.Combo.Input("size", options=list(SIZES), default=SIZES[0], tooltip="tiny: the test preset"),
+            ],
+            outputs=[CoMoViModels.Output(display_name="comovi")],
+        )
+
+    @classmethod
+    def execute(cls, base, comovi, precision, fp8_weights, block_swap, size) -> io.NodeOutput:
+        files = [host.diffusion_model_path(base)] + ([] if comovi == NO_COMOVI else [host.diffusion_model_path(comovi)])
+        transformer, summary = load_transformer(files, size, getattr(torch, precision), host.torch_device(),
+                                                fp8=fp8_weights, block_swap=block_swap)
+        return io.NodeOutput(dict(transformer=transformer, vae=None, text_encoder=None, summary=summary))
+
+
 class DualSampler(io.ComfyNode):
     @classmethod
     def define_schema(cls):
@@ -71,6 +102,9 @@ class DualSampler(io.ComfyNode):
                 io.Combo.Input("mode", options=list(MODES), default="cogenerate"),
                 SMPLMotion.Input("given_motion", optional=True, tooltip="motion_to_video: the motion to follow"),
                 io.Image.Input("given_video", optional=True, tooltip="video_to_motion: the video to read"),
+                io.Vae.Input("vae", optional=True, tooltip="ComfyUI's Wan2.2 VAE (wan2.2_vae.safetensors); replaces the loader's"),
+                io.Conditioning.Input("positive", optional=True, tooltip="umT5-XXL text (CLIP type 'wan'); replaces the prompt text"),
+                io.Conditioning.Input("negative", optional=True, tooltip="umT5-XXL negative text; replaces the negative prompt text"),
             ],
             outputs=[io.Image.Output(display_name="video"), io.Image.Output(display_name="motion_map"),
                      SMPLMotion.Output(display_name="smpl_motion")],
@@ -78,16 +112,21 @@ class DualSampler(io.ComfyNode):
 
     @classmethod
     def execute(cls, comovi, smpl_model, start_pose, start_image, prompt, negative_prompt, width, height, length, steps,
-                cfg, shift, seed, solver, mode, given_motion=None, given_video=None) -> io.NodeOutput:
+                cfg, shift, seed, solver, mode, given_motion=None, given_video=None, vae=None, positive=None,
+                negative=None) -> io.NodeOutput:
         image = Image.fromarray((start_image[0].cpu().numpy() * 255).round().astype(np.uint8))
         given = given_motion if mode == "motion_to_video" else given_video
-        pipe = CoMoViPipeline(comovi["transformer"], comovi["vae"], comovi["text_encoder"], smpl_model.cpu(),
-                              device=host.torch_device())
+        codec = vae_codec(vae) if vae is not None else comovi["vae"]
+        if codec is None:
+            raise CoMoViError("no VAE: connect Load VAE (wan2.2_vae.safetensors) to the sampler's vae input")
+        embeds = {k: conditioning_embeds(c, k) for k, c in (("positive", positive), ("negative", negative)) if c is not None}
+        pipe = CoMoViPipeline(comovi["transformer"], codec, comovi["text_encoder"], smpl_model.cpu(), device=host.torch_device())
         progress = host.Progress(steps)
         comovi["transformer"].layer_callback = progress.check_interrupt
         try:
             result = pipe(pad_to_aspect(image, height, width), prompt, start_pose, length, steps, cfg, shift, solver, seed,
-                          negative_prompt, mode, given, callback=lambda *_: progress.step())
+                          negative_prompt, mode, given, embeds.get("positive"), embeds.get("negative"),
+                          callback=lambda *_: progress.step())
         finally:
             comovi["transformer"].layer_callback = None
         return io.NodeOutput(result.rgb, result.motion_map, result.motion)

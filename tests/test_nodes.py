@@ -9,13 +9,17 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+
+from comovi_core.errors import CoMoViError
 
 ROOT = Path(__file__).resolve().parents[1]
 STUB = Path(__file__).parent / "comfy_stub"
 # core ComfyUI nodes the example workflows may use, with their widget counts
-CORE_NODES = {"PreviewImage": 0, "SaveAnimatedWEBP": 5, "SaveImage": 1, "MaskToImage": 0, "LoadImage": 2}
+CORE_NODES = {"PreviewImage": 0, "SaveAnimatedWEBP": 5, "SaveImage": 1, "MaskToImage": 0, "LoadImage": 2, "VAELoader": 1,
+              "CLIPLoader": 3, "CLIPTextEncode": 1}
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +44,7 @@ def ext(tmp_path_factory):
 def test_registration(ext):
     assert ext["module"].WEB_DIRECTORY == "./web"
     assert set(ext["nodes"]) == {"CoMoViLoadSMPLModel", "CoMoViLoadSMPLMotion", "CoMoViRenderMotionMap", "CoMoViExportSMPL",
-                                 "CoMoViLoadModels", "CoMoViDualSampler"}
+                                 "CoMoViLoadModels", "CoMoViLoadTransformer", "CoMoViDualSampler"}
     paths, exts = ext["folder_paths"].folder_names_and_paths["smpl"]
     assert paths == [str(ext["base"] / "models" / "smpl")] and exts == {".pkl", ".npz"}
 
@@ -146,6 +150,64 @@ def test_cogeneration_nodes_on_tiny_weights(ext):
     assert comovi["transformer"].layer_callback is None
 
 
+class _HostVAE:
+    """ComfyUI's VAE calling convention around a diffusers VAE: (T, H, W, 3) in [0, 1] in, raw latents out;
+    decode gives (1, T, H, W, 3) in [0, 1]."""
+
+    def __init__(self, vae, latent_channels=48):
+        self.vae, self.latent_channels, self.calls = vae, latent_channels, 0
+
+    def encode(self, pixels):
+        self.calls += 1
+        return self.vae.encode(pixels.movedim(-1, 0)[None] * 2 - 1).latent_dist.mode()
+
+    def decode(self, raw):
+        self.calls += 1
+        return ((self.vae.decode(raw).sample + 1) / 2).clamp(0, 1).movedim(1, -1)
+
+
+def test_single_files_with_the_hosts_vae_and_conditioning(ext):
+    """Single-file transformer + ComfyUI-style VAE and CONDITIONING give what the diffusers-folder path gives."""
+    from tiny_files import write_tiny_weights
+
+    from comovi_core.model.saving import save_checkpoint
+    from comovi_core.tiny import tiny_transformer
+    from comovi_core.vae_loading import WAN22_LATENTS_MEAN, WAN22_LATENTS_STD
+
+    models = ext["base"] / "models"
+    write_tiny_weights(models / "diffusers" / "Wan2.2-TI2V-5B-Diffusers", models / "diffusion_models" / "comovi_tiny.safetensors")
+    save_checkpoint(tiny_transformer(0), models / "diffusion_models" / "wan2.2_ti2v_tiny.safetensors", "wan_original")
+    nodes = ext["nodes"]
+    folder = nodes["CoMoViLoadModels"].execute("Wan2.2-TI2V-5B-Diffusers", "comovi_tiny.safetensors", "float32", False, 0, "tiny").args[0]
+    single = nodes["CoMoViLoadTransformer"].execute("wan2.2_ti2v_tiny.safetensors", "comovi_tiny.safetensors", "float32", False, 0,
+                                                    "tiny").args[0]
+    assert single["vae"] is None and single["text_encoder"] is None and "3D head: 57 tensors" in single["summary"]
+    folder["vae"].register_to_config(latents_mean=list(WAN22_LATENTS_MEAN), latents_std=list(WAN22_LATENTS_STD))
+    host_vae = _HostVAE(folder["vae"])
+    text = folder["text_encoder"]
+    positive, negative = [[text(["a person jumps"])[:, :10], {}]], [[text(["blurry"])[:, :7], {}]]
+    model = nodes["CoMoViLoadSMPLModel"].execute("built-in mannequin (NOT SMPL, demo only)").args[0]
+    start = nodes["CoMoViLoadSMPLMotion"].execute("demo: mannequin waving (built-in)").args[0]
+    image = torch.rand(1, 64, 64, 3, generator=torch.Generator().manual_seed(5))
+    sampler = nodes["CoMoViDualSampler"]
+    common = (model, start, image)
+    settings = (64, 64, 5, 2, 6.0, 5.0, 3, "unipc", "cogenerate")
+    want = sampler.execute(folder, *common, "a person jumps", "blurry", *settings).args
+    got = sampler.execute(single, *common, "", "", *settings, vae=host_vae, positive=positive, negative=negative).args
+    assert host_vae.calls == 4  # start image, start motion map, two decodes
+    assert torch.allclose(got[0], want[0], atol=1e-4) and torch.allclose(got[1], want[1], atol=1e-4)
+    assert np.allclose(got[2].body_pose, want[2].body_pose, atol=1e-4) and float(want[0].std()) > 0.01
+    CoMoViError = sys.modules["comovi_ext.comovi_core.errors"].CoMoViError  # the extension's own copy of the class
+    with pytest.raises(CoMoViError, match="connect Load VAE"):
+        sampler.execute(single, *common, "a person jumps", "", *settings)
+    with pytest.raises(CoMoViError, match="no text encoder"):
+        sampler.execute(single, *common, "a person jumps", "", *settings, vae=host_vae)
+    with pytest.raises(CoMoViError, match=r"needs \(1, tokens, 48\)"):
+        sampler.execute(single, *common, "", "", *settings, vae=host_vae, positive=[[torch.zeros(1, 9, 4096), {}]], negative=negative)
+    with pytest.raises(CoMoViError, match="48 channels"):
+        sampler.execute(single, *common, "", "", *settings, vae=_HostVAE(folder["vae"], 16), positive=positive, negative=negative)
+
+
 def _widget_inputs(schema):
     return [i for i in schema.inputs if i.is_widget]
 
@@ -155,7 +217,8 @@ def test_example_workflows_use_registered_nodes_with_valid_inputs(ext, workflow)
     models = ext["base"] / "models"  # the files the examples pick must exist for their combos to list them
     for folder in (models / "diffusers" / "Wan2.2-TI2V-5B-Diffusers", models / "diffusion_models"):
         folder.mkdir(parents=True, exist_ok=True)
-    (models / "diffusion_models" / "comovi.safetensors").touch()
+    for name in ("comovi.safetensors", "wan2.2_ti2v_5B_fp16.safetensors"):
+        (models / "diffusion_models" / name).touch()
     data = json.loads(workflow.read_text())
     ours = ext["nodes"]
     link_ids = {link[0] for link in data["links"]}

@@ -68,7 +68,7 @@ io = types.SimpleNamespace(
     ComfyNode=ComfyNode, Schema=Schema, NodeOutput=NodeOutput,
     Custom=lambda name: _type(name), Image=_type("IMAGE"), Mask=_type("MASK"), Latent=_type("LATENT"),
     Int=_type("INT", True), Float=_type("FLOAT", True), String=_type("STRING", True),
-    Boolean=_type("BOOLEAN", True), Combo=_type("COMBO", True),
+    Boolean=_type("BOOLEAN", True), Combo=_type("COMBO", True), Vae=_type("VAE"), Conditioning=_type("CONDITIONING"),
 )
 
 
