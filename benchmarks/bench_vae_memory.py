@@ -1,0 +1,82 @@
+"""Working memory of the real-size Wan2.2 VAE decode, tiled vs untiled, at two resolutions (CPU, random weights).
+
+    python benchmarks/bench_vae_memory.py [--sizes 176x320 352x640] [--latent-frames 2]
+
+Each run is a fresh child process: it builds the real Wan2.2 VAE architecture (705M parameters, fp32)
+with random weights, resets the peak-RSS counter, decodes ``--latent-frames`` latent frames and
+reports the peak resident memory above the weights. Decoding is causal and frame-chunked, so the
+working memory does not grow with the number of frames (only the output buffer does: 81 frames at
+704x1280 are 0.88 GB in fp32). The printed ratios show how tiling bounds the working memory as the
+resolution grows; the GPU figure at 704x1280 is measured by the same script with ``--device cuda``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+
+CHILD = r"""
+import json, sys, time, torch
+from diffusers import AutoencoderKLWan
+from comovi_core.vae_loading import WAN22_LATENTS_MEAN, WAN22_LATENTS_STD
+height, width, frames, tiled, device = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4] == "1", sys.argv[5]
+torch.manual_seed(0)
+vae = AutoencoderKLWan(base_dim=160, decoder_base_dim=256, z_dim=48, is_residual=True, in_channels=12, out_channels=12,
+                       patch_size=2, scale_factor_spatial=16, scale_factor_temporal=4, latents_mean=list(WAN22_LATENTS_MEAN),
+                       latents_std=list(WAN22_LATENTS_STD)).eval().to(device)
+if tiled:
+    vae.enable_tiling()
+z = torch.randn(1, 48, frames, height // 16, width // 16, device=device)
+def peak_kib():
+    if device == "cuda":
+        return torch.cuda.max_memory_allocated() // 1024
+    return next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM"))
+def now_kib():
+    if device == "cuda":
+        return torch.cuda.memory_allocated() // 1024
+    return next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmRSS"))
+if device == "cuda":
+    torch.cuda.reset_peak_memory_stats()
+else:
+    open("/proc/self/clear_refs", "w").write("5")
+base = now_kib()
+t0 = time.perf_counter()
+with torch.no_grad():
+    out = vae.decode(z).sample
+if device == "cuda":
+    torch.cuda.synchronize()
+print(json.dumps({"work_gib": (peak_kib() - base) / 2**20, "seconds": time.perf_counter() - t0, "frames": out.shape[2]}))
+"""
+
+
+def run(height: int, width: int, frames: int, tiled: bool, device: str) -> dict:
+    out = subprocess.run([sys.executable, "-c", CHILD, str(height), str(width), str(frames), "1" if tiled else "0", device],
+                         capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--sizes", nargs="+", default=["176x320", "352x640"], help="HxW output sizes, multiples of 16")
+    p.add_argument("--latent-frames", type=int, default=2, help="latent frames decoded (2 -> 5 video frames)")
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    args = p.parse_args()
+    rows = {}
+    for size in args.sizes:
+        h, w = (int(v) for v in size.split("x"))
+        for tiled in (False, True):
+            r = run(h, w, args.latent_frames, tiled, args.device)
+            rows[(size, tiled)] = r
+            print(f"{size:>9} {'tiled' if tiled else 'untiled':>7}: working memory {r['work_gib']:.2f} GiB, "
+                  f"{r['seconds']:.1f} s for {r['frames']} frames")
+    first, last = args.sizes[0], args.sizes[-1]
+    pixels = (lambda s: int(s.split("x")[0]) * int(s.split("x")[1]))
+    print(f"pixels x{pixels(last) / pixels(first):.1f}: untiled memory x{rows[(last, False)]['work_gib'] / rows[(first, False)]['work_gib']:.2f}, "
+          f"tiled memory x{rows[(last, True)]['work_gib'] / rows[(first, True)]['work_gib']:.2f}")
+    print(f"at {last}: tiled / untiled working memory = {rows[(last, True)]['work_gib'] / rows[(last, False)]['work_gib']:.2f}")
+
+
+if __name__ == "__main__":
+    main()
