@@ -75,7 +75,7 @@ def run(args: argparse.Namespace) -> dict:
 
     motion_path, map_path = args.run / "motion.npz", args.run / "motion_map.mp4"
     if not motion_path.is_file():
-        raise CoMoViError(f"no motion.npz in {args.run}: the run's weights had no 3D head, or this is not a generate output folder")
+        raise CoMoViError(f"no motion.npz in {args.run}: the run had no 3D head and --no-fit, or this is not a generate output folder")
     motion = load_motion(motion_path)
     reference = load_motion(args.gt) if args.gt else None
     body = load_body_model(args.body_model)

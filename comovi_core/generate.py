@@ -62,6 +62,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--fps", type=float, default=16.0, help="frame rate of the written videos and motion")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="torch device")
     p.add_argument("--dtype", default="bfloat16", choices=("bfloat16", "float16", "float32"), help="compute dtype (tiny: float32)")
+    p.add_argument("--no-fit", action="store_true", help="without a 3D head, do not fit SMPL to the motion map (then no motion.npz)")
     p.add_argument("--fp8", action="store_true", help="store transformer weights in fp8 (about half the memory)")
     p.add_argument("--block-swap", type=int, default=0, help="keep N layer pairs on the CPU, swapped in per layer")
     p.add_argument("--offload", action="store_true", help="model offload: text encoder, VAE and transformer visit the GPU only while they work")
@@ -143,7 +144,7 @@ def run(args: argparse.Namespace) -> Path:
         picture = pad_to_aspect(image, height, width)
     # 3. generate, then write (nothing is written if generation fails or is cancelled)
     result = pipe(picture, prompt, start, frames, steps, args.guidance, args.shift, args.solver, args.seed,
-                  args.negative_prompt or DEFAULT_NEGATIVE, args.mode, given, fps=args.fps,
+                  args.negative_prompt or DEFAULT_NEGATIVE, args.mode, given, fps=args.fps, fit_motion=not args.no_fit,
                   callback=lambda i, n, t, lat: log.info("step %d/%d (t=%.0f)", i + 1, n, float(t)))
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
@@ -152,8 +153,10 @@ def run(args: argparse.Namespace) -> Path:
             send(to_uint8(frames_t))
     if result.motion is not None:
         save_motion(out / "motion.npz", result.motion)
+        if result.motion_source == "fitted_to_motion_map":
+            log.info("the loaded weights have no 3D head: motion.npz was fitted to the generated motion map")
     else:
-        log.warning("the loaded weights have no 3D head: no motion.npz is written (recovering 3D motion from the motion map comes later)")
+        log.warning("the loaded weights have no 3D head and --no-fit was given: no motion.npz is written")
     meta = {
         "comovi_core": __version__, "torch": torch.__version__, "python": platform.python_version(), "preset": args.preset,
         "mode": args.mode, "prompt": prompt, "negative_prompt": args.negative_prompt or DEFAULT_NEGATIVE, "seed": args.seed,
@@ -161,7 +164,7 @@ def run(args: argparse.Namespace) -> Path:
         "solver": args.solver, "fps": args.fps, "device": args.device, "dtype": str(dtype), "fp8": args.fp8, "block_swap": args.block_swap,
         "offload": args.offload, "attention": args.attention,
         "body_model": "stand-in mannequin (NOT SMPL)" if body.is_standin else body.source,
-        "has_3d_head": result.motion is not None, "weights": load_summary,
+        "has_3d_head": result.motion_source == "3d_head", "motion_source": result.motion_source, "weights": load_summary,
         "vae": "tiny preset" if tiny else str(args.vae or "base folder vae/"),
         "timings_s": {"load": round(load_s, 3), **{k: round(v, 3) for k, v in result.timings.items()}},
     }

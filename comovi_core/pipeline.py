@@ -31,8 +31,9 @@ DEFAULT_NEGATIVE = "blurry, low quality, static, distorted body, extra limbs, wa
 class GenerationResult:
     rgb: torch.Tensor  # (F, H, W, 3) in [0, 1]
     motion_map: torch.Tensor  # (F, H, W, 3) in [0, 1], channels (sem, ny, nx)
-    motion: SMPLMotion | None  # SMPL motion from the 3D head; None when the weights have no head
+    motion: SMPLMotion | None  # SMPL motion (3D head, or fitted to the motion map); None only with fit_motion=False and no head
     timings: dict = field(default_factory=dict)  # seconds per stage
+    motion_source: str = "none"  # "3d_head", "fitted_to_motion_map" or "none"
 
 
 def start_pose_6d(motion: SMPLMotion) -> torch.Tensor:
@@ -104,8 +105,14 @@ class CoMoViPipeline:
         negative_prompt_embeds: torch.Tensor | None = None,
         callback=None,
         fps: float = 16.0,
+        fit_motion: bool = True,
+        fit_callback=None,
     ) -> GenerationResult:
-        """image (3, H, W) in [0, 1], already padded to the target size (``conditioning.pad_to_aspect``)."""
+        """image (3, H, W) in [0, 1], already padded to the target size (``conditioning.pad_to_aspect``).
+
+        Without a 3D head, ``fit_motion`` recovers the SMPL motion by fitting the body to the generated
+        motion map (``comovi_core.fitting``; ``fit_callback(step, total)`` reports its progress).
+        """
         _, height, width = image.shape
         check_video_size(height, width, num_frames)
         if not prompt or not prompt.strip():
@@ -155,5 +162,13 @@ class CoMoViPipeline:
             to_frames = lambda lat: ((decode_latents(self.vae, lat)[0] + 1) / 2).permute(1, 2, 3, 0).cpu()  # noqa: E731
             rgb, motion_map = to_frames(result.rgb), to_frames(result.motion)
         timings["decode"] = time.perf_counter() - t0
-        smpl = motion_from_6d(result.smpl_6d[0], start, camera, fps) if result.smpl_6d is not None else None
-        return GenerationResult(rgb, motion_map, smpl, timings)
+        smpl, source = None, "none"
+        if result.smpl_6d is not None:
+            smpl, source = motion_from_6d(result.smpl_6d[0], start, camera, fps), "3d_head"
+        elif fit_motion:
+            from .fitting import fit_motion as fit
+
+            t0 = time.perf_counter()
+            smpl, source = fit(self.body_model, motion_map, start, camera, fps, device=self.device, callback=fit_callback), "fitted_to_motion_map"
+            timings["fit"] = time.perf_counter() - t0
+        return GenerationResult(rgb, motion_map, smpl, timings, source)

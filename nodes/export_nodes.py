@@ -34,7 +34,7 @@ class ExportSMPL(io.ComfyNode):
     @classmethod
     def execute(cls, smpl_model, smpl_motion, format, filename_prefix) -> io.NodeOutput:
         if smpl_motion is None:
-            raise CoMoViError("no SMPL motion to export: the loaded CoMoVi weights have no 3D head, so the sampler made none")
+            raise CoMoViError("no SMPL motion to export: the weights have no 3D head and the sampler's fit_motion was off; turn it on")
         target = host.output_path(filename_prefix, "" if format == "obj" else f".{format}")
         writers = {"npz": lambda: save_motion(target, smpl_motion), "bvh": lambda: write_bvh(target, smpl_model, smpl_motion),
                    "obj": lambda: write_obj_sequence(target, smpl_model, smpl_motion)}

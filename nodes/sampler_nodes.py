@@ -100,6 +100,7 @@ class DualSampler(io.ComfyNode):
                 io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFF),
                 io.Combo.Input("solver", options=list(SOLVERS), default="unipc"),
                 io.Combo.Input("mode", options=list(MODES), default="cogenerate"),
+                io.Boolean.Input("fit_motion", default=True, tooltip="weights without a 3D head: fit SMPL to the generated motion map"),
                 SMPLMotion.Input("given_motion", optional=True, tooltip="motion_to_video: the motion to follow"),
                 io.Image.Input("given_video", optional=True, tooltip="video_to_motion: the video to read"),
                 io.Vae.Input("vae", optional=True, tooltip="ComfyUI's Wan2.2 VAE (wan2.2_vae.safetensors); replaces the loader's"),
@@ -112,7 +113,7 @@ class DualSampler(io.ComfyNode):
 
     @classmethod
     def execute(cls, comovi, smpl_model, start_pose, start_image, prompt, negative_prompt, width, height, length, steps,
-                cfg, shift, seed, solver, mode, given_motion=None, given_video=None, vae=None, positive=None,
+                cfg, shift, seed, solver, mode, fit_motion=True, given_motion=None, given_video=None, vae=None, positive=None,
                 negative=None) -> io.NodeOutput:
         image = Image.fromarray((start_image[0].cpu().numpy() * 255).round().astype(np.uint8))
         given = given_motion if mode == "motion_to_video" else given_video
@@ -126,7 +127,7 @@ class DualSampler(io.ComfyNode):
         try:
             result = pipe(pad_to_aspect(image, height, width), prompt, start_pose, length, steps, cfg, shift, solver, seed,
                           negative_prompt, mode, given, embeds.get("positive"), embeds.get("negative"),
-                          callback=lambda *_: progress.step())
+                          callback=lambda *_: progress.step(), fit_motion=fit_motion, fit_callback=progress.check_interrupt)
         finally:
             comovi["transformer"].layer_callback = None
         return io.NodeOutput(result.rgb, result.motion_map, result.motion)

@@ -51,14 +51,21 @@ def _call(pipe, **kw):
     return pipe(**args)
 
 
-def test_same_seed_same_output_and_no_head_no_motion():
+def test_same_seed_same_output_and_motion_without_a_head():
     pipe = _pipe()
     a, b, c = _call(pipe), _call(pipe), _call(pipe, seed=4)
     assert torch.equal(a.rgb, b.rgb) and torch.equal(a.motion_map, b.motion_map)
     np.testing.assert_array_equal(a.motion.body_pose, b.motion.body_pose)
-    assert not torch.equal(a.rgb, c.rgb)
+    assert not torch.equal(a.rgb, c.rgb) and a.motion_source == "3d_head"
     pipe.transformer.smpl_head = None
-    assert _call(pipe).motion is None
+    unfitted = _call(pipe, fit_motion=False)
+    assert unfitted.motion is None and unfitted.motion_source == "none"
+    steps = []
+    fitted = _call(pipe, fit_callback=lambda i, n: steps.append((i, n)))
+    start = demo_motion(num_frames=1, height=64, width=64)
+    assert fitted.motion_source == "fitted_to_motion_map" and fitted.motion.num_frames == 5 and len(steps) == steps[0][1]
+    np.testing.assert_allclose(fitted.motion.body_pose[0], start.body_pose[0], atol=1e-6)  # frame 0 is the given start
+    assert torch.equal(fitted.rgb, unfitted.rgb) and "fit" in fitted.timings
 
 
 @pytest.mark.parametrize("kw,message", [

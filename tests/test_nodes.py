@@ -144,6 +144,11 @@ def test_cogeneration_nodes_on_tiny_weights(ext):
     assert bar.current == bar.total == 2
     again = nodes["CoMoViDualSampler"].execute(*args).args
     assert torch.equal(again[0], video)  # same seed, same output
+    head, comovi["transformer"].smpl_head = comovi["transformer"].smpl_head, None  # weights without a 3D head
+    assert nodes["CoMoViDualSampler"].execute(*args, False).args[2] is None  # fit_motion off: no motion
+    fitted = nodes["CoMoViDualSampler"].execute(*args, True).args[2]
+    assert fitted.num_frames == 5 and np.allclose(fitted.body_pose[0], start.body_pose[0], atol=1e-6)
+    comovi["transformer"].smpl_head = head
     mm.INTERRUPT["flag"] = True  # cancelled between layers, not only between steps
     with pytest.raises(mm.InterruptProcessingException):
         nodes["CoMoViDualSampler"].execute(*args)

@@ -1,0 +1,160 @@
+"""Recover a SMPL motion from a motion-map video by fitting the body to it (when no 3D head is loaded).
+
+The motion map tells, per pixel, which body part is seen and its surface normal. For every frame and
+part we summarise the decoded pixels by their count, 2D centroid, 2D covariance and mean normal, and
+fit the body so that the same summaries of its camera-facing vertices (soft-weighted by how much each
+vertex faces the camera) match, with a smoothness prior over time. Frame 0 stays the given start pose
+(shape, pose and camera are known there). Summaries instead of a differentiable rasteriser keep it
+fast and dependency-free; occlusion between parts is the main approximation (a part's hidden
+vertices still count when they face the camera).
+
+Maps are decoded at a reduced resolution (``max_side``, nearest-neighbour so the colours stay exact).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .body.motion_file import SMPLMotion
+from .body.parts import NUM_PARTS
+from .motion_map.camera import PinholeCamera
+from .motion_map.colors import vertex_normals
+from .motion_map.decode import DecodedMotionMap, decode_motion_map
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PartStats:
+    count: torch.Tensor  # (T, P) pixels (or projected vertex area) per part, in image units (see _image_units)
+    centroid: torch.Tensor  # (T, P, 2) in image units
+    covariance: torch.Tensor  # (T, P, 2, 2) in image units squared
+    normal: torch.Tensor  # (T, P, 3) unit mean normal
+
+
+def _stats(weights: torch.Tensor, points: torch.Tensor, normals: torch.Tensor, parts: torch.Tensor) -> PartStats:
+    """weights (T, N), points (T, N, 2), normals (T, N, 3), parts (N,) in 0..P-1 -> per-part summaries."""
+    frames = weights.shape[0]
+    values = torch.cat([weights[..., None], weights[..., None] * points, weights[..., None] * normals,
+                        weights[..., None] * (points[..., :, None] * points[..., None, :]).flatten(-2)], -1)  # (T, N, 10)
+    sums = values.new_zeros(frames, NUM_PARTS, values.shape[-1]).index_add_(1, parts, values)  # (T, P, 10)
+    count = sums[..., 0]
+    safe = count.clamp_min(1e-6)[..., None]
+    centroid = sums[..., 1:3] / safe
+    covariance = (sums[..., 6:10] / safe).unflatten(-1, (2, 2)) - centroid[..., :, None] * centroid[..., None, :]
+    normal = torch.nn.functional.normalize(sums[..., 3:6], dim=-1, eps=1e-6)
+    return PartStats(count, centroid, covariance, normal)
+
+
+def _image_units(uv: torch.Tensor, camera: PinholeCamera) -> torch.Tensor:
+    """Pixels -> centred units of the longer image side (keeps second moments well conditioned in float32)."""
+    side = float(max(camera.height, camera.width))
+    return (uv - uv.new_tensor([camera.width / 2, camera.height / 2])) / side
+
+
+def _inliers(points: torch.Tensor, parts: torch.Tensor) -> torch.Tensor:
+    """Per part, keep pixels within 3 robust deviations (median, MAD) of the part's median on both axes.
+
+    Decoding mislabels a few percent of pixels (colour ambiguities, video coding); scattered far from
+    the part they are given, they would drag its centroid and spread."""
+    keep = torch.zeros_like(parts, dtype=torch.bool)
+    for part in parts.unique():
+        idx = (parts == part).nonzero().squeeze(1)
+        xy = points[idx]
+        median = xy.median(0).values
+        mad = (xy - median).abs().median(0).values * 1.4826 + 1e-3
+        keep[idx] = ((xy - median).abs() <= 3 * mad).all(-1)
+    return keep
+
+
+def map_stats(decoded: DecodedMotionMap, camera: PinholeCamera) -> PartStats:
+    """Per-frame, per-part summaries of a decoded motion map (body pixels only, outliers dropped)."""
+    frames, height, width = decoded.mask.shape
+    v, u = torch.meshgrid(torch.arange(height) + 0.5, torch.arange(width) + 0.5, indexing="ij")
+    points = _image_units(torch.stack((u, v), -1).reshape(-1, 2).float(), camera)
+    out = []
+    for t in range(frames):  # pixels differ per frame: one scatter per frame
+        body = decoded.mask[t].reshape(-1)
+        xy, parts, normals = points[body], decoded.part[t].reshape(-1)[body], decoded.normal[t].reshape(-1, 3)[body].float()
+        keep = _inliers(xy, parts)
+        pixel_area = torch.full((1, int(keep.sum())), 1 / float(max(height, width)) ** 2)
+        out.append(_stats(pixel_area, xy[keep][None], normals[keep][None], parts[keep]))
+    return PartStats(*(torch.cat([getattr(o, f) for o in out]) for f in ("count", "centroid", "covariance", "normal")))
+
+
+def body_stats(vertices: torch.Tensor, faces: torch.Tensor, part_ids: torch.Tensor, camera: PinholeCamera) -> PartStats:
+    """The same summaries for a posed body: each vertex weighs a third of the projected area of its
+    camera-facing faces, so vertex sums approximate pixel sums of the visible surface (occlusion aside)."""
+    uv = _image_units(camera.project(vertices), camera)  # (T, V, 2)
+    tri = uv[:, faces]  # (T, F, 3, 2)
+    e1, e2 = tri[:, :, 1] - tri[:, :, 0], tri[:, :, 2] - tri[:, :, 0]
+    signed = 0.5 * (e1[..., 0] * e2[..., 1] - e1[..., 1] * e2[..., 0])  # < 0: the face looks at the camera
+    face_area = torch.relu(-signed)
+    weights = vertices.new_zeros(vertices.shape[:2])
+    for corner in range(3):
+        weights = weights.index_add(1, faces[:, corner], face_area / 3)
+    return _stats(weights, uv, vertex_normals(vertices, faces), part_ids)
+
+
+def _downsample(images: torch.Tensor, camera: PinholeCamera, max_side: int) -> tuple[torch.Tensor, PinholeCamera]:
+    scale = max_side / max(camera.height, camera.width)
+    if scale >= 1:
+        return images, camera
+    height, width = max(16, round(camera.height * scale)), max(16, round(camera.width * scale))
+    rows = ((torch.arange(height) + 0.5) * camera.height / height).long()
+    cols = ((torch.arange(width) + 0.5) * camera.width / width).long()
+    return images[:, rows][:, :, cols], camera.resized(height, width)
+
+
+def fit_motion(body, images: torch.Tensor, start: SMPLMotion, camera: PinholeCamera, fps: float, shading: str = "comovi_v1",
+               iterations: int = 300, max_side: int = 192, smooth: float = 1.0, device="cpu", callback=None) -> SMPLMotion:
+    """images (T, H, W, 3) in [0, 1] (frame 0 shows ``start``'s frame 0) -> a SMPLMotion of T frames.
+
+    ``callback(step, iterations)`` is called after each optimisation step (progress, cancellation).
+    """
+    full_camera = camera.resized(images.shape[1], images.shape[2])
+    images, camera = _downsample(images.float().cpu(), full_camera, max_side)
+    target = map_stats(decode_motion_map(images, shading, camera, float(start.transl[0, 2])), camera)
+    target = PartStats(*(x.to(device) for x in (target.count, target.centroid, target.covariance, target.normal)))
+    frames = images.shape[0]
+    present = (target.count > 2e-4).float()  # (T, P) parts seen in the map (count = area in image units)
+    present[0] = 0  # frame 0 is the given start
+    body, faces, part_ids = body.to(device), body.faces.to(device), body.part_ids.to(device)
+    first = lambda a: torch.as_tensor(np.asarray(a[:1], np.float32), device=device).repeat(frames, 1)  # noqa: E731
+    orient, pose, transl = first(start.global_orient), first(start.body_pose), first(start.transl)
+    betas = torch.as_tensor(np.asarray(start.betas, np.float32), device=device)
+    delta = torch.zeros(frames - 1, 75, device=device, requires_grad=True)  # frames 1.. move; frame 0 stays the start
+    optimiser = torch.optim.Adam([delta], lr=0.02)
+
+    def params():
+        full = torch.cat([delta.new_zeros(1, 75), delta])
+        return orient + full[:, :3], pose + full[:, 3:72], transl + full[:, 72:]
+
+    for step in range(iterations):
+        g, p, t = params()
+        model = body_stats(body(g, p, betas, t).vertices, faces, part_ids, camera)
+        # parts much smaller in the map than the body says are occluded there: trust them less
+        weight = present * (target.count / model.count.detach().clamp_min(1e-6)).clamp(max=1).square()
+        centroid = (model.centroid - target.centroid).square().sum(-1) / 0.02**2
+        size = target.covariance.diagonal(dim1=-2, dim2=-1).sum(-1, keepdim=True)[..., None]  # (T, P, 1, 1)
+        spread = ((model.covariance - target.covariance) / (0.1 * size + 1e-4)).square().sum((-1, -2))
+        normal = 1 - (model.normal * target.normal).sum(-1)
+        robust = torch.log1p(centroid) + torch.log1p(spread) + normal  # Cauchy on the 2D terms: outliers saturate
+        data = (weight * robust).sum() / weight.sum().clamp_min(1)
+        accel = lambda x: x[2:] - 2 * x[1:-1] + x[:-2]  # noqa: E731  (smooth, without pulling toward stillness)
+        prior = accel(p).square().sum(-1).mean() + accel(g).square().sum(-1).mean() + 10 * accel(t).square().sum(-1).mean() \
+            if frames > 2 else data.new_zeros(())
+        loss = data + smooth * prior
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+        if callback is not None:
+            callback(step, iterations)
+    log.info("fitted %d frames to the motion map (%d steps, data term %.3g)", frames, iterations, float(data.detach()))
+    with torch.no_grad():
+        g, p, t = (x.cpu().numpy() for x in params())
+    return SMPLMotion(g, p, start.betas, t, fps, full_camera, start.gender)
