@@ -13,6 +13,7 @@ Maps are decoded at a reduced resolution (``max_side``, nearest-neighbour so the
 
 from __future__ import annotations
 
+import copy
 import logging
 from dataclasses import dataclass
 
@@ -115,7 +116,15 @@ def fit_motion(body, images: torch.Tensor, start: SMPLMotion, camera: PinholeCam
     """images (T, H, W, 3) in [0, 1] (frame 0 shows ``start``'s frame 0) -> a SMPLMotion of T frames.
 
     ``callback(step, iterations)`` is called after each optimisation step (progress, cancellation).
+    Works inside ``torch.inference_mode``/``no_grad`` (hosts such as ComfyUI run nodes that way): the
+    optimisation uses its own grad-enabled copies of the body model and the maps.
     """
+    with torch.inference_mode(False), torch.enable_grad():
+        return _fit(copy.deepcopy(body).to(device), images.clone(), start, camera, fps, shading, iterations, max_side, smooth,
+                    device, callback)
+
+
+def _fit(body, images, start, camera, fps, shading, iterations, max_side, smooth, device, callback) -> SMPLMotion:
     full_camera = camera.resized(images.shape[1], images.shape[2])
     images, camera = _downsample(images.float().cpu(), full_camera, max_side)
     target = map_stats(decode_motion_map(images, shading, camera, float(start.transl[0, 2])), camera)
@@ -123,7 +132,7 @@ def fit_motion(body, images: torch.Tensor, start: SMPLMotion, camera: PinholeCam
     frames = images.shape[0]
     present = (target.count > 2e-4).float()  # (T, P) parts seen in the map (count = area in image units)
     present[0] = 0  # frame 0 is the given start
-    body, faces, part_ids = body.to(device), body.faces.to(device), body.part_ids.to(device)
+    faces, part_ids = body.faces.to(device), body.part_ids.to(device)
     first = lambda a: torch.as_tensor(np.asarray(a[:1], np.float32), device=device).repeat(frames, 1)  # noqa: E731
     orient, pose, transl = first(start.global_orient), first(start.body_pose), first(start.transl)
     betas = torch.as_tensor(np.asarray(start.betas, np.float32), device=device)

@@ -57,3 +57,15 @@ def test_fit_recovers_a_known_motion(scene):
     assert np.abs(fitted.transl - truth.transl).max() < 0.08  # metres
     np.testing.assert_allclose(fitted.body_pose[0], truth.body_pose[0], atol=1e-6)
     assert fitted.camera == truth.camera and fitted.num_frames == 17
+
+
+def test_fit_runs_inside_inference_mode_like_a_host():
+    """ComfyUI runs nodes under torch.inference_mode, with models built there too: fitting still optimises."""
+    with torch.inference_mode():
+        body = load_body_model(None)
+        truth = demo_motion(num_frames=5, height=64, width=96)
+        posed = camera_vertices(body, truth)
+        maps = render_motion_map(posed.vertices, body.faces, body.part_ids, truth.camera, "comovi_v1", "torch").images
+        fitted = fit_motion(body, maps, _start(truth), truth.camera, truth.fps, iterations=40)
+    moved = np.abs(fitted.body_pose[1:] - truth.body_pose[:1]).max()
+    assert moved > 0.01 and fitted.num_frames == 5  # the poses were optimised, not left at the start
