@@ -42,6 +42,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--prompt", help="what the person does")
     p.add_argument("--negative-prompt", help="joint negative prompt for both branches")
     p.add_argument("--smpl", type=Path, help="start pose: a motion.npz whose frame 0 is used; tiny: the built-in mannequin")
+    p.add_argument("--keypoints", type=Path, help="start pose estimated from this OpenPose/DWPose JSON of the start image (instead of --smpl)")
+    p.add_argument("--fov", type=float, default=50.0, help="--keypoints: vertical field of view of the start image's camera, degrees")
     p.add_argument("--body-model", type=Path, help="SMPL model file or folder (models/smpl); default: the stand-in mannequin (not SMPL)")
     p.add_argument("--mode", default="cogenerate", choices=MODES, help="what is generated and what is given")
     p.add_argument("--motion", type=Path, help="motion_to_video: the SMPL motion (.npz) to follow")
@@ -88,6 +90,20 @@ def _read_video(path: Path, height: int, width: int, frames: int) -> torch.Tenso
     return torch.stack([pad_to_aspect(Image.fromarray(f), height, width).permute(1, 2, 0) for f in video[:frames]])
 
 
+def _read_keypoints(path: Path):
+    """-> ((18, 3) keypoints in pixels, (H, W)) of the first person in an OpenPose/DWPose JSON (a frame or a list)."""
+    from .estimate import keypoints_from_pose_json
+
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise CoMoViError(f"could not read the keypoints JSON {path}: {exc}") from exc
+    frame = data[0] if isinstance(data, list) and data else data
+    if not isinstance(frame, dict):
+        raise CoMoViError(f"{path}: expected an OpenPose-style JSON object with 'people', 'canvas_height', 'canvas_width'")
+    return keypoints_from_pose_json(frame)
+
+
 def run(args: argparse.Namespace) -> Path:
     from .body.mannequin import demo_motion
     from .body.motion_file import load_motion, save_motion
@@ -109,14 +125,23 @@ def run(args: argparse.Namespace) -> Path:
         raise CoMoViError("--mode video_to_motion needs --video VIDEO.mp4")
     if args.mode == "motion_to_video" and not args.motion:
         raise CoMoViError("--mode motion_to_video needs --motion MOTION.npz")
-    if args.smpl is None and not tiny:
-        raise CoMoViError("--smpl START.npz is needed: the start pose (frame 0 is used); automatic estimation comes with EstimateSMPL")
-    start = load_motion(args.smpl) if args.smpl else demo_motion(num_frames=1, height=height, width=width)
+    if args.smpl is None and args.keypoints is None and not tiny:
+        raise CoMoViError("the start pose is needed: --smpl START.npz (frame 0 is used) or --keypoints POSE.json "
+                          "(OpenPose/DWPose keypoints of the start image, fitted with SMPL)")
+    keypoints = _read_keypoints(args.keypoints) if args.keypoints and not args.smpl else None
     given = load_motion(args.motion) if args.motion else (_read_video(args.video, height, width, frames) if args.video else None)
     image = load_image(args.image) if args.image else None
     if args.vae is not None and not args.vae.exists():
         raise CoMoViError(f"--vae {args.vae} does not exist")
     body = load_body_model(args.body_model)
+    if args.smpl:
+        start = load_motion(args.smpl)
+    elif keypoints is not None:
+        from .estimate import estimate_start_pose
+
+        start = estimate_start_pose(body, keypoints[0], *keypoints[1], fov_degrees=args.fov)
+    else:
+        start = demo_motion(num_frames=1, height=height, width=width)
     # 2. components
     dtype = torch.float32 if tiny else getattr(torch, args.dtype)
     t0 = time.perf_counter()
@@ -136,7 +161,7 @@ def run(args: argparse.Namespace) -> Path:
     pipe = CoMoViPipeline(body_model=body, device=device, offload=args.offload and not tiny, **components)
     load_s = time.perf_counter() - t0
     if image is None:  # tiny demo: a grey silhouette of the start pose on white
-        camera = start.camera.resized(height, width)
+        camera = start.camera.padded_to(height, width)
         mask = (pipe.render_motion_maps(start, camera, 1)[0] < 1).any(-1)
         picture = torch.ones(3, height, width)
         picture[:, mask] = 0.55
@@ -164,6 +189,7 @@ def run(args: argparse.Namespace) -> Path:
         "solver": args.solver, "fps": args.fps, "device": args.device, "dtype": str(dtype), "fp8": args.fp8, "block_swap": args.block_swap,
         "offload": args.offload, "attention": args.attention,
         "body_model": "stand-in mannequin (NOT SMPL)" if body.is_standin else body.source,
+        "start_pose": str(args.smpl) if args.smpl else (f"estimated from {args.keypoints}" if keypoints is not None else "built-in demo"),
         "has_3d_head": result.motion_source == "3d_head", "motion_source": result.motion_source, "weights": load_summary,
         "vae": "tiny preset" if tiny else str(args.vae or "base folder vae/"),
         "timings_s": {"load": round(load_s, 3), **{k: round(v, 3) for k, v in result.timings.items()}},

@@ -119,7 +119,7 @@ class CoMoViPipeline:
             if prompt_embeds is None:
                 raise CoMoViError("the prompt is empty: describe the motion, e.g. 'a woman does a cartwheel on a beach'")
         timings, t0 = {}, time.perf_counter()
-        camera = start.camera.resized(height, width)
+        camera = start.camera.padded_to(height, width)  # the start image is padded the same way
         need_negative = guidance > 1 and negative_prompt_embeds is None
         if (prompt_embeds is None or need_negative) and self.text_encoder is None:
             raise CoMoViError("no text encoder is loaded: give prompt embeddings (ComfyUI: connect positive and "

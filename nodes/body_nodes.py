@@ -1,4 +1,4 @@
-"""Loaders for the SMPL body model and SMPL motion files."""
+"""The SMPL body model and SMPL motions: loaders and the start-pose estimator."""
 
 from __future__ import annotations
 
@@ -7,8 +7,10 @@ from comfy_api.latest import io
 from ..comovi_core.body.mannequin import demo_motion
 from ..comovi_core.body.motion_file import load_motion
 from ..comovi_core.body.smpl import load_body_model
+from ..comovi_core.errors import CoMoViError
+from ..comovi_core.estimate import estimate_start_pose, keypoints_from_pose_json
 from . import host
-from .sockets import SMPLModel, SMPLMotion
+from .sockets import PoseKeypoint, SMPLModel, SMPLMotion
 
 DEMO_CHOICE = "demo: mannequin waving (built-in)"
 
@@ -49,3 +51,30 @@ class LoadSMPLMotion(io.ComfyNode):
     @classmethod
     def execute(cls, motion) -> io.NodeOutput:
         return io.NodeOutput(demo_motion() if motion == DEMO_CHOICE else load_motion(host.input_file(motion)))
+
+
+class EstimateSMPL(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="CoMoViEstimateSMPL",
+            display_name="Estimate SMPL Start Pose (CoMoVi)",
+            category="CoMoVi/body",
+            description="Fits SMPL to body keypoints of the start image (POSE_KEYPOINT from a DWPose / OpenPose estimator): "
+                        "the start pose and camera for the sampler.",
+            inputs=[
+                SMPLModel.Input("smpl_model"),
+                PoseKeypoint.Input("pose_keypoint", tooltip="from DWPose Estimator / OpenPose Pose (comfyui_controlnet_aux)"),
+                io.Int.Input("person", default=0, min=0, max=63, tooltip="which detected person (0 = first)"),
+                io.Float.Input("fov_degrees", default=50.0, min=10.0, max=120.0, step=1.0, tooltip="vertical field of view of the camera"),
+            ],
+            outputs=[SMPLMotion.Output(display_name="start_pose")],
+        )
+
+    @classmethod
+    def execute(cls, smpl_model, pose_keypoint, person, fov_degrees) -> io.NodeOutput:
+        frames = pose_keypoint if isinstance(pose_keypoint, list) else [pose_keypoint]
+        if not frames:
+            raise CoMoViError("the POSE_KEYPOINT input is empty: run the pose estimator on the start image")
+        keypoints, (height, width) = keypoints_from_pose_json(frames[0], person)
+        return io.NodeOutput(estimate_start_pose(smpl_model, keypoints, height, width, fov_degrees))

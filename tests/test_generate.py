@@ -177,3 +177,32 @@ def test_vae_from_another_folder_or_the_original_single_file(tmp_path):
     assert meta["vae"].endswith("wan2.2_vae.safetensors")
     assert main([*common, "--vae", str(tmp_path / "missing.pth"), "--out", str(tmp_path / "bad")]) == 2
     assert not (tmp_path / "bad").exists()
+
+
+def test_start_pose_estimated_from_keypoints_json(tmp_path, caplog):
+    """--keypoints: the start pose is fitted to an OpenPose/DWPose JSON of the start image (here 96x64, another
+    aspect than the 128x128 output; the camera is padded like the image)."""
+    from comovi_core.estimate import OPENPOSE_TO_SMPL, estimate_start_pose
+
+    body = load_body_model(None)
+    truth = demo_motion(num_frames=2, height=96, width=64)
+    with torch.no_grad():
+        joints = body(torch.as_tensor(truth.global_orient[1:]), torch.as_tensor(truth.body_pose[1:]), None,
+                      torch.as_tensor(truth.transl[1:])).joints[0]
+    uv = truth.camera.project(joints)
+    flat = [0.0] * 54
+    for coco, joint in OPENPOSE_TO_SMPL.items():
+        flat[3 * coco:3 * coco + 3] = [float(uv[joint, 0]), float(uv[joint, 1]), 1.0]
+    pose_json = {"people": [{"pose_keypoints_2d": flat}], "canvas_height": 96, "canvas_width": 64}
+    (tmp_path / "pose.json").write_text(json.dumps([pose_json]))
+    assert main(["--preset", "tiny", "--keypoints", str(tmp_path / "pose.json"), "--frames", "5", "--steps", "1",
+                 "--out", str(tmp_path / "out")]) == 0
+    motion = load_motion(tmp_path / "out" / "motion.npz")
+    expected = estimate_start_pose(body, np.asarray(flat, np.float32).reshape(18, 3), 96, 64)
+    np.testing.assert_allclose(motion.body_pose[0], expected.body_pose[0], atol=1e-5)
+    assert motion.camera == expected.camera.padded_to(128, 128)
+    meta = json.loads((tmp_path / "out" / "meta.json").read_text())
+    assert meta["start_pose"].startswith("estimated from")
+    (tmp_path / "bad.json").write_text("{not json")
+    assert main(["--preset", "tiny", "--keypoints", str(tmp_path / "bad.json"), "--out", str(tmp_path / "bad")]) == 2
+    assert "could not read the keypoints JSON" in caplog.text and not (tmp_path / "bad").exists()

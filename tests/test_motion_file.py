@@ -70,3 +70,27 @@ def test_camera_helpers():
     torch.testing.assert_close(rays[0, 0], torch.tensor([(0.5 - 640) / 1000, (0.5 - 352) / 1000, 1.0]))
     with pytest.raises(CoMoViError):
         SMPLMotion(np.zeros((3, 3)), np.zeros((3, 69)), np.zeros(10), np.ones((2, 3)), 16.0, cam)
+
+
+@pytest.mark.parametrize("size", [(400, 300), (300, 900), (352, 640)], ids=["tall", "wide", "same-aspect"])
+def test_padded_camera_follows_the_padded_image(size):
+    """A dot drawn where the camera projects a point lands, after pad_to_aspect, where the padded camera projects it."""
+    import torch
+    from PIL import Image, ImageDraw
+
+    from comovi_core.conditioning import pad_to_aspect
+
+    h, w = size
+    cam = PinholeCamera((0.9 * w, 0.9 * w), (w / 2 + 7, h / 2 - 5), (h, w))
+    point = torch.tensor([0.21, -0.13, 2.0])
+    u, v = (float(c) for c in cam.project(point))
+    image = Image.new("RGB", (w, h), (255, 255, 255))
+    ImageDraw.Draw(image).ellipse((u - 0.5 - 3, v - 0.5 - 3, u - 0.5 + 3, v - 0.5 + 3), fill=(255, 0, 0))
+    padded = pad_to_aspect(image, 176, 320)  # (3, H, W)
+    redness = padded[0] - padded[1]
+    rows, cols = torch.nonzero(redness > 0.5 * redness.max(), as_tuple=True)
+    found = torch.stack([cols.float().mean() + 0.5, rows.float().mean() + 0.5])
+    expected = cam.padded_to(176, 320).project(point)
+    assert torch.allclose(found, expected, atol=0.75), (found, expected)
+    if size == (352, 640):
+        assert cam.padded_to(176, 320) == cam.resized(176, 320)

@@ -43,7 +43,7 @@ def ext(tmp_path_factory):
 
 def test_registration(ext):
     assert ext["module"].WEB_DIRECTORY == "./web"
-    assert set(ext["nodes"]) == {"CoMoViLoadSMPLModel", "CoMoViLoadSMPLMotion", "CoMoViRenderMotionMap", "CoMoViExportSMPL",
+    assert set(ext["nodes"]) == {"CoMoViLoadSMPLModel", "CoMoViLoadSMPLMotion", "CoMoViEstimateSMPL", "CoMoViRenderMotionMap", "CoMoViExportSMPL",
                                  "CoMoViLoadModels", "CoMoViLoadTransformer", "CoMoViDualSampler"}
     paths, exts = ext["folder_paths"].folder_names_and_paths["smpl"]
     assert paths == [str(ext["base"] / "models" / "smpl")] and exts == {".pkl", ".npz"}
@@ -153,6 +153,29 @@ def test_cogeneration_nodes_on_tiny_weights(ext):
     with pytest.raises(mm.InterruptProcessingException):
         nodes["CoMoViDualSampler"].execute(*args)
     assert comovi["transformer"].layer_callback is None
+
+
+def test_estimate_node_reads_pose_keypoints(ext):
+    """POSE_KEYPOINT as comfyui_controlnet_aux gives it (a list of OpenPose-style frame dicts) -> a start pose."""
+    from comovi_core.body.mannequin import demo_motion
+    from comovi_core.estimate import OPENPOSE_TO_SMPL, reprojection_error_px
+
+    model = ext["nodes"]["CoMoViLoadSMPLModel"].execute("built-in mannequin (NOT SMPL, demo only)").args[0]
+    truth = demo_motion(num_frames=4, height=352, width=640)
+    with torch.no_grad():
+        joints = model(torch.as_tensor(truth.global_orient[1:2]), torch.as_tensor(truth.body_pose[1:2]), None,
+                       torch.as_tensor(truth.transl[1:2])).joints[0]
+    uv = truth.camera.project(joints)
+    flat = [0.0] * 54
+    for coco, joint in OPENPOSE_TO_SMPL.items():
+        flat[3 * coco:3 * coco + 3] = [float(uv[joint, 0]), float(uv[joint, 1]), 0.9]
+    frames = [{"people": [{"pose_keypoints_2d": flat, "face_keypoints_2d": None}], "canvas_height": 352, "canvas_width": 640}]
+    start = ext["nodes"]["CoMoViEstimateSMPL"].execute(model, frames, 0, 50.0).args[0]
+    assert start.num_frames == 1 and start.camera.image_size == (352, 640)
+    assert reprojection_error_px(model, start, np.asarray(flat, np.float32).reshape(18, 3)) < 3.0
+    CoMoViError = sys.modules["comovi_ext.comovi_core.errors"].CoMoViError
+    with pytest.raises(CoMoViError, match="empty"):
+        ext["nodes"]["CoMoViEstimateSMPL"].execute(model, [], 0, 50.0)
 
 
 class _HostVAE:

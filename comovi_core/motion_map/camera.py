@@ -65,6 +65,18 @@ class PinholeCamera:
             (height, width),
         )
 
+    def padded_to(self, height: int, width: int) -> "PinholeCamera":
+        """The view after the image is padded (centred) to the aspect of (height, width) and resized to it, the
+        geometry of ``conditioning.pad_to_aspect``; equals ``resized`` when the aspects already match."""
+        h, w = self.height, self.width
+        if w / h < width / height:
+            new_h, new_w = h, round(h * width / height)
+        else:
+            new_h, new_w = round(w * height / width), w
+        (fx, fy), (cx, cy) = self.focal_length, self.principal_point
+        padded = PinholeCamera((fx, fy), (cx + (new_w - w) // 2, cy + (new_h - h) // 2), (new_h, new_w))
+        return padded.resized(height, width)
+
     def project(self, points: torch.Tensor) -> torch.Tensor:
         """(..., 3) camera-space points -> (..., 2) image points (u, v); z must be > 0."""
         fx, fy = self.focal_length

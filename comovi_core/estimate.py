@@ -1,0 +1,126 @@
+"""Estimate the start SMPL pose from 2D body keypoints (OpenPose / DWPose COCO-18 layout).
+
+The release estimates the start pose with CameraHMR (weights behind a research registration). Here
+the start pose comes from keypoints most ComfyUI set-ups already produce (DWPose / OpenPose
+preprocessors, ``POSE_KEYPOINT``): the body is fitted so that its joints project onto the keypoints
+(robust reprojection error, confidence-weighted), with a pull toward the rest pose and penalties on
+knees and elbows bending the wrong way. Both facing directions are tried; the better fit wins.
+
+What it can promise: joints that reproject onto the keypoints, an upright body at a plausible
+distance for the chosen field of view, left/right and front/back from the keypoint labels. What it
+cannot: depth along the view ray of limbs (a 2D skeleton fits several 3D poses; the rest-pose prior
+picks the least bent) and face/hand detail. SMPL's joints are not OpenPose's anatomical points
+(notably the hips); expect a few centimetres of systematic offset on real images.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import numpy as np
+import torch
+
+from .body.motion_file import SMPLMotion
+from .body.rotations import axis_angle_to_matrix, matrix_to_axis_angle
+from .errors import CoMoViError
+from .motion_map.camera import PinholeCamera
+
+# OpenPose COCO-18 keypoint index -> SMPL joint index (nose, eyes and ears have no SMPL joint)
+OPENPOSE_TO_SMPL: dict[int, int] = {1: 12, 2: 17, 3: 19, 4: 21, 5: 16, 6: 18, 7: 20, 8: 2, 9: 5, 10: 8, 11: 1, 12: 4, 13: 7}
+MIN_KEYPOINTS = 6
+_FLIP = (math.pi, 0.0, 0.0)  # SMPL y-up, facing +z -> camera y-down, facing the camera
+
+
+def keypoints_from_pose_json(frame: dict, person: int = 0) -> tuple[np.ndarray, tuple[int, int]]:
+    """One OpenPose-style frame dict (``people``, ``canvas_height``, ``canvas_width``) -> ((18, 3) x, y, conf in
+    pixels, (H, W)). Coordinates in [0, 1] (normalised by some tools) are scaled to pixels."""
+    people = frame.get("people") or []
+    if not people:
+        raise CoMoViError("no person in the keypoints: run a pose estimator (DWPose/OpenPose) on the start image")
+    if not 0 <= person < len(people):
+        raise CoMoViError(f"person {person} asked for, but the keypoints hold {len(people)} (0..{len(people) - 1})")
+    try:
+        height, width = int(frame["canvas_height"]), int(frame["canvas_width"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CoMoViError("the keypoints carry no canvas_height/canvas_width: cannot place them in the image") from exc
+    flat = people[person].get("pose_keypoints_2d") or []
+    if len(flat) < 18 * 3:
+        raise CoMoViError(f"expected 18 body keypoints (COCO-18, 54 numbers), got {len(flat)} numbers")
+    points = np.asarray(flat[: 18 * 3], np.float64).reshape(18, 3)
+    seen = points[:, 2] > 0
+    if seen.any() and np.all(points[seen, :2] <= 1.0 + 1e-6):
+        points[:, 0] *= width
+        points[:, 1] *= height
+    return points.astype(np.float32), (height, width)
+
+
+def _joint_targets(keypoints: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """-> (SMPL joint indices (K,), 2D targets (K, 2), confidences (K,)) for the mapped keypoints."""
+    idx = list(OPENPOSE_TO_SMPL)
+    kp = torch.as_tensor(keypoints[idx], dtype=torch.float32)
+    conf = kp[:, 2].clamp(0, 1)
+    if int((conf > 0.1).sum()) < MIN_KEYPOINTS:
+        raise CoMoViError(f"only {int((conf > 0.1).sum())} body keypoints are confident; at least {MIN_KEYPOINTS} of neck, "
+                          "shoulders, elbows, wrists, hips, knees and ankles are needed (is the whole body in view?)")
+    return torch.tensor([OPENPOSE_TO_SMPL[i] for i in idx]), kp[:, :2], conf
+
+
+def _initial_translation(body, camera: PinholeCamera, joints_idx, targets, conf) -> torch.Tensor:
+    """Distance from the 2D vs 3D size of the visible skeleton; x, y from its 2D centre."""
+    rest = body(torch.tensor([_FLIP]), torch.zeros(1, 69)).joints[0]  # (24, 3)
+    seen = conf > 0.1
+    j3, j2 = rest[joints_idx[seen]], targets[seen]
+    size3 = (j3[:, :2] - j3[:, :2].mean(0)).norm(dim=-1).mean()
+    size2 = (j2 - j2.mean(0)).norm(dim=-1).mean().clamp_min(1.0)
+    z = float(camera.focal_length[1]) * float(size3) / float(size2)
+    (fx, fy), (cx, cy) = camera.focal_length, camera.principal_point
+    centre = j2.mean(0)
+    offset = j3.mean(0)
+    return torch.tensor([(float(centre[0]) - cx) * z / fx - float(offset[0]), (float(centre[1]) - cy) * z / fy - float(offset[1]), z])
+
+
+def _fit(body, camera, joints_idx, targets, conf, yaw: float, iterations: int):
+    flip = torch.tensor(_FLIP)
+    start_orient = matrix_to_axis_angle(axis_angle_to_matrix(flip) @ axis_angle_to_matrix(torch.tensor([0.0, yaw, 0.0])))
+    orient = start_orient.clone()[None].requires_grad_(True)
+    pose = torch.zeros(1, 69, requires_grad=True)
+    transl = _initial_translation(body, camera, joints_idx, targets, conf)[None].requires_grad_(True)
+    scale = 0.02 * max(camera.height, camera.width)
+    for params, steps in (([orient, transl], iterations // 3), ([orient, pose, transl], iterations)):  # global first, then all
+        optimiser = torch.optim.Adam(params, lr=0.02)
+        for _ in range(steps):
+            joints = body(orient, pose, None, transl).joints[0]
+            error = (camera.project(joints[joints_idx]) - targets).square().sum(-1) / scale**2
+            data = (conf * torch.log1p(error)).sum() / conf.sum()
+            p = pose.reshape(23, 3)
+            bend = torch.relu(-p[[3, 4], 0]).square().sum() + torch.relu(p[17, 1]).square() + torch.relu(-p[18, 1]).square()
+            loss = data + 0.01 * p.square().sum() + bend
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+    return float(data.detach()), orient.detach(), pose.detach(), transl.detach()
+
+
+def estimate_start_pose(body, keypoints: np.ndarray, height: int, width: int, fov_degrees: float = 50.0,
+                        iterations: int = 240, fps: float = 16.0) -> SMPLMotion:
+    """keypoints (18, 3) COCO-18 in pixels (x, y, confidence) -> a one-frame SMPLMotion (mean shape)."""
+    if keypoints.shape != (18, 3) or not np.all(np.isfinite(keypoints)):
+        raise CoMoViError(f"keypoints must be a finite (18, 3) array (COCO-18 x, y, confidence), got {keypoints.shape}")
+    camera = PinholeCamera.default_for(height, width, fov_degrees)
+    with torch.inference_mode(False), torch.enable_grad():
+        body = copy.deepcopy(body).cpu().float()
+        joints_idx, targets, conf = _joint_targets(keypoints)
+        fits = [_fit(body, camera, joints_idx, targets, conf, yaw, iterations) for yaw in (0.0, math.pi)]
+    _, orient, pose, transl = min(fits, key=lambda f: f[0])
+    return SMPLMotion(orient.numpy(), pose.numpy(), np.zeros(10, np.float32), transl.numpy(), fps, camera)
+
+
+def reprojection_error_px(body, motion: SMPLMotion, keypoints: np.ndarray) -> float:
+    """Mean confidence-weighted distance (pixels) between the motion's frame-0 joints and the keypoints."""
+    joints_idx, targets, conf = _joint_targets(keypoints)
+    with torch.no_grad():
+        joints = body(torch.as_tensor(motion.global_orient[:1]), torch.as_tensor(motion.body_pose[:1]), None,
+                      torch.as_tensor(motion.transl[:1])).joints[0]
+    distance = (motion.camera.project(joints[joints_idx].float()) - targets).norm(dim=-1)
+    return float((conf * distance).sum() / conf.sum())
