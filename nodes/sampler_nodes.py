@@ -34,17 +34,18 @@ class LoadCoMoVi(io.ComfyNode):
                 io.Combo.Input("precision", options=["bfloat16", "float16", "float32"], default="bfloat16"),
                 io.Boolean.Input("fp8_weights", default=False, tooltip="store transformer weights in fp8 (about 10 GB instead of 20)"),
                 io.Int.Input("block_swap", default=0, min=0, max=30, tooltip="layer pairs kept in CPU memory and swapped in per layer"),
+                io.Boolean.Input("offload", default=False, tooltip="keep the weights in CPU memory; they visit the GPU only while they work (24 GB cards)"),
                 io.Combo.Input("size", options=list(SIZES), default=SIZES[0], tooltip="tiny: the test preset"),
             ],
             outputs=[CoMoViModels.Output(display_name="comovi")],
         )
 
     @classmethod
-    def execute(cls, base, comovi, precision, fp8_weights, block_swap, size) -> io.NodeOutput:
+    def execute(cls, base, comovi, precision, fp8_weights, block_swap, offload, size) -> io.NodeOutput:
         files = [] if comovi == NO_COMOVI else [host.diffusion_model_path(comovi)]
         components, summary = load_components(host.diffusers_folder(base), files, size, getattr(torch, precision),
-                                              host.torch_device(), fp8=fp8_weights, block_swap=block_swap)
-        return io.NodeOutput(dict(components, summary=summary))
+                                              host.torch_device(), fp8=fp8_weights, block_swap=block_swap, offload=offload)
+        return io.NodeOutput(dict(components, summary=summary, offload=offload))
 
 
 class LoadCoMoViTransformer(io.ComfyNode):
@@ -63,17 +64,18 @@ class LoadCoMoViTransformer(io.ComfyNode):
                 io.Combo.Input("precision", options=["bfloat16", "float16", "float32"], default="bfloat16"),
                 io.Boolean.Input("fp8_weights", default=False, tooltip="store transformer weights in fp8 (about 10 GB instead of 20)"),
                 io.Int.Input("block_swap", default=0, min=0, max=30, tooltip="layer pairs kept in CPU memory and swapped in per layer"),
+                io.Boolean.Input("offload", default=False, tooltip="keep the weights in CPU memory; they visit the GPU only while they work (24 GB cards)"),
                 io.Combo.Input("size", options=list(SIZES), default=SIZES[0], tooltip="tiny: the test preset"),
             ],
             outputs=[CoMoViModels.Output(display_name="comovi")],
         )
 
     @classmethod
-    def execute(cls, base, comovi, precision, fp8_weights, block_swap, size) -> io.NodeOutput:
+    def execute(cls, base, comovi, precision, fp8_weights, block_swap, offload, size) -> io.NodeOutput:
         files = [host.diffusion_model_path(base)] + ([] if comovi == NO_COMOVI else [host.diffusion_model_path(comovi)])
         transformer, summary = load_transformer(files, size, getattr(torch, precision), host.torch_device(),
-                                                fp8=fp8_weights, block_swap=block_swap)
-        return io.NodeOutput(dict(transformer=transformer, vae=None, text_encoder=None, summary=summary))
+                                                fp8=fp8_weights, block_swap=block_swap, offload=offload)
+        return io.NodeOutput(dict(transformer=transformer, vae=None, text_encoder=None, summary=summary, offload=offload))
 
 
 class DualSampler(io.ComfyNode):
@@ -121,7 +123,8 @@ class DualSampler(io.ComfyNode):
         if codec is None:
             raise CoMoViError("no VAE: connect Load VAE (wan2.2_vae.safetensors) to the sampler's vae input")
         embeds = {k: conditioning_embeds(c, k) for k, c in (("positive", positive), ("negative", negative)) if c is not None}
-        pipe = CoMoViPipeline(comovi["transformer"], codec, comovi["text_encoder"], smpl_model.cpu(), device=host.torch_device())
+        pipe = CoMoViPipeline(comovi["transformer"], codec, comovi["text_encoder"], smpl_model.cpu(), device=host.torch_device(),
+                              offload=comovi.get("offload", False))
         progress = host.Progress(steps)
         comovi["transformer"].layer_callback = progress.check_interrupt
         try:

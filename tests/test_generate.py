@@ -206,3 +206,23 @@ def test_start_pose_estimated_from_keypoints_json(tmp_path, caplog):
     (tmp_path / "bad.json").write_text("{not json")
     assert main(["--preset", "tiny", "--keypoints", str(tmp_path / "bad.json"), "--out", str(tmp_path / "bad")]) == 2
     assert "could not read the keypoints JSON" in caplog.text and not (tmp_path / "bad").exists()
+
+
+def test_model_offload_visits_the_device_only_while_working():
+    """offload: text encoder, VAE and transformer each go to the device for their stage and back to the CPU
+    after it (``to(device)`` gets the pipeline's torch.device; ``to("cpu")`` the string), in pipeline order."""
+    components = tiny_components(0)
+    moves = []
+    modules = {"text": components["text_encoder"].model, "vae": components["vae"], "transformer": components["transformer"]}
+    for name, module in modules.items():
+        def spy(*args, _name=name, _to=module.to, **kwargs):
+            moves.append((_name, "cpu" if args and args[0] == "cpu" else "device"))
+            return _to(*args, **kwargs)
+        module.to = spy
+    pipe = CoMoViPipeline(body_model=load_body_model(None), device="cpu", offload=True, **components)
+    offloaded = _call(pipe)
+    pairs = [("text", "device"), ("text", "cpu"), ("vae", "device"), ("vae", "cpu"), ("transformer", "device"),
+             ("transformer", "cpu"), ("vae", "device"), ("vae", "cpu")]
+    assert moves == pairs
+    reference = _call(_pipe())
+    assert torch.equal(offloaded.rgb, reference.rgb)  # same numbers with and without offload

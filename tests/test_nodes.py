@@ -131,7 +131,7 @@ def test_cogeneration_nodes_on_tiny_weights(ext):
     loader = nodes["CoMoViLoadModels"]
     options = {i.id: i.options for i in loader.define_schema().inputs if i.options}
     assert options["base"] == ["Wan2.2-TI2V-5B-Diffusers"] and options["comovi"][1:] == ["comovi_tiny.safetensors"]
-    comovi = loader.execute("Wan2.2-TI2V-5B-Diffusers", "comovi_tiny.safetensors", "float32", False, 0, "tiny").args[0]
+    comovi = loader.execute("Wan2.2-TI2V-5B-Diffusers", "comovi_tiny.safetensors", "float32", False, 0, False, "tiny").args[0]
     assert "3D head: 57 tensors" in comovi["summary"]
     model = nodes["CoMoViLoadSMPLModel"].execute("built-in mannequin (NOT SMPL, demo only)").args[0]
     start = nodes["CoMoViLoadSMPLMotion"].execute("demo: mannequin waving (built-in)").args[0]
@@ -206,9 +206,9 @@ def test_single_files_with_the_hosts_vae_and_conditioning(ext):
     write_tiny_weights(models / "diffusers" / "Wan2.2-TI2V-5B-Diffusers", models / "diffusion_models" / "comovi_tiny.safetensors")
     save_checkpoint(tiny_transformer(0), models / "diffusion_models" / "wan2.2_ti2v_tiny.safetensors", "wan_original")
     nodes = ext["nodes"]
-    folder = nodes["CoMoViLoadModels"].execute("Wan2.2-TI2V-5B-Diffusers", "comovi_tiny.safetensors", "float32", False, 0, "tiny").args[0]
+    folder = nodes["CoMoViLoadModels"].execute("Wan2.2-TI2V-5B-Diffusers", "comovi_tiny.safetensors", "float32", False, 0, False, "tiny").args[0]
     single = nodes["CoMoViLoadTransformer"].execute("wan2.2_ti2v_tiny.safetensors", "comovi_tiny.safetensors", "float32", False, 0,
-                                                    "tiny").args[0]
+                                                    True, "tiny").args[0]
     assert single["vae"] is None and single["text_encoder"] is None and "3D head: 57 tensors" in single["summary"]
     folder["vae"].register_to_config(latents_mean=list(WAN22_LATENTS_MEAN), latents_std=list(WAN22_LATENTS_STD))
     host_vae = _HostVAE(folder["vae"])
