@@ -1,7 +1,10 @@
-"""Export a SMPL motion for DCC tools: BVH (skeleton animation) and an OBJ mesh sequence.
+"""Export a SMPL motion for DCC tools: BVH (skeleton animation), an OBJ mesh sequence, or a skinned glTF.
 
     python -m comovi_core.export motion.npz --format bvh --out clip.bvh [--body-model models/smpl]
     python -m comovi_core.export motion.npz --format obj --out meshes/ [--body-model models/smpl]
+    python -m comovi_core.export motion.npz --format glb --out clip.glb [--body-model models/smpl]
+
+``glb`` (mesh + skin + animation in one file) is written by ``comovi_core.export_gltf``.
 
 Both are written in a y-up world (what Blender, Maya and Houdini expect): the camera frame of the
 motion file (OpenCV, y down, z forward) is turned 180 degrees about x, so the camera sits at the
@@ -30,7 +33,7 @@ from .cli import run_cli
 from .errors import CoMoViError
 
 log = logging.getLogger("comovi_core.export")
-FORMATS = ("bvh", "obj")
+FORMATS = ("bvh", "obj", "glb")
 CAMERA_TO_WORLD = np.diag([1.0, -1.0, -1.0])  # 180 degrees about x: OpenCV camera -> y-up world
 
 
@@ -112,19 +115,23 @@ def write_obj_sequence(folder: str | Path, model: BodyModel, motion: SMPLMotion)
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m comovi_core.export", description=__doc__.split("\n\n")[0])
     p.add_argument("motion", type=Path, help="SMPL motion file (.npz)")
-    p.add_argument("--format", required=True, choices=FORMATS, help="bvh: skeleton animation; obj: one mesh per frame")
-    p.add_argument("--out", type=Path, required=True, help="output .bvh file, or a folder for obj")
+    p.add_argument("--format", required=True, choices=FORMATS, help="bvh: skeleton animation; obj: one mesh per frame; glb: skinned animated mesh")
+    p.add_argument("--out", type=Path, required=True, help="output .bvh / .glb file, or a folder for obj")
     p.add_argument("--body-model", type=Path, help="SMPL model file or folder; default: the stand-in mannequin (not SMPL)")
     return p.parse_args(argv)
 
 
 def run(args: argparse.Namespace) -> Path:
-    if args.format == "bvh" and args.out.suffix.lower() != ".bvh":
-        raise CoMoViError(f"--out must end in .bvh for --format bvh, got {args.out.name}")
+    if args.format in ("bvh", "glb") and args.out.suffix.lower() != f".{args.format}":
+        raise CoMoViError(f"--out must end in .{args.format} for --format {args.format}, got {args.out.name}")
     motion = load_motion(args.motion)
     model = load_body_model(args.body_model, motion.gender if motion.gender in ("neutral", "male", "female") else "neutral")
     if args.format == "bvh":
         write_bvh(args.out, model, motion)
+    elif args.format == "glb":
+        from .export_gltf import write_glb
+
+        write_glb(args.out, model, motion)
     else:
         write_obj_sequence(args.out, model, motion)
     log.info("exported %d frames as %s to %s", motion.num_frames, args.format, args.out)

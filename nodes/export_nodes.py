@@ -1,4 +1,4 @@
-"""ExportSMPL: write a SMPL motion as .npz (our format), .bvh (skeleton) or an .obj sequence."""
+"""ExportSMPL: write a SMPL motion as .npz (our format), .bvh (skeleton), .glb (skinned mesh) or an .obj sequence."""
 
 from __future__ import annotations
 
@@ -7,10 +7,11 @@ from comfy_api.latest import io
 from ..comovi_core.body.motion_file import save_motion
 from ..comovi_core.errors import CoMoViError
 from ..comovi_core.export import write_bvh, write_obj_sequence
+from ..comovi_core.export_gltf import write_glb
 from . import host
 from .sockets import SMPLModel, SMPLMotion
 
-FORMATS = ("npz", "bvh", "obj")
+FORMATS = ("npz", "bvh", "glb", "obj")
 
 
 class ExportSMPL(io.ComfyNode):
@@ -20,11 +21,12 @@ class ExportSMPL(io.ComfyNode):
             node_id="CoMoViExportSMPL",
             display_name="Export SMPL Motion (CoMoVi)",
             category="CoMoVi/body",
-            description="Saves the motion in ComfyUI's output folder: motion.npz, a BVH skeleton animation, or one OBJ per frame (y-up).",
+            description="Saves the motion in ComfyUI's output folder: motion.npz, a BVH skeleton animation, a skinned animated glTF "
+                        "(.glb: Blender, Unreal, three.js) or one OBJ per frame (y-up).",
             inputs=[
                 SMPLModel.Input("smpl_model"),
                 SMPLMotion.Input("smpl_motion"),
-                io.Combo.Input("format", options=list(FORMATS), default="bvh", tooltip="npz: SMPL parameters + camera; bvh: skeleton; obj: meshes"),
+                io.Combo.Input("format", options=list(FORMATS), default="bvh", tooltip="npz: SMPL parameters + camera; bvh: skeleton; glb: skinned mesh + animation; obj: meshes"),
                 io.String.Input("filename_prefix", default="comovi/motion", tooltip="sub-folder/name inside the output folder"),
             ],
             outputs=[io.String.Output(display_name="path")],
@@ -37,6 +39,7 @@ class ExportSMPL(io.ComfyNode):
             raise CoMoViError("no SMPL motion to export: the weights have no 3D head and the sampler's fit_motion was off; turn it on")
         target = host.output_path(filename_prefix, "" if format == "obj" else f".{format}")
         writers = {"npz": lambda: save_motion(target, smpl_motion), "bvh": lambda: write_bvh(target, smpl_model, smpl_motion),
+                   "glb": lambda: write_glb(target, smpl_model, smpl_motion),
                    "obj": lambda: write_obj_sequence(target, smpl_model, smpl_motion)}
         writers[format]()
         return io.NodeOutput(str(target))

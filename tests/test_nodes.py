@@ -108,9 +108,10 @@ def test_export_node_writes_inside_the_output_folder(ext):
     motion = nodes["CoMoViLoadSMPLMotion"].execute("demo: mannequin waving (built-in)").args[0]
     export = nodes["CoMoViExportSMPL"]
     out = ext["base"] / "output"
-    paths = [export.execute(model, motion, fmt, "comovi/clip").args[0] for fmt in ("npz", "bvh", "bvh", "obj")]
+    paths = [export.execute(model, motion, fmt, "comovi/clip").args[0] for fmt in ("npz", "bvh", "bvh", "obj", "glb")]
     assert [p.replace(str(out), "") for p in paths] == ["/comovi/clip_00001.npz", "/comovi/clip_00001.bvh",
-                                                        "/comovi/clip_00002.bvh", "/comovi/clip_00001"]
+                                                        "/comovi/clip_00002.bvh", "/comovi/clip_00001", "/comovi/clip_00001.glb"]
+    assert open(paths[4], "rb").read(4) == b"glTF"
     assert load_motion(paths[0]).num_frames == 33 and "Frames: 33" in open(paths[1]).read()
     assert len(list((out / "comovi" / "clip_00001").glob("*.obj"))) == 33
     with pytest.raises(CoMoViError, match="outside ComfyUI's output folder"):
