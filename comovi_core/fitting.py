@@ -27,6 +27,7 @@ from .motion_map.colors import vertex_normals
 from .motion_map.decode import DecodedMotionMap, decode_motion_map
 
 log = logging.getLogger(__name__)
+FIT_STEPS = 300  # default optimisation steps
 
 
 @dataclass
@@ -112,7 +113,7 @@ def _downsample(images: torch.Tensor, camera: PinholeCamera, max_side: int) -> t
 
 
 def fit_motion(body, images: torch.Tensor, start: SMPLMotion, camera: PinholeCamera, fps: float, shading: str = "comovi_v1",
-               iterations: int = 300, max_side: int = 192, smooth: float = 1.0, device="cpu", callback=None) -> SMPLMotion:
+               iterations: int = FIT_STEPS, max_side: int = 192, smooth: float = 1.0, device="cpu", callback=None) -> SMPLMotion:
     """images (T, H, W, 3) in [0, 1] (frame 0 shows ``start``'s frame 0) -> a SMPLMotion of T frames.
 
     ``callback(step, iterations)`` is called after each optimisation step (progress, cancellation).

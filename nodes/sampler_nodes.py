@@ -9,6 +9,7 @@ from PIL import Image
 
 from ..comovi_core.components import load_components, load_transformer
 from ..comovi_core.errors import CoMoViError
+from ..comovi_core.fitting import FIT_STEPS
 from ..comovi_core.conditioning import pad_to_aspect
 from ..comovi_core.pipeline import DEFAULT_NEGATIVE, CoMoViPipeline
 from ..comovi_core.sampling import MODES, SOLVERS
@@ -125,12 +126,13 @@ class DualSampler(io.ComfyNode):
         embeds = {k: conditioning_embeds(c, k) for k, c in (("positive", positive), ("negative", negative)) if c is not None}
         pipe = CoMoViPipeline(comovi["transformer"], codec, comovi["text_encoder"], smpl_model.cpu(), device=host.torch_device(),
                               offload=comovi.get("offload", False))
-        progress = host.Progress(steps)
+        fitting = fit_motion and comovi["transformer"].smpl_head is None  # no 3D head: the motion is fitted after sampling
+        progress = host.Progress(steps + (FIT_STEPS if fitting else 0))
         comovi["transformer"].layer_callback = progress.check_interrupt
         try:
             result = pipe(pad_to_aspect(image, height, width), prompt, start_pose, length, steps, cfg, shift, solver, seed,
                           negative_prompt, mode, given, embeds.get("positive"), embeds.get("negative"),
-                          callback=lambda *_: progress.step(), fit_motion=fit_motion, fit_callback=progress.check_interrupt)
+                          callback=lambda *_: progress.step(), fit_motion=fit_motion, fit_callback=lambda *_: progress.step())
         finally:
             comovi["transformer"].layer_callback = None
         return io.NodeOutput(result.rgb, result.motion_map, result.motion)
