@@ -4,11 +4,17 @@ Tiny CPU example (synthetic clips of the stand-in mannequin, random tiny weights
 
     python -m comovi_core.train --preset tiny --synthetic 4 --stage 1 --steps 20 --out runs/tiny
 
-Real run (one GPU; the base Wan2.2 and optionally a CoMoVi checkpoint to start from):
+Real run (the base Wan2.2 and optionally a CoMoVi checkpoint to start from; SMPL for the stage-2 loss):
 
     python -m comovi_core.train --init models/Wan2.2-TI2V-5B-Diffusers --data clips/ --stage 1 --steps 2000 --out runs/s1
     python -m comovi_core.train --init models/Wan2.2-TI2V-5B-Diffusers runs/s1/step_002000.safetensors \\
-        --data clips/ --stage 2 --steps 4000 --out runs/s2
+        --data clips/ --stage 2 --steps 4000 --body-model models/smpl --out runs/s2
+
+Several GPUs or machines: the loop runs through accelerate (data parallel; each process draws its own
+micro-batches and gradients are averaged), so launch the same command with ``accelerate launch -m
+comovi_core.train ...`` or ``torchrun --nproc_per_node N -m comovi_core.train ...``. Micro-batch i of
+step t draws its clip, noise and timestep from seed (--seed, t, i), where i counts over all processes:
+N processes with --grad-accum A give the same update as one process with --grad-accum N*A.
 
 Flow matching as Wan trains: x_t = (1 - s) x0 + s eps, the model predicts eps - x0 (the paper's t is
 1 - s, with the opposite sign of the velocity); s is drawn logit-normally (SD3); latent frame 0 is the
@@ -22,6 +28,7 @@ gradient accumulation, clipping; checkpoints are safetensors + JSON (loadable by
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import logging
@@ -31,6 +38,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from diffusers.training_utils import compute_density_for_timestep_sampling
@@ -104,8 +112,10 @@ def smpl_loss(body, pred_6d: torch.Tensor, motion) -> torch.Tensor:
 
 
 def training_step(model, vae, body, clip, context, cfg: TrainConfig, generator) -> dict[str, torch.Tensor]:
-    """One micro-batch: losses (differentiable) for ``clip``."""
-    device, dtype = next(model.parameters()).device, next(model.parameters()).dtype
+    """One micro-batch: losses (differentiable) for ``clip``. ``model`` may be wrapped (DDP): attributes are read
+    from the wrapped module, the forward goes through the wrapper."""
+    core = getattr(model, "module", model)
+    device, dtype = next(core.parameters()).device, next(core.parameters()).dtype
     with torch.no_grad():
         as_video = lambda f: (f * 2 - 1).permute(3, 0, 1, 2)[None].to(device)  # noqa: E731 (F,H,W,3)->(1,3,F,H,W)
         x0_rgb, x0_motion = encode_frames(vae, as_video(clip.rgb)), encode_frames(vae, as_video(clip.motion_map))
@@ -115,9 +125,9 @@ def training_step(model, vae, body, clip, context, cfg: TrainConfig, generator) 
     noise_motion = torch.randn(x0_motion.shape, generator=generator).to(device)
     s = sigma.view(-1, 1, 1, 1, 1)
     noisy = lambda x0, eps: (1 - mask) * x0 + mask * ((1 - s) * x0 + s * eps)  # noqa: E731  frame 0 stays clean
-    timestep = token_timesteps(mask, sigma[0] * NUM_TRAIN_TIMESTEPS, 1, model.config.patch_size)
+    timestep = token_timesteps(mask, sigma[0] * NUM_TRAIN_TIMESTEPS, 1, core.config.patch_size)
     start_pose = None
-    if model.smpl_head is not None and clip.motion is not None and cfg.stage == 2:
+    if core.smpl_head is not None and clip.motion is not None and cfg.stage == 2:
         first = torch.cat([torch.from_numpy(clip.motion.global_orient[:1]), torch.from_numpy(clip.motion.body_pose[:1])], 1)
         start_pose = axis_angle_to_rot6d(first.reshape(24, 3)).reshape(1, 144).to(device, dtype)
     out = model(noisy(x0_rgb, noise_rgb).to(dtype), noisy(x0_motion, noise_motion).to(dtype), timestep, context.to(dtype), start_pose)
@@ -129,41 +139,61 @@ def training_step(model, vae, body, clip, context, cfg: TrainConfig, generator) 
     return losses
 
 
-def train(cfg: TrainConfig, model, vae, text_encoder, clips, out: Path, body) -> dict:
-    """The training loop. Returns a summary (first/last loss, steps, seconds)."""
+def micro_batch_generator(seed: int, step: int, index: int) -> torch.Generator:
+    """The random stream of micro-batch ``index`` (counted over all processes) of optimizer step ``step``."""
+    return torch.Generator().manual_seed(int(np.random.SeedSequence([seed, step, index]).generate_state(1)[0]))
+
+
+def train(cfg: TrainConfig, model, vae, text_encoder, clips, out: Path, body, accelerator=None) -> dict:
+    """The training loop (data parallel through accelerate). Returns a summary (first/last loss, steps, seconds)."""
+    from accelerate import Accelerator, DistributedDataParallelKwargs
+
+    if accelerator is None:  # stage 2: the 3D head sees no gradient on clips without SMPL
+        accelerator = Accelerator(cpu=not torch.cuda.is_available(),  # without GPUs, processes talk over gloo
+                                  kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=cfg.stage == 2)])
     out.mkdir(parents=True, exist_ok=True)
     params = trainable_parameters(model, cfg.stage)
     model.train()
     model.enable_gradient_checkpointing(cfg.gradient_checkpointing)
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(1.0, (step + 1) / max(1, cfg.warmup)))
-    generator = torch.Generator().manual_seed(cfg.seed)
+    model, optimizer = accelerator.prepare(model, optimizer)
+    vae.to(accelerator.device)
     with torch.no_grad():
         contexts = {c.caption: text_encoder([c.caption]) for c in clips}
     history, start = [], time.perf_counter()
     for step in range(1, cfg.steps + 1):
         total = 0.0
-        for _ in range(cfg.grad_accum):
+        for k in range(cfg.grad_accum):
+            generator = micro_batch_generator(cfg.seed, step, accelerator.process_index * cfg.grad_accum + k)
             clip = clips[int(torch.randint(len(clips), (1,), generator=generator))]
-            losses = training_step(model, vae, body, clip, contexts[clip.caption], cfg, generator)
-            loss = sum(losses.values()) / cfg.grad_accum
-            loss.backward()
+            last = k == cfg.grad_accum - 1
+            with contextlib.nullcontext() if last else accelerator.no_sync(model):  # all-reduce once per step
+                losses = training_step(model, vae, body, clip, contexts[clip.caption], cfg, generator)
+                loss = sum(losses.values()) / cfg.grad_accum
+                accelerator.backward(loss)
             total += loss.detach().item()
+        total = float(accelerator.reduce(torch.tensor(total, device=accelerator.device), "mean"))
         if not math.isfinite(total):
             raise CoMoViError(f"the loss became {total} at step {step}; lower --lr")
-        torch.nn.utils.clip_grad_norm_(params, cfg.clip)
+        accelerator.clip_grad_norm_(params, cfg.clip)
         optimizer.step()
         schedule.step()
         optimizer.zero_grad(set_to_none=True)
         history.append(total)
-        if step % cfg.log_every == 0 or step == 1:
+        if (step % cfg.log_every == 0 or step == 1) and accelerator.is_main_process:
             log.info("step %d/%d  loss %.4f  lr %.2e", step, cfg.steps, total, schedule.get_last_lr()[0])
         if step % cfg.save_every == 0 or step == cfg.steps:
-            meta = {"step": step, "train": dataclasses.asdict(cfg), "loss": total}
-            save_checkpoint(model, out / f"step_{step:06d}.safetensors", "comovi", meta)
-    summary = {"steps": cfg.steps, "first_loss": history[0], "last_loss": history[-1], "seconds": time.perf_counter() - start}
-    with atomic_path(out / "summary.json") as tmp:
-        tmp.write_text(json.dumps(summary, indent=1))
+            accelerator.wait_for_everyone()
+            if accelerator.is_main_process:
+                meta = {"step": step, "train": dataclasses.asdict(cfg), "loss": total, "processes": accelerator.num_processes}
+                save_checkpoint(accelerator.unwrap_model(model), out / f"step_{step:06d}.safetensors", "comovi", meta)
+    summary = {"steps": cfg.steps, "first_loss": history[0], "last_loss": history[-1], "seconds": time.perf_counter() - start,
+               "processes": accelerator.num_processes}
+    if accelerator.is_main_process:
+        with atomic_path(out / "summary.json") as tmp:
+            tmp.write_text(json.dumps(summary, indent=1))
+    accelerator.wait_for_everyone()
     return summary
 
 
@@ -174,6 +204,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--data", type=Path, help="dataset folder (see comovi_core.train_data)")
     p.add_argument("--synthetic", type=int, default=0, help="use this many synthetic mannequin clips instead of --data")
     p.add_argument("--out", type=Path, required=True, help="output folder for checkpoints and summary.json")
+    p.add_argument("--body-model", type=Path, help="SMPL model file or folder for the stage-2 SMPL loss; default: the stand-in mannequin (not SMPL)")
+    p.add_argument("--vae", type=Path, help="Wan2.2 VAE (single file or folder); default: the vae/ folder of the first --init")
     for f in dataclasses.fields(TrainConfig):
         if f.name == "preset":
             continue
@@ -192,7 +224,9 @@ def run(args: argparse.Namespace) -> Path:
         raise CoMoViError(f"--stage must be 1 or 2, got {cfg.stage}")
     if (args.data is None) == (args.synthetic == 0):
         raise CoMoViError("give either --data FOLDER or --synthetic N")
-    body = load_body_model(None)
+    body = load_body_model(args.body_model)
+    if cfg.stage == 2 and body.is_standin and not tiny:
+        log.warning("stage 2 without --body-model: the SMPL loss uses the stand-in mannequin, not SMPL")
     from .train_data import load_clips, synthetic_clips
 
     clips = synthetic_clips(body, args.synthetic, cfg.frames, cfg.height, cfg.width, cfg.seed) if args.synthetic else load_clips(args.data, cfg.frames)
@@ -206,20 +240,25 @@ def run(args: argparse.Namespace) -> Path:
 
             model, _ = load_model(get_config("tiny"), args.init, dtype=torch.float32)
     else:
-        from diffusers import AutoencoderKLWan
+        from accelerate import PartialState
 
         from .model.loading import load_model
         from .text import UMT5TextEncoder
+        from .vae_loading import load_wan22_vae
 
         if not args.init:
             raise CoMoViError("--init is needed: the base Wan2.2-TI2V-5B weights (diffusers folder or single file)")
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+        device = PartialState(cpu=not torch.cuda.is_available()).device  # this process's GPU under accelerate/torchrun
         model, _ = load_model(get_config(cfg.preset), args.init, dtype=torch.bfloat16, device=device)
         base = Path(args.init[0])
-        vae = AutoencoderKLWan.from_pretrained(base / "vae", torch_dtype=torch.float32).to(device).eval()
+        vae = load_wan22_vae(args.vae or base, torch.float32).to(device)
         text = UMT5TextEncoder(base, device, torch.bfloat16, get_config(cfg.preset).text_len)
     summary = train(cfg, model, vae, text, clips, args.out, body)
-    log.info("done: loss %.4f -> %.4f in %.1f s", summary["first_loss"], summary["last_loss"], summary["seconds"])
+    from accelerate import PartialState
+
+    if PartialState().is_main_process:
+        log.info("done: loss %.4f -> %.4f in %.1f s (%d processes)", summary["first_loss"], summary["last_loss"], summary["seconds"],
+                 summary["processes"])
     return args.out
 
 
