@@ -53,11 +53,13 @@ def motion_from_6d(smpl_6d: torch.Tensor, start: SMPLMotion, camera, fps: float)
 
 
 class CoMoViPipeline:
-    def __init__(self, transformer, vae, text_encoder, body_model, device="cpu", render_backend: str = "auto", offload: bool = False):
+    def __init__(self, transformer, vae, text_encoder, body_model, device="cpu", render_backend: str = "auto", offload: bool = False,
+                 make_room=None):
         self.transformer, self.vae, self.text_encoder, self.body_model = transformer, vae, text_encoder, body_model
         self.device = torch.device(device)
         self.render_backend = render_backend
         self.offload = offload  # model_offload: each component visits the device only while it works
+        self.make_room = make_room  # offload: called with a module's bytes before it moves (a host frees its own models)
 
     @contextlib.contextmanager
     def _on_device(self, module):
@@ -65,6 +67,8 @@ class CoMoViPipeline:
         if not self.offload or not isinstance(module, torch.nn.Module):
             yield
             return
+        if self.make_room is not None:
+            self.make_room(sum(t.numel() * t.element_size() for t in (*module.parameters(), *module.buffers())))
         module.to(self.device)
         try:
             yield

@@ -79,6 +79,11 @@ def torch_device():
     return comfy.model_management.get_torch_device()
 
 
+def free_memory(num_bytes: int) -> None:
+    """Ask ComfyUI to unload its own models until ``num_bytes`` are free on the device (before ours move there)."""
+    comfy.model_management.free_memory(num_bytes, torch_device())
+
+
 class Progress:
     """Progress bar + cancellation between units of work."""
 

@@ -125,7 +125,7 @@ class DualSampler(io.ComfyNode):
             raise CoMoViError("no VAE: connect Load VAE (wan2.2_vae.safetensors) to the sampler's vae input")
         embeds = {k: conditioning_embeds(c, k) for k, c in (("positive", positive), ("negative", negative)) if c is not None}
         pipe = CoMoViPipeline(comovi["transformer"], codec, comovi["text_encoder"], smpl_model.cpu(), device=host.torch_device(),
-                              offload=comovi.get("offload", False))
+                              offload=comovi.get("offload", False), make_room=host.free_memory)
         fitting = fit_motion and comovi["transformer"].smpl_head is None  # no 3D head: the motion is fitted after sampling
         progress = host.Progress(steps + (FIT_STEPS if fitting else 0))
         comovi["transformer"].layer_callback = progress.check_interrupt

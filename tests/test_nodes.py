@@ -213,6 +213,7 @@ def test_single_files_with_the_hosts_vae_and_conditioning(ext):
     single = nodes["CoMoViLoadTransformer"].execute("wan2.2_ti2v_tiny.safetensors", "comovi_tiny.safetensors", "float32", False, 0,
                                                     True, "tiny").args[0]
     assert single["vae"] is None and single["text_encoder"] is None and "3D head: 57 tensors" in single["summary"]
+    assert single["offload"] and not folder.get("offload")
     folder["vae"].register_to_config(latents_mean=list(WAN22_LATENTS_MEAN), latents_std=list(WAN22_LATENTS_STD))
     host_vae = _HostVAE(folder["vae"])
     text = folder["text_encoder"]
@@ -226,6 +227,10 @@ def test_single_files_with_the_hosts_vae_and_conditioning(ext):
     want = sampler.execute(folder, *common, "a person jumps", "blurry", *settings).args
     got = sampler.execute(single, *common, "", "", *settings, vae=host_vae, positive=positive, negative=negative).args
     assert host_vae.calls == 4  # start image, start motion map, two decodes
+    import comfy.model_management as mm
+
+    weights = sum(t.numel() * t.element_size() for t in (*single["transformer"].parameters(), *single["transformer"].buffers()))
+    assert mm.FREED[-1] == (weights, torch.device("cpu"))  # offload: ComfyUI was asked to make room before the transformer moved
     assert torch.allclose(got[0], want[0], atol=1e-4) and torch.allclose(got[1], want[1], atol=1e-4)
     assert np.allclose(got[2].body_pose, want[2].body_pose, atol=1e-4) and float(want[0].std()) > 0.01
     CoMoViError = sys.modules["comovi_ext.comovi_core.errors"].CoMoViError  # the extension's own copy of the class
