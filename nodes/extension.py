@@ -7,10 +7,10 @@ from comfy_api.latest import ComfyExtension, io
 from . import host
 from .body_nodes import EstimateSMPL, LoadSMPLModel, LoadSMPLMotion
 from .export_nodes import ExportSMPL
-from .motion_map_nodes import RenderMotionMap
+from .motion_map_nodes import PreviewSMPLOverlay, RenderMotionMap
 from .sampler_nodes import DualSampler, LoadCoMoVi, LoadCoMoViTransformer
 
-NODES: list[type[io.ComfyNode]] = [LoadSMPLModel, LoadSMPLMotion, EstimateSMPL, RenderMotionMap, ExportSMPL, LoadCoMoVi, LoadCoMoViTransformer, DualSampler]
+NODES: list[type[io.ComfyNode]] = [LoadSMPLModel, LoadSMPLMotion, EstimateSMPL, RenderMotionMap, PreviewSMPLOverlay, ExportSMPL, LoadCoMoVi, LoadCoMoViTransformer, DualSampler]
 
 
 class CoMoViExtension(ComfyExtension):

@@ -1,4 +1,4 @@
-"""RenderMotionMap: SMPL motion -> motion-map IMAGE batch and body MASK."""
+"""RenderMotionMap: SMPL motion -> motion-map IMAGE batch and body MASK; PreviewSMPLOverlay: the body over a video."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import torch
 from comfy_api.latest import io
 
 from ..comovi_core.body.smpl import camera_vertices
+from ..comovi_core.motion_map.overlay import overlay
 from ..comovi_core.motion_map.render import BACKENDS, iter_motion_maps
 from ..comovi_core.motion_map.shading import DEFAULT_SHADING, SHADINGS
 from . import host
@@ -48,3 +49,32 @@ class RenderMotionMap(io.ComfyNode):
                 masks.append(chunk.mask.float().cpu())
                 progress.step(len(chunk.images))
         return io.NodeOutput(torch.cat(images), torch.cat(masks))
+
+
+class PreviewSMPLOverlay(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="CoMoViPreviewSMPLOverlay",
+            display_name="SMPL Overlay Preview (CoMoVi)",
+            category="CoMoVi/body",
+            description="Draws the SMPL motion (as its motion map) over the video: check that the 3D motion follows the person.",
+            inputs=[
+                SMPLModel.Input("smpl_model"),
+                SMPLMotion.Input("smpl_motion"),
+                io.Image.Input("video", tooltip="frames the motion belongs to (e.g. the sampler's video)"),
+                io.Float.Input("opacity", default=0.6, min=0.0, max=1.0, step=0.05),
+            ],
+            outputs=[io.Image.Output(display_name="preview")],
+        )
+
+    @classmethod
+    def execute(cls, smpl_model, smpl_motion, video, opacity) -> io.NodeOutput:
+        camera = smpl_motion.camera.padded_to(video.shape[1], video.shape[2])
+        model = smpl_model.to(host.torch_device())
+        with torch.inference_mode():
+            vertices = camera_vertices(model, smpl_motion).vertices[: video.shape[0]]
+            chunks = list(iter_motion_maps(vertices, model.faces, model.part_ids, camera, "comovi_v1", "auto"))
+        rendered = torch.cat([c.images.cpu() for c in chunks])
+        mask = torch.cat([c.mask.cpu() for c in chunks])
+        return io.NodeOutput(overlay(video.cpu(), rendered, mask, opacity))

@@ -43,7 +43,8 @@ def ext(tmp_path_factory):
 
 def test_registration(ext):
     assert ext["module"].WEB_DIRECTORY == "./web"
-    assert set(ext["nodes"]) == {"CoMoViLoadSMPLModel", "CoMoViLoadSMPLMotion", "CoMoViEstimateSMPL", "CoMoViRenderMotionMap", "CoMoViExportSMPL",
+    assert set(ext["nodes"]) == {"CoMoViLoadSMPLModel", "CoMoViLoadSMPLMotion", "CoMoViEstimateSMPL", "CoMoViRenderMotionMap", "CoMoViPreviewSMPLOverlay",
+                                 "CoMoViExportSMPL",
                                  "CoMoViLoadModels", "CoMoViLoadTransformer", "CoMoViDualSampler"}
     paths, exts = ext["folder_paths"].folder_names_and_paths["smpl"]
     assert paths == [str(ext["base"] / "models" / "smpl")] and exts == {".pkl", ".npz"}
@@ -86,6 +87,19 @@ def test_loaders_read_user_files(ext, tmp_path):
     assert not model.is_standin and model.faces.shape == (13684, 3)
     motion = load_motion.execute("clip.npz").args[0]
     assert motion.num_frames == 5 and motion.camera.image_size == (704, 1280)
+
+
+def test_overlay_preview_blends_the_body_on_the_video(ext):
+    nodes = ext["nodes"]
+    model = nodes["CoMoViLoadSMPLModel"].execute("built-in mannequin (NOT SMPL, demo only)").args[0]
+    motion = nodes["CoMoViLoadSMPLMotion"].execute("demo: mannequin waving (built-in)").args[0]
+    video = torch.rand(5, 88, 160, 3, generator=torch.Generator().manual_seed(1))  # the motion camera's aspect
+    preview = nodes["CoMoViPreviewSMPLOverlay"].execute(model, motion, video, 0.5).args[0]
+    maps, mask = nodes["CoMoViRenderMotionMap"].execute(model, motion, 160, 88, "comovi_v1", "auto").args
+    body = mask[:5].bool()
+    assert preview.shape == (5, 88, 160, 3) and torch.equal(preview[~body], video[~body])  # background untouched
+    torch.testing.assert_close(preview[body], 0.5 * video[body] + 0.5 * maps[:5][body])
+    assert 0.02 < float(body.float().mean()) < 0.6  # the body covers ~3.5% of this wide frame
 
 
 def test_interrupt_stops_rendering(ext):
