@@ -5,7 +5,7 @@ from __future__ import annotations
 from comfy_api.latest import io
 
 from ..comovi_core.body.mannequin import demo_motion
-from ..comovi_core.body.motion_file import load_motion
+from ..comovi_core.body.motion_file import concat_motions, load_motion
 from ..comovi_core.body.smpl import load_body_model
 from ..comovi_core.errors import CoMoViError
 from ..comovi_core.estimate import estimate_start_pose, keypoints_from_pose_json
@@ -78,3 +78,38 @@ class EstimateSMPL(io.ComfyNode):
             raise CoMoViError("the POSE_KEYPOINT input is empty: run the pose estimator on the start image")
         keypoints, (height, width) = keypoints_from_pose_json(frames[0], person)
         return io.NodeOutput(estimate_start_pose(smpl_model, keypoints, height, width, fov_degrees))
+
+
+class SMPLMotionFrame(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="CoMoViSMPLMotionFrame",
+            display_name="SMPL Motion Frame (CoMoVi)",
+            category="CoMoVi/body",
+            description="One frame of a motion as a start pose: -1 (the last frame) continues a clip into the next one.",
+            inputs=[SMPLMotion.Input("smpl_motion"), io.Int.Input("frame", default=-1, min=-100000, max=100000, tooltip="-1 = last")],
+            outputs=[SMPLMotion.Output(display_name="start_pose")],
+        )
+
+    @classmethod
+    def execute(cls, smpl_motion, frame) -> io.NodeOutput:
+        return io.NodeOutput(smpl_motion.frame(frame))
+
+
+class ConcatSMPLMotions(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="CoMoViConcatSMPLMotions",
+            display_name="Concatenate SMPL Motions (CoMoVi)",
+            category="CoMoVi/body",
+            description="Joins two clips' motions into one long motion (for videos longer than one generation).",
+            inputs=[SMPLMotion.Input("first"), SMPLMotion.Input("second"),
+                    io.Boolean.Input("skip_shared_frame", default=True, tooltip="the second clip starts with the first's last frame: drop it")],
+            outputs=[SMPLMotion.Output(display_name="smpl_motion")],
+        )
+
+    @classmethod
+    def execute(cls, first, second, skip_shared_frame) -> io.NodeOutput:
+        return io.NodeOutput(concat_motions(first, second, skip_shared_frame))

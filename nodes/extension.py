@@ -5,12 +5,12 @@ from __future__ import annotations
 from comfy_api.latest import ComfyExtension, io
 
 from . import host
-from .body_nodes import EstimateSMPL, LoadSMPLModel, LoadSMPLMotion
+from .body_nodes import ConcatSMPLMotions, EstimateSMPL, LoadSMPLModel, LoadSMPLMotion, SMPLMotionFrame
 from .export_nodes import ExportSMPL
 from .motion_map_nodes import PreviewSMPLOverlay, RenderMotionMap
 from .sampler_nodes import DualSampler, LoadCoMoVi, LoadCoMoViTransformer
 
-NODES: list[type[io.ComfyNode]] = [LoadSMPLModel, LoadSMPLMotion, EstimateSMPL, RenderMotionMap, PreviewSMPLOverlay, ExportSMPL, LoadCoMoVi, LoadCoMoViTransformer, DualSampler]
+NODES: list[type[io.ComfyNode]] = [LoadSMPLModel, LoadSMPLMotion, EstimateSMPL, SMPLMotionFrame, ConcatSMPLMotions, RenderMotionMap, PreviewSMPLOverlay, ExportSMPL, LoadCoMoVi, LoadCoMoViTransformer, DualSampler]
 
 
 class CoMoViExtension(ComfyExtension):

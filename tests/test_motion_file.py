@@ -94,3 +94,14 @@ def test_padded_camera_follows_the_padded_image(size):
     assert torch.allclose(found, expected, atol=0.75), (found, expected)
     if size == (352, 640):
         assert cam.padded_to(176, 320) == cam.resized(176, 320)
+
+
+def test_concat_refuses_different_image_sizes():
+    from comovi_core.body.mannequin import demo_motion
+    from comovi_core.body.motion_file import concat_motions
+    from comovi_core.errors import CoMoViError
+
+    a, b = demo_motion(num_frames=3, height=64, width=64), demo_motion(num_frames=3, height=64, width=96)
+    assert concat_motions(a, a).num_frames == 5 and concat_motions(a, a, skip_shared_frame=False).num_frames == 6
+    with pytest.raises(CoMoViError, match="different image sizes"):
+        concat_motions(a, b)

@@ -44,6 +44,7 @@ def ext(tmp_path_factory):
 def test_registration(ext):
     assert ext["module"].WEB_DIRECTORY == "./web"
     assert set(ext["nodes"]) == {"CoMoViLoadSMPLModel", "CoMoViLoadSMPLMotion", "CoMoViEstimateSMPL", "CoMoViRenderMotionMap", "CoMoViPreviewSMPLOverlay",
+                                 "CoMoViSMPLMotionFrame", "CoMoViConcatSMPLMotions",
                                  "CoMoViExportSMPL",
                                  "CoMoViLoadModels", "CoMoViLoadTransformer", "CoMoViDualSampler"}
     paths, exts = ext["folder_paths"].folder_names_and_paths["smpl"]
@@ -87,6 +88,24 @@ def test_loaders_read_user_files(ext, tmp_path):
     assert not model.is_standin and model.faces.shape == (13684, 3)
     motion = load_motion.execute("clip.npz").args[0]
     assert motion.num_frames == 5 and motion.camera.image_size == (704, 1280)
+
+
+def test_chaining_clips_frame_and_concatenate(ext):
+    """Continue a clip: its last frame is the next start pose; the two motions join without repeating that frame."""
+    import numpy as np
+
+    nodes = ext["nodes"]
+    motion = nodes["CoMoViLoadSMPLMotion"].execute("demo: mannequin waving (built-in)").args[0]
+    last = nodes["CoMoViSMPLMotionFrame"].execute(motion, -1).args[0]
+    assert last.num_frames == 1 and np.array_equal(last.body_pose[0], motion.body_pose[-1])
+    assert np.array_equal(nodes["CoMoViSMPLMotionFrame"].execute(motion, 3).args[0].transl[0], motion.transl[3])
+    joined = nodes["CoMoViConcatSMPLMotions"].execute(motion, motion, True).args[0]
+    assert joined.num_frames == 2 * motion.num_frames - 1
+    assert np.array_equal(joined.body_pose[motion.num_frames:], motion.body_pose[1:])
+    assert nodes["CoMoViConcatSMPLMotions"].execute(motion, last, False).args[0].num_frames == motion.num_frames + 1
+    CoMoViError = sys.modules["comovi_ext.comovi_core.errors"].CoMoViError
+    with pytest.raises(CoMoViError, match="has 33 frames"):
+        nodes["CoMoViSMPLMotionFrame"].execute(motion, 33)
 
 
 def test_overlay_preview_blends_the_body_on_the_video(ext):

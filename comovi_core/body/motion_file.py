@@ -57,6 +57,25 @@ class SMPLMotion:
     def num_frames(self) -> int:
         return self.global_orient.shape[0]
 
+    def frame(self, index: int) -> "SMPLMotion":
+        """A one-frame motion (negative indices count from the end: -1 is the last frame)."""
+        if not -self.num_frames <= index < self.num_frames:
+            raise CoMoViError(f"frame {index} asked for, but the motion has {self.num_frames} frames")
+        pick = slice(index, index + 1 if index != -1 else None)
+        return SMPLMotion(self.global_orient[pick], self.body_pose[pick], self.betas, self.transl[pick], self.fps, self.camera,
+                          self.gender)
+
+
+def concat_motions(first: SMPLMotion, second: SMPLMotion, skip_shared_frame: bool = True) -> SMPLMotion:
+    """``first`` then ``second`` (shape, camera and fps of ``first``). A clip generated from the last frame of the
+    previous one starts with that frame again: ``skip_shared_frame`` drops it."""
+    if first.camera.image_size != second.camera.image_size:
+        raise CoMoViError(f"the motions were made for different image sizes: {first.camera.image_size} vs {second.camera.image_size}")
+    start = 1 if skip_shared_frame and second.num_frames > 1 else 0
+    join = lambda a, b: np.concatenate([a, b[start:]])  # noqa: E731
+    return SMPLMotion(join(first.global_orient, second.global_orient), join(first.body_pose, second.body_pose), first.betas,
+                      join(first.transl, second.transl), first.fps, first.camera, first.gender)
+
 
 def _check(value, name: str, shape: tuple) -> np.ndarray:
     arr = np.asarray(value, dtype=np.float32)
