@@ -54,21 +54,25 @@ def motion_from_6d(smpl_6d: torch.Tensor, start: SMPLMotion, camera, fps: float)
 
 class CoMoViPipeline:
     def __init__(self, transformer, vae, text_encoder, body_model, device="cpu", render_backend: str = "auto", offload: bool = False,
-                 make_room=None):
+                 placement=None):
         self.transformer, self.vae, self.text_encoder, self.body_model = transformer, vae, text_encoder, body_model
         self.device = torch.device(device)
         self.render_backend = render_backend
         self.offload = offload  # model_offload: each component visits the device only while it works
-        self.make_room = make_room  # offload: called with a module's bytes before it moves (a host frees its own models)
+        self.placement = placement  # host hook: placement(module) -> context manager with ``module`` on the device inside
+
+    def _on_device(self, module):
+        """``module`` on the device for the block: the host's ``placement``, else (``offload``) moved there and back."""
+        if not isinstance(module, torch.nn.Module):
+            return contextlib.nullcontext()
+        if self.placement is not None:
+            return self.placement(module)
+        if not self.offload or getattr(module, "block_swap", None) is not None:  # block swap places its own layers
+            return contextlib.nullcontext()
+        return self._offloaded(module)
 
     @contextlib.contextmanager
-    def _on_device(self, module):
-        """With ``offload``, move ``module`` to the device for the block and back to the CPU after."""
-        if not self.offload or not isinstance(module, torch.nn.Module):
-            yield
-            return
-        if self.make_room is not None:
-            self.make_room(sum(t.numel() * t.element_size() for t in (*module.parameters(), *module.buffers())))
+    def _offloaded(self, module):
         module.to(self.device)
         try:
             yield
@@ -149,13 +153,15 @@ class CoMoViPipeline:
                 given_latents = encode_frames(self.vae, as_video(self.render_motion_maps(given, camera, num_frames)))
             elif mode == "video_to_motion":
                 if not torch.is_tensor(given) or given.shape[0] < num_frames or given.shape[1:3] != (height, width):
-                    raise CoMoViError(f"video_to_motion needs a video tensor (T >= {num_frames}, {height}, {width}, 3) in [0, 1]")
+                    got = tuple(given.shape) if torch.is_tensor(given) else type(given).__name__
+                    raise CoMoViError(f"video_to_motion needs a video tensor (T >= {num_frames}, {height}, {width}, 3) in [0, 1], "
+                                      f"got {got}: give at least {num_frames} frames, resized/padded to {width}x{height}")
                 given_latents = encode_frames(self.vae, as_video(given[:num_frames]))
         timings["encode"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         generator = torch.Generator(self.device).manual_seed(seed)
         head = self.transformer.smpl_head is not None
-        with torch.no_grad(), self._on_device(self.transformer if self.transformer.block_swap is None else None):
+        with torch.no_grad(), self._on_device(self.transformer):
             result = sample(self.transformer, rgb_cond, motion_cond, (num_frames - 1) // 4 + 1, prompt_embeds.to(self.device),
                             None if negative_prompt_embeds is None else negative_prompt_embeds.to(self.device),
                             start_pose_6d(start).to(self.device) if head else None, steps, guidance, shift, solver,

@@ -4,8 +4,9 @@ Wan2.2 TI2V conditioning: latent frame 0 of each branch holds the clean encoded 
 image / rendered start motion map) with timestep 0 for its tokens; it is re-imposed on the model input
 at every step. Both branches are stepped by ONE flow-matching scheduler on the 96-channel
 concatenation, and classifier-free guidance uses one negative prompt for both. The sampler knows
-nothing about the UI: progress and cancellation go through ``callback(step, num_steps, t, latents)``,
-which may raise to stop.
+nothing about the UI: progress, previews and cancellation go through
+``callback(step, num_steps, t, latents, denoised)`` (``latents`` and ``denoised``: (rgb, motion) pairs after
+the step and the step's clean estimates x0 = x_t - sigma_t * v), which may raise to stop.
 
 Modes beyond the release (same joint model, no fine-tuning):
     cogenerate        both branches generated (default).
@@ -123,10 +124,13 @@ def sample(
             pred_motion = uncond_motion + guidance * (cond_motion - uncond_motion)
         if out.smpl_6d is not None:
             smpl = out.smpl_6d[:b]
+        x_rgb, x_motion = rgb, motion
         joint = scheduler.step(torch.cat([pred_rgb, pred_motion], 1), t, torch.cat([rgb, motion], 1), return_dict=False)[0]
         rgb, motion = joint[:, :c], joint[:, c:]
         if callback is not None:
-            callback(i, len(scheduler.timesteps), t, (rgb, motion))
+            sigma = t.float() / NUM_TRAIN_TIMESTEPS
+            denoised = (x_rgb - sigma * pred_rgb, x_motion - sigma * pred_motion)  # flow matching: x_t = (1-s) x0 + s noise
+            callback(i, len(scheduler.timesteps), t, (rgb, motion), denoised)
     rgb = (1 - mask) * rgb_condition + mask * rgb
     motion = (1 - mask) * motion_condition + mask * motion
     if mode == "motion_to_video":

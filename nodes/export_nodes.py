@@ -29,7 +29,8 @@ class ExportSMPL(io.ComfyNode):
                 io.Combo.Input("format", options=list(FORMATS), default="bvh", tooltip="npz: SMPL parameters + camera; bvh: skeleton; glb: skinned mesh + animation; obj: meshes"),
                 io.String.Input("filename_prefix", default="comovi/motion", tooltip="sub-folder/name inside the output folder"),
             ],
-            outputs=[io.String.Output(display_name="path")],
+            outputs=[io.String.Output(display_name="path", tooltip="the file inside the output folder; connect it to Preview 3D & "
+                                                                   "Animation (glb) to see the animated body")],
             is_output_node=True,
         )
 
@@ -42,4 +43,4 @@ class ExportSMPL(io.ComfyNode):
                    "glb": lambda: write_glb(target, smpl_model, smpl_motion),
                    "obj": lambda: write_obj_sequence(target, smpl_model, smpl_motion)}
         writers[format]()
-        return io.NodeOutput(str(target))
+        return io.NodeOutput(host.output_relative(target))

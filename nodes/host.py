@@ -64,6 +64,8 @@ def input_files(extension: str) -> list[str]:
 
 def output_path(prefix: str, suffix: str) -> Path:
     """The next free ``<output>/<prefix>_00001<suffix>``; refuses prefixes that leave the output folder."""
+    if not prefix or not prefix.strip():
+        raise CoMoViError("filename_prefix is empty: give a name inside the output folder, e.g. 'comovi/motion'")
     root = Path(folder_paths.get_output_directory()).resolve()
     base = (root / prefix).resolve()
     if root not in base.parents:
@@ -75,13 +77,13 @@ def output_path(prefix: str, suffix: str) -> Path:
     return candidate
 
 
+def output_relative(path: Path) -> str:
+    """``path`` inside the output folder as ComfyUI's viewers address it ('comovi/motion_00001.glb')."""
+    return Path(path).resolve().relative_to(Path(folder_paths.get_output_directory()).resolve()).as_posix()
+
+
 def torch_device():
     return comfy.model_management.get_torch_device()
-
-
-def free_memory(num_bytes: int) -> None:
-    """Ask ComfyUI to unload its own models until ``num_bytes`` are free on the device (before ours move there)."""
-    comfy.model_management.free_memory(num_bytes, torch_device())
 
 
 class Progress:
@@ -90,9 +92,10 @@ class Progress:
     def __init__(self, total: int):
         self.bar = comfy.utils.ProgressBar(total)
 
-    def step(self, n: int = 1) -> None:
+    def step(self, n: int = 1, preview=None) -> None:
+        """Advance by ``n``; ``preview``: ComfyUI's ("JPEG", PIL image, max size) shown on the node."""
         comfy.model_management.throw_exception_if_processing_interrupted()
-        self.bar.update(n)
+        self.bar.update_absolute(self.bar.current + n, preview=preview)
 
     @staticmethod
     def check_interrupt(*_) -> None:

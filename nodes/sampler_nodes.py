@@ -15,10 +15,20 @@ from ..comovi_core.pipeline import DEFAULT_NEGATIVE, CoMoViPipeline
 from ..comovi_core.sampling import MODES, SOLVERS
 from . import host
 from .adapters import conditioning_embeds, vae_codec
+from .managed import ManagedCoMoVi
+from .previews import side_by_side_preview, wan22_previewer
 from .sockets import CoMoViModels, SMPLModel, SMPLMotion
 
 NO_COMOVI = "none (base only: untrained copy)"
 SIZES = ("wan2.2-ti2v-5b", "tiny")
+TINY_DEMO = "tiny demo (random weights, built in memory: pictures are noise)"
+TINY_SUMMARY = "tiny demo: random weights built in memory, NOT a trained model; the pictures are noise, the plumbing is real"
+
+
+def _tiny_demo() -> ManagedCoMoVi:
+    from ..comovi_core.tiny import tiny_components
+
+    return ManagedCoMoVi(**tiny_components(0), summary=TINY_SUMMARY)
 
 
 class LoadCoMoVi(io.ComfyNode):
@@ -30,23 +40,26 @@ class LoadCoMoVi(io.ComfyNode):
             category="CoMoVi",
             description="Wan2.2-TI2V-5B (diffusers folder in models/diffusers: transformer, VAE, umT5) plus the CoMoVi weights from models/diffusion_models.",
             inputs=[
-                io.Combo.Input("base", options=host.diffusers_folders() or ["Wan2.2-TI2V-5B-Diffusers"], tooltip="folder in models/diffusers"),
+                io.Combo.Input("base", options=host.diffusers_folders() + [TINY_DEMO], tooltip="Wan2.2-TI2V-5B-Diffusers folder in "
+                               "models/diffusers; the tiny demo needs no download (random weights: noise)"),
                 io.Combo.Input("comovi", options=[NO_COMOVI] + host.diffusion_model_files(), tooltip="CoMoVi .safetensors in models/diffusion_models"),
                 io.Combo.Input("precision", options=["bfloat16", "float16", "float32"], default="bfloat16"),
                 io.Boolean.Input("fp8_weights", default=False, tooltip="store transformer weights in fp8 (about 10 GB instead of 20)"),
                 io.Int.Input("block_swap", default=0, min=0, max=30, tooltip="layer pairs kept in CPU memory and swapped in per layer"),
                 io.Boolean.Input("offload", default=False, tooltip="keep the weights in CPU memory; they visit the GPU only while they work (24 GB cards)"),
-                io.Combo.Input("size", options=list(SIZES), default=SIZES[0], tooltip="tiny: the test preset"),
+                io.Combo.Input("size", options=list(SIZES), default=SIZES[0], tooltip="size of the weight files (tiny: test-sized files)"),
             ],
             outputs=[CoMoViModels.Output(display_name="comovi")],
         )
 
     @classmethod
     def execute(cls, base, comovi, precision, fp8_weights, block_swap, offload, size) -> io.NodeOutput:
+        if base == TINY_DEMO:
+            return io.NodeOutput(_tiny_demo())
         files = [] if comovi == NO_COMOVI else [host.diffusion_model_path(comovi)]
         components, summary = load_components(host.diffusers_folder(base), files, size, getattr(torch, precision),
-                                              host.torch_device(), fp8=fp8_weights, block_swap=block_swap, offload=offload)
-        return io.NodeOutput(dict(components, summary=summary, offload=offload))
+                                              host.torch_device(), fp8=fp8_weights, block_swap=block_swap, offload=True)
+        return io.NodeOutput(ManagedCoMoVi(**components, summary=summary, offload=offload))
 
 
 class LoadCoMoViTransformer(io.ComfyNode):
@@ -60,23 +73,26 @@ class LoadCoMoViTransformer(io.ComfyNode):
             description="Single files from models/diffusion_models: the Wan2.2-TI2V-5B transformer (e.g. wan2.2_ti2v_5B_fp16."
                         "safetensors) plus the CoMoVi weights. Connect ComfyUI's Wan2.2 VAE and umT5 CONDITIONING to the sampler.",
             inputs=[
-                io.Combo.Input("base", options=files or ["wan2.2_ti2v_5B_fp16.safetensors"], tooltip="Wan2.2-TI2V-5B transformer file"),
+                io.Combo.Input("base", options=files + [TINY_DEMO], tooltip="Wan2.2-TI2V-5B transformer file (wan2.2_ti2v_5B_fp16."
+                               "safetensors); the tiny demo needs no download (random weights: noise)"),
                 io.Combo.Input("comovi", options=[NO_COMOVI] + files, tooltip="CoMoVi weights, loaded on top of the base"),
                 io.Combo.Input("precision", options=["bfloat16", "float16", "float32"], default="bfloat16"),
                 io.Boolean.Input("fp8_weights", default=False, tooltip="store transformer weights in fp8 (about 10 GB instead of 20)"),
                 io.Int.Input("block_swap", default=0, min=0, max=30, tooltip="layer pairs kept in CPU memory and swapped in per layer"),
                 io.Boolean.Input("offload", default=False, tooltip="keep the weights in CPU memory; they visit the GPU only while they work (24 GB cards)"),
-                io.Combo.Input("size", options=list(SIZES), default=SIZES[0], tooltip="tiny: the test preset"),
+                io.Combo.Input("size", options=list(SIZES), default=SIZES[0], tooltip="size of the weight files (tiny: test-sized files)"),
             ],
             outputs=[CoMoViModels.Output(display_name="comovi")],
         )
 
     @classmethod
     def execute(cls, base, comovi, precision, fp8_weights, block_swap, offload, size) -> io.NodeOutput:
+        if base == TINY_DEMO:  # carries its own tiny VAE and text encoder: leave the sampler's vae/positive/negative empty
+            return io.NodeOutput(_tiny_demo())
         files = [host.diffusion_model_path(base)] + ([] if comovi == NO_COMOVI else [host.diffusion_model_path(comovi)])
         transformer, summary = load_transformer(files, size, getattr(torch, precision), host.torch_device(),
-                                                fp8=fp8_weights, block_swap=block_swap, offload=offload)
-        return io.NodeOutput(dict(transformer=transformer, vae=None, text_encoder=None, summary=summary, offload=offload))
+                                                fp8=fp8_weights, block_swap=block_swap, offload=True)
+        return io.NodeOutput(ManagedCoMoVi(transformer, None, None, summary, offload))
 
 
 class DualSampler(io.ComfyNode):
@@ -118,21 +134,36 @@ class DualSampler(io.ComfyNode):
     def execute(cls, comovi, smpl_model, start_pose, start_image, prompt, negative_prompt, width, height, length, steps,
                 cfg, shift, seed, solver, mode, fit_motion=True, given_motion=None, given_video=None, vae=None, positive=None,
                 negative=None) -> io.NodeOutput:
-        image = Image.fromarray((start_image[0].cpu().numpy() * 255).round().astype(np.uint8))
-        given = given_motion if mode == "motion_to_video" else given_video
-        codec = vae_codec(vae) if vae is not None else comovi["vae"]
+        codec = vae_codec(vae) if vae is not None else comovi.vae
         if codec is None:
-            raise CoMoViError("no VAE: connect Load VAE (wan2.2_vae.safetensors) to the sampler's vae input")
+            raise CoMoViError("no VAE: connect Load VAE (wan2.2_vae.safetensors) to the sampler's vae input (in the template, "
+                              "un-bypass the Load VAE node with Ctrl+B)")
+        given = given_motion if mode == "motion_to_video" else None
+        if mode == "video_to_motion" and given_video is not None:
+            given = _video_frames(given_video, height, width)
         embeds = {k: conditioning_embeds(c, k) for k, c in (("positive", positive), ("negative", negative)) if c is not None}
-        pipe = CoMoViPipeline(comovi["transformer"], codec, comovi["text_encoder"], smpl_model.cpu(), device=host.torch_device(),
-                              offload=comovi.get("offload", False), make_room=host.free_memory)
-        fitting = fit_motion and comovi["transformer"].smpl_head is None  # no 3D head: the motion is fitted after sampling
-        progress = host.Progress(steps + (FIT_STEPS if fitting else 0))
-        comovi["transformer"].layer_callback = progress.check_interrupt
+        pipe = CoMoViPipeline(comovi.transformer, codec, comovi.text_encoder, smpl_model.cpu(), device=host.torch_device(),
+                              placement=comovi.on_device)
+        fitting = fit_motion and comovi.transformer.smpl_head is None  # no 3D head: the motion is fitted after sampling
+        progress, previewer = host.Progress(steps + (FIT_STEPS if fitting else 0)), wan22_previewer()
+        comovi.transformer.layer_callback = progress.check_interrupt
         try:
-            result = pipe(pad_to_aspect(image, height, width), prompt, start_pose, length, steps, cfg, shift, solver, seed,
+            result = pipe(_image(start_image[0], height, width), prompt, start_pose, length, steps, cfg, shift, solver, seed,
                           negative_prompt, mode, given, embeds.get("positive"), embeds.get("negative"),
-                          callback=lambda *_: progress.step(), fit_motion=fit_motion, fit_callback=lambda *_: progress.step())
+                          callback=lambda i, n, t, latents, x0: progress.step(preview=side_by_side_preview(previewer, *x0)),
+                          fit_motion=fit_motion, fit_callback=lambda *_: progress.step())
         finally:
-            comovi["transformer"].layer_callback = None
+            comovi.transformer.layer_callback = None
         return io.NodeOutput(result.rgb, result.motion_map, result.motion)
+
+
+def _image(frame: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """ComfyUI IMAGE frame (H, W, 3) in [0, 1] -> (3, height, width), padded with white to the aspect and resized."""
+    return pad_to_aspect(Image.fromarray((frame.cpu().numpy() * 255).round().astype(np.uint8)), height, width)
+
+
+def _video_frames(video: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """video_to_motion: an IMAGE batch of any size -> (T, height, width, 3), each frame like the start image."""
+    if video.shape[1:3] == (height, width):
+        return video
+    return torch.stack([_image(frame, height, width).permute(1, 2, 0) for frame in video])

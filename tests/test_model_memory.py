@@ -102,3 +102,22 @@ def test_attention_backend_selection():
     if not torch.cuda.is_available():
         with pytest.raises(CoMoViError, match="install flash-attn"):
             set_attention_backend(model, "flash")
+
+
+def test_resident_bytes_and_place_leave_block_swapped_pairs_alone():
+    """What a host's memory manager counts and moves: everything but the swapped pairs (fp8 at 1 byte a weight)."""
+    from comovi_core.model.memory import place, resident_bytes
+
+    model = _model()
+    total = sum(t.numel() * t.element_size() for t in (*model.parameters(), *model.buffers()))
+    assert resident_bytes(model) == total
+    swapped_pair = model.pair_modules(CFG.num_motion_blocks - 1)
+    pair_bytes = sum(p.numel() * p.element_size() for m in swapped_pair for p in m.parameters())
+    enable_block_swap(model, 1, "cpu")
+    assert pair_bytes > 0 and resident_bytes(model) == total - pair_bytes
+    place(model, "meta")
+    assert all(p.device.type == "cpu" for m in swapped_pair for p in m.parameters())
+    assert model.rgb.patch_embedding.weight.device.type == "meta" and model.motion.blocks[0].attn1.to_q.weight.device.type == "meta"
+    fp8 = _model()
+    enable_fp8_storage(fp8, compute_dtype=torch.float32)
+    assert total == 3471296 and resident_bytes(fp8) == 2279744  # the blocks' weights at 1 byte instead of 4

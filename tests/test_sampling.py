@@ -79,13 +79,13 @@ def test_seeds_are_reproducible_and_start_frames_are_kept(setup):
 
 def test_callback_reports_every_step_and_can_cancel(setup):
     seen = []
-    _run(setup, 0, callback=lambda i, n, t, latents: seen.append((i, n, latents[0].shape)))
+    _run(setup, 0, callback=lambda i, n, t, latents, denoised: seen.append((i, n, latents[0].shape)))
     assert [s[0] for s in seen] == [0, 1, 2] and all(s[1] == 3 and s[2] == (1, 48, 3, 4, 4) for s in seen)
 
     class Cancelled(Exception):
         pass
 
-    def cancel(i, n, t, latents):
+    def cancel(i, n, t, latents, denoised):
         if i == 1:
             raise Cancelled()
 
@@ -119,3 +119,13 @@ def test_vae_round_trip_shapes(setup):
         lat = encode_frames(setup["vae"], frames)
         back = decode_latents(setup["vae"], lat)
     assert lat.shape == (1, 48, 3, 4, 4) and back.shape == (1, 3, FRAMES, H, W) and float(back.abs().max()) <= 1.0
+
+
+def test_callback_denoised_estimate_is_the_euler_result_at_the_last_step(setup):
+    """x0 = x_t - sigma v: Euler's last step goes to sigma 0, so its estimate is the sampler's result."""
+    seen = []
+    out = _run(setup, 0, solver="euler", callback=lambda i, n, t, latents, denoised: seen.append(denoised))
+    rgb_x0, motion_x0 = seen[-1]
+    assert torch.allclose(rgb_x0[:, :, 1:], out.rgb[:, :, 1:], atol=1e-5)
+    assert torch.allclose(motion_x0[:, :, 1:], out.motion[:, :, 1:], atol=1e-5)
+    assert (seen[0][0] - out.rgb)[:, :, 1:].abs().max() > 1e-2  # the first estimate is still far from it
