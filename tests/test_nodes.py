@@ -141,9 +141,10 @@ def test_export_node_writes_inside_the_output_folder(ext):
     motion = nodes["CoMoViLoadSMPLMotion"].execute("demo: mannequin waving (built-in)").args[0]
     export = nodes["CoMoViExportSMPL"]
     out = ext["base"] / "output"
-    paths = [export.execute(model, motion, fmt, "comovi/clip").args[0] for fmt in ("npz", "bvh", "bvh", "obj", "glb")]
-    assert [p.replace(str(out), "") for p in paths] == ["/comovi/clip_00001.npz", "/comovi/clip_00001.bvh",
-                                                        "/comovi/clip_00002.bvh", "/comovi/clip_00001", "/comovi/clip_00001.glb"]
+    names = [export.execute(model, motion, fmt, "comovi/clip").args[0] for fmt in ("npz", "bvh", "bvh", "obj", "glb")]
+    assert names == ["comovi/clip_00001.npz", "comovi/clip_00001.bvh", "comovi/clip_00002.bvh", "comovi/clip_00001",
+                     "comovi/clip_00001.glb"]  # inside the output folder, as Preview 3D & Animation addresses files
+    paths = [str(out / name) for name in names]
     assert open(paths[4], "rb").read(4) == b"glTF"
     assert load_motion(paths[0]).num_frames == 33 and "Frames: 33" in open(paths[1]).read()
     assert len(list((out / "comovi" / "clip_00001").glob("*.obj"))) == 33
@@ -151,6 +152,8 @@ def test_export_node_writes_inside_the_output_folder(ext):
         export.execute(model, motion, "bvh", "../../escape")
     with pytest.raises(CoMoViError, match="no 3D head"):
         export.execute(model, None, "bvh", "comovi/none")
+    with pytest.raises(CoMoViError, match="filename_prefix is empty"):
+        export.execute(model, motion, "bvh", " ")
     assert not (ext["base"].parent / "escape_00001.bvh").exists()
 
 
@@ -190,6 +193,93 @@ def test_cogeneration_nodes_on_tiny_weights(ext):
     with pytest.raises(mm.InterruptProcessingException):
         nodes["CoMoViDualSampler"].execute(*args)
     assert comovi.transformer.layer_callback is None
+
+
+TINY_DEMO_ARGS = ("none (base only: untrained copy)", "bfloat16", False, 0, False, "wan2.2-ti2v-5b")
+
+
+def _tiny_demo(ext, loader="CoMoViLoadModels"):
+    schema = ext["nodes"][loader].define_schema()
+    demo = next(o for o in next(i for i in schema.inputs if i.id == "base").options if o.startswith("tiny demo"))
+    return ext["nodes"][loader].execute(demo, *TINY_DEMO_ARGS).args[0]
+
+
+def test_tiny_demo_runs_without_files_and_previews_every_step(ext):
+    """Both loaders offer the built-in demo; the sampler shows RGB | motion-map estimates at every step."""
+    import comfy.utils
+    import latent_preview
+
+    nodes = ext["nodes"]
+    single = _tiny_demo(ext, "CoMoViLoadTransformer")
+    comovi = _tiny_demo(ext)
+    assert "NOT a trained model" in comovi.summary and single.vae is not None and single.text_encoder is not None
+    model = nodes["CoMoViLoadSMPLModel"].execute("built-in mannequin (NOT SMPL, demo only)").args[0]
+    start = nodes["CoMoViLoadSMPLMotion"].execute("demo: mannequin waving (built-in)").args[0]
+    args = (comovi, model, start, torch.rand(1, 64, 64, 3), "a person jumps", "", 64, 128, 9, 3, 6.0, 5.0, 1, "unipc", "cogenerate")
+    video, motion_map, motion = nodes["CoMoViDualSampler"].execute(*args).args
+    assert video.shape == motion_map.shape == (9, 128, 64, 3) and motion.num_frames == 9
+    bar = comfy.utils.ProgressBar.instances[-1]
+    assert [value for value, _ in bar.previews] == [1, 2, 3]  # one preview per step
+    kind, image, size = bar.previews[-1][1]
+    assert kind == "JPEG" and image.size == (2 * 4, 8)  # two (64/16 x 128/16) latent frames side by side
+    latent_preview.METHOD["name"] = "none"  # the user turned previews off
+    try:
+        nodes["CoMoViDualSampler"].execute(*args)
+    finally:
+        latent_preview.METHOD["name"] = "latent2rgb"
+    assert comfy.utils.ProgressBar.instances[-1].previews == []
+
+
+def test_preview_shows_the_middle_generated_frame_of_both_branches(ext):
+    import latent_preview
+
+    previews = sys.modules["comovi_ext.nodes.previews"]
+    previewer = previews.wan22_previewer()
+    rgb, motion = torch.zeros(1, 48, 5, 2, 3), torch.zeros(1, 48, 5, 2, 3)
+    rgb[:, 0, 2], motion[:, 1, 2] = 16.0, 16.0  # frame 2 of 5: red left (channel 0 -> R), green right (channel 1 -> G)
+    _, image, _ = previews.side_by_side_preview(previewer, rgb, motion)
+    pixels = np.asarray(image)
+    assert pixels.shape == (2, 6, 3) and [tuple(p) for p in pixels[0, [0, 3]]] == [(255, 127, 127), (127, 255, 127)]
+    assert previews.side_by_side_preview(None, rgb, motion) is None
+
+
+def test_comfyui_manages_the_models(ext):
+    """Loaded through ComfyUI (listed, sized), evicted by "Unload models", handed back at once with offload."""
+    import comfy.model_management as mm
+
+    from comovi_core.model.memory import resident_bytes
+
+    nodes = ext["nodes"]
+    comovi = _tiny_demo(ext)
+    patchers = comovi.get_models()
+    assert len(patchers) == 3 and {p.model_size() for p in patchers} == {resident_bytes(m) for m in
+                                                                       (comovi.transformer, comovi.vae, comovi.text_encoder.model)}
+    model = nodes["CoMoViLoadSMPLModel"].execute("built-in mannequin (NOT SMPL, demo only)").args[0]
+    start = nodes["CoMoViLoadSMPLMotion"].execute("demo: mannequin waving (built-in)").args[0]
+    args = (model, start, torch.rand(1, 64, 64, 3), "a person jumps", "", 64, 64, 5, 1, 1.0, 5.0, 1, "euler", "cogenerate")
+    nodes["CoMoViDualSampler"].execute(comovi, *args)
+    assert all(p in mm.current_loaded_models and p.loaded_size() == p.model_size() > 0 for p in patchers)
+    mm.unload_all_models()  # the "Unload models" button
+    assert not any(p in mm.current_loaded_models for p in patchers) and all(p.loaded_size() == 0 for p in patchers)
+    offloaded = _tiny_demo(ext)
+    offloaded.offload = True
+    nodes["CoMoViDualSampler"].execute(offloaded, *args)
+    assert [p for p in mm.LOADS[-4:]] == [offloaded.patchers[id(m)] for m in  # text, VAE, transformer, VAE: each in turn
+                                          (offloaded.text_encoder.model, offloaded.vae, offloaded.transformer, offloaded.vae)]
+    assert not any(p in mm.current_loaded_models for p in offloaded.get_models())
+
+
+def test_video_to_motion_takes_a_video_of_another_size(ext):
+    nodes = ext["nodes"]
+    model = nodes["CoMoViLoadSMPLModel"].execute("built-in mannequin (NOT SMPL, demo only)").args[0]
+    start = nodes["CoMoViLoadSMPLMotion"].execute("demo: mannequin waving (built-in)").args[0]
+    video = torch.rand(5, 48, 80, 3)
+    args = (_tiny_demo(ext), model, start, torch.rand(1, 64, 64, 3), "a person jumps", "", 64, 64, 5, 1, 1.0, 5.0, 1, "euler",
+            "video_to_motion", False)
+    rgb, _, _ = nodes["CoMoViDualSampler"].execute(*args, given_video=video).args
+    assert rgb.shape == (5, 64, 64, 3)
+    with pytest.raises(sys.modules["comovi_ext.comovi_core.errors"].CoMoViError, match=r"T >= 5.*got \(3, 64, 64, 3\)"):
+        nodes["CoMoViDualSampler"].execute(*args, given_video=video[:3])
 
 
 def test_estimate_node_reads_pose_keypoints(ext):
