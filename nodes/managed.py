@@ -10,6 +10,7 @@ its swapped layer pairs on the CPU, fp8 storage is counted at one byte per weigh
 from __future__ import annotations
 
 import contextlib
+import logging
 from dataclasses import dataclass, field
 
 import comfy.model_management
@@ -17,6 +18,8 @@ import comfy.model_patcher
 import torch
 
 from ..comovi_core.model.memory import place, resident_bytes
+
+log = logging.getLogger(__name__)
 
 
 class CoMoViPatcher(comfy.model_patcher.ModelPatcher):
@@ -35,15 +38,19 @@ class CoMoViPatcher(comfy.model_patcher.ModelPatcher):
         place(self.model, device_to)
         self.placed_on = torch.device(device_to)
         self.model.model_loaded_weight_memory = self.model_size()
+        log.info("CoMoVi: %s loaded on %s (%.1f MB)", type(self.model).__name__, device_to, self.model_size() / 2**20)
         return self.model_size()
 
     def partially_unload(self, device_to, memory_to_free=0, force_patch_weights=False):
         return 0  # all or nothing: ComfyUI then detaches the whole module
 
     def detach(self, unpatch_all=True):
+        if not unpatch_all:  # ComfyUI re-registering a model it is about to load again: keep it where it is
+            return self.model
         place(self.model, self.offload_device)
         self.placed_on = torch.device(self.offload_device)
         self.model.model_loaded_weight_memory = 0
+        log.info("CoMoVi: %s unloaded to %s", type(self.model).__name__, self.offload_device)
         return self.model
 
 

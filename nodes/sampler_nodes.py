@@ -116,7 +116,7 @@ class DualSampler(io.ComfyNode):
                 io.Int.Input("steps", default=50, min=1, max=200),
                 io.Float.Input("cfg", default=6.0, min=1.0, max=20.0, step=0.1),
                 io.Float.Input("shift", default=5.0, min=0.0, max=20.0, step=0.1),
-                io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFF),
+                io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFF, control_after_generate=True),
                 io.Combo.Input("solver", options=list(SOLVERS), default="unipc"),
                 io.Combo.Input("mode", options=list(MODES), default="cogenerate"),
                 io.Boolean.Input("fit_motion", default=True, tooltip="weights without a 3D head: fit SMPL to the generated motion map"),

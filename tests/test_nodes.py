@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import importlib.util
-import json
 import subprocess
 import sys
 from pathlib import Path
@@ -13,32 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from comovi_core.errors import CoMoViError
 
 ROOT = Path(__file__).resolve().parents[1]
 STUB = Path(__file__).parent / "comfy_stub"
-# core ComfyUI nodes the example workflows may use, with their widget counts
-CORE_NODES = {"PreviewImage": 0, "SaveAnimatedWEBP": 5, "SaveImage": 1, "MaskToImage": 0, "LoadImage": 2, "VAELoader": 1,
-              "CLIPLoader": 3, "CLIPTextEncode": 1}
-
-
-@pytest.fixture(scope="module")
-def ext(tmp_path_factory):
-    base = tmp_path_factory.mktemp("comfy")
-    sys.path.insert(0, str(STUB))
-    import folder_paths
-
-    folder_paths.set_base(base)
-    (base / "input").mkdir()
-    (base / "models" / "smpl").mkdir(parents=True)
-    spec = importlib.util.spec_from_file_location("comovi_ext", ROOT / "__init__.py", submodule_search_locations=[str(ROOT)])
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["comovi_ext"] = module
-    spec.loader.exec_module(module)
-    extension = asyncio.run(module.comfy_entrypoint())
-    nodes = {n.define_schema().node_id: n for n in asyncio.run(extension.get_node_list())}
-    yield {"module": module, "nodes": nodes, "base": base, "folder_paths": folder_paths}
-    sys.path.remove(str(STUB))
 
 
 def test_registration(ext):
@@ -231,7 +205,6 @@ def test_tiny_demo_runs_without_files_and_previews_every_step(ext):
 
 
 def test_preview_shows_the_middle_generated_frame_of_both_branches(ext):
-    import latent_preview
 
     previews = sys.modules["comovi_ext.nodes.previews"]
     previewer = previews.wan22_previewer()
@@ -259,6 +232,8 @@ def test_comfyui_manages_the_models(ext):
     args = (model, start, torch.rand(1, 64, 64, 3), "a person jumps", "", 64, 64, 5, 1, 1.0, 5.0, 1, "euler", "cogenerate")
     nodes["CoMoViDualSampler"].execute(comovi, *args)
     assert all(p in mm.current_loaded_models and p.loaded_size() == p.model_size() > 0 for p in patchers)
+    patchers[0].detach(unpatch_all=False)  # what ComfyUI does to a model it loads again: it must stay loaded
+    assert patchers[0].loaded_size() == patchers[0].model_size()
     mm.unload_all_models()  # the "Unload models" button
     assert not any(p in mm.current_loaded_models for p in patchers) and all(p.loaded_size() == 0 for p in patchers)
     offloaded = _tiny_demo(ext)
@@ -366,43 +341,6 @@ def test_single_files_with_the_hosts_vae_and_conditioning(ext):
         sampler.execute(single, *common, "", "", *settings, vae=host_vae, positive=[[torch.zeros(1, 9, 4096), {}]], negative=negative)
     with pytest.raises(CoMoViError, match="48 channels"):
         sampler.execute(single, *common, "", "", *settings, vae=_HostVAE(folder.vae, 16), positive=positive, negative=negative)
-
-
-def _widget_inputs(schema):
-    return [i for i in schema.inputs if i.is_widget]
-
-
-@pytest.mark.parametrize("workflow", sorted((ROOT / "example_workflows").glob("*.json")), ids=lambda p: p.name)
-def test_example_workflows_use_registered_nodes_with_valid_inputs(ext, workflow):
-    models = ext["base"] / "models"  # the files the examples pick must exist for their combos to list them
-    for folder in (models / "diffusers" / "Wan2.2-TI2V-5B-Diffusers", models / "diffusion_models"):
-        folder.mkdir(parents=True, exist_ok=True)
-    for name in ("comovi.safetensors", "wan2.2_ti2v_5B_fp16.safetensors"):
-        (models / "diffusion_models" / name).touch()
-    data = json.loads(workflow.read_text())
-    ours = ext["nodes"]
-    link_ids = {link[0] for link in data["links"]}
-    for node in data["nodes"]:
-        kind = node["type"]
-        assert kind in ours or kind in CORE_NODES, f"{workflow.name}: unknown node type {kind}"
-        for socket in node.get("inputs", []):
-            assert socket.get("link") is None or socket["link"] in link_ids
-        if kind in CORE_NODES:
-            assert len(node["widgets_values"]) == CORE_NODES[kind]
-            continue
-        schema = ours[kind].define_schema()
-        widgets = _widget_inputs(schema)
-        assert len(node["widgets_values"]) == len(widgets), f"{kind}: widget count"
-        for spec, value in zip(widgets, node["widgets_values"]):
-            if spec.options is not None:
-                assert value in spec.options, f"{kind}.{spec.id}: {value!r} not in {spec.options}"
-            if spec.min is not None:
-                assert spec.min <= value <= spec.max, f"{kind}.{spec.id}: {value} outside [{spec.min}, {spec.max}]"
-        sockets = [i.id for i in schema.inputs if not i.is_widget]
-        assert [s["name"] for s in node.get("inputs", [])] == sockets
-        required = {i.id for i in schema.inputs if not i.is_widget and not i.optional}
-        linked = {s["name"] for s in node.get("inputs", []) if s.get("link") is not None}
-        assert required <= linked, f"{kind}: unconnected required inputs {required - linked}"
 
 
 def test_core_never_imports_comfyui():

@@ -31,9 +31,11 @@ LOADS: list = []  # patchers passed to load_models_gpu, in order
 def load_models_gpu(models, memory_required=0, force_patch_weights=False, minimum_memory_required=None, force_full_load=False):
     for patcher in models:
         LOADS.append(patcher)
+        if patcher in current_loaded_models:  # ComfyUI drops the entry (detach without unpatching) and loads it again
+            current_loaded_models.remove(patcher)
+            patcher.detach(unpatch_all=False)
         patcher.partially_load(patcher.load_device, 1e32)
-        if patcher not in current_loaded_models:
-            current_loaded_models.insert(0, patcher)
+        current_loaded_models.insert(0, patcher)
 
 
 def _unload(patcher):

@@ -19,6 +19,7 @@ class _Input:
     options: list | None = None
     tooltip: str | None = None
     is_widget: bool = False
+    control_after_generate: bool = False
 
 
 @dataclass
@@ -30,8 +31,9 @@ class _Output:
 def _type(io_type: str, widget: bool = False) -> type:
     class _T:
         @staticmethod
-        def Input(id, optional=False, default=None, min=None, max=None, step=None, options=None, tooltip=None, **_):
-            return _Input(id, io_type, optional, default, min, max, step, options, tooltip, widget)
+        def Input(id, optional=False, default=None, min=None, max=None, step=None, options=None, tooltip=None,
+                  control_after_generate=False, **_):
+            return _Input(id, io_type, optional, default, min, max, step, options, tooltip, widget, control_after_generate)
 
         @staticmethod
         def Output(display_name=None, **_):
