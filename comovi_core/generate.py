@@ -170,7 +170,7 @@ def run(args: argparse.Namespace) -> Path:
     # 3. generate, then write (nothing is written if generation fails or is cancelled)
     result = pipe(picture, prompt, start, frames, steps, args.guidance, args.shift, args.solver, args.seed,
                   args.negative_prompt or DEFAULT_NEGATIVE, args.mode, given, fps=args.fps, fit_motion=not args.no_fit,
-                  callback=lambda i, n, t, lat: log.info("step %d/%d (t=%.0f)", i + 1, n, float(t)))
+                  callback=lambda i, n, t, *_: log.info("step %d/%d (t=%.0f)", i + 1, n, float(t)))
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
     for name, frames_t in (("rgb.mp4", result.rgb), ("motion_map.mp4", result.motion_map)):
