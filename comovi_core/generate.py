@@ -178,8 +178,7 @@ def run(args: argparse.Namespace) -> Path:
             send(to_uint8(frames_t))
     if result.motion is not None:
         save_motion(out / "motion.npz", result.motion)
-        if result.motion_source == "fitted_to_motion_map":
-            log.info("the loaded weights have no 3D head: motion.npz was fitted to the generated motion map")
+        log.info("%s", result.describe_motion())
     else:
         log.warning("the loaded weights have no 3D head and --no-fit was given: no motion.npz is written")
     meta = {
@@ -190,7 +189,8 @@ def run(args: argparse.Namespace) -> Path:
         "offload": args.offload, "attention": args.attention,
         "body_model": "stand-in mannequin (NOT SMPL)" if body.is_standin else body.source,
         "start_pose": str(args.smpl) if args.smpl else (f"estimated from {args.keypoints}" if keypoints is not None else "built-in demo"),
-        "has_3d_head": result.motion_source == "3d_head", "motion_source": result.motion_source, "weights": load_summary,
+        "has_3d_head": result.motion_source == "3d_head", "motion_source": result.motion_source,
+        "motion_quality": result.motion_quality, "weights": load_summary,
         "vae": "tiny preset" if tiny else str(args.vae or "base folder vae/"),
         "timings_s": {"load": round(load_s, 3), **{k: round(v, 3) for k, v in result.timings.items()}},
     }

@@ -34,6 +34,17 @@ class GenerationResult:
     motion: SMPLMotion | None  # SMPL motion (3D head, or fitted to the motion map); None only with fit_motion=False and no head
     timings: dict = field(default_factory=dict)  # seconds per stage
     motion_source: str = "none"  # "3d_head", "fitted_to_motion_map" or "none"
+    motion_quality: dict = field(default_factory=dict)  # the motion rendered vs the generated motion map (evaluate.consistency)
+
+    def describe_motion(self) -> str:
+        """One line for people: where the 3D motion came from and how well it matches the motion map."""
+        if self.motion is None:
+            return "no 3D motion: the weights have no 3D head and fitting was off"
+        source = {"3d_head": "from the 3D head", "fitted_to_motion_map": "fitted to the generated motion map (no 3D head)"}
+        q = self.motion_quality
+        return (f"3D motion {source.get(self.motion_source, self.motion_source)}, {self.motion.num_frames} frames; against the "
+                f"motion map: silhouette IoU {q['silhouette_iou']:.2f}, part agreement {q['part_agreement']:.2f}, "
+                f"normal error {q['normal_error_deg']:.1f} deg")
 
 
 def start_pose_6d(motion: SMPLMotion) -> torch.Tensor:
@@ -181,4 +192,11 @@ class CoMoViPipeline:
             t0 = time.perf_counter()
             smpl, source = fit(self.body_model, motion_map, start, camera, fps, device=self.device, callback=fit_callback), "fitted_to_motion_map"
             timings["fit"] = time.perf_counter() - t0
-        return GenerationResult(rgb, motion_map, smpl, timings, source)
+        quality = {}
+        if smpl is not None:
+            from .evaluate import consistency
+
+            t0 = time.perf_counter()
+            quality = {k: round(float(v), 4) for k, v in consistency(self.body_model, smpl, motion_map, self.render_backend).items()}
+            timings["quality"] = time.perf_counter() - t0
+        return GenerationResult(rgb, motion_map, smpl, timings, source, quality)

@@ -127,7 +127,9 @@ class DualSampler(io.ComfyNode):
                 io.Conditioning.Input("negative", optional=True, tooltip="umT5-XXL negative text; replaces the negative prompt text"),
             ],
             outputs=[io.Image.Output(display_name="video"), io.Image.Output(display_name="motion_map"),
-                     SMPLMotion.Output(display_name="smpl_motion")],
+                     SMPLMotion.Output(display_name="smpl_motion"),
+                     io.String.Output(display_name="motion_info", tooltip="where the 3D motion came from (3D head or fitted to "
+                                      "the motion map) and how well it matches the motion map (silhouette IoU, part agreement)")],
         )
 
     @classmethod
@@ -154,7 +156,7 @@ class DualSampler(io.ComfyNode):
                           fit_motion=fit_motion, fit_callback=lambda *_: progress.step())
         finally:
             comovi.transformer.layer_callback = None
-        return io.NodeOutput(result.rgb, result.motion_map, result.motion)
+        return io.NodeOutput(result.rgb, result.motion_map, result.motion, result.describe_motion())
 
 
 def _image(frame: torch.Tensor, height: int, width: int) -> torch.Tensor:

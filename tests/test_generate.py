@@ -36,7 +36,8 @@ def test_tiny_preset_writes_every_output_quickly(tmp_path):
     assert np.abs(motion.body_pose[1:] - motion.body_pose[:1]).max() > 1e-3  # the head moved the others
     meta = json.loads((out / "meta.json").read_text())
     assert meta["seed"] == 0 and meta["has_3d_head"] and meta["body_model"].startswith("stand-in")
-    assert set(meta["timings_s"]) == {"load", "text", "encode", "denoise", "decode"}
+    assert set(meta["timings_s"]) == {"load", "text", "encode", "denoise", "decode", "quality"}
+    assert set(meta["motion_quality"]) == {"frames", "silhouette_iou", "part_agreement", "normal_error_deg"}
     assert elapsed < 60
 
 
@@ -66,6 +67,13 @@ def test_same_seed_same_output_and_motion_without_a_head():
     assert fitted.motion_source == "fitted_to_motion_map" and fitted.motion.num_frames == 5 and len(steps) == steps[0][1]
     np.testing.assert_allclose(fitted.motion.body_pose[0], start.body_pose[0], atol=1e-6)  # frame 0 is the given start
     assert torch.equal(fitted.rgb, unfitted.rgb) and "fit" in fitted.timings
+    from comovi_core.evaluate import consistency
+
+    again = consistency(pipe.body_model, fitted.motion, fitted.motion_map, pipe.render_backend)
+    assert fitted.motion_quality == pytest.approx({k: float(v) for k, v in again.items()}, abs=1e-4)
+    assert 0 <= fitted.motion_quality["silhouette_iou"] <= 1 and fitted.motion_quality["frames"] == 5
+    assert "fitted to the generated motion map" in fitted.describe_motion() and "silhouette IoU" in fitted.describe_motion()
+    assert unfitted.motion_quality == {} and "no 3D motion" in unfitted.describe_motion()
 
 
 @pytest.mark.parametrize("kw,message", [

@@ -149,7 +149,7 @@ def test_cogeneration_nodes_on_tiny_weights(ext):
     start = nodes["CoMoViLoadSMPLMotion"].execute("demo: mannequin waving (built-in)").args[0]
     image = torch.rand(1, 48, 80, 3)
     args = (comovi, model, start, image, "a person jumps", "", 64, 64, 5, 2, 6.0, 5.0, 1, "unipc", "cogenerate")
-    video, motion_map, motion = nodes["CoMoViDualSampler"].execute(*args).args
+    video, motion_map, motion, _ = nodes["CoMoViDualSampler"].execute(*args).args
     assert video.shape == motion_map.shape == (5, 64, 64, 3) and 0 <= float(video.min()) and float(video.max()) <= 1
     assert motion.num_frames == 5 and motion.camera.image_size == (64, 64)
     bar = comfy.utils.ProgressBar.instances[-1]
@@ -190,8 +190,9 @@ def test_tiny_demo_runs_without_files_and_previews_every_step(ext):
     model = nodes["CoMoViLoadSMPLModel"].execute("built-in mannequin (NOT SMPL, demo only)").args[0]
     start = nodes["CoMoViLoadSMPLMotion"].execute("demo: mannequin waving (built-in)").args[0]
     args = (comovi, model, start, torch.rand(1, 64, 64, 3), "a person jumps", "", 64, 128, 9, 3, 6.0, 5.0, 1, "unipc", "cogenerate")
-    video, motion_map, motion = nodes["CoMoViDualSampler"].execute(*args).args
+    video, motion_map, motion, info = nodes["CoMoViDualSampler"].execute(*args).args
     assert video.shape == motion_map.shape == (9, 128, 64, 3) and motion.num_frames == 9
+    assert info.startswith("3D motion from the 3D head, 9 frames") and "silhouette IoU" in info
     bar = comfy.utils.ProgressBar.instances[-1]
     assert [value for value, _ in bar.previews] == [1, 2, 3]  # one preview per step
     kind, image, size = bar.previews[-1][1]
@@ -251,7 +252,7 @@ def test_video_to_motion_takes_a_video_of_another_size(ext):
     video = torch.rand(5, 48, 80, 3)
     args = (_tiny_demo(ext), model, start, torch.rand(1, 64, 64, 3), "a person jumps", "", 64, 64, 5, 1, 1.0, 5.0, 1, "euler",
             "video_to_motion", False)
-    rgb, _, _ = nodes["CoMoViDualSampler"].execute(*args, given_video=video).args
+    rgb, _, _, _ = nodes["CoMoViDualSampler"].execute(*args, given_video=video).args
     assert rgb.shape == (5, 64, 64, 3)
     with pytest.raises(sys.modules["comovi_ext.comovi_core.errors"].CoMoViError, match=r"T >= 5.*got \(3, 64, 64, 3\)"):
         nodes["CoMoViDualSampler"].execute(*args, given_video=video[:3])
