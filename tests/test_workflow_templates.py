@@ -21,6 +21,7 @@ RECORDED = json.loads((FRONTEND / "widgets.json").read_text())
 TEMPLATES = sorted((ROOT / "example_workflows").glob("*.json"))
 FRONTEND_ONLY = {"control_after_generate", "upload"}  # widgets the frontend keeps in widgets_values but never sends
 VIRTUAL = {"Note", "MarkdownNote"}  # frontend-only nodes
+DISPLAY_ONLY = {"PreviewAny"}  # its widgets show the result after a run: saved as the frontend likes ([[]]), never sent
 CONTROL_VALUES = {"fixed", "increment", "decrement", "randomize"}
 BYPASS, MUTE = 4, 2
 
@@ -60,8 +61,8 @@ def to_prompt(ext, workflow: dict) -> dict:
     for node in workflow["nodes"]:
         if node["type"] in VIRTUAL or node["mode"] in (BYPASS, MUTE):
             continue
-        inputs = {name: value for name, value in zip(widgets_of(ext, node["type"]), node.get("widgets_values") or [])
-                  if name not in FRONTEND_ONLY}
+        values = [] if node["type"] in DISPLAY_ONLY else node.get("widgets_values") or []
+        inputs = {name: value for name, value in zip(widgets_of(ext, node["type"]), values) if name not in FRONTEND_ONLY}
         for socket in node.get("inputs", []):
             if socket.get("link") is not None and (src := source(socket["link"])) is not None:
                 inputs[socket["name"]] = src
@@ -81,6 +82,8 @@ def test_our_widget_order_is_the_recorded_frontends(ext):
 def test_template_values_fit_the_widgets_they_land_on(ext, path):
     workflow = json.loads(path.read_text())
     for node in workflow["nodes"]:
+        if node["type"] in DISPLAY_ONLY:
+            continue
         names, values = widgets_of(ext, node["type"]), node.get("widgets_values") or []
         assert len(values) == len(names), f"{path.name} node {node['id']} {node['type']}: {len(values)} values for widgets {names}"
         if node["type"] not in ext["nodes"]:
@@ -124,6 +127,8 @@ def test_template_runs_as_saved_and_says_what_to_download(ext, path):
     export = [k for k, n in prompt.items() if n["class_type"] == "CoMoViExportSMPL"]
     assert any(n["class_type"] == "Preview3D" and n["inputs"]["model_file"] == [export[0], 0] for n in prompt.values())
     assert prompt[export[0]]["inputs"]["format"] == "glb"
+    samplers = [k for k, n in prompt.items() if n["class_type"] == "CoMoViDualSampler"]
+    assert all(any(n["inputs"].get("source") == [k, 3] for n in prompt.values()) for k in samplers)  # motion_info shown
     note = next(n["widgets_values"][0] for n in workflow["nodes"] if n["type"] == "MarkdownNote")
     if "cogenerate" in path.name:
         assert "tiny demo" in note and "noise" in note and "https://huggingface.co/AfterJourney/CoMoVi" in note
