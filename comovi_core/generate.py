@@ -108,17 +108,18 @@ def run(args: argparse.Namespace) -> Path:
     from .body.mannequin import demo_motion
     from .body.motion_file import load_motion, save_motion
     from .body.smpl import load_body_model
-    from .conditioning import check_video_size, load_image, pad_to_aspect
+    from .conditioning import check_output_folder, check_steps, check_video_size, load_image, pad_to_aspect
     from .pipeline import DEFAULT_NEGATIVE, CoMoViPipeline
     from .video import mp4_writer, to_uint8
 
     tiny = args.preset == "tiny"
     defaults = TINY_DEFAULTS if tiny else REAL_DEFAULTS
-    height, width = args.height or defaults["height"], args.width or defaults["width"]
-    frames, steps = args.frames or defaults["frames"], args.steps or defaults["steps"]
-    prompt = args.prompt if args.prompt is not None else defaults["prompt"]
+    given = lambda name: defaults[name] if getattr(args, name) is None else getattr(args, name)  # noqa: E731  (0 stays 0)
+    height, width, frames, steps, prompt = (given(name) for name in ("height", "width", "frames", "steps", "prompt"))
     # 1. check everything cheap before any heavy work
     check_video_size(height, width, frames)
+    check_steps(steps)
+    check_output_folder(args.out)
     if not prompt or not prompt.strip():
         raise CoMoViError("--prompt is empty: describe the motion, e.g. --prompt 'a woman does a cartwheel'")
     if args.mode == "video_to_motion" and not args.video:
@@ -129,7 +130,7 @@ def run(args: argparse.Namespace) -> Path:
         raise CoMoViError("the start pose is needed: --smpl START.npz (frame 0 is used) or --keypoints POSE.json "
                           "(OpenPose/DWPose keypoints of the start image, fitted with SMPL)")
     keypoints = _read_keypoints(args.keypoints) if args.keypoints and not args.smpl else None
-    given = load_motion(args.motion) if args.motion else (_read_video(args.video, height, width, frames) if args.video else None)
+    given_input = load_motion(args.motion) if args.motion else (_read_video(args.video, height, width, frames) if args.video else None)
     image = load_image(args.image) if args.image else None
     if args.vae is not None and not args.vae.exists():
         raise CoMoViError(f"--vae {args.vae} does not exist")
@@ -168,8 +169,9 @@ def run(args: argparse.Namespace) -> Path:
     else:
         picture = pad_to_aspect(image, height, width)
     # 3. generate, then write (nothing is written if generation fails or is cancelled)
-    result = pipe(picture, prompt, start, frames, steps, args.guidance, args.shift, args.solver, args.seed,
-                  args.negative_prompt or DEFAULT_NEGATIVE, args.mode, given, fps=args.fps, fit_motion=not args.no_fit,
+    result = pipe(picture, prompt, start, num_frames=frames, steps=steps, guidance=args.guidance, shift=args.shift,
+                  solver=args.solver, seed=args.seed, negative_prompt=args.negative_prompt or DEFAULT_NEGATIVE, mode=args.mode,
+                  given=given_input, fps=args.fps, fit_motion=not args.no_fit,
                   callback=lambda i, n, t, *_: log.info("step %d/%d (t=%.0f)", i + 1, n, float(t)))
     out = args.out
     out.mkdir(parents=True, exist_ok=True)

@@ -17,7 +17,7 @@ import torch
 from .body.motion_file import SMPLMotion
 from .body.rotations import axis_angle_to_rot6d, rot6d_to_axis_angle
 from .body.smpl import camera_vertices
-from .conditioning import check_video_size
+from .conditioning import check_steps, check_video_size
 from .errors import CoMoViError
 from .motion_map.render import render_motion_map
 from .sampling import sample
@@ -111,6 +111,7 @@ class CoMoViPipeline:
         image: torch.Tensor,
         prompt: str,
         start: SMPLMotion,
+        *,
         num_frames: int = 81,
         steps: int = 50,
         guidance: float = 6.0,
@@ -134,6 +135,7 @@ class CoMoViPipeline:
         """
         _, height, width = image.shape
         check_video_size(height, width, num_frames)
+        check_steps(steps)
         if not prompt or not prompt.strip():
             if prompt_embeds is None:
                 raise CoMoViError("the prompt is empty: describe the motion, e.g. 'a woman does a cartwheel on a beach'")

@@ -150,8 +150,9 @@ class DualSampler(io.ComfyNode):
         progress, previewer = host.Progress(steps + (FIT_STEPS if fitting else 0)), wan22_previewer()
         comovi.transformer.layer_callback = progress.check_interrupt
         try:
-            result = pipe(_image(start_image[0], height, width), prompt, start_pose, length, steps, cfg, shift, solver, seed,
-                          negative_prompt, mode, given, embeds.get("positive"), embeds.get("negative"),
+            result = pipe(_image(start_image[0], height, width), prompt, start_pose, num_frames=length, steps=steps, guidance=cfg,
+                          shift=shift, solver=solver, seed=seed, negative_prompt=negative_prompt, mode=mode, given=given,
+                          prompt_embeds=embeds.get("positive"), negative_prompt_embeds=embeds.get("negative"),
                           callback=lambda i, n, t, latents, x0: progress.step(preview=side_by_side_preview(previewer, *x0)),
                           fit_motion=fit_motion, fit_callback=lambda *_: progress.step())
         finally:

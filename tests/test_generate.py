@@ -81,6 +81,7 @@ def test_same_seed_same_output_and_motion_without_a_head():
     (dict(image=torch.rand(3, 64, 80)), "multiples of 32"),
     (dict(prompt="  "), "prompt is empty"),
     (dict(mode="motion_to_video"), "needs a SMPL motion"),
+    (dict(steps=0), "at least 1, got 0"),
 ])
 def test_bad_pipeline_inputs(kw, message):
     with pytest.raises(CoMoViError, match=message):
@@ -91,11 +92,25 @@ def test_bad_pipeline_inputs(kw, message):
     (["--height", "100"], "multiples of 32"),
     (["--frames", "80"], r"4k\+1 .* try 77 or 81"),
     (["--prompt", ""], "prompt is empty"),
+    (["--frames", "0"], r"4k\+1 and at least 5 .* got 0"),  # 0 is refused, not replaced by the default
+    (["--height", "0"], "multiples of 32, got 0x128"),
+    (["--steps", "0"], "at least 1, got 0"),
+    (["--steps", "-1"], "at least 1, got -1"),
 ])
 def test_bad_cli_inputs_fail_before_work_and_write_nothing(tmp_path, caplog, argv, message):
     assert main(["--preset", "tiny", "--out", str(tmp_path / "o"), *argv]) == 2
     assert re.search(message, caplog.text)
     assert not (tmp_path / "o").exists()
+
+
+def test_unwritable_output_folder_is_refused_before_generating(tmp_path, caplog, monkeypatch):
+    import comovi_core.pipeline
+
+    monkeypatch.setattr(comovi_core.pipeline.CoMoViPipeline, "__call__", lambda *a, **k: pytest.fail("generation ran"))
+    (tmp_path / "file").write_text("x")
+    assert main(["--preset", "tiny", "--out", str(tmp_path / "file")]) == 2 and "is a file, not a folder" in caplog.text
+    assert main(["--preset", "tiny", "--out", str(tmp_path / "file" / "run")]) == 2 and "which is a file" in caplog.text
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"] and (tmp_path / "file").read_text() == "x"
 
 
 def test_missing_weights_and_bad_start_pose(tmp_path, caplog):
@@ -125,6 +140,14 @@ def test_images_are_converted_padded_and_limited(tmp_path, monkeypatch):
     (tmp_path / "x.png").write_bytes(b"nope")
     with pytest.raises(CoMoViError, match="could not read the start image"):
         load_image(tmp_path / "x.png")
+    import struct
+    import zlib
+
+    header = struct.pack(">IIBBBBB", 20000, 20000, 8, 2, 0, 0, 0)  # a PNG that claims 20000x20000 RGB
+    chunk = lambda kind, data: struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))  # noqa: E731
+    (tmp_path / "huge.png").write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IEND", b""))
+    with pytest.raises(CoMoViError, match="far above .* megapixels .*resize it first"):
+        load_image(tmp_path / "huge.png")
 
 
 def test_video_to_motion_from_a_file(tmp_path, caplog):
