@@ -47,6 +47,7 @@ from .atomic import atomic_path
 from .body.rotations import axis_angle_to_rot6d, rot6d_to_axis_angle
 from .body.smpl import load_body_model
 from .cli import run_cli
+from .conditioning import check_video_size
 from .errors import CoMoViError
 from .model.config import get_config
 from .model.saving import save_checkpoint
@@ -224,6 +225,12 @@ def run(args: argparse.Namespace) -> Path:
         raise CoMoViError(f"--stage must be 1 or 2, got {cfg.stage}")
     if (args.data is None) == (args.synthetic == 0):
         raise CoMoViError("give either --data FOLDER or --synthetic N")
+    check_video_size(cfg.height, cfg.width, cfg.frames)
+    for name in ("steps", "grad_accum", "save_every", "log_every"):
+        if getattr(cfg, name) < 1:
+            raise CoMoViError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(cfg, name)}")
+    if args.data is not None and not args.data.is_dir():
+        raise CoMoViError(f"--data {args.data} is not a folder: give the dataset folder (one sub-folder per clip)")
     body = load_body_model(args.body_model)
     if cfg.stage == 2 and body.is_standin and not tiny:
         log.warning("stage 2 without --body-model: the SMPL loss uses the stand-in mannequin, not SMPL")

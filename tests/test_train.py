@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -102,6 +103,12 @@ def test_clip_folders_and_cli_errors(tmp_path, body, caplog):
     assert "either --data FOLDER or --synthetic N" in caplog.text
     assert main(["--preset", "tiny", "--synthetic", "1", "--stage", "3", "--out", str(tmp_path / "x")]) == 2
     assert "--stage must be 1 or 2" in caplog.text
+    for argv, message in ((["--frames", "80"], r"4k\+1 .* got 80; try 77 or 81"), (["--steps", "-1"], "--steps must be at least 1, got -1"),
+                          (["--height", "0"], "multiples of 32, got 0x64")):
+        assert main(["--preset", "tiny", "--synthetic", "1", *argv, "--out", str(tmp_path / "x")]) == 2
+        assert re.search(message, caplog.text)
+    assert main(["--preset", "tiny", "--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "x")]) == 2
+    assert "is not a folder" in caplog.text and not (tmp_path / "x").exists()
 
 
 def _free_port() -> int:
