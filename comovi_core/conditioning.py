@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import numpy as np
 import torch
 from PIL import Image
@@ -26,18 +23,6 @@ def check_video_size(height: int, width: int, num_frames: int) -> None:
 def check_steps(steps: int) -> None:
     if steps < 1:
         raise CoMoViError(f"the number of denoising steps must be at least 1, got {steps}; the release uses 50")
-
-
-def check_output_folder(folder) -> None:
-    """Refuse, before any work, an output folder that is a file, lies under a file, or cannot be written."""
-    folder = Path(folder)
-    if folder.exists() and not folder.is_dir():
-        raise CoMoViError(f"--out {folder} is a file, not a folder: choose a folder name")
-    existing = next(p for p in (folder, *folder.parents) if p.exists())
-    if not existing.is_dir():
-        raise CoMoViError(f"--out {folder} lies under {existing}, which is a file: choose a folder elsewhere")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise CoMoViError(f"--out {folder}: {existing} is not writable: choose a folder you can write to")
 
 
 def load_image(path) -> Image.Image:

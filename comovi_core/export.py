@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from scipy.spatial.transform import Rotation
 
-from .atomic import atomic_path
+from .atomic import atomic_path, check_writable_folder
 from .body.motion_file import SMPLMotion, load_motion
 from .body.parts import SMPL_JOINT_NAMES
 from .body.smpl import BodyModel, camera_vertices, load_body_model
@@ -99,6 +99,7 @@ def write_bvh(path: str | Path, model: BodyModel, motion: SMPLMotion) -> Path:
 def write_obj_sequence(folder: str | Path, model: BodyModel, motion: SMPLMotion) -> list[Path]:
     """One ``frame_000000.obj`` per frame (vertices in the y-up world, faces 1-based); atomic per file."""
     folder = Path(folder)
+    check_writable_folder(folder, "OBJ folder")
     folder.mkdir(parents=True, exist_ok=True)
     with torch.no_grad():
         verts = camera_vertices(model, motion).vertices.double().numpy() @ CAMERA_TO_WORLD.T  # (T, V, 3)
@@ -109,6 +110,8 @@ def write_obj_sequence(folder: str | Path, model: BodyModel, motion: SMPLMotion)
         with atomic_path(target) as tmp:
             tmp.write_text("".join(f"v {x:.6f} {y:.6f} {z:.6f}\n" for x, y, z in v) + faces)
         paths.append(target)
+    for stale in set(folder.glob("frame_*.obj")) - set(paths):  # frames of a longer earlier export
+        stale.unlink()
     return paths
 
 
@@ -124,6 +127,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 def run(args: argparse.Namespace) -> Path:
     if args.format in ("bvh", "glb") and args.out.suffix.lower() != f".{args.format}":
         raise CoMoViError(f"--out must end in .{args.format} for --format {args.format}, got {args.out.name}")
+    check_writable_folder(args.out if args.format == "obj" else args.out.parent, "--out folder")
     motion = load_motion(args.motion)
     model = load_body_model(args.body_model, motion.gender if motion.gender in ("neutral", "male", "female") else "neutral")
     if args.format == "bvh":

@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 from . import __version__
-from .atomic import atomic_path
+from .atomic import atomic_path, check_writable_folder
 from .cli import run_cli
 from .errors import CoMoViError
 from .sampling import MODES, SOLVERS
@@ -108,7 +108,7 @@ def run(args: argparse.Namespace) -> Path:
     from .body.mannequin import demo_motion
     from .body.motion_file import load_motion, save_motion
     from .body.smpl import load_body_model
-    from .conditioning import check_output_folder, check_steps, check_video_size, load_image, pad_to_aspect
+    from .conditioning import check_steps, check_video_size, load_image, pad_to_aspect
     from .pipeline import DEFAULT_NEGATIVE, CoMoViPipeline
     from .video import mp4_writer, to_uint8
 
@@ -119,7 +119,7 @@ def run(args: argparse.Namespace) -> Path:
     # 1. check everything cheap before any heavy work
     check_video_size(height, width, frames)
     check_steps(steps)
-    check_output_folder(args.out)
+    check_writable_folder(args.out, "--out folder")
     if not prompt or not prompt.strip():
         raise CoMoViError("--prompt is empty: describe the motion, e.g. --prompt 'a woman does a cartwheel'")
     if args.mode == "video_to_motion" and not args.video:

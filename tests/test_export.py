@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from comovi_core.body.mannequin import demo_motion
@@ -91,4 +92,14 @@ def test_obj_sequence_and_bad_output(tmp_path, caplog):
     assert len(faces) == model.faces.shape[0] and faces[0] == "f " + " ".join(str(int(i) + 1) for i in model.faces[0])
     assert main([str(tmp_path / "m.npz"), "--format", "bvh", "--out", str(tmp_path / "x.txt")]) == 2
     assert "must end in .bvh" in caplog.text and not (tmp_path / "x.txt").exists()
+    save_motion(tmp_path / "long.npz", demo_motion(num_frames=4))
+    assert main([str(tmp_path / "long.npz"), "--format", "obj", "--out", str(tmp_path / "seq")]) == 0
+    assert main([str(tmp_path / "m.npz"), "--format", "obj", "--out", str(tmp_path / "seq")]) == 0
+    assert sorted(f.name for f in (tmp_path / "seq").iterdir()) == ["frame_000000.obj", "frame_000001.obj"]  # no stale frames
+    assert main([str(tmp_path / "m.npz"), "--format", "bvh", "--out", str(tmp_path / "m.npz" / "a.bvh")]) == 2
+    assert "m.npz is a file, not a folder" in caplog.text
+    from comovi_core.errors import CoMoViError
+
+    with pytest.raises(CoMoViError, match="which is a file"):
+        save_motion(tmp_path / "m.npz" / "inner" / "x.npz", motion)
     torch.manual_seed(0)
