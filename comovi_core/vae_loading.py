@@ -111,8 +111,10 @@ def diffusers_to_original_vae_key(key: str, num_res_blocks: int) -> str:
 
 def _read_single_file(path: Path) -> dict[str, torch.Tensor]:
     if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-        return load_file(str(path))
+        from .weights import open_safetensors
+
+        with open_safetensors(path) as fh:
+            return {name: fh.get_tensor(name) for name in fh.keys()}
     if path.suffix in (".pth", ".pt", ".ckpt"):
         try:
             data = torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)

@@ -2,12 +2,26 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from pathlib import Path
 
 from .errors import CoMoViError
 
 log = logging.getLogger(__name__)
+
+
+@contextlib.contextmanager
+def open_safetensors(path: str | Path):
+    """``safe_open`` (lazy, one tensor at a time) with a truncated or foreign file as a clear CoMoViError."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        handle = safe_open(str(path), framework="pt")
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CoMoViError(f"{path} is incomplete or not a safetensors file ({exc}): download or save it again") from exc
+    with handle as fh:
+        yield fh
 
 
 def _download(repo: str, target: Path) -> Path:

@@ -124,3 +124,20 @@ def test_inspect_cli(tmp_path, capsys):
     assert "3D head     : present" in out and "3D head     : absent" in out
     assert "hidden 96, latent channels 48, 2 RGB blocks, 2 motion blocks" in out
     assert checkpoint_main(["inspect", str(tmp_path / "missing.safetensors")]) == 2
+
+
+def test_truncated_or_foreign_files_get_a_clear_error(tmp_path, capsys, caplog):
+    """A download cut short or a file that is not safetensors: one message that says to fetch it again."""
+    from comovi_core.vae_loading import load_wan22_vae
+
+    save_file({"x": torch.zeros(1000)}, str(tmp_path / "good.safetensors"))
+    data = (tmp_path / "good.safetensors").read_bytes()
+    (tmp_path / "cut.safetensors").write_bytes(data[: len(data) // 2])
+    (tmp_path / "junk.safetensors").write_bytes(b"\xff" * 64)
+    for name in ("cut.safetensors", "junk.safetensors"):
+        with pytest.raises(CoMoViError, match=f"{name} is incomplete or not a safetensors file .*download or save it again"):
+            load_model(CFG, [tmp_path / name])
+        with pytest.raises(CoMoViError, match="is incomplete or not a safetensors file"):
+            load_wan22_vae(tmp_path / name)
+    assert checkpoint_main(["inspect", str(tmp_path / "cut.safetensors")]) == 2
+    assert "is incomplete or not a safetensors file" in caplog.text

@@ -24,9 +24,9 @@ from pathlib import Path
 
 import torch
 from accelerate import init_empty_weights
-from safetensors import safe_open
 
 from ..errors import CoMoViError
+from ..weights import open_safetensors
 from .config import CoMoViConfig
 from .dual import CoMoViTransformer
 from .keys import part_of, release_to_ours, wan_original_to_diffusers
@@ -77,7 +77,7 @@ def safetensors_files(path: str | Path) -> list[Path]:
 def _stored_keys(files: list[Path]) -> dict[str, TensorRef]:
     keys = {}
     for file in files:
-        with safe_open(str(file), framework="pt") as fh:
+        with open_safetensors(file) as fh:
             for name in fh.keys():
                 sl = fh.get_slice(name)
                 keys[name] = TensorRef(file, name, tuple(sl.get_shape()), sl.get_dtype())
@@ -270,6 +270,6 @@ def _by_file(source: dict[str, TensorRef]):
     for key, ref in source.items():
         by_file[ref.file].append((key, ref))
     for file, items in by_file.items():
-        with safe_open(str(file), framework="pt") as fh:
+        with open_safetensors(file) as fh:
             for key, ref in items:
                 yield key, _Loaded(ref, fh.get_tensor(ref.name))
