@@ -15,15 +15,18 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import platform
+import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import torch
 
 from . import __version__
-from .atomic import atomic_path, check_writable_folder
+from .atomic import check_writable_folder
 from .cli import run_cli
 from .errors import CoMoViError
 from .sampling import MODES, SOLVERS
@@ -32,6 +35,7 @@ log = logging.getLogger("comovi_core.generate")
 
 BASE_REPO, COMOVI_REPO = "Wan-AI/Wan2.2-TI2V-5B-Diffusers", "AfterJourney/CoMoVi"
 TINY_DEFAULTS = dict(height=128, width=128, frames=9, steps=4, prompt="a person waves both arms")
+RUN_FILES = ("rgb.mp4", "motion_map.mp4", "motion.npz")  # what a run folder holds besides meta.json
 REAL_DEFAULTS = dict(height=704, width=1280, frames=81, steps=50, prompt=None)
 
 
@@ -174,32 +178,52 @@ def run(args: argparse.Namespace) -> Path:
                   given=given_input, fps=args.fps, fit_motion=not args.no_fit,
                   callback=lambda i, n, t, *_: log.info("step %d/%d (t=%.0f)", i + 1, n, float(t)))
     out = args.out
-    out.mkdir(parents=True, exist_ok=True)
-    for name, frames_t in (("rgb.mp4", result.rgb), ("motion_map.mp4", result.motion_map)):
-        with mp4_writer(out / name, height, width, args.fps) as send:
-            send(to_uint8(frames_t))
-    if result.motion is not None:
-        save_motion(out / "motion.npz", result.motion)
-        log.info("%s", result.describe_motion())
-    else:
-        log.warning("the loaded weights have no 3D head and --no-fit was given: no motion.npz is written")
-    meta = {
-        "comovi_core": __version__, "torch": torch.__version__, "python": platform.python_version(), "preset": args.preset,
-        "mode": args.mode, "prompt": prompt, "negative_prompt": args.negative_prompt or DEFAULT_NEGATIVE, "seed": args.seed,
-        "height": height, "width": width, "frames": frames, "steps": steps, "guidance": args.guidance, "shift": args.shift,
-        "solver": args.solver, "fps": args.fps, "device": args.device, "dtype": str(dtype), "fp8": args.fp8, "block_swap": args.block_swap,
-        "offload": args.offload, "attention": args.attention,
-        "body_model": "stand-in mannequin (NOT SMPL)" if body.is_standin else body.source,
-        "start_pose": str(args.smpl) if args.smpl else (f"estimated from {args.keypoints}" if keypoints is not None else "built-in demo"),
-        "has_3d_head": result.motion_source == "3d_head", "motion_source": result.motion_source,
-        "motion_quality": result.motion_quality, "weights": load_summary,
-        "vae": "tiny preset" if tiny else str(args.vae or "base folder vae/"),
-        "timings_s": {"load": round(load_s, 3), **{k: round(v, 3) for k, v in result.timings.items()}},
-    }
-    with atomic_path(out / "meta.json") as tmp:
-        tmp.write_text(json.dumps(meta, indent=1))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))  # the run is built here, then published
+    try:
+        for name, frames_t in (("rgb.mp4", result.rgb), ("motion_map.mp4", result.motion_map)):
+            with mp4_writer(staging / name, height, width, args.fps) as send:
+                send(to_uint8(frames_t))
+        if result.motion is not None:
+            save_motion(staging / "motion.npz", result.motion)
+            log.info("%s", result.describe_motion())
+        else:
+            log.warning("the loaded weights have no 3D head and --no-fit was given: no motion.npz is written")
+        meta = {
+            "comovi_core": __version__, "torch": torch.__version__, "python": platform.python_version(), "preset": args.preset,
+            "mode": args.mode, "prompt": prompt, "negative_prompt": args.negative_prompt or DEFAULT_NEGATIVE, "seed": args.seed,
+            "height": height, "width": width, "frames": frames, "steps": steps, "guidance": args.guidance, "shift": args.shift,
+            "solver": args.solver, "fps": args.fps, "device": args.device, "dtype": str(dtype), "fp8": args.fp8, "block_swap": args.block_swap,
+            "offload": args.offload, "attention": args.attention,
+            "body_model": "stand-in mannequin (NOT SMPL)" if body.is_standin else body.source,
+            "start_pose": str(args.smpl) if args.smpl else (f"estimated from {args.keypoints}" if keypoints is not None else "built-in demo"),
+            "has_3d_head": result.motion_source == "3d_head", "motion_source": result.motion_source,
+            "motion_quality": result.motion_quality, "weights": load_summary,
+            "vae": "tiny preset" if tiny else str(args.vae or "base folder vae/"),
+            "timings_s": {"load": round(load_s, 3), **{k: round(v, 3) for k, v in result.timings.items()}},
+        }
+        (staging / "meta.json").write_text(json.dumps(meta, indent=1))
+        _publish(staging, out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     log.info("wrote %s", ", ".join(sorted(p.name for p in out.iterdir())))
     return out
+
+
+def _publish(staging: Path, out: Path) -> None:
+    """Move a finished run into ``out``: a new folder in one rename; an existing folder file by file, with
+    ``meta.json`` (the completion marker) removed first and written last, so a folder with one is a whole run."""
+    os.chmod(staging, 0o755)  # mkdtemp makes a private folder; a run folder is an ordinary one
+    if not out.exists():
+        os.rename(staging, out)
+        return
+    (out / "meta.json").unlink(missing_ok=True)
+    for name in RUN_FILES:
+        if (staging / name).exists():
+            os.replace(staging / name, out / name)
+        else:  # e.g. no motion.npz this time: an older one must not pass for this run's
+            (out / name).unlink(missing_ok=True)
+    os.replace(staging / "meta.json", out / "meta.json")
 
 
 def main(argv=None) -> int:

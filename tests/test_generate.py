@@ -28,6 +28,7 @@ def test_tiny_preset_writes_every_output_quickly(tmp_path):
     elapsed = time.perf_counter() - start
     out = tmp_path / "run"
     assert sorted(p.name for p in out.iterdir()) == ["meta.json", "motion.npz", "motion_map.mp4", "rgb.mp4"]
+    assert (out.stat().st_mode & 0o777) == 0o755 and [p.name for p in tmp_path.iterdir()] == ["run"]  # published whole
     assert read_video(out / "rgb.mp4").shape == (9, 128, 128, 3) and read_video(out / "motion_map.mp4").shape == (9, 128, 128, 3)
     motion = load_motion(out / "motion.npz")
     start_pose = demo_motion(num_frames=1, height=128, width=128)
@@ -257,3 +258,25 @@ def test_model_offload_visits_the_device_only_while_working():
     assert moves == pairs
     reference = _call(_pipe())
     assert torch.equal(offloaded.rgb, reference.rgb)  # same numbers with and without offload
+
+
+def test_run_folder_is_published_whole(tmp_path, monkeypatch):
+    """A crash while writing leaves nothing; a re-run into a used folder replaces our files, keeps the user's."""
+    import comovi_core.body.motion_file as motion_file
+
+    def crash(*_):
+        raise OSError("disk full")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(motion_file, "save_motion", crash)
+        with pytest.raises(OSError, match="disk full"):
+            main(["--preset", "tiny", "--out", str(tmp_path / "run"), "--frames", "5", "--steps", "1"])
+    assert list(tmp_path.iterdir()) == []  # no half run, no hidden staging folder
+    used = tmp_path / "used"
+    used.mkdir()
+    (used / "motion.npz").write_bytes(b"an older run")
+    (used / "notes.txt").write_text("mine")
+    assert main(["--preset", "tiny", "--out", str(used), "--frames", "5", "--steps", "1"]) == 0
+    assert sorted(p.name for p in used.iterdir()) == ["meta.json", "motion.npz", "motion_map.mp4", "notes.txt", "rgb.mp4"]
+    assert load_motion(used / "motion.npz").num_frames == 5 and (used / "notes.txt").read_text() == "mine"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["used"]
