@@ -24,6 +24,7 @@ from .sampling import sample
 from .text import pad_embeddings
 from .vae import decode_latents, encode_frames
 
+QUALITY_MAX_SIDE, QUALITY_MAX_FRAMES = 320, 17  # the motion-vs-map check samples pixels and frames (a cheap estimate)
 DEFAULT_NEGATIVE = "blurry, low quality, static, distorted body, extra limbs, watermark, text"
 
 
@@ -199,6 +200,8 @@ class CoMoViPipeline:
             from .evaluate import consistency
 
             t0 = time.perf_counter()
-            quality = {k: round(float(v), 4) for k, v in consistency(self.body_model, smpl, motion_map, self.render_backend).items()}
+            stride = max(1, max(motion_map.shape[1:3]) // QUALITY_MAX_SIDE)
+            found = consistency(self.body_model, smpl, motion_map, self.render_backend, QUALITY_MAX_FRAMES, stride)
+            quality = {k: round(float(v), 4) for k, v in found.items()}
             timings["quality"] = time.perf_counter() - t0
         return GenerationResult(rgb, motion_map, smpl, timings, source, quality)

@@ -70,7 +70,7 @@ def test_same_seed_same_output_and_motion_without_a_head():
     assert torch.equal(fitted.rgb, unfitted.rgb) and "fit" in fitted.timings
     from comovi_core.evaluate import consistency
 
-    again = consistency(pipe.body_model, fitted.motion, fitted.motion_map, pipe.render_backend)
+    again = consistency(pipe.body_model, fitted.motion, fitted.motion_map, pipe.render_backend)  # 64x64, 5 frames: all of it
     assert fitted.motion_quality == pytest.approx({k: float(v) for k, v in again.items()}, abs=1e-4)
     assert 0 <= fitted.motion_quality["silhouette_iou"] <= 1 and fitted.motion_quality["frames"] == 5
     assert "fitted to the generated motion map" in fitted.describe_motion() and "silhouette IoU" in fitted.describe_motion()
