@@ -28,6 +28,7 @@ from .motion_map.decode import DecodedMotionMap, decode_motion_map
 
 log = logging.getLogger(__name__)
 FIT_STEPS = 300  # default optimisation steps
+MIN_CONFIDENCE = 0.5  # decoded pixels below this confidence are ignored
 
 
 @dataclass
@@ -81,6 +82,8 @@ def map_stats(decoded: DecodedMotionMap, camera: PinholeCamera) -> PartStats:
     out = []
     for t in range(frames):  # pixels differ per frame: one scatter per frame
         body = decoded.mask[t].reshape(-1)
+        if decoded.confidence is not None:  # drop pixels whose label most of their neighbourhood contradicts
+            body = body & (decoded.confidence[t].reshape(-1) >= MIN_CONFIDENCE)
         xy, parts, normals = points[body], decoded.part[t].reshape(-1)[body], decoded.normal[t].reshape(-1, 3)[body].float()
         keep = _inliers(xy, parts)
         pixel_area = torch.full((1, int(keep.sum())), 1 / float(max(height, width)) ** 2)
