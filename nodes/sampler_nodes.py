@@ -9,7 +9,7 @@ from PIL import Image
 
 from ..comovi_core.components import load_components, load_transformer
 from ..comovi_core.errors import CoMoViError
-from ..comovi_core.fitting import FIT_STEPS
+from ..comovi_core.fitting import progress_steps
 from ..comovi_core.conditioning import pad_to_aspect
 from ..comovi_core.pipeline import DEFAULT_NEGATIVE, CoMoViPipeline
 from ..comovi_core.sampling import MODES, SOLVERS
@@ -127,7 +127,7 @@ class DualSampler(io.ComfyNode):
         pipe = CoMoViPipeline(comovi["transformer"], codec, comovi["text_encoder"], smpl_model.cpu(), device=host.torch_device(),
                               offload=comovi.get("offload", False), make_room=host.free_memory)
         fitting = fit_motion and comovi["transformer"].smpl_head is None  # no 3D head: the motion is fitted after sampling
-        progress = host.Progress(steps + (FIT_STEPS if fitting else 0))
+        progress = host.Progress(steps + (progress_steps(length) if fitting else 0))
         comovi["transformer"].layer_callback = progress.check_interrupt
         try:
             result = pipe(pad_to_aspect(image, height, width), prompt, start_pose, length, steps, cfg, shift, solver, seed,
