@@ -9,7 +9,7 @@ from PIL import Image
 
 from ..comovi_core.components import load_components, load_transformer
 from ..comovi_core.errors import CoMoViError
-from ..comovi_core.fitting import FIT_STEPS
+from ..comovi_core.fitting import progress_steps
 from ..comovi_core.conditioning import pad_to_aspect
 from ..comovi_core.pipeline import DEFAULT_NEGATIVE, CoMoViPipeline
 from ..comovi_core.sampling import MODES, SOLVERS
@@ -147,7 +147,7 @@ class DualSampler(io.ComfyNode):
         pipe = CoMoViPipeline(comovi.transformer, codec, comovi.text_encoder, smpl_model.cpu(), device=host.torch_device(),
                               placement=comovi.on_device)
         fitting = fit_motion and comovi.transformer.smpl_head is None  # no 3D head: the motion is fitted after sampling
-        progress, previewer = host.Progress(steps + (FIT_STEPS if fitting else 0)), wan22_previewer()
+        progress, previewer = host.Progress(steps + (progress_steps(length) if fitting else 0)), wan22_previewer()
         comovi.transformer.layer_callback = progress.check_interrupt
         try:
             result = pipe(_image(start_image[0], height, width), prompt, start_pose, num_frames=length, steps=steps, guidance=cfg,

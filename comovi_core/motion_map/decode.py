@@ -10,15 +10,18 @@ best reproduces s_k and that can be seen at all (its normal points back toward t
 to a margin: a closed body is seen from outside). The light direction l needs the surface point, so pass the camera and the depth
 (per pixel, or one distance for the whole body, e.g. the motion's ``transl`` z).
 
-What comovi_v1 decoding can promise (measured on the stand-in body at 352x640, see tests): the
-normal is recovered almost exactly on >90% of body pixels; the facing sign on ~99%; the part label on
-~94%, with exact depth or with one body distance alike. The misses are a true ambiguity of this
-shading, not noise: a colour c*s can come from part k with normal n or from a neighbouring semantic
-level with a slightly different normal and shading, and both explain the pixel within rounding.
-Use ``flat`` maps where exact labels matter. Ambiguities that remain, in both modes: on pixels
-straddling two parts (or a facing flip) the semantic value is a blend and the nearest level is
-returned; lossy video coding moves values by a few levels of 1/255, which can flip labels of
-neighbouring semantic levels — decode PNGs for exact results.
+Labels are chosen per neighbourhood, not per pixel: each level's per-pixel cost (in colour units of
+the semantic channel, so 8-bit rounding or coding noise moves every level's cost alike) is capped at
+``COST_CAP`` and averaged over a ``LABEL_WINDOW`` x ``LABEL_WINDOW`` window of body pixels, and the
+cheapest level wins. Why: comovi_v1 shading is ambiguous per pixel - a wrong semantic level can also
+reproduce a pixel exactly, along thin curves of the image - so a per-pixel argmin flipped labels under
+a 1/255 change of input (3.3% of body pixels between a float map and its 8-bit copy, stand-in body,
+96x160; 0.4% with the window) and made fits depend on PNG rounding. A part is a region, so its level
+explains the whole neighbourhood. ``confidence`` is about the share of the window the chosen level
+explains; fitting ignores pixels below 0.5. Remaining ambiguity: pixels straddling two parts (or a
+facing flip) hold a blend; ~3% of labels differ from the flat map at 96x160 (stand-in demo motion).
+The body mask is ``min channel < 1 - BACKGROUND_TOLERANCE`` (0.06): body pixels never have all three
+channels above 0.89, so near-white background from lossy coding stays background.
 """
 
 from __future__ import annotations
@@ -36,6 +39,9 @@ from .shading import AMBIENT, DIFFUSE, LIGHT_POSITION, SPECULAR, check_shading
 LEVELS = 2 * NUM_PARTS  # 48 semantic levels
 DEFAULT_BODY_DISTANCE = 4.0  # metres, used for comovi_v1 when no depth is given
 VISIBILITY_MARGIN = 0.2  # how far past perpendicular to the view ray a decoded normal may lean
+BACKGROUND_TOLERANCE = 0.06  # body where some channel is below 1 - this (body pixels never exceed 0.89 in all three)
+COST_CAP = 0.1  # per-pixel label costs are capped before averaging (colour units): a vote, not a sum
+LABEL_WINDOW = 3  # label costs are averaged over this square neighbourhood (odd; 1 = per pixel)
 
 
 @dataclass
@@ -44,6 +50,7 @@ class DecodedMotionMap:
     part: torch.Tensor  # (T, H, W) int64 part index 0..23, -1 on background
     facing: torch.Tensor  # (T, H, W) bool, True where the surface faces the camera (nz < 0)
     normal: torch.Tensor  # (T, H, W, 3) unit normal in OpenCV camera space, 0 on background
+    confidence: torch.Tensor | None = None  # (T, H, W) in [0, 1]: about the share of the neighbourhood the chosen level explains
 
 
 def _normal_from_xy(nx: torch.Tensor, ny: torch.Tensor, facing: torch.Tensor) -> torch.Tensor:
@@ -56,31 +63,67 @@ def decode_motion_map(
     shading: str = "comovi_v1",
     camera: PinholeCamera | None = None,
     depth: torch.Tensor | float | None = None,
-    background_tolerance: float = 1.5 / 255,
+    background_tolerance: float = BACKGROUND_TOLERANCE,
+    window: int | None = None,
 ) -> DecodedMotionMap:
-    """images (T, H, W, 3) in [0, 1], channels (sem, ny, nx) as rendered. See the module docstring."""
+    """images (T, H, W, 3) in [0, 1], channels (sem, ny, nx) as rendered. See the module docstring.
+
+    ``window``: side of the square neighbourhood over which label costs are averaged (1: per pixel);
+    default ``LABEL_WINDOW`` for comovi_v1 and 1 for flat maps (exact per pixel, no ambiguity to resolve).
+    """
     check_shading(shading)
+    window = (1 if shading == "flat" else LABEL_WINDOW) if window is None else window
     if images.ndim != 4 or images.shape[-1] != 3:
         raise CoMoViError(f"motion maps must have shape (T, H, W, 3), got {tuple(images.shape)}")
+    if window < 1 or window % 2 == 0:
+        raise CoMoViError(f"window must be an odd number >= 1, got {window}")
     images = images.float()
     mask = (images < 1 - background_tolerance).any(-1)
-    pix = images[mask]  # (N, 3)
-    if shading == "flat":
-        level = (pix[:, 0] * LEVELS - 1).round().clamp(0, LEVELS - 1).long()
-        nx, ny = 2 * pix[:, 2] - 1, 2 * pix[:, 1] - 1
-    else:
-        level, nx, ny = _decode_shaded(images, mask, pix, camera, depth)
-    facing = level % 2 == 0
     part = torch.full(mask.shape, -1, dtype=torch.long, device=images.device)
-    part[mask] = level // 2
     face = torch.zeros(mask.shape, dtype=torch.bool, device=images.device)
-    face[mask] = facing
     normal = torch.zeros(*mask.shape, 3, device=images.device)
-    normal[mask] = _normal_from_xy(nx, ny, facing)
-    return DecodedMotionMap(mask, part, face, normal)
+    confidence = torch.zeros(mask.shape, device=images.device)
+    for t in range(images.shape[0]):  # one frame at a time: the cost volume is (H, W, 48)
+        if not mask[t].any():
+            continue
+        frame_depth = depth[t : t + 1] if torch.is_tensor(depth) and depth.ndim == 3 else depth
+        cost, nx, ny = _level_costs(images[t : t + 1], mask[t : t + 1], shading, camera, frame_depth)  # (N, 48) each
+        cost = _aggregate(cost, mask[t], window)
+        best = cost.min(-1)
+        level = best.indices
+        pick = level[:, None]
+        facing = level % 2 == 0
+        m = mask[t]
+        part[t][m], face[t][m] = level // 2, facing
+        normal[t][m] = _normal_from_xy(nx.gather(1, pick)[:, 0].clamp(-1, 1), ny.gather(1, pick)[:, 0].clamp(-1, 1), facing)
+        confidence[t][m] = 1 - best.values / COST_CAP  # ~ share of the neighbourhood the level explains
+    return DecodedMotionMap(mask, part, face, normal, confidence)
 
 
-def _decode_shaded(images, mask, pix, camera, depth):
+def _aggregate(cost: torch.Tensor, mask: torch.Tensor, window: int) -> torch.Tensor:
+    """Mean of each level's cost over the body pixels of a ``window`` x ``window`` neighbourhood.
+
+    cost (N, 48) on the N body pixels of ``mask`` (H, W) -> (N, 48). A part is a region, so its
+    level explains a whole neighbourhood, while a wrong level matches only along thin curves."""
+    if window == 1:
+        return cost
+    h, w = mask.shape
+    dense = cost.new_zeros(h, w, cost.shape[1] + 1)
+    dense[mask] = torch.cat([cost.clamp(max=COST_CAP), cost.new_ones(cost.shape[0], 1)], 1)
+    pooled = F.avg_pool2d(dense.permute(2, 0, 1)[None], window, stride=1, padding=window // 2, count_include_pad=True)[0]
+    pooled = pooled.permute(1, 2, 0)[mask]  # (N, 49)
+    return pooled[:, :-1] / pooled[:, -1:].clamp_min(1e-6)
+
+
+def _level_costs(images, mask, shading, camera, depth):
+    """Per body pixel and semantic level: how badly the level explains the pixel, in colour units
+    (about the residual of the semantic channel, so 8-bit rounding or VAE noise moves every level's
+    cost by about the same amount), and the normal (nx, ny) the level implies. (N, 48) each."""
+    pix = images[mask]  # (N, 3)
+    sem_levels = torch.arange(1, LEVELS + 1, device=images.device, dtype=torch.float32) / LEVELS  # (48,)
+    if shading == "flat":
+        cost = (pix[:, :1] - sem_levels).abs()
+        return cost, (2 * pix[:, 2:3] - 1).expand_as(cost), (2 * pix[:, 1:2] - 1).expand_as(cost)
     t, h, w, _ = images.shape
     camera = camera or PinholeCamera.default_for(h, w)
     if camera.image_size != (h, w):
@@ -92,7 +135,6 @@ def _decode_shaded(images, mask, pix, camera, depth):
     points = rays * z[:, None]
     to_light = F.normalize(torch.tensor(LIGHT_POSITION, device=images.device) - points, dim=-1)  # (N, 3)
 
-    sem_levels = torch.arange(1, LEVELS + 1, device=images.device, dtype=torch.float32) / LEVELS  # (48,)
     lit = pix - SPECULAR  # c * s
     s = lit[:, :1] / sem_levels  # (N, 48) candidate shading factors
     nx = 2 * lit[:, 2:3] / s - 1  # (N, 48)
@@ -107,6 +149,4 @@ def _decode_shaded(images, mask, pix, camera, depth):
     # (small margin: interpolated vertex normals lean a little past the silhouette)
     view = F.normalize(rays, dim=-1)[:, None]  # (N, 1, 3)
     cost += 10 * ((n * view).sum(-1) - VISIBILITY_MARGIN).clamp_min(0)
-    level = cost.argmin(-1)
-    pick = level[:, None]
-    return level, nx.gather(1, pick)[:, 0].clamp(-1, 1), ny.gather(1, pick)[:, 0].clamp(-1, 1)
+    return cost * sem_levels, nx, ny  # shading-factor units -> colour units of the semantic channel
