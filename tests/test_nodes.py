@@ -355,3 +355,27 @@ def test_core_never_imports_comfyui():
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
     assert int(out[0]) >= 15 and out[1] == "[]"
+
+
+def test_block_swap_and_fp8_under_comfyui_management(ext):
+    """ComfyUI counts only what stays resident, and the memory modes give the plain model's video."""
+    from tiny_files import write_tiny_weights
+
+    from comovi_core.model.memory import resident_bytes
+
+    models = ext["base"] / "models"
+    write_tiny_weights(models / "diffusers" / "Wan2.2-TI2V-5B-Diffusers", models / "diffusion_models" / "comovi_tiny.safetensors")
+    loader, nodes = ext["nodes"]["CoMoViLoadModels"], ext["nodes"]
+    load = lambda fp8, swap: loader.execute("Wan2.2-TI2V-5B-Diffusers", "comovi_tiny.safetensors", "float32", fp8, swap, False,  # noqa: E731
+                                            "tiny").args[0]
+    plain, swapped, fp8 = load(False, 0), load(False, 1), load(True, 0)
+    size = lambda m: m.patchers[id(m.transformer)].model_size()  # noqa: E731
+    pair = sum(p.numel() * p.element_size() for m in swapped.transformer.pair_modules(1) for p in m.parameters())
+    assert size(swapped) == size(plain) - pair == resident_bytes(swapped.transformer) and size(fp8) < size(plain)
+    model = nodes["CoMoViLoadSMPLModel"].execute("built-in mannequin (NOT SMPL, demo only)").args[0]
+    start = nodes["CoMoViLoadSMPLMotion"].execute("demo: mannequin waving (built-in)").args[0]
+    args = (model, start, torch.rand(1, 64, 64, 3, generator=torch.Generator().manual_seed(2)), "a person jumps", "", 64, 64, 5, 2,
+            6.0, 5.0, 1, "euler", "cogenerate")
+    want = nodes["CoMoViDualSampler"].execute(plain, *args).args[0]
+    assert torch.equal(nodes["CoMoViDualSampler"].execute(swapped, *args).args[0], want) and swapped.transformer.block_swap.moves > 0
+    assert (nodes["CoMoViDualSampler"].execute(fp8, *args).args[0] - want).abs().max() < 0.05
