@@ -34,7 +34,6 @@ FIT_STEPS = 300  # default optimisation steps
 TRACK_STEPS = 60  # default steps per frame of the frame-by-frame pass (0: fit only from the start pose)
 MIN_CONFIDENCE = 0.5  # decoded pixels below this confidence are ignored
 VISIBILITY_TOLERANCE = 0.01  # metres behind the drawn surface a vertex still counts as visible
-VISIBILITY_EVERY = 1  # steps between occlusion updates (a depth render of the current pose)
 
 
 @dataclass
@@ -196,32 +195,26 @@ def _slice(stats: PartStats, index) -> PartStats:
 
 def _track(body, delta, orient, pose, transl, betas, faces, part_ids, camera, target, present, steps, smooth, on_step):
     """Frame by frame, fit each frame alone for ``steps`` steps from the previous frame's fit (data term
-    + smoothness against the two frames before it). delta (T-1, 75) is filled in place."""
-    full = lambda: torch.cat([delta.new_zeros(1, 75), delta])  # noqa: E731
+    + the joint prior over it and the two frames before it). delta (T-1, 75) is filled in place."""
     base = torch.cat([orient, pose, transl], -1)  # (T, 75) the start pose, every frame
     for frame in range(1, orient.shape[0]):
         with torch.no_grad():
-            done = full()[max(0, frame - 2) : frame].clone()  # (<= 2, 75) fitted frames before this one
+            done = torch.cat([delta.new_zeros(1, 75), delta])[max(0, frame - 2) : frame].clone()  # (<= 2, 75) fitted before
         x = done[-1:].clone().requires_grad_(True)  # (1, 75) start from the previous frame
-        starts = x.shape[0]
         optimiser = torch.optim.Adam([x], lr=0.02)
-        frame_target = _slice(target, [frame] * starts)
+        frame_target, frame_present = _slice(target, [frame]), present[[frame]]
         for step in range(steps + 1):
-            q = base[frame] + x  # (K, 75)
+            q = base[frame : frame + 1] + x  # (1, 75)
             vertices = body(q[:, :3], q[:, 3:72], betas, q[:, 72:]).vertices
-            if step % VISIBILITY_EVERY == 0:
-                visibility = visible_vertices(vertices, faces, part_ids, camera)
-            model = body_stats(vertices, faces, part_ids, camera, visibility)
-            loss = _data_terms(model, frame_target, present[[frame] * starts])  # (K,)
-            if done.shape[0] == 2:  # continue the motion smoothly (same weights as the joint prior)
-                past = (base[frame - 2 : frame] + done)[None].expand(starts, -1, -1)
-                seq = torch.cat([past, q[:, None]], 1)  # (K, 3, 75)
-                acc = seq[:, 2] - 2 * seq[:, 1] + seq[:, 0]
-                loss = loss + smooth * (acc[:, 3:72].square().sum(-1) + acc[:, :3].square().sum(-1) + 10 * acc[:, 72:].square().sum(-1))
+            model = body_stats(vertices, faces, part_ids, camera, visible_vertices(vertices, faces, part_ids, camera))
+            loss = _data_terms(model, frame_target, frame_present).sum()
+            if done.shape[0] == 2:  # continue the motion smoothly
+                seq = torch.cat([base[frame - 2 : frame] + done, q])  # (3, 75)
+                loss = loss + smooth * _prior(seq[:, :3], seq[:, 3:72], seq[:, 72:])
             if step == steps:
                 break
             optimiser.zero_grad()
-            loss.sum().backward()
+            loss.backward()
             optimiser.step()
         with torch.no_grad():
             delta[frame - 1] = x[0]
@@ -240,8 +233,7 @@ def _refine(body, delta, orient, pose, transl, betas, faces, part_ids, camera, t
         q = torch.cat([orient, pose, transl], -1) + torch.cat([delta.new_zeros(1, 75), delta])
         g, p, t = q[:, :3], q[:, 3:72], q[:, 72:]
         vertices = body(g, p, betas, t).vertices
-        if step % VISIBILITY_EVERY == 0:
-            visibility = visible_vertices(vertices, faces, part_ids, camera)
+        visibility = visible_vertices(vertices, faces, part_ids, camera)
         data = _data_terms(body_stats(vertices, faces, part_ids, camera, visibility), target, present).sum() / max(frames - 1, 1)
         loss = data + smooth * _prior(g, p, t)
         if step == iterations:  # the final loss, of the returned delta

@@ -78,25 +78,23 @@ def enable_block_swap(model: CoMoViTransformer, num_pairs: int, device, offload_
     return swapper
 
 
-def _swapped_params(model) -> set[int]:
+def _swapped_modules(model) -> list[torch.nn.Module]:
+    """The modules of the layer pairs block swap keeps off the compute device (none without block swap)."""
     swap = getattr(model, "block_swap", None)
-    if swap is None:
-        return set()
-    return {id(p) for j in swap.swapped for m in model.pair_modules(j) for p in m.parameters()}
+    return [] if swap is None else [m for j in swap.swapped for m in model.pair_modules(j)]
 
 
 def resident_bytes(model: torch.nn.Module) -> int:
     """Bytes of weights and buffers that live on the compute device when ``model`` is placed there
     (block-swapped layer pairs excluded; fp8-stored weights count one byte per element)."""
-    swapped = _swapped_params(model)
+    swapped = {id(p) for m in _swapped_modules(model) for p in m.parameters()}
     tensors = [p for p in model.parameters() if id(p) not in swapped] + list(model.buffers())
     return sum(t.numel() * t.element_size() for t in tensors)
 
 
 def place(model: torch.nn.Module, device) -> None:
     """Move ``model``'s resident weights to ``device``; block-swapped pairs stay where block swap keeps them."""
-    swap = getattr(model, "block_swap", None)
-    skipped = set() if swap is None else {id(m) for j in swap.swapped for m in model.pair_modules(j)}
+    skipped = {id(m) for m in _swapped_modules(model)}
 
     def visit(module: torch.nn.Module) -> None:
         if id(module) in skipped:
