@@ -59,15 +59,18 @@ class Checkpoint:
 
 
 def safetensors_files(path: str | Path) -> list[Path]:
-    """A .safetensors file, or a (diffusers) folder -> its weight files."""
+    """A .safetensors file, or a (diffusers or training run) folder -> its weight files, in name order.
+
+    Hidden files (a leading ".", as ``atomic_path`` names files while they are written) are never loaded. In a
+    training run folder the files are ``step_NNNNNN.safetensors``: loaded in order, the latest step wins."""
     path = Path(path).expanduser()
     if path.is_file():
         if path.suffix != ".safetensors":
             raise CoMoViError(f"{path}: only .safetensors weights are loaded (no pickled .pt/.bin/.ckpt); convert it first")
         return [path]
     if path.is_dir():
-        for folder in (path / "transformer", path):
-            files = sorted(folder.glob("*.safetensors"))
+        for folder in (path / "transformer", path):  # names starting with "." are files still being written
+            files = sorted(f for f in folder.glob("*.safetensors") if not f.name.startswith("."))
             if files:
                 return files
         raise CoMoViError(f"{path}: no .safetensors files in it (or in its transformer/ subfolder)")

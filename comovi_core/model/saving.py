@@ -17,8 +17,9 @@ from .keys import ours_to_release, wan_diffusers_to_original
 LAYOUTS = ("comovi", "comovi_release", "wan_original", "wan_diffusers")
 
 
-def _state(model: CoMoViTransformer) -> dict[str, torch.Tensor]:
-    return {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+def _state(model: CoMoViTransformer, dtype: torch.dtype | None = None) -> dict[str, torch.Tensor]:
+    cast = lambda v: v.to(dtype) if dtype is not None and v.is_floating_point() else v  # noqa: E731
+    return {k: cast(v.detach()).contiguous() for k, v in model.state_dict().items()}
 
 
 def _write(path: Path, tensors: dict[str, torch.Tensor], metadata: dict | None = None) -> Path:
@@ -27,10 +28,12 @@ def _write(path: Path, tensors: dict[str, torch.Tensor], metadata: dict | None =
     return path
 
 
-def save_checkpoint(model: CoMoViTransformer, path: str | Path, layout: str = "comovi", meta: dict | None = None) -> Path:
-    """Save ``model`` at ``path`` in ``layout`` (one of LAYOUTS). Base layouts keep the RGB branch only."""
+def save_checkpoint(model: CoMoViTransformer, path: str | Path, layout: str = "comovi", meta: dict | None = None,
+                    dtype: torch.dtype | None = None) -> Path:
+    """Save ``model`` at ``path`` in ``layout`` (one of LAYOUTS), floating tensors cast to ``dtype`` if given.
+    Base layouts keep the RGB branch only."""
     path = Path(path)
-    state = _state(model)
+    state = _state(model, dtype)
     if layout == "comovi":
         info = {"format": "comovi", "config": model.config.to_dict(), **(meta or {})}
         _write(path, state, {"comovi": json.dumps(info)})
