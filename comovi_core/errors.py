@@ -15,3 +15,7 @@ class UnsafePickleError(CoMoViError):
 
 class BackendUnavailableError(CoMoViError, RuntimeError):
     """A renderer backend was asked for but cannot run on this machine."""
+
+
+class TrainingDataError(CoMoViError):
+    """Training clips that cannot be used as they are; found before training starts, each named with its fix."""

@@ -236,7 +236,7 @@ def run(args: argparse.Namespace) -> Path:
         log.warning("stage 2 without --body-model: the SMPL loss uses the stand-in mannequin, not SMPL")
     from .train_data import load_clips, synthetic_clips
 
-    clips = synthetic_clips(body, args.synthetic, cfg.frames, cfg.height, cfg.width, cfg.seed) if args.synthetic else load_clips(args.data, cfg.frames)
+    clips = synthetic_clips(body, args.synthetic, cfg.frames, cfg.height, cfg.width, cfg.seed) if args.synthetic else load_clips(args.data, cfg.frames, cfg.height, cfg.width)
     if tiny:
         from .tiny import tiny_components
 

@@ -7,6 +7,11 @@ A dataset folder holds one sub-folder per clip::
     <clip>/motion.npz       SMPL per frame (comovi_core.body.motion_file), for the 3D head's loss
     <clip>/caption.txt      the prompt
 
+``check_clips`` reads only headers (frame counts and sizes from the mp4 packets, the small motion arrays), so all
+clips are checked before anything is decoded or trained: rgb.mp4 at the training size with at least --frames
+frames, motion_map.mp4 of the same size and length, motion.npz (optional) with one pose per video frame. Every
+problem is reported at once, naming the clip and the fix.
+
 ``synthetic_clips`` makes clips in memory from the stand-in mannequin (NOT SMPL): motion maps
 rendered from randomly varied demo motions, and as "video" a grey silhouette of the same body.
 """
@@ -23,9 +28,9 @@ from .body.mannequin import demo_motion
 from .body.motion_file import SMPLMotion, load_motion
 from .body.rotations import axis_angle_to_matrix, matrix_to_axis_angle
 from .body.smpl import BodyModel, camera_vertices
-from .errors import CoMoViError
+from .errors import CoMoViError, TrainingDataError
 from .motion_map.render import render_motion_map
-from .video import read_video
+from .video import probe_video, read_video
 
 
 @dataclass
@@ -36,22 +41,60 @@ class Clip:
     caption: str
 
 
-def load_clips(folder: str | Path, frames: int) -> list[Clip]:
+def _clip_problems(clip_dir: Path, frames: int, height: int | None, width: int | None) -> list[str]:
+    missing = [n for n in ("rgb.mp4", "motion_map.mp4", "caption.txt") if not (clip_dir / n).is_file()]
+    if missing:
+        return [f"{clip_dir}: missing {missing}; see comovi_core.train_data for the layout"]
+    try:
+        n_rgb, *rgb_size = probe_video(clip_dir / "rgb.mp4")
+        n_map, *map_size = probe_video(clip_dir / "motion_map.mp4")
+        motion = load_motion(clip_dir / "motion.npz") if (clip_dir / "motion.npz").is_file() else None
+    except CoMoViError as exc:
+        return [str(exc)]
+    problems = []
+    size = lambda hw: f"{hw[0]}x{hw[1]}"  # noqa: E731
+    if height is not None and rgb_size != [height, width]:
+        problems.append(f"{clip_dir}: rgb.mp4 is {size(rgb_size)} (HxW) but training runs at {height}x{width} "
+                        f"(--height/--width): resize and crop the clip to {height}x{width}, or train at its size")
+    if map_size != rgb_size:
+        problems.append(f"{clip_dir}: motion_map.mp4 is {size(map_size)} but rgb.mp4 is {size(rgb_size)}: render the "
+                        "motion map at the video's size (python -m comovi_core.motion_map)")
+    if n_rgb < frames:
+        problems.append(f"{clip_dir}: rgb.mp4 has {n_rgb} frames, fewer than --frames {frames}: lower --frames "
+                        "(4k+1) or leave this clip out")
+    if n_map != n_rgb:
+        problems.append(f"{clip_dir}: motion_map.mp4 has {n_map} frames but rgb.mp4 has {n_rgb}: they must match frame "
+                        "for frame; render the motion map again from the whole clip")
+    if motion is not None and motion.num_frames != n_rgb:
+        problems.append(f"{clip_dir}: motion.npz has {motion.num_frames} poses but rgb.mp4 has {n_rgb} frames: write "
+                        "one SMPL pose per video frame, or delete motion.npz to train this clip without the SMPL loss")
+    return problems
+
+
+def check_clips(folder: str | Path, frames: int, height: int | None = None, width: int | None = None) -> list[Path]:
+    """The clip folders of ``folder``, all checked (headers only); raises TrainingDataError listing every bad clip."""
     folder = Path(folder)
+    if not folder.is_dir():
+        raise CoMoViError(f"--data {folder} is not a folder: give the dataset folder (one sub-folder per clip)")
+    clip_dirs = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not clip_dirs:
+        raise CoMoViError(f"{folder}: no clip folders found")
+    problems = [line for clip_dir in clip_dirs for line in _clip_problems(clip_dir, frames, height, width)]
+    if problems:
+        shown = "\n  ".join(problems[:20]) + (f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else "")
+        raise TrainingDataError(f"{len(problems)} problem(s) in the training clips of {folder}, found before training; "
+                                f"fix or remove these clips:\n  {shown}")
+    return clip_dirs
+
+
+def load_clips(folder: str | Path, frames: int, height: int | None = None, width: int | None = None) -> list[Clip]:
+    """Check every clip (``check_clips``), then decode the first ``frames`` frames of each."""
     clips = []
-    for clip_dir in sorted(p for p in folder.iterdir() if p.is_dir()):
-        missing = [n for n in ("rgb.mp4", "motion_map.mp4", "caption.txt") if not (clip_dir / n).is_file()]
-        if missing:
-            raise CoMoViError(f"{clip_dir}: missing {missing}; see comovi_core.train_data for the layout")
+    for clip_dir in check_clips(folder, frames, height, width):
         rgb, maps = read_video(clip_dir / "rgb.mp4"), read_video(clip_dir / "motion_map.mp4")
-        if len(rgb) < frames or len(maps) < frames or rgb.shape[1:] != maps.shape[1:]:
-            raise CoMoViError(f"{clip_dir}: needs {frames} frames of equal size in rgb.mp4 and motion_map.mp4, "
-                              f"got {rgb.shape} and {maps.shape}")
         motion = load_motion(clip_dir / "motion.npz") if (clip_dir / "motion.npz").is_file() else None
         to_t = lambda v: torch.from_numpy(v[:frames].astype(np.float32) / 255)  # noqa: E731
         clips.append(Clip(to_t(rgb), to_t(maps), motion, (clip_dir / "caption.txt").read_text().strip()))
-    if not clips:
-        raise CoMoViError(f"{folder}: no clip folders found")
     return clips
 
 

@@ -72,3 +72,21 @@ def read_video(path: str | Path) -> np.ndarray:
     w, h = meta["size"]
     frames = [np.frombuffer(f, np.uint8).reshape(h, w, 3) for f in reader]
     return np.stack(frames)
+
+
+def probe_video(path: str | Path) -> tuple[int, int, int]:
+    """(frames, height, width) of a video's first video stream from its packets, without decoding a frame."""
+    import re
+    import subprocess
+
+    import imageio_ffmpeg
+
+    cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", str(path), "-map", "0:v:0", "-c", "copy",
+           "-f", "null", "-"]
+    result = subprocess.run(cmd, capture_output=True, text=True, errors="replace", check=False)
+    size = re.search(r"Stream #\S+.*?: Video: .*?\b(\d{2,5})x(\d{2,5})\b", result.stderr)
+    counts = re.findall(r"frame=\s*(\d+)", result.stderr)
+    if result.returncode != 0 or size is None or not counts:
+        last = result.stderr.strip().splitlines()[-1:] or ["no output"]
+        raise CoMoViError(f"{path}: not a readable video ({last[0]}); re-encode it as H.264 mp4")
+    return int(counts[-1]), int(size.group(2)), int(size.group(1))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 
 import numpy as np
 import pytest
@@ -16,7 +17,7 @@ from comovi_core.model.config import get_config
 from comovi_core.model.loading import load_model
 from comovi_core.tiny import tiny_components
 from comovi_core.train import TrainConfig, main, train, training_step
-from comovi_core.train_data import load_clips, synthetic_clips
+from comovi_core.train_data import check_clips, load_clips, synthetic_clips
 from comovi_core.video import mp4_writer
 
 
@@ -139,3 +140,46 @@ def test_two_processes_equal_one_with_twice_the_accumulation(tmp_path):
     assert a.keys() == b.keys() and max(float((a[k] - b[k]).abs().max()) for k in a) < 2e-5  # measured 2.5e-6
     start = tiny_components(0)["transformer"].state_dict()
     assert any(not torch.equal(a[k], start[k]) for k in a if k.startswith("motion."))  # it did train
+
+
+def _write_clip(folder, clip, rgb_frames=None, map_frames=None, motion=None, size=None):
+    """A clip folder from a synthetic clip, with its parts optionally cut or resized to make it bad."""
+    folder.mkdir(parents=True)
+    for name, frames in (("rgb.mp4", rgb_frames if rgb_frames is not None else clip.rgb),
+                         ("motion_map.mp4", map_frames if map_frames is not None else clip.motion_map)):
+        pixels = (frames.numpy() * 255).round().astype(np.uint8)
+        if size is not None and name == "rgb.mp4":
+            pixels = np.zeros((len(pixels), *size, 3), np.uint8)
+        with mp4_writer(folder / name, pixels.shape[1], pixels.shape[2], 16) as send:
+            send(pixels)
+    (folder / "caption.txt").write_text("a person waves\n")
+    save_motion(folder / "motion.npz", motion or clip.motion)
+
+
+def test_bad_clips_are_refused_before_training_with_the_clip_and_the_fix(tmp_path, body, caplog):
+    from comovi_core.body.motion_file import SMPLMotion
+    from comovi_core.errors import TrainingDataError
+
+    clip = synthetic_clips(body, 1, 9, 64, 64)[0]
+    m = clip.motion
+    short = SMPLMotion(m.global_orient[:7], m.body_pose[:7], m.betas, m.transl[:7], m.fps, m.camera)
+    cases = {  # clip name -> (how it is broken, the message that must name it)
+        "short_smpl": (dict(motion=short), r"short_smpl: motion\.npz has 7 poses but rgb\.mp4 has 9 frames"),
+        "wide": (dict(size=(64, 96)), r"wide: rgb\.mp4 is 64x96 \(HxW\) but training runs at 64x64 .*resize and crop"),
+        "cut_map": (dict(map_frames=clip.motion_map[:5]),
+                    r"cut_map: motion_map\.mp4 has 5 frames but rgb\.mp4 has 9: they must match"),
+    }
+    for name, (how, message) in cases.items():
+        data = tmp_path / name
+        _write_clip(data / "clip_good", clip)
+        _write_clip(data / name, clip, **how)
+        with pytest.raises(TrainingDataError, match=message):
+            check_clips(data, 9, 64, 64)
+        assert main(["--preset", "tiny", "--data", str(data), "--stage", "2", "--out", str(tmp_path / "out")]) == 2
+        assert re.search(message, caplog.text) and not (tmp_path / "out").exists()
+    data = tmp_path / "short_smpl"  # too short for --frames: every problem of every clip in one message
+    with pytest.raises(TrainingDataError, match=r"^3 problem\(s\) .*\n.*clip_good: rgb\.mp4 has 9 frames, fewer than "
+                                                r"--frames 13: lower --frames"):
+        check_clips(data, 13, 64, 64)
+    shutil.rmtree(data / "short_smpl")
+    assert [p.name for p in check_clips(data, 9, 64, 64)] == ["clip_good"]
