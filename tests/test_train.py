@@ -1,8 +1,10 @@
-"""Training: stages update exactly their parameters, the loss goes down, checkpoints load back."""
+"""Training: stages update exactly their parameters, the loss goes down, checkpoints load back; mixed precision
+learns, a killed run resumes bit-identically, bad clips are refused up front, metrics are logged."""
 
 from __future__ import annotations
 
 import json
+import math
 import re
 import shutil
 
@@ -16,14 +18,24 @@ from comovi_core.errors import CoMoViError
 from comovi_core.model.config import get_config
 from comovi_core.model.loading import load_model
 from comovi_core.tiny import tiny_components
-from comovi_core.train import TrainConfig, main, train, training_step
+from comovi_core.train import TrainConfig, load_components, main, train, training_step
 from comovi_core.train_data import check_clips, load_clips, synthetic_clips
+from comovi_core.train_step import draw_clip, micro_batch_generator, sample_sigma, shifted_sigmas
 from comovi_core.video import mp4_writer
 
 
 @pytest.fixture(scope="module")
 def body():
     return load_body_model(None)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_accelerate_state():
+    """accelerate's state is process-wide (one precision per process, as in a real run): reset it between tests."""
+    yield
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state(reset_partial_state=True)
 
 
 def _snapshot(model):
@@ -53,7 +65,7 @@ def test_stage1_trains_only_the_motion_branch_and_learns(tmp_path, body):
     model, vae, text, clips = _setup(body)
     before = _snapshot(model)
     cfg = TrainConfig(preset="tiny", stage=1, steps=30, lr=3e-3, warmup=1, grad_accum=1, frames=9, height=64, width=64,
-                      save_every=100, log_every=100, gradient_checkpointing=False)
+                      save_every=100, log_every=100, gradient_checkpointing=False, precision="fp32")
     context = text([clips[0].caption])
     start_loss = _eval_loss(model, vae, body, clips[0], context, cfg)
     train(cfg, model, vae, text, clips, tmp_path, body)
@@ -69,13 +81,14 @@ def test_stage2_freezes_rgb_and_checkpoint_loads_back(tmp_path, body):
     model, vae, text, clips = _setup(body)
     before = _snapshot(model)
     cfg = TrainConfig(preset="tiny", stage=2, steps=3, lr=1e-3, warmup=1, grad_accum=2, frames=9, height=64, width=64,
-                      save_every=2, log_every=1, gradient_checkpointing=True)
+                      save_every=2, log_every=1, gradient_checkpointing=True, precision="fp32")
     train(cfg, model, vae, text, clips, tmp_path, body)
     assert not _changed(before, model, "rgb.")
     for prefix in ("motion.", "zero_linears.", "smpl_head."):
         assert _changed(before, model, prefix), prefix
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["step_000002.json", "step_000002.safetensors", "step_000003.json",
-                                                          "step_000003.safetensors", "summary.json"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "metrics.jsonl", "state_000002", "state_000003", "step_000002.json", "step_000002.safetensors",
+        "step_000003.json", "step_000003.safetensors", "summary.json"]
     meta = json.loads((tmp_path / "step_000003.json").read_text())
     assert meta["step"] == 3 and meta["train"]["stage"] == 2 and meta["config"]["num_layers"] == 2
     loaded, report = load_model(get_config("tiny"), tmp_path / "step_000003.safetensors", dtype=torch.float32)
@@ -140,6 +153,111 @@ def test_two_processes_equal_one_with_twice_the_accumulation(tmp_path):
     assert a.keys() == b.keys() and max(float((a[k] - b[k]).abs().max()) for k in a) < 2e-5  # measured 2.5e-6
     start = tiny_components(0)["transformer"].state_dict()
     assert any(not torch.equal(a[k], start[k]) for k in a if k.startswith("motion."))  # it did train
+
+
+def test_bf16_precision_keeps_fp32_masters_so_every_trained_tensor_moves_at_lr_2e5(tmp_path, body):
+    """The real path (``load_components`` gives the model in bf16, as ``load_model`` does for real presets; ``train``
+    makes the trained parameters fp32 masters and runs bf16 autocast): after 3 steps at the paper's lr 2e-5 every
+    trained tensor has moved, nearly every element (pure bf16 moved 12 % of elements: updates below half an ulp)."""
+    cfg = TrainConfig(preset="tiny", stage=2, steps=3, lr=2e-5, warmup=1, grad_accum=1, frames=9, height=64, width=64,
+                      save_every=100, log_every=100, gradient_checkpointing=False, precision="bf16")
+    model, vae, text = load_components(cfg, [])
+    assert {p.dtype for p in model.parameters()} == {torch.bfloat16}
+    before = {k: v.detach().clone() for k, v in model.named_parameters()}
+    train(cfg, model, vae, text, synthetic_clips(body, 2, 9, 64, 64), tmp_path, body)
+    trained = ("motion.", "zero_linears.", "smpl_head.")
+    params = dict(model.named_parameters())
+    assert all(p.dtype == (torch.float32 if k.startswith(trained) else torch.bfloat16) for k, p in params.items())
+    assert all(torch.equal(params[k], v) for k, v in before.items() if not k.startswith(trained))  # frozen RGB
+    # the 3D head reads only the last layer's fusion: fusion.0 gets no gradient in any precision
+    unused = {"smpl_head.fusion.0.weight", "smpl_head.fusion.0.bias"}
+    moved = {k for k, v in before.items() if k.startswith(trained) and not torch.equal(params[k], v.float())}
+    assert moved == {k for k in before if k.startswith(trained)} - unused
+    changed = sum(int((params[k] != before[k].float()).sum()) for k in moved)
+    assert changed / sum(before[k].numel() for k in moved) > 0.999  # measured 0.99998 (pure bf16: 0.116)
+    saved = load_model(get_config("tiny"), tmp_path, dtype=torch.float32)[0].state_dict()  # checkpoint in bf16
+    assert torch.equal(saved["motion.proj_out.weight"], params["motion.proj_out.weight"].bfloat16().float())
+
+
+_RUN = ["--preset", "tiny", "--synthetic", "2", "--stage", "2", "--grad-accum", "2", "--warmup", "4",
+        "--save-every", "2"]
+
+
+@pytest.fixture(scope="module")
+def unbroken_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("unbroken")
+    assert main([*_RUN, "--steps", "6", "--out", str(out)]) == 0
+    return out
+
+
+def test_killed_run_resumes_bit_identical_and_skips_temp_files(tmp_path, unbroken_run, caplog):
+    """Steps 1-3 (killed after the step-3 save), then the same command with --steps 6: the default --resume latest
+    continues from state_000003 and ends with every weight torch.equal to the unbroken 6-step run; warm-up goes on
+    (lr of steps 4-6 as unbroken); debris of a save killed at step 4 is ignored by resume and load_model."""
+    out = tmp_path / "run"
+    assert main([*_RUN, "--steps", "3", "--out", str(out)]) == 0
+    (out / ".step_000004.safetensors.x1y2z3.safetensors").write_bytes(b"\x08\x00half-written")
+    (out / ".state_000004.partial").mkdir()
+    (out / ".state_000004.partial" / "state.json").write_text("{")
+    shutil.copy(out / "step_000003.safetensors", out / "step_000003.copy")  # to check it is not rewritten
+    assert main([*_RUN, "--steps", "6", "--out", str(out)]) == 0
+    assert "resumed from" in caplog.text and "state_000003" in caplog.text
+    assert json.loads((out / "summary.json").read_text())["resumed_from"] == 3
+    for step in (2, 4, 6):
+        a, b = (load_model(get_config("tiny"), d / f"step_{step:06d}.safetensors", dtype=torch.float32)[0].state_dict()
+                for d in (unbroken_run, out))
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), step  # max abs diff 0.0
+    assert (out / "step_000003.safetensors").read_bytes() == (out / "step_000003.copy").read_bytes()
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    ref = [json.loads(line) for line in (unbroken_run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2, 3, 4, 5, 6]
+    assert [r["lr"] for r in rows] == [r["lr"] for r in ref] == pytest.approx([2.5e-4, 5e-4, 7.5e-4, 1e-3, 1e-3, 1e-3])
+    assert [r["loss"] for r in rows] == [r["loss"] for r in ref]
+    loaded = load_model(get_config("tiny"), out, dtype=torch.float32)[0].state_dict()  # the run folder: latest step
+    final = load_model(get_config("tiny"), out / "step_000006.safetensors", dtype=torch.float32)[0].state_dict()
+    assert all(torch.equal(loaded[k], final[k]) for k in final)
+    assert main([*_RUN, "--steps", "6", "--resume", "none", "--out", str(out)]) == 2
+    assert "already holds checkpoints" in caplog.text
+    assert main([*_RUN, "--steps", "6", "--resume", str(out / "nowhere"), "--out", str(out)]) == 2
+    assert "no resumable state there" in caplog.text
+
+
+def test_metrics_jsonl_has_every_loss_per_step(unbroken_run, caplog):
+    rows = [json.loads(line) for line in (unbroken_run / "metrics.jsonl").read_text().splitlines()]
+    keys = {"step", "loss", "loss_motion", "loss_video", "loss_smpl", "lr", "grad_norm", "samples_per_s",
+            "tokens_per_s"}
+    assert [r["step"] for r in rows] == list(range(1, 7)) and all(set(r) == keys for r in rows)
+    assert all(math.isfinite(v) and v > 0 for r in rows for k, v in r.items())
+    assert all(r["loss"] == pytest.approx(r["loss_motion"] + r["loss_video"] + r["loss_smpl"], rel=1e-5) for r in rows)
+    assert rows[-1]["loss_smpl"] < rows[0]["loss_smpl"]  # lr 1e-3 on the tiny 3D head
+    from accelerate.utils import is_tensorboard_available
+
+    if not is_tensorboard_available():
+        assert main([*_RUN, "--steps", "1", "--tensorboard", "--out", str(unbroken_run / "tb")]) == 2
+        assert "pip install tensorboard" in caplog.text
+    else:
+        assert main([*_RUN, "--steps", "1", "--tensorboard", "--out", str(unbroken_run / "tb")]) == 0
+        assert list((unbroken_run / "tb" / "tensorboard").rglob("events.out.tfevents.*"))
+
+
+def test_timestep_sampling_and_text_dropout():
+    cfg = TrainConfig()
+    assert (cfg.timestep_sampling, cfg.shift, cfg.adam_eps, cfg.text_dropout, cfg.precision) == ("uniform", 5.0, 1e-10,
+                                                                                               0.0, "bf16")
+    table = shifted_sigmas(5.0)
+    u = torch.arange(1000, 0, -1) / 1000
+    assert torch.allclose(table, 5 * u / (1 + 4 * u))  # the shift-5 schedule: sigma(1)=1 ... sigma(0.001)=0.005
+    draws = torch.cat([sample_sigma(cfg, micro_batch_generator(0, s, 0)) for s in range(4000)])
+    assert torch.isin(draws, table).all() and abs(float(draws.mean()) - float(table.mean())) < 0.01  # mean 0.745
+    normal = torch.cat([sample_sigma(TrainConfig(timestep_sampling="logit_normal"), micro_batch_generator(0, s, 0))
+                        for s in range(4000)])
+    assert abs(float(normal.mean()) - 0.5) < 0.01 and not torch.isin(normal, table).any()
+    clips = [type("Clip", (), {"caption": c}) for c in ("a", "b")]
+    picks = [draw_clip(TrainConfig(text_dropout=0.3), clips, micro_batch_generator(0, s, 0)) for s in range(4000)]
+    assert abs(sum(caption == "" for _, caption in picks) / 4000 - 0.3) < 0.03
+    assert all(caption == clip.caption for clip, caption in (draw_clip(cfg, clips, micro_batch_generator(0, s, 0))
+                                                             for s in range(100)))
+    assert main(["--preset", "tiny", "--synthetic", "1", "--text-dropout", "1.5", "--out", "unused"]) == 2
 
 
 def _write_clip(folder, clip, rgb_frames=None, map_frames=None, motion=None, size=None):

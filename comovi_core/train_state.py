@@ -1,0 +1,180 @@
+"""A training run on disk: checkpoints, the state to resume from, and per-step metrics; every file atomic.
+
+A run folder (``--out``) holds, for each saved step N (6 digits)::
+
+    step_N.safetensors, step_N.json   the model for ``load_model`` (in the training compute dtype) + its meta
+    state_N/                          what resuming needs, nothing of which is in the checkpoint:
+        trainable.safetensors         fp32 master weights of the trained parameters, by parameter name
+        optimizer.safetensors         AdamW moments and step counts, ``<parameter name>/<key>``
+        rng_<rank>.safetensors        each process's torch RNG state (CPU, and CUDA when there is one)
+        state.json                    step, optimizer hyper-parameters, LR scheduler, training config
+    metrics.jsonl                     one JSON line per optimizer step (see ``MetricsLog``)
+
+Everything is written under a name starting with "." and renamed into place only when complete: the step file
+first, then the state folder. A run killed mid-save leaves hidden debris that ``load_model`` and ``latest_state``
+ignore, and a ``state_N/`` folder always has its ``step_N`` checkpoint. The data position is the step itself: the
+clip, noise, timestep and text dropout of every micro-batch derive from (--seed, step, micro-batch index).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import os
+import re
+import shutil
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from .atomic import atomic_path
+from .errors import CoMoViError
+from .model.saving import save_checkpoint
+
+log = logging.getLogger("comovi_core.train")
+
+STATE_NAME = re.compile(r"state_(\d{6,})")
+# config fields that may change between a run and its resumption (they do not change what step N computes)
+RESUMABLE_CHANGES = ("steps", "save_every", "log_every")
+
+
+def latest_state(out: Path) -> Path | None:
+    """The newest complete ``state_N/`` folder in ``out`` (hidden partial folders never count), or None."""
+    if not out.is_dir():
+        return None
+    found = [(int(m.group(1)), p) for p in out.iterdir()
+             if p.is_dir() and (m := STATE_NAME.fullmatch(p.name)) and (p / "state.json").is_file()]
+    return max(found)[1] if found else None
+
+
+def resolve_resume(resume: str | Path | None, out: Path) -> Path | None:
+    """``--resume``: "latest" (default) -> the newest state in ``out`` (None: start fresh); "none" -> None;
+    otherwise a ``state_N`` folder or its ``step_N.safetensors`` checkpoint."""
+    if resume is None or str(resume) == "latest":
+        return latest_state(out)
+    if str(resume) == "none":
+        return None
+    path = Path(resume)
+    if m := re.fullmatch(r"step_(\d+)\.safetensors", path.name):
+        path = path.parent / f"state_{m.group(1)}"
+    if not (path / "state.json").is_file():
+        raise CoMoViError(f"--resume {resume}: no resumable state there (a state_NNNNNN folder with state.json, "
+                          "written next to step_NNNNNN.safetensors); give such a folder, --resume latest, or "
+                          "--resume none")
+    return path
+
+
+def refuse_overwrite(out: Path) -> None:
+    """A fresh run must not overwrite another run's checkpoints under the same names."""
+    taken = sorted(p.name for p in out.glob("step_*.safetensors")) if out.is_dir() else []
+    if taken:
+        raise CoMoViError(f"{out} already holds checkpoints ({taken[-1]}, ...) and this run would overwrite them: "
+                          "continue that run with --resume latest (needs its state_NNNNNN folders) or choose another "
+                          "--out")
+
+
+def _rng_tensors() -> dict[str, torch.Tensor]:
+    tensors = {"cpu": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        tensors.update({f"cuda_{i}": s for i, s in enumerate(torch.cuda.get_rng_state_all())})
+    return tensors
+
+
+def _optimizer_to_files(optimizer, names: list[str]) -> tuple[dict[str, torch.Tensor], list[dict]]:
+    state = optimizer.state_dict()
+    tensors = {f"{names[i]}/{key}": value.detach().contiguous()
+               for i, per_param in state["state"].items() for key, value in per_param.items()}
+    return tensors, state["param_groups"]
+
+
+def save_training_state(accelerator, model, named_params, optimizer, schedule, cfg, step: int, loss: float,
+                        out: Path, dtype: torch.dtype) -> None:
+    """Write ``step_N.safetensors`` (+ .json) and ``state_N/`` atomically. Called by every process."""
+    tmp, final = out / f".state_{step:06d}.partial", out / f"state_{step:06d}"
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+    accelerator.wait_for_everyone()
+    save_file(_rng_tensors(), str(tmp / f"rng_{accelerator.process_index}.safetensors"))
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        meta = {"step": step, "train": dataclasses.asdict(cfg), "loss": loss, "processes": accelerator.num_processes}
+        save_checkpoint(accelerator.unwrap_model(model), out / f"step_{step:06d}.safetensors", "comovi", meta, dtype)
+        names = [n for n, _ in named_params]
+        save_file({n: p.detach().float().contiguous() for n, p in named_params}, str(tmp / "trainable.safetensors"))
+        tensors, groups = _optimizer_to_files(optimizer, names)
+        save_file(tensors, str(tmp / "optimizer.safetensors"))
+        info = {"step": step, "loss": loss, "names": names, "param_groups": groups, "scheduler": schedule.state_dict(),
+                "train": dataclasses.asdict(cfg), "processes": accelerator.num_processes}
+        (tmp / "state.json").write_text(json.dumps(info, indent=1))
+        if final.exists():  # only when a run is resumed from before this step on purpose
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+    accelerator.wait_for_everyone()
+
+
+def load_training_state(state_dir: Path, named_params, optimizer, schedule, cfg, process_index: int) -> int:
+    """Restore master weights, optimizer, LR scheduler and RNG from ``state_dir``; returns its step."""
+    info = json.loads((state_dir / "state.json").read_text())
+    saved, now = info["train"], dataclasses.asdict(cfg)
+    changed = {k: (saved.get(k), v) for k, v in now.items() if saved.get(k) != v and k not in RESUMABLE_CHANGES}
+    if any(k in changed for k in ("preset", "stage")):
+        raise CoMoViError(f"{state_dir} was saved by a run with {saved['preset']} stage {saved['stage']}, this run is "
+                          f"{cfg.preset} stage {cfg.stage}: resume with the same --preset/--stage, or --resume none")
+    if changed:
+        log.warning("resuming %s with changed settings (saved -> now): %s", state_dir, changed)
+    names = [n for n, _ in named_params]
+    if names != info["names"]:
+        raise CoMoViError(f"{state_dir}: its trained parameters differ from this run's ({len(info['names'])} vs "
+                          f"{len(names)}): resume with the model and stage it was saved with, or --resume none")
+    masters = load_file(str(state_dir / "trainable.safetensors"))
+    with torch.no_grad():
+        for name, p in named_params:
+            p.copy_(masters[name])
+    flat = load_file(str(state_dir / "optimizer.safetensors"))
+    per_param: dict[int, dict] = {}
+    for key, value in flat.items():
+        name, _, field = key.rpartition("/")
+        per_param.setdefault(names.index(name), {})[field] = value
+    optimizer.load_state_dict({"state": per_param, "param_groups": info["param_groups"]})
+    schedule.load_state_dict(info["scheduler"])
+    rng_file = state_dir / f"rng_{process_index}.safetensors"
+    rng = load_file(str(rng_file if rng_file.is_file() else state_dir / "rng_0.safetensors"))
+    torch.set_rng_state(rng["cpu"])
+    cuda = [rng[k] for k in sorted(rng) if k.startswith("cuda_")]
+    if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(cuda)
+    log.info("resumed from %s (step %d)", state_dir, info["step"])
+    return int(info["step"])
+
+
+class MetricsLog:
+    """``metrics.jsonl`` in the run folder, one line per optimizer step (main process), and TensorBoard through
+    accelerate's trackers when asked. On resume, lines after the resumed step (written before a kill) are dropped."""
+
+    def __init__(self, out: Path, accelerator, start_step: int, tensorboard: bool, config: dict):
+        self.path, self.accelerator, self.tensorboard = out / "metrics.jsonl", accelerator, tensorboard
+        if accelerator.is_main_process and self.path.is_file():
+            keep = [line for line in self.path.read_text().splitlines()
+                    if line.strip() and json.loads(line)["step"] <= start_step]
+            with atomic_path(self.path) as tmp:
+                tmp.write_text("".join(line + "\n" for line in keep))
+        if tensorboard:
+            accelerator.init_trackers("comovi_train", config={k: v for k, v in config.items() if v is not None})
+
+    def log(self, step: int, values: dict[str, float]) -> None:
+        if not all(math.isfinite(v) for v in values.values()):
+            log.warning("step %d: non-finite metrics %s", step, values)
+        if self.accelerator.is_main_process:
+            with open(self.path, "a") as fh:
+                fh.write(json.dumps({"step": step, **values}) + "\n")
+        if self.tensorboard:
+            self.accelerator.log(values, step=step)
+
+    def close(self) -> None:
+        if self.tensorboard:
+            self.accelerator.end_training()

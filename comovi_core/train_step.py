@@ -1,0 +1,155 @@
+"""One training micro-batch (SPEC §6): the training config, what each stage trains, noise levels and losses.
+
+Split from ``comovi_core.train`` (the loop and CLI); see its docstring for the recipe and the precision scheme.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from diffusers import FlowMatchEulerDiscreteScheduler
+from diffusers.training_utils import compute_density_for_timestep_sampling
+
+from .body.rotations import axis_angle_to_rot6d, rot6d_to_axis_angle
+from .sampling import NUM_TRAIN_TIMESTEPS, first_frame_mask, token_timesteps
+from .vae import encode_frames
+
+PRECISIONS = ("bf16", "fp32")
+TIMESTEP_SAMPLINGS = ("uniform", "logit_normal")
+LOSS_NAMES = ("motion", "video", "smpl")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    preset: str = field(default="wan2.2-ti2v-5b", metadata={"help": "model preset (tiny: random weights in memory)"})
+    stage: int = field(default=1, metadata={"help": "1: motion branch; 2: zero-linears + motion branch + 3D head"})
+    steps: int = field(default=2000, metadata={"help": "optimizer steps"})
+    lr: float = field(default=2e-5, metadata={"help": "AdamW learning rate"})
+    warmup: int = field(default=100, metadata={"help": "linear warm-up steps"})
+    grad_accum: int = field(default=4, metadata={"help": "micro-batches per optimizer step"})
+    clip: float = field(default=0.5, metadata={"help": "gradient-norm clip"})
+    weight_decay: float = field(default=3e-2, metadata={"help": "AdamW weight decay"})
+    adam_eps: float = field(default=1e-10, metadata={"help": "AdamW epsilon (the release's 1e-10)"})
+    frames: int = field(default=81, metadata={"help": "frames per clip (4k+1)"})
+    height: int = field(default=704, metadata={"help": "training height (multiple of 32)"})
+    width: int = field(default=1280, metadata={"help": "training width (multiple of 32)"})
+    seed: int = field(default=0, metadata={"help": "data order, noise and timesteps"})
+    save_every: int = field(default=500, metadata={"help": "checkpoint period in optimizer steps (and at the end)"})
+    log_every: int = field(default=10, metadata={"help": "log period in optimizer steps"})
+    gradient_checkpointing: bool = field(default=True, metadata={"help": "recompute activations in the backward pass"})
+    precision: str = field(default="bf16", metadata={"help": "bf16: fp32 masters + bf16 autocast; fp32: all fp32",
+                                                     "choices": PRECISIONS})
+    timestep_sampling: str = field(default="uniform", metadata={
+        "help": "uniform over the shifted schedule (release) or logit_normal (SD3)", "choices": TIMESTEP_SAMPLINGS})
+    shift: float = field(default=5.0, metadata={"help": "flow shift of the schedule that uniform sampling draws from"})
+    text_dropout: float = field(default=0.0, metadata={"help": "probability of training with the empty prompt (CFG)"})
+
+
+def compute_dtype(cfg: TrainConfig) -> torch.dtype:
+    return torch.bfloat16 if cfg.precision == "bf16" else torch.float32
+
+
+def trainable_parameters(model, stage: int) -> list[torch.nn.Parameter]:
+    """Freeze everything, then unfreeze what the stage trains; returns those parameters."""
+    for p in model.parameters():
+        p.requires_grad_(False)
+    modules = [model.motion]
+    if stage == 2:
+        modules += [model.zero_linears] + ([model.smpl_head] if model.smpl_head is not None else [])
+    params = [p for m in modules for p in m.parameters()]
+    for p in params:
+        p.requires_grad_(True)
+    return params
+
+
+def prepare_for_training(model, cfg: TrainConfig) -> list[tuple[str, torch.nn.Parameter]]:
+    """Freeze and cast for the stage: trained parameters become fp32 master weights, frozen ones the compute dtype
+    (bf16 under --precision bf16). Returns the trained (name, parameter) pairs in a fixed order."""
+    trained = {id(p) for p in trainable_parameters(model, cfg.stage)}
+    for p in model.parameters():
+        p.data = p.data.float() if id(p) in trained else p.data.to(compute_dtype(cfg))
+    model.train()
+    model.enable_gradient_checkpointing(cfg.gradient_checkpointing)
+    return [(n, p) for n, p in model.named_parameters() if id(p) in trained]
+
+
+def flow_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """MSE over latent frames 1.. (frame 0 is the given start frame)."""
+    return F.mse_loss(pred[:, :, 1:].float(), target[:, :, 1:].float())
+
+
+def smpl_loss(body, pred_6d: torch.Tensor, motion) -> torch.Tensor:
+    """6D MSE + vertex MSE + root-relative joint MSE against the clip's SMPL of frames 1..F-1."""
+    frames = pred_6d.shape[1]
+    poses = torch.cat([torch.from_numpy(motion.global_orient), torch.from_numpy(motion.body_pose)], 1)[1: frames + 1]
+    target_6d = axis_angle_to_rot6d(poses.reshape(frames, 24, 3)).reshape(frames, 144).to(pred_6d)
+    loss = F.mse_loss(pred_6d[0], target_6d)
+    pred_aa = rot6d_to_axis_angle(pred_6d[0].reshape(frames, 24, 6).float()).reshape(frames, 72)
+    betas = torch.from_numpy(motion.betas)
+    pred = body(pred_aa[:, :3], pred_aa[:, 3:], betas)
+    with torch.no_grad():
+        ref = body(poses[:, :3], poses[:, 3:], betas)
+    loss = loss + F.mse_loss(pred.vertices, ref.vertices)
+    rel = lambda j: j - j[:, :1]  # noqa: E731
+    return loss + F.mse_loss(rel(pred.joints), rel(ref.joints))
+
+
+@functools.lru_cache(maxsize=4)
+def shifted_sigmas(shift: float) -> torch.Tensor:
+    """The 1000 training sigmas of the release's flow-matching schedule (diffusers' Euler scheduler, ``shift``)."""
+    return FlowMatchEulerDiscreteScheduler(num_train_timesteps=NUM_TRAIN_TIMESTEPS, shift=shift).sigmas.float()
+
+
+def sample_sigma(cfg: TrainConfig, generator: torch.Generator) -> torch.Tensor:
+    """(1,) noise level s in (0, 1] for one micro-batch (--timestep-sampling)."""
+    if cfg.timestep_sampling == "uniform":
+        return shifted_sigmas(cfg.shift)[torch.randint(NUM_TRAIN_TIMESTEPS, (1,), generator=generator)]
+    return compute_density_for_timestep_sampling("logit_normal", 1, logit_mean=0.0, logit_std=1.0, generator=generator)
+
+
+def training_step(model, vae, body, clip, context, cfg: TrainConfig, generator) -> dict[str, torch.Tensor]:
+    """One micro-batch: losses (differentiable) for ``clip``. ``model`` may be wrapped (DDP): attributes are read
+    from the wrapped module, the forward goes through the wrapper, under bf16 autocast for --precision bf16."""
+    core = getattr(model, "module", model)
+    device, dtype = next(core.parameters()).device, compute_dtype(cfg)
+    with torch.no_grad():
+        as_video = lambda f: (f * 2 - 1).permute(3, 0, 1, 2)[None].to(device)  # noqa: E731 (F,H,W,3)->(1,3,F,H,W)
+        x0_rgb, x0_motion = encode_frames(vae, as_video(clip.rgb)), encode_frames(vae, as_video(clip.motion_map))
+    sigma = sample_sigma(cfg, generator).to(device)
+    mask = first_frame_mask(x0_rgb.shape, device)
+    noise_rgb = torch.randn(x0_rgb.shape, generator=generator).to(device)
+    noise_motion = torch.randn(x0_motion.shape, generator=generator).to(device)
+    s = sigma.view(-1, 1, 1, 1, 1)
+    noisy = lambda x0, eps: ((1 - mask) * x0 + mask * ((1 - s) * x0 + s * eps)).to(dtype)  # noqa: E731 frame 0 clean
+    timestep = token_timesteps(mask, sigma[0] * NUM_TRAIN_TIMESTEPS, 1, core.config.patch_size)
+    start_pose = None
+    if core.smpl_head is not None and clip.motion is not None and cfg.stage == 2:
+        first = torch.cat([torch.from_numpy(clip.motion.global_orient[:1]),
+                           torch.from_numpy(clip.motion.body_pose[:1])], 1)
+        start_pose = axis_angle_to_rot6d(first.reshape(24, 3)).reshape(1, 144).to(device, dtype)
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16"):
+        out = model(noisy(x0_rgb, noise_rgb), noisy(x0_motion, noise_motion), timestep, context.to(dtype), start_pose)
+    losses = {"motion": flow_loss(out.motion, noise_motion - x0_motion)}
+    if cfg.stage == 2:
+        losses["video"] = flow_loss(out.rgb, noise_rgb - x0_rgb)
+        if out.smpl_6d is not None:
+            losses["smpl"] = smpl_loss(body, out.smpl_6d.float(), clip.motion)
+    return losses
+
+
+def draw_clip(cfg: TrainConfig, clips: list, generator: torch.Generator) -> tuple:
+    """(clip, caption) of a micro-batch: a uniform clip, and with probability --text-dropout the empty caption (no
+    draw at all when it is 0, so runs without dropout keep their random streams)."""
+    clip = clips[int(torch.randint(len(clips), (1,), generator=generator))]
+    if cfg.text_dropout > 0 and float(torch.rand((), generator=generator)) < cfg.text_dropout:
+        return clip, ""
+    return clip, clip.caption
+
+
+def micro_batch_generator(seed: int, step: int, index: int) -> torch.Generator:
+    """The random stream of micro-batch ``index`` (counted over all processes) of optimizer step ``step``."""
+    return torch.Generator().manual_seed(int(np.random.SeedSequence([seed, step, index]).generate_state(1)[0]))
