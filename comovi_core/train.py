@@ -109,7 +109,7 @@ def train(cfg: TrainConfig, model, vae, text_encoder, clips, out: Path, body, ac
           resume: Path | None = None, tensorboard: bool = False) -> dict:
     """The training loop (data parallel through accelerate), from scratch or from the state folder ``resume``.
     Returns a summary (first/last loss of this invocation, steps, seconds, processes, resumed_from)."""
-    from .train_state import MetricsLog, load_training_state, refuse_overwrite, save_training_state
+    from .train_state import MetricsLog, load_training_state, refuse_overwrite, remove_debris, save_training_state
 
     out = Path(out)
     accelerator = accelerator or _accelerator(cfg, out, tensorboard)
@@ -123,6 +123,8 @@ def train(cfg: TrainConfig, model, vae, text_encoder, clips, out: Path, body, ac
     else:
         done = load_training_state(Path(resume), named, optimizer, schedule, cfg, accelerator.process_index)
     out.mkdir(parents=True, exist_ok=True)
+    if accelerator.is_main_process:
+        remove_debris(out)
     model, optimizer = accelerator.prepare(model, optimizer)
     vae.to(accelerator.device)
     with torch.no_grad():

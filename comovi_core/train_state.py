@@ -152,6 +152,31 @@ def load_training_state(state_dir: Path, named_params, optimizer, schedule, cfg,
     return int(info["step"])
 
 
+def _step_of(line: str) -> float:
+    """The step of a metrics line; a line cut by a kill counts as after every step."""
+    try:
+        return json.loads(line)["step"]
+    except (ValueError, KeyError, TypeError):
+        return math.inf
+
+
+def remove_debris(out: Path) -> list[str]:
+    """Delete what a killed save left behind (hidden ``.step_*`` files, ``.state_*.partial`` folders): a real-size
+    checkpoint is tens of GB. Returns the names removed. Main process only, before training."""
+    removed = []
+    for p in sorted(out.glob(".st*")) if out.is_dir() else []:
+        if p.is_dir() and re.fullmatch(r"\.state_\d+\.partial", p.name):
+            shutil.rmtree(p)
+        elif p.is_file() and re.fullmatch(r"\.step_\d+\.(safetensors|json)\..+", p.name):
+            p.unlink()
+        else:
+            continue
+        removed.append(p.name)
+    if removed:
+        log.info("removed %d leftovers of an interrupted save in %s: %s", len(removed), out, removed)
+    return removed
+
+
 class MetricsLog:
     """``metrics.jsonl`` in the run folder, one line per optimizer step (main process), and TensorBoard through
     accelerate's trackers when asked. On resume, lines after the resumed step (written before a kill) are dropped."""
@@ -159,8 +184,7 @@ class MetricsLog:
     def __init__(self, out: Path, accelerator, start_step: int, tensorboard: bool, config: dict):
         self.path, self.accelerator, self.tensorboard = out / "metrics.jsonl", accelerator, tensorboard
         if accelerator.is_main_process and self.path.is_file():
-            keep = [line for line in self.path.read_text().splitlines()
-                    if line.strip() and json.loads(line)["step"] <= start_step]
+            keep = [line for line in self.path.read_text().splitlines() if _step_of(line) <= start_step]
             with atomic_path(self.path) as tmp:
                 tmp.write_text("".join(line + "\n" for line in keep))
         if tensorboard:

@@ -200,8 +200,12 @@ def test_killed_run_resumes_bit_identical_and_skips_temp_files(tmp_path, unbroke
     (out / ".state_000004.partial").mkdir()
     (out / ".state_000004.partial" / "state.json").write_text("{")
     shutil.copy(out / "step_000003.safetensors", out / "step_000003.copy")  # to check it is not rewritten
+    with open(out / "metrics.jsonl", "a") as fh:
+        fh.write('{"step": 4, "loss": 0.2')  # the kill also cut a metrics line
+    assert load_model(get_config("tiny"), out, dtype=torch.float32)[1].loaded  # the temp file is not read
     assert main([*_RUN, "--steps", "6", "--out", str(out)]) == 0
     assert "resumed from" in caplog.text and "state_000003" in caplog.text
+    assert not list(out.glob(".st*"))  # the debris was removed
     assert json.loads((out / "summary.json").read_text())["resumed_from"] == 3
     for step in (2, 4, 6):
         a, b = (load_model(get_config("tiny"), d / f"step_{step:06d}.safetensors", dtype=torch.float32)[0].state_dict()
