@@ -26,7 +26,7 @@ from .body.motion_file import SMPLMotion
 from .body.parts import NUM_PARTS
 from .motion_map.camera import PinholeCamera
 from .motion_map.colors import vertex_normals
-from .motion_map.decode import DecodedMotionMap, decode_motion_map
+from .motion_map.decode import DecodedMotionMap, decode_motion_map, levels_of
 from .motion_map.render import render_motion_map
 
 log = logging.getLogger(__name__)
@@ -34,6 +34,7 @@ FIT_STEPS = 300  # default optimisation steps
 TRACK_STEPS = 60  # default steps per frame of the frame-by-frame pass (0: fit only from the start pose)
 MIN_CONFIDENCE = 0.5  # decoded pixels below this confidence are ignored
 VISIBILITY_TOLERANCE = 0.01  # metres behind the drawn surface a vertex still counts as visible
+RELABEL_ROUNDS = 1  # times the map is decoded again with the fitted body as a prior, then refined
 
 
 @dataclass
@@ -140,27 +141,31 @@ def _downsample(images: torch.Tensor, camera: PinholeCamera, max_side: int) -> t
     return images[:, rows][:, :, cols], camera.resized(height, width)
 
 
-def progress_steps(frames: int, iterations: int = FIT_STEPS, track_steps: int = TRACK_STEPS) -> int:
+def progress_steps(frames: int, iterations: int = FIT_STEPS, track_steps: int = TRACK_STEPS,
+                   relabel_rounds: int = RELABEL_ROUNDS) -> int:
     """How many times ``fit_motion`` calls its callback for a clip of ``frames`` frames."""
-    return (2 * iterations + max(frames - 1, 0)) if track_steps > 0 else iterations
+    first = (2 * iterations + max(frames - 1, 0)) if track_steps > 0 else iterations
+    return first + relabel_rounds * (iterations // 2)
 
 
 def fit_motion(body, images: torch.Tensor, start: SMPLMotion, camera: PinholeCamera, fps: float, shading: str = "comovi_v1",
                iterations: int = FIT_STEPS, max_side: int = 192, smooth: float = 1.0, device="cpu", callback=None,
-               track_steps: int = TRACK_STEPS) -> SMPLMotion:
+               track_steps: int = TRACK_STEPS, relabel_rounds: int = RELABEL_ROUNDS) -> SMPLMotion:
     """images (T, H, W, 3) in [0, 1] (frame 0 shows ``start``'s frame 0) -> a SMPLMotion of T frames.
 
     Two fits, and the one whose loss is lower wins: (1) all frames jointly from the start pose,
     ``iterations`` Adam steps; (2) with ``track_steps`` > 0, frame by frame from the previous frame's fit
     (``track_steps`` steps each), then jointly as (1). Both model occlusion (``visible_vertices``).
     ``callback(step, total)`` is called after each joint step and each tracked frame, ``total`` =
-    ``progress_steps(T, iterations, track_steps)`` times (progress, cancellation).
+    ``progress_steps(T, iterations, track_steps, relabel_rounds)`` times (progress, cancellation).
+    Labels are decoded with the start pose drawn as a prior (``decode_motion_map(prior=...)``); then
+    ``relabel_rounds`` times with the fitted body as the prior, each followed by ``iterations // 2`` joint steps.
     Works inside ``torch.inference_mode``/``no_grad`` (hosts such as ComfyUI run nodes that way): the
     optimisation uses its own grad-enabled copies of the body model and the maps.
     """
     with torch.inference_mode(False), torch.enable_grad():
         return _fit(copy.deepcopy(body).to(device), images.clone(), start, camera, fps, shading, iterations, max_side, smooth,
-                    device, callback, track_steps)
+                    device, callback, track_steps, relabel_rounds)
 
 
 def _data_terms(model: PartStats, target: PartStats, present: torch.Tensor) -> torch.Tensor:
@@ -230,7 +235,7 @@ def _refine(body, delta, orient, pose, transl, betas, faces, part_ids, camera, t
     frames = orient.shape[0]
     loss = torch.zeros(())
     for step in range(iterations + 1):
-        q = torch.cat([orient, pose, transl], -1) + torch.cat([delta.new_zeros(1, 75), delta])
+        q = _pose(orient, pose, transl, delta)
         g, p, t = q[:, :3], q[:, 3:72], q[:, 72:]
         vertices = body(g, p, betas, t).vertices
         visibility = visible_vertices(vertices, faces, part_ids, camera)
@@ -245,38 +250,68 @@ def _refine(body, delta, orient, pose, transl, betas, faces, part_ids, camera, t
     return delta.detach(), float(loss.detach())
 
 
-def _fit(body, images, start, camera, fps, shading, iterations, max_side, smooth, device, callback, track_steps) -> SMPLMotion:
+def _pose(orient, pose, transl, delta) -> torch.Tensor:
+    """The start pose (T, 75) plus the fitted change (T-1, 75) of frames 1.. -> (T, 75) (orient, pose, transl)."""
+    return torch.cat([orient, pose, transl], -1) + torch.cat([delta.new_zeros(1, 75), delta])
+
+
+def _levels(body, q, betas, faces, part_ids, camera) -> torch.Tensor:
+    """Poses q (T, 75) -> (T, H, W) semantic levels of the body drawn flat (a prior for decoding)."""
+    with torch.no_grad():
+        vertices = body(q[:, :3], q[:, 3:72], betas, q[:, 72:]).vertices
+        return levels_of(render_motion_map(vertices, faces, part_ids, camera, "flat", "torch").images).cpu()
+
+
+def _targets(images, shading, camera, depth, prior, device) -> tuple[PartStats, torch.Tensor]:
+    """Decode the map (with ``prior`` levels, comovi_v1 only) -> its part summaries and (T, P) parts present.
+    Callers zero ``present`` on frame 0 of a clip (the given start)."""
+    decoded = decode_motion_map(images, shading, camera, depth, prior=prior if shading != "flat" else None)
+    target = map_stats(decoded, camera)
+    target = PartStats(*(x.to(device) for x in (target.count, target.centroid, target.covariance, target.normal)))
+    return target, (target.count > 2e-4).float()  # (T, P) parts seen in the map (count = area in image units)
+
+
+def _fit(body, images, start, camera, fps, shading, iterations, max_side, smooth, device, callback, track_steps,
+         relabel_rounds) -> SMPLMotion:
     full_camera = camera.resized(images.shape[1], images.shape[2])
     images, camera = _downsample(images.float().cpu(), full_camera, max_side)
-    target = map_stats(decode_motion_map(images, shading, camera, float(start.transl[0, 2])), camera)
-    target = PartStats(*(x.to(device) for x in (target.count, target.centroid, target.covariance, target.normal)))
-    frames = images.shape[0]
-    present = (target.count > 2e-4).float()  # (T, P) parts seen in the map (count = area in image units)
-    present[0] = 0  # frame 0 is the given start
+    frames, depth = images.shape[0], float(start.transl[0, 2])
     faces, part_ids = body.faces.to(device), body.part_ids.to(device)
     first = lambda a: torch.as_tensor(np.asarray(a[:1], np.float32), device=device).repeat(frames, 1)  # noqa: E731
     orient, pose, transl = first(start.global_orient), first(start.body_pose), first(start.transl)
     betas = torch.as_tensor(np.asarray(start.betas, np.float32), device=device)
-    total, done = progress_steps(frames, iterations, track_steps), [0]
+    total, done = progress_steps(frames, iterations, track_steps, relabel_rounds), [0]
 
     def on_step():
         if callback is not None:
             callback(done[0], total)
         done[0] += 1
 
-    fixed = (body, orient, pose, transl, betas, faces, part_ids, camera, target, present)
-    # 1. every frame from the start pose, all frames jointly
-    delta, loss = _refine(fixed[0], torch.zeros(frames - 1, 75, device=device), *fixed[1:], iterations, smooth, on_step)
+    def decode(q: torch.Tensor) -> tuple[PartStats, torch.Tensor]:
+        """Targets of the map decoded with poses q (T, 75) drawn as the prior; frame 0 is the given start."""
+        target, present = _targets(images, shading, camera, depth, _levels(body, q, betas, faces, part_ids, camera), device)
+        present[0] = 0
+        return target, present
+
+    def settle(target, present, delta, steps):  # joint refinement
+        return _refine(*fixed[:1], delta, *fixed[1:], target, present, steps, smooth, on_step) + (target, present)
+
+    fixed = (body, orient, pose, transl, betas, faces, part_ids, camera)
+    start_pose = _pose(orient, pose, transl, torch.zeros(frames - 1, 75, device=device))
+    # 1. all frames jointly from the start pose; the map decoded with the start pose as the prior
+    delta, loss, target, present = settle(*decode(start_pose), torch.zeros(frames - 1, 75, device=device), iterations)
     if track_steps > 0:
         # 2. follow the motion frame by frame, then refine jointly; keep whichever explains the map better
         tracked = torch.zeros(frames - 1, 75, device=device)
-        _track(*fixed[:1], tracked, *fixed[1:], track_steps, smooth, on_step)
-        tracked, tracked_loss = _refine(fixed[0], tracked, *fixed[1:], iterations, smooth, on_step)
+        _track(*fixed[:1], tracked, *fixed[1:], target, present, track_steps, smooth, on_step)
+        tracked, tracked_loss, _, _ = settle(target, present, tracked, iterations)
         log.info("fit from the start pose: loss %.4g; tracked: %.4g", loss, tracked_loss)
         if tracked_loss < loss:
             delta, loss = tracked, tracked_loss
+    for _ in range(relabel_rounds):  # 3. decode again with the fitted body as the prior, refine
+        delta, loss, target, present = settle(*decode(_pose(orient, pose, transl, delta)), delta, iterations // 2)
     log.info("fitted %d frames to the motion map (%d steps, loss %.4g)", frames, iterations, loss)
     with torch.no_grad():
-        q = torch.cat([orient, pose, transl], -1) + torch.cat([delta.new_zeros(1, 75), delta])
+        q = _pose(orient, pose, transl, delta)
         g, p, t = (x.cpu().numpy() for x in (q[:, :3], q[:, 3:72], q[:, 72:]))
     return SMPLMotion(g, p, start.betas, t, fps, full_camera, start.gender)
