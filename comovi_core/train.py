@@ -41,7 +41,6 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from diffusers.training_utils import compute_density_for_timestep_sampling
 
 from .atomic import atomic_path
 from .body.rotations import axis_angle_to_rot6d, rot6d_to_axis_angle
@@ -120,6 +119,8 @@ def training_step(model, vae, body, clip, context, cfg: TrainConfig, generator) 
     with torch.no_grad():
         as_video = lambda f: (f * 2 - 1).permute(3, 0, 1, 2)[None].to(device)  # noqa: E731 (F,H,W,3)->(1,3,F,H,W)
         x0_rgb, x0_motion = encode_frames(vae, as_video(clip.rgb)), encode_frames(vae, as_video(clip.motion_map))
+    from diffusers.training_utils import compute_density_for_timestep_sampling  # on use: diffusers costs seconds
+
     sigma = compute_density_for_timestep_sampling("logit_normal", 1, logit_mean=0.0, logit_std=1.0, generator=generator).to(device)
     mask = first_frame_mask(x0_rgb.shape, device)
     noise_rgb = torch.randn(x0_rgb.shape, generator=generator).to(device)
