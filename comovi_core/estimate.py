@@ -132,6 +132,9 @@ def estimate_start_pose(body, keypoints: np.ndarray, height: int, width: int, fo
     """keypoints (18, 3) COCO-18 in pixels (x, y, confidence) -> a one-frame SMPLMotion (mean shape)."""
     if keypoints.shape != (18, 3) or not np.all(np.isfinite(keypoints)):
         raise CoMoViError(f"keypoints must be a finite (18, 3) array (COCO-18 x, y, confidence), got {keypoints.shape}")
+    if not 1.0 <= fov_degrees <= 170.0:
+        raise CoMoViError(f"field of view {fov_degrees} degrees is outside 1..170: give the start image's vertical "
+                          "field of view (about 50 for a phone or webcam picture)")
     camera = PinholeCamera.default_for(height, width, fov_degrees)
     with torch.inference_mode(False), torch.enable_grad():
         body = copy.deepcopy(body).cpu().float()

@@ -39,7 +39,7 @@ from .motion_map.colors import vertex_normals
 from .motion_map.decode import DecodedMotionMap, decode_motion_map
 from .motion_map.render import render_motion_map
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("comovi_core.fitting")  # the same name when run as `python -m`
 FIT_STEPS = 300  # default optimisation steps
 TRACK_STEPS = 60  # default steps per frame of the frame-by-frame pass (0: fit only from the start pose)
 MIN_CONFIDENCE = 0.5  # decoded pixels below this confidence are ignored

@@ -93,3 +93,5 @@ def test_cli_writes_the_start_pose_from_a_pose_json(body, tmp_path):
     assert start.num_frames == 1 and start.camera == truth.camera
     assert reprojection_error_px(body, start, keypoints) < 3.0
     assert main([str(tmp_path / "missing.json"), "--out", str(tmp_path / "x.npz")]) == 2
+    assert main([str(tmp_path / "pose.json"), "--out", str(tmp_path / "x.npz"), "--fov", "0"]) == 2
+    assert not (tmp_path / "x.npz").exists()
