@@ -3,8 +3,11 @@
 The body is the built-in stand-in mannequin (6890 vertices, 13,684 faces, NOT SMPL) doing the demo
 motion (turning, waving, bending the knees), seen by a camera with a focal length of about 1000 px at
 704x1280 from a distance that makes it fill roughly 70% of the image height. Each backend renders the
-clip through ``iter_motion_maps`` (normals and colours included, as in real use) after a warm-up;
-the script prints the total time, the time per frame and PASS/FAIL against the target.
+clip through ``iter_motion_maps`` (normals and colours included, as in real use) after a one-chunk
+warm-up, ``--repeats`` times, the backends in turn within each repeat (order alternating), timed in CPU
+time of the whole process (OpenGL's rasteriser threads included) at fixed torch threads (CUDA events when
+only the torch backend runs on a GPU). It prints the median and spread per backend, PASS/FAIL of the
+median against the target, and the per-repeat ratio of each backend to the first.
 
     python benchmarks/bench_motion_map.py                      # torch backend, 81 frames at 704x1280
     python benchmarks/bench_motion_map.py --backends torch --frames 33 --shading flat
@@ -17,14 +20,16 @@ from __future__ import annotations
 
 import argparse
 import logging
+import statistics
 import sys
-import time
 from pathlib import Path
-from typing import Callable
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from timing import (add_timing_args, check_repeats, clock_for, describe, interleaved, print_ratio,  # noqa: E402
+                    ratios, set_threads, verdict)
 
 from comovi_core.body.mannequin import demo_motion  # noqa: E402
 from comovi_core.body.smpl import camera_vertices, load_body_model  # noqa: E402
@@ -61,56 +66,30 @@ def body_height_fraction(vertices: torch.Tensor, camera: PinholeCamera) -> tuple
     return float(span.min()), float(span.max())
 
 
-def bench_torch(vertices, faces, part_ids, camera, shading: str, frames_per_chunk: int, device: str) -> float:
-    """Seconds to render the clip with the pure-PyTorch backend (after a one-chunk warm-up)."""
+def make_case(backend: str, vertices, faces, part_ids, camera, shading: str, frames_per_chunk: int, device: str):
+    """(render the whole clip, render one chunk for warm-up): each returns the covered pixel count.
+
+    The torch backend runs on ``device``; pyrender on the CPU whatever ``--device`` says. pyrender's first
+    warm-up also pays the one-off choice of the OpenGL platform (EGL or OSMesa; PYOPENGL_PLATFORM forces one).
+    """
+    if backend == "pyrender":
+        from comovi_core.motion_map import render_gl
+
+        render_gl.require_available()  # a clear error, saying what to install, when there is no OpenGL
+        device = "cpu"
     vertices, faces, part_ids = vertices.to(device), faces.to(device), part_ids.to(device)
 
     def run(verts: torch.Tensor) -> int:
         covered = 0
-        for frames in iter_motion_maps(verts, faces, part_ids, camera, shading, "torch", device, frames_per_chunk):
-            covered += int(frames.mask.sum())
-        if verts.device.type == "cuda":
-            torch.cuda.synchronize()
-        return covered
-
-    run(vertices[:frames_per_chunk])  # warm-up
-    start = time.perf_counter()
-    covered = run(vertices)
-    seconds = time.perf_counter() - start
-    log.info("torch: %.1f%% of pixels covered on average", 100 * covered / (vertices.shape[0] * camera.height * camera.width))
-    return seconds
-
-
-def bench_pyrender(vertices, faces, part_ids, camera, shading: str, frames_per_chunk: int, device: str) -> float:
-    """Seconds to render the clip with the OpenGL backend (after a one-chunk warm-up).
-
-    Runs on the CPU whatever ``--device`` says (that flag is for the torch backend). The warm-up also
-    pays the one-off choice of the OpenGL platform (EGL or OSMesa; set PYOPENGL_PLATFORM to force one).
-    """
-    import os
-
-    from comovi_core.motion_map import render_gl
-
-    render_gl.require_available()  # a clear error, saying what to install, when there is no OpenGL
-    log.info("pyrender: OpenGL platform %s", os.environ.get("PYOPENGL_PLATFORM", "(pyrender's default)"))
-
-    def run(verts: torch.Tensor) -> int:
-        covered = 0
-        for frames in iter_motion_maps(verts, faces, part_ids, camera, shading, "pyrender", "cpu", frames_per_chunk):
+        for frames in iter_motion_maps(verts, faces, part_ids, camera, shading, backend, device, frames_per_chunk):
             covered += int(frames.mask.sum())
         return covered
 
-    run(vertices[:frames_per_chunk])  # warm-up
-    start, cpu_start = time.perf_counter(), time.process_time()
-    covered = run(vertices)
-    seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
-    log.info("pyrender: %.1f%% of pixels covered on average; %.2f s of CPU time over all threads",
-             100 * covered / (vertices.shape[0] * camera.height * camera.width), cpu_seconds)
-    return seconds
+    return (lambda: run(vertices)), (lambda: run(vertices[:frames_per_chunk]))
 
 
-BACKENDS: dict[str, Callable[..., float]] = {"torch": bench_torch, "pyrender": bench_pyrender}
-TARGET_S = {"torch": 15.0, "pyrender": 4.0}  # default target per backend for the whole clip
+BACKENDS = ("torch", "pyrender")
+TARGET_S = {"torch": 15.0, "pyrender": 4.0}  # default target per backend for the whole clip (median time)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -124,7 +103,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--device", default="cpu", help="torch device for the torch backend, e.g. cpu or cuda")
     parser.add_argument("--target-s", type=float, default=None,
                         help=f"target total seconds for the whole clip (PASS/FAIL); default per backend: {TARGET_S}")
-    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads value (default: torch's own)")
+    add_timing_args(parser)
     return parser.parse_args(argv)
 
 
@@ -136,26 +115,32 @@ def main(argv: list[str] | None = None) -> int:
     if unknown or not names:
         log.error("unknown backend(s) %s; choose from %s", unknown, list(BACKENDS))
         return 2
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
+    check_repeats(args.repeats)
+    set_threads(args.threads)
     vertices, faces, part_ids, camera = build_clip(args.frames, args.height, args.width)
     low, high = body_height_fraction(vertices, camera)
+    clock = clock_for(args.device if names == ["torch"] else "cpu")
     log.info(
         "clip: %d frames at %dx%d, %d vertices, %d faces, body spans %.0f-%.0f%% of the image height, "
-        "shading %s, %d torch threads",
+        "shading %s, %d torch threads, %s, %d warm-up + %d interleaved repeats",
         args.frames, args.height, args.width, vertices.shape[1], faces.shape[0], 100 * low, 100 * high,
-        args.shading, torch.get_num_threads(),
+        args.shading, torch.get_num_threads(), clock.kind, args.warmup, args.repeats,
     )
+    made = {n: make_case(n, vertices, faces, part_ids, camera, args.shading, args.frames_per_chunk, args.device)
+            for n in names}
+    for _ in range(args.warmup):
+        covered = {n: warm() for n, (_, warm) in made.items()}
+    samples = interleaved({n: whole for n, (whole, _) in made.items()}, args.repeats, 0, clock)
     failed = False
     for name in names:
-        seconds = BACKENDS[name](vertices, faces, part_ids, camera, args.shading, args.frames_per_chunk, args.device)
         target_s = args.target_s if args.target_s is not None else TARGET_S[name]
-        ok = seconds <= target_s
-        failed |= not ok
-        log.info(
-            "%s: %.2f s total, %.1f ms/frame (target <= %.1f s): %s",
-            name, seconds, 1000 * seconds / args.frames, target_s, "PASS" if ok else "FAIL",
-        )
+        failed |= "FAIL" in verdict(samples[name], target_s)
+        print(f"  {name:<9}: whole clip {describe(samples[name], 1.0, 's', 2)}; per frame "
+              f"{1e3 * statistics.median(samples[name]) / args.frames:.1f} ms; {verdict(samples[name], target_s, 's')}")
+    for name in names[1:]:
+        print_ratio(f"{name}/{names[0]}", ratios(samples[name], samples[names[0]]), width=9)
+    if args.warmup:
+        log.info("pixels covered in the warm-up chunk: %s", covered)
     return 1 if failed else 0
 
 

@@ -70,7 +70,7 @@ def main() -> None:
             r = run(h, w, args.latent_frames, tiled, args.device)
             rows[(size, tiled)] = r
             print(f"{size:>9} {'tiled' if tiled else 'untiled':>7}: working memory {r['work_gib']:.2f} GiB, "
-                  f"{r['seconds']:.1f} s for {r['frames']} frames")
+                  f"{r['frames']} frames (one run, {r['seconds']:.1f} s wall: indicative, not a timing measurement)")
     first, last = args.sizes[0], args.sizes[-1]
     pixels = (lambda s: int(s.split("x")[0]) * int(s.split("x")[1]))
     print(f"pixels x{pixels(last) / pixels(first):.1f}: untiled memory x{rows[(last, False)]['work_gib'] / rows[(first, False)]['work_gib']:.2f}, "

@@ -11,20 +11,32 @@ distance for the chosen field of view, left/right and front/back from the keypoi
 cannot: depth along the view ray of limbs (a 2D skeleton fits several 3D poses; the rest-pose prior
 picks the least bent) and face/hand detail. SMPL's joints are not OpenPose's anatomical points
 (notably the hips); expect a few centimetres of systematic offset on real images.
+
+    python -m comovi_core.estimate POSE.json --out start.npz [--body-model models/smpl] [--fov 50]
+
+writes a one-frame motion (the start pose and its camera) for ``generate --smpl start.npz``.
 """
 
 from __future__ import annotations
 
+import argparse
 import copy
+import json
+import logging
 import math
+import sys
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from .body.motion_file import SMPLMotion
 from .body.rotations import axis_angle_to_matrix, matrix_to_axis_angle
+from .cli import run_cli
 from .errors import CoMoViError
 from .motion_map.camera import PinholeCamera
+
+log = logging.getLogger("comovi_core.estimate")
 
 # OpenPose COCO-18 keypoint index -> SMPL joint index (nose, eyes and ears have no SMPL joint)
 OPENPOSE_TO_SMPL: dict[int, int] = {1: 12, 2: 17, 3: 19, 4: 21, 5: 16, 6: 18, 7: 20, 8: 2, 9: 5, 10: 8, 11: 1, 12: 4, 13: 7}
@@ -53,6 +65,19 @@ def keypoints_from_pose_json(frame: dict, person: int = 0) -> tuple[np.ndarray, 
         points[:, 0] *= width
         points[:, 1] *= height
     return points.astype(np.float32), (height, width)
+
+
+def read_pose_json(path: Path, person: int = 0) -> tuple[np.ndarray, tuple[int, int]]:
+    """An OpenPose/DWPose JSON file (a frame, or a list of them: the first is used) -> ``keypoints_from_pose_json``."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        raise CoMoViError(f"could not read the keypoints JSON {path}: {exc}") from exc
+    frame = data[0] if isinstance(data, list) and data else data
+    if not isinstance(frame, dict):
+        raise CoMoViError(f"{path}: expected an OpenPose-style JSON object with 'people', 'canvas_height', "
+                          "'canvas_width'")
+    return keypoints_from_pose_json(frame, person)
 
 
 def _joint_targets(keypoints: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -107,6 +132,9 @@ def estimate_start_pose(body, keypoints: np.ndarray, height: int, width: int, fo
     """keypoints (18, 3) COCO-18 in pixels (x, y, confidence) -> a one-frame SMPLMotion (mean shape)."""
     if keypoints.shape != (18, 3) or not np.all(np.isfinite(keypoints)):
         raise CoMoViError(f"keypoints must be a finite (18, 3) array (COCO-18 x, y, confidence), got {keypoints.shape}")
+    if not 1.0 <= fov_degrees <= 170.0:
+        raise CoMoViError(f"field of view {fov_degrees} degrees is outside 1..170: give the start image's vertical "
+                          "field of view (about 50 for a phone or webcam picture)")
     camera = PinholeCamera.default_for(height, width, fov_degrees)
     with torch.inference_mode(False), torch.enable_grad():
         body = copy.deepcopy(body).cpu().float()
@@ -124,3 +152,35 @@ def reprojection_error_px(body, motion: SMPLMotion, keypoints: np.ndarray) -> fl
                       torch.as_tensor(motion.transl[:1])).joints[0]
     distance = (motion.camera.project(joints[joints_idx].float()) - targets).norm(dim=-1)
     return float((conf * distance).sum() / conf.sum())
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m comovi_core.estimate", description=__doc__.split("\n\n")[0])
+    p.add_argument("keypoints", type=Path, help="OpenPose/DWPose JSON of the start image (COCO-18 body keypoints)")
+    p.add_argument("--out", type=Path, required=True, help="where to write the one-frame motion (.npz)")
+    p.add_argument("--person", type=int, default=0, help="which person of the JSON to fit")
+    p.add_argument("--fov", type=float, default=50.0, help="vertical field of view of the start image, degrees")
+    p.add_argument("--body-model", type=Path, help="SMPL file or folder; default: the stand-in mannequin (not SMPL)")
+    p.add_argument("--fps", type=float, default=16.0, help="frame rate stored in the motion")
+    return p.parse_args(argv)
+
+
+def run(args: argparse.Namespace) -> SMPLMotion:
+    from .body.motion_file import save_motion
+    from .body.smpl import load_body_model
+
+    keypoints, (height, width) = read_pose_json(args.keypoints, args.person)
+    body = load_body_model(args.body_model)
+    motion = estimate_start_pose(body, keypoints, height, width, args.fov, fps=args.fps)
+    save_motion(args.out, motion)
+    log.info("start pose fitted to %s (mean reprojection error %.1f px); wrote %s", args.keypoints,
+             reprojection_error_px(body, motion, keypoints), args.out)
+    return motion
+
+
+def main(argv=None) -> int:
+    return run_cli(parse_args, run, log, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -11,25 +11,35 @@ pose was 3x its value with it, and a fit started at the truth drifted ~35-40 mm 
 ``arms`` motion of benchmarks/bench_fit_motion.py).
 
 Maps are decoded at a reduced resolution (``max_side``, nearest-neighbour so the colours stay exact).
+
+    python -m comovi_core.fitting motion_map.mp4 --start start.npz --out motion.npz [--body-model models/smpl]
+
+fits the body to a motion-map video (e.g. a generate run's ``motion_map.mp4``) from the start pose
+(frame 0 of ``--start``, its camera padded to the video's size as ``generate`` does).
 """
 
 from __future__ import annotations
 
+import argparse
 import copy
 import logging
+import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from .body.motion_file import SMPLMotion
 from .body.parts import NUM_PARTS
+from .cli import run_cli
+from .errors import CoMoViError
 from .motion_map.camera import PinholeCamera
 from .motion_map.colors import vertex_normals
 from .motion_map.decode import DecodedMotionMap, decode_motion_map, levels_of
 from .motion_map.render import render_motion_map
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("comovi_core.fitting")  # the same name when run as `python -m`
 FIT_STEPS = 300  # default optimisation steps
 TRACK_STEPS = 60  # default steps per frame of the frame-by-frame pass (0: fit only from the start pose)
 MIN_CONFIDENCE = 0.5  # decoded pixels below this confidence are ignored
@@ -315,3 +325,46 @@ def _fit(body, images, start, camera, fps, shading, iterations, max_side, smooth
         q = _pose(orient, pose, transl, delta)
         g, p, t = (x.cpu().numpy() for x in (q[:, :3], q[:, 3:72], q[:, 72:]))
     return SMPLMotion(g, p, start.betas, t, fps, full_camera, start.gender)
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m comovi_core.fitting", description=__doc__.split("\n\n")[0])
+    p.add_argument("motion_map", type=Path, help="motion-map video (.mp4, comovi_v1 shading) to fit the body to")
+    p.add_argument("--start", type=Path, required=True, help="SMPL motion (.npz) whose frame 0 is the video's frame 0")
+    p.add_argument("--out", type=Path, required=True, help="where to write the fitted motion (.npz)")
+    p.add_argument("--body-model", type=Path, help="SMPL file or folder; default: the stand-in mannequin (not SMPL)")
+    p.add_argument("--steps", type=int, default=FIT_STEPS, help="optimisation steps of the joint fit")
+    p.add_argument("--track-steps", type=int, default=TRACK_STEPS, help="steps per frame of the frame-by-frame pass (0: off)")
+    p.add_argument("--fps", type=float, help="frame rate of the fitted motion (default: the start motion's)")
+    return p.parse_args(argv)
+
+
+def run(args: argparse.Namespace) -> SMPLMotion:
+    from .body.motion_file import load_motion, save_motion
+    from .body.smpl import load_body_model
+    from .video import read_video
+
+    if args.steps < 1 or args.track_steps < 0:
+        raise CoMoViError(f"--steps must be >= 1 and --track-steps >= 0, got {args.steps} and {args.track_steps}")
+    if not args.motion_map.is_file():
+        raise CoMoViError(f"motion-map video not found: {args.motion_map}")
+    start = load_motion(args.start).frame(0)
+    try:
+        images = torch.from_numpy(read_video(args.motion_map)).float() / 255  # (T, H, W, 3)
+    except (OSError, RuntimeError, StopIteration) as exc:
+        raise CoMoViError(f"could not read the video {args.motion_map}: {exc}") from exc
+    camera = start.camera.padded_to(images.shape[1], images.shape[2])
+    body = load_body_model(args.body_model)
+    motion = fit_motion(body, images, start, camera, start.fps if args.fps is None else args.fps, iterations=args.steps,
+                        track_steps=args.track_steps)
+    save_motion(args.out, motion)
+    log.info("wrote %s (%d frames)", args.out, motion.num_frames)
+    return motion
+
+
+def main(argv=None) -> int:
+    return run_cli(parse_args, run, log, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

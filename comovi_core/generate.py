@@ -94,25 +94,12 @@ def _read_video(path: Path, height: int, width: int, frames: int) -> torch.Tenso
     return torch.stack([pad_to_aspect(Image.fromarray(f), height, width).permute(1, 2, 0) for f in video[:frames]])
 
 
-def _read_keypoints(path: Path):
-    """-> ((18, 3) keypoints in pixels, (H, W)) of the first person in an OpenPose/DWPose JSON (a frame or a list)."""
-    from .estimate import keypoints_from_pose_json
-
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise CoMoViError(f"could not read the keypoints JSON {path}: {exc}") from exc
-    frame = data[0] if isinstance(data, list) and data else data
-    if not isinstance(frame, dict):
-        raise CoMoViError(f"{path}: expected an OpenPose-style JSON object with 'people', 'canvas_height', 'canvas_width'")
-    return keypoints_from_pose_json(frame)
-
-
 def run(args: argparse.Namespace) -> Path:
     from .body.mannequin import demo_motion
     from .body.motion_file import load_motion, save_motion
     from .body.smpl import load_body_model
     from .conditioning import check_steps, check_video_size, load_image, pad_to_aspect
+    from .estimate import read_pose_json
     from .pipeline import DEFAULT_NEGATIVE, CoMoViPipeline
     from .video import mp4_writer, to_uint8
 
@@ -133,7 +120,7 @@ def run(args: argparse.Namespace) -> Path:
     if args.smpl is None and args.keypoints is None and not tiny:
         raise CoMoViError("the start pose is needed: --smpl START.npz (frame 0 is used) or --keypoints POSE.json "
                           "(OpenPose/DWPose keypoints of the start image, fitted with SMPL)")
-    keypoints = _read_keypoints(args.keypoints) if args.keypoints and not args.smpl else None
+    keypoints = read_pose_json(args.keypoints) if args.keypoints and not args.smpl else None
     given_input = load_motion(args.motion) if args.motion else (_read_video(args.video, height, width, frames) if args.video else None)
     image = load_image(args.image) if args.image else None
     if args.vae is not None and not args.vae.exists():

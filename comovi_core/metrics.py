@@ -13,7 +13,6 @@ both cover. It is the check that the 3D head's motion and the 2D branch tell the
 
 from __future__ import annotations
 
-import roma
 import torch
 
 from .errors import CoMoViError
@@ -23,6 +22,8 @@ from .motion_map.decode import DecodedMotionMap, decode_motion_map
 
 def procrustes_align(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """(T, N, 3), (T, N, 3) -> ``pred`` moved by the similarity transform that best fits ``target`` per frame."""
+    import roma  # on use: roma imports torch._dynamo (seconds) at import
+
     rotation, translation, scale = roma.rigid_points_registration(pred, target, compute_scaling=True)
     return scale[:, None, None] * pred @ rotation.transpose(-1, -2) + translation[:, None]
 

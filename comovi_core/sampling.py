@@ -26,7 +26,6 @@ from dataclasses import dataclass
 from typing import Callable
 
 import torch
-from diffusers import FlowMatchEulerDiscreteScheduler, UniPCMultistepScheduler
 
 from .errors import CoMoViError
 
@@ -37,6 +36,8 @@ NUM_TRAIN_TIMESTEPS = 1000
 
 def make_scheduler(solver: str = "unipc", shift: float = 5.0):
     """The release's flow-matching solvers as diffusers schedulers (UniPC is the default)."""
+    from diffusers import FlowMatchEulerDiscreteScheduler, UniPCMultistepScheduler  # on use: diffusers costs seconds
+
     if solver == "unipc":
         return UniPCMultistepScheduler(prediction_type="flow_prediction", use_flow_sigmas=True, flow_shift=shift,
                                        num_train_timesteps=NUM_TRAIN_TIMESTEPS)

@@ -11,8 +11,6 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 import torch.nn.functional as F
-from diffusers import FlowMatchEulerDiscreteScheduler
-from diffusers.training_utils import compute_density_for_timestep_sampling
 
 from .body.rotations import axis_angle_to_rot6d, rot6d_to_axis_angle
 from .sampling import NUM_TRAIN_TIMESTEPS, first_frame_mask, token_timesteps
@@ -101,6 +99,8 @@ def smpl_loss(body, pred_6d: torch.Tensor, motion) -> torch.Tensor:
 @functools.lru_cache(maxsize=4)
 def shifted_sigmas(shift: float) -> torch.Tensor:
     """The 1000 training sigmas of the release's flow-matching schedule (diffusers' Euler scheduler, ``shift``)."""
+    from diffusers import FlowMatchEulerDiscreteScheduler  # on use: diffusers costs seconds
+
     return FlowMatchEulerDiscreteScheduler(num_train_timesteps=NUM_TRAIN_TIMESTEPS, shift=shift).sigmas.float()
 
 
@@ -108,6 +108,8 @@ def sample_sigma(cfg: TrainConfig, generator: torch.Generator) -> torch.Tensor:
     """(1,) noise level s in (0, 1] for one micro-batch (--timestep-sampling)."""
     if cfg.timestep_sampling == "uniform":
         return shifted_sigmas(cfg.shift)[torch.randint(NUM_TRAIN_TIMESTEPS, (1,), generator=generator)]
+    from diffusers.training_utils import compute_density_for_timestep_sampling  # on use: diffusers costs seconds
+
     return compute_density_for_timestep_sampling("logit_normal", 1, logit_mean=0.0, logit_std=1.0, generator=generator)
 
 

@@ -29,7 +29,8 @@ class RenderMotionMap(io.ComfyNode):
                 io.Combo.Input("shading", options=list(SHADINGS), default=DEFAULT_SHADING,
                                tooltip="comovi_v1 matches the released model's training data; flat is the paper's unshaded map"),
                 io.Combo.Input("backend", options=list(BACKENDS), default="auto",
-                               tooltip="torch needs no OpenGL; pyrender uses OpenGL (EGL/OSMesa)"),
+                               tooltip="torch needs no OpenGL; pyrender uses OpenGL (EGL/OSMesa); auto: torch on GPU "
+                               "and for small clips, OpenGL for large clips on CPU when it works"),
             ],
             outputs=[io.Image.Output(display_name="motion_map"), io.Mask.Output(display_name="mask")],
         )

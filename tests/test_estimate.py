@@ -75,3 +75,23 @@ def test_pose_json_in_pixels_or_normalised(body):
     few[3:, 2] = 0
     with pytest.raises(CoMoViError, match="keypoints are confident"):
         estimate_start_pose(body, few, H, W)
+
+
+def test_cli_writes_the_start_pose_from_a_pose_json(body, tmp_path):
+    """`python -m comovi_core.estimate POSE.json --out start.npz`: a one-frame motion whose joints reproject onto the
+    keypoints, usable as `generate --smpl`; a missing file is a one-line error (exit 2)."""
+    import json
+
+    from comovi_core.body.motion_file import load_motion
+    from comovi_core.estimate import main
+
+    _, _, keypoints, truth = _posed(body, 3, 0.6)
+    frame = {"people": [{"pose_keypoints_2d": keypoints.reshape(-1).tolist()}], "canvas_height": H, "canvas_width": W}
+    (tmp_path / "pose.json").write_text(json.dumps([frame]))  # a list of frames, as ComfyUI's POSE_KEYPOINT
+    assert main([str(tmp_path / "pose.json"), "--out", str(tmp_path / "start.npz")]) == 0
+    start = load_motion(tmp_path / "start.npz")
+    assert start.num_frames == 1 and start.camera == truth.camera
+    assert reprojection_error_px(body, start, keypoints) < 3.0
+    assert main([str(tmp_path / "missing.json"), "--out", str(tmp_path / "x.npz")]) == 2
+    assert main([str(tmp_path / "pose.json"), "--out", str(tmp_path / "x.npz"), "--fov", "0"]) == 2
+    assert not (tmp_path / "x.npz").exists()

@@ -155,3 +155,24 @@ def test_decoding_with_a_prior_and_without_blur_halo_on_degraded_maps():
     assert wrong(guided) < 0.6 * wrong(blind) and wrong(guided) < 0.16, (wrong(guided), wrong(blind))
     with pytest.raises(Exception, match="prior must have shape"):
         decode_motion_map(degraded, "comovi_v1", camera, 3.0, prior=prior[:2])
+
+
+def test_cli_fits_a_motion_map_video(scene, tmp_path, caplog):
+    """`python -m comovi_core.fitting VIDEO --start START.npz --out OUT.npz`: the fit has the video's frames and the
+    start pose's frame 0 and camera; bad input is a one-line error (exit 2)."""
+    from comovi_core.body.motion_file import load_motion, save_motion
+    from comovi_core.fitting import main
+    from comovi_core.video import mp4_writer, to_uint8
+
+    body, truth, posed, maps = scene
+    with mp4_writer(tmp_path / "map.mp4", 96, 160, truth.fps) as send:
+        send(to_uint8(maps[:5]))
+    save_motion(tmp_path / "start.npz", truth)  # frame 0 is used
+    args = ["--start", str(tmp_path / "start.npz"), "--out", str(tmp_path / "fit.npz"), "--steps", "2",
+            "--track-steps", "0"]
+    assert main([str(tmp_path / "map.mp4"), *args]) == 0
+    fitted = load_motion(tmp_path / "fit.npz")
+    assert fitted.num_frames == 5 and fitted.camera == truth.camera and fitted.fps == truth.fps
+    np.testing.assert_allclose(fitted.global_orient[0], truth.global_orient[0], atol=1e-5)
+    np.testing.assert_allclose(fitted.transl[0], truth.transl[0], atol=1e-5)
+    assert main([str(tmp_path / "missing.mp4"), *args]) == 2 and "motion-map video not found" in caplog.text

@@ -21,15 +21,17 @@ import logging
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
-from accelerate import init_empty_weights
 
 from ..errors import CoMoViError
 from ..weights import open_safetensors
 from .config import CoMoViConfig
-from .dual import CoMoViTransformer
 from .keys import part_of, release_to_ours, wan_original_to_diffusers
+
+if TYPE_CHECKING:
+    from .dual import CoMoViTransformer
 
 log = logging.getLogger(__name__)
 
@@ -193,6 +195,10 @@ def _set_tensor(model: torch.nn.Module, key: str, value: torch.Tensor) -> None:
 
 def build_model(config: CoMoViConfig, device: str | torch.device = "meta") -> CoMoViTransformer:
     """The model with parameters on ``device`` (``meta``: no memory until weights are assigned)."""
+    from accelerate import init_empty_weights  # on use: the model imports diffusers (seconds); `inspect` needs neither
+
+    from .dual import CoMoViTransformer
+
     if str(device) == "meta":
         with init_empty_weights(include_buffers=False):
             return CoMoViTransformer(config)

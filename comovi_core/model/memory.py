@@ -12,11 +12,14 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from typing import TYPE_CHECKING
 
 import torch
 
 from ..errors import CoMoViError
-from .dual import CoMoViTransformer
+
+if TYPE_CHECKING:  # the model imports diffusers (seconds); the ComfyUI adapters import this module at start-up
+    from .dual import CoMoViTransformer
 
 log = logging.getLogger(__name__)
 

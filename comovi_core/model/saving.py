@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from safetensors.torch import save_file
 
 from ..atomic import atomic_path
 from ..errors import CoMoViError
-from .dual import CoMoViTransformer
 from .keys import ours_to_release, wan_diffusers_to_original
+
+if TYPE_CHECKING:  # the model imports diffusers (seconds)
+    from .dual import CoMoViTransformer
 
 LAYOUTS = ("comovi", "comovi_release", "wan_original", "wan_diffusers")
 

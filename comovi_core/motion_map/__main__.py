@@ -36,7 +36,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--height", type=int, help="output height in pixels (camera intrinsics are rescaled); default: the motion's image size")
     p.add_argument("--width", type=int, help="output width in pixels; default: the motion's image size")
     p.add_argument("--shading", default=DEFAULT_SHADING, choices=SHADINGS, help="comovi_v1 = as the release's training data; flat = the paper's unshaded colours")
-    p.add_argument("--backend", default="auto", choices=BACKENDS, help="renderer: torch (no OpenGL), pyrender (OpenGL), auto")
+    p.add_argument("--backend", default="auto", choices=BACKENDS,
+                   help="renderer: torch (no OpenGL), pyrender (OpenGL), auto (OpenGL only for large clips on CPU)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="torch device for the body model and the torch renderer")
     p.add_argument("--fps", type=float, help="video frame rate; default: the motion's fps")
     p.add_argument("--frames-per-chunk", type=int, default=16, help="frames rendered at once (memory vs speed)")

@@ -3,7 +3,8 @@
 Backends (all produce the same picture; tests compare them):
     torch     pure PyTorch rasterizer (``raster_torch``): no OpenGL, CPU or CUDA, batched over frames.
     pyrender  OpenGL through pyrender (``render_gl``), headless on EGL or OSMesa.
-    auto      torch on CUDA; on CPU pyrender when an OpenGL context can be made, else torch.
+    auto      torch on CUDA and for small clips on CPU; for large clips on CPU pyrender when an OpenGL
+              context can be made, else torch (see ``resolve_backend``).
 
 Every backend implements::
 
@@ -36,6 +37,11 @@ from .shading import check_shading
 log = logging.getLogger(__name__)
 
 BACKENDS = ("auto", "torch", "pyrender")
+# `auto` on CPU tries OpenGL only for clips of at least this many pixels (frames x height x width). Finding
+# out whether OpenGL works costs 1-5 s once per process (a child Python per platform); on a 2-core CPU the
+# torch rasteriser draws ~11 Mpx/s and OSMesa ~19 Mpx/s, so below ~100 Mpx one render never wins the probe
+# back; 16 Mpx (e.g. 81 frames at 352x640) is where it does over a few renders in one process.
+AUTO_GL_MIN_PIXELS = 16_000_000
 
 
 @dataclass
@@ -47,8 +53,13 @@ class MotionMapFrames:
     backend: str  # the backend that drew them
 
 
-def resolve_backend(backend: str, device: torch.device) -> str:
-    """Turn ``auto`` into a concrete backend name and check a concrete one can run."""
+def resolve_backend(backend: str, device: torch.device, pixels: int | None = None) -> str:
+    """Turn ``auto`` into a concrete backend name and check a concrete one can run.
+
+    ``pixels``: frames x height x width of the clip to draw. ``auto`` picks torch on CUDA and, on CPU,
+    for clips under ``AUTO_GL_MIN_PIXELS`` (without asking whether OpenGL works, which costs seconds);
+    for larger (or unknown) clips on CPU it picks pyrender when an OpenGL context can be made.
+    """
     if backend not in BACKENDS:
         raise CoMoViError(f"unknown renderer backend {backend!r}; choose one of {list(BACKENDS)}")
     if backend == "torch":
@@ -60,6 +71,9 @@ def resolve_backend(backend: str, device: torch.device) -> str:
         return backend
     if device.type == "cuda":
         chosen, why = "torch", "the frames are on CUDA"
+    elif pixels is not None and pixels < AUTO_GL_MIN_PIXELS:
+        chosen = "torch"
+        why = f"the clip is small ({pixels / 1e6:.1f} Mpx < {AUTO_GL_MIN_PIXELS / 1e6:.0f} Mpx: OpenGL costs more)"
     elif render_gl.is_available():
         chosen, why = "pyrender", "an OpenGL context is available"
     else:
@@ -111,7 +125,7 @@ def iter_motion_maps(
     faces = torch.as_tensor(np.asarray(faces, dtype=np.int64) if isinstance(faces, np.ndarray) else faces, device=device).long()
     part_ids = torch.as_tensor(part_ids, device=device).long()
     check_mesh(vertices, faces, part_ids)
-    chosen = resolve_backend(backend, device)
+    chosen = resolve_backend(backend, device, vertices.shape[0] * camera.height * camera.width)
     render_frames = _backend_fn(chosen)
     for start in range(0, vertices.shape[0], max(1, frames_per_chunk)):
         verts = vertices[start : start + frames_per_chunk]
