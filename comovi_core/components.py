@@ -15,14 +15,16 @@ from .vae_loading import load_wan22_vae
 
 def load_components(base: Path, comovi_files: list[Path], model_config: str = "wan2.2-ti2v-5b", dtype=torch.bfloat16,
                     device="cuda", fp8: bool = False, block_swap: int = 0, offload: bool = False,
-                    attention: str = "sdpa", vae_path: Path | None = None) -> tuple[dict, str]:
+                    attention: str = "sdpa", vae_path: Path | None = None, lora: Path | None = None,
+                    lora_scale: float = 1.0) -> tuple[dict, str]:
     """``base``: the Wan2.2-TI2V-5B diffusers folder; ``comovi_files`` loaded on top. -> (components, load summary).
 
     ``vae_path``: another Wan2.2 VAE (a diffusers folder or the original single file); default ``base/vae``.
+    ``lora``: a LoRA file merged into the transformer at ``lora_scale`` (before fp8 storage / block swap).
     """
     config = get_config(model_config)
     transformer, summary = load_transformer([Path(base) / "transformer", *comovi_files], model_config, dtype, device,
-                                            fp8, block_swap, offload, attention)
+                                            fp8, block_swap, offload, attention, lora, lora_scale)
     vae = load_wan22_vae(vae_path or Path(base) / "vae", torch.float32)
     if not offload:
         vae.to(device)
@@ -32,12 +34,14 @@ def load_components(base: Path, comovi_files: list[Path], model_config: str = "w
 
 
 def load_transformer(paths: list[Path], model_config: str = "wan2.2-ti2v-5b", dtype=torch.bfloat16, device="cuda",
-                     fp8: bool = False, block_swap: int = 0, offload: bool = False, attention: str = "sdpa"):
+                     fp8: bool = False, block_swap: int = 0, offload: bool = False, attention: str = "sdpa",
+                     lora: Path | None = None, lora_scale: float = 1.0):
     """The CoMoVi transformer from stacked files/folders (any layout; later files win) with its memory mode.
 
     -> (transformer, load summary). Without ``offload`` or ``block_swap`` it ends on ``device``.
     """
-    transformer, report = load_model(get_config(model_config), paths, dtype=dtype, device="cpu")
+    transformer, report = load_model(get_config(model_config), paths, dtype=dtype, device="cpu", lora=lora,
+                                     lora_scale=lora_scale)
     set_attention_backend(transformer, attention)
     if fp8:
         enable_fp8_storage(transformer, compute_dtype=dtype)

@@ -72,6 +72,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--fp8", action="store_true", help="store transformer weights in fp8 (about half the memory)")
     p.add_argument("--block-swap", type=int, default=0, help="keep N layer pairs on the CPU, swapped in per layer")
     p.add_argument("--offload", action="store_true", help="model offload: text encoder, VAE and transformer visit the GPU only while they work")
+    p.add_argument("--lora", type=Path, help="LoRA file (from python -m comovi_core.train --lora) merged into the transformer")
+    p.add_argument("--lora-scale", type=float, default=1.0, help="strength of --lora (0: the base model, 1: as trained)")
     p.add_argument("--attention", default="sdpa", choices=("sdpa", "flash", "sage"), help="attention kernel (flash/sage if installed)")
     return p.parse_args(argv)
 
@@ -125,6 +127,10 @@ def run(args: argparse.Namespace) -> Path:
     image = load_image(args.image) if args.image else None
     if args.vae is not None and not args.vae.exists():
         raise CoMoViError(f"--vae {args.vae} does not exist")
+    if args.lora is not None:
+        from .lora import read_lora
+
+        read_lora(args.lora)  # a missing or foreign file is refused before anything heavy loads
     body = load_body_model(args.body_model)
     if args.smpl:
         start = load_motion(args.smpl)
@@ -141,6 +147,11 @@ def run(args: argparse.Namespace) -> Path:
         from .tiny import tiny_components
 
         components, load_summary = tiny_components(args.seed), "tiny preset: random weights built in memory (not a real model)"
+        if args.lora is not None:
+            from .lora import apply_lora
+
+            layers = apply_lora(components["transformer"], args.lora, args.lora_scale)
+            load_summary += f"; LoRA {args.lora.name} at scale {args.lora_scale:g}: {layers} layers"
     else:
         from .components import load_components
         from .weights import resolve_weights
@@ -148,7 +159,7 @@ def run(args: argparse.Namespace) -> Path:
         base, comovi = resolve_weights(args.models, BASE_REPO, COMOVI_REPO, allow_download=not args.no_download)
         components, load_summary = load_components(base, comovi, args.model_config, dtype, args.device, fp8=args.fp8,
                                                    block_swap=args.block_swap, offload=args.offload, attention=args.attention,
-                                                   vae_path=args.vae)
+                                                   vae_path=args.vae, lora=args.lora, lora_scale=args.lora_scale)
     device = "cpu" if tiny else args.device
     pipe = CoMoViPipeline(body_model=body, device=device, offload=args.offload and not tiny, **components)
     load_s = time.perf_counter() - t0
@@ -181,7 +192,7 @@ def run(args: argparse.Namespace) -> Path:
             "mode": args.mode, "prompt": prompt, "negative_prompt": args.negative_prompt or DEFAULT_NEGATIVE, "seed": args.seed,
             "height": height, "width": width, "frames": frames, "steps": steps, "guidance": args.guidance, "shift": args.shift,
             "solver": args.solver, "fps": args.fps, "device": args.device, "dtype": str(dtype), "fp8": args.fp8, "block_swap": args.block_swap,
-            "offload": args.offload, "attention": args.attention,
+            "offload": args.offload, "attention": args.attention, "lora": str(args.lora) if args.lora else None, "lora_scale": args.lora_scale,
             "body_model": "stand-in mannequin (NOT SMPL)" if body.is_standin else body.source,
             "start_pose": str(args.smpl) if args.smpl else (f"estimated from {args.keypoints}" if keypoints is not None else "built-in demo"),
             "has_3d_head": result.motion_source == "3d_head", "motion_source": result.motion_source,

@@ -251,6 +251,15 @@ def make_config(args: argparse.Namespace) -> TrainConfig:
             raise CoMoViError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(cfg, name)}")
     if not 0 <= cfg.text_dropout < 1:
         raise CoMoViError(f"--text-dropout is a probability in [0, 1), got {cfg.text_dropout}")
+    if cfg.lora < 0:
+        raise CoMoViError(f"--lora is a rank (0: no LoRA), got {cfg.lora}")
+    if cfg.lora:
+        from .lora import parse_targets, require_peft
+
+        parse_targets(cfg.lora_targets, cfg.stage)
+        require_peft()
+    elif cfg.lora_targets or cfg.lora_alpha:
+        raise CoMoViError("--lora-targets/--lora-alpha need --lora RANK (e.g. --lora 64)")
     if args.data is not None and not args.data.is_dir():
         raise CoMoViError(f"--data {args.data} is not a folder: give the dataset folder (one sub-folder per clip)")
     return cfg

@@ -2,7 +2,8 @@
 
 A run folder (``--out``) holds, for each saved step N (6 digits)::
 
-    step_N.safetensors, step_N.json   the model for ``load_model`` (in the training compute dtype) + its meta
+    step_N.safetensors, step_N.json   the model for ``load_model`` (in the training compute dtype) + its meta;
+                                      a --lora run: only the adapters, a LoRA file (``comovi_core.lora``)
     state_N/                          what resuming needs, nothing of which is in the checkpoint:
         trainable.safetensors         fp32 master weights of the trained parameters, by parameter name
         optimizer.safetensors         AdamW moments and step counts, ``<parameter name>/<key>``
@@ -90,6 +91,20 @@ def _optimizer_to_files(optimizer, names: list[str]) -> tuple[dict[str, torch.Te
     return tensors, state["param_groups"]
 
 
+def save_model(model, path: Path, cfg, meta: dict, dtype: torch.dtype) -> None:
+    """The step checkpoint: the whole model for ``load_model``, or for a --lora run only its adapters (a LoRA file
+    for ``apply_lora`` / generate --lora; fp32, a few MB)."""
+    if not cfg.lora:
+        save_checkpoint(model, path, "comovi", meta, dtype)
+        return
+    from .lora import parse_targets, save_lora
+    from .train_step import lora_alpha
+
+    save_lora(model, path, {"rank": cfg.lora, "alpha": lora_alpha(cfg), "targets": list(parse_targets(
+        cfg.lora_targets, cfg.stage)), "preset": cfg.preset, "stage": cfg.stage, "config": model.config.to_dict(),
+        **meta})
+
+
 def save_training_state(accelerator, model, named_params, optimizer, schedule, cfg, step: int, loss: float,
                         out: Path, dtype: torch.dtype) -> None:
     """Write ``step_N.safetensors`` (+ .json) and ``state_N/`` atomically. Called by every process."""
@@ -103,7 +118,7 @@ def save_training_state(accelerator, model, named_params, optimizer, schedule, c
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         meta = {"step": step, "train": dataclasses.asdict(cfg), "loss": loss, "processes": accelerator.num_processes}
-        save_checkpoint(accelerator.unwrap_model(model), out / f"step_{step:06d}.safetensors", "comovi", meta, dtype)
+        save_model(accelerator.unwrap_model(model), out / f"step_{step:06d}.safetensors", cfg, meta, dtype)
         names = [n for n, _ in named_params]
         save_file({n: p.detach().float().contiguous() for n, p in named_params}, str(tmp / "trainable.safetensors"))
         tensors, groups = _optimizer_to_files(optimizer, names)
@@ -120,11 +135,14 @@ def save_training_state(accelerator, model, named_params, optimizer, schedule, c
 def load_training_state(state_dir: Path, named_params, optimizer, schedule, cfg, process_index: int) -> int:
     """Restore master weights, optimizer, LR scheduler and RNG from ``state_dir``; returns its step."""
     info = json.loads((state_dir / "state.json").read_text())
-    saved, now = info["train"], dataclasses.asdict(cfg)
+    now = dataclasses.asdict(cfg)
+    saved = {**{f.name: f.default for f in dataclasses.fields(cfg)}, **info["train"]}  # fields added since: defaults
     changed = {k: (saved.get(k), v) for k, v in now.items() if saved.get(k) != v and k not in RESUMABLE_CHANGES}
-    if any(k in changed for k in ("preset", "stage")):
-        raise CoMoViError(f"{state_dir} was saved by a run with {saved['preset']} stage {saved['stage']}, this run is "
-                          f"{cfg.preset} stage {cfg.stage}: resume with the same --preset/--stage, or --resume none")
+    if any(k in changed for k in ("preset", "stage", "lora", "lora_alpha", "lora_targets")):
+        lora = lambda c: f"LoRA rank {c.get('lora', 0)} {c.get('lora_targets') or ''}".rstrip()  # noqa: E731
+        raise CoMoViError(f"{state_dir} was saved by a run with {saved['preset']} stage {saved['stage']} "
+                          f"{lora(saved)}, this run is {cfg.preset} stage {cfg.stage} {lora(now)}: resume with the same "
+                          "--preset/--stage/--lora*, or --resume none")
     if changed:
         log.warning("resuming %s with changed settings (saved -> now): %s", state_dir, changed)
     names = [n for n, _ in named_params]

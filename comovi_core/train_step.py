@@ -45,10 +45,19 @@ class TrainConfig:
         "help": "uniform over the shifted schedule (release) or logit_normal (SD3)", "choices": TIMESTEP_SAMPLINGS})
     shift: float = field(default=5.0, metadata={"help": "flow shift of the schedule that uniform sampling draws from"})
     text_dropout: float = field(default=0.0, metadata={"help": "probability of training with the empty prompt (CFG)"})
+    lora: int = field(default=0, metadata={"help": "LoRA rank (peft); 0 trains the stage's parts fully"})
+    lora_alpha: float = field(default=0.0, metadata={"help": "LoRA alpha (scale alpha/rank); 0 means = rank"})
+    lora_targets: str = field(default="", metadata={
+        "help": "LoRA groups, comma-separated: motion_attn, motion_ffn, rgb_attn, rgb_ffn, coupling, smpl_head; "
+                "empty = stage 1: motion_attn,motion_ffn; stage 2: those + coupling,smpl_head"})
 
 
 def compute_dtype(cfg: TrainConfig) -> torch.dtype:
     return torch.bfloat16 if cfg.precision == "bf16" else torch.float32
+
+
+def lora_alpha(cfg: TrainConfig) -> float:
+    return cfg.lora_alpha or float(cfg.lora)
 
 
 def trainable_parameters(model, stage: int) -> list[torch.nn.Parameter]:
@@ -66,8 +75,15 @@ def trainable_parameters(model, stage: int) -> list[torch.nn.Parameter]:
 
 def prepare_for_training(model, cfg: TrainConfig) -> list[tuple[str, torch.nn.Parameter]]:
     """Freeze and cast for the stage: trained parameters become fp32 master weights, frozen ones the compute dtype
-    (bf16 under --precision bf16). Returns the trained (name, parameter) pairs in a fixed order."""
-    trained = {id(p) for p in trainable_parameters(model, cfg.stage)}
+    (bf16 under --precision bf16); with --lora only the injected adapters train (``comovi_core.lora``).
+    Returns the trained (name, parameter) pairs in a fixed order."""
+    if cfg.lora:
+        from .lora import add_lora, parse_targets
+
+        trained = {id(p) for _, p in add_lora(model, cfg.lora, lora_alpha(cfg), parse_targets(cfg.lora_targets,
+                                                                                              cfg.stage), cfg.seed)}
+    else:
+        trained = {id(p) for p in trainable_parameters(model, cfg.stage)}
     for p in model.parameters():
         p.data = p.data.float() if id(p) in trained else p.data.to(compute_dtype(cfg))
     model.train()

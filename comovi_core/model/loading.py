@@ -98,6 +98,9 @@ def _strip(name: str) -> str:
 
 def detect_format(names) -> str:
     names = [_strip(n) for n in names]
+    if any(".lora_A." in n or ".lora_B." in n for n in names):
+        raise CoMoViError("this is a LoRA file (adapters only, no model): load the base/CoMoVi weights as the model and "
+                          "apply the LoRA on top (load_model(..., lora=FILE), generate --lora FILE, CoMoVi LoRA node)")
     if any(n.startswith(("rgb_blocks.", "motion_blocks.", "zero_linear_blocks.", "rgb_patch_embedding")) for n in names):
         return "comovi_release"
     if any(n.startswith(("rgb.", "motion.")) for n in names):
@@ -126,7 +129,10 @@ def open_checkpoint(path: str | Path) -> Checkpoint:
     """Read key names and shapes (no tensor data) and map them to our keys."""
     files = safetensors_files(path)
     stored = _stored_keys(files)
-    fmt = detect_format(stored)
+    try:
+        fmt = detect_format(stored)
+    except CoMoViError as exc:
+        raise CoMoViError(f"{path}: {exc}") from None
     tensors, unmapped = {}, []
     for name, ref in stored.items():
         ours = _our_key(name, fmt)
@@ -169,6 +175,7 @@ class LoadReport:
     zeroed: int  # zero-linear tensors initialised to zero
     unexpected: dict[str, list[str]]  # file -> stored keys with no place in the model
     has_smpl_head: bool  # whether the loaded model has its 3D head
+    lora: str = ""  # the LoRA merged into the weights, if any
 
     def summary(self) -> str:
         parts = ", ".join(f"{part}: {n} tensors" for part, n in sorted(self.loaded.items()))
@@ -181,6 +188,8 @@ class LoadReport:
             lines.append("no 3D head in the weights: the model runs without it (no SMPL poses)")
         for file, keys in self.unexpected.items():
             lines.append(f"{file}: {len(keys)} tensors ignored (no place in this model), e.g. {keys[:3]}")
+        if self.lora:
+            lines.append(self.lora)
         return "; ".join(lines)
 
 
@@ -207,8 +216,10 @@ def build_model(config: CoMoViConfig, device: str | torch.device = "meta") -> Co
     return model
 
 
-def load_model(config: CoMoViConfig, paths, dtype: torch.dtype = torch.bfloat16, device="cpu") -> tuple[CoMoViTransformer, LoadReport]:
-    """Build the model and fill it from ``paths`` (loaded in order, later files win)."""
+def load_model(config: CoMoViConfig, paths, dtype: torch.dtype = torch.bfloat16, device="cpu", lora=None,
+               lora_scale: float = 1.0) -> tuple[CoMoViTransformer, LoadReport]:
+    """Build the model and fill it from ``paths`` (loaded in order, later files win); then merge the LoRA file
+    ``lora`` (if given) into the weights at ``lora_scale`` (``comovi_core.lora.apply_lora``)."""
     checkpoints = [open_checkpoint(p) for p in ([paths] if isinstance(paths, (str, Path)) else paths)]
     if not checkpoints:
         raise CoMoViError("no checkpoint given: pass the Wan2.2-TI2V-5B weights and/or the CoMoVi file")
@@ -256,6 +267,10 @@ def load_model(config: CoMoViConfig, paths, dtype: torch.dtype = torch.bfloat16,
         raise CoMoViError(f"the checkpoints leave parts of the model without weights: {parts}, e.g. {still_missing[:3]}; "
                           "pass the base Wan2.2-TI2V-5B weights together with the CoMoVi file")
     report = LoadReport(loaded, copied, zeroed, unexpected, model.smpl_head is not None)
+    if lora is not None:
+        from ..lora import apply_lora
+
+        report.lora = f"LoRA {Path(lora).name} at scale {lora_scale:g}: {apply_lora(model, lora, lora_scale)} layers"
     log.info("%s", report.summary())
     return model.eval(), report
 
