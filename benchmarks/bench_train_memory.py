@@ -12,7 +12,7 @@ ones bf16; DeepSpeed keeps bf16 working copies and fp32 masters in the optimizer
     zero3      everything /N, plus the gathered bf16 weights of the running layer     (2P + 14T)/N + G
     zero3_cpu  zero3 with the optimizer (masters, moments) in host RAM                (2P + 2T)/N + G
     fsdp2      fully_shard, fp32 masters sharded, bf16 compute copies per layer        (2F + 16T)/N + G
-    lora       one GPU: all weights frozen bf16, rank-r adapters on every Linear of the trained parts (fp32, AdamW)
+    lora       one GPU: all weights frozen bf16, rank-r adapters (fp32, AdamW) on the layers train --lora adapts
 
 P, T, F: all, trained, frozen parameters; G: one dual layer (RGB + motion block, coupling) gathered in bf16, twice
 (prefetch). Activations are NOT measured here (no GPU): the table adds the lower bound that per-block gradient
@@ -24,8 +24,6 @@ from __future__ import annotations
 
 import argparse
 
-import torch
-
 GIB = 2**30
 
 
@@ -33,10 +31,13 @@ def count(params) -> int:
     return sum(p.numel() for p in params)
 
 
-def lora_params(modules, rank: int) -> int:
-    """Parameters of rank-``rank`` adapters (A: r x in, B: out x r) on every nn.Linear of ``modules``."""
-    return sum(rank * (m.in_features + m.out_features) for mod in modules for m in mod.modules()
-               if isinstance(m, torch.nn.Linear))
+def lora_params(model, stage: int, rank: int) -> int:
+    """Parameters of rank-``rank`` adapters (A: r x in, B: out x r) on the Linear layers ``train --lora`` adapts by
+    default in ``stage`` (``comovi_core.lora.DEFAULT_TARGETS``)."""
+    from comovi_core.lora import DEFAULT_TARGETS, target_modules
+
+    layers = [model.get_submodule(n) for n in target_modules(model, DEFAULT_TARGETS[stage])]
+    return sum(rank * (m.in_features + m.out_features) for m in layers)
 
 
 def per_gpu(p: int, t: int, gathered: int, n: int, lora: int) -> dict[str, tuple[float, float, float]]:
@@ -81,8 +82,7 @@ def main() -> None:
     for stage in (1, 2):
         trained = trainable_parameters(model, stage)
         t = count(trained)
-        modules = [model.motion] + ([model.zero_linears, model.smpl_head] if stage == 2 else [])
-        lora = lora_params([m for m in modules if m is not None], args.lora_rank)
+        lora = lora_params(model, stage, args.lora_rank)
         for name, parts in per_gpu(total, t, gathered, args.gpus, lora).items():
             states = sum(parts)
             shown_t = lora if name == "lora" else t

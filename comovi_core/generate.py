@@ -72,8 +72,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--fp8", action="store_true", help="store transformer weights in fp8 (about half the memory)")
     p.add_argument("--block-swap", type=int, default=0, help="keep N layer pairs on the CPU, swapped in per layer")
     p.add_argument("--offload", action="store_true", help="model offload: text encoder, VAE and transformer visit the GPU only while they work")
-    p.add_argument("--lora", type=Path, help="LoRA file (from python -m comovi_core.train --lora) merged into the transformer")
-    p.add_argument("--lora-scale", type=float, default=1.0, help="strength of --lora (0: the base model, 1: as trained)")
+    p.add_argument("--lora", type=Path,
+                   help="LoRA file (from python -m comovi_core.train --lora) merged into the transformer")
+    p.add_argument("--lora-scale", type=float, default=1.0,
+                   help="strength of --lora (0: the base model, 1: as trained)")
     p.add_argument("--attention", default="sdpa", choices=("sdpa", "flash", "sage"), help="attention kernel (flash/sage if installed)")
     return p.parse_args(argv)
 
@@ -192,7 +194,8 @@ def run(args: argparse.Namespace) -> Path:
             "mode": args.mode, "prompt": prompt, "negative_prompt": args.negative_prompt or DEFAULT_NEGATIVE, "seed": args.seed,
             "height": height, "width": width, "frames": frames, "steps": steps, "guidance": args.guidance, "shift": args.shift,
             "solver": args.solver, "fps": args.fps, "device": args.device, "dtype": str(dtype), "fp8": args.fp8, "block_swap": args.block_swap,
-            "offload": args.offload, "attention": args.attention, "lora": str(args.lora) if args.lora else None, "lora_scale": args.lora_scale,
+            "offload": args.offload, "attention": args.attention,
+            "lora": str(args.lora) if args.lora else None, "lora_scale": args.lora_scale,
             "body_model": "stand-in mannequin (NOT SMPL)" if body.is_standin else body.source,
             "start_pose": str(args.smpl) if args.smpl else (f"estimated from {args.keypoints}" if keypoints is not None else "built-in demo"),
             "has_3d_head": result.motion_source == "3d_head", "motion_source": result.motion_source,

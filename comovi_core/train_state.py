@@ -141,8 +141,8 @@ def load_training_state(state_dir: Path, named_params, optimizer, schedule, cfg,
     if any(k in changed for k in ("preset", "stage", "lora", "lora_alpha", "lora_targets")):
         lora = lambda c: f"LoRA rank {c.get('lora', 0)} {c.get('lora_targets') or ''}".rstrip()  # noqa: E731
         raise CoMoViError(f"{state_dir} was saved by a run with {saved['preset']} stage {saved['stage']} "
-                          f"{lora(saved)}, this run is {cfg.preset} stage {cfg.stage} {lora(now)}: resume with the same "
-                          "--preset/--stage/--lora*, or --resume none")
+                          f"{lora(saved)}, this run is {cfg.preset} stage {cfg.stage} {lora(now)}: resume with "
+                          "the same --preset/--stage/--lora*, or --resume none")
     if changed:
         log.warning("resuming %s with changed settings (saved -> now): %s", state_dir, changed)
     names = [n for n, _ in named_params]

@@ -7,10 +7,11 @@ from comfy_api.latest import ComfyExtension, io
 from . import host
 from .body_nodes import ConcatSMPLMotions, EstimateSMPL, LoadSMPLModel, LoadSMPLMotion, SMPLMotionFrame
 from .export_nodes import ExportSMPL
+from .lora_nodes import LoadCoMoViLora
 from .motion_map_nodes import PreviewSMPLOverlay, RenderMotionMap
 from .sampler_nodes import DualSampler, LoadCoMoVi, LoadCoMoViTransformer
 
-NODES: list[type[io.ComfyNode]] = [LoadSMPLModel, LoadSMPLMotion, EstimateSMPL, SMPLMotionFrame, ConcatSMPLMotions, RenderMotionMap, PreviewSMPLOverlay, ExportSMPL, LoadCoMoVi, LoadCoMoViTransformer, DualSampler]
+NODES: list[type[io.ComfyNode]] = [LoadSMPLModel, LoadSMPLMotion, EstimateSMPL, SMPLMotionFrame, ConcatSMPLMotions, RenderMotionMap, PreviewSMPLOverlay, ExportSMPL, LoadCoMoVi, LoadCoMoViTransformer, LoadCoMoViLora, DualSampler]
 
 
 class CoMoViExtension(ComfyExtension):

@@ -12,13 +12,25 @@ import folder_paths
 from ..comovi_core.errors import CoMoViError
 
 SMPL_FOLDER = "smpl"
+LORA_FOLDER = "loras"
 STANDIN_CHOICE = "built-in mannequin (NOT SMPL, demo only)"
 
 
 def register_model_folders() -> None:
-    """Declare ComfyUI's ``models/smpl`` folder (for SMPL_NEUTRAL.pkl / .npz)."""
+    """Declare ComfyUI's ``models/smpl`` folder (for SMPL_NEUTRAL.pkl / .npz), and ``models/loras`` if missing."""
     folder_paths.add_model_folder_path(SMPL_FOLDER, os.path.join(folder_paths.models_dir, SMPL_FOLDER))
     folder_paths.folder_names_and_paths[SMPL_FOLDER][1].update({".pkl", ".npz"})
+    if LORA_FOLDER not in folder_paths.folder_names_and_paths:  # ComfyUI has it; declared for other hosts
+        folder_paths.add_model_folder_path(LORA_FOLDER, os.path.join(folder_paths.models_dir, LORA_FOLDER))
+
+
+def lora_files() -> list[str]:
+    """LoRA files in ComfyUI's ``models/loras`` (ours come from python -m comovi_core.train --lora)."""
+    return [f for f in folder_paths.get_filename_list(LORA_FOLDER) if f.endswith(".safetensors")]
+
+
+def lora_path(name: str) -> str:
+    return folder_paths.get_full_path_or_raise(LORA_FOLDER, name)
 
 
 def smpl_choices() -> list[str]:

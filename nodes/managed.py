@@ -70,6 +70,12 @@ class ManagedCoMoVi:
         modules = (self.transformer, self.vae, getattr(self.text_encoder, "model", None))
         self.patchers = {id(m): CoMoViPatcher(m, load, offload) for m in modules if isinstance(m, torch.nn.Module)}
 
+    def with_transformer(self, transformer: torch.nn.Module, summary: str) -> "ManagedCoMoVi":
+        """The same VAE and text encoder (and their patchers) with another transformer (e.g. a LoRA merged in)."""
+        other = ManagedCoMoVi(transformer, self.vae, self.text_encoder, summary, self.offload)
+        other.patchers.update({k: p for k, p in self.patchers.items() if k != id(self.transformer)})
+        return other
+
     def get_models(self) -> list:
         """ComfyUI's prompt tracker looks for this."""
         return list(self.patchers.values())

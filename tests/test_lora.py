@@ -10,19 +10,20 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-pytest.importorskip("peft")
+import comovi_core.tiny
+from comovi_core.body.smpl import load_body_model
+from comovi_core.errors import CoMoViError
+from comovi_core.generate import main as generate_main
+from comovi_core.lora import add_lora, apply_lora, parse_targets, with_lora
+from comovi_core.model.config import get_config
+from comovi_core.model.loading import load_model
+from comovi_core.model.saving import save_checkpoint
+from comovi_core.train import TrainConfig, train, training_step
+from comovi_core.train import main as train_main
+from comovi_core.train_data import synthetic_clips
+from comovi_core.video import read_video
 
-import comovi_core.tiny  # noqa: E402
-from comovi_core.body.smpl import load_body_model  # noqa: E402
-from comovi_core.errors import CoMoViError  # noqa: E402
-from comovi_core.generate import main as generate_main  # noqa: E402
-from comovi_core.lora import add_lora, apply_lora, parse_targets, with_lora  # noqa: E402
-from comovi_core.model.config import get_config  # noqa: E402
-from comovi_core.model.loading import load_model  # noqa: E402
-from comovi_core.model.saving import save_checkpoint  # noqa: E402
-from comovi_core.train import TrainConfig, main as train_main, train, training_step  # noqa: E402
-from comovi_core.train_data import synthetic_clips  # noqa: E402
-from comovi_core.video import read_video  # noqa: E402
+pytest.importorskip("peft")  # training with --lora needs it (the dev extra installs it)
 
 RANK = 8
 CFG = TrainConfig(preset="tiny", stage=1, steps=20, lr=2e-2, warmup=1, grad_accum=1, frames=9, height=64, width=64,
@@ -48,7 +49,7 @@ def _eval_loss(model, parts, body, clip, context) -> float:
 def _inputs(seed: int = 7):
     """Fixed tiny forward inputs: latents (1, 48, 3, 4, 4), per-token timesteps, text, start pose."""
     g = torch.Generator().manual_seed(seed)
-    x = lambda *s: torch.randn(*s, generator=g)  # noqa: E731
+    x = lambda *s: torch.randn(*s, generator=g)
     return x(1, 48, 3, 4, 4), x(1, 48, 3, 4, 4), torch.full((1, 12), 500.0), x(1, 32, 48), x(1, 144)
 
 
@@ -74,8 +75,8 @@ def run(tmp_path_factory):
     from accelerate.state import AcceleratorState
 
     AcceleratorState._reset_state(reset_partial_state=True)
-    return dict(model=model, base=base, out=out, file=out / "step_000020.safetensors", start=start, end=end,
-                summary=summary)
+    return {"model": model, "base": base, "out": out, "file": out / "step_000020.safetensors", "start": start,
+            "end": end, "summary": summary}
 
 
 def test_lora_trains_only_the_adapters_and_the_loss_falls(run):
@@ -190,3 +191,26 @@ def test_bad_lora_files_and_flags_say_which_file_and_the_fix(run, tmp_path, capl
     assert train_main([*common, "--lora", "4", "--lora-targets", "motion_attn,everything"]) == 2
     assert "unknown group(s) ['everything']" in caplog.text
     assert train_main([*common, "--lora-targets", "motion_attn"]) == 2 and "need --lora RANK" in caplog.text
+
+
+def test_comfyui_lora_node_merges_into_a_copy_and_keeps_the_loaded_model(run, ext):
+    import shutil
+
+    loras = ext["base"] / "models" / "loras"
+    loras.mkdir(parents=True, exist_ok=True)
+    shutil.copy(run["file"], loras / "walk.safetensors")
+    node, loader = ext["nodes"]["CoMoViLoraLoader"], ext["nodes"]["CoMoViLoadModels"]
+    assert node.define_schema().inputs[1].options == ["walk.safetensors"]
+    demo = next(o for o in loader.define_schema().inputs[0].options if o.startswith("tiny demo"))
+    loaded = loader.execute(demo, "none (base only: untrained copy)", "float32", False, 0, False, "tiny").args[0]
+    base = _forward(loaded.transformer)
+    with_node = node.execute(loaded, "walk.safetensors", 0.5).args[0]
+    by_hand = comovi_core.tiny.tiny_transformer(0)
+    apply_lora(by_hand, run["file"], 0.5)
+    assert torch.equal(_forward(with_node.transformer), _forward(by_hand))
+    assert torch.equal(_forward(loaded.transformer), base)  # the loader's output is unchanged
+    assert with_node.vae is loaded.vae and "LoRA walk.safetensors at 0.5" in with_node.summary
+    assert with_node.patchers[id(loaded.vae)] is loaded.patchers[id(loaded.vae)]  # one patcher per shared module
+    shared = with_node.transformer.rgb.blocks[0].attn1.to_q.weight  # not adapted: the same tensor, no copy
+    assert shared is loaded.transformer.rgb.blocks[0].attn1.to_q.weight
+    assert node.execute(loaded, "walk.safetensors", 0.0).args[0] is loaded
