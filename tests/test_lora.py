@@ -93,7 +93,7 @@ def test_lora_trains_only_the_adapters_and_the_loss_falls(run):
     assert all(not torch.equal(init[k], adapters[k]) for k in adapters)  # every adapter moved
     assert all(float(adapters[k].abs().max()) > 0 for k in adapters if ".lora_B." in k)  # B started at zero
     share = sum(p.numel() for p in init.values()) / sum(p.numel() for p in fresh.parameters())
-    assert 0.01 < share < 0.05, share  # measured 2.6 % of the tiny model
+    assert 0.01 < share < 0.05, share  # measured 3.9 % of the tiny model (31,744 of 818,672)
     assert run["end"] < 0.9 * run["start"], (run["start"], run["end"])  # measured 1.296 -> 1.085
 
 
@@ -107,7 +107,7 @@ def test_lora_checkpoint_holds_only_adapters_and_is_small(run, tmp_path):
     assert json.loads(file.with_suffix(".json").read_text())["rank"] == RANK
     full = save_checkpoint(comovi_core.tiny.tiny_transformer(0), tmp_path / "full.safetensors", dtype=torch.float32)
     ratio = file.stat().st_size / full.stat().st_size
-    assert ratio < 0.05, ratio  # measured ~3 % (tiny: dim 96, rank 8; real size, rank 64: ~1 %)
+    assert ratio < 0.05, ratio  # measured 4.0 % (132 kB vs 3.29 MB; tiny: dim 96, rank 8)
     assert not list(run["out"].glob(".*"))  # written atomically: no temp files left
 
 
@@ -117,7 +117,7 @@ def test_round_trip_fresh_base_plus_lora_equals_the_trained_model(run, tmp_path)
     base = _forward(base_model)
     merged = with_lora(base_model, run["file"])
     assert torch.equal(_forward(base_model), base)  # with_lora leaves the given model alone
-    assert (_forward(merged) - trained).abs().max() < 1e-5  # measured ~1e-7
+    assert (_forward(merged) - trained).abs().max() < 1e-5  # measured 6e-7
     assert (base - trained).abs().max() > 1e-2  # the LoRA does something
     full = save_checkpoint(base_model, tmp_path / "base.safetensors", dtype=torch.float32)
     loaded, report = load_model(get_config("tiny"), full, dtype=torch.float32, lora=run["file"])
