@@ -47,7 +47,7 @@ COST_CAP = 0.1  # per-pixel label costs are capped before averaging (colour unit
 LABEL_WINDOW = 3  # label costs are averaged over this square neighbourhood (odd; 1 = per pixel)
 HALO_FRACTION = 0.4  # a silhouette pixel lighter than this share of its darkest neighbour is blur halo, not body
 LIGHTEST_BODY = 0.2  # darkness (1 - min channel) every drawn body pixel exceeds (measured: >= 0.23)
-PRIOR_RADIUS = 4  # pixels: a prior's part is allowed this far from where the prior draws it
+PRIOR_RADIUS = 8  # pixels: a prior's part is allowed this far from where the prior draws it
 PRIOR_PENALTY = 0.03  # colour units added to the aggregated cost of levels the prior does not allow nearby
 
 
