@@ -249,6 +249,8 @@ def make_config(args: argparse.Namespace) -> TrainConfig:
     for name in ("steps", "grad_accum", "save_every", "log_every"):
         if getattr(cfg, name) < 1:
             raise CoMoViError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(cfg, name)}")
+    if cfg.keep_states < 0:
+        raise CoMoViError(f"--keep-states must be 0 (keep all) or more, got {cfg.keep_states}")
     if not 0 <= cfg.text_dropout < 1:
         raise CoMoViError(f"--text-dropout is a probability in [0, 1), got {cfg.text_dropout}")
     if cfg.lora < 0:

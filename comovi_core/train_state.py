@@ -129,7 +129,24 @@ def save_training_state(accelerator, model, named_params, optimizer, schedule, c
         if final.exists():  # only when a run is resumed from before this step on purpose
             shutil.rmtree(final)
         os.replace(tmp, final)
+        prune_states(out, cfg.keep_states)
     accelerator.wait_for_everyone()
+
+
+def prune_states(out: Path, keep: int) -> list[str]:
+    """Delete all but the newest ``keep`` complete ``state_N/`` folders (0: keep all); checkpoints stay.
+    Called after a new state is complete, so a crash never leaves fewer than ``keep`` resumable states."""
+    if keep < 1:
+        return []
+    states = sorted((int(m.group(1)), p) for p in out.iterdir()
+                    if p.is_dir() and (m := STATE_NAME.fullmatch(p.name)) and (p / "state.json").is_file())
+    removed = []
+    for _, path in states[:-keep]:
+        shutil.rmtree(path)
+        removed.append(path.name)
+    if removed:
+        log.info("removed older training states (--keep-states %d): %s", keep, ", ".join(removed))
+    return removed
 
 
 def load_training_state(state_dir: Path, named_params, optimizer, schedule, cfg, process_index: int) -> int:

@@ -38,6 +38,8 @@ class TrainConfig:
     seed: int = field(default=0, metadata={"help": "data order, noise and timesteps"})
     save_every: int = field(default=500, metadata={"help": "checkpoint period in optimizer steps (and at the end)"})
     log_every: int = field(default=10, metadata={"help": "log period in optimizer steps"})
+    keep_states: int = field(default=2, metadata={
+        "help": "resumable state_N folders kept, newest first (~12 bytes per trained parameter each); 0 keeps all"})
     gradient_checkpointing: bool = field(default=True, metadata={"help": "recompute activations in the backward pass"})
     precision: str = field(default="bf16", metadata={"help": "bf16: fp32 masters + bf16 autocast; fp32: all fp32",
                                                      "choices": PRECISIONS})

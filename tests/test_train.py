@@ -229,6 +229,16 @@ def test_killed_run_resumes_bit_identical_and_skips_temp_files(tmp_path, unbroke
     assert "no resumable state there" in caplog.text
 
 
+def test_older_states_are_pruned_and_checkpoints_stay(tmp_path, unbroken_run, caplog):
+    """--keep-states (default 2): a real-size state is ~12 bytes per trained parameter (~73 GB for stage 2), so only
+    the newest states stay once a new one is complete; every step_N checkpoint stays."""
+    assert sorted(p.name for p in unbroken_run.glob("state_*")) == ["state_000004", "state_000006"]
+    assert sorted(p.name for p in unbroken_run.glob("step_*.safetensors")) == [
+        "step_000002.safetensors", "step_000004.safetensors", "step_000006.safetensors"]
+    assert main([*_RUN, "--steps", "1", "--keep-states", "-1", "--out", str(tmp_path / "x")]) == 2
+    assert "--keep-states must be 0 (keep all) or more" in caplog.text and not (tmp_path / "x").exists()
+
+
 def test_metrics_jsonl_has_every_loss_per_step(unbroken_run, caplog):
     rows = [json.loads(line) for line in (unbroken_run / "metrics.jsonl").read_text().splitlines()]
     keys = {"step", "loss", "loss_motion", "loss_video", "loss_smpl", "lr", "grad_norm", "samples_per_s",
