@@ -23,6 +23,7 @@ from diffusers import AutoencoderKLWan
 from comovi_core.vae_loading import WAN22_LATENTS_MEAN, WAN22_LATENTS_STD
 height, width, frames, tiled, device = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4] == "1", sys.argv[5]
 torch.manual_seed(0)
+torch.set_num_threads(1)  # fixed threads: CPU time compares between runs and machines
 vae = AutoencoderKLWan(base_dim=160, decoder_base_dim=256, z_dim=48, is_residual=True, in_channels=12, out_channels=12,
                        patch_size=2, scale_factor_spatial=16, scale_factor_temporal=4, latents_mean=list(WAN22_LATENTS_MEAN),
                        latents_std=list(WAN22_LATENTS_STD)).eval().to(device)
@@ -42,12 +43,12 @@ if device == "cuda":
 else:
     open("/proc/self/clear_refs", "w").write("5")
 base = now_kib()
-t0 = time.perf_counter()
+t0 = time.process_time()
 with torch.no_grad():
     out = vae.decode(z).sample
 if device == "cuda":
     torch.cuda.synchronize()
-print(json.dumps({"work_gib": (peak_kib() - base) / 2**20, "seconds": time.perf_counter() - t0, "frames": out.shape[2]}))
+print(json.dumps({"work_gib": (peak_kib() - base) / 2**20, "seconds": time.process_time() - t0, "frames": out.shape[2]}))
 """
 
 
@@ -70,7 +71,7 @@ def main() -> None:
             r = run(h, w, args.latent_frames, tiled, args.device)
             rows[(size, tiled)] = r
             print(f"{size:>9} {'tiled' if tiled else 'untiled':>7}: working memory {r['work_gib']:.2f} GiB, "
-                  f"{r['frames']} frames (one run, {r['seconds']:.1f} s wall: indicative, not a timing measurement)")
+                  f"{r['frames']} frames (one run, {r['seconds']:.1f} CPU s on 1 thread: indicative, not a timing measurement)")
     first, last = args.sizes[0], args.sizes[-1]
     pixels = (lambda s: int(s.split("x")[0]) * int(s.split("x")[1]))
     print(f"pixels x{pixels(last) / pixels(first):.1f}: untiled memory x{rows[(last, False)]['work_gib'] / rows[(first, False)]['work_gib']:.2f}, "

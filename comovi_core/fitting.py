@@ -304,22 +304,23 @@ def _fit(body, images, start, camera, fps, shading, iterations, max_side, smooth
         return target, present
 
     def settle(target, present, delta, steps):  # joint refinement
-        return _refine(*fixed[:1], delta, *fixed[1:], target, present, steps, smooth, on_step) + (target, present)
+        return _refine(*fixed[:1], delta, *fixed[1:], target, present, steps, smooth, on_step)
 
     fixed = (body, orient, pose, transl, betas, faces, part_ids, camera)
     start_pose = _pose(orient, pose, transl, torch.zeros(frames - 1, 75, device=device))
     # 1. all frames jointly from the start pose; the map decoded with the start pose as the prior
-    delta, loss, target, present = settle(*decode(start_pose), torch.zeros(frames - 1, 75, device=device), iterations)
+    target, present = decode(start_pose)
+    delta, loss = settle(target, present, torch.zeros(frames - 1, 75, device=device), iterations)
     if track_steps > 0:
         # 2. follow the motion frame by frame, then refine jointly; keep whichever explains the map better
         tracked = torch.zeros(frames - 1, 75, device=device)
         _track(*fixed[:1], tracked, *fixed[1:], target, present, track_steps, smooth, on_step)
-        tracked, tracked_loss, _, _ = settle(target, present, tracked, iterations)
+        tracked, tracked_loss = settle(target, present, tracked, iterations)
         log.info("fit from the start pose: loss %.4g; tracked: %.4g", loss, tracked_loss)
         if tracked_loss < loss:
             delta, loss = tracked, tracked_loss
     for _ in range(relabel_rounds):  # 3. decode again with the fitted body as the prior, refine
-        delta, loss, target, present = settle(*decode(_pose(orient, pose, transl, delta)), delta, iterations // 2)
+        delta, loss = settle(*decode(_pose(orient, pose, transl, delta)), delta, iterations // 2)
     log.info("fitted %d frames to the motion map (%d steps, loss %.4g)", frames, iterations, loss)
     with torch.no_grad():
         q = _pose(orient, pose, transl, delta)
