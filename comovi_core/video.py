@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import re
+import subprocess
 from pathlib import Path
 from typing import Iterator
 
@@ -11,6 +13,8 @@ from PIL import Image
 
 from .atomic import atomic_path
 from .errors import CoMoViError
+
+VIDEO_SIZE = re.compile(r"Stream #\S+.*?: Video: .*?\b(\d{2,5})x(\d{2,5})\b")  # (width, height) in ffmpeg's log
 
 
 def to_uint8(images) -> np.ndarray:
@@ -63,28 +67,31 @@ def write_pngs(folder: str | Path, frames: np.ndarray, first_index: int = 0) -> 
     return paths
 
 
-def read_video(path: str | Path) -> np.ndarray:
-    """Read an mp4 back into (T, H, W, 3) uint8 (for tests and the decoder CLI)."""
+def read_video(path: str | Path, max_frames: int | None = None) -> np.ndarray:
+    """Read a video into (T, H, W, 3) uint8 RGB, at most ``max_frames`` frames (decoding stops there); one ffmpeg
+    call (imageio-ffmpeg's bundled binary)."""
     import imageio_ffmpeg
 
-    reader = imageio_ffmpeg.read_frames(str(path))
-    meta = reader.__next__()
-    w, h = meta["size"]
-    frames = [np.frombuffer(f, np.uint8).reshape(h, w, 3) for f in reader]
-    return np.stack(frames)
+    cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", str(path), "-map", "0:v:0",
+           *(["-frames:v", str(max_frames)] if max_frames else []), "-f", "rawvideo", "-pix_fmt", "rgb24", "-"]
+    result = subprocess.run(cmd, capture_output=True, check=False)
+    stderr = result.stderr.decode(errors="replace")
+    sizes = VIDEO_SIZE.findall(stderr)  # the input stream's, then the output's (after any autorotation)
+    if result.returncode != 0 or not sizes or not result.stdout:
+        last = stderr.strip().splitlines()[-1:] or ["no output"]
+        raise CoMoViError(f"{path}: not a readable video ({last[0]}); re-encode it as H.264 mp4")
+    width, height = (int(v) for v in sizes[-1])
+    return np.frombuffer(result.stdout, np.uint8).reshape(-1, height, width, 3).copy()  # writable
 
 
 def probe_video(path: str | Path) -> tuple[int, int, int]:
     """(frames, height, width) of a video's first video stream from its packets, without decoding a frame."""
-    import re
-    import subprocess
-
     import imageio_ffmpeg
 
     cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", str(path), "-map", "0:v:0", "-c", "copy",
            "-f", "null", "-"]
     result = subprocess.run(cmd, capture_output=True, text=True, errors="replace", check=False)
-    size = re.search(r"Stream #\S+.*?: Video: .*?\b(\d{2,5})x(\d{2,5})\b", result.stderr)
+    size = VIDEO_SIZE.search(result.stderr)
     counts = re.findall(r"frame=\s*(\d+)", result.stderr)
     if result.returncode != 0 or size is None or not counts:
         last = result.stderr.strip().splitlines()[-1:] or ["no output"]
