@@ -11,11 +11,20 @@ Real run (the base Wan2.2 and optionally a CoMoVi checkpoint to start from; SMPL
     python -m comovi_core.train --init models/Wan2.2-TI2V-5B-Diffusers runs/s1/step_002000.safetensors \\
         --data clips/ --stage 2 --steps 4000 --body-model models/smpl --out runs/s2
 
+From a prepared cache (``python -m comovi_core.prepare``: VAE latents, text embeddings and SMPL targets in shards),
+training loads neither the VAE nor the text encoder and streams one shard at a time (bounded memory):
+
+    python -m comovi_core.prepare --base models/Wan2.2-TI2V-5B-Diffusers --data clips/ --out cache/
+    python -m comovi_core.train --init models/Wan2.2-TI2V-5B-Diffusers --cache cache/ --stage 1 --steps 2000 --out runs/s1
+
 Several GPUs or machines: the loop runs through accelerate (data parallel; each process draws its own
 micro-batches and gradients are averaged), so launch the same command with ``accelerate launch -m
-comovi_core.train ...`` or ``torchrun --nproc_per_node N -m comovi_core.train ...``. Micro-batch i of
-step t draws its clip, noise, timestep and text dropout from seed (--seed, t, i), where i counts over all processes:
-N processes with --grad-accum A give the same update as one process with --grad-accum N*A.
+comovi_core.train ...`` or ``torchrun --nproc_per_node N -m comovi_core.train ...``. Data order: epochs, each
+visiting every clip once, shards (the clips in memory are one shard) in an order drawn from (--seed, epoch) and the
+clips of a shard in an order drawn from (--seed, epoch, shard) (``comovi_core.data_order``); micro-batch i of step t
+reads sample (t-1)*P*A + i and draws its noise, timestep and text dropout from seed (--seed, t, i), where i counts
+over all P processes: N processes with --grad-accum A give the same update as one process with --grad-accum N*A, and
+a cache of one shard the same as its clips held in memory.
 
 Precision (--precision bf16, the default for real presets): the trained parameters are fp32 master weights (AdamW
 updates of lr 2e-5 are below half a bf16 ulp of most weights and would vanish in pure bf16), the frozen ones are
@@ -29,8 +38,9 @@ accelerate's state is process-wide: one precision per process.
 Resuming (--resume, default latest): each save writes ``step_N.safetensors`` (the model) and ``state_N/`` (fp32
 masters, optimizer, LR scheduler, RNG; the step is the data position), both atomically (``train_state``). A run
 killed and started again with the same command continues from the newest complete state and ends bit-identical
-to an unbroken one. A fresh run (--resume none) refuses an --out that already holds checkpoints.
-Data: every clip is checked (sizes, lengths, SMPL per frame; ``train_data.check_clips``) before anything loads.
+to an unbroken one. A fresh run (--resume none) refuses an --out that already holds checkpoints. Resume a --cache run with the same cache.
+Data: every clip is checked (sizes, lengths, SMPL per frame; ``train_data.check_clips``) before anything loads;
+a cache was checked when it was prepared, and its size and preset are checked against the flags.
 Metrics: ``metrics.jsonl`` in --out (each loss, lr, grad norm, throughput), TensorBoard with --tensorboard.
 
 Flow matching as Wan trains: x_t = (1 - s) x0 + s eps, the model predicts eps - x0 (the paper's t is
@@ -77,8 +87,9 @@ from .train_step import (  # noqa: F401  (re-exported: the public training API l
     LOSS_NAMES,
     TrainConfig,
     compute_dtype,
-    draw_clip,
+    drop_text,
     flow_loss,
+    latent_training_step,
     micro_batch_generator,
     prepare_for_training,
     sample_sigma,
@@ -108,7 +119,11 @@ def _accelerator(cfg: TrainConfig, out: Path, tensorboard: bool):
 def train(cfg: TrainConfig, model, vae, text_encoder, clips, out: Path, body, accelerator=None,
           resume: Path | None = None, tensorboard: bool = False) -> dict:
     """The training loop (data parallel through accelerate), from scratch or from the state folder ``resume``.
+    ``clips``: a list of ``Clip`` (encoded with ``vae`` and ``text_encoder`` as they are used) or a prepared cache
+    (``train_cache.CacheData``; ``vae`` and ``text_encoder`` are then unused, None).
     Returns a summary (first/last loss of this invocation, steps, seconds, processes, resumed_from)."""
+    from .data_order import EpochOrder, sample_index
+    from .train_data import ClipData
     from .train_state import MetricsLog, load_training_state, refuse_overwrite, remove_debris, save_training_state
 
     out = Path(out)
@@ -126,10 +141,10 @@ def train(cfg: TrainConfig, model, vae, text_encoder, clips, out: Path, body, ac
     if accelerator.is_main_process:
         remove_debris(out)
     model, optimizer = accelerator.prepare(model, optimizer)
-    vae.to(accelerator.device)
-    with torch.no_grad():
-        captions = {c.caption for c in clips} | ({""} if cfg.text_dropout > 0 else set())
-        contexts = {caption: text_encoder([caption]) for caption in captions}
+    if isinstance(clips, list):
+        vae.to(accelerator.device)
+        clips = ClipData(clips, vae, text_encoder, cfg.text_dropout > 0)
+    order = EpochOrder(cfg.seed, clips.sizes)
     metrics = MetricsLog(out, accelerator, done, tensorboard, dataclasses.asdict(cfg))
     stage_losses = LOSS_NAMES[:1] if cfg.stage == 1 else LOSS_NAMES[:2] + (
         ("smpl",) if accelerator.unwrap_model(model).smpl_head is not None else ())
@@ -139,10 +154,13 @@ def train(cfg: TrainConfig, model, vae, text_encoder, clips, out: Path, body, ac
         tick, total, parts = time.perf_counter(), 0.0, dict.fromkeys(LOSS_NAMES, 0.0)
         for k in range(cfg.grad_accum):
             generator = micro_batch_generator(cfg.seed, step, accelerator.process_index * cfg.grad_accum + k)
-            clip, caption = draw_clip(cfg, clips, generator)
+            sample = clips.read(*order(sample_index(step, accelerator.process_index, accelerator.num_processes,
+                                                    cfg.grad_accum, k)), accelerator.device)
+            context = clips.empty_context(accelerator.device) if drop_text(cfg, generator) else sample.context
             last = k == cfg.grad_accum - 1
             with contextlib.nullcontext() if last else accelerator.no_sync(model):  # all-reduce once per step
-                losses = training_step(model, vae, body, clip, contexts[caption], cfg, generator)
+                losses = latent_training_step(model, body, sample.x0_rgb, sample.x0_motion, sample.motion, context,
+                                              cfg, generator)
                 loss = sum(losses.values()) / cfg.grad_accum
                 accelerator.backward(loss)
             total += loss.detach().item()
@@ -171,6 +189,7 @@ def train(cfg: TrainConfig, model, vae, text_encoder, clips, out: Path, body, ac
             save_training_state(accelerator, model, named, optimizer, schedule, cfg, step, total, out,
                                 compute_dtype(cfg))
     metrics.close()
+    clips.close()
     summary = {"steps": cfg.steps, "first_loss": history[0] if history else None,
                "last_loss": history[-1] if history else None, "seconds": time.perf_counter() - start,
                "processes": accelerator.num_processes, "resumed_from": done}
@@ -188,6 +207,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="checkpoints to start from (base Wan2.2, then CoMoVi/ours), later ones win")
     p.add_argument("--data", type=Path, help="dataset folder (see comovi_core.train_data)")
     p.add_argument("--synthetic", type=int, default=0, help="use this many synthetic mannequin clips instead of --data")
+    p.add_argument("--cache", type=Path,
+                   help="a prepared cache folder (python -m comovi_core.prepare) instead of --data: streamed with "
+                        "bounded memory, no VAE or text encoder loaded; --frames/--height/--width default to its size")
     p.add_argument("--out", type=Path, required=True, help="run folder: checkpoints, states, metrics.jsonl, summary")
     p.add_argument("--resume", default="latest",
                    help="latest (default): continue from the newest complete state in --out, if any; none: start "
@@ -208,29 +230,51 @@ def parse_args(argv=None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def load_components(cfg: TrainConfig, init: list, vae_path: Path | None = None):
-    """(model, vae, text encoder) for ``cfg``: the model in the compute dtype (``train`` then makes the trained
-    parameters fp32 masters). The tiny preset builds random weights in memory (then ``init`` on top)."""
+def load_training_model(cfg: TrainConfig, init: list):
+    """The model for ``cfg`` in the compute dtype (``train`` then makes the trained parameters fp32 masters). The
+    tiny preset builds random weights in memory (then ``init`` on top)."""
     from .model.loading import load_model
 
     if cfg.preset == "tiny":
-        from .tiny import tiny_components
+        from .tiny import tiny_transformer
 
-        parts = tiny_components(cfg.seed)
-        model = load_model(get_config("tiny"), init, dtype=compute_dtype(cfg))[0] if init else parts["transformer"]
-        return model.to(compute_dtype(cfg)), parts["vae"], parts["text_encoder"]
-    from accelerate import PartialState
+        model = load_model(get_config("tiny"), init, dtype=compute_dtype(cfg))[0] if init else tiny_transformer(cfg.seed)
+        return model.to(compute_dtype(cfg))
+    if not init:
+        raise CoMoViError("--init is needed: the base Wan2.2-TI2V-5B weights (diffusers folder or single file)")
+    return load_model(get_config(cfg.preset), init, dtype=compute_dtype(cfg), device=_device())[0]
 
+
+def load_codecs(preset: str, base: Path | None, vae_path: Path | None = None, seed: int = 0, device=None):
+    """(VAE, text encoder) of ``preset``: the tiny ones from ``seed`` (as ``tiny_components``), else the Wan2.2 VAE
+    (fp32; ``vae_path`` or the base folder's vae/) and umT5 (the base folder's text_encoder/ + tokenizer/)."""
+    if preset == "tiny":
+        from .text import TinyTextEncoder
+        from .tiny import tiny_vae
+
+        config = get_config("tiny")
+        return tiny_vae(seed + 3), TinyTextEncoder(config.text_dim, config.text_len, seed)
     from .text import UMT5TextEncoder
     from .vae_loading import load_wan22_vae
 
-    if not init:
-        raise CoMoViError("--init is needed: the base Wan2.2-TI2V-5B weights (diffusers folder or single file)")
-    device = PartialState(cpu=not torch.cuda.is_available()).device  # this process's GPU under accelerate/torchrun
-    model, _ = load_model(get_config(cfg.preset), init, dtype=compute_dtype(cfg), device=device)
-    base = Path(init[0])
+    if base is None:
+        raise CoMoViError("the VAE and the text encoder come from the base Wan2.2-TI2V-5B diffusers folder: give it "
+                          "(models/Wan2.2-TI2V-5B-Diffusers)")
+    device = device or _device()
     vae = load_wan22_vae(vae_path or base, torch.float32).to(device)
-    return model, vae, UMT5TextEncoder(base, device, torch.bfloat16, get_config(cfg.preset).text_len)
+    return vae, UMT5TextEncoder(base, device, torch.bfloat16, get_config(preset).text_len)
+
+
+def _device() -> torch.device:
+    from accelerate import PartialState
+
+    return PartialState(cpu=not torch.cuda.is_available()).device  # this process's GPU under accelerate/torchrun
+
+
+def load_components(cfg: TrainConfig, init: list, vae_path: Path | None = None):
+    """(model, vae, text encoder) for ``cfg``: ``load_training_model`` + ``load_codecs``."""
+    base = Path(init[0]) if init and cfg.preset != "tiny" else None
+    return (load_training_model(cfg, init), *load_codecs(cfg.preset, base, vae_path, cfg.seed))
 
 
 def make_config(args: argparse.Namespace) -> TrainConfig:
@@ -240,11 +284,19 @@ def make_config(args: argparse.Namespace) -> TrainConfig:
                     precision="fp32") if tiny else {}
     values = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)
               if f.name != "preset" and getattr(args, f.name) is not None}
+    if sum((args.data is not None, args.synthetic != 0, args.cache is not None)) != 1:
+        raise CoMoViError("give either --data FOLDER, --cache FOLDER (python -m comovi_core.prepare) or --synthetic N")
+    if args.cache is not None:
+        from .cache_format import read_manifest
+        from .train_cache import cache_size, check_cache
+
+        manifest = read_manifest(args.cache)
+        defaults.update(zip(("frames", "height", "width"), cache_size(manifest)))
     cfg = TrainConfig(preset=args.preset, **{**defaults, **values})
     if cfg.stage not in (1, 2):
         raise CoMoViError(f"--stage must be 1 or 2, got {cfg.stage}")
-    if (args.data is None) == (args.synthetic == 0):
-        raise CoMoViError("give either --data FOLDER or --synthetic N")
+    if args.cache is not None:
+        check_cache(manifest, args.cache, cfg.preset, cfg.frames, cfg.height, cfg.width)
     check_video_size(cfg.height, cfg.width, cfg.frames)
     for name in ("steps", "grad_accum", "save_every", "log_every"):
         if getattr(cfg, name) < 1:
@@ -278,10 +330,15 @@ def run(args: argparse.Namespace) -> Path:
     body = load_body_model(args.body_model)
     if cfg.stage == 2 and body.is_standin and cfg.preset != "tiny":
         log.warning("stage 2 without --body-model: the SMPL loss uses the stand-in mannequin, not SMPL")
-    clips = (synthetic_clips(body, args.synthetic, cfg.frames, cfg.height, cfg.width, cfg.seed) if args.synthetic
-             else load_clips(args.data, cfg.frames, cfg.height, cfg.width))
-    model, vae, text = load_components(cfg, args.init, args.vae)
-    summary = train(cfg, model, vae, text, clips, args.out, body, resume=resume, tensorboard=args.tensorboard)
+    if args.cache is not None:
+        from .train_cache import CacheData
+
+        data, model, vae, text = CacheData(args.cache), load_training_model(cfg, args.init), None, None
+    else:
+        data = (synthetic_clips(body, args.synthetic, cfg.frames, cfg.height, cfg.width, cfg.seed) if args.synthetic
+                else load_clips(args.data, cfg.frames, cfg.height, cfg.width))
+        model, vae, text = load_components(cfg, args.init, args.vae)
+    summary = train(cfg, model, vae, text, data, args.out, body, resume=resume, tensorboard=args.tensorboard)
     from accelerate import PartialState
 
     if PartialState().is_main_process and summary["first_loss"] is None:

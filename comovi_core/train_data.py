@@ -25,12 +25,12 @@ import numpy as np
 import torch
 
 from .body.mannequin import demo_motion
-from .body.motion_file import SMPLMotion, load_motion
+from .body.motion_file import SMPLMotion, load_motion, save_motion
 from .body.rotations import axis_angle_to_matrix, matrix_to_axis_angle
 from .body.smpl import BodyModel, camera_vertices
 from .errors import CoMoViError, TrainingDataError
 from .motion_map.render import render_motion_map
-from .video import probe_video, read_video
+from .video import mp4_writer, probe_video, read_video, to_uint8
 
 
 @dataclass
@@ -41,7 +41,17 @@ class Clip:
     caption: str
 
 
-def _clip_problems(clip_dir: Path, frames: int, height: int | None, width: int | None) -> list[str]:
+@dataclass
+class Sample:
+    """One micro-batch's data: latents of both videos, SMPL targets (or None) and the prompt's embedding."""
+    x0_rgb: torch.Tensor  # (1, C, f, h, w) normalised latents
+    x0_motion: torch.Tensor  # (1, C, f, h, w)
+    motion: object | None  # SMPL targets: global_orient, body_pose, betas per frame
+    context: torch.Tensor  # (1, text_len, D)
+
+
+def clip_problems(clip_dir: Path, frames: int, height: int | None = None, width: int | None = None) -> list[str]:
+    """What is wrong with one clip folder (headers only), one line per problem naming the fix; [] when usable."""
     missing = [n for n in ("rgb.mp4", "motion_map.mp4", "caption.txt") if not (clip_dir / n).is_file()]
     if missing:
         return [f"{clip_dir}: missing {missing}; see comovi_core.train_data for the layout"]
@@ -79,7 +89,7 @@ def check_clips(folder: str | Path, frames: int, height: int | None = None, widt
     clip_dirs = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not clip_dirs:
         raise CoMoViError(f"{folder}: no clip folders found")
-    problems = [line for clip_dir in clip_dirs for line in _clip_problems(clip_dir, frames, height, width)]
+    problems = [line for clip_dir in clip_dirs for line in clip_problems(clip_dir, frames, height, width)]
     if problems:
         shown = "\n  ".join(problems[:20]) + (f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else "")
         raise TrainingDataError(f"{len(problems)} problem(s) in the training clips of {folder}, found before training; "
@@ -87,15 +97,31 @@ def check_clips(folder: str | Path, frames: int, height: int | None = None, widt
     return clip_dirs
 
 
+def load_clip(clip_dir: Path, frames: int) -> Clip:
+    """Decode the first ``frames`` frames of a (checked) clip folder."""
+    to_t = lambda v: torch.from_numpy(v.astype(np.float32) / 255)  # noqa: E731
+    rgb, maps = read_video(clip_dir / "rgb.mp4", frames), read_video(clip_dir / "motion_map.mp4", frames)
+    motion = load_motion(clip_dir / "motion.npz") if (clip_dir / "motion.npz").is_file() else None
+    return Clip(to_t(rgb), to_t(maps), motion, (clip_dir / "caption.txt").read_text().strip())
+
+
 def load_clips(folder: str | Path, frames: int, height: int | None = None, width: int | None = None) -> list[Clip]:
-    """Check every clip (``check_clips``), then decode the first ``frames`` frames of each."""
-    clips = []
-    for clip_dir in check_clips(folder, frames, height, width):
-        rgb, maps = read_video(clip_dir / "rgb.mp4"), read_video(clip_dir / "motion_map.mp4")
-        motion = load_motion(clip_dir / "motion.npz") if (clip_dir / "motion.npz").is_file() else None
-        to_t = lambda v: torch.from_numpy(v[:frames].astype(np.float32) / 255)  # noqa: E731
-        clips.append(Clip(to_t(rgb), to_t(maps), motion, (clip_dir / "caption.txt").read_text().strip()))
-    return clips
+    """Check every clip (``check_clips``), then decode the first ``frames`` frames of each (all held in memory:
+    for large sets prepare a cache, ``comovi_core.prepare``)."""
+    return [load_clip(clip_dir, frames) for clip_dir in check_clips(folder, frames, height, width)]
+
+
+def write_clip(folder: str | Path, clip: Clip, fps: float = 16) -> Path:
+    """Write ``clip`` as a clip folder of the dataset layout (mp4s, caption, motion.npz when it has SMPL)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, frames in (("rgb.mp4", clip.rgb), ("motion_map.mp4", clip.motion_map)):
+        with mp4_writer(folder / name, frames.shape[1], frames.shape[2], fps) as send:
+            send(to_uint8(frames))
+    (folder / "caption.txt").write_text(clip.caption + "\n")
+    if clip.motion is not None:
+        save_motion(folder / "motion.npz", clip.motion)
+    return folder
 
 
 def synthetic_clips(body: BodyModel, count: int, frames: int, height: int, width: int, seed: int = 0) -> list[Clip]:
@@ -116,3 +142,26 @@ def synthetic_clips(body: BodyModel, count: int, frames: int, height: int, width
         rgb = torch.where(maps.mask[..., None], torch.tensor(0.45) + 0.1 * maps.images, torch.ones(()))
         clips.append(Clip(rgb, maps.images, motion, ["a person waves", "a person dances", "a person squats"][i % 3]))
     return clips
+
+
+class ClipData:
+    """Clips held in memory (--data, --synthetic) as one shard: each read encodes both videos with the VAE; the
+    prompts are encoded once here (and the empty one for --text-dropout)."""
+
+    def __init__(self, clips: list[Clip], vae, text_encoder, empty_prompt: bool):
+        self.clips, self.vae, self.sizes = clips, vae, [len(clips)]
+        captions = {c.caption for c in clips} | ({""} if empty_prompt else set())
+        with torch.no_grad():
+            self.contexts = {caption: text_encoder([caption]) for caption in captions}
+
+    def read(self, shard: int, item: int, device):
+        from .train_step import encode_clip
+
+        clip = self.clips[item]
+        return Sample(*encode_clip(self.vae, clip, device), clip.motion, self.contexts[clip.caption].to(device))
+
+    def empty_context(self, device) -> torch.Tensor:
+        return self.contexts[""].to(device)
+
+    def close(self) -> None:
+        pass

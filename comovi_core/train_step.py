@@ -131,14 +131,29 @@ def sample_sigma(cfg: TrainConfig, generator: torch.Generator) -> torch.Tensor:
     return compute_density_for_timestep_sampling("logit_normal", 1, logit_mean=0.0, logit_std=1.0, generator=generator)
 
 
+def encode_clip(vae, clip, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """(x0_rgb, x0_motion), each (1, C, f, h, w) normalised latents (fp32) of a clip's videos: what training
+    denoises, and what ``comovi_core.prepare`` caches (the same code, so cached training equals uncached)."""
+    with torch.no_grad():
+        as_video = lambda f: (f * 2 - 1).permute(3, 0, 1, 2)[None].to(device)  # noqa: E731 (F,H,W,3)->(1,3,F,H,W)
+        return encode_frames(vae, as_video(clip.rgb)), encode_frames(vae, as_video(clip.motion_map))
+
+
 def training_step(model, vae, body, clip, context, cfg: TrainConfig, generator) -> dict[str, torch.Tensor]:
-    """One micro-batch: losses (differentiable) for ``clip``. ``model`` may be wrapped (DDP): attributes are read
+    """One micro-batch: losses (differentiable) for ``clip`` (its videos encoded with ``vae`` first)."""
+    core = getattr(model, "module", model)
+    latents = encode_clip(vae, clip, next(core.parameters()).device)
+    return latent_training_step(model, body, *latents, clip.motion, context, cfg, generator)
+
+
+def latent_training_step(model, body, x0_rgb, x0_motion, motion, context, cfg: TrainConfig,
+                         generator) -> dict[str, torch.Tensor]:
+    """One micro-batch from latents (``encode_clip``) and SMPL targets ``motion`` (``global_orient``, ``body_pose``,
+    ``betas`` per frame, or None): losses (differentiable). ``model`` may be wrapped (DDP): attributes are read
     from the wrapped module, the forward goes through the wrapper, under bf16 autocast for --precision bf16."""
     core = getattr(model, "module", model)
     device, dtype = next(core.parameters()).device, compute_dtype(cfg)
-    with torch.no_grad():
-        as_video = lambda f: (f * 2 - 1).permute(3, 0, 1, 2)[None].to(device)  # noqa: E731 (F,H,W,3)->(1,3,F,H,W)
-        x0_rgb, x0_motion = encode_frames(vae, as_video(clip.rgb)), encode_frames(vae, as_video(clip.motion_map))
+    x0_rgb, x0_motion = x0_rgb.to(device, torch.float32), x0_motion.to(device, torch.float32)
     sigma = sample_sigma(cfg, generator).to(device)
     mask = first_frame_mask(x0_rgb.shape, device)
     noise_rgb = torch.randn(x0_rgb.shape, generator=generator).to(device)
@@ -147,27 +162,24 @@ def training_step(model, vae, body, clip, context, cfg: TrainConfig, generator) 
     noisy = lambda x0, eps: ((1 - mask) * x0 + mask * ((1 - s) * x0 + s * eps)).to(dtype)  # noqa: E731 frame 0 clean
     timestep = token_timesteps(mask, sigma[0] * NUM_TRAIN_TIMESTEPS, 1, core.config.patch_size)
     start_pose = None
-    if core.smpl_head is not None and clip.motion is not None and cfg.stage == 2:
-        first = torch.cat([torch.from_numpy(clip.motion.global_orient[:1]),
-                           torch.from_numpy(clip.motion.body_pose[:1])], 1)
+    if core.smpl_head is not None and motion is not None and cfg.stage == 2:
+        first = torch.cat([torch.from_numpy(motion.global_orient[:1]), torch.from_numpy(motion.body_pose[:1])], 1)
         start_pose = axis_angle_to_rot6d(first.reshape(24, 3)).reshape(1, 144).to(device, dtype)
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16"):
-        out = model(noisy(x0_rgb, noise_rgb), noisy(x0_motion, noise_motion), timestep, context.to(dtype), start_pose)
+        out = model(noisy(x0_rgb, noise_rgb), noisy(x0_motion, noise_motion), timestep, context.to(device, dtype),
+                    start_pose)
     losses = {"motion": flow_loss(out.motion, noise_motion - x0_motion)}
     if cfg.stage == 2:
         losses["video"] = flow_loss(out.rgb, noise_rgb - x0_rgb)
         if out.smpl_6d is not None:
-            losses["smpl"] = smpl_loss(body, out.smpl_6d.float(), clip.motion)
+            losses["smpl"] = smpl_loss(body, out.smpl_6d.float(), motion)
     return losses
 
 
-def draw_clip(cfg: TrainConfig, clips: list, generator: torch.Generator) -> tuple:
-    """(clip, caption) of a micro-batch: a uniform clip, and with probability --text-dropout the empty caption (no
-    draw at all when it is 0, so runs without dropout keep their random streams)."""
-    clip = clips[int(torch.randint(len(clips), (1,), generator=generator))]
-    if cfg.text_dropout > 0 and float(torch.rand((), generator=generator)) < cfg.text_dropout:
-        return clip, ""
-    return clip, clip.caption
+def drop_text(cfg: TrainConfig, generator: torch.Generator) -> bool:
+    """Whether a micro-batch trains with the empty prompt (probability --text-dropout; no draw at all when it is 0,
+    so runs without dropout keep their random streams)."""
+    return cfg.text_dropout > 0 and float(torch.rand((), generator=generator)) < cfg.text_dropout
 
 
 def micro_batch_generator(seed: int, step: int, index: int) -> torch.Generator:

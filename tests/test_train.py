@@ -20,7 +20,7 @@ from comovi_core.model.loading import load_model
 from comovi_core.tiny import tiny_components
 from comovi_core.train import TrainConfig, load_components, main, train, training_step
 from comovi_core.train_data import check_clips, load_clips, synthetic_clips
-from comovi_core.train_step import draw_clip, micro_batch_generator, sample_sigma, shifted_sigmas
+from comovi_core.train_step import drop_text, micro_batch_generator, sample_sigma, shifted_sigmas
 from comovi_core.video import mp4_writer
 
 
@@ -114,7 +114,7 @@ def test_clip_folders_and_cli_errors(tmp_path, body, caplog):
     with pytest.raises(CoMoViError, match=r"missing \['caption.txt'\]"):
         load_clips(tmp_path / "data", 9)
     assert main(["--preset", "tiny", "--out", str(tmp_path / "x")]) == 2
-    assert "either --data FOLDER or --synthetic N" in caplog.text
+    assert "either --data FOLDER, --cache FOLDER (python -m comovi_core.prepare) or --synthetic N" in caplog.text
     assert main(["--preset", "tiny", "--synthetic", "1", "--stage", "3", "--out", str(tmp_path / "x")]) == 2
     assert "--stage must be 1 or 2" in caplog.text
     for argv, message in ((["--frames", "80"], r"4k\+1 .* got 80; try 77 or 81"), (["--steps", "-1"], "--steps must be at least 1, got -1"),
@@ -269,11 +269,11 @@ def test_timestep_sampling_and_text_dropout():
     normal = torch.cat([sample_sigma(TrainConfig(timestep_sampling="logit_normal"), micro_batch_generator(0, s, 0))
                         for s in range(4000)])
     assert abs(float(normal.mean()) - 0.5) < 0.01 and not torch.isin(normal, table).any()
-    clips = [type("Clip", (), {"caption": c}) for c in ("a", "b")]
-    picks = [draw_clip(TrainConfig(text_dropout=0.3), clips, micro_batch_generator(0, s, 0)) for s in range(4000)]
-    assert abs(sum(caption == "" for _, caption in picks) / 4000 - 0.3) < 0.03
-    assert all(caption == clip.caption for clip, caption in (draw_clip(cfg, clips, micro_batch_generator(0, s, 0))
-                                                             for s in range(100)))
+    drops = [drop_text(TrainConfig(text_dropout=0.3), micro_batch_generator(0, s, 0)) for s in range(4000)]
+    assert abs(sum(drops) / 4000 - 0.3) < 0.03
+    generator = micro_batch_generator(0, 1, 0)
+    assert not any(drop_text(cfg, generator) for _ in range(100))
+    assert torch.equal(generator.get_state(), micro_batch_generator(0, 1, 0).get_state())  # no draw without dropout
     assert main(["--preset", "tiny", "--synthetic", "1", "--text-dropout", "1.5", "--out", "unused"]) == 2
 
 

@@ -1,0 +1,95 @@
+"""Training from a prepared cache (``python -m comovi_core.train --cache DIR``): bounded memory, no VAE, no text encoder.
+
+``CacheData`` streams samples: it keeps one shard open (``safetensors.safe_open``: the file is memory-mapped, and
+only the tensors of the sample asked for are read) and moves on to the next one when the order
+(``comovi_core.data_order``: shards shuffled per epoch, samples shuffled within) gets there, so memory does not grow
+with the size of the data set. Every shard holds one bucket (frames, height, width), so a sample never mixes
+shapes; ``check_cache`` refuses a cache whose size differs from the run's --frames/--height/--width.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .cache_format import EMPTY_PROMPT, SMPL_KEYS, bucket_name, pad_context, read_manifest
+from .errors import CoMoViError
+from .train_data import Sample
+
+
+@dataclass
+class SMPLTargets:
+    """The SMPL per frame a clip trains the 3D head on (smplx names, as ``SMPLMotion``)."""
+    global_orient: np.ndarray  # (F, 3)
+    body_pose: np.ndarray  # (F, 69)
+    betas: np.ndarray  # (10,)
+
+
+def cache_size(manifest: dict) -> tuple[int, int, int]:
+    """(frames, height, width) of a cache."""
+    config = manifest["config"]
+    return config["frames"], config["height"], config["width"]
+
+
+def check_cache(manifest: dict, folder: Path, preset: str, frames: int, height: int, width: int) -> None:
+    """Refuse a cache prepared for another model or size than the run's flags."""
+    config = manifest["config"]
+    if config["preset"] != preset:
+        raise CoMoViError(f"--cache {folder} was prepared for --preset {config['preset']} (its VAE and text "
+                          f"encoder), this run is --preset {preset}: train with --preset {config['preset']} or "
+                          f"prepare the cache again with --preset {preset}")
+    wanted = bucket_name((frames, height, width))
+    other = sorted({bucket_name(s["bucket"]) for s in manifest["shards"]} - {wanted})
+    if other:
+        raise CoMoViError(f"--cache {folder} holds clips of {', '.join(other)} (frames x height x width) but this run "
+                          f"asks for {wanted} (--frames/--height/--width): leave those flags out to train at the "
+                          f"cache's size, or prepare a cache at {wanted}")
+    if manifest["clips"] < 1:
+        raise CoMoViError(f"--cache {folder} holds no clips: see its report.json for why each was skipped")
+
+
+class CacheData:
+    """The samples of a cache folder, read one at a time; ``sizes`` are the clips per shard (for ``EpochOrder``)."""
+
+    def __init__(self, folder: str | Path, manifest: dict | None = None):
+        self.folder = Path(folder)
+        self.manifest = manifest or read_manifest(self.folder)
+        self.shards = self.manifest["shards"]
+        self.sizes = [len(s["clips"]) for s in self.shards]
+        self.text_len = self.manifest["config"]["text_len"]
+        self._open: tuple[int, object] | None = None  # (shard index, safe_open handle)
+        self._empty: torch.Tensor | None = None
+
+    def _handle(self, shard: int):
+        from safetensors import safe_open
+
+        if self._open is None or self._open[0] != shard:
+            self.close()
+            path = self.folder / self.shards[shard]["file"]
+            if not path.is_file():
+                raise CoMoViError(f"{path} is missing from the cache {self.folder}: prepare the cache again "
+                                  "(python -m comovi_core.prepare, the same command: only missing shards are made)")
+            self._open = (shard, safe_open(str(path), framework="pt"))
+        return self._open[1]
+
+    def read(self, shard: int, item: int, device) -> Sample:
+        """Sample ``item`` of shard ``shard`` (numbers as in the manifest)."""
+        handle = self._handle(shard)
+        get = lambda key: handle.get_tensor(f"{item}.{key}")  # noqa: E731
+        latents = [get(k).float()[None].to(device) for k in ("rgb", "motion_map")]
+        motion = SMPLTargets(*(get(k).numpy() for k in SMPL_KEYS)) if self.shards[shard]["smpl"][item] else None
+        return Sample(*latents, motion, pad_context(get("context"), self.text_len).to(device))
+
+    def empty_context(self, device) -> torch.Tensor:
+        """The empty prompt's embedding (1, text_len, D), for --text-dropout."""
+        if self._empty is None:
+            from safetensors.torch import load_file
+
+            self._empty = pad_context(load_file(str(self.folder / EMPTY_PROMPT))["context"], self.text_len)
+        return self._empty.to(device)
+
+    def close(self) -> None:
+        self._open = None  # safe_open handles close (unmap) when released
