@@ -16,8 +16,18 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from .atomic import atomic_path
-from .cache_format import (EMPTY_PROMPT, FORMAT, LATENT_DTYPES, MANIFEST, META_KEY, REPORT, SMPL_KEYS, bucket_name,
-                           shard_name, trim_context)
+from .cache_format import (
+    EMPTY_PROMPT,
+    FORMAT,
+    LATENT_DTYPES,
+    MANIFEST,
+    META_KEY,
+    REPORT,
+    SMPL_KEYS,
+    bucket_name,
+    shard_name,
+    trim_context,
+)
 from .errors import CoMoViError, TrainingDataError
 from .train_data import clip_problems, load_clip
 from .train_step import encode_clip

@@ -45,7 +45,7 @@ log = logging.getLogger("comovi_core.prepare")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    env = lambda name, default: int(os.environ.get(name, default))  # noqa: E731 (set by torchrun / accelerate)
+    env = lambda name, default: int(os.environ.get(name, str(default)))  # noqa: E731 (set by torchrun / accelerate)
     p = argparse.ArgumentParser(prog="python -m comovi_core.prepare", description=__doc__.split("\n\n")[0])
     p.add_argument("--data", type=Path, help="dataset folder, one sub-folder per clip (see comovi_core.train_data)")
     p.add_argument("--out", type=Path, required=True, help="cache folder to write (or to continue)")
@@ -116,6 +116,7 @@ def _plan(args: argparse.Namespace, config: dict) -> dict:
     if not names:
         raise CoMoViError(f"--data {args.data}: no clip folders found (one sub-folder per clip, see "
                           "comovi_core.train_data)")
+    args.out.mkdir(parents=True, exist_ok=True)
     plan = {"format": 1, "config": config, "data": str(args.data.resolve()),
             "shards": [names[i: i + args.shard_size] for i in range(0, len(names), args.shard_size)]}
     old = json.loads((args.out / PLAN).read_text()) if (args.out / PLAN).is_file() else None
@@ -145,7 +146,6 @@ def run(args: argparse.Namespace) -> Path:
     config = cache_config(args)
     if args.synthetic:
         _write_synthetic(args, config)
-    args.out.mkdir(parents=True, exist_ok=True)
     plan = _plan(args, config)
     mine = [k for k in range(len(plan["shards"])) if k % args.world_size == args.rank]
     for stale in args.out.glob("shard_*.safetensors"):  # shards of an earlier, longer plan

@@ -15,7 +15,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .cache_format import EMPTY_PROMPT, SMPL_KEYS, bucket_name, pad_context, read_manifest
+from .cache_format import (
+    EMPTY_PROMPT,
+    SMPL_KEYS,
+    bucket_name,
+    pad_context,
+    read_manifest,
+)
 from .errors import CoMoViError
 from .train_data import Sample
 
