@@ -15,7 +15,8 @@ From a prepared cache (``python -m comovi_core.prepare``: VAE latents, text embe
 training loads neither the VAE nor the text encoder and streams one shard at a time (bounded memory):
 
     python -m comovi_core.prepare --base models/Wan2.2-TI2V-5B-Diffusers --data clips/ --out cache/
-    python -m comovi_core.train --init models/Wan2.2-TI2V-5B-Diffusers --cache cache/ --stage 1 --steps 2000 --out runs/s1
+    python -m comovi_core.train --init models/Wan2.2-TI2V-5B-Diffusers --cache cache/ --stage 1 --steps 2000 \\
+        --out runs/s1
 
 Several GPUs or machines: the loop runs through accelerate (data parallel; each process draws its own
 micro-batches and gradients are averaged), so launch the same command with ``accelerate launch -m
@@ -38,7 +39,8 @@ accelerate's state is process-wide: one precision per process.
 Resuming (--resume, default latest): each save writes ``step_N.safetensors`` (the model) and ``state_N/`` (fp32
 masters, optimizer, LR scheduler, RNG; the step is the data position), both atomically (``train_state``). A run
 killed and started again with the same command continues from the newest complete state and ends bit-identical
-to an unbroken one. A fresh run (--resume none) refuses an --out that already holds checkpoints. Resume a --cache run with the same cache.
+to an unbroken one. A fresh run (--resume none) refuses an --out that already holds checkpoints. A --cache run resumes
+from the same cache.
 Data: every clip is checked (sizes, lengths, SMPL per frame; ``train_data.check_clips``) before anything loads;
 a cache was checked when it was prepared, and its size and preset are checked against the flags.
 Metrics: ``metrics.jsonl`` in --out (each loss, lr, grad norm, throughput), TensorBoard with --tensorboard.
@@ -238,8 +240,9 @@ def load_training_model(cfg: TrainConfig, init: list):
     if cfg.preset == "tiny":
         from .tiny import tiny_transformer
 
-        model = load_model(get_config("tiny"), init, dtype=compute_dtype(cfg))[0] if init else tiny_transformer(cfg.seed)
-        return model.to(compute_dtype(cfg))
+        if not init:
+            return tiny_transformer(cfg.seed).to(compute_dtype(cfg))
+        return load_model(get_config("tiny"), init, dtype=compute_dtype(cfg))[0].to(compute_dtype(cfg))
     if not init:
         raise CoMoViError("--init is needed: the base Wan2.2-TI2V-5B weights (diffusers folder or single file)")
     return load_model(get_config(cfg.preset), init, dtype=compute_dtype(cfg), device=_device())[0]

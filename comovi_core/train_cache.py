@@ -1,4 +1,4 @@
-"""Training from a prepared cache (``python -m comovi_core.train --cache DIR``): bounded memory, no VAE, no text encoder.
+"""Training from a prepared cache (``python -m comovi_core.train --cache DIR``): bounded memory, no VAE, no umT5.
 
 ``CacheData`` streams samples: it keeps one shard open (``safetensors.safe_open``: the file is memory-mapped, and
 only the tensors of the sample asked for are read) and moves on to the next one when the order

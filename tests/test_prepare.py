@@ -111,7 +111,8 @@ def test_prepare_resumes_a_killed_run_and_keeps_finished_shards(tmp_path, clip_f
     with pytest.raises(KeyboardInterrupt):
         _prepare(data, out, "--shard-size", "2")
     monkeypatch.setattr(cache_write, "build_shard", real_build)
-    assert sorted(p.name for p in out.glob("shard_*")) == ["shard_000000.safetensors"] and not (out / "manifest.json").exists()
+    assert sorted(p.name for p in out.glob("shard_*")) == ["shard_000000.safetensors"]
+    assert not (out / "manifest.json").exists()
     (out / ".shard_000001.safetensors.x1y2.safetensors").write_bytes(b"half-written")  # what a real kill leaves
     first = (out / "shard_000000.safetensors").stat().st_mtime_ns, _digest(out / "shard_000000.safetensors")
     assert train.main(["--preset", "tiny", "--cache", str(out), "--out", str(tmp_path / "run")]) == 2
@@ -121,7 +122,8 @@ def test_prepare_resumes_a_killed_run_and_keeps_finished_shards(tmp_path, clip_f
     assert sorted(p.name for p in out.iterdir()) == ["empty_prompt.safetensors", "manifest.json", "plan.json",
                                                      "report.json", *(f"shard_00000{k}.safetensors" for k in range(3))]
     manifest = json.loads((out / "manifest.json").read_text())
-    assert [s["clips"] for s in manifest["shards"]] == [["clip_000", "clip_001"], ["clip_002", "clip_003"], ["clip_004"]]
+    assert [s["clips"] for s in manifest["shards"]] == [["clip_000", "clip_001"], ["clip_002", "clip_003"],
+                                                        ["clip_004"]]
     done = {p.name: (p.stat().st_mtime_ns, _digest(p)) for p in out.glob("shard_*")}
     caplog.clear()
     assert _prepare(data, out, "--shard-size", "2") == 0  # all done: nothing rewritten
