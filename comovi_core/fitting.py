@@ -12,6 +12,13 @@ pose was 3x its value with it, and a fit started at the truth drifted ~35-40 mm 
 
 Maps are decoded at a reduced resolution (``max_side``, nearest-neighbour so the colours stay exact).
 
+Labels decoded from a generated map are wrong where the VAE blurred colours across part borders, and
+those errors pull the summaries far off (measured: a summary fit worse than holding the start pose on
+the VAE-like degraded ``arms`` map). A colour stage follows (``fit_splat``, ``splat_steps`` > 0): the
+posed body is splatted with its motion-map colours and compared with the map colour by colour at
+``SPLAT_SIDE``; it refines the summary fit and, separately, tracks the motion again from the start pose
+coarse to fine; the one whose colours match better is returned.
+
     python -m comovi_core.fitting motion_map.mp4 --start start.npz --out motion.npz [--body-model models/smpl]
 
 fits the body to a motion-map video (e.g. a generate run's ``motion_map.mp4``) from the start pose
@@ -34,6 +41,7 @@ from .body.motion_file import SMPLMotion
 from .body.parts import NUM_PARTS
 from .cli import run_cli
 from .errors import CoMoViError
+from .fit_splat import SPLAT_SIGMA, body_splat, projected_vertex_area, splat_cost, splat_targets
 from .motion_map.camera import PinholeCamera
 from .motion_map.colors import vertex_normals
 from .motion_map.decode import DecodedMotionMap, decode_motion_map, levels_of
@@ -45,6 +53,11 @@ TRACK_STEPS = 60  # default steps per frame of the frame-by-frame pass (0: fit o
 MIN_CONFIDENCE = 0.5  # decoded pixels below this confidence are ignored
 VISIBILITY_TOLERANCE = 0.01  # metres behind the drawn surface a vertex still counts as visible
 RELABEL_ROUNDS = 1  # times the map is decoded again with the fitted body as a prior, then refined
+SPLAT_STEPS = 60  # joint steps of each colour (splat) refinement (0: no colour stage)
+SPLAT_TRACK_STEPS = 30  # steps per frame and per splat size of the colour stage's frame-by-frame pass
+SPLAT_SIGMAS = (3.0, SPLAT_SIGMA)  # splat sizes of the colour stage, coarse to fine (pixels at SPLAT_SIDE)
+SPLAT_SIDE = 384  # longer image side the colour stage compares at (thin limbs need more pixels than labels do)
+SPLAT_LR = 0.01  # Adam step of the colour stage's joint refinements
 
 
 @dataclass
@@ -129,13 +142,7 @@ def body_stats(vertices: torch.Tensor, faces: torch.Tensor, part_ids: torch.Tens
     (T, V) (see ``visible_vertices``) drops vertices hidden behind other parts; without it occluded
     surface still counts (measured: it doubles to triples the data term at the true pose)."""
     uv = _image_units(camera.project(vertices), camera)  # (T, V, 2)
-    tri = uv[:, faces]  # (T, F, 3, 2)
-    e1, e2 = tri[:, :, 1] - tri[:, :, 0], tri[:, :, 2] - tri[:, :, 0]
-    signed = 0.5 * (e1[..., 0] * e2[..., 1] - e1[..., 1] * e2[..., 0])  # < 0: the face looks at the camera
-    face_area = torch.relu(-signed)
-    weights = vertices.new_zeros(vertices.shape[:2])
-    for corner in range(3):
-        weights = weights.index_add(1, faces[:, corner], face_area / 3)
+    weights = projected_vertex_area(uv, faces)
     if visibility is not None:
         weights = weights * visibility
     return _stats(weights, uv, vertex_normals(vertices, faces), part_ids)
@@ -152,15 +159,17 @@ def _downsample(images: torch.Tensor, camera: PinholeCamera, max_side: int) -> t
 
 
 def progress_steps(frames: int, iterations: int = FIT_STEPS, track_steps: int = TRACK_STEPS,
-                   relabel_rounds: int = RELABEL_ROUNDS) -> int:
-    """How many times ``fit_motion`` calls its callback for a clip of ``frames`` frames."""
+                   relabel_rounds: int = RELABEL_ROUNDS, splat_steps: int = SPLAT_STEPS) -> int:
+    """How many times ``fit_motion`` calls its callback for a clip of ``frames`` frames (comovi_v1 shading)."""
     first = (2 * iterations + max(frames - 1, 0)) if track_steps > 0 else iterations
-    return first + relabel_rounds * (iterations // 2)
+    splat = (2 * splat_steps + max(frames - 1, 0)) if splat_steps > 0 else 0
+    return first + relabel_rounds * (iterations // 2) + splat
 
 
 def fit_motion(body, images: torch.Tensor, start: SMPLMotion, camera: PinholeCamera, fps: float, shading: str = "comovi_v1",
                iterations: int = FIT_STEPS, max_side: int = 192, smooth: float = 1.0, device="cpu", callback=None,
-               track_steps: int = TRACK_STEPS, relabel_rounds: int = RELABEL_ROUNDS) -> SMPLMotion:
+               track_steps: int = TRACK_STEPS, relabel_rounds: int = RELABEL_ROUNDS,
+               splat_steps: int = SPLAT_STEPS) -> SMPLMotion:
     """images (T, H, W, 3) in [0, 1] (frame 0 shows ``start``'s frame 0) -> a SMPLMotion of T frames.
 
     Two fits, and the one whose loss is lower wins: (1) all frames jointly from the start pose,
@@ -170,12 +179,15 @@ def fit_motion(body, images: torch.Tensor, start: SMPLMotion, camera: PinholeCam
     ``progress_steps(T, iterations, track_steps, relabel_rounds)`` times (progress, cancellation).
     Labels are decoded with the start pose drawn as a prior (``decode_motion_map(prior=...)``); then
     ``relabel_rounds`` times with the fitted body as the prior, each followed by ``iterations // 2`` joint steps.
+    Then the colour stage (comovi_v1 only; see the module docstring): ``splat_steps`` joint steps refine the
+    fit, a frame-by-frame colour pass (``SPLAT_TRACK_STEPS`` per frame and splat size) with ``splat_steps``
+    joint steps tracks from the start, and the better colour match wins.
     Works inside ``torch.inference_mode``/``no_grad`` (hosts such as ComfyUI run nodes that way): the
     optimisation uses its own grad-enabled copies of the body model and the maps.
     """
     with torch.inference_mode(False), torch.enable_grad():
         return _fit(copy.deepcopy(body).to(device), images.clone(), start, camera, fps, shading, iterations, max_side, smooth,
-                    device, callback, track_steps, relabel_rounds)
+                    device, callback, track_steps, relabel_rounds, splat_steps)
 
 
 def _data_terms(model: PartStats, target: PartStats, present: torch.Tensor) -> torch.Tensor:
@@ -208,49 +220,43 @@ def _slice(stats: PartStats, index) -> PartStats:
     return PartStats(stats.count[index], stats.centroid[index], stats.covariance[index], stats.normal[index])
 
 
-def _track(body, delta, orient, pose, transl, betas, faces, part_ids, camera, target, present, steps, smooth, on_step):
-    """Frame by frame, fit each frame alone for ``steps`` steps from the previous frame's fit (data term
-    + the joint prior over it and the two frames before it). delta (T-1, 75) is filled in place."""
-    base = torch.cat([orient, pose, transl], -1)  # (T, 75) the start pose, every frame
-    for frame in range(1, orient.shape[0]):
+def _track(body, delta, base, betas, frame_cost, steps, smooth, on_step):
+    """Frame by frame, fit each frame alone for ``steps`` steps per stage from the previous frame's fit.
+
+    ``frame_cost`` is one callable ``(vertices (1, V, 3), frame) -> scalar`` or a sequence of them, run one
+    after the other (e.g. coarse to fine); the joint prior over the frame and the two before it is added.
+    base (T, 75) is the start pose every frame; delta (T-1, 75) is filled in place."""
+    costs = frame_cost if isinstance(frame_cost, (list, tuple)) else [frame_cost]
+    for frame in range(1, base.shape[0]):
         with torch.no_grad():
             done = torch.cat([delta.new_zeros(1, 75), delta])[max(0, frame - 2) : frame].clone()  # (<= 2, 75) fitted before
         x = done[-1:].clone().requires_grad_(True)  # (1, 75) start from the previous frame
         optimiser = torch.optim.Adam([x], lr=0.02)
-        frame_target, frame_present = _slice(target, [frame]), present[[frame]]
-        for step in range(steps + 1):
-            q = base[frame : frame + 1] + x  # (1, 75)
-            vertices = body(q[:, :3], q[:, 3:72], betas, q[:, 72:]).vertices
-            model = body_stats(vertices, faces, part_ids, camera, visible_vertices(vertices, faces, part_ids, camera))
-            loss = _data_terms(model, frame_target, frame_present).sum()
-            if done.shape[0] == 2:  # continue the motion smoothly
-                seq = torch.cat([base[frame - 2 : frame] + done, q])  # (3, 75)
-                loss = loss + smooth * _prior(seq[:, :3], seq[:, 3:72], seq[:, 72:])
-            if step == steps:
-                break
-            optimiser.zero_grad()
-            loss.backward()
-            optimiser.step()
+        for cost in costs:
+            for _ in range(steps):
+                q = base[frame : frame + 1] + x  # (1, 75)
+                loss = cost(body(q[:, :3], q[:, 3:72], betas, q[:, 72:]).vertices, frame)
+                if done.shape[0] == 2:  # continue the motion smoothly
+                    seq = torch.cat([base[frame - 2 : frame] + done, q])  # (3, 75)
+                    loss = loss + smooth * _prior(seq[:, :3], seq[:, 3:72], seq[:, 72:])
+                optimiser.zero_grad()
+                loss.backward()
+                optimiser.step()
         with torch.no_grad():
             delta[frame - 1] = x[0]
         on_step()
 
 
-def _refine(body, delta, orient, pose, transl, betas, faces, part_ids, camera, target, present, iterations, smooth,
-            on_step) -> tuple[torch.Tensor, float]:
-    """Fit all frames jointly (data + smoothness) for ``iterations`` Adam steps from ``delta`` (T-1, 75).
-    Returns the optimised delta and the final loss."""
+def _refine(body, delta, base, betas, cost, iterations, smooth, on_step, lr=0.02) -> tuple[torch.Tensor, float]:
+    """Fit all frames jointly (``cost(vertices (T, V, 3)) -> (T,)`` over frames 1.. + smoothness) for
+    ``iterations`` Adam steps from ``delta`` (T-1, 75). Returns the optimised delta and its final loss."""
     delta = delta.clone().requires_grad_(True)
-    optimiser = torch.optim.Adam([delta], lr=0.02)
-    frames = orient.shape[0]
+    optimiser = torch.optim.Adam([delta], lr=lr)
     loss = torch.zeros(())
     for step in range(iterations + 1):
-        q = _pose(orient, pose, transl, delta)
+        q = base + torch.cat([delta.new_zeros(1, 75), delta])
         g, p, t = q[:, :3], q[:, 3:72], q[:, 72:]
-        vertices = body(g, p, betas, t).vertices
-        visibility = visible_vertices(vertices, faces, part_ids, camera)
-        data = _data_terms(body_stats(vertices, faces, part_ids, camera, visibility), target, present).sum() / max(frames - 1, 1)
-        loss = data + smooth * _prior(g, p, t)
+        loss = cost(body(g, p, betas, t).vertices)[1:].mean() + smooth * _prior(g, p, t)
         if step == iterations:  # the final loss, of the returned delta
             break
         optimiser.zero_grad()
@@ -258,6 +264,28 @@ def _refine(body, delta, orient, pose, transl, betas, faces, part_ids, camera, t
         optimiser.step()
         on_step()
     return delta.detach(), float(loss.detach())
+
+
+def _stats_cost(target: PartStats, present: torch.Tensor, faces, part_ids, camera: PinholeCamera):
+    """The part-summary data term as ``cost(vertices, frame=None)``: (T,) for all frames, or one frame's scalar."""
+    def cost(vertices: torch.Tensor, frame: int | None = None) -> torch.Tensor:
+        model = body_stats(vertices, faces, part_ids, camera, visible_vertices(vertices, faces, part_ids, camera))
+        if frame is None:
+            return _data_terms(model, target, present)
+        return _data_terms(model, _slice(target, [frame]), present[[frame]]).sum()
+    return cost
+
+
+def _splat_cost(target: torch.Tensor, faces, part_ids, camera: PinholeCamera, shading: str, sigma: float):
+    """The colour data term (``fit_splat``) against ``target`` (T, H, W, 3) already blurred for ``sigma``."""
+    def cost(vertices: torch.Tensor, frame: int | None = None) -> torch.Tensor:
+        visibility = visible_vertices(vertices, faces, part_ids, camera)
+        area = projected_vertex_area(camera.project(vertices), faces) * visibility
+        image = body_splat(vertices, vertex_normals(vertices, faces), area, part_ids, camera, shading, sigma)
+        if frame is None:
+            return splat_cost(image, target)
+        return splat_cost(image, target[frame : frame + 1]).sum()
+    return cost
 
 
 def _pose(orient, pose, transl, delta) -> torch.Tensor:
@@ -282,50 +310,63 @@ def _targets(images, shading, camera, depth, prior, device) -> tuple[PartStats, 
 
 
 def _fit(body, images, start, camera, fps, shading, iterations, max_side, smooth, device, callback, track_steps,
-         relabel_rounds) -> SMPLMotion:
+         relabel_rounds, splat_steps) -> SMPLMotion:
     full_camera = camera.resized(images.shape[1], images.shape[2])
-    images, camera = _downsample(images.float().cpu(), full_camera, max_side)
+    full_images = images.float().cpu()
+    images, camera = _downsample(full_images, full_camera, max_side)
     frames, depth = images.shape[0], float(start.transl[0, 2])
     faces, part_ids = body.faces.to(device), body.part_ids.to(device)
     first = lambda a: torch.as_tensor(np.asarray(a[:1], np.float32), device=device).repeat(frames, 1)  # noqa: E731
-    orient, pose, transl = first(start.global_orient), first(start.body_pose), first(start.transl)
+    base = torch.cat([first(start.global_orient), first(start.body_pose), first(start.transl)], -1)  # (T, 75)
     betas = torch.as_tensor(np.asarray(start.betas, np.float32), device=device)
-    total, done = progress_steps(frames, iterations, track_steps, relabel_rounds), [0]
+    total, done = progress_steps(frames, iterations, track_steps, relabel_rounds, splat_steps), [0]
 
     def on_step():
         if callback is not None:
             callback(done[0], total)
         done[0] += 1
 
-    def decode(q: torch.Tensor) -> tuple[PartStats, torch.Tensor]:
-        """Targets of the map decoded with poses q (T, 75) drawn as the prior; frame 0 is the given start."""
+    def decode(delta: torch.Tensor):
+        """The part-summary cost of the map decoded with base + delta drawn as the prior (frame 0 is the start)."""
+        q = base + torch.cat([delta.new_zeros(1, 75), delta])
         target, present = _targets(images, shading, camera, depth, _levels(body, q, betas, faces, part_ids, camera), device)
         present[0] = 0
-        return target, present
+        return _stats_cost(target, present, faces, part_ids, camera)
 
-    def settle(target, present, delta, steps):  # joint refinement
-        return _refine(*fixed[:1], delta, *fixed[1:], target, present, steps, smooth, on_step)
-
-    fixed = (body, orient, pose, transl, betas, faces, part_ids, camera)
-    start_pose = _pose(orient, pose, transl, torch.zeros(frames - 1, 75, device=device))
+    zero = torch.zeros(frames - 1, 75, device=device)
     # 1. all frames jointly from the start pose; the map decoded with the start pose as the prior
-    target, present = decode(start_pose)
-    delta, loss = settle(target, present, torch.zeros(frames - 1, 75, device=device), iterations)
+    cost = decode(zero)
+    delta, loss = _refine(body, zero, base, betas, cost, iterations, smooth, on_step)
     if track_steps > 0:
         # 2. follow the motion frame by frame, then refine jointly; keep whichever explains the map better
-        tracked = torch.zeros(frames - 1, 75, device=device)
-        _track(*fixed[:1], tracked, *fixed[1:], target, present, track_steps, smooth, on_step)
-        tracked, tracked_loss = settle(target, present, tracked, iterations)
+        tracked = zero.clone()
+        _track(body, tracked, base, betas, cost, track_steps, smooth, on_step)
+        tracked, tracked_loss = _refine(body, tracked, base, betas, cost, iterations, smooth, on_step)
         log.info("fit from the start pose: loss %.4g; tracked: %.4g", loss, tracked_loss)
         if tracked_loss < loss:
             delta, loss = tracked, tracked_loss
     for _ in range(relabel_rounds):  # 3. decode again with the fitted body as the prior, refine
-        delta, loss = settle(*decode(_pose(orient, pose, transl, delta)), delta, iterations // 2)
+        delta, loss = _refine(body, delta, base, betas, decode(delta), iterations // 2, smooth, on_step)
+    if splat_steps > 0 and shading != "flat":
+        delta = _splat_stage(body, delta, base, betas, full_images, full_camera, faces, part_ids, shading, splat_steps,
+                             smooth, device, on_step)
     log.info("fitted %d frames to the motion map (%d steps, loss %.4g)", frames, iterations, loss)
     with torch.no_grad():
-        q = _pose(orient, pose, transl, delta)
-        g, p, t = (x.cpu().numpy() for x in (q[:, :3], q[:, 3:72], q[:, 72:]))
-    return SMPLMotion(g, p, start.betas, t, fps, full_camera, start.gender)
+        q = (base + torch.cat([delta.new_zeros(1, 75), delta])).cpu().numpy()
+    return SMPLMotion(q[:, :3], q[:, 3:72], start.betas, q[:, 72:], fps, full_camera, start.gender)
+
+
+def _splat_stage(body, delta, base, betas, images, camera, faces, part_ids, shading, steps, smooth, device, on_step):
+    """4. Compare colours instead of decoded labels (``fit_splat``): refine the summary fit ``delta``, and
+    track the motion again from the start pose coarse to fine; keep whichever matches the map's colours better."""
+    targets, splat_camera = splat_targets(images, camera, SPLAT_SIDE, SPLAT_SIGMAS)
+    costs = [_splat_cost(targets[s].to(device), faces, part_ids, splat_camera, shading, s) for s in SPLAT_SIGMAS]
+    refined, loss = _refine(body, delta, base, betas, costs[-1], steps, smooth, on_step, lr=SPLAT_LR)
+    tracked = torch.zeros_like(delta)
+    _track(body, tracked, base, betas, costs, SPLAT_TRACK_STEPS, smooth, on_step)
+    tracked, tracked_loss = _refine(body, tracked, base, betas, costs[-1], steps, smooth, on_step, lr=SPLAT_LR)
+    log.info("colour fit: refined summary fit %.4g, tracked %.4g", loss, tracked_loss)
+    return tracked if tracked_loss < loss else refined
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -336,6 +377,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--body-model", type=Path, help="SMPL file or folder; default: the stand-in mannequin (not SMPL)")
     p.add_argument("--steps", type=int, default=FIT_STEPS, help="optimisation steps of the joint fit")
     p.add_argument("--track-steps", type=int, default=TRACK_STEPS, help="steps per frame of the frame-by-frame pass (0: off)")
+    p.add_argument("--splat-steps", type=int, default=SPLAT_STEPS, help="joint steps of each colour refinement (0: off)")
     p.add_argument("--fps", type=float, help="frame rate of the fitted motion (default: the start motion's)")
     return p.parse_args(argv)
 
@@ -345,8 +387,9 @@ def run(args: argparse.Namespace) -> SMPLMotion:
     from .body.smpl import load_body_model
     from .video import read_video
 
-    if args.steps < 1 or args.track_steps < 0:
-        raise CoMoViError(f"--steps must be >= 1 and --track-steps >= 0, got {args.steps} and {args.track_steps}")
+    if args.steps < 1 or args.track_steps < 0 or args.splat_steps < 0:
+        raise CoMoViError(f"--steps must be >= 1, --track-steps and --splat-steps >= 0; got {args.steps}, "
+                          f"{args.track_steps} and {args.splat_steps}")
     if not args.motion_map.is_file():
         raise CoMoViError(f"motion-map video not found: {args.motion_map}")
     start = load_motion(args.start).frame(0)
@@ -357,7 +400,7 @@ def run(args: argparse.Namespace) -> SMPLMotion:
     camera = start.camera.padded_to(images.shape[1], images.shape[2])
     body = load_body_model(args.body_model)
     motion = fit_motion(body, images, start, camera, start.fps if args.fps is None else args.fps, iterations=args.steps,
-                        track_steps=args.track_steps)
+                        track_steps=args.track_steps, splat_steps=args.splat_steps)
     save_motion(args.out, motion)
     log.info("wrote %s (%d frames)", args.out, motion.num_frames)
     return motion

@@ -1,0 +1,128 @@
+"""The colour data term of the motion fit (comovi_core.fit_splat): splat arithmetic, parity with the renderer."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from comovi_core.body.mannequin import demo_motion
+from comovi_core.body.smpl import camera_vertices, load_body_model
+from comovi_core.fit_splat import blur_to, body_splat, projected_vertex_area, splat, splat_cost, splat_targets
+from comovi_core.fitting import visible_vertices
+from comovi_core.motion_map.colors import vertex_normals
+from comovi_core.motion_map.degrade import WAN22_VAE, degrade_motion_map
+from comovi_core.motion_map.render import render_motion_map
+
+
+def test_one_splat_is_a_unit_gaussian_over_white():
+    uv = torch.tensor([[[10.3, 7.6]]], requires_grad=True)
+    color = torch.tensor([[[0.2, 0.4, 0.6]]])
+    image = splat(uv, color, torch.tensor([[1.0]]), 20, 30, sigma=1.0)
+    g = lambda d: math.exp(-0.5 * d * d) / math.sqrt(2 * math.pi)  # noqa: E731  1D unit Gaussian, sigma 1
+    # centre (9.8, 7.1) in pixel-centre units: bilinear shares to (9, 7), (10, 7), (9, 8), (10, 8), each blurred
+    shares = {(9, 7): 0.2 * 0.9, (10, 7): 0.8 * 0.9, (9, 8): 0.2 * 0.1, (10, 8): 0.8 * 0.1}
+    weight = sum(w * g(10 - x) * g(7 - y) for (x, y), w in shares.items())  # coverage of pixel (row 7, col 10)
+    expected = weight * color[0, 0] + (1 - weight)
+    torch.testing.assert_close(image[0, 7, 10], expected, atol=1e-6, rtol=0)
+    mass = float((1 - image.detach()[..., 0]).sum() / (1 - 0.2))  # coverage summed over the image
+    assert abs(mass - 1) < 0.03  # a unit-mass Gaussian, cut at 2.5 sigma
+    assert image.shape == (1, 20, 30, 3) and float(image[0, 0, 0].min()) == 1.0  # white far away
+    image[0, 7, 10, 0].backward()
+    assert float(uv.grad.abs().sum()) > 0  # positions receive gradients
+
+
+def test_projected_area_sums_to_the_facing_area():
+    uv = torch.tensor([[[0.0, 0.0], [0.0, 2.0], [2.0, 0.0], [2.0, 2.0]]])
+    facing, away = torch.tensor([[0, 2, 1]]), torch.tensor([[0, 1, 2]])  # image y down: (0,2,1) is clockwise on screen
+    areas = [float(projected_vertex_area(uv, f).sum()) for f in (facing, away)]
+    assert sorted(areas) == [0.0, 2.0]
+
+
+def _scene(height=192, width=320, frames=3):
+    body = load_body_model(None)
+    truth = demo_motion(num_frames=frames, height=height, width=width)
+    with torch.no_grad():
+        posed = camera_vertices(body, truth)
+    maps = render_motion_map(posed.vertices, body.faces, body.part_ids, truth.camera, "comovi_v1", "torch").images
+    return body, truth, posed, maps
+
+
+def _splat_of(body, vertices, camera, sigma):
+    visible = visible_vertices(vertices, body.faces, body.part_ids, camera)
+    area = projected_vertex_area(camera.project(vertices), body.faces) * visible
+    return body_splat(vertices, vertex_normals(vertices, body.faces), area, body.part_ids, camera, "comovi_v1", sigma)
+
+
+def test_splat_of_a_pose_matches_the_rendered_map_blurred_alike():
+    """Parity with the rasteriser: the splat of the posed body against its rendered map blurred by the
+    same sigma, 192x320 demo frames (measured: mean |difference| 0.017 per channel over body pixels,
+    against 0.22 for the map of the next frame's pose)."""
+    body, truth, posed, maps = _scene()
+    targets, camera = splat_targets(maps, truth.camera, 320, (1.5,))
+    with torch.no_grad():
+        image = _splat_of(body, posed.vertices, camera, 1.5)
+    body_px = (targets[1.5] < 0.98).any(-1)
+    same = float((image - targets[1.5]).abs()[body_px].mean())
+    other = float((image[:-1] - targets[1.5][1:]).abs()[body_px[1:]].mean())
+    assert same < 0.02 and other > 2 * same, (same, other)
+
+
+def test_colour_cost_is_lowest_at_the_true_pose_on_a_degraded_map():
+    """On a VAE-like degraded map (blur, noise, colour shift, mislabelled borders) the colour cost still
+    ranks the true pose below nearby wrong ones (an elbow or a shoulder off by 0.3 rad, 5 cm of depth).
+    Measured costs: 0.0841 at the truth; 0.0865 (elbow), 0.172 (shoulder), 0.104 (depth)."""
+    body, truth, posed, maps = _scene(frames=1)
+    degraded = torch.round(degrade_motion_map(maps, WAN22_VAE, seed=0) * 255) / 255
+    targets, camera = splat_targets(degraded, truth.camera, 320, (1.5,))
+    q = np.concatenate([truth.global_orient, truth.body_pose, truth.transl], -1)[:1]
+    costs = []
+    for index, change in ((None, 0), (3 + 3 * 17 + 1, 0.3), (3 + 3 * 15 + 2, 0.3), (74, 0.05)):
+        moved = torch.tensor(q, dtype=torch.float32).clone()
+        if index is not None:
+            moved[0, index] += change
+        with torch.no_grad():
+            vertices = body(moved[:, :3], moved[:, 3:72], torch.as_tensor(truth.betas, dtype=torch.float32), moved[:, 72:]).vertices
+            costs.append(float(splat_cost(_splat_of(body, vertices, camera, 1.5), targets[1.5])[0]))
+    assert costs[0] < min(costs[1:]), costs
+
+
+def test_blur_keeps_flat_images_and_spreads_an_edge():
+    flat = torch.full((1, 9, 9, 3), 0.3)
+    torch.testing.assert_close(blur_to(flat, 1.2), flat)
+    edge = torch.zeros(1, 1, 21, 1)
+    edge[..., 10:, :] = 1
+    out = blur_to(edge, 1.0)[0, 0, :, 0]
+    assert abs(float(out[10]) - 0.69) < 0.02 and abs(float(out[9]) - 0.31) < 0.02  # Phi(0.5), Phi(-0.5)
+
+
+def test_colour_stage_improves_the_fit_on_a_degraded_map():
+    """End to end on the VAE-like degraded ``arms`` map (4 frames, 144x256, 8-bit): the colour stage
+    brings the fit closer to the truth than the label summaries alone (measured: MPJPE 129 mm -> 92 mm;
+    at 5 frames, 176x320 and more steps: 187 mm -> 106 mm)."""
+    import sys
+    from pathlib import Path
+
+    from comovi_core.body.motion_file import SMPLMotion
+    from comovi_core.fitting import fit_motion
+    from comovi_core.metrics import motion_errors
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from bench_fit_motion import arms_motion
+
+    torch.manual_seed(0)
+    body = load_body_model(None)
+    truth = arms_motion(4, 144, 256)
+    with torch.no_grad():
+        posed = camera_vertices(body, truth)
+    maps = render_motion_map(posed.vertices, body.faces, body.part_ids, truth.camera, "comovi_v1", "torch").images
+    degraded = torch.round(degrade_motion_map(maps, WAN22_VAE, seed=0) * 255) / 255
+    start = SMPLMotion(truth.global_orient[:1], truth.body_pose[:1], truth.betas, truth.transl[:1], truth.fps, truth.camera)
+    errors = []
+    for splat_steps in (0, 40):
+        fitted = fit_motion(body, degraded, start, truth.camera, truth.fps, iterations=60, track_steps=20,
+                            splat_steps=splat_steps)
+        with torch.no_grad():
+            errors.append(motion_errors(camera_vertices(body, fitted).joints, posed.joints)["mpjpe_mm"])
+    assert errors[1] < 0.8 * errors[0], errors
