@@ -30,6 +30,7 @@ from .atomic import check_writable_folder
 from .cli import run_cli
 from .errors import CoMoViError
 from .sampling import MODES, SOLVERS
+from .step_cache import StepCacheConfig, describe_evaluations
 
 log = logging.getLogger("comovi_core.generate")
 
@@ -77,6 +78,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--lora-scale", type=float, default=1.0,
                    help="strength of --lora (0: the base model, 1: as trained)")
     p.add_argument("--attention", default="sdpa", choices=("sdpa", "flash", "sage"), help="attention kernel (flash/sage if installed)")
+    p.add_argument("--cache-threshold", type=float,
+                   help="step cache: reuse the transformer's last residual until the input has changed by this much "
+                        "(e.g. 0.1; 0 or unset: every step computes); see the README's speed table")
+    p.add_argument("--cache-start", type=float,
+                   help="step cache: the first fraction of the steps always computes (default 0.1)")
+    p.add_argument("--cache-end", type=float,
+                   help="step cache: steps from this fraction on always compute (default 0.9)")
     return p.parse_args(argv)
 
 
@@ -98,6 +106,21 @@ def _read_video(path: Path, height: int, width: int, frames: int) -> torch.Tenso
     return torch.stack([pad_to_aspect(Image.fromarray(f), height, width).permute(1, 2, 0) for f in video[:frames]])
 
 
+def step_cache_config(args: argparse.Namespace) -> StepCacheConfig | None:
+    """The --cache-* flags as a config (checked), or None when --cache-threshold is not given."""
+    if args.cache_threshold is None:
+        if args.cache_start is not None or args.cache_end is not None:
+            raise CoMoViError("--cache-start/--cache-end need --cache-threshold (e.g. --cache-threshold 0.1)")
+        return None
+    if not 0 <= args.cache_threshold < float("inf"):
+        raise CoMoViError(f"--cache-threshold must be 0 (off) or more, got {args.cache_threshold}; e.g. 0.1")
+    given = {k: v for k, v in (("start", args.cache_start), ("end", args.cache_end)) if v is not None}
+    try:
+        return StepCacheConfig(args.cache_threshold, **given)
+    except CoMoViError as exc:
+        raise CoMoViError(f"--cache-start/--cache-end: {exc}") from None
+
+
 def run(args: argparse.Namespace) -> Path:
     from .body.mannequin import demo_motion
     from .body.motion_file import load_motion, save_motion
@@ -114,6 +137,7 @@ def run(args: argparse.Namespace) -> Path:
     # 1. check everything cheap before any heavy work
     check_video_size(height, width, frames)
     check_steps(steps)
+    cache = step_cache_config(args)
     check_writable_folder(args.out, "--out folder")
     if not prompt or not prompt.strip():
         raise CoMoViError("--prompt is empty: describe the motion, e.g. --prompt 'a woman does a cartwheel'")
@@ -175,8 +199,10 @@ def run(args: argparse.Namespace) -> Path:
     # 3. generate, then write (nothing is written if generation fails or is cancelled)
     result = pipe(picture, prompt, start, num_frames=frames, steps=steps, guidance=args.guidance, shift=args.shift,
                   solver=args.solver, seed=args.seed, negative_prompt=args.negative_prompt or DEFAULT_NEGATIVE, mode=args.mode,
-                  given=given_input, fps=args.fps, fit_motion=not args.no_fit,
+                  given=given_input, fps=args.fps, fit_motion=not args.no_fit, step_cache=cache,
                   callback=lambda i, n, t, *_: log.info("step %d/%d (t=%.0f)", i + 1, n, float(t)))
+    if cache is not None:
+        log.info("%s", describe_evaluations(result.evaluations))
     out = args.out
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))  # the run is built here, then published
@@ -201,6 +227,7 @@ def run(args: argparse.Namespace) -> Path:
             "has_3d_head": result.motion_source == "3d_head", "motion_source": result.motion_source,
             "motion_quality": result.motion_quality, "weights": load_summary,
             "vae": "tiny preset" if tiny else str(args.vae or "base folder vae/"),
+            "step_cache": None if cache is None else cache.to_dict(), "transformer_evaluations": result.evaluations,
             "timings_s": {"load": round(load_s, 3), **{k: round(v, 3) for k, v in result.timings.items()}},
         }
         (staging / "meta.json").write_text(json.dumps(meta, indent=1))

@@ -21,6 +21,7 @@ from .conditioning import check_steps, check_video_size
 from .errors import CoMoViError
 from .motion_map.render import render_motion_map
 from .sampling import sample
+from .step_cache import StepCacheConfig
 from .text import pad_embeddings
 from .vae import decode_latents, encode_frames
 
@@ -36,6 +37,7 @@ class GenerationResult:
     timings: dict = field(default_factory=dict)  # seconds per stage
     motion_source: str = "none"  # "3d_head", "fitted_to_motion_map" or "none"
     motion_quality: dict = field(default_factory=dict)  # the motion rendered vs the generated motion map (evaluate.consistency)
+    evaluations: dict = field(default_factory=dict)  # transformer calls of the denoising loop: computed, reused (step cache)
 
     def describe_motion(self) -> str:
         """One line for people: where the 3D motion came from and how well it matches the motion map."""
@@ -128,11 +130,14 @@ class CoMoViPipeline:
         fps: float = 16.0,
         fit_motion: bool = True,
         fit_callback=None,
+        step_cache: StepCacheConfig | None = None,
     ) -> GenerationResult:
         """image (3, H, W) in [0, 1], already padded to the target size (``conditioning.pad_to_aspect``).
 
         Without a 3D head, ``fit_motion`` recovers the SMPL motion by fitting the body to the generated
         motion map (``comovi_core.fitting``; ``fit_callback(step, total)`` reports its progress).
+        ``step_cache`` skips the transformer's blocks on steps where their input barely changed
+        (``comovi_core.step_cache``); None (default) computes every step.
         """
         _, height, width = image.shape
         check_video_size(height, width, num_frames)
@@ -179,7 +184,7 @@ class CoMoViPipeline:
             result = sample(self.transformer, rgb_cond, motion_cond, (num_frames - 1) // 4 + 1, prompt_embeds.to(self.device),
                             None if negative_prompt_embeds is None else negative_prompt_embeds.to(self.device),
                             start_pose_6d(start).to(self.device) if head else None, steps, guidance, shift, solver,
-                            generator, mode, given_latents, callback)
+                            generator, mode, given_latents, callback, step_cache=step_cache)
         timings["denoise"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         with torch.no_grad(), self._on_device(self.vae):
@@ -204,4 +209,4 @@ class CoMoViPipeline:
             found = consistency(self.body_model, smpl, motion_map, self.render_backend, QUALITY_MAX_FRAMES, stride)
             quality = {k: round(float(v), 4) for k, v in found.items()}
             timings["quality"] = time.perf_counter() - t0
-        return GenerationResult(rgb, motion_map, smpl, timings, source, quality)
+        return GenerationResult(rgb, motion_map, smpl, timings, source, quality, result.evaluations)

@@ -22,12 +22,13 @@ Modes beyond the release (same joint model, no fine-tuning):
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 import torch
 
 from .errors import CoMoViError
+from .step_cache import StepCache, StepCacheConfig
 
 SOLVERS = ("unipc", "euler")
 MODES = ("cogenerate", "motion_to_video", "video_to_motion")
@@ -51,6 +52,7 @@ class SampleResult:
     rgb: torch.Tensor  # (B, C, f, h, w) normalised latents, frame 0 = the start image
     motion: torch.Tensor  # (B, C, f, h, w) normalised latents, frame 0 = the start motion map
     smpl_6d: torch.Tensor | None  # (B, 4(f-1), 144) poses from the last step's conditional pass
+    evaluations: dict = field(default_factory=dict)  # transformer calls (cond + uncond batched = one): computed, reused
 
 
 def first_frame_mask(latent_shape: tuple, device, dtype=torch.float32) -> torch.Tensor:
@@ -83,11 +85,13 @@ def sample(
     mode: str = "cogenerate",
     given_latents: torch.Tensor | None = None,
     callback: Callable | None = None,
+    step_cache: StepCacheConfig | None = None,
 ) -> SampleResult:
     """Run the joint loop. Conditions: (B, C, 1, h, w) normalised latents of the start frames.
 
     ``given_latents`` (B, C, f, h, w): the clean motion latents for ``motion_to_video`` or the clean
-    RGB latents for ``video_to_motion``.
+    RGB latents for ``video_to_motion``. ``step_cache``: reuse the block stack's residual on steps where
+    its input barely changed (``comovi_core.step_cache``); None computes every step, as always.
     """
     if mode not in MODES:
         raise CoMoViError(f"unknown mode {mode!r}; choose one of {list(MODES)}")
@@ -107,6 +111,8 @@ def sample(
     dtype = next(model.parameters()).dtype
     pose = None if start_pose_6d is None else (torch.cat([start_pose_6d, start_pose_6d]) if use_cfg else start_pose_6d)
     smpl = None
+    cache = None if step_cache is None else StepCache(step_cache, len(scheduler.timesteps))
+    cached = {} if cache is None else {"step_cache": cache}  # no new argument for models called without a cache
     for i, t in enumerate(scheduler.timesteps):
         if given_latents is not None:  # replace the given branch by its forward-noised clean latents
             sigma = t.float() / NUM_TRAIN_TIMESTEPS
@@ -117,7 +123,9 @@ def sample(
         timestep = token_timesteps(mask, t, b, model.config.patch_size)
         if use_cfg:
             rgb_in, motion_in, timestep = torch.cat([rgb_in, rgb_in]), torch.cat([motion_in, motion_in]), torch.cat([timestep, timestep])
-        out = model(rgb_in, motion_in, timestep, context.to(dtype), pose)
+        if cache is not None:
+            cache.begin_step(i)
+        out = model(rgb_in, motion_in, timestep, context.to(dtype), pose, **cached)
         pred_rgb, pred_motion = out.rgb.float(), out.motion.float()
         if use_cfg:
             (cond_rgb, uncond_rgb), (cond_motion, uncond_motion) = pred_rgb.chunk(2), pred_motion.chunk(2)
@@ -138,4 +146,5 @@ def sample(
         motion = given_latents
     elif mode == "video_to_motion":
         rgb = given_latents
-    return SampleResult(rgb, motion, smpl)
+    evaluations = cache.stats() if cache is not None else {"computed": len(scheduler.timesteps), "reused": 0}
+    return SampleResult(rgb, motion, smpl, evaluations)

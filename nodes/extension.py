@@ -6,12 +6,13 @@ from comfy_api.latest import ComfyExtension, io
 
 from . import host
 from .body_nodes import ConcatSMPLMotions, EstimateSMPL, LoadSMPLModel, LoadSMPLMotion, SMPLMotionFrame
+from .cache_nodes import CoMoViStepCache
 from .export_nodes import ExportSMPL
 from .lora_nodes import LoadCoMoViLora
 from .motion_map_nodes import PreviewSMPLOverlay, RenderMotionMap
 from .sampler_nodes import DualSampler, LoadCoMoVi, LoadCoMoViTransformer
 
-NODES: list[type[io.ComfyNode]] = [LoadSMPLModel, LoadSMPLMotion, EstimateSMPL, SMPLMotionFrame, ConcatSMPLMotions, RenderMotionMap, PreviewSMPLOverlay, ExportSMPL, LoadCoMoVi, LoadCoMoViTransformer, LoadCoMoViLora, DualSampler]
+NODES: list[type[io.ComfyNode]] = [LoadSMPLModel, LoadSMPLMotion, EstimateSMPL, SMPLMotionFrame, ConcatSMPLMotions, RenderMotionMap, PreviewSMPLOverlay, ExportSMPL, LoadCoMoVi, LoadCoMoViTransformer, LoadCoMoViLora, CoMoViStepCache, DualSampler]
 
 
 class CoMoViExtension(ComfyExtension):

@@ -13,11 +13,12 @@ from ..comovi_core.fitting import progress_steps
 from ..comovi_core.conditioning import pad_to_aspect
 from ..comovi_core.pipeline import DEFAULT_NEGATIVE, CoMoViPipeline
 from ..comovi_core.sampling import MODES, SOLVERS
+from ..comovi_core.step_cache import describe_evaluations
 from . import host
 from .adapters import conditioning_embeds, vae_codec
 from .managed import ManagedCoMoVi
 from .previews import side_by_side_preview, wan22_previewer
-from .sockets import CoMoViModels, SMPLModel, SMPLMotion
+from .sockets import CoMoViModels, SMPLModel, SMPLMotion, StepCache
 
 NO_COMOVI = "none (base only: untrained copy)"
 SIZES = ("wan2.2-ti2v-5b", "tiny")
@@ -125,6 +126,8 @@ class DualSampler(io.ComfyNode):
                 io.Vae.Input("vae", optional=True, tooltip="ComfyUI's Wan2.2 VAE (wan2.2_vae.safetensors); replaces the loader's"),
                 io.Conditioning.Input("positive", optional=True, tooltip="umT5-XXL text (CLIP type 'wan'); replaces the prompt text"),
                 io.Conditioning.Input("negative", optional=True, tooltip="umT5-XXL negative text; replaces the negative prompt text"),
+                StepCache.Input("step_cache", optional=True, tooltip="CoMoVi Step Cache: reuse the transformer on steps "
+                                "where its input barely changed (faster; motion_info reports the steps reused)"),
             ],
             outputs=[io.Image.Output(display_name="video"), io.Image.Output(display_name="motion_map"),
                      SMPLMotion.Output(display_name="smpl_motion"),
@@ -135,7 +138,7 @@ class DualSampler(io.ComfyNode):
     @classmethod
     def execute(cls, comovi, smpl_model, start_pose, start_image, prompt, negative_prompt, width, height, length, steps,
                 cfg, shift, seed, solver, mode, fit_motion=True, given_motion=None, given_video=None, vae=None, positive=None,
-                negative=None) -> io.NodeOutput:
+                negative=None, step_cache=None) -> io.NodeOutput:
         codec = vae_codec(vae) if vae is not None else comovi.vae
         if codec is None:
             raise CoMoViError("no VAE: connect Load VAE (wan2.2_vae.safetensors) to the sampler's vae input (in the template, "
@@ -154,10 +157,11 @@ class DualSampler(io.ComfyNode):
                           shift=shift, solver=solver, seed=seed, negative_prompt=negative_prompt, mode=mode, given=given,
                           prompt_embeds=embeds.get("positive"), negative_prompt_embeds=embeds.get("negative"),
                           callback=lambda i, n, t, latents, x0: progress.step(preview=side_by_side_preview(previewer, *x0)),
-                          fit_motion=fit_motion, fit_callback=lambda *_: progress.step())
+                          fit_motion=fit_motion, fit_callback=lambda *_: progress.step(), step_cache=step_cache)
         finally:
             comovi.transformer.layer_callback = None
-        return io.NodeOutput(result.rgb, result.motion_map, result.motion, result.describe_motion())
+        info = result.describe_motion() + ("" if step_cache is None else "\n" + describe_evaluations(result.evaluations))
+        return io.NodeOutput(result.rgb, result.motion_map, result.motion, info)
 
 
 def _image(frame: torch.Tensor, height: int, width: int) -> torch.Tensor:

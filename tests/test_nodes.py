@@ -20,7 +20,7 @@ def test_registration(ext):
     assert set(ext["nodes"]) == {"CoMoViLoadSMPLModel", "CoMoViLoadSMPLMotion", "CoMoViEstimateSMPL", "CoMoViRenderMotionMap", "CoMoViPreviewSMPLOverlay",
                                  "CoMoViSMPLMotionFrame", "CoMoViConcatSMPLMotions",
                                  "CoMoViExportSMPL",
-                                 "CoMoViLoadModels", "CoMoViLoadTransformer", "CoMoViLoraLoader", "CoMoViDualSampler"}
+                                 "CoMoViLoadModels", "CoMoViLoadTransformer", "CoMoViLoraLoader", "CoMoViStepCache", "CoMoViDualSampler"}
     paths, exts = ext["folder_paths"].folder_names_and_paths["smpl"]
     assert paths == [str(ext["base"] / "models" / "smpl")] and exts == {".pkl", ".npz"}
 

@@ -26,6 +26,7 @@ from diffusers import WanTransformer3DModel
 from torch import nn
 
 from ..errors import CoMoViError
+from ..step_cache import StepCache
 from .config import CoMoViConfig
 from .smpl_head import SMPLHead
 
@@ -133,6 +134,7 @@ class CoMoViTransformer(nn.Module):
         timestep: torch.Tensor,
         encoder_hidden_states: torch.Tensor,
         start_pose_6d: torch.Tensor | None = None,
+        step_cache: StepCache | None = None,
     ) -> CoMoViOutput:
         """Predict the flow of both branches (and SMPL poses when the head exists and a start pose is given).
 
@@ -140,6 +142,7 @@ class CoMoViTransformer(nn.Module):
         timestep: (B,) or (B, L) per token (L = F*H*W/4; latent frame 0 at t=0 for TI2V).
         encoder_hidden_states: (B, text_len, text_dim) text embeddings, zero-padded as Wan pipelines do.
         start_pose_6d: (B, 144) or (B, 4*(F-1), 144).
+        step_cache: the sampler's ``StepCache`` (set to the current step), or None: every call runs the blocks.
         """
         cfg = self.config
         if rgb_latents.shape != motion_latents.shape:
@@ -156,9 +159,22 @@ class CoMoViTransformer(nn.Module):
             timestep.flatten() if ts_len else timestep, encoder_hidden_states, None, timestep_seq_len=ts_len
         )
         timestep_proj = timestep_proj.unflatten(2 if ts_len else 1, (6, -1))
-        # 3. coupled blocks
+        # 3. coupled blocks; a step cache may instead add each branch's last residual (comovi_core.step_cache)
+        blocks = lambda x_rgb, x_motion: self._blocks(x_rgb, x_motion, context, timestep_proj, rotary_emb)  # noqa: E731
+        if step_cache is None:
+            x_rgb, x_motion, fused = blocks(x_rgb, x_motion)
+        else:
+            x_rgb, x_motion, fused = step_cache.run(self, blocks, x_rgb, x_motion, timestep_proj)
+        # 4. outputs
+        smpl = None
+        if self.smpl_head is not None and start_pose_6d is not None:
+            smpl = self.smpl_head(start_pose_6d, fused, grid[0])
+        return CoMoViOutput(self._head(self.rgb, x_rgb, temb, grid), self._head(self.motion, x_motion, temb, grid), smpl)
+
+    def _blocks(self, x_rgb, x_motion, context, timestep_proj, rotary_emb) -> tuple:
+        """All layer pairs: (B, L, D) tokens in and out, plus the fused features of the 3D head (or None)."""
         fused = None
-        for j in range(cfg.num_motion_blocks):
+        for j in range(self.config.num_motion_blocks):
             with self._swap(j):
                 if torch.is_grad_enabled() and self.gradient_checkpointing:
                     x_rgb, x_motion, out_fused = torch.utils.checkpoint.checkpoint(
@@ -168,11 +184,7 @@ class CoMoViTransformer(nn.Module):
             fused = out_fused if out_fused is not None else fused
             if self.layer_callback is not None:
                 self.layer_callback(j)
-        # 4. outputs
-        smpl = None
-        if self.smpl_head is not None and start_pose_6d is not None:
-            smpl = self.smpl_head(start_pose_6d, fused, grid[0])
-        return CoMoViOutput(self._head(self.rgb, x_rgb, temb, grid), self._head(self.motion, x_motion, temb, grid), smpl)
+        return x_rgb, x_motion, fused
 
     def _swap(self, j: int):
         return self.block_swap.pair(j) if self.block_swap is not None else contextlib.nullcontext()
