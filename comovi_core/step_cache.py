@@ -21,6 +21,8 @@ CFG: the sampler batches the cond and uncond passes in one call, so one decision
 mixes cond and uncond outputs of the same step, both computed or both reused) and residuals are kept per row.
 3D head: it reads the fused features of the last layer; their residual (fused - motion input) is kept too, so on a
 reused step the head sees motion input + that residual, approximated exactly like the branches' outputs.
+Memory: the previous step's modulated inputs (float32) and three residuals (model dtype), each (B, L, D): with CFG
+at 81 frames of 1280x704 (18,480 tokens per branch, D 3072, bf16) about 1.6 GB on the device.
 """
 
 from __future__ import annotations
