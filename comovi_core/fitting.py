@@ -366,7 +366,17 @@ def _splat_stage(body, delta, base, betas, images, camera, faces, part_ids, shad
     _track(body, tracked, base, betas, costs, SPLAT_TRACK_STEPS, smooth, on_step)
     tracked, tracked_loss = _refine(body, tracked, base, betas, costs[-1], steps, smooth, on_step, lr=SPLAT_LR)
     log.info("colour fit: refined summary fit %.4g, tracked %.4g", loss, tracked_loss)
-    return tracked if tracked_loss < loss else refined
+    plausible = [(c_loss, c) for c_loss, c in ((loss, refined), (tracked_loss, tracked)) if _plausible(base, c)]
+    if not plausible:  # e.g. a map that shows no body: the colour cost pushed the body away; keep the summary fit
+        log.warning("colour stage moved the body behind the camera or to non-finite poses; kept the summary fit")
+        return delta
+    return min(plausible, key=lambda pair: pair[0])[1]
+
+
+def _plausible(base: torch.Tensor, delta: torch.Tensor) -> bool:
+    """All poses finite and the body stays in front of the camera (at least a quarter of the start's depth)."""
+    q = base + torch.cat([delta.new_zeros(1, 75), delta])
+    return bool(torch.isfinite(q).all()) and bool((q[:, 74] > 0.25 * base[0, 74]).all())
 
 
 def parse_args(argv=None) -> argparse.Namespace:
