@@ -160,8 +160,8 @@ def test_cogeneration_nodes_on_tiny_weights(ext):
     assert nodes["CoMoViDualSampler"].execute(*args, False).args[2] is None  # fit_motion off: no motion
     fitted = nodes["CoMoViDualSampler"].execute(*args, True).args[2]
     bar = comfy.utils.ProgressBar.instances[-1]
-    # denoising steps, then the fit: two fits of 300 steps + tracking (4 frames) + one relabel round of 150 steps
-    assert bar.current == bar.total == 2 + 2 * 300 + 4 + 150
+    # 2 sampler steps + the fit: 2 x 300 summary steps + 4 tracked frames + 150 relabel steps + colour stage (2 x 60 + 4)
+    assert bar.current == bar.total == 2 + 2 * 300 + 4 + 150 + 2 * 60 + 4
     assert fitted.num_frames == 5 and np.allclose(fitted.body_pose[0], start.body_pose[0], atol=1e-6)
     comovi.transformer.smpl_head = head
     mm.INTERRUPT["flag"] = True  # cancelled between layers, not only between steps
