@@ -18,6 +18,7 @@ import torch.nn.functional as F
 
 from .motion_map.camera import PinholeCamera
 from .motion_map.colors import vertex_colors
+from .motion_map.degrade import gaussian_blur
 from .motion_map.shading import BACKGROUND, shade
 
 SPLAT_SIGMA = 1.5  # Gaussian of a vertex splat, pixels (the finest the fit uses)
@@ -89,17 +90,7 @@ def body_splat(vertices: torch.Tensor, normals: torch.Tensor, area: torch.Tensor
 
 def blur_to(images: torch.Tensor, sigma: float) -> torch.Tensor:
     """(T, H, W, C) -> the same blurred by a Gaussian of std ``sigma`` pixels (replicate edges)."""
-    if sigma <= 0:
-        return images
-    radius = max(1, math.ceil(3 * sigma))
-    x = torch.arange(-radius, radius + 1, dtype=images.dtype, device=images.device)
-    kernel = torch.exp(-0.5 * (x / sigma) ** 2)
-    kernel = kernel / kernel.sum()
-    c = images.shape[-1]
-    out = F.pad(images.permute(0, 3, 1, 2), (radius, radius, radius, radius), mode="replicate")
-    out = F.conv2d(out, kernel.view(1, 1, 1, -1).repeat(c, 1, 1, 1), groups=c)
-    out = F.conv2d(out, kernel.view(1, 1, -1, 1).repeat(c, 1, 1, 1), groups=c)
-    return out.permute(0, 2, 3, 1)
+    return gaussian_blur(images.permute(0, 3, 1, 2), sigma, "replicate").permute(0, 2, 3, 1)
 
 
 def splat_cost(predicted: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

@@ -48,8 +48,8 @@ HARSH = replace(WAN22_VAE, blur_sigma=2.0, noise_std=0.02, color_shift=0.02, bor
 CLEAN = Degradation(0.0, 0.0, 0.0, 0.0, 0.0)
 
 
-def _gaussian_blur(images: torch.Tensor, sigma: float) -> torch.Tensor:
-    """(N, C, H, W) -> same, separable Gaussian (reflect padding)."""
+def gaussian_blur(images: torch.Tensor, sigma: float, padding: str = "reflect") -> torch.Tensor:
+    """(N, C, H, W) -> same, separable Gaussian; ``padding`` is F.pad's mode ("replicate" for images of 1 pixel)."""
     if sigma <= 0:
         return images
     radius = max(1, math.ceil(3 * sigma))
@@ -57,9 +57,9 @@ def _gaussian_blur(images: torch.Tensor, sigma: float) -> torch.Tensor:
     kernel = torch.exp(-0.5 * (x / sigma) ** 2)
     kernel = kernel / kernel.sum()
     channels = images.shape[1]
-    out = F.pad(images, (radius, radius, 0, 0), mode="reflect")
+    out = F.pad(images, (radius, radius, 0, 0), mode=padding)
     out = F.conv2d(out, kernel.view(1, 1, 1, -1).repeat(channels, 1, 1, 1), groups=channels)
-    out = F.pad(out, (0, 0, radius, radius), mode="reflect")
+    out = F.pad(out, (0, 0, radius, radius), mode=padding)
     return F.conv2d(out, kernel.view(1, 1, -1, 1).repeat(channels, 1, 1, 1), groups=channels)
 
 
@@ -85,11 +85,11 @@ def degrade_motion_map(images: torch.Tensor, degradation: Degradation = WAN22_VA
         raise CoMoViError(f"motion maps must have shape (T, H, W, 3), got {tuple(images.shape)}")
     generator = torch.Generator(images.device).manual_seed(seed)
     out = _mislabel_borders(images.float(), degradation.border_mislabel, generator)
-    out = _gaussian_blur(out.permute(0, 3, 1, 2), degradation.blur_sigma)  # (T, 3, H, W)
+    out = gaussian_blur(out.permute(0, 3, 1, 2), degradation.blur_sigma)  # (T, 3, H, W)
     shift = (torch.rand(3, generator=generator, device=images.device) * 2 - 1) * degradation.color_shift
     noise = torch.randn(out.shape, generator=generator, device=images.device)
     if degradation.noise_sigma > 0:  # keep the std after smoothing
-        noise = _gaussian_blur(noise, degradation.noise_sigma)
+        noise = gaussian_blur(noise, degradation.noise_sigma)
         noise = noise / noise.std().clamp_min(1e-12)
     out = out + shift.view(1, 3, 1, 1) + degradation.noise_std * noise
     return out.clamp(0, 1).permute(0, 2, 3, 1).contiguous()
