@@ -10,7 +10,12 @@ depth and drops hidden vertices from the body's summaries (without this the data
 pose was 3x its value with it, and a fit started at the truth drifted ~35-40 mm away, stand-in
 ``arms`` motion of benchmarks/bench_fit_motion.py).
 
-Maps are decoded at a reduced resolution (``max_side``, nearest-neighbour so the colours stay exact).
+The fit works in the window the body moves in (``_crop_to_body``: the map's non-background pixels over
+all frames and the start pose, plus a margin), so its pixels go to the body, not to empty background.
+Maps are decoded at a reduced resolution of that window (``max_side``, nearest-neighbour so the colours
+stay exact). Priors (``fit_prior``): a weak temporal smoothness (a strong one flattened fast motions) and
+joint limits. Frame-by-frame passes visit at most ``TRACK_KEYFRAMES`` frames of a long clip (every k-th
+frame, the rest interpolated) and the joint fits refine every frame.
 
 Labels decoded from a generated map are wrong where the VAE blurred colours across part borders, and
 those errors pull the summaries far off (measured: a summary fit worse than holding the start pose on
@@ -30,6 +35,7 @@ from __future__ import annotations
 import argparse
 import copy
 import logging
+import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +47,7 @@ from .body.motion_file import SMPLMotion
 from .body.parts import NUM_PARTS
 from .cli import run_cli
 from .errors import CoMoViError
+from .fit_prior import joint_limits, smoothness
 from .fit_splat import SPLAT_SIGMA, body_splat, projected_vertex_area, splat_cost, splat_targets
 from .motion_map.camera import PinholeCamera
 from .motion_map.colors import vertex_normals
@@ -53,11 +60,17 @@ TRACK_STEPS = 60  # default steps per frame of the frame-by-frame pass (0: fit o
 MIN_CONFIDENCE = 0.5  # decoded pixels below this confidence are ignored
 VISIBILITY_TOLERANCE = 0.01  # metres behind the drawn surface a vertex still counts as visible
 RELABEL_ROUNDS = 1  # times the map is decoded again with the fitted body as a prior, then refined
+TRACK_KEYFRAMES = 17  # most frames a frame-by-frame pass visits (longer clips: every k-th frame, see keyframes)
 SPLAT_STEPS = 60  # joint steps of each colour (splat) refinement (0: no colour stage)
 SPLAT_TRACK_STEPS = 30  # steps per frame and per splat size of the colour stage's frame-by-frame pass
 SPLAT_SIGMAS = (3.0, SPLAT_SIGMA)  # splat sizes of the colour stage, coarse to fine (pixels at SPLAT_SIDE)
 SPLAT_SIDE = 384  # longer image side the colour stage compares at (thin limbs need more pixels than labels do)
 SPLAT_LR = 0.01  # Adam step of the colour stage's joint refinements
+SMOOTH = 0.05  # weight of the temporal smoothness prior (``fit_prior``: a strong one flattens fast motions)
+LIMIT_WEIGHT = 10.0  # weight of the joint limits (``fit_prior``), per squared radian beyond a limit
+CROP = True  # fit in the window the body moves in (``_crop_to_body``), not the whole frame
+CROP_MARGIN = 0.15  # margin around that window, a fraction of its longer side (+ 4 pixels)
+BODY_THRESHOLD = 0.1  # a map pixel is body where a channel is this far below the white background
 
 
 @dataclass
@@ -148,6 +161,26 @@ def body_stats(vertices: torch.Tensor, faces: torch.Tensor, part_ids: torch.Tens
     return _stats(weights, uv, vertex_normals(vertices, faces), part_ids)
 
 
+def _crop_to_body(images: torch.Tensor, camera: PinholeCamera, start_uv: torch.Tensor) -> tuple[torch.Tensor, PinholeCamera]:
+    """Cut the frames to the window the body moves in (map pixels away from the white background over all
+    frames, and the start pose's projection ``start_uv`` (V, 2)), with a margin: the fit then spends its
+    pixels on the body, not on empty background."""
+    height, width = images.shape[1:3]
+    drawn = ((1 - images).amax(-1) > BODY_THRESHOLD).any(0)  # (H, W)
+    rows, cols = drawn.any(1).nonzero()[:, 0], drawn.any(0).nonzero()[:, 0]
+    lo = start_uv.amin(0).floor()
+    hi = start_uv.amax(0).ceil()
+    if len(rows):
+        lo = torch.minimum(lo, torch.stack((cols[0], rows[0])).float())
+        hi = torch.maximum(hi, torch.stack((cols[-1], rows[-1])).float() + 1)
+    margin = CROP_MARGIN * (hi - lo).amax() + 4
+    left, top = (int(v) for v in (lo - margin).floor().clamp_min(0))
+    right, bottom = int((hi[0] + margin).ceil().clamp(max=width)), int((hi[1] + margin).ceil().clamp(max=height))
+    if right - left < 16 or bottom - top < 16:  # nothing sensible to crop to (a body off screen): keep the frame
+        return images, camera
+    return images[:, top:bottom, left:right], camera.cropped(top, left, bottom - top, right - left)
+
+
 def _downsample(images: torch.Tensor, camera: PinholeCamera, max_side: int) -> tuple[torch.Tensor, PinholeCamera]:
     scale = max_side / max(camera.height, camera.width)
     if scale >= 1:
@@ -161,13 +194,14 @@ def _downsample(images: torch.Tensor, camera: PinholeCamera, max_side: int) -> t
 def progress_steps(frames: int, iterations: int = FIT_STEPS, track_steps: int = TRACK_STEPS,
                    relabel_rounds: int = RELABEL_ROUNDS, splat_steps: int = SPLAT_STEPS) -> int:
     """How many times ``fit_motion`` calls its callback for a clip of ``frames`` frames (comovi_v1 shading)."""
-    first = (2 * iterations + max(frames - 1, 0)) if track_steps > 0 else iterations
-    splat = (2 * splat_steps + max(frames - 1, 0)) if splat_steps > 0 else 0
+    tracked = len(keyframes(frames)) - 1 if frames > 1 else 0
+    first = (2 * iterations + tracked) if track_steps > 0 else iterations
+    splat = (2 * splat_steps + tracked) if splat_steps > 0 else 0
     return first + relabel_rounds * (iterations // 2) + splat
 
 
 def fit_motion(body, images: torch.Tensor, start: SMPLMotion, camera: PinholeCamera, fps: float, shading: str = "comovi_v1",
-               iterations: int = FIT_STEPS, max_side: int = 192, smooth: float = 1.0, device="cpu", callback=None,
+               iterations: int = FIT_STEPS, max_side: int = 192, smooth: float = SMOOTH, device="cpu", callback=None,
                track_steps: int = TRACK_STEPS, relabel_rounds: int = RELABEL_ROUNDS,
                splat_steps: int = SPLAT_STEPS) -> SMPLMotion:
     """images (T, H, W, 3) in [0, 1] (frame 0 shows ``start``'s frame 0) -> a SMPLMotion of T frames.
@@ -204,47 +238,51 @@ def _data_terms(model: PartStats, target: PartStats, present: torch.Tensor) -> t
     return (weight * robust).sum(-1) / weight.sum(-1).clamp_min(1)
 
 
-def _accel(x: torch.Tensor) -> torch.Tensor:
-    """(T, D) -> (T-2, D) second differences (smooth, without pulling toward stillness)."""
-    return x[2:] - 2 * x[1:-1] + x[:-2]
-
-
-def _prior(g: torch.Tensor, p: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-    """Temporal smoothness of global_orient (T, 3), body_pose (T, 69), transl (T, 3); 0 for T < 3."""
-    if g.shape[0] < 3:
-        return g.new_zeros(())
-    return _accel(p).square().sum(-1).mean() + _accel(g).square().sum(-1).mean() + 10 * _accel(t).square().sum(-1).mean()
-
-
 def _slice(stats: PartStats, index) -> PartStats:
     return PartStats(stats.count[index], stats.centroid[index], stats.covariance[index], stats.normal[index])
 
 
+def keyframes(frames: int, most: int | None = None) -> list[int]:
+    """Frames the frame-by-frame passes visit: all of a short clip; of a longer one, every k-th frame and the
+    last, at most ``most`` (default ``TRACK_KEYFRAMES``) in all (the joint fit then refines every frame)."""
+    most = TRACK_KEYFRAMES if most is None else most
+    stride = max(1, math.ceil((frames - 1) / max(most - 1, 1)))
+    return sorted(set(range(0, frames, stride)) | {frames - 1})
+
+
 def _track(body, delta, base, betas, frame_cost, steps, smooth, on_step):
-    """Frame by frame, fit each frame alone for ``steps`` steps per stage from the previous frame's fit.
+    """Frame by frame over ``keyframes``, fit each frame alone for ``steps`` steps per stage from the previous
+    one's fit; frames between keyframes are interpolated linearly.
 
     ``frame_cost`` is one callable ``(vertices (1, V, 3), frame) -> scalar`` or a sequence of them, run one
     after the other (e.g. coarse to fine); the joint prior over the frame and the two before it is added.
     base (T, 75) is the start pose every frame; delta (T-1, 75) is filled in place."""
     costs = frame_cost if isinstance(frame_cost, (list, tuple)) else [frame_cost]
-    for frame in range(1, base.shape[0]):
-        with torch.no_grad():
-            done = torch.cat([delta.new_zeros(1, 75), delta])[max(0, frame - 2) : frame].clone()  # (<= 2, 75) fitted before
-        x = done[-1:].clone().requires_grad_(True)  # (1, 75) start from the previous frame
+    visit = keyframes(base.shape[0])
+    full = torch.cat([delta.new_zeros(1, 75), delta.detach()])  # (T, 75), frame 0 is the start
+    for i, frame in enumerate(visit[1:], 1):
+        done = full[visit[max(0, i - 2) : i]].clone()  # (<= 2, 75) fitted before
+        x = done[-1:].clone().requires_grad_(True)  # (1, 75) start from the previous keyframe
         optimiser = torch.optim.Adam([x], lr=0.02)
         for cost in costs:
             for _ in range(steps):
                 q = base[frame : frame + 1] + x  # (1, 75)
                 loss = cost(body(q[:, :3], q[:, 3:72], betas, q[:, 72:]).vertices, frame)
+                loss = loss + LIMIT_WEIGHT * joint_limits(q[:, 3:72]).sum()
                 if done.shape[0] == 2:  # continue the motion smoothly
                     seq = torch.cat([base[frame - 2 : frame] + done, q])  # (3, 75)
-                    loss = loss + smooth * _prior(seq[:, :3], seq[:, 3:72], seq[:, 72:])
+                    loss = loss + smooth * smoothness(seq[:, :3], seq[:, 3:72], seq[:, 72:])
                 optimiser.zero_grad()
                 loss.backward()
                 optimiser.step()
+        previous = visit[i - 1]
         with torch.no_grad():
-            delta[frame - 1] = x[0]
+            full[frame] = x[0]
+            for between in range(previous + 1, frame):  # linear in the pose parameters
+                w = (between - previous) / (frame - previous)
+                full[between] = (1 - w) * full[previous] + w * full[frame]
         on_step()
+    delta.copy_(full[1:])
 
 
 def _refine(body, delta, base, betas, cost, iterations, smooth, on_step, lr=0.02) -> tuple[torch.Tensor, float]:
@@ -256,7 +294,8 @@ def _refine(body, delta, base, betas, cost, iterations, smooth, on_step, lr=0.02
     for step in range(iterations + 1):
         q = base + torch.cat([delta.new_zeros(1, 75), delta])
         g, p, t = q[:, :3], q[:, 3:72], q[:, 72:]
-        loss = cost(body(g, p, betas, t).vertices)[1:].mean() + smooth * _prior(g, p, t)
+        data = cost(body(g, p, betas, t).vertices) + LIMIT_WEIGHT * joint_limits(p)
+        loss = data[1:].mean() + smooth * smoothness(g, p, t)
         if step == iterations:  # the final loss, of the returned delta
             break
         optimiser.zero_grad()
@@ -311,14 +350,18 @@ def _targets(images, shading, camera, depth, prior, device) -> tuple[PartStats, 
 
 def _fit(body, images, start, camera, fps, shading, iterations, max_side, smooth, device, callback, track_steps,
          relabel_rounds, splat_steps) -> SMPLMotion:
-    full_camera = camera.resized(images.shape[1], images.shape[2])
-    full_images = images.float().cpu()
-    images, camera = _downsample(full_images, full_camera, max_side)
+    output_camera = camera.resized(images.shape[1], images.shape[2])
     frames, depth = images.shape[0], float(start.transl[0, 2])
     faces, part_ids = body.faces.to(device), body.part_ids.to(device)
     first = lambda a: torch.as_tensor(np.asarray(a[:1], np.float32), device=device).repeat(frames, 1)  # noqa: E731
     base = torch.cat([first(start.global_orient), first(start.body_pose), first(start.transl)], -1)  # (T, 75)
     betas = torch.as_tensor(np.asarray(start.betas, np.float32), device=device)
+    full_images, full_camera = images.float().cpu(), output_camera
+    if CROP:
+        with torch.no_grad():
+            start_uv = output_camera.project(body(base[:1, :3], base[:1, 3:72], betas, base[:1, 72:]).vertices[0]).cpu()
+        full_images, full_camera = _crop_to_body(full_images, output_camera, start_uv)
+    images, camera = _downsample(full_images, full_camera, max_side)
     total, done = progress_steps(frames, iterations, track_steps, relabel_rounds, splat_steps), [0]
 
     def on_step():
@@ -353,7 +396,7 @@ def _fit(body, images, start, camera, fps, shading, iterations, max_side, smooth
     log.info("fitted %d frames to the motion map (%d steps, loss %.4g)", frames, iterations, loss)
     with torch.no_grad():
         q = (base + torch.cat([delta.new_zeros(1, 75), delta])).cpu().numpy()
-    return SMPLMotion(q[:, :3], q[:, 3:72], start.betas, q[:, 72:], fps, full_camera, start.gender)
+    return SMPLMotion(q[:, :3], q[:, 3:72], start.betas, q[:, 72:], fps, output_camera, start.gender)
 
 
 def _splat_stage(body, delta, base, betas, images, camera, faces, part_ids, shading, steps, smooth, device, on_step):

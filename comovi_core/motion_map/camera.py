@@ -65,6 +65,11 @@ class PinholeCamera:
             (height, width),
         )
 
+    def cropped(self, top: int, left: int, height: int, width: int) -> "PinholeCamera":
+        """The view of the window of (height, width) pixels whose top-left pixel is (top, left)."""
+        (cx, cy) = self.principal_point
+        return PinholeCamera(self.focal_length, (cx - left, cy - top), (height, width))
+
     def padded_to(self, height: int, width: int) -> "PinholeCamera":
         """The view after the image is padded (centred) to the aspect of (height, width) and resized to it, the
         geometry of ``conditioning.pad_to_aspect``; equals ``resized`` when the aspects already match."""
