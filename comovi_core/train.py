@@ -335,12 +335,24 @@ def _check_numbers(cfg: TrainConfig) -> None:
         raise CoMoViError(f"--text-dropout is a probability in [0, 1), got {cfg.text_dropout}")
 
 
+def _check_init_files(init: list) -> None:
+    """Open the header of every --init weight file (no tensor data): a missing, cut or foreign file is refused
+    before the data and the model load."""
+    from .model.loading import safetensors_files
+    from .weights import checked_safe_open
+
+    for path in init:
+        for file in safetensors_files(path):
+            checked_safe_open(file)
+
+
 def run(args: argparse.Namespace) -> Path:
     from .train_data import load_clips, synthetic_clips
     from .train_state import refuse_overwrite, resolve_resume
 
     cfg = make_config(args)
     check_writable_folder(args.out, "--out run folder")
+    _check_init_files(args.init)
     resume = resolve_resume(args.resume, args.out)
     if resume is None:
         refuse_overwrite(args.out)

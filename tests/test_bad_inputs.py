@@ -56,3 +56,95 @@ def test_train_refuses_an_out_that_is_a_file_or_under_one(tmp_path, caplog, no_w
     assert train_main(["--preset", "tiny", "--synthetic", "1", "--out", str(tmp_path / "file" / "run")]) == 2
     assert "lies under" in caplog.text and "which is a file" in caplog.text
     assert _files(tmp_path) == ["file"] and (tmp_path / "file").read_text() == "x"
+
+
+@pytest.fixture
+def bad_safetensors(tmp_path):
+    """A safetensors file cut in half, 64 bytes of junk and an empty file, in tmp_path/bad."""
+    import torch
+    from safetensors.torch import save_file
+
+    folder = tmp_path / "bad"
+    folder.mkdir()
+    save_file({"x": torch.zeros(1000)}, str(folder / "good.safetensors"))
+    data = (folder / "good.safetensors").read_bytes()
+    (folder / "cut.safetensors").write_bytes(data[: len(data) // 2])
+    (folder / "junk.safetensors").write_bytes(b"\xff" * 64)
+    (folder / "empty.safetensors").write_bytes(b"")
+    return [folder / f"{name}.safetensors" for name in ("cut", "junk", "empty")]
+
+
+def test_inspect_and_train_init_refuse_cut_or_foreign_safetensors(tmp_path, caplog, no_work, bad_safetensors):
+    from comovi_core.checkpoint import main as checkpoint_main
+
+    before = _files(tmp_path)
+    for path in bad_safetensors:
+        caplog.clear()
+        assert checkpoint_main(["inspect", str(path)]) == 2
+        assert caplog.text.count(str(path)) == 1  # the path once, not "X: X is ..."
+        assert f"{path} is incomplete or not a safetensors file" in caplog.text and "download" in caplog.text
+        caplog.clear()
+        assert train_main(["--preset", "tiny", "--synthetic", "1", "--init", str(path), "--out", str(tmp_path / "r")]) == 2
+        assert f"{path} is incomplete or not a safetensors file" in caplog.text and "download or save it again" in caplog.text
+    assert _files(tmp_path) == before
+
+
+def test_every_safetensors_reader_maps_a_cut_file_to_one_error(bad_safetensors):
+    """The shared helper (weights.checked_safe_open) behind load_model, the VAE, LoRA, training states and caches."""
+    from comovi_core.cache_write import shard_meta
+    from comovi_core.errors import CoMoViError
+    from comovi_core.lora import read_lora
+    from comovi_core.weights import read_safetensors
+
+    for path in bad_safetensors:
+        with pytest.raises(CoMoViError, match=f"{re.escape(str(path))} is incomplete or not a safetensors file"):
+            read_safetensors(path)
+        with pytest.raises(CoMoViError, match="is incomplete or not a safetensors file"):
+            read_lora(path)
+        with pytest.raises(CoMoViError, match="is incomplete or not a safetensors file .*run the prepare command again"):
+            shard_meta(path)
+
+
+@pytest.fixture
+def _fresh_accelerate_state():
+    yield
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state(reset_partial_state=True)
+
+
+def _cut(path) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+def test_resume_from_a_cut_training_state_is_refused(tmp_path, caplog, _fresh_accelerate_state):
+    out = tmp_path / "run"
+    argv = ["--preset", "tiny", "--synthetic", "1", "--frames", "5", "--height", "32", "--width", "32", "--out", str(out)]
+    assert train_main([*argv, "--steps", "1"]) == 0
+    _cut(out / "state_000001" / "optimizer.safetensors")
+    before = {p: p.stat().st_mtime_ns for p in out.rglob("*")}
+    assert train_main([*argv, "--steps", "2"]) == 2
+    assert "state_000001/optimizer.safetensors is incomplete or not a safetensors file" in caplog.text
+    assert "--resume none" in caplog.text
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*")} == before  # nothing new, nothing rewritten
+
+
+def test_train_refuses_a_cache_with_a_cut_shard_before_work(tmp_path, caplog, _fresh_accelerate_state, monkeypatch):
+    from comovi_core.prepare import main as prepare_main
+
+    cache = tmp_path / "cache"
+    prepare = ["--preset", "tiny", "--synthetic", "2", "--data", str(tmp_path / "clips"), "--frames", "5",
+               "--height", "32", "--width", "32", "--shard-size", "1", "--out", str(cache)]
+    assert prepare_main(prepare) == 0
+    _cut(cache / "shard_000001.safetensors")
+    before = _files(tmp_path)
+    for name in ("load_body_model", "load_training_model"):
+        monkeypatch.setattr(comovi_core.train, name, lambda *_, **__: pytest.fail("work started"))
+    assert train_main(["--preset", "tiny", "--cache", str(cache), "--steps", "1", "--out", str(tmp_path / "r")]) == 2
+    assert "shard_000001.safetensors is incomplete or not a safetensors file" in caplog.text
+    assert "run the prepare command again" in caplog.text
+    caplog.clear()
+    assert prepare_main(prepare) == 2  # continuing the preparation names the cut shard too
+    assert "shard_000001.safetensors is incomplete or not a safetensors file" in caplog.text
+    assert _files(tmp_path) == before
