@@ -23,11 +23,20 @@ def check_writable_folder(folder: str | Path, what: str = "output folder") -> No
         raise CoMoViError(f"the {what} {folder}: {existing} is not writable: choose a folder you can write to")
 
 
+def check_writable_file(path: str | Path, what: str = "output file") -> None:
+    """Refuse, before any work, a file target that is an existing folder, or whose folder is a file, lies under a
+    file or cannot be written (``check_writable_folder``)."""
+    path = Path(path)
+    if path.is_dir():
+        raise CoMoViError(f"the {what} {path} is an existing folder, not a file: choose a file name")
+    check_writable_folder(path.parent, f"folder of {path.name}")
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path, suffix: str = "") -> Iterator[Path]:
     """Yield a temporary path in the target's folder; it replaces ``path`` only if the block succeeds."""
     path = Path(path)
-    check_writable_folder(path.parent, f"folder of {path.name}")
+    check_writable_file(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix or path.suffix, dir=path.parent)
     os.close(fd)

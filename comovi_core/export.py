@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .atomic import atomic_path, check_writable_folder
+from .atomic import atomic_path, check_writable_file, check_writable_folder
 from .body.motion_file import SMPLMotion, load_motion
 from .body.parts import SMPL_JOINT_NAMES
 from .body.smpl import BodyModel, camera_vertices, load_body_model
@@ -128,7 +128,10 @@ def parse_args(argv=None) -> argparse.Namespace:
 def run(args: argparse.Namespace) -> Path:
     if args.format in ("bvh", "glb") and args.out.suffix.lower() != f".{args.format}":
         raise CoMoViError(f"--out must end in .{args.format} for --format {args.format}, got {args.out.name}")
-    check_writable_folder(args.out if args.format == "obj" else args.out.parent, "--out folder")
+    if args.format == "obj":
+        check_writable_folder(args.out, "--out folder")
+    else:
+        check_writable_file(args.out, "--out file")
     motion = load_motion(args.motion)
     model = load_body_model(args.body_model, motion.gender if motion.gender in ("neutral", "male", "female") else "neutral")
     if args.format == "bvh":

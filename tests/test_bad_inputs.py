@@ -148,3 +148,89 @@ def test_train_refuses_a_cache_with_a_cut_shard_before_work(tmp_path, caplog, _f
     assert prepare_main(prepare) == 2  # continuing the preparation names the cut shard too
     assert "shard_000001.safetensors is incomplete or not a safetensors file" in caplog.text
     assert _files(tmp_path) == before
+
+
+@pytest.fixture
+def motion_file(tmp_path):
+    from comovi_core.body.mannequin import demo_motion
+    from comovi_core.body.motion_file import save_motion
+
+    return save_motion(tmp_path / "m.npz", demo_motion(num_frames=4))
+
+
+@pytest.fixture
+def no_body(monkeypatch):
+    """Loading a body model (the first real work of the export, motion-map, estimate and evaluate CLIs) fails the test."""
+    import comovi_core.body.smpl
+    import comovi_core.export
+
+    def work(*_, **__):
+        pytest.fail("work started before the bad --out was refused")
+
+    monkeypatch.setattr(comovi_core.body.smpl, "load_body_model", work)
+    monkeypatch.setattr(comovi_core.export, "load_body_model", work)
+
+
+@pytest.mark.parametrize("fmt, out, message", [
+    ("obj", "file/meshes", "the --out folder .*file/meshes lies under .*file, which is a file"),
+    ("obj", "file", "the --out folder .*file is a file, not a folder"),
+    ("bvh", "file/clip.bvh", "the folder of clip.bvh .*file is a file, not a folder"),
+    ("glb", "file/sub/clip.glb", "the folder of clip.glb .*file/sub lies under .*file, which is a file"),
+    ("bvh", "folder.bvh", "the --out file .*folder.bvh is an existing folder, not a file: choose a file name"),
+    ("glb", "folder.glb", "the --out file .*folder.glb is an existing folder, not a file"),
+])
+def test_export_refuses_an_out_under_a_file_or_a_folder_as_file(tmp_path, caplog, motion_file, no_body, fmt, out,
+                                                                 message):
+    from comovi_core.export import main as export_main
+
+    (tmp_path / "file").write_text("x")
+    (tmp_path / "folder.bvh").mkdir()
+    (tmp_path / "folder.glb").mkdir()
+    before = _files(tmp_path)
+    assert export_main([str(motion_file), "--format", fmt, "--out", str(tmp_path / out)]) == 2
+    assert re.search(message, caplog.text)
+    assert _files(tmp_path) == before and (tmp_path / "file").read_text() == "x"
+
+
+def test_save_motion_refuses_a_path_under_a_file_or_a_folder(tmp_path):
+    from comovi_core.body.mannequin import demo_motion
+    from comovi_core.body.motion_file import save_motion
+    from comovi_core.errors import CoMoViError
+
+    (tmp_path / "file").write_text("x")
+    (tmp_path / "folder.npz").mkdir()
+    motion = demo_motion(num_frames=2)
+    for target, message in (("file/m.npz", "folder of m.npz .*file is a file, not a folder"),
+                            ("file/sub/m.npz", "folder of m.npz .*file/sub lies under .*file, which is a file"),
+                            ("folder.npz", "folder.npz is an existing folder, not a file: choose a file name")):
+        with pytest.raises(CoMoViError, match=message):
+            save_motion(tmp_path / target, motion)
+    assert _files(tmp_path) == ["file", "folder.npz"] and (tmp_path / "file").read_text() == "x"
+
+
+def test_motion_map_estimate_and_evaluate_refuse_a_bad_out_before_work(tmp_path, caplog, motion_file, no_body):
+    from comovi_core.estimate import main as estimate_main
+    from comovi_core.evaluate import main as evaluate_main
+    from comovi_core.motion_map.__main__ import main as motion_map_main
+
+    (tmp_path / "file").write_text("x")
+    (tmp_path / "folder.mp4").mkdir()
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "motion.npz").write_bytes(motion_file.read_bytes())
+    before = _files(tmp_path)
+    cases = (
+        (motion_map_main, ["--motion", str(motion_file), "--out", str(tmp_path / "folder.mp4")],
+         "the --out video .*folder.mp4 is an existing folder"),
+        (motion_map_main, ["--out", str(tmp_path / "file" / "map.mp4")], "the folder of map.mp4 .*file is a file"),
+        (motion_map_main, ["--out", str(tmp_path / "map.mp4"), "--png-dir", str(tmp_path / "file" / "png")],
+         "the --png-dir folder .*file/png lies under"),
+        (estimate_main, [str(tmp_path / "pose.json"), "--out", str(tmp_path / "folder.mp4")],
+         "the --out file .*folder.mp4 is an existing folder"),
+        (evaluate_main, [str(run), "--out", str(tmp_path / "file" / "eval.json")], "the folder of eval.json .*file is a"),
+    )
+    for main, argv, message in cases:
+        caplog.clear()
+        assert main(argv) == 2
+        assert re.search(message, caplog.text), caplog.text
+    assert _files(tmp_path) == before
