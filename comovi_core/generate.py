@@ -15,18 +15,15 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import platform
-import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import torch
 
 from . import __version__
-from .atomic import check_writable_folder
+from .atomic import check_writable_folder, staged_folder
 from .cli import run_cli
 from .errors import CoMoViError
 from .sampling import MODES, SOLVERS
@@ -204,9 +201,7 @@ def run(args: argparse.Namespace) -> Path:
     if cache is not None:
         log.info("%s", describe_evaluations(result.evaluations))
     out = args.out
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))  # the run is built here, then published
-    try:
+    with staged_folder(out, RUN_FILES.__contains__, "meta.json") as staging:  # the run is built here, then published
         for name, frames_t in (("rgb.mp4", result.rgb), ("motion_map.mp4", result.motion_map)):
             with mp4_writer(staging / name, height, width, args.fps) as send:
                 send(to_uint8(frames_t))
@@ -231,27 +226,8 @@ def run(args: argparse.Namespace) -> Path:
             "timings_s": {"load": round(load_s, 3), **{k: round(v, 3) for k, v in result.timings.items()}},
         }
         (staging / "meta.json").write_text(json.dumps(meta, indent=1))
-        _publish(staging, out)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     log.info("wrote %s", ", ".join(sorted(p.name for p in out.iterdir())))
     return out
-
-
-def _publish(staging: Path, out: Path) -> None:
-    """Move a finished run into ``out``: a new folder in one rename; an existing folder file by file, with
-    ``meta.json`` (the completion marker) removed first and written last, so a folder with one is a whole run."""
-    os.chmod(staging, 0o755)  # mkdtemp makes a private folder; a run folder is an ordinary one
-    if not out.exists():
-        os.rename(staging, out)
-        return
-    (out / "meta.json").unlink(missing_ok=True)
-    for name in RUN_FILES:
-        if (staging / name).exists():
-            os.replace(staging / name, out / name)
-        else:  # e.g. no motion.npz this time: an older one must not pass for this run's
-            (out / name).unlink(missing_ok=True)
-    os.replace(staging / "meta.json", out / "meta.json")
 
 
 def main(argv=None) -> int:

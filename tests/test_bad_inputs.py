@@ -234,3 +234,75 @@ def test_motion_map_estimate_and_evaluate_refuse_a_bad_out_before_work(tmp_path,
         assert main(argv) == 2
         assert re.search(message, caplog.text), caplog.text
     assert _files(tmp_path) == before
+
+
+def test_obj_export_leaves_no_stale_frames_and_never_deletes_other_files(tmp_path, monkeypatch):
+    import pathlib
+
+    from comovi_core.body.mannequin import demo_motion
+    from comovi_core.body.smpl import load_body_model
+    from comovi_core.export import write_obj_sequence
+
+    body, seq = load_body_model(None), tmp_path / "seq"
+    write_obj_sequence(seq, body, demo_motion(num_frames=9))
+    for name in ("frame_notes.obj", "frame_1.obj", "readme.txt"):  # look like ours, but we did not write them
+        (seq / name).write_text("mine")
+    (seq / "frame_000123.obj").mkdir()
+    paths = write_obj_sequence(seq, body, demo_motion(num_frames=4))
+    frames = [f"frame_{i:06d}.obj" for i in range(4)]
+    assert [p.name for p in paths] == frames
+    assert sorted(p.name for p in seq.iterdir()) == sorted([*frames, "frame_000123.obj", "frame_1.obj",
+                                                            "frame_notes.obj", "readme.txt"])
+    before = {p.name: p.read_bytes() for p in seq.iterdir() if p.is_file()}
+    writes = []
+
+    def failing_write(self, *args, **kwargs):
+        writes.append(self)
+        if len(writes) == 2:
+            raise OSError("disk full")
+        return original(self, *args, **kwargs)
+
+    original = pathlib.Path.write_text
+    monkeypatch.setattr(pathlib.Path, "write_text", failing_write)
+    with pytest.raises(OSError, match="disk full"):
+        write_obj_sequence(seq, body, demo_motion(num_frames=9))
+    monkeypatch.undo()
+    assert {p.name: p.read_bytes() for p in seq.iterdir() if p.is_file()} == before  # the old sequence, whole
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["seq"]  # no staging folder left
+
+
+def test_a_staged_folder_appears_whole_or_not_at_all(tmp_path, monkeypatch):
+    """atomic.staged_folder (generate's run folder, the OBJ sequence): a failure while writing leaves nothing; a
+    failure while publishing into a used folder leaves it without its completion marker, the user's files kept."""
+    import os
+
+    from comovi_core.atomic import staged_folder
+
+    def run_files(name):
+        return name in ("a.txt", "b.txt")
+
+    with pytest.raises(OSError):
+        with staged_folder(tmp_path / "new", run_files, "meta.json") as staging:
+            (staging / "a.txt").write_text("1")
+            raise OSError("crash while writing")
+    assert list(tmp_path.iterdir()) == []
+    used = tmp_path / "used"
+    with staged_folder(used, run_files, "meta.json") as staging:
+        for name in ("a.txt", "b.txt", "meta.json"):
+            (staging / name).write_text("old")
+    (used / "notes.txt").write_text("mine")
+    replaced, original = [], os.replace
+
+    def failing_replace(src, dst):
+        replaced.append(dst)
+        if len(replaced) == 2:
+            raise OSError("crash while publishing")
+        original(src, dst)
+
+    monkeypatch.setattr(os, "replace", failing_replace)
+    with pytest.raises(OSError, match="while publishing"):
+        with staged_folder(used, run_files, "meta.json") as staging:
+            for name in ("a.txt", "b.txt", "meta.json"):
+                (staging / name).write_text("new")
+    assert sorted(p.name for p in used.iterdir()) == ["a.txt", "b.txt", "notes.txt"]  # no marker: not a whole run
+    assert (used / "notes.txt").read_text() == "mine" and sorted(p.name for p in tmp_path.iterdir()) == ["used"]
