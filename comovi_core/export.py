@@ -25,7 +25,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .atomic import atomic_path, check_writable_file, check_writable_folder, staged_folder
+from .atomic import (
+    atomic_path,
+    check_writable_file,
+    check_writable_folder,
+    staged_folder,
+)
 from .body.motion_file import SMPLMotion, load_motion
 from .body.parts import SMPL_JOINT_NAMES
 from .body.smpl import BodyModel, camera_vertices, load_body_model

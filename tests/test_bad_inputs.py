@@ -281,10 +281,9 @@ def test_a_staged_folder_appears_whole_or_not_at_all(tmp_path, monkeypatch):
     def run_files(name):
         return name in ("a.txt", "b.txt")
 
-    with pytest.raises(OSError):
-        with staged_folder(tmp_path / "new", run_files, "meta.json") as staging:
-            (staging / "a.txt").write_text("1")
-            raise OSError("crash while writing")
+    with pytest.raises(OSError), staged_folder(tmp_path / "new", run_files, "meta.json") as staging:
+        (staging / "a.txt").write_text("1")
+        raise OSError("crash while writing")
     assert list(tmp_path.iterdir()) == []
     used = tmp_path / "used"
     with staged_folder(used, run_files, "meta.json") as staging:
@@ -300,9 +299,8 @@ def test_a_staged_folder_appears_whole_or_not_at_all(tmp_path, monkeypatch):
         original(src, dst)
 
     monkeypatch.setattr(os, "replace", failing_replace)
-    with pytest.raises(OSError, match="while publishing"):
-        with staged_folder(used, run_files, "meta.json") as staging:
-            for name in ("a.txt", "b.txt", "meta.json"):
-                (staging / name).write_text("new")
+    with pytest.raises(OSError, match="while publishing"), staged_folder(used, run_files, "meta.json") as staging:
+        for name in ("a.txt", "b.txt", "meta.json"):
+            (staging / name).write_text("new")
     assert sorted(p.name for p in used.iterdir()) == ["a.txt", "b.txt", "notes.txt"]  # no marker: not a whole run
     assert (used / "notes.txt").read_text() == "mine" and sorted(p.name for p in tmp_path.iterdir()) == ["used"]
