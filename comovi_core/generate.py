@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import platform
 import sys
 import time
@@ -118,6 +119,22 @@ def step_cache_config(args: argparse.Namespace) -> StepCacheConfig | None:
         raise CoMoViError(f"--cache-start/--cache-end: {exc}") from None
 
 
+def check_numbers(args: argparse.Namespace) -> None:
+    """Refuse rates and scales that cannot give a video (zero, negative, NaN) before any work."""
+    if not (args.fps > 0 and math.isfinite(args.fps)):
+        raise CoMoViError(f"--fps must be a frame rate above 0, got {args.fps}; e.g. 16 (Wan2.2's rate)")
+    if not (args.shift > 0 and math.isfinite(args.shift)):
+        raise CoMoViError(f"--shift must be above 0, got {args.shift}; the release uses 5")
+    if not (args.guidance >= 0 and math.isfinite(args.guidance)):
+        raise CoMoViError(f"--guidance must be 0 or more, got {args.guidance}; e.g. 6 (1: no guidance)")
+    if not 0 < args.fov < 180:
+        raise CoMoViError(f"--fov is a vertical field of view in degrees, between 0 and 180, got {args.fov}; e.g. 50")
+    if not math.isfinite(args.lora_scale):
+        raise CoMoViError(f"--lora-scale must be a number, got {args.lora_scale}; e.g. 1 (as trained)")
+    if args.block_swap < 0:
+        raise CoMoViError(f"--block-swap is a number of layer pairs kept on the CPU (0: none), got {args.block_swap}")
+
+
 def run(args: argparse.Namespace) -> Path:
     from .body.mannequin import demo_motion
     from .body.motion_file import load_motion, save_motion
@@ -134,6 +151,7 @@ def run(args: argparse.Namespace) -> Path:
     # 1. check everything cheap before any heavy work
     check_video_size(height, width, frames)
     check_steps(steps)
+    check_numbers(args)
     cache = step_cache_config(args)
     check_writable_folder(args.out, "--out folder")
     if not prompt or not prompt.strip():
