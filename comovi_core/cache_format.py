@@ -31,6 +31,8 @@ EMPTY_PROMPT = "empty_prompt.safetensors"
 META_KEY = "comovi_cache"
 LATENT_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 SMPL_KEYS = ("global_orient", "body_pose", "betas")
+CACHE_FIX = ("delete it and run the prepare command again (python -m comovi_core.prepare, the same command: only "
+             "missing shards are made)")
 
 
 def shard_name(index: int) -> str:

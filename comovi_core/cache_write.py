@@ -12,11 +12,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors import safe_open
 from safetensors.torch import save_file
 
 from .atomic import atomic_path
 from .cache_format import (
+    CACHE_FIX,
     EMPTY_PROMPT,
     FORMAT,
     LATENT_DTYPES,
@@ -31,6 +31,7 @@ from .cache_format import (
 from .errors import CoMoViError, TrainingDataError
 from .train_data import clip_problems, load_clip
 from .train_step import encode_clip
+from .weights import open_safetensors
 
 log = logging.getLogger("comovi_core.prepare")
 PLAN = "plan.json"
@@ -42,7 +43,7 @@ def write_json(path: Path, value) -> None:
 
 
 def shard_meta(path: Path) -> dict:
-    with safe_open(str(path), framework="pt") as handle:
+    with open_safetensors(path, CACHE_FIX) as handle:
         return json.loads(handle.metadata()[META_KEY])
 
 

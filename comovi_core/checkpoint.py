@@ -60,7 +60,7 @@ def main(argv=None) -> int:
         try:
             print(describe(path))
         except CoMoViError as exc:
-            log.error("%s: %s", path, exc)
+            log.error("%s", exc if str(path) in str(exc) else f"{path}: {exc}")
             status = 2
     return status
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .atomic import atomic_path
+from .atomic import atomic_path, check_writable_file
 from .cli import run_cli
 from .errors import CoMoViError
 
@@ -85,6 +85,8 @@ def run(args: argparse.Namespace) -> dict:
     motion_path, map_path = args.run / "motion.npz", args.run / "motion_map.mp4"
     if not motion_path.is_file():
         raise CoMoViError(f"no motion.npz in {args.run}: the run had no 3D head and --no-fit, or this is not a generate output folder")
+    out = args.out or args.run / "eval.json"
+    check_writable_file(out, "--out file")
     motion = load_motion(motion_path)
     reference = load_motion(args.gt) if args.gt else None
     body = load_body_model(args.body_model)
@@ -96,7 +98,6 @@ def run(args: argparse.Namespace) -> dict:
         log.warning("no motion_map.mp4 in %s: consistency skipped", args.run)
     if reference is not None:
         report["vs_reference"] = versus_reference(body, motion, reference)
-    out = args.out or args.run / "eval.json"
     with atomic_path(out) as tmp:
         tmp.write_text(json.dumps(report, indent=1))
     for section in ("consistency", "vs_reference"):

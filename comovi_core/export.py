@@ -18,13 +18,19 @@ from __future__ import annotations
 
 import argparse
 import logging
+import re
 import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from .atomic import atomic_path, check_writable_folder
+from .atomic import (
+    atomic_path,
+    check_writable_file,
+    check_writable_folder,
+    staged_folder,
+)
 from .body.motion_file import SMPLMotion, load_motion
 from .body.parts import SMPL_JOINT_NAMES
 from .body.smpl import BodyModel, camera_vertices, load_body_model
@@ -34,6 +40,7 @@ from .errors import CoMoViError
 log = logging.getLogger("comovi_core.export")
 FORMATS = ("bvh", "obj", "glb")
 CAMERA_TO_WORLD = np.diag([1.0, -1.0, -1.0])  # 180 degrees about x: OpenCV camera -> y-up world
+OBJ_FRAME = re.compile(r"frame_\d{6}\.obj")  # the names write_obj_sequence gives its frames, and only those
 
 
 def _rest_joints(model: BodyModel, betas: np.ndarray) -> np.ndarray:
@@ -98,22 +105,19 @@ def write_bvh(path: str | Path, model: BodyModel, motion: SMPLMotion) -> Path:
 
 
 def write_obj_sequence(folder: str | Path, model: BodyModel, motion: SMPLMotion) -> list[Path]:
-    """One ``frame_000000.obj`` per frame (vertices in the y-up world, faces 1-based); atomic per file."""
+    """One ``frame_000000.obj`` per frame (vertices in the y-up world, faces 1-based). The sequence is written
+    beside ``folder`` and published whole (``atomic.staged_folder``): frames of an earlier, longer export into the
+    same folder are removed, other files stay, and a failure leaves the folder as it was."""
     folder = Path(folder)
     check_writable_folder(folder, "OBJ folder")
-    folder.mkdir(parents=True, exist_ok=True)
     with torch.no_grad():
         verts = camera_vertices(model, motion).vertices.double().numpy() @ CAMERA_TO_WORLD.T  # (T, V, 3)
     faces = "".join(f"f {a} {b} {c}\n" for a, b, c in (model.faces.numpy() + 1))
-    paths = []
-    for f, v in enumerate(verts):
-        target = folder / f"frame_{f:06d}.obj"
-        with atomic_path(target) as tmp:
-            tmp.write_text("".join(f"v {x:.6f} {y:.6f} {z:.6f}\n" for x, y, z in v) + faces)
-        paths.append(target)
-    for stale in set(folder.glob("frame_*.obj")) - set(paths):  # frames of a longer earlier export
-        stale.unlink()
-    return paths
+    names = [f"frame_{f:06d}.obj" for f in range(len(verts))]
+    with staged_folder(folder, OBJ_FRAME.fullmatch) as staging:
+        for name, v in zip(names, verts):
+            (staging / name).write_text("".join(f"v {x:.6f} {y:.6f} {z:.6f}\n" for x, y, z in v) + faces)
+    return [folder / name for name in names]
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -128,7 +132,10 @@ def parse_args(argv=None) -> argparse.Namespace:
 def run(args: argparse.Namespace) -> Path:
     if args.format in ("bvh", "glb") and args.out.suffix.lower() != f".{args.format}":
         raise CoMoViError(f"--out must end in .{args.format} for --format {args.format}, got {args.out.name}")
-    check_writable_folder(args.out if args.format == "obj" else args.out.parent, "--out folder")
+    if args.format == "obj":
+        check_writable_folder(args.out, "--out folder")
+    else:
+        check_writable_file(args.out, "--out file")
     motion = load_motion(args.motion)
     model = load_body_model(args.body_model, motion.gender if motion.gender in ("neutral", "male", "female") else "neutral")
     if args.format == "bvh":

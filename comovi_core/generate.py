@@ -15,18 +15,16 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
+import math
 import platform
-import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import torch
 
 from . import __version__
-from .atomic import check_writable_folder
+from .atomic import check_writable_folder, staged_folder
 from .cli import run_cli
 from .errors import CoMoViError
 from .sampling import MODES, SOLVERS
@@ -121,6 +119,22 @@ def step_cache_config(args: argparse.Namespace) -> StepCacheConfig | None:
         raise CoMoViError(f"--cache-start/--cache-end: {exc}") from None
 
 
+def check_numbers(args: argparse.Namespace) -> None:
+    """Refuse rates and scales that cannot give a video (zero, negative, NaN) before any work."""
+    if not (args.fps > 0 and math.isfinite(args.fps)):
+        raise CoMoViError(f"--fps must be a frame rate above 0, got {args.fps}; e.g. 16 (Wan2.2's rate)")
+    if not (args.shift > 0 and math.isfinite(args.shift)):
+        raise CoMoViError(f"--shift must be above 0, got {args.shift}; the release uses 5")
+    if not (args.guidance >= 0 and math.isfinite(args.guidance)):
+        raise CoMoViError(f"--guidance must be 0 or more, got {args.guidance}; e.g. 6 (1: no guidance)")
+    if not 0 < args.fov < 180:
+        raise CoMoViError(f"--fov is a vertical field of view in degrees, between 0 and 180, got {args.fov}; e.g. 50")
+    if not math.isfinite(args.lora_scale):
+        raise CoMoViError(f"--lora-scale must be a number, got {args.lora_scale}; e.g. 1 (as trained)")
+    if args.block_swap < 0:
+        raise CoMoViError(f"--block-swap is a number of layer pairs kept on the CPU (0: none), got {args.block_swap}")
+
+
 def run(args: argparse.Namespace) -> Path:
     from .body.mannequin import demo_motion
     from .body.motion_file import load_motion, save_motion
@@ -137,6 +151,7 @@ def run(args: argparse.Namespace) -> Path:
     # 1. check everything cheap before any heavy work
     check_video_size(height, width, frames)
     check_steps(steps)
+    check_numbers(args)
     cache = step_cache_config(args)
     check_writable_folder(args.out, "--out folder")
     if not prompt or not prompt.strip():
@@ -204,9 +219,7 @@ def run(args: argparse.Namespace) -> Path:
     if cache is not None:
         log.info("%s", describe_evaluations(result.evaluations))
     out = args.out
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))  # the run is built here, then published
-    try:
+    with staged_folder(out, RUN_FILES.__contains__, "meta.json") as staging:  # the run is built here, then published
         for name, frames_t in (("rgb.mp4", result.rgb), ("motion_map.mp4", result.motion_map)):
             with mp4_writer(staging / name, height, width, args.fps) as send:
                 send(to_uint8(frames_t))
@@ -231,27 +244,8 @@ def run(args: argparse.Namespace) -> Path:
             "timings_s": {"load": round(load_s, 3), **{k: round(v, 3) for k, v in result.timings.items()}},
         }
         (staging / "meta.json").write_text(json.dumps(meta, indent=1))
-        _publish(staging, out)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     log.info("wrote %s", ", ".join(sorted(p.name for p in out.iterdir())))
     return out
-
-
-def _publish(staging: Path, out: Path) -> None:
-    """Move a finished run into ``out``: a new folder in one rename; an existing folder file by file, with
-    ``meta.json`` (the completion marker) removed first and written last, so a folder with one is a whole run."""
-    os.chmod(staging, 0o755)  # mkdtemp makes a private folder; a run folder is an ordinary one
-    if not out.exists():
-        os.rename(staging, out)
-        return
-    (out / "meta.json").unlink(missing_ok=True)
-    for name in RUN_FILES:
-        if (staging / name).exists():
-            os.replace(staging / name, out / name)
-        else:  # e.g. no motion.npz this time: an older one must not pass for this run's
-            (out / name).unlink(missing_ok=True)
-    os.replace(staging / "meta.json", out / "meta.json")
 
 
 def main(argv=None) -> int:

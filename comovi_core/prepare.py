@@ -190,6 +190,7 @@ def _write_synthetic(args: argparse.Namespace, config: dict) -> None:
         return
     if args.world_size > 1:
         raise CoMoViError("--synthetic writes the clips from one process: run it once with --world-size 1")
+    check_writable_folder(args.data, "--data folder (for the --synthetic clips)")
     clips = synthetic_clips(load_body_model(None), args.synthetic, config["frames"], config["height"],
                             config["width"], args.seed)
     for i, clip in enumerate(clips):

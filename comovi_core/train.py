@@ -79,7 +79,7 @@ from pathlib import Path
 
 import torch
 
-from .atomic import atomic_path
+from .atomic import atomic_path, check_writable_folder
 from .body.smpl import load_body_model
 from .cli import run_cli
 from .conditioning import check_video_size
@@ -301,15 +301,9 @@ def make_config(args: argparse.Namespace) -> TrainConfig:
     if args.cache is not None:
         check_cache(manifest, args.cache, cfg.preset, cfg.frames, cfg.height, cfg.width)
     check_video_size(cfg.height, cfg.width, cfg.frames)
-    for name in ("steps", "grad_accum", "save_every", "log_every"):
-        if getattr(cfg, name) < 1:
-            raise CoMoViError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(cfg, name)}")
-    if cfg.keep_states < 0:
-        raise CoMoViError(f"--keep-states must be 0 (keep all) or more, got {cfg.keep_states}")
-    if not 0 <= cfg.text_dropout < 1:
-        raise CoMoViError(f"--text-dropout is a probability in [0, 1), got {cfg.text_dropout}")
-    if cfg.lora < 0:
-        raise CoMoViError(f"--lora is a rank (0: no LoRA), got {cfg.lora}")
+    _check_numbers(cfg)
+    if args.synthetic < 0:
+        raise CoMoViError(f"--synthetic is a number of clips, got {args.synthetic}; e.g. --synthetic 4")
     if cfg.lora:
         from .lora import parse_targets, require_peft
 
@@ -322,11 +316,43 @@ def make_config(args: argparse.Namespace) -> TrainConfig:
     return cfg
 
 
+def _check_numbers(cfg: TrainConfig) -> None:
+    """Refuse counts and rates that cannot train (negative, zero where meaningless, NaN) before anything loads."""
+    for name in ("steps", "grad_accum", "save_every", "log_every"):
+        if not getattr(cfg, name) >= 1:
+            raise CoMoViError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(cfg, name)}")
+    at_least_zero = {"keep_states": "keep all", "warmup": "no warm-up", "weight_decay": "no decay",
+                     "lora": "no LoRA; else a rank such as 64", "lora_alpha": "alpha = rank"}
+    for name, zero in at_least_zero.items():
+        if not getattr(cfg, name) >= 0:
+            raise CoMoViError(f"--{name.replace('_', '-')} must be 0 ({zero}) or more, got {getattr(cfg, name)}")
+    positive = {"lr": "e.g. 2e-5", "clip": "e.g. 0.5; a huge value such as 1e9 does not clip",
+                "adam_eps": "e.g. 1e-10", "shift": "e.g. 5"}
+    for name, hint in positive.items():
+        if not 0 < getattr(cfg, name) < float("inf"):
+            raise CoMoViError(f"--{name.replace('_', '-')} must be a number above 0 ({hint}), got {getattr(cfg, name)}")
+    if not 0 <= cfg.text_dropout < 1:
+        raise CoMoViError(f"--text-dropout is a probability in [0, 1), got {cfg.text_dropout}")
+
+
+def _check_init_files(init: list) -> None:
+    """Open the header of every --init weight file (no tensor data): a missing, cut or foreign file is refused
+    before the data and the model load."""
+    from .model.loading import safetensors_files
+    from .weights import checked_safe_open
+
+    for path in init:
+        for file in safetensors_files(path):
+            checked_safe_open(file)
+
+
 def run(args: argparse.Namespace) -> Path:
     from .train_data import load_clips, synthetic_clips
     from .train_state import refuse_overwrite, resolve_resume
 
     cfg = make_config(args)
+    check_writable_folder(args.out, "--out run folder")
+    _check_init_files(args.init)
     resume = resolve_resume(args.resume, args.out)
     if resume is None:
         refuse_overwrite(args.out)

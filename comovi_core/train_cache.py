@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from .cache_format import (
+    CACHE_FIX,
     EMPTY_PROMPT,
     SMPL_KEYS,
     bucket_name,
@@ -24,6 +25,7 @@ from .cache_format import (
 )
 from .errors import CoMoViError
 from .train_data import Sample
+from .weights import checked_safe_open, read_safetensors
 
 
 @dataclass
@@ -55,6 +57,17 @@ def check_cache(manifest: dict, folder: Path, preset: str, frames: int, height: 
                           f"cache's size, or prepare a cache at {wanted}")
     if manifest["clips"] < 1:
         raise CoMoViError(f"--cache {folder} holds no clips: see its report.json for why each was skipped")
+    for shard in manifest["shards"]:  # headers only (memory-mapped): a missing or cut shard is found before training
+        open_shard(folder, shard["file"])
+
+
+def open_shard(folder: Path, name: str):
+    """The ``safe_open`` handle of the shard file ``name`` of the cache ``folder``; CoMoViError if missing or cut."""
+    path = Path(folder) / name
+    if not path.is_file():
+        raise CoMoViError(f"{path} is missing from the cache {folder}: prepare the cache again "
+                          "(python -m comovi_core.prepare, the same command: only missing shards are made)")
+    return checked_safe_open(path, CACHE_FIX)
 
 
 class CacheData:
@@ -70,15 +83,9 @@ class CacheData:
         self._empty: torch.Tensor | None = None
 
     def _handle(self, shard: int):
-        from safetensors import safe_open
-
         if self._open is None or self._open[0] != shard:
             self.close()
-            path = self.folder / self.shards[shard]["file"]
-            if not path.is_file():
-                raise CoMoViError(f"{path} is missing from the cache {self.folder}: prepare the cache again "
-                                  "(python -m comovi_core.prepare, the same command: only missing shards are made)")
-            self._open = (shard, safe_open(str(path), framework="pt"))
+            self._open = (shard, open_shard(self.folder, self.shards[shard]["file"]))
         return self._open[1]
 
     def read(self, shard: int, item: int, device) -> Sample:
@@ -92,9 +99,8 @@ class CacheData:
     def empty_context(self, device) -> torch.Tensor:
         """The empty prompt's embedding (1, text_len, D), for --text-dropout."""
         if self._empty is None:
-            from safetensors.torch import load_file
-
-            self._empty = pad_context(load_file(str(self.folder / EMPTY_PROMPT))["context"], self.text_len)
+            empty = read_safetensors(self.folder / EMPTY_PROMPT, CACHE_FIX)
+            self._empty = pad_context(empty["context"], self.text_len)
         return self._empty.to(device)
 
     def close(self) -> None:

@@ -29,14 +29,16 @@ import shutil
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from .atomic import atomic_path
 from .errors import CoMoViError
 from .model.saving import save_checkpoint
+from .weights import read_safetensors
 
 log = logging.getLogger("comovi_core.train")
 
+STATE_FIX = "resume from an older state (--resume RUN/state_N) or start again with --resume none"
 STATE_NAME = re.compile(r"state_(\d{6,})")
 # config fields that may change between a run and its resumption (they do not change what step N computes)
 RESUMABLE_CHANGES = ("steps", "save_every", "log_every")
@@ -166,11 +168,11 @@ def load_training_state(state_dir: Path, named_params, optimizer, schedule, cfg,
     if names != info["names"]:
         raise CoMoViError(f"{state_dir}: its trained parameters differ from this run's ({len(info['names'])} vs "
                           f"{len(names)}): resume with the model and stage it was saved with, or --resume none")
-    masters = load_file(str(state_dir / "trainable.safetensors"))
+    masters = read_safetensors(state_dir / "trainable.safetensors", STATE_FIX)
     with torch.no_grad():
         for name, p in named_params:
             p.copy_(masters[name])
-    flat = load_file(str(state_dir / "optimizer.safetensors"))
+    flat = read_safetensors(state_dir / "optimizer.safetensors", STATE_FIX)
     per_param: dict[int, dict] = {}
     for key, value in flat.items():
         name, _, field = key.rpartition("/")
@@ -178,7 +180,7 @@ def load_training_state(state_dir: Path, named_params, optimizer, schedule, cfg,
     optimizer.load_state_dict({"state": per_param, "param_groups": info["param_groups"]})
     schedule.load_state_dict(info["scheduler"])
     rng_file = state_dir / f"rng_{process_index}.safetensors"
-    rng = load_file(str(rng_file if rng_file.is_file() else state_dir / "rng_0.safetensors"))
+    rng = read_safetensors(rng_file if rng_file.is_file() else state_dir / "rng_0.safetensors", STATE_FIX)
     torch.set_rng_state(rng["cpu"])
     cuda = [rng[k] for k in sorted(rng) if k.startswith("cuda_")]
     if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():

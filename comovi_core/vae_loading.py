@@ -111,10 +111,9 @@ def diffusers_to_original_vae_key(key: str, num_res_blocks: int) -> str:
 
 def _read_single_file(path: Path) -> dict[str, torch.Tensor]:
     if path.suffix == ".safetensors":
-        from .weights import open_safetensors
+        from .weights import read_safetensors
 
-        with open_safetensors(path) as fh:
-            return {name: fh.get_tensor(name) for name in fh.keys()}
+        return read_safetensors(path)
     if path.suffix in (".pth", ".pt", ".ckpt"):
         try:
             data = torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)

@@ -11,7 +11,7 @@ from typing import Iterator
 import numpy as np
 from PIL import Image
 
-from .atomic import atomic_path
+from .atomic import atomic_path, check_writable_folder
 from .errors import CoMoViError
 
 VIDEO_SIZE = re.compile(r"Stream #\S+.*?: Video: .*?\b(\d{2,5})x(\d{2,5})\b")  # (width, height) in ffmpeg's log
@@ -57,6 +57,7 @@ def mp4_writer(path: str | Path, height: int, width: int, fps: float, crf: int =
 def write_pngs(folder: str | Path, frames: np.ndarray, first_index: int = 0) -> list[Path]:
     """Write ``frames`` (N, H, W, 3) uint8 as ``folder/000000.png`` ...; each file written atomically."""
     folder = Path(folder)
+    check_writable_folder(folder, "PNG folder")
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
     for i, frame in enumerate(frames):

@@ -11,17 +11,28 @@ from .errors import CoMoViError
 log = logging.getLogger(__name__)
 
 
-@contextlib.contextmanager
-def open_safetensors(path: str | Path):
-    """``safe_open`` (lazy, one tensor at a time) with a truncated or foreign file as a clear CoMoViError."""
+def checked_safe_open(path: str | Path, fix: str = "download or save it again"):
+    """``safe_open`` (lazy, one tensor at a time) with a truncated or foreign file as a clear CoMoViError; every
+    safetensors reader of the library goes through here. ``fix`` ends the message (how to get a good file)."""
     from safetensors import SafetensorError, safe_open
 
     try:
-        handle = safe_open(str(path), framework="pt")
+        return safe_open(str(path), framework="pt")
     except (SafetensorError, OSError, ValueError) as exc:
-        raise CoMoViError(f"{path} is incomplete or not a safetensors file ({exc}): download or save it again") from exc
-    with handle as fh:
+        raise CoMoViError(f"{path} is incomplete or not a safetensors file ({exc}): {fix}") from exc
+
+
+@contextlib.contextmanager
+def open_safetensors(path: str | Path, fix: str = "download or save it again"):
+    """``checked_safe_open`` as a context manager (the file is unmapped on exit)."""
+    with checked_safe_open(path, fix) as fh:
         yield fh
+
+
+def read_safetensors(path: str | Path, fix: str = "download or save it again") -> dict:
+    """Every tensor of a (small) safetensors file, as ``safetensors.torch.load_file``, through ``open_safetensors``."""
+    with open_safetensors(path, fix) as fh:
+        return {name: fh.get_tensor(name) for name in fh.keys()}  # noqa: SIM118 (a handle is not iterable)
 
 
 def _download(repo: str, target: Path) -> Path:

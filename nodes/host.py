@@ -9,6 +9,7 @@ import comfy.model_management
 import comfy.utils
 import folder_paths
 
+from ..comovi_core.atomic import check_writable_folder
 from ..comovi_core.errors import CoMoViError
 
 SMPL_FOLDER = "smpl"
@@ -82,6 +83,7 @@ def output_path(prefix: str, suffix: str) -> Path:
     base = (root / prefix).resolve()
     if root not in base.parents:
         raise CoMoViError(f"filename_prefix {prefix!r} points outside ComfyUI's output folder; use a relative name like 'comovi/motion'")
+    check_writable_folder(base.parent, f"folder of filename_prefix {prefix!r}")
     base.parent.mkdir(parents=True, exist_ok=True)
     counter = 1
     while (candidate := base.parent / f"{base.name}_{counter:05d}{suffix}").exists():

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -16,7 +17,7 @@ from comovi_core.motion_map import render, render_gl
 
 ROOT = Path(__file__).resolve().parents[1]
 HEAVY = ("diffusers", "torch._dynamo", "transformers", "accelerate", "roma", "scipy", "OpenGL", "pyrender")
-CLIS = ("generate", "train", "estimate", "fitting", "evaluate", "export", "checkpoint", "motion_map")
+CLIS = ("generate", "train", "prepare", "estimate", "fitting", "evaluate", "export", "checkpoint", "motion_map")
 
 # Runs each CLI as `python -m` would (run_name="__main__") with --help, in one fresh interpreter.
 _HELP_CODE = """
@@ -58,6 +59,13 @@ def _fresh_python(code: str, *args: str) -> dict:
 
 def _heavy(modules: list[str]) -> list[str]:
     return sorted({m for m in modules for h in HEAVY if m == h or m.startswith(h + ".")})
+
+
+def test_every_cli_the_docs_advertise_is_checked():
+    """Each ``python -m comovi_core.X`` named in the README or a module docstring is in CLIS (its --help is tested)."""
+    texts = [(ROOT / "README.md").read_text(), *(p.read_text() for p in (ROOT / "comovi_core").rglob("*.py"))]
+    advertised = {m for text in texts for m in re.findall(r"python -m comovi_core\.(\w+)", text)}
+    assert advertised == set(CLIS)
 
 
 def test_cli_help_prints_usage_and_imports_nothing_heavy():

@@ -97,6 +97,11 @@ def test_bad_pipeline_inputs(kw, message):
     (["--height", "0"], "multiples of 32, got 0x128"),
     (["--steps", "0"], "at least 1, got 0"),
     (["--steps", "-1"], "at least 1, got -1"),
+    (["--fps", "0"], "--fps must be a frame rate above 0, got 0.0"),  # was refused only after generating
+    (["--shift", "0"], "--shift must be above 0, got 0.0"),  # was NaN poses after generating
+    (["--guidance", "nan"], "--guidance must be 0 or more, got nan"),  # was a NaN video, exit 0
+    (["--fov", "180"], "between 0 and 180, got 180.0"),
+    (["--block-swap", "-1"], "--block-swap is a number of layer pairs .* got -1"),
 ])
 def test_bad_cli_inputs_fail_before_work_and_write_nothing(tmp_path, caplog, argv, message):
     assert main(["--preset", "tiny", "--out", str(tmp_path / "o"), *argv]) == 2

@@ -129,6 +129,10 @@ def test_export_node_writes_inside_the_output_folder(ext):
     with pytest.raises(CoMoViError, match="filename_prefix is empty"):
         export.execute(model, motion, "bvh", " ")
     assert not (ext["base"].parent / "escape_00001.bvh").exists()
+    (out / "comovi" / "afile").write_text("x")  # a prefix whose folder is a file: our error, not FileExistsError
+    with pytest.raises(CoMoViError, match="folder of filename_prefix 'comovi/afile/clip' .*afile is a file, not a folder"):
+        export.execute(model, motion, "npz", "comovi/afile/clip")
+    assert (out / "comovi" / "afile").read_text() == "x"
 
 
 def test_cogeneration_nodes_on_tiny_weights(ext):

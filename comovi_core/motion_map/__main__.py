@@ -48,11 +48,15 @@ def run(args: argparse.Namespace) -> Path:
     from ..body.mannequin import demo_motion
     from ..body.motion_file import load_motion
     from ..body.smpl import camera_vertices, load_body_model
+    from ..atomic import check_writable_file, check_writable_folder
     from .render import iter_motion_maps
     from ..video import check_video_size, mp4_writer, to_uint8, write_pngs
 
     if args.out.suffix.lower() != ".mp4":
         raise CoMoViError(f"--out must be an .mp4 file, got {args.out}")
+    check_writable_file(args.out, "--out video")
+    if args.png_dir:
+        check_writable_folder(args.png_dir, "--png-dir folder")
     motion = load_motion(args.motion) if args.motion else demo_motion()
     camera = motion.camera
     if args.height or args.width:
