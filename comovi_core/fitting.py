@@ -43,6 +43,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .atomic import check_writable_file
 from .body.motion_file import SMPLMotion
 from .body.parts import NUM_PARTS
 from .cli import run_cli
@@ -443,6 +444,11 @@ def run(args: argparse.Namespace) -> SMPLMotion:
     if args.steps < 1 or args.track_steps < 0 or args.splat_steps < 0:
         raise CoMoViError(f"--steps must be >= 1, --track-steps and --splat-steps >= 0; got {args.steps}, "
                           f"{args.track_steps} and {args.splat_steps}")
+    if args.fps is not None and not args.fps > 0:
+        raise CoMoViError(f"--fps must be above 0, got {args.fps}")
+    if args.out.suffix != ".npz":
+        raise CoMoViError(f"--out must be a .npz motion file, got {args.out.name}")
+    check_writable_file(args.out, "--out file")
     if not args.motion_map.is_file():
         raise CoMoViError(f"motion-map video not found: {args.motion_map}")
     start = load_motion(args.start).frame(0)

@@ -176,3 +176,13 @@ def test_cli_fits_a_motion_map_video(scene, tmp_path, caplog):
     np.testing.assert_allclose(fitted.global_orient[0], truth.global_orient[0], atol=1e-5)
     np.testing.assert_allclose(fitted.transl[0], truth.transl[0], atol=1e-5)
     assert main([str(tmp_path / "missing.mp4"), *args]) == 2 and "motion-map video not found" in caplog.text
+    caplog.clear()
+    (tmp_path / "folder.npz").mkdir()
+    bad_outputs = {"fit.bvh": "must be a .npz", "folder.npz": "is an existing folder", "start.npz/x.npz": "is a file"}
+    for out, message in bad_outputs.items():  # refused before the fit (nothing written)
+        before = sorted(tmp_path.rglob("*"))
+        bad = [str(tmp_path / "map.mp4"), *args[:2], "--out", str(tmp_path / out), *args[4:]]
+        assert main(bad) == 2 and message in caplog.text, (out, caplog.text)
+        assert sorted(tmp_path.rglob("*")) == before
+        caplog.clear()
+    assert main([str(tmp_path / "map.mp4"), *args, "--fps", "0"]) == 2 and "--fps must be above 0" in caplog.text
