@@ -162,7 +162,8 @@ def body_stats(vertices: torch.Tensor, faces: torch.Tensor, part_ids: torch.Tens
     return _stats(weights, uv, vertex_normals(vertices, faces), part_ids)
 
 
-def _crop_to_body(images: torch.Tensor, camera: PinholeCamera, start_uv: torch.Tensor) -> tuple[torch.Tensor, PinholeCamera]:
+def _crop_to_body(images: torch.Tensor, camera: PinholeCamera,
+                  start_uv: torch.Tensor) -> tuple[torch.Tensor, PinholeCamera]:
     """Cut the frames to the window the body moves in (map pixels away from the white background over all
     frames, and the start pose's projection ``start_uv`` (V, 2)), with a margin: the fit then spends its
     pixels on the body, not on empty background."""

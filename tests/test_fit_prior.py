@@ -52,7 +52,8 @@ def test_crop_window_holds_every_body_pixel_and_the_start_pose():
     start_uv = torch.tensor([[80.0, 20.0], [90.0, 40.0]])  # the start pose reaches above the drawn pixels
     cropped, window = _crop_to_body(images, camera, start_uv)
     # box x 60..125, y 20..60; margin 0.15 * 65 + 4 = 13.75 pixels
-    top, left = round(camera.principal_point[1] - window.principal_point[1]), round(camera.principal_point[0] - window.principal_point[0])
+    (cx, cy), (wx, wy) = camera.principal_point, window.principal_point
+    top, left = round(cy - wy), round(cx - wx)
     assert (top, left) == (6, 46) and window.image_size == (68, 93) and cropped.shape == (3, 68, 93, 3)
     torch.testing.assert_close(cropped, images[:, 6:74, 46:139])
     empty, same = _crop_to_body(torch.ones(2, 100, 200, 3), camera, torch.tensor([[-50.0, -50.0], [-40.0, -45.0]]))
