@@ -166,11 +166,10 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def run(args: argparse.Namespace) -> SMPLMotion:
-    from .atomic import check_writable_file
-    from .body.motion_file import save_motion
+    from .body.motion_file import check_motion_target, save_motion
     from .body.smpl import load_body_model
 
-    check_writable_file(args.out, "--out file")
+    check_motion_target(args.out, "--out file")
     keypoints, (height, width) = read_pose_json(args.keypoints, args.person)
     body = load_body_model(args.body_model)
     motion = estimate_start_pose(body, keypoints, height, width, args.fov, fps=args.fps)

@@ -43,7 +43,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .atomic import check_writable_file
 from .body.motion_file import SMPLMotion
 from .body.parts import NUM_PARTS
 from .cli import run_cli
@@ -438,7 +437,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def run(args: argparse.Namespace) -> SMPLMotion:
-    from .body.motion_file import load_motion, save_motion
+    from .body.motion_file import check_motion_target, load_motion, save_motion
     from .body.smpl import load_body_model
     from .video import read_video
 
@@ -447,9 +446,7 @@ def run(args: argparse.Namespace) -> SMPLMotion:
                           f"{args.track_steps} and {args.splat_steps}")
     if args.fps is not None and not args.fps > 0:
         raise CoMoViError(f"--fps must be above 0, got {args.fps}")
-    if args.out.suffix != ".npz":
-        raise CoMoViError(f"--out must be a .npz motion file, got {args.out.name}")
-    check_writable_file(args.out, "--out file")
+    check_motion_target(args.out, "--out file")
     if not args.motion_map.is_file():
         raise CoMoViError(f"motion-map video not found: {args.motion_map}")
     start = load_motion(args.start).frame(0)

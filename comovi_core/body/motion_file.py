@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..atomic import atomic_path
+from ..atomic import atomic_path, check_writable_file
 from ..errors import CoMoViError
 from ..motion_map.camera import PinholeCamera
 
@@ -88,11 +88,18 @@ def _check(value, name: str, shape: tuple) -> np.ndarray:
     return arr
 
 
+def check_motion_target(path: str | Path, what: str = "motion file") -> None:
+    """Refuse, before any work, a motion file target that is not ``.npz`` or cannot be written there."""
+    path = Path(path)
+    check_writable_file(path, what)
+    if path.suffix != ".npz":
+        raise CoMoViError(f"the {what} must be a .npz motion file, got {path.name}")
+
+
 def save_motion(path: str | Path, motion: SMPLMotion) -> Path:
     """Write ``motion`` atomically as a ``.npz``; returns the path."""
     path = Path(path)
-    if path.suffix != ".npz":
-        raise CoMoViError(f"motion files are .npz, got {path.name}")
+    check_motion_target(path)
     cam = motion.camera
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as fh:
