@@ -1,4 +1,4 @@
-"""The joint denoising loop: RGB and motion latents, one scheduler, one CFG (SPEC §3 "Released inference").
+"""The joint denoising loop: RGB and motion latents, one scheduler, one CFG (docs/model.md, "Inference").
 
 Wan2.2 TI2V conditioning: latent frame 0 of each branch holds the clean encoded start frame (start
 image / rendered start motion map) with timestep 0 for its tokens; it is re-imposed on the model input

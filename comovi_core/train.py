@@ -1,4 +1,4 @@
-"""Fine-tune CoMoVi (SPEC §6): stage 1 trains the motion branch, stage 2 the coupling (+ 3D head).
+"""Fine-tune CoMoVi (docs/training.md): stage 1 trains the motion branch, stage 2 the coupling (+ 3D head).
 
 Tiny CPU example (synthetic clips of the stand-in mannequin, random tiny weights):
 
@@ -52,7 +52,7 @@ exist; this one runs). Stage 2: the zero-linears, the motion branch and the 3D h
 loss = L_motion + L_video + L_smpl (6D pose MSE + SMPL vertex MSE + root-relative joint MSE). AdamW, linear
 warm-up, gradient accumulation, clipping; checkpoints are safetensors + JSON (loadable by ``load_model``).
 
-Recipe, as the release's stage scripts run it (where paper and release differ the release wins, SPEC):
+Recipe, as the release's stage scripts run it (where paper and release differ the release wins, docs/training.md):
 --timestep-sampling uniform draws one of the 1000 training sigmas of the shift-5 flow-matching schedule uniformly,
 without loss weighting (release ``--uniform_sampling``, weighting scheme "none"); logit_normal (the paper's
 "SD3-style" density, on s directly, unshifted; this script's only sampling before) is the option. AdamW eps 1e-10

@@ -1,4 +1,4 @@
-"""One training micro-batch (SPEC §6): the training config, what each stage trains, noise levels and losses.
+"""One training micro-batch (docs/training.md): the training config, what each stage trains, noise levels and losses.
 
 Split from ``comovi_core.train`` (the loop and CLI); see its docstring for the recipe and the precision scheme.
 """

@@ -149,7 +149,7 @@ def test_real_size_parameter_counts():
     without = build_model(get_config("wan2.2-ti2v-5b", smpl_layers=0))
     with_head = build_model(get_config("wan2.2-ti2v-5b"))
     n = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
-    assert 10.1e9 < n(without) < 10.3e9  # SPEC: dual model ~10.2B
+    assert 10.1e9 < n(without) < 10.3e9  # docs/model.md: dual model ~10.2B
     assert 11.0e9 < n(with_head) < 11.2e9  # ~ +0.9B for the 3D head
     assert n(without.rgb) - n(without.motion) == sum(p.numel() for p in without.rgb.condition_embedder.parameters())
 

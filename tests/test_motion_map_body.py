@@ -1,5 +1,5 @@
 """The motion map of the stand-in body in a known pose, against an independent ray caster of the
-SPEC formula (tests/_raycast_reference.py), for both shadings and both backends; and the decoder."""
+formula of docs/motion_map.md (tests/_raycast_reference.py), for both shadings and both backends; and the decoder."""
 
 from __future__ import annotations
 

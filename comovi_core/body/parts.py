@@ -1,4 +1,4 @@
-"""The 24 body parts of the motion map and how SMPL vertices are assigned to them (SPEC §4).
+"""The 24 body parts of the motion map and how SMPL vertices are assigned to them (docs/motion_map.md).
 
 Part index p follows the key order of Meshcapade's ``smpl_vert_segmentation.json`` (as the release
 reads it). That file is licensed with SMPL, so it is never shipped: when a user places it beside the
@@ -30,7 +30,7 @@ SMPL_JOINT_NAMES: tuple[str, ...] = (
     "left_hand", "right_hand",
 )
 
-# Which part each SMPL joint's skinned region belongs to (SPEC §4).
+# Which part each SMPL joint's skinned region belongs to (docs/motion_map.md).
 JOINT_TO_PART: dict[str, str] = {
     "pelvis": "hips", "left_hip": "leftUpLeg", "right_hip": "rightUpLeg", "spine1": "spine",
     "left_knee": "leftLeg", "right_knee": "rightLeg", "spine2": "spine1", "left_ankle": "leftFoot",

@@ -1,1 +1,1 @@
-"""The dual-branch CoMoVi transformer (SPEC §2, §3): configs, model, 3D head, checkpoint loading."""
+"""The dual-branch CoMoVi transformer (docs/model.md): configs, model, 3D head, checkpoint loading."""

@@ -1,4 +1,4 @@
-"""The dual-branch CoMoVi transformer (SPEC §3), built from diffusers' Wan modules.
+"""The dual-branch CoMoVi transformer (docs/model.md), built from diffusers' Wan modules.
 
 ``rgb`` and ``motion`` are diffusers ``WanTransformer3DModel`` bodies (patch embedding, blocks, output
 norm and projection); the text/time embedder and RoPE of ``rgb`` are shared by both branches (the

@@ -1,4 +1,4 @@
-"""Load weights into the dual-branch model from every layout users have (SPEC §2, §3).
+"""Load weights into the dual-branch model from every layout users have (docs/file_formats.md).
 
 Accepted, detected by key names and shapes (never by file name):
     wan_original    base Wan2.2-TI2V-5B, original/ComfyUI single file (``blocks.N.self_attn.q.weight``;

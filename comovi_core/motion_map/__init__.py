@@ -1,1 +1,1 @@
-"""The 2D motion map (SPEC §4): per-vertex colours, shading, renderer backends and a decoder."""
+"""The 2D motion map (docs/motion_map.md): per-vertex colours, shading, renderer backends and a decoder."""

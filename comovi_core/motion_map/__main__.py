@@ -1,4 +1,4 @@
-"""Render a SMPL motion file into a motion-map video (SPEC §4).
+"""Render a SMPL motion file into a motion-map video (docs/motion_map.md).
 
     python -m comovi_core.motion_map --motion motion.npz --body-model models/smpl --out motion_map.mp4
 

@@ -1,4 +1,4 @@
-"""Per-vertex motion-map colours (SPEC §4), computed in OpenCV camera space.
+"""Per-vertex motion-map colours (docs/motion_map.md), computed in OpenCV camera space.
 
 For vertex normal n = (nx, ny, nz) and part p the release colours a vertex with
 ``nx/2 + 0.5``, ``ny/2 + 0.5`` and ``sem = (2p+1)/48`` when nz < 0 (facing the camera), else
