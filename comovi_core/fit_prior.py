@@ -1,13 +1,23 @@
-"""Priors of the motion fit (``comovi_core.fitting``): temporal smoothness and joint limits.
+"""Priors of the motion fit (``comovi_core.fitting``): temporal smoothness, joint limits and stillness.
 
 Smoothness penalises second differences of the pose over frames (jitter), not motion itself. Its
 weight matters: at a low frame rate a real motion has large second differences, and a strong prior
 then flattens it (measured on benchmarks/bench_fit_motion.py ``demo``, 9 frames: weight 1.0 left the
 fit at 0.86 of holding the start pose, 0.05 at 0.34), so the default weight is small.
 
-Joint limits keep each frame a pose a body can make, whatever the map says: elbows and knees do not
-bend backwards (the sign convention of SMPL's axis-angle pose, as SMPLify's bending prior uses), and no
-joint rotates further than its range from the rest pose.
+Joint limits keep each frame a pose a body can make, whatever the map says: elbows and knees are
+hinges (they bend one way about one axis, as SMPLify's bending prior has it in SMPL's axis-angle
+convention, and barely rotate about the other two), and no joint rotates further than its range from
+the rest pose. The hinge axes matter for the fit: a limb's twist about its own axis is nearly invisible
+in a motion map (a twisted cylinder draws the same), so without them a fit can trade a twisted shoulder
+for an elbow bent sideways (measured: benchmarks/bench_fit_motion.py ``arms``, stand-in body, float
+maps, the right wrist 475 mm off at ratio 0.64 of holding still).
+
+Stillness is a weak pull of every joint toward the start pose. Where the map shows a rotation it is
+outweighed; where it cannot (twists), it keeps the joint where it started instead of letting the
+twist drift along the arm (shoulder -2 rad, elbow +1, wrist +1 draws like no twist at all). With the
+hinge limits and a pull of 0.01 per squared radian the case above went from 0.64 to 0.13; at 0.003
+the drift stayed (0.79).
 """
 
 from __future__ import annotations
@@ -16,8 +26,14 @@ import math
 
 import torch
 
-# (SMPL joint, axis, sign): sign * pose[joint, axis] must stay <= 0 (hinges bend one way only)
-HINGES = ((18, 1, 1.0), (19, 1, -1.0), (4, 0, -1.0), (5, 0, -1.0))  # left/right elbow (y), left/right knee (x)
+# (SMPL joint, axis, low, high): range of one axis-angle component of a hinge joint, radians
+HINGES = (
+    (4, 0, 0.0, math.inf), (5, 0, 0.0, math.inf),  # knees flex about x, forward only
+    *((knee, axis, -0.2, 0.2) for knee in (4, 5) for axis in (1, 2)),  # and barely turn or tilt
+    (18, 1, -math.inf, 0.0), (19, 1, 0.0, math.inf),  # elbows flex about y (left negative, right positive)
+    *((elbow, 0, -1.0, 1.0) for elbow in (18, 19)),  # the forearm twists about x (pronation), within a range
+    *((elbow, 2, -0.3, 0.3) for elbow in (18, 19)),  # and an elbow does not bend sideways
+)
 # largest rotation from the rest pose, radians, per SMPL joint 1..23 (generous: a limit, not a pose prior)
 MAX_ANGLE = {
     **dict.fromkeys((1, 2), 2.4),  # hips
@@ -51,6 +67,12 @@ def joint_limits(body_pose: torch.Tensor) -> torch.Tensor:
     """(T, 69) axis-angle body pose -> (T,) squared radians beyond the limits (0 for a pose a body can make)."""
     pose = body_pose.unflatten(-1, (23, 3))
     over = torch.relu(pose.norm(dim=-1) - _MAX.to(pose)).square().sum(-1)
-    for joint, axis, sign in HINGES:
-        over = over + torch.relu(sign * pose[..., joint - 1, axis]).square()
+    for joint, axis, low, high in HINGES:
+        value = pose[..., joint - 1, axis]
+        over = over + torch.relu(low - value).square() + torch.relu(value - high).square()
     return over
+
+
+def stillness(body_pose: torch.Tensor, start_pose: torch.Tensor) -> torch.Tensor:
+    """(T, 69) body pose and the start pose (69,) or (T, 69) -> (T,) squared radians away from the start."""
+    return (body_pose - start_pose).square().sum(-1)

@@ -47,7 +47,7 @@ from .body.motion_file import SMPLMotion
 from .body.parts import NUM_PARTS
 from .cli import run_cli
 from .errors import CoMoViError
-from .fit_prior import joint_limits, smoothness
+from .fit_prior import joint_limits, smoothness, stillness
 from .fit_splat import SPLAT_SIGMA, body_splat, projected_vertex_area, splat_cost, splat_targets
 from .motion_map.camera import PinholeCamera
 from .motion_map.colors import vertex_normals
@@ -68,6 +68,7 @@ SPLAT_SIDE = 384  # longer image side the colour stage compares at (thin limbs n
 SPLAT_LR = 0.01  # Adam step of the colour stage's joint refinements
 SMOOTH = 0.05  # weight of the temporal smoothness prior (``fit_prior``: a strong one flattens fast motions)
 LIMIT_WEIGHT = 10.0  # weight of the joint limits (``fit_prior``), per squared radian beyond a limit
+STILL_WEIGHT = 0.01  # pull of every joint toward the start pose (``fit_prior.stillness``), per squared radian
 CROP = True  # fit in the window the body moves in (``_crop_to_body``), not the whole frame
 CROP_MARGIN = 0.15  # margin around that window, a fraction of its longer side (+ 4 pixels)
 BODY_THRESHOLD = 0.1  # a map pixel is body where a channel is this far below the white background
@@ -270,6 +271,7 @@ def _track(body, delta, base, betas, frame_cost, steps, smooth, on_step):
                 q = base[frame : frame + 1] + x  # (1, 75)
                 loss = cost(body(q[:, :3], q[:, 3:72], betas, q[:, 72:]).vertices, frame)
                 loss = loss + LIMIT_WEIGHT * joint_limits(q[:, 3:72]).sum()
+                loss = loss + STILL_WEIGHT * stillness(q[:, 3:72], base[frame, 3:72]).sum()
                 if done.shape[0] == 2:  # continue the motion smoothly
                     seq = torch.cat([base[frame - 2 : frame] + done, q])  # (3, 75)
                     loss = loss + smooth * smoothness(seq[:, :3], seq[:, 3:72], seq[:, 72:])
@@ -296,6 +298,7 @@ def _refine(body, delta, base, betas, cost, iterations, smooth, on_step, lr=0.02
         q = base + torch.cat([delta.new_zeros(1, 75), delta])
         g, p, t = q[:, :3], q[:, 3:72], q[:, 72:]
         data = cost(body(g, p, betas, t).vertices) + LIMIT_WEIGHT * joint_limits(p)
+        data = data + STILL_WEIGHT * stillness(p, base[:, 3:72])
         loss = data[1:].mean() + smooth * smoothness(g, p, t)
         if step == iterations:  # the final loss, of the returned delta
             break

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from comovi_core.body.mannequin import demo_motion
-from comovi_core.fit_prior import joint_limits, smoothness
+from comovi_core.fit_prior import joint_limits, smoothness, stillness
 from comovi_core.fitting import _crop_to_body
 from comovi_core.motion_map.camera import PinholeCamera
 
@@ -21,6 +21,19 @@ def test_joint_limits_are_zero_on_natural_poses_and_grow_past_a_limit():
     pose.requires_grad_(True)
     joint_limits(pose).sum().backward()
     assert pose.grad[0, 9] < 0 and pose.grad[1, 52] > 0 and pose.grad[2, 8] > 0  # a descent step moves back into range
+
+
+def test_knees_and_elbows_are_hinges():
+    """Bent about their axis they cost nothing; turned about the other axes beyond a few degrees they do."""
+    pose = torch.zeros(4, 69)
+    pose[0, 3 * 4 + 0], pose[0, 3 * 18 + 1] = 1.5, 1.5  # right knee and right elbow flexed the right way: free
+    pose[1, 3 * 4 + 1] = 0.5  # right knee (joint 5) turned 0.5 rad about y, range +-0.2: 0.09 over
+    pose[2, 3 * 18 + 2] = -0.5  # right elbow (joint 19) bent sideways about z, range +-0.3: 0.04 over
+    pose[3, 3 * 17 + 0] = 1.5  # left elbow (joint 18) forearm twisted 1.5 rad about x, range +-1.0: 0.25 over
+    torch.testing.assert_close(joint_limits(pose), torch.tensor([0.0, 0.09, 0.04, 0.25]))
+    pose.requires_grad_(True)
+    joint_limits(pose).sum().backward()
+    assert pose.grad[1, 13] > 0 and pose.grad[2, 56] < 0 and pose.grad[3, 51] > 0  # descent turns each back
 
 
 def test_smoothness_ignores_constant_velocity_and_penalises_a_jump():
@@ -58,3 +71,11 @@ def test_crop_window_holds_every_body_pixel_and_the_start_pose():
     torch.testing.assert_close(cropped, images[:, 6:74, 46:139])
     empty, same = _crop_to_body(torch.ones(2, 100, 200, 3), camera, torch.tensor([[-50.0, -50.0], [-40.0, -45.0]]))
     assert same == camera and empty.shape == (2, 100, 200, 3)  # body off screen: the whole frame is kept
+
+
+def test_stillness_is_the_squared_rotation_away_from_the_start():
+    start = torch.zeros(69)
+    start[5] = 0.4
+    pose = start.repeat(2, 1)
+    pose[1, 5], pose[1, 60] = 0.1, -0.2  # 0.3 and 0.2 rad away: 0.09 + 0.04
+    torch.testing.assert_close(stillness(pose, start), torch.tensor([0.0, 0.13]))
