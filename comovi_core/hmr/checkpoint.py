@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 
 IGNORED_PREFIXES = ("discriminator.", "smpl.", "initialized")  # training-only parts of the official module
 _QKV = ("query", "key", "value")
+_DEC = r"smpl_head\.transformer\.transformer\.layers\.(\d+)"  # a decoder layer of the official head
 
 
 class StandIn:
@@ -125,12 +126,12 @@ def official_to_ours(key: str) -> list[tuple[str, int, int]] | None:
         (r"smpl_head\.transformer\.to_token_embedding\.(.+)", r"head.token_embedding.\1"),
         (r"smpl_head\.transformer\.pos_embedding", r"head.pos_embedding"),
         (r"smpl_head\.(dec\w+|init_\w+)(.*)", r"head.\1\2"),
-        (r"smpl_head\.transformer\.transformer\.layers\.(\d+)\.(\d)\.norm\.(.+)", None),  # norm1..3, below
-        (r"smpl_head\.transformer\.transformer\.layers\.(\d+)\.0\.fn\.to_out\.0\.(.+)", r"head.layers.\1.attn1.to_out.0.\2"),
-        (r"smpl_head\.transformer\.transformer\.layers\.(\d+)\.1\.fn\.to_out\.0\.(.+)", r"head.layers.\1.attn2.to_out.0.\2"),
-        (r"smpl_head\.transformer\.transformer\.layers\.(\d+)\.1\.fn\.to_q\.(.+)", r"head.layers.\1.attn2.to_q.\2"),
-        (r"smpl_head\.transformer\.transformer\.layers\.(\d+)\.2\.fn\.net\.0\.(.+)", r"head.layers.\1.ff.net.0.proj.\2"),
-        (r"smpl_head\.transformer\.transformer\.layers\.(\d+)\.2\.fn\.net\.3\.(.+)", r"head.layers.\1.ff.net.2.\2"),
+        (_DEC + r"\.(\d)\.norm\.(.+)", None),  # norm1..3, below
+        (_DEC + r"\.0\.fn\.to_out\.0\.(.+)", r"head.layers.\1.attn1.to_out.0.\2"),
+        (_DEC + r"\.1\.fn\.to_out\.0\.(.+)", r"head.layers.\1.attn2.to_out.0.\2"),
+        (_DEC + r"\.1\.fn\.to_q\.(.+)", r"head.layers.\1.attn2.to_q.\2"),
+        (_DEC + r"\.2\.fn\.net\.0\.(.+)", r"head.layers.\1.ff.net.0.proj.\2"),
+        (_DEC + r"\.2\.fn\.net\.3\.(.+)", r"head.layers.\1.ff.net.2.\2"),
     )
     for pattern, target in rules:
         match = re.fullmatch(pattern, key)
@@ -141,9 +142,9 @@ def official_to_ours(key: str) -> list[tuple[str, int, int]] | None:
             return [(match.expand(target), 0, 1)]
     split = (
         (r"backbone\.blocks\.(\d+)\.attn\.qkv\.(.+)", "backbone.layers.{0}.attention.attention.{q}.{1}", _QKV),
-        (r"smpl_head\.transformer\.transformer\.layers\.(\d+)\.0\.fn\.to_qkv\.(.+)", "head.layers.{0}.attn1.{q}.{1}",
+        (_DEC + r"\.0\.fn\.to_qkv\.(.+)", "head.layers.{0}.attn1.{q}.{1}",
          ("to_q", "to_k", "to_v")),
-        (r"smpl_head\.transformer\.transformer\.layers\.(\d+)\.1\.fn\.to_kv\.(.+)", "head.layers.{0}.attn2.{q}.{1}",
+        (_DEC + r"\.1\.fn\.to_kv\.(.+)", "head.layers.{0}.attn2.{q}.{1}",
          ("to_k", "to_v")),
     )
     for pattern, target, parts in split:
