@@ -1,17 +1,20 @@
-"""Estimate the start SMPL pose from 2D body keypoints (OpenPose / DWPose COCO-18 layout).
+"""Estimate the start SMPL pose (pose, shape, place in the camera) from the start image and/or 2D keypoints.
 
-The release estimates the start pose with CameraHMR (weights behind a research registration). Here
-the start pose comes from keypoints most ComfyUI set-ups already produce (DWPose / OpenPose
-preprocessors, ``POSE_KEYPOINT``): the body is fitted so that its joints project onto the keypoints
-(robust reprojection error, confidence-weighted), with a pull toward the rest pose and penalties on
-knees and elbows bending the wrong way. Both facing directions are tried; the better fit wins.
+Image path (``estimate_from_image``): a person box (from the keypoints, a mask, or a detector), the HMR 2.0
+network (4D-Humans, MIT) on the crop -> SMPL pose, betas and a weak-perspective camera, turned into a
+translation for the start image's camera (HMR 2.0 estimates no focal length: the field of view sets it, and
+the result says so). With keypoints, a short refinement then moves the body so its joints reproject onto
+them, pulled toward the network's pose and shape and kept within joint limits.
 
-What it can promise: joints that reproject onto the keypoints, an upright body at a plausible
-distance for the chosen field of view, left/right and front/back from the keypoint labels. What it
-cannot: depth along the view ray of limbs (a 2D skeleton fits several 3D poses; the rest-pose prior
-picks the least bent) and face/hand detail. SMPL's joints are not OpenPose's anatomical points
-(notably the hips); expect a few centimetres of systematic offset on real images.
+Keypoint path (``estimate_start_pose``, the fallback without estimator weights): the body is fitted from
+the rest pose so its joints project onto DWPose / OpenPose COCO-18 keypoints, with joint limits; both
+facing directions are tried. It can promise joints that reproject onto the keypoints and left/right,
+front/back from their labels; it cannot know depth along the view ray of limbs (a 2D skeleton fits several
+3D poses) nor body shape (betas stay zero). SMPL's joints are not OpenPose's anatomical points (notably the
+hips); expect a few centimetres of systematic offset on real images.
 
+    python -m comovi_core.estimate IMAGE.png --estimator models/smpl_estimators/hmr2.ckpt --out start.npz
+    python -m comovi_core.estimate IMAGE.png --keypoints POSE.json [--estimator ...] --out start.npz
     python -m comovi_core.estimate POSE.json --out start.npz [--body-model models/smpl] [--fov 50]
 
 writes a one-frame motion (the start pose and its camera) for ``generate --smpl start.npz``.
@@ -34,12 +37,14 @@ from .body.motion_file import SMPLMotion
 from .body.rotations import axis_angle_to_matrix, matrix_to_axis_angle
 from .cli import run_cli
 from .errors import CoMoViError
+from .fit_prior import joint_limits
 from .motion_map.camera import PinholeCamera
 
 log = logging.getLogger("comovi_core.estimate")
 
 # OpenPose COCO-18 keypoint index -> SMPL joint index (nose, eyes and ears have no SMPL joint)
-OPENPOSE_TO_SMPL: dict[int, int] = {1: 12, 2: 17, 3: 19, 4: 21, 5: 16, 6: 18, 7: 20, 8: 2, 9: 5, 10: 8, 11: 1, 12: 4, 13: 7}
+OPENPOSE_TO_SMPL: dict[int, int] = {1: 12, 2: 17, 3: 19, 4: 21, 5: 16, 6: 18, 7: 20, 8: 2, 9: 5, 10: 8, 11: 1, 12: 4,
+                                    13: 7}
 MIN_KEYPOINTS = 6
 _FLIP = (math.pi, 0.0, 0.0)  # SMPL y-up, facing +z -> camera y-down, facing the camera
 
@@ -118,9 +123,7 @@ def _fit(body, camera, joints_idx, targets, conf, yaw: float, iterations: int):
             joints = body(orient, pose, None, transl).joints[0]
             error = (camera.project(joints[joints_idx]) - targets).square().sum(-1) / scale**2
             data = (conf * torch.log1p(error)).sum() / conf.sum()
-            p = pose.reshape(23, 3)
-            bend = torch.relu(-p[[3, 4], 0]).square().sum() + torch.relu(p[17, 1]).square() + torch.relu(-p[18, 1]).square()
-            loss = data + 0.01 * p.square().sum() + bend
+            loss = data + 0.01 * pose.square().sum() + joint_limits(pose, hinge_axes=True).sum()
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()

@@ -31,6 +31,8 @@ MAX_ANGLE = {
     **dict.fromkeys((22, 23), 1.0),  # hands
 }
 _MAX = torch.tensor([MAX_ANGLE[j] for j in range(1, 24)])
+# knees and elbows are hinges: off their hinge axis (twist, sideways) they turn at most this far (radians)
+HINGE_OFF_AXIS = 0.5
 
 
 def acceleration(x: torch.Tensor) -> torch.Tensor:
@@ -47,10 +49,15 @@ def smoothness(global_orient: torch.Tensor, body_pose: torch.Tensor, transl: tor
     return sum(weight * term for weight, term in zip((1.0, 1.0, 10.0), squared))
 
 
-def joint_limits(body_pose: torch.Tensor) -> torch.Tensor:
-    """(T, 69) axis-angle body pose -> (T,) squared radians beyond the limits (0 for a pose a body can make)."""
+def joint_limits(body_pose: torch.Tensor, hinge_axes: bool = False) -> torch.Tensor:
+    """(T, 69) axis-angle body pose -> (T,) squared radians beyond the limits (0 for a pose a body can make).
+
+    ``hinge_axes``: also limit knees and elbows off their hinge axis (``HINGE_OFF_AXIS``): no sideways knee."""
     pose = body_pose.unflatten(-1, (23, 3))
     over = torch.relu(pose.norm(dim=-1) - _MAX.to(pose)).square().sum(-1)
     for joint, axis, sign in HINGES:
         over = over + torch.relu(sign * pose[..., joint - 1, axis]).square()
+        if hinge_axes:
+            off = [a for a in range(3) if a != axis]
+            over = over + torch.relu(pose[..., joint - 1, off].abs() - HINGE_OFF_AXIS).square().sum(-1)
     return over
