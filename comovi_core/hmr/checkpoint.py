@@ -11,6 +11,8 @@ module are not part of the estimator and are dropped (``IGNORED_PREFIXES``).
 from __future__ import annotations
 
 import collections
+import dataclasses
+import json
 import logging
 import pickle
 import re
@@ -191,12 +193,39 @@ def infer_config(state: dict[str, torch.Tensor]) -> HMR2Config:
     return config
 
 
+def _stored_config(path: Path) -> HMR2Config | None:
+    """The ``hmr2_config`` JSON a converted .safetensors may carry in its metadata (``save_hmr2``)."""
+    if path.suffix != ".safetensors":
+        return None
+    from ..weights import open_safetensors
+
+    with open_safetensors(path) as fh:
+        text = (fh.metadata() or {}).get("hmr2_config")
+    if text is None:
+        return None
+    fields = json.loads(text)
+    fields = {k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()}
+    try:
+        return HMR2Config(**fields)
+    except TypeError as exc:
+        raise CoMoViError(f"{path}: its hmr2_config metadata does not describe HMR 2.0 ({exc})") from exc
+
+
+def save_hmr2(model, path: str | Path) -> Path:
+    """Our layout as .safetensors with the config in the metadata (a converted checkpoint, no pickle)."""
+    from safetensors.torch import save_file
+
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path),
+              metadata={"hmr2_config": json.dumps(dataclasses.asdict(model.config))})
+    return Path(path)
+
+
 def load_hmr2(path: str | Path, config: HMR2Config | None = None, device="cpu", dtype=torch.float32):
     """An ``HMR2`` module in eval mode with the weights of ``path``; missing or unexpected tensors are an error."""
     from .model import HMR2
 
     state = convert_state_dict(read_tensors(path))
-    config = config or infer_config(state)
+    config = config or _stored_config(Path(path)) or infer_config(state)
     with torch.device("meta"):
         model = HMR2(config)
     missing = sorted(set(model.state_dict()) - set(state))
