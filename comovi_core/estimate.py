@@ -237,6 +237,52 @@ def estimate_from_image(body, image: torch.Tensor, estimator=None, keypoints: np
     return motion, info
 
 
+def estimate_start(body, image=None, pose_frames=None, person: int = 0, mask=None, estimator_path=None,
+                   fov_degrees: float = 50.0, allow_download: bool = False) -> tuple[SMPLMotion, torch.Tensor]:
+    """What a graph gives (IMAGE (1, H, W, 3), POSE_KEYPOINT frames, MASK (1, H, W), an estimator file) -> the
+    start pose and a preview (1, H, W, 3) of the body over the picture (over white without a picture)."""
+    keypoints = size = None
+    if pose_frames is not None:
+        frames = pose_frames if isinstance(pose_frames, list) else [pose_frames]
+        if not frames:
+            raise CoMoViError("the POSE_KEYPOINT input is empty: run the pose estimator on the start image")
+        keypoints, size = keypoints_from_pose_json(frames[0], person)
+    if image is None:
+        if keypoints is None:
+            raise CoMoViError("Estimate SMPL needs the start IMAGE, or body keypoints (POSE_KEYPOINT), or both")
+        motion = estimate_start_pose(body, keypoints, *size, fov_degrees)
+        picture = torch.ones(*size, 3)
+    else:
+        picture = torch.as_tensor(image)[0, ..., :3].float().cpu()
+        if size is not None and size != tuple(picture.shape[:2]):
+            raise CoMoViError(f"the keypoints are for a {size} canvas but the image is {tuple(picture.shape[:2])}: "
+                              "run the pose estimator on this image at its own size")
+        estimator = detector = None
+        if estimator_path is not None:
+            from .hmr.checkpoint import load_hmr2
+
+            estimator = load_hmr2(estimator_path)
+            if keypoints is None and mask is None:
+                from .hmr.detect import PersonDetector
+
+                detector = PersonDetector.from_pretrained(allow_download=allow_download)
+        mask = None if mask is None else torch.as_tensor(mask).reshape(-1, *torch.as_tensor(mask).shape[-2:])[0]
+        motion, _ = estimate_from_image(body, picture, estimator, keypoints, mask, detector, fov_degrees)
+    return motion, overlay_preview(body, motion, picture)[None]
+
+
+def overlay_preview(body, motion: SMPLMotion, picture: torch.Tensor, opacity: float = 0.6) -> torch.Tensor:
+    """The motion's first frame rendered (motion-map colours) over ``picture`` (H, W, 3) -> (H, W, 3)."""
+    from .motion_map.overlay import overlay
+    from .motion_map.render import render_motion_map
+
+    with torch.no_grad():
+        out = body(torch.as_tensor(motion.global_orient[:1]), torch.as_tensor(motion.body_pose[:1]),
+                   torch.as_tensor(motion.betas), torch.as_tensor(motion.transl[:1]))
+    frames = render_motion_map(out.vertices.float(), body.faces, body.part_ids, motion.camera, backend="torch")
+    return overlay(picture[None], frames.images.cpu(), frames.mask.cpu(), opacity)[0]
+
+
 def reprojection_error_px(body, motion: SMPLMotion, keypoints: np.ndarray) -> float:
     """Mean confidence-weighted distance (pixels) between the motion's frame-0 joints and the keypoints."""
     joints_idx, targets, conf = _joint_targets(keypoints)

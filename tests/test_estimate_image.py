@@ -171,7 +171,8 @@ def test_cli_from_the_start_image(body, tmp_path):
     torch.manual_seed(0)
     save_hmr2(HMR2(PRESETS["tiny"]).eval(), tmp_path / "hmr2_tiny.safetensors")
     common = [str(tmp_path / "start.png"), "--keypoints", str(tmp_path / "pose.json")]
-    assert main(common + ["--estimator", str(tmp_path / "hmr2_tiny.safetensors"), "--out", str(tmp_path / "a.npz")]) == 0
+    estimator = ["--estimator", str(tmp_path / "hmr2_tiny.safetensors")]
+    assert main(common + estimator + ["--out", str(tmp_path / "a.npz")]) == 0
     refined = load_motion(tmp_path / "a.npz")
     assert refined.num_frames == 1 and refined.camera == camera and np.abs(refined.betas).sum() > 0
     assert main(common + ["--out", str(tmp_path / "b.npz")]) == 0
