@@ -1,17 +1,20 @@
-"""Estimate the start SMPL pose from 2D body keypoints (OpenPose / DWPose COCO-18 layout).
+"""Estimate the start SMPL pose (pose, shape, place in the camera) from the start image and/or 2D keypoints.
 
-The release estimates the start pose with CameraHMR (weights behind a research registration). Here
-the start pose comes from keypoints most ComfyUI set-ups already produce (DWPose / OpenPose
-preprocessors, ``POSE_KEYPOINT``): the body is fitted so that its joints project onto the keypoints
-(robust reprojection error, confidence-weighted), with a pull toward the rest pose and penalties on
-knees and elbows bending the wrong way. Both facing directions are tried; the better fit wins.
+Image path (``estimate_from_image``): a person box (from the keypoints, a mask, or a detector), the HMR 2.0
+network (4D-Humans, MIT) on the crop -> SMPL pose, betas and a weak-perspective camera, turned into a
+translation for the start image's camera (HMR 2.0 estimates no focal length: the field of view sets it, and
+the result says so). With keypoints, a short refinement then moves the body so its joints reproject onto
+them, pulled toward the network's pose and shape and kept within joint limits.
 
-What it can promise: joints that reproject onto the keypoints, an upright body at a plausible
-distance for the chosen field of view, left/right and front/back from the keypoint labels. What it
-cannot: depth along the view ray of limbs (a 2D skeleton fits several 3D poses; the rest-pose prior
-picks the least bent) and face/hand detail. SMPL's joints are not OpenPose's anatomical points
-(notably the hips); expect a few centimetres of systematic offset on real images.
+Keypoint path (``estimate_start_pose``, the fallback without estimator weights): the body is fitted from
+the rest pose so its joints project onto DWPose / OpenPose COCO-18 keypoints, with joint limits; both
+facing directions are tried. It can promise joints that reproject onto the keypoints and left/right,
+front/back from their labels; it cannot know depth along the view ray of limbs (a 2D skeleton fits several
+3D poses) nor body shape (betas stay zero). SMPL's joints are not OpenPose's anatomical points (notably the
+hips); expect a few centimetres of systematic offset on real images.
 
+    python -m comovi_core.estimate IMAGE.png --estimator models/smpl_estimators/hmr2.ckpt --out start.npz
+    python -m comovi_core.estimate IMAGE.png --keypoints POSE.json [--estimator ...] --out start.npz
     python -m comovi_core.estimate POSE.json --out start.npz [--body-model models/smpl] [--fov 50]
 
 writes a one-frame motion (the start pose and its camera) for ``generate --smpl start.npz``.
@@ -34,12 +37,14 @@ from .body.motion_file import SMPLMotion
 from .body.rotations import axis_angle_to_matrix, matrix_to_axis_angle
 from .cli import run_cli
 from .errors import CoMoViError
+from .fit_prior import joint_limits
 from .motion_map.camera import PinholeCamera
 
 log = logging.getLogger("comovi_core.estimate")
 
 # OpenPose COCO-18 keypoint index -> SMPL joint index (nose, eyes and ears have no SMPL joint)
-OPENPOSE_TO_SMPL: dict[int, int] = {1: 12, 2: 17, 3: 19, 4: 21, 5: 16, 6: 18, 7: 20, 8: 2, 9: 5, 10: 8, 11: 1, 12: 4, 13: 7}
+OPENPOSE_TO_SMPL: dict[int, int] = {1: 12, 2: 17, 3: 19, 4: 21, 5: 16, 6: 18, 7: 20, 8: 2, 9: 5, 10: 8, 11: 1, 12: 4,
+                                    13: 7}
 MIN_KEYPOINTS = 6
 _FLIP = (math.pi, 0.0, 0.0)  # SMPL y-up, facing +z -> camera y-down, facing the camera
 
@@ -86,8 +91,9 @@ def _joint_targets(keypoints: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, t
     kp = torch.as_tensor(keypoints[idx], dtype=torch.float32)
     conf = kp[:, 2].clamp(0, 1)
     if int((conf > 0.1).sum()) < MIN_KEYPOINTS:
-        raise CoMoViError(f"only {int((conf > 0.1).sum())} body keypoints are confident; at least {MIN_KEYPOINTS} of neck, "
-                          "shoulders, elbows, wrists, hips, knees and ankles are needed (is the whole body in view?)")
+        raise CoMoViError(f"only {int((conf > 0.1).sum())} body keypoints are confident; at least {MIN_KEYPOINTS} "
+                          "of neck, shoulders, elbows, wrists, hips, knees and ankles are needed "
+                          "(is the whole body in view?)")
     return torch.tensor([OPENPOSE_TO_SMPL[i] for i in idx]), kp[:, :2], conf
 
 
@@ -102,25 +108,26 @@ def _initial_translation(body, camera: PinholeCamera, joints_idx, targets, conf)
     (fx, fy), (cx, cy) = camera.focal_length, camera.principal_point
     centre = j2.mean(0)
     offset = j3.mean(0)
-    return torch.tensor([(float(centre[0]) - cx) * z / fx - float(offset[0]), (float(centre[1]) - cy) * z / fy - float(offset[1]), z])
+    return torch.tensor([(float(centre[0]) - cx) * z / fx - float(offset[0]),
+                         (float(centre[1]) - cy) * z / fy - float(offset[1]), z])
 
 
 def _fit(body, camera, joints_idx, targets, conf, yaw: float, iterations: int):
     flip = torch.tensor(_FLIP)
-    start_orient = matrix_to_axis_angle(axis_angle_to_matrix(flip) @ axis_angle_to_matrix(torch.tensor([0.0, yaw, 0.0])))
+    turn = axis_angle_to_matrix(torch.tensor([0.0, yaw, 0.0]))
+    start_orient = matrix_to_axis_angle(axis_angle_to_matrix(flip) @ turn)
     orient = start_orient.clone()[None].requires_grad_(True)
     pose = torch.zeros(1, 69, requires_grad=True)
     transl = _initial_translation(body, camera, joints_idx, targets, conf)[None].requires_grad_(True)
     scale = 0.02 * max(camera.height, camera.width)
-    for params, steps in (([orient, transl], iterations // 3), ([orient, pose, transl], iterations)):  # global first, then all
+    # global first, then all
+    for params, steps in (([orient, transl], iterations // 3), ([orient, pose, transl], iterations)):
         optimiser = torch.optim.Adam(params, lr=0.02)
         for _ in range(steps):
             joints = body(orient, pose, None, transl).joints[0]
             error = (camera.project(joints[joints_idx]) - targets).square().sum(-1) / scale**2
             data = (conf * torch.log1p(error)).sum() / conf.sum()
-            p = pose.reshape(23, 3)
-            bend = torch.relu(-p[[3, 4], 0]).square().sum() + torch.relu(p[17, 1]).square() + torch.relu(-p[18, 1]).square()
-            loss = data + 0.01 * p.square().sum() + bend
+            loss = data + 0.01 * pose.square().sum() + joint_limits(pose).sum()
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()
@@ -144,25 +151,175 @@ def estimate_start_pose(body, keypoints: np.ndarray, height: int, width: int, fo
     return SMPLMotion(orient.numpy(), pose.numpy(), np.zeros(10, np.float32), transl.numpy(), fps, camera)
 
 
+# refinement of a network's estimate toward keypoints: weights of the pulls toward the network's pose and shape
+REFINE_ITERATIONS = 150
+POSE_PULL = 0.05  # per squared radian of body pose away from the network's
+BETAS_PULL = 0.05  # per squared unit of betas away from the network's
+LIMITS = 10.0  # per squared radian beyond joint limits
+
+
+def refine_to_keypoints(body, camera: PinholeCamera, start: tuple[torch.Tensor, ...], keypoints: np.ndarray,
+                        iterations: int = REFINE_ITERATIONS) -> tuple[torch.Tensor, ...]:
+    """Move an estimate (global_orient (3,), body_pose (69,), betas (10,), transl (3,)) so its joints reproject
+    onto COCO-18 ``keypoints``: first place and turn only (depth from the skeleton's size), then everything,
+    pulled toward the estimate's pose and shape and held within joint limits. -> the same four tensors."""
+    joints_idx, targets, conf = _joint_targets(keypoints)
+    orient0, pose0, betas0, transl0 = (torch.as_tensor(t, dtype=torch.float32).reshape(1, -1) for t in start)
+    orient, pose, betas, transl = (t.clone().requires_grad_(True) for t in (orient0, pose0, betas0, transl0))
+    scale = 0.02 * max(camera.height, camera.width)
+    with torch.inference_mode(False), torch.enable_grad():
+        body = copy.deepcopy(body).cpu().float()
+        for params, steps in (([orient, transl], iterations // 3), ([orient, pose, betas, transl], iterations)):
+            optimiser = torch.optim.Adam(params, lr=0.01)
+            for _ in range(steps):
+                joints = body(orient, pose, betas, transl).joints[0]
+                error = (camera.project(joints[joints_idx]) - targets).square().sum(-1) / scale**2
+                loss = (conf * torch.log1p(error)).sum() / conf.sum()
+                loss = loss + POSE_PULL * (pose - pose0).square().sum() + BETAS_PULL * (betas - betas0).square().sum()
+                loss = loss + LIMITS * joint_limits(pose).sum()
+                optimiser.zero_grad()
+                loss.backward()
+                optimiser.step()
+                with torch.no_grad():
+                    transl[:, 2].clamp_(min=0.1)
+    return tuple(t.detach()[0] for t in (orient, pose, betas, transl))
+
+
+def estimate_from_image(body, image: torch.Tensor, estimator=None, keypoints: np.ndarray | None = None,
+                        mask=None, detector=None, fov_degrees: float = 50.0, fps: float = 16.0,
+                        iterations: int = REFINE_ITERATIONS) -> tuple[SMPLMotion, dict]:
+    """The start pose from the start image ``image`` (H, W, 3) RGB in [0, 1] -> (one-frame SMPLMotion, info).
+
+    ``estimator``: an ``HMR2`` module (``comovi_core.hmr.checkpoint.load_hmr2``) or None for the keypoint fit.
+    The person box comes from ``keypoints`` (18, 3) COCO-18 pixels, else ``mask`` (H, W), else ``detector``
+    (a callable image -> box, e.g. ``comovi_core.hmr.detect.PersonDetector``). ``info`` says which estimator,
+    which focal length (field of view here: HMR 2.0 estimates none), which box, and the keypoint error."""
+    image = torch.as_tensor(image)
+    if image.ndim != 3 or image.shape[-1] != 3:
+        raise CoMoViError(f"the start image must be (H, W, 3) RGB, got {tuple(image.shape)}")
+    height, width = image.shape[:2]
+    if not 1.0 <= fov_degrees <= 170.0:
+        raise CoMoViError(f"field of view {fov_degrees} degrees is outside 1..170: give the start image's vertical "
+                          "field of view (about 50 for a phone or webcam picture)")
+    if keypoints is not None and keypoints.shape != (18, 3):
+        raise CoMoViError(f"keypoints must be (18, 3) COCO-18 x, y, confidence, got {keypoints.shape}")
+    focal = f"field of view {fov_degrees:g} degrees"
+    if estimator is None:
+        if keypoints is None:
+            raise CoMoViError("no estimator weights and no keypoints: put HMR 2.0 in models/smpl_estimators (see "
+                              "README, 'Start pose'), or connect body keypoints (DWPose / OpenPose)")
+        motion = estimate_start_pose(body, keypoints, height, width, fov_degrees, fps=fps)
+        info = {"estimator": "keypoint fit", "focal": focal, "box": None}
+    else:
+        from .hmr.crop import box_from_mask, box_from_points
+        from .hmr.estimator import estimate_body
+
+        camera = PinholeCamera.default_for(height, width, fov_degrees)
+        if keypoints is not None:
+            box = box_from_points(keypoints, height, width)
+        elif mask is not None:
+            box = box_from_mask(mask)
+        elif detector is not None:
+            box = detector(image)
+        else:
+            raise CoMoViError("no person box: give body keypoints, a MASK of the person, or a detector")
+        est = estimate_body(estimator, image, box, camera, focal)
+        params = (est.global_orient, est.body_pose, est.betas, est.transl)
+        if keypoints is not None:
+            params = refine_to_keypoints(body, camera, params, keypoints, iterations)
+        orient, pose, betas, transl = (p.numpy()[None] for p in params)
+        motion = SMPLMotion(orient, pose, betas[0], transl, fps, camera)
+        info = {"estimator": "HMR 2.0" + (" + keypoint refinement" if keypoints is not None else ""),
+                "focal": focal, "box": [round(float(v), 1) for v in box]}
+    if keypoints is not None:
+        info["reprojection_px"] = reprojection_error_px(body, motion, keypoints)
+    log.info("start pose: %s, focal from the %s, person box %s", info["estimator"], focal, info["box"])
+    return motion, info
+
+
+def estimate_start(body, image=None, pose_frames=None, person: int = 0, mask=None, estimator_path=None,
+                   fov_degrees: float = 50.0, allow_download: bool = False) -> tuple[SMPLMotion, torch.Tensor]:
+    """What a graph gives (IMAGE (1, H, W, 3), POSE_KEYPOINT frames, MASK (1, H, W), an estimator file) -> the
+    start pose and a preview (1, H, W, 3) of the body over the picture (over white without a picture)."""
+    keypoints = size = None
+    if pose_frames is not None:
+        frames = pose_frames if isinstance(pose_frames, list) else [pose_frames]
+        if not frames:
+            raise CoMoViError("the POSE_KEYPOINT input is empty: run the pose estimator on the start image")
+        keypoints, size = keypoints_from_pose_json(frames[0], person)
+    if image is None:
+        if keypoints is None:
+            raise CoMoViError("Estimate SMPL needs the start IMAGE, or body keypoints (POSE_KEYPOINT), or both")
+        motion = estimate_start_pose(body, keypoints, *size, fov_degrees)
+        picture = torch.ones(*size, 3)
+    else:
+        picture = torch.as_tensor(image)[0, ..., :3].float().cpu()
+        if size is not None and size != tuple(picture.shape[:2]):
+            raise CoMoViError(f"the keypoints are for a {size} canvas but the image is {tuple(picture.shape[:2])}: "
+                              "run the pose estimator on this image at its own size")
+        estimator = detector = None
+        if estimator_path is not None:
+            from .hmr.checkpoint import load_hmr2
+
+            estimator = load_hmr2(estimator_path)
+            if keypoints is None and mask is None:
+                from .hmr.detect import PersonDetector
+
+                detector = PersonDetector.from_pretrained(allow_download=allow_download)
+        mask = None if mask is None else torch.as_tensor(mask).reshape(-1, *torch.as_tensor(mask).shape[-2:])[0]
+        motion, _ = estimate_from_image(body, picture, estimator, keypoints, mask, detector, fov_degrees)
+    return motion, overlay_preview(body, motion, picture)[None]
+
+
+def overlay_preview(body, motion: SMPLMotion, picture: torch.Tensor, opacity: float = 0.6) -> torch.Tensor:
+    """The motion's first frame rendered (motion-map colours) over ``picture`` (H, W, 3) -> (H, W, 3)."""
+    from .motion_map.overlay import overlay
+    from .motion_map.render import render_motion_map
+
+    with torch.no_grad():
+        out = body(torch.as_tensor(motion.global_orient[:1]), torch.as_tensor(motion.body_pose[:1]),
+                   torch.as_tensor(motion.betas), torch.as_tensor(motion.transl[:1]))
+    frames = render_motion_map(out.vertices.float(), body.faces, body.part_ids, motion.camera, backend="torch")
+    return overlay(picture[None], frames.images.cpu(), frames.mask.cpu(), opacity)[0]
+
+
 def reprojection_error_px(body, motion: SMPLMotion, keypoints: np.ndarray) -> float:
     """Mean confidence-weighted distance (pixels) between the motion's frame-0 joints and the keypoints."""
     joints_idx, targets, conf = _joint_targets(keypoints)
     with torch.no_grad():
-        joints = body(torch.as_tensor(motion.global_orient[:1]), torch.as_tensor(motion.body_pose[:1]), None,
-                      torch.as_tensor(motion.transl[:1])).joints[0]
+        joints = body(torch.as_tensor(motion.global_orient[:1]), torch.as_tensor(motion.body_pose[:1]),
+                      torch.as_tensor(motion.betas), torch.as_tensor(motion.transl[:1])).joints[0]
     distance = (motion.camera.project(joints[joints_idx].float()) - targets).norm(dim=-1)
     return float((conf * distance).sum() / conf.sum())
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m comovi_core.estimate", description=__doc__.split("\n\n")[0])
-    p.add_argument("keypoints", type=Path, help="OpenPose/DWPose JSON of the start image (COCO-18 body keypoints)")
+    p.add_argument("source", type=Path, help="the start image (.png/.jpg), or an OpenPose/DWPose JSON of it "
+                   "(COCO-18 body keypoints) for the keypoint-only fit")
     p.add_argument("--out", type=Path, required=True, help="where to write the one-frame motion (.npz)")
-    p.add_argument("--person", type=int, default=0, help="which person of the JSON to fit")
+    p.add_argument("--keypoints", type=Path, help="OpenPose/DWPose JSON of the start image: person box and refinement")
+    p.add_argument("--estimator", type=Path, help="HMR 2.0 checkpoint (.ckpt or .safetensors); without it the "
+                   "body is fitted to the keypoints only")
+    p.add_argument("--detector", default=None, help="RT-DETR folder or Hugging Face repo for the person box when "
+                   "no keypoints are given (default PekingU/rtdetr_r50vd, from the local cache)")
+    p.add_argument("--download", action="store_true", help="allow downloading the detector from Hugging Face")
+    p.add_argument("--person", type=int, default=0, help="which person of the keypoints JSON to use")
     p.add_argument("--fov", type=float, default=50.0, help="vertical field of view of the start image, degrees")
     p.add_argument("--body-model", type=Path, help="SMPL file or folder; default: the stand-in mannequin (not SMPL)")
     p.add_argument("--fps", type=float, default=16.0, help="frame rate stored in the motion")
     return p.parse_args(argv)
+
+
+def load_image(path: Path) -> torch.Tensor:
+    """An image file -> (H, W, 3) RGB float in [0, 1]."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            return torch.from_numpy(np.asarray(im.convert("RGB"), np.float32) / 255.0)
+    except (OSError, UnidentifiedImageError) as exc:
+        raise CoMoViError(f"could not read the start image {path}: {exc}") from exc
 
 
 def run(args: argparse.Namespace) -> SMPLMotion:
@@ -170,12 +327,33 @@ def run(args: argparse.Namespace) -> SMPLMotion:
     from .body.smpl import load_body_model
 
     check_motion_target(args.out, "--out file")
-    keypoints, (height, width) = read_pose_json(args.keypoints, args.person)
-    body = load_body_model(args.body_model)
-    motion = estimate_start_pose(body, keypoints, height, width, args.fov, fps=args.fps)
+    if args.source.suffix.lower() == ".json":  # keypoints only, as before
+        keypoints, (height, width) = read_pose_json(args.source, args.person)
+        body = load_body_model(args.body_model)
+        motion = estimate_start_pose(body, keypoints, height, width, args.fov, fps=args.fps)
+        info = {"estimator": "keypoint fit", "reprojection_px": reprojection_error_px(body, motion, keypoints)}
+    else:
+        image = load_image(args.source)
+        keypoints = None
+        if args.keypoints is not None:
+            keypoints, size = read_pose_json(args.keypoints, args.person)
+            if size != tuple(image.shape[:2]):
+                raise CoMoViError(f"the keypoints are for a {size} canvas but the image is {tuple(image.shape[:2])}")
+        estimator = detector = None
+        if args.estimator is not None:
+            from .hmr.checkpoint import load_hmr2
+
+            estimator = load_hmr2(args.estimator)
+            if keypoints is None:
+                from .hmr.detect import DETECTOR_REPO, PersonDetector
+
+                detector = PersonDetector.from_pretrained(args.detector or DETECTOR_REPO, args.download)
+        body = load_body_model(args.body_model)
+        motion, info = estimate_from_image(body, image, estimator, keypoints, None, detector, args.fov, args.fps)
     save_motion(args.out, motion)
-    log.info("start pose fitted to %s (mean reprojection error %.1f px); wrote %s", args.keypoints,
-             reprojection_error_px(body, motion, keypoints), args.out)
+    log.info("start pose from %s (%s%s); wrote %s", args.source, info["estimator"],
+             f", mean reprojection error {info['reprojection_px']:.1f} px" if "reprojection_px" in info else "",
+             args.out)
     return motion
 
 

@@ -7,12 +7,12 @@ from comfy_api.latest import io
 from ..comovi_core.body.mannequin import demo_motion
 from ..comovi_core.body.motion_file import concat_motions, load_motion
 from ..comovi_core.body.smpl import load_body_model
-from ..comovi_core.errors import CoMoViError
-from ..comovi_core.estimate import estimate_start_pose, keypoints_from_pose_json
+from ..comovi_core.estimate import estimate_start
 from . import host
 from .sockets import PoseKeypoint, SMPLModel, SMPLMotion
 
 DEMO_CHOICE = "demo: mannequin waving (built-in)"
+KEYPOINT_FIT = "none: fit to the keypoints"
 
 
 class LoadSMPLModel(io.ComfyNode):
@@ -60,24 +60,32 @@ class EstimateSMPL(io.ComfyNode):
             node_id="CoMoViEstimateSMPL",
             display_name="Estimate SMPL Start Pose (CoMoVi)",
             category="CoMoVi/body",
-            description="Fits SMPL to body keypoints of the start image (POSE_KEYPOINT from a DWPose / OpenPose estimator): "
-                        "the start pose and camera for the sampler.",
+            description="The start pose and camera for the sampler from the start IMAGE (HMR 2.0 in "
+                        "models/smpl_estimators) and/or body keypoints (DWPose / OpenPose), with a preview of the "
+                        "body over the picture. Without estimator weights the body is fitted to the keypoints.",
             inputs=[
                 SMPLModel.Input("smpl_model"),
-                PoseKeypoint.Input("pose_keypoint", tooltip="from DWPose Estimator / OpenPose Pose (comfyui_controlnet_aux)"),
+                PoseKeypoint.Input("pose_keypoint", optional=True,
+                                   tooltip="from DWPose Estimator / OpenPose Pose (comfyui_controlnet_aux)"),
                 io.Int.Input("person", default=0, min=0, max=63, tooltip="which detected person (0 = first)"),
-                io.Float.Input("fov_degrees", default=50.0, min=10.0, max=120.0, step=1.0, tooltip="vertical field of view of the camera"),
+                io.Float.Input("fov_degrees", default=50.0, min=10.0, max=120.0, step=1.0,
+                               tooltip="vertical field of view of the camera (HMR 2.0 estimates no focal length)"),
+                io.Combo.Input("estimator", options=[KEYPOINT_FIT] + host.estimator_files(), default=KEYPOINT_FIT,
+                               tooltip="HMR 2.0 checkpoint in models/smpl_estimators; the keypoint fit needs none"),
+                io.Boolean.Input("download_detector", default=False, tooltip="without keypoints or a mask, fetch "
+                                 "the person detector (RT-DETR, 172 MB) from Hugging Face if it is not cached"),
+                io.Image.Input("image", optional=True, tooltip="the start image"),
+                io.Mask.Input("mask", optional=True, tooltip="the person, when the picture holds several"),
             ],
-            outputs=[SMPLMotion.Output(display_name="start_pose")],
+            outputs=[SMPLMotion.Output(display_name="start_pose"), io.Image.Output(display_name="preview")],
         )
 
     @classmethod
-    def execute(cls, smpl_model, pose_keypoint, person, fov_degrees) -> io.NodeOutput:
-        frames = pose_keypoint if isinstance(pose_keypoint, list) else [pose_keypoint]
-        if not frames:
-            raise CoMoViError("the POSE_KEYPOINT input is empty: run the pose estimator on the start image")
-        keypoints, (height, width) = keypoints_from_pose_json(frames[0], person)
-        return io.NodeOutput(estimate_start_pose(smpl_model, keypoints, height, width, fov_degrees))
+    def execute(cls, smpl_model, pose_keypoint=None, person=0, fov_degrees=50.0, estimator=KEYPOINT_FIT,
+                download_detector=False, image=None, mask=None) -> io.NodeOutput:
+        path = None if estimator == KEYPOINT_FIT else host.estimator_path(estimator)
+        return io.NodeOutput(*estimate_start(smpl_model, image, pose_keypoint, person, mask, path, fov_degrees,
+                                             download_detector))
 
 
 class SMPLMotionFrame(io.ComfyNode):

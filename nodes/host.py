@@ -13,6 +13,7 @@ from ..comovi_core.atomic import check_writable_folder
 from ..comovi_core.errors import CoMoViError
 
 SMPL_FOLDER = "smpl"
+ESTIMATOR_FOLDER = "smpl_estimators"  # HMR 2.0 checkpoints (.ckpt / .safetensors)
 LORA_FOLDER = "loras"
 STANDIN_CHOICE = "built-in mannequin (NOT SMPL, demo only)"
 
@@ -21,6 +22,8 @@ def register_model_folders() -> None:
     """Declare ComfyUI's ``models/smpl`` folder (for SMPL_NEUTRAL.pkl / .npz), and ``models/loras`` if missing."""
     folder_paths.add_model_folder_path(SMPL_FOLDER, os.path.join(folder_paths.models_dir, SMPL_FOLDER))
     folder_paths.folder_names_and_paths[SMPL_FOLDER][1].update({".pkl", ".npz"})
+    folder_paths.add_model_folder_path(ESTIMATOR_FOLDER, os.path.join(folder_paths.models_dir, ESTIMATOR_FOLDER))
+    folder_paths.folder_names_and_paths[ESTIMATOR_FOLDER][1].update({".ckpt", ".safetensors"})
     if LORA_FOLDER not in folder_paths.folder_names_and_paths:  # ComfyUI has it; declared for other hosts
         folder_paths.add_model_folder_path(LORA_FOLDER, os.path.join(folder_paths.models_dir, LORA_FOLDER))
 
@@ -32,6 +35,14 @@ def lora_files() -> list[str]:
 
 def lora_path(name: str) -> str:
     return folder_paths.get_full_path_or_raise(LORA_FOLDER, name)
+
+
+def estimator_files() -> list[str]:
+    return folder_paths.get_filename_list(ESTIMATOR_FOLDER)
+
+
+def estimator_path(name: str) -> str:
+    return folder_paths.get_full_path_or_raise(ESTIMATOR_FOLDER, name)
 
 
 def smpl_choices() -> list[str]:

@@ -23,6 +23,8 @@ def test_registration(ext):
                                  "CoMoViLoadModels", "CoMoViLoadTransformer", "CoMoViLoraLoader", "CoMoViStepCache", "CoMoViDualSampler"}
     paths, exts = ext["folder_paths"].folder_names_and_paths["smpl"]
     assert paths == [str(ext["base"] / "models" / "smpl")] and exts == {".pkl", ".npz"}
+    paths, exts = ext["folder_paths"].folder_names_and_paths["smpl_estimators"]
+    assert paths == [str(ext["base"] / "models" / "smpl_estimators")] and exts == {".ckpt", ".safetensors"}
 
 
 def test_render_node_matches_core_and_reports_progress(ext):
@@ -284,6 +286,48 @@ def test_estimate_node_reads_pose_keypoints(ext):
     CoMoViError = sys.modules["comovi_ext.comovi_core.errors"].CoMoViError
     with pytest.raises(CoMoViError, match="empty"):
         ext["nodes"]["CoMoViEstimateSMPL"].execute(model, [], 0, 50.0)
+
+
+def test_estimate_node_from_the_start_image(ext):
+    """IMAGE + POSE_KEYPOINT + an estimator from models/smpl_estimators (a tiny HMR2 here) -> the start pose on the
+    image's camera and a preview with the body drawn over the picture; IMAGE + MASK without keypoints works too."""
+    from comovi_core.body.mannequin import demo_motion
+    from comovi_core.estimate import OPENPOSE_TO_SMPL, reprojection_error_px
+    from comovi_core.hmr.checkpoint import save_hmr2
+    from comovi_core.hmr.config import PRESETS
+    from comovi_core.hmr.model import HMR2
+
+    folder = ext["base"] / "models" / "smpl_estimators"
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(0)
+    save_hmr2(HMR2(PRESETS["tiny"]).eval(), folder / "hmr2_tiny.safetensors")
+    node = ext["nodes"]["CoMoViEstimateSMPL"]
+    assert "hmr2_tiny.safetensors" in node.define_schema().inputs[4].options
+    model = ext["nodes"]["CoMoViLoadSMPLModel"].execute("built-in mannequin (NOT SMPL, demo only)").args[0]
+    truth = demo_motion(num_frames=4, height=352, width=640)
+    with torch.no_grad():
+        joints = model(torch.as_tensor(truth.global_orient[1:2]), torch.as_tensor(truth.body_pose[1:2]), None,
+                       torch.as_tensor(truth.transl[1:2])).joints[0]
+    uv = truth.camera.project(joints)
+    flat = [0.0] * 54
+    for coco, joint in OPENPOSE_TO_SMPL.items():
+        flat[3 * coco:3 * coco + 3] = [float(uv[joint, 0]), float(uv[joint, 1]), 0.9]
+    frames = [{"people": [{"pose_keypoint_2d": None, "pose_keypoints_2d": flat}], "canvas_height": 352,
+               "canvas_width": 640}]
+    image = torch.full((1, 352, 640, 3), 0.25)
+    start, preview = node.execute(model, frames, 0, 50.0, "hmr2_tiny.safetensors", False, image).args
+    assert start.num_frames == 1 and start.camera.focal_length == truth.camera.focal_length  # 50-degree default
+    assert start.camera.image_size == (352, 640) and preview.shape == (1, 352, 640, 3)
+    drawn = (preview - image).abs().amax(-1)[0] > 0.01  # where the body covers the picture
+    assert 0.01 < float(drawn.float().mean()) < 0.5
+    keypoints = np.asarray(flat, np.float32).reshape(18, 3)
+    assert reprojection_error_px(model, start, keypoints) < 30.0  # refined from a random network's start
+    mask = torch.zeros(1, 352, 640)
+    mask[0, 60:300, 260:380] = 1
+    start, _ = node.execute(model, None, 0, 50.0, "hmr2_tiny.safetensors", False, image, mask).args
+    assert start.transl[0, 2] > 0 and np.abs(start.betas).sum() > 0
+    with pytest.raises(sys.modules["comovi_ext.comovi_core.errors"].CoMoViError, match="needs the start IMAGE"):
+        node.execute(model, None, 0, 50.0)
 
 
 class _HostVAE:

@@ -1,0 +1,82 @@
+"""Start-pose estimator: accuracy of the refinement (stand-in body, no weights) and HMR 2.0 time per image.
+
+    python benchmarks/bench_estimator.py [--cases 2] [--skip-timing] [--threads 1] [--repeats 7] [--device cpu]
+
+1. Refinement (``comovi_core.estimate_eval.refinement_trial``): the stand-in body with a known pose, shape and
+   camera, a start perturbed like an HMR error (15 deg per joint, 0.1 on betas, 20 % depth), refined toward
+   keypoints projected from the truth; MPJPE (root-aligned), PA-MPJPE, silhouette IoU against the true render
+   and translation error before and after, next to the keypoint-only fit from the rest pose.
+2. Timing: the real-size HMR 2.0 (ViT-H backbone, 6-layer head, random weights) on one 256 x 256 crop, after a
+   warm-up, CPU time at fixed threads (CUDA events on a GPU), median and spread; peak memory (RSS, or CUDA).
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+
+import torch
+from timing import add_timing_args, check_repeats, clock_for, interleaved, print_case, set_threads
+
+from comovi_core.body.mannequin import demo_motion
+from comovi_core.body.rotations import axis_angle_to_matrix, matrix_to_axis_angle
+from comovi_core.body.smpl import load_body_model
+from comovi_core.estimate_eval import refinement_trial
+
+CASES = ((3, 0.6), (6, 2.8), (1, -1.2), (5, 0.0))  # (demo frame, extra turn about the vertical, radians)
+
+
+def accuracy(cases: int) -> None:
+    body = load_body_model(None)
+    truth = demo_motion(num_frames=8, height=704, width=1280)
+    print("refinement on the stand-in body (704 x 1280, 50 deg): mpjpe / pa-mpjpe mm, silhouette IoU, transl m")
+    for seed, (frame, yaw) in enumerate(CASES[:cases]):
+        turned = axis_angle_to_matrix(torch.as_tensor(truth.global_orient[frame], dtype=torch.float64)) \
+            @ axis_angle_to_matrix(torch.tensor([0.0, yaw, 0.0], dtype=torch.float64))
+        betas = 0.8 * torch.randn(10, generator=torch.Generator().manual_seed(seed))
+        r = refinement_trial(body, matrix_to_axis_angle(turned).float(), torch.as_tensor(truth.body_pose[frame]),
+                             betas, torch.as_tensor(truth.transl[frame]), truth.camera, seed)
+        for name, s in r.items():
+            print(f"  frame {frame} turn {yaw:+.1f} {name:13s}: {s['mpjpe_mm']:6.1f} / {s['pa_mpjpe_mm']:6.1f} mm, "
+                  f"IoU {s['iou']:.3f}, transl {s['transl_error_m']:.3f} m")
+
+
+def timing(args) -> None:
+    from comovi_core.hmr.config import PRESETS
+    from comovi_core.hmr.model import HMR2
+
+    torch.manual_seed(0)
+    model = HMR2(PRESETS["vit-h"]).eval().to(args.device)
+    params = sum(p.numel() for p in model.parameters())
+    crop = torch.randn(1, 3, 256, 256, device=args.device)
+    if args.device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
+    with torch.inference_mode():
+        seconds = interleaved({"HMR2 ViT-H": lambda: model(crop)}, args.repeats, args.warmup, clock_for(args.device))
+    clock = clock_for(args.device)
+    print(f"HMR 2.0 ViT-H ({params / 1e6:.0f} M parameters, random weights), one crop, {args.device}, "
+          f"{torch.get_num_threads()} threads, {clock.kind}")
+    print_case("HMR2 ViT-H", seconds["HMR2 ViT-H"])
+    if args.device.startswith("cuda"):
+        print(f"  peak CUDA memory: {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB")
+    print(f"  peak RSS of this process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--cases", type=int, default=2, help=f"refinement cases to run (1..{len(CASES)})")
+    p.add_argument("--skip-timing", action="store_true", help="only the refinement accuracy")
+    p.add_argument("--skip-accuracy", action="store_true", help="only the HMR 2.0 timing")
+    p.add_argument("--device", default="cpu", help="torch device for the timing")
+    add_timing_args(p)
+    args = p.parse_args()
+    check_repeats(args.repeats)
+    set_threads(args.threads)
+    if not args.skip_accuracy:
+        accuracy(args.cases)
+    if not args.skip_timing:
+        timing(args)
+
+
+if __name__ == "__main__":
+    main()

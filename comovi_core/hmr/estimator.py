@@ -1,0 +1,45 @@
+"""Image + person box -> SMPL pose, shape and full-image translation from HMR 2.0 (one person)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ..body.rotations import matrix_to_axis_angle
+from ..errors import CoMoViError
+from ..motion_map.camera import PinholeCamera
+from .crop import crop_camera_to_full, crop_person, square_window
+from .model import HMR2
+
+
+@dataclass
+class BodyEstimate:
+    global_orient: torch.Tensor  # (3,) axis-angle, camera frame (x right, y down, z forward)
+    body_pose: torch.Tensor  # (69,) axis-angle
+    betas: torch.Tensor  # (10,)
+    transl: torch.Tensor  # (3,) metres, camera space, for ``camera``
+    camera: PinholeCamera  # the full image's camera the translation is for
+    focal_source: str  # which focal length placed the body: "estimated by <backend>" or "field of view <deg>"
+    box: np.ndarray  # (4,) x0, y0, x1, y1 the person box used
+
+
+@torch.no_grad()
+def estimate_body(model: HMR2, image: torch.Tensor, box: np.ndarray, camera: PinholeCamera,
+                  focal_source: str) -> BodyEstimate:
+    """image (H, W, 3) RGB in [0, 1], box (4,) in pixels -> HMR 2.0's body in the full image seen by ``camera``.
+
+    HMR 2.0 predicts no focal length: its weak-perspective crop camera is turned into a translation for
+    ``camera``'s focal length, so the body keeps its place and size in the picture at that focal."""
+    if image.ndim != 3 or image.shape[-1] != 3 or tuple(image.shape[:2]) != camera.image_size:
+        raise CoMoViError(f"image must be (H, W, 3) RGB matching the camera {camera.image_size}, "
+                          f"got {tuple(image.shape)}")
+    window = square_window(box)
+    param = next(model.parameters())
+    crop = crop_person(image.cpu(), window, model.config)[None].to(param)
+    out = model(crop)
+    rotations = torch.cat([out.global_orient[:, None], out.body_pose], 1)[0].float().cpu()  # (24, 3, 3)
+    aa = matrix_to_axis_angle(rotations)
+    transl = crop_camera_to_full(out.cam[0].float().cpu(), window, camera.principal_point, camera.focal_length[1])
+    return BodyEstimate(aa[0], aa[1:].reshape(69), out.betas[0].float().cpu(), transl, camera, focal_source, box)

@@ -1,0 +1,135 @@
+"""HMR 2.0 network: parity with the reference implementation (4D-Humans) and the official checkpoint layout.
+
+``data/hmr2_tiny/reference.safetensors`` was made by running the reference modules (ViT backbone and
+SMPLTransformerDecoderHead of github.com/shubham-goel/4D-Humans) with the ``tiny`` preset and seeded random
+weights: input crop, the official-layout state dict, outputs. ``official_keys.json`` lists every tensor name
+and shape of the released (ViT-H) Lightning module's state dict, built from the reference code on the meta device.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+import zipfile
+from pathlib import Path
+
+import pytest
+import torch
+
+from comovi_core.errors import CoMoViError
+from comovi_core.hmr.checkpoint import convert_state_dict, infer_config, load_hmr2, official_to_ours, read_tensors
+from comovi_core.hmr.config import PRESETS
+from comovi_core.hmr.model import HMR2
+from comovi_core.weights import read_safetensors
+
+DATA = Path(__file__).parent / "data" / "hmr2_tiny"
+
+
+@pytest.fixture(scope="module")
+def reference():
+    return read_safetensors(DATA / "reference.safetensors")
+
+
+def _official_state(reference):
+    return {k.removeprefix("state."): v for k, v in reference.items() if k.startswith("state.")}
+
+
+def _rel(a, b) -> float:
+    return float((a - b).norm() / b.norm())
+
+
+def test_tiny_hmr2_matches_the_reference_implementation(reference, tmp_path):
+    """Measured when written: relative errors 2e-7 (global_orient, cam) to 5e-7 (body_pose), fp32."""
+    path = tmp_path / "tiny.safetensors"
+    from safetensors.torch import save_file
+
+    save_file(_official_state(reference), path)
+    model = load_hmr2(path, PRESETS["tiny"])
+    with torch.no_grad():
+        out = model(reference["input"])
+        features = model.backbone(reference["input"][..., 8:-8])
+    assert _rel(features, reference["out.features"].flatten(2).transpose(1, 2)) < 1e-4
+    for name in ("global_orient", "body_pose", "betas", "cam"):
+        assert _rel(getattr(out, name), reference[f"out.{name}"]) < 1e-4, name
+    assert reference["out.cam"].sub(reference["state.smpl_head.init_cam"]).abs().mean() > 0.1  # the head did work
+
+
+def test_every_tensor_of_the_official_checkpoint_is_mapped():
+    """576 tensors of the released module: backbone and head load into our ViT-H model exactly (names and
+    shapes); discriminator, SMPL buffers and the `initialized` flag are the only ones dropped."""
+    keys = json.loads((DATA / "official_keys.json").read_text())["keys"]
+    assert len(keys) == 576
+    dropped = sorted(k for k in keys if official_to_ours(k) is None)
+    assert {k.split(".")[0] for k in dropped} == {"discriminator", "smpl", "initialized"}
+    official = {k: torch.empty(shape, device="meta") for k, shape in keys.items()}
+    state = convert_state_dict(official)
+    config = infer_config(state)
+    assert config == PRESETS["vit-h"]
+    with torch.device("meta"):
+        model = HMR2(config)
+    assert set(model.state_dict()) == set(state)
+    assert all(model.state_dict()[k].shape == v.shape for k, v in state.items())
+    assert sum(v.numel() for v in state.values()) == sum(p.numel() for p in model.state_dict().values())
+
+
+def _lightning_like_ckpt(path: Path, state: dict) -> Path:
+    """A .ckpt shaped like Lightning's: state_dict plus hyper-parameters whose class we do not have."""
+    import sys
+    import types
+
+    class CfgNode(dict):  # pickled as yacs.config.CfgNode, a module that is not installed here
+        pass
+
+    CfgNode.__module__, CfgNode.__qualname__ = "yacs.config", "CfgNode"
+    modules = {"yacs": types.ModuleType("yacs"), "yacs.config": types.ModuleType("yacs.config")}
+    modules["yacs.config"].CfgNode = CfgNode
+    sys.modules.update(modules)
+    try:
+        cfg = CfgNode(MODEL=CfgNode(IMAGE_SIZE=256))
+        torch.save({"epoch": 35, "state_dict": state, "hyper_parameters": {"cfg": cfg}}, path)
+    finally:
+        for name in modules:
+            del sys.modules[name]
+    return path
+
+
+def test_lightning_checkpoint_loads_through_the_restricted_unpickler(reference, tmp_path):
+    """The .ckpt path gives the same tensors as the fixture; a foreign class in the pickle becomes an inert
+    stand-in (never imported), and a pickle that names os.system runs nothing."""
+    state = _official_state(reference)
+    ckpt = _lightning_like_ckpt(tmp_path / "epoch=35-step=1000000.ckpt", state)
+    tensors = read_tensors(ckpt)
+    assert set(tensors) == set(state) and all(torch.equal(tensors[k], state[k]) for k in state)
+    model = load_hmr2(ckpt, PRESETS["tiny"])
+    with torch.no_grad():
+        assert _rel(model(reference["input"]).body_pose, reference["out.body_pose"]) < 1e-4
+
+    marker = tmp_path / "pwned"
+
+    class Evil:
+        def __reduce__(self):
+            import os
+
+            return os.system, (f"touch {marker}",)
+
+    evil = tmp_path / "evil.ckpt"
+    torch.save({"state_dict": state, "x": Evil()}, evil)
+    read_tensors(evil)
+    assert not marker.exists()
+
+
+def test_bad_checkpoints_say_what_to_do(reference, tmp_path):
+    with pytest.raises(CoMoViError, match="not found: download HMR 2.0"):
+        load_hmr2(tmp_path / "missing.ckpt")
+    (tmp_path / "junk.ckpt").write_bytes(b"not a checkpoint")
+    with pytest.raises(CoMoViError, match="not a readable PyTorch checkpoint"):
+        load_hmr2(tmp_path / "junk.ckpt")
+    state = _official_state(reference)
+    state.pop("smpl_head.deccam.weight")
+    from safetensors.torch import save_file
+
+    save_file(state, tmp_path / "partial.safetensors")
+    with pytest.raises(CoMoViError, match="1 tensors missing"):
+        load_hmr2(tmp_path / "partial.safetensors", PRESETS["tiny"])
+    with pytest.raises(CoMoViError, match="unexpected tensor"):
+        official_to_ours("vision_model.encoder.weight")
