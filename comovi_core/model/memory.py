@@ -35,7 +35,7 @@ class BlockSwap:
     """Keeps ``num_pairs`` layer pairs on ``offload_device`` and swaps each in for its own layer."""
 
     def __init__(self, model: CoMoViTransformer, num_pairs: int, device, offload_device="cpu"):
-        total = model.config.num_motion_blocks
+        total = model.comovi_config.num_motion_blocks
         if not 0 <= num_pairs <= total:
             raise CoMoViError(f"block swap: num_pairs must be between 0 and {total} (layer pairs in the model), got {num_pairs}")
         self.model, self.device, self.offload_device = model, torch.device(device), torch.device(offload_device)
@@ -69,7 +69,7 @@ class BlockSwap:
 def enable_block_swap(model: CoMoViTransformer, num_pairs: int, device, offload_device="cpu") -> BlockSwap:
     """Move everything but the swapped pairs to ``device``; returns the swapper (``model.block_swap``)."""
     swapper = BlockSwap(model, num_pairs, device, offload_device)
-    kept = [m for j in range(model.config.num_motion_blocks) for m in model.pair_modules(j)]
+    kept = [m for j in range(model.comovi_config.num_motion_blocks) for m in model.pair_modules(j)]
     kept_ids = {id(p) for m in kept for p in m.parameters()}
     for p in model.parameters():
         if id(p) not in kept_ids:
@@ -77,7 +77,8 @@ def enable_block_swap(model: CoMoViTransformer, num_pairs: int, device, offload_
     for b in model.buffers():
         b.data = b.data.to(device)
     model.block_swap = swapper
-    log.info("block swap: %d of %d layer pairs live on %s", num_pairs, model.config.num_motion_blocks, offload_device)
+    log.info("block swap: %d of %d layer pairs live on %s", num_pairs, model.comovi_config.num_motion_blocks,
+             offload_device)
     return swapper
 
 
@@ -109,22 +110,59 @@ def place(model: torch.nn.Module, device) -> None:
     visit(model)
 
 
-ATTENTION_BACKENDS = {"sdpa": "native", "flash": "flash", "sage": "sage"}  # ours -> diffusers' dispatcher names
+# ours -> (diffusers' dispatcher name, what it needs); "sdpa" is PyTorch's own choice of kernel and always works
+ATTENTION_BACKENDS = {
+    "sdpa": ("native", None),
+    "sdpa_math": ("_native_math", None),  # PyTorch's reference kernel (slow; any device)
+    "sdpa_flash": ("_native_flash", "a CUDA GPU"),
+    "sdpa_efficient": ("_native_efficient", "a CUDA GPU"),
+    "sdpa_cudnn": ("_native_cudnn", "a CUDA GPU"),
+    "flash": ("flash", "flash-attn (pip install flash-attn) and a CUDA GPU"),
+    "flash3": ("_flash_3", "FlashAttention 3 (built from source, Hopper GPUs)"),
+    "sage": ("sage", "sageattention (pip install sageattention) and a CUDA GPU"),
+    "xformers": ("xformers", "xformers (pip install xformers) and a CUDA GPU"),
+}
 
 
-def set_attention_backend(model: CoMoViTransformer, backend: str = "sdpa") -> None:
-    """Route every attention of both branches and the 3D head through ``backend`` (diffusers' dispatcher).
-
-    ``sdpa`` (PyTorch scaled-dot-product attention) is the default and always available; ``flash`` and
-    ``sage`` need their packages (flash-attn, sageattention) and a GPU, and are never required.
-    """
-    from diffusers.models.modeling_utils import ModelMixin
+def set_attention_backend(model: CoMoViTransformer, backend: str = "sdpa", device=None) -> None:
+    """Route every attention of both branches and the 3D head through ``backend`` (diffusers' dispatcher,
+    ``ModelMixin.set_attention_backend``). ``device``: where the model will run (backends other than ``sdpa`` and
+    ``sdpa_math`` need CUDA). A backend whose package is missing is refused here, not at the first step."""
+    from diffusers.models.attention_dispatch import _AttentionBackendRegistry
 
     if backend not in ATTENTION_BACKENDS:
         raise CoMoViError(f"unknown attention backend {backend!r}; choose one of {list(ATTENTION_BACKENDS)}")
+    name, needs = ATTENTION_BACKENDS[backend]
+    if needs is not None and device is not None and torch.device(device).type != "cuda":
+        raise CoMoViError(f"attention backend {backend!r} needs {needs}; the model runs on {device}: "
+                          "use the default 'sdpa' there")
+    # diffusers also makes the backend the process-wide default; put the default back so that other models
+    # (the VAE, a second transformer) keep theirs: this model's attention modules carry their own setting
+    previous = _AttentionBackendRegistry.get_active_backend()[0]
     try:
-        ModelMixin.set_attention_backend(model, ATTENTION_BACKENDS[backend])  # walks all attention modules of `model`
+        model.set_attention_backend(name)
     except (ImportError, RuntimeError, ValueError) as exc:
-        package = {"flash": "flash-attn", "sage": "sageattention"}.get(backend, backend)
-        raise CoMoViError(f"attention backend {backend!r} is not usable here ({exc}); install {package} on a CUDA machine "
-                          "or use the default 'sdpa'") from exc
+        raise CoMoViError(f"attention backend {backend!r} is not usable here: it needs {needs} ({exc}); "
+                          "use the default 'sdpa'") from exc
+    finally:
+        _AttentionBackendRegistry.set_active_backend(previous)
+
+
+def attention_backend(model: torch.nn.Module) -> str | None:
+    """Our name of the backend every attention module of ``model`` uses (None: mixed or diffusers' default)."""
+    names = {getattr(m.processor, "_attention_backend", None) for m in model.modules()
+             if hasattr(getattr(m, "processor", None), "_attention_backend")}
+    if len(names) != 1 or None in names:
+        return None
+    value = names.pop().value
+    return next((ours for ours, (theirs, _) in ATTENTION_BACKENDS.items() if theirs == value), value)
+
+
+def compile_blocks(model: CoMoViTransformer, **compile_kwargs) -> int:
+    """``torch.compile`` every transformer block of both branches and every 3D-head layer in place (diffusers'
+    regional compilation, ``ModelMixin.compile_repeated_blocks``); returns how many modules were compiled.
+    The first step pays the compilation (seconds to minutes); later steps run the compiled kernels."""
+    if not hasattr(torch, "compile"):
+        raise CoMoViError(f"--compile needs torch.compile (PyTorch >= 2.0); this is torch {torch.__version__}")
+    model.compile_repeated_blocks(**compile_kwargs)
+    return sum(1 for m in model.modules() if type(m).__name__ in model._repeated_blocks)
