@@ -58,6 +58,40 @@ def test_block_swap_moves_pairs_and_gives_identical_outputs():
         enable_block_swap(model, num_pairs=3, device="cpu")
 
 
+def test_block_swap_is_diffusers_group_offload_of_whole_layer_pairs():
+    """Each swapped pair is one diffusers ModuleGroup: moved in as its motion block starts, out after its last
+    RGB block (interleave 2: a motion block and two RGB blocks), never two pairs at once without prefetch."""
+    from diffusers.hooks.group_offloading import ModuleGroup
+
+    cfg = get_config("tiny", num_layers=4, interleave=2, smpl_layers=0)
+    torch.manual_seed(0)
+    model = build_model(cfg, "cpu").eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.randn_like(p) * 0.1)
+    g = torch.Generator().manual_seed(3)
+    inputs = (torch.randn(1, 48, 3, 4, 4, generator=g), torch.randn(1, 48, 3, 4, 4, generator=g),
+              torch.full((1, 12), 500.0), torch.randn(1, cfg.text_len, cfg.text_dim, generator=g))
+    with torch.no_grad():
+        ref = model(*inputs)
+    swap = enable_block_swap(model, 2, "cpu")
+    assert [type(gr) for gr in swap.groups] == [ModuleGroup, ModuleGroup] and swap.swapped == {0, 1}
+    events = []
+    for j, group in zip(sorted(swap.swapped), swap.groups):
+        assert group.modules == model.pair_modules(j) and len(group.modules) == 3
+        for name in ("onload_", "offload_"):
+            method = getattr(group, name)
+            setattr(group, name, lambda j=j, name=name, method=method: (events.append((name, j)), method())[1])
+    for j in range(2):  # inside the blocks' computation: the first and the last sub-module to run
+        model.motion.blocks[j].norm1.register_forward_pre_hook(lambda *_, j=j: events.append(("motion", j)))
+        model.rgb.blocks[2 * j + 1].ffn.register_forward_hook(lambda *_, j=j: events.append(("rgb_last", j)))
+    with torch.no_grad():
+        out = model(*inputs)
+    assert events == [("onload_", 0), ("motion", 0), ("rgb_last", 0), ("offload_", 0),
+                      ("onload_", 1), ("motion", 1), ("rgb_last", 1), ("offload_", 1)]
+    assert swap.moves == 2 and torch.equal(out.rgb, ref.rgb) and torch.equal(out.motion, ref.motion)
+
+
 def test_gradient_checkpointing_gives_the_same_gradients():
     """diffusers' mechanism (ModelMixin.enable_gradient_checkpointing): the layers run again in the backward pass."""
     inputs = _inputs()

@@ -23,7 +23,6 @@ derived sizes. Gradient checkpointing, attention backends, group offload and reg
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
 
 import torch
@@ -98,7 +97,7 @@ class CoMoViTransformer(ModelMixin, ConfigMixin):
             _zero_linear(dim) for _ in range(n_zero.get(config.interaction, config.num_motion_blocks)))
         self.smpl_head = SMPLHead(config) if config.has_smpl_head else None
         self.gradient_checkpointing = False  # set by diffusers' enable_gradient_checkpointing()
-        self.block_swap = None  # set by memory.enable_block_swap
+        self.block_swap = None  # set by memory.enable_block_swap (diffusers group offload of layer pairs)
         self.layer_callback = None  # called with the layer index after each layer pair; may raise to cancel
 
     @classmethod
@@ -217,22 +216,18 @@ class CoMoViTransformer(ModelMixin, ConfigMixin):
         """All layer pairs: (B, L, D) tokens in and out, plus the fused features of the 3D head (or None)."""
         fused = None
         for j in range(self.comovi_config.num_motion_blocks):
-            with self._swap(j):
-                if torch.is_grad_enabled() and self.gradient_checkpointing:  # diffusers' checkpointing function
-                    x_rgb, x_motion, out_fused = self._gradient_checkpointing_func(
-                        self._layer, j, x_rgb, x_motion, context, timestep_proj, rotary_emb)
-                else:
-                    x_rgb, x_motion, out_fused = self._layer(j, x_rgb, x_motion, context, timestep_proj, rotary_emb)
+            if torch.is_grad_enabled() and self.gradient_checkpointing:  # diffusers' checkpointing function
+                x_rgb, x_motion, out_fused = self._gradient_checkpointing_func(
+                    self._layer, j, x_rgb, x_motion, context, timestep_proj, rotary_emb)
+            else:
+                x_rgb, x_motion, out_fused = self._layer(j, x_rgb, x_motion, context, timestep_proj, rotary_emb)
             fused = out_fused if out_fused is not None else fused
             if self.layer_callback is not None:
                 self.layer_callback(j)
         return x_rgb, x_motion, fused
 
-    def _swap(self, j: int):
-        return self.block_swap.pair(j) if self.block_swap is not None else contextlib.nullcontext()
-
     # ---- convenience ------------------------------------------------------------------------
     def pair_modules(self, j: int) -> list[nn.Module]:
-        """The modules of layer pair j: motion block j and its RGB blocks (moved together by block swap)."""
+        """The modules of layer pair j, in run order: motion block j and its RGB blocks (offloaded together)."""
         i = j * self.comovi_config.interleave
         return [self.motion.blocks[j], *self.rgb.blocks[i : i + self.comovi_config.interleave]]
