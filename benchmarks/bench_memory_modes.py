@@ -5,8 +5,8 @@
 No GPU needed: the model is built on the meta device (no memory), the modes are applied as the loader
 applies them, and the bytes of the tensors that would live on the GPU are summed: bf16 weights, fp8
 storage (diffusers layerwise casting; norms and embeddings stay bf16), block swap of N layer pairs (the
-swapped pairs live in CPU memory; one pair visits the GPU at a time). Activations and the VAE come on
-top and must be measured on a GPU (``bench_dual_step.py``); this is the part a memory mode controls.
+swapped pairs live in CPU memory; the pair that works and the next one, prefetched, are on the GPU).
+Activations and the VAE come on top and must be measured on a GPU (``bench_dual_step.py``); this is the part a memory mode controls.
 """
 
 from __future__ import annotations
@@ -43,7 +43,8 @@ def main() -> None:
             if n > config.num_motion_blocks:
                 continue
             swapped = sum(pairs[config.num_motion_blocks - n:])
-            resident = total - swapped + (max(pairs) if n else 0)  # plus the pair visiting the GPU
+            # plus the pair visiting the GPU and the next one prefetched (group offload with streams on CUDA)
+            resident = total - swapped + (min(n, 2) * max(pairs) if n else 0)
             rows.append((storage, n, resident / GIB, swapped / GIB))
     print(f"{'weights':>7} {'swap':>5} {'on GPU (GiB)':>13} {'in CPU RAM (GiB)':>17}")
     for storage, n, gpu, cpu in rows:

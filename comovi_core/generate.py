@@ -27,6 +27,7 @@ from . import __version__
 from .atomic import check_writable_folder, staged_folder
 from .cli import run_cli
 from .errors import CoMoViError
+from .model.memory import ATTENTION_BACKENDS
 from .sampling import MODES, SOLVERS
 from .step_cache import StepCacheConfig, describe_evaluations
 
@@ -54,7 +55,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, required=True, help="output folder")
     p.add_argument("--models", type=Path, default=Path("models"), help="folder holding Wan2.2-TI2V-5B-Diffusers/ and CoMoVi/")
     p.add_argument("--vae", type=Path, help="Wan2.2 VAE to use instead of the base folder's: Wan2.2_VAE.pth, wan2.2_vae.safetensors or a diffusers vae/ folder")
-    p.add_argument("--model-config", default="wan2.2-ti2v-5b", help="size preset of the weights in --models (tests use tiny)")
+    p.add_argument("--model-config", help="size preset the weights in --models must match (default: read from "
+                                          "the weights; e.g. wan2.2-ti2v-5b, tiny)")
     p.add_argument("--no-download", action="store_true", help="never download missing weights")
     p.add_argument("--height", type=int, help="multiple of 32 (default 704; tiny 128)")
     p.add_argument("--width", type=int, help="multiple of 32 (default 1280; tiny 128)")
@@ -75,7 +77,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="LoRA file (from python -m comovi_core.train --lora) merged into the transformer")
     p.add_argument("--lora-scale", type=float, default=1.0,
                    help="strength of --lora (0: the base model, 1: as trained)")
-    p.add_argument("--attention", default="sdpa", choices=("sdpa", "flash", "sage"), help="attention kernel (flash/sage if installed)")
+    p.add_argument("--attention", default="sdpa", choices=list(ATTENTION_BACKENDS),
+                   help="attention kernel through diffusers' dispatcher (flash, sage, xformers: if installed, CUDA)")
+    p.add_argument("--compile", action="store_true",
+                   help="torch.compile the transformer blocks (the first step compiles; later steps are faster)")
     p.add_argument("--cache-threshold", type=float,
                    help="step cache: reuse the transformer's last residual until the input has changed by this much "
                         "(e.g. 0.1; 0 or unset: every step computes); see the README's speed table")
@@ -193,6 +198,11 @@ def run(args: argparse.Namespace) -> Path:
 
             layers = apply_lora(components["transformer"], args.lora, args.lora_scale)
             load_summary += f"; LoRA {args.lora.name} at scale {args.lora_scale:g}: {layers} layers"
+        from .model.memory import compile_blocks, set_attention_backend
+
+        set_attention_backend(components["transformer"], args.attention, "cpu")
+        if args.compile:
+            load_summary += f"; torch.compile: {compile_blocks(components['transformer'])} blocks"
     else:
         from .components import load_components
         from .weights import resolve_weights
@@ -200,7 +210,8 @@ def run(args: argparse.Namespace) -> Path:
         base, comovi = resolve_weights(args.models, BASE_REPO, COMOVI_REPO, allow_download=not args.no_download)
         components, load_summary = load_components(base, comovi, args.model_config, dtype, args.device, fp8=args.fp8,
                                                    block_swap=args.block_swap, offload=args.offload, attention=args.attention,
-                                                   vae_path=args.vae, lora=args.lora, lora_scale=args.lora_scale)
+                                                   vae_path=args.vae, lora=args.lora, lora_scale=args.lora_scale,
+                                                   compile=args.compile)
     device = "cpu" if tiny else args.device
     pipe = CoMoViPipeline(body_model=body, device=device, offload=args.offload and not tiny, **components)
     load_s = time.perf_counter() - t0
@@ -233,7 +244,7 @@ def run(args: argparse.Namespace) -> Path:
             "mode": args.mode, "prompt": prompt, "negative_prompt": args.negative_prompt or DEFAULT_NEGATIVE, "seed": args.seed,
             "height": height, "width": width, "frames": frames, "steps": steps, "guidance": args.guidance, "shift": args.shift,
             "solver": args.solver, "fps": args.fps, "device": args.device, "dtype": str(dtype), "fp8": args.fp8, "block_swap": args.block_swap,
-            "offload": args.offload, "attention": args.attention,
+            "offload": args.offload, "attention": args.attention, "compile": args.compile,
             "lora": str(args.lora) if args.lora else None, "lora_scale": args.lora_scale,
             "body_model": "stand-in mannequin (NOT SMPL)" if body.is_standin else body.source,
             "start_pose": str(args.smpl) if args.smpl else (f"estimated from {args.keypoints}" if keypoints is not None else "built-in demo"),

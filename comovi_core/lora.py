@@ -161,7 +161,7 @@ def apply_lora(model: torch.nn.Module, path: str | Path, scale: float = 1.0) -> 
     Every adapter is checked before any weight changes. Returns the number of layers changed."""
     path = Path(path)
     tensors, meta = read_lora(path)
-    config, saved = getattr(model, "config", None), meta.get("config")
+    config, saved = getattr(model, "comovi_config", None), meta.get("config")
     now = json.loads(json.dumps(config.to_dict())) if hasattr(config, "to_dict") else None
     if saved is not None and now is not None and saved != now:
         diff = {k: (saved.get(k), now.get(k)) for k in now if saved.get(k) != now.get(k)}

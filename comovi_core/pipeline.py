@@ -95,7 +95,7 @@ class CoMoViPipeline:
 
     def _check_embeds(self, embeds: torch.Tensor, what: str) -> torch.Tensor:
         """(L, D) or (1, L, D) text embeddings -> (1, text_len, D), zero-padded; D must be the model's text size."""
-        config = self.transformer.config
+        config = self.transformer.comovi_config
         embeds = embeds[None] if embeds.dim() == 2 else embeds
         if embeds.dim() != 3 or embeds.shape[0] != 1 or embeds.shape[-1] != config.text_dim:
             raise CoMoViError(f"{what} embeddings have shape {tuple(embeds.shape)}; this model needs (1, tokens, "

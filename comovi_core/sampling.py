@@ -120,7 +120,7 @@ def sample(
             rgb, motion = (rgb, noised) if mode == "motion_to_video" else (noised, motion)
         rgb_in = ((1 - mask) * rgb_condition + mask * rgb).to(dtype)
         motion_in = ((1 - mask) * motion_condition + mask * motion).to(dtype)
-        timestep = token_timesteps(mask, t, b, model.config.patch_size)
+        timestep = token_timesteps(mask, t, b, model.comovi_config.patch_size)
         if use_cfg:
             rgb_in, motion_in, timestep = torch.cat([rgb_in, rgb_in]), torch.cat([motion_in, motion_in]), torch.cat([timestep, timestep])
         if cache is not None:

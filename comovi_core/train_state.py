@@ -103,7 +103,8 @@ def save_model(model, path: Path, cfg, meta: dict, dtype: torch.dtype) -> None:
     from .train_step import lora_alpha
 
     save_lora(model, path, {"rank": cfg.lora, "alpha": lora_alpha(cfg), "targets": list(parse_targets(
-        cfg.lora_targets, cfg.stage)), "preset": cfg.preset, "stage": cfg.stage, "config": model.config.to_dict(),
+        cfg.lora_targets, cfg.stage)), "preset": cfg.preset, "stage": cfg.stage,
+        "config": model.comovi_config.to_dict(),
         **meta})
 
 

@@ -89,7 +89,10 @@ def prepare_for_training(model, cfg: TrainConfig) -> list[tuple[str, torch.nn.Pa
     for p in model.parameters():
         p.data = p.data.float() if id(p) in trained else p.data.to(compute_dtype(cfg))
     model.train()
-    model.enable_gradient_checkpointing(cfg.gradient_checkpointing)
+    if cfg.gradient_checkpointing:  # diffusers' mechanism (ModelMixin)
+        model.enable_gradient_checkpointing()
+    else:
+        model.disable_gradient_checkpointing()
     return [(n, p) for n, p in model.named_parameters() if id(p) in trained]
 
 
@@ -160,7 +163,7 @@ def latent_training_step(model, body, x0_rgb, x0_motion, motion, context, cfg: T
     noise_motion = torch.randn(x0_motion.shape, generator=generator).to(device)
     s = sigma.view(-1, 1, 1, 1, 1)
     noisy = lambda x0, eps: ((1 - mask) * x0 + mask * ((1 - s) * x0 + s * eps)).to(dtype)  # noqa: E731 frame 0 clean
-    timestep = token_timesteps(mask, sigma[0] * NUM_TRAIN_TIMESTEPS, 1, core.config.patch_size)
+    timestep = token_timesteps(mask, sigma[0] * NUM_TRAIN_TIMESTEPS, 1, core.comovi_config.patch_size)
     start_pose = None
     if core.smpl_head is not None and motion is not None and cfg.stage == 2:
         first = torch.cat([torch.from_numpy(motion.global_orient[:1]), torch.from_numpy(motion.body_pose[:1])], 1)

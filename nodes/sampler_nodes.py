@@ -7,7 +7,7 @@ import torch
 from comfy_api.latest import io
 from PIL import Image
 
-from ..comovi_core.components import load_components, load_transformer
+from ..comovi_core.components import AUTO_SIZE, load_components, load_transformer
 from ..comovi_core.errors import CoMoViError
 from ..comovi_core.fitting import progress_steps
 from ..comovi_core.conditioning import pad_to_aspect
@@ -21,7 +21,7 @@ from .previews import side_by_side_preview, wan22_previewer
 from .sockets import CoMoViModels, SMPLModel, SMPLMotion, StepCache
 
 NO_COMOVI = "none (base only: untrained copy)"
-SIZES = ("wan2.2-ti2v-5b", "tiny")
+SIZES = (AUTO_SIZE, "wan2.2-ti2v-5b", "tiny")  # auto: read from the weights
 TINY_DEMO = "tiny demo (random weights, built in memory: pictures are noise)"
 TINY_SUMMARY = "tiny demo: random weights built in memory, NOT a trained model; the pictures are noise, the plumbing is real"
 
@@ -48,7 +48,8 @@ class LoadCoMoVi(io.ComfyNode):
                 io.Boolean.Input("fp8_weights", default=False, tooltip="store transformer weights in fp8 (about 10 GB instead of 20)"),
                 io.Int.Input("block_swap", default=0, min=0, max=30, tooltip="layer pairs kept in CPU memory and swapped in per layer"),
                 io.Boolean.Input("offload", default=False, tooltip="keep the weights in CPU memory; they visit the GPU only while they work (24 GB cards)"),
-                io.Combo.Input("size", options=list(SIZES), default=SIZES[0], tooltip="size of the weight files (tiny: test-sized files)"),
+                io.Combo.Input("size", options=list(SIZES), default=SIZES[0],
+                               tooltip="size of the weight files; auto reads it from them (a named size must match)"),
             ],
             outputs=[CoMoViModels.Output(display_name="comovi")],
         )
@@ -81,7 +82,8 @@ class LoadCoMoViTransformer(io.ComfyNode):
                 io.Boolean.Input("fp8_weights", default=False, tooltip="store transformer weights in fp8 (about 10 GB instead of 20)"),
                 io.Int.Input("block_swap", default=0, min=0, max=30, tooltip="layer pairs kept in CPU memory and swapped in per layer"),
                 io.Boolean.Input("offload", default=False, tooltip="keep the weights in CPU memory; they visit the GPU only while they work (24 GB cards)"),
-                io.Combo.Input("size", options=list(SIZES), default=SIZES[0], tooltip="size of the weight files (tiny: test-sized files)"),
+                io.Combo.Input("size", options=list(SIZES), default=SIZES[0],
+                               tooltip="size of the weight files; auto reads it from them (a named size must match)"),
             ],
             outputs=[CoMoViModels.Output(display_name="comovi")],
         )

@@ -98,15 +98,16 @@ def test_wrong_models_are_named(tmp_path):
         load_model(CFG, tmp_path / "wan21.safetensors")
     big = dict(state, **{key: torch.zeros(5120, 48, 1, 2, 2)})
     save_file(big, str(tmp_path / "big.safetensors"))
-    with pytest.raises(CoMoViError, match=r"hidden size 5120 \(Wan 14B\)"):
+    with pytest.raises(CoMoViError, match=r"hidden size: 96 requested, 5120 \(Wan 14B\) in the file.*leave the size"):
         load_model(CFG, tmp_path / "big.safetensors")
     save_file({"encoder.conv1.weight": torch.zeros(1), "decoder.conv_out.weight": torch.zeros(1)}, str(tmp_path / "vae.safetensors"))
     with pytest.raises(CoMoViError, match="this is a VAE checkpoint"):
         load_model(CFG, tmp_path / "vae.safetensors")
-    bad = dict(state, **{"model.diffusion_model.blocks.0.ffn.0.weight": torch.zeros(7, 96)})
+    bad = dict(state, **{"model.diffusion_model.blocks.1.ffn.0.weight": torch.zeros(7, 96)})
     save_file(bad, str(tmp_path / "bad.safetensors"))
-    with pytest.raises(CoMoViError, match=r"blocks.0.ffn.0.weight' has shape \(7, 96\).*RGB branch"):
-        load_model(CFG, tmp_path / "bad.safetensors")
+    for config in (CFG, None):  # the size is read from block 0; a later block that disagrees is named
+        with pytest.raises(CoMoViError, match=r"blocks.1.ffn.0.weight' has shape \(7, 96\).*RGB branch"):
+            load_model(config, tmp_path / "bad.safetensors")
     (tmp_path / "w.pt").write_bytes(b"x")
     with pytest.raises(CoMoViError, match="only .safetensors"):
         load_model(CFG, tmp_path / "w.pt")

@@ -58,17 +58,58 @@ def test_block_swap_moves_pairs_and_gives_identical_outputs():
         enable_block_swap(model, num_pairs=3, device="cpu")
 
 
+def test_block_swap_is_diffusers_group_offload_of_whole_layer_pairs():
+    """Each swapped pair is one diffusers ModuleGroup: moved in as its motion block starts, out after its last
+    RGB block (interleave 2: a motion block and two RGB blocks), never two pairs at once without prefetch."""
+    from diffusers.hooks.group_offloading import ModuleGroup
+
+    cfg = get_config("tiny", num_layers=4, interleave=2, smpl_layers=0)
+    torch.manual_seed(0)
+    model = build_model(cfg, "cpu").eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.randn_like(p) * 0.1)
+    g = torch.Generator().manual_seed(3)
+    inputs = (torch.randn(1, 48, 3, 4, 4, generator=g), torch.randn(1, 48, 3, 4, 4, generator=g),
+              torch.full((1, 12), 500.0), torch.randn(1, cfg.text_len, cfg.text_dim, generator=g))
+    with torch.no_grad():
+        ref = model(*inputs)
+    swap = enable_block_swap(model, 2, "cpu")
+    assert [type(gr) for gr in swap.groups] == [ModuleGroup, ModuleGroup] and swap.swapped == {0, 1}
+    events = []
+    for j, group in zip(sorted(swap.swapped), swap.groups):
+        assert group.modules == model.pair_modules(j) and len(group.modules) == 3
+        for name in ("onload_", "offload_"):
+            method = getattr(group, name)
+            setattr(group, name, lambda j=j, name=name, method=method: (events.append((name, j)), method())[1])
+    for j in range(2):  # inside the blocks' computation: the first and the last sub-module to run
+        model.motion.blocks[j].norm1.register_forward_pre_hook(lambda *_, j=j: events.append(("motion", j)))
+        model.rgb.blocks[2 * j + 1].ffn.register_forward_hook(lambda *_, j=j: events.append(("rgb_last", j)))
+    with torch.no_grad():
+        out = model(*inputs)
+    assert events == [("onload_", 0), ("motion", 0), ("rgb_last", 0), ("offload_", 0),
+                      ("onload_", 1), ("motion", 1), ("rgb_last", 1), ("offload_", 1)]
+    assert swap.moves == 2 and torch.equal(out.rgb, ref.rgb) and torch.equal(out.motion, ref.motion)
+
+
 def test_gradient_checkpointing_gives_the_same_gradients():
+    """diffusers' mechanism (ModelMixin.enable_gradient_checkpointing): the layers run again in the backward pass."""
     inputs = _inputs()
-    grads = []
+    grads, calls = [], []
     for checkpointing in (False, True):
         model = _model().train()
-        model.enable_gradient_checkpointing(checkpointing)
+        if checkpointing:
+            model.enable_gradient_checkpointing()
+        assert model.is_gradient_checkpointing == checkpointing
         for p in model.parameters():
             p.requires_grad_(True)
+        seen = []
+        model.motion.blocks[0].register_forward_hook(lambda *_: seen.append(1))
         out = model(*inputs)
         (out.rgb.square().mean() + out.motion.square().mean() + out.smpl_6d.square().mean()).backward()
         grads.append({n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None})
+        calls.append(len(seen))
+    assert calls == [1, 2]  # recomputed once in the backward pass
     assert grads[0].keys() == grads[1].keys() and len(grads[0]) > 100
     for name in grads[0]:
         torch.testing.assert_close(grads[0][name], grads[1][name], rtol=1e-4, atol=1e-6)
@@ -88,20 +129,64 @@ def test_block_swap_on_gpu_keeps_swapped_pairs_on_host():
 
 
 def test_attention_backend_selection():
+    """diffusers' dispatcher routes every attention (both branches and the 3D head) to the chosen kernel."""
+    from diffusers.models.attention_dispatch import _AttentionBackendRegistry
+
+    from comovi_core.model.memory import attention_backend
+
     model, inputs = _model(), _inputs()
     with torch.no_grad():
         ref = model(*inputs)
+    n_attention = sum(1 for m in model.modules() if hasattr(getattr(m, "processor", None), "_attention_backend"))
+    assert n_attention == 2 * 2 * CFG.num_layers + 2 * CFG.smpl_layers  # self + cross, both branches, head
+    calls = []
+    original = _AttentionBackendRegistry._backends["_native_math"]
+    _AttentionBackendRegistry._backends["_native_math"] = lambda *a, **k: calls.append(1) or original(*a, **k)
+    try:
+        set_attention_backend(model, "sdpa_math")
+        assert attention_backend(model) == "sdpa_math"
+        assert _AttentionBackendRegistry.get_active_backend()[0].value == "native"  # the process default is kept
+        with torch.no_grad():
+            math_out = model(*inputs)
+    finally:
+        _AttentionBackendRegistry._backends["_native_math"] = original
+    assert len(calls) == n_attention  # each attention ran through the chosen kernel, once
+    torch.testing.assert_close(math_out.rgb, ref.rgb, rtol=0, atol=1e-5)
+    torch.testing.assert_close(math_out.smpl_6d, ref.smpl_6d, rtol=0, atol=1e-5)
     set_attention_backend(model, "sdpa")
-    backends = {m.processor._attention_backend for m in model.modules() if hasattr(getattr(m, "processor", None), "_attention_backend")}
-    assert len(backends) == 1 and str(backends.pop().value) == "native"
+    assert attention_backend(model) == "sdpa"
     with torch.no_grad():
         out = model(*inputs)
     torch.testing.assert_close(out.rgb, ref.rgb, rtol=0, atol=1e-6)
-    with pytest.raises(CoMoViError, match="unknown attention backend"):
-        set_attention_backend(model, "xformers")
-    if not torch.cuda.is_available():
-        with pytest.raises(CoMoViError, match="install flash-attn"):
+    with pytest.raises(CoMoViError, match="unknown attention backend 'flashy'"):
+        set_attention_backend(model, "flashy")
+    with pytest.raises(CoMoViError, match="'flash' needs flash-attn .*the model runs on cpu: use the default 'sdpa'"):
+        set_attention_backend(model, "flash", device="cpu")
+    try:
+        import flash_attn  # noqa: F401 (only whether it is installed)
+    except ImportError:  # a missing package is named when the backend is chosen, before any step
+        with pytest.raises(CoMoViError, match="'flash' is not usable here: it needs flash-attn"):
             set_attention_backend(model, "flash")
+    assert attention_backend(model) == "sdpa"  # a refused backend changes nothing
+
+
+@pytest.mark.slow
+def test_compiled_blocks_match_eager():
+    """torch.compile of every block (diffusers' regional compilation) gives the eager outputs on CPU."""
+    from comovi_core.model.memory import compile_blocks
+
+    model, inputs = _model(), _inputs()
+    with torch.no_grad():
+        ref = model(*inputs)
+    assert compile_blocks(model) == 2 * CFG.num_layers + CFG.smpl_layers
+    assert model.rgb.blocks[0]._compiled_call_impl is not None
+    with torch.no_grad():
+        out = model(*inputs)
+        again = model(*_inputs(seed=2))  # a second call reuses the compiled code
+    for a, b in ((out.rgb, ref.rgb), (out.motion, ref.motion), (out.smpl_6d, ref.smpl_6d)):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+        assert float((a - b).abs().max()) < 1e-4
+    assert again.rgb.shape == ref.rgb.shape and not torch.equal(again.rgb, out.rgb)
 
 
 def test_resident_bytes_and_place_leave_block_swapped_pairs_alone():

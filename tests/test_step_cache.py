@@ -21,7 +21,7 @@ HUGE = 1e9
 @pytest.fixture(scope="module")
 def setup():
     model = tiny_transformer(0)  # random coupling and 3D head: the branches really mix
-    cfg = model.config
+    cfg = model.comovi_config
     g = torch.Generator().manual_seed(1)
     cond = torch.randn(1, cfg.in_channels, 1, 4, 4, generator=g)
     emb, neg = (torch.randn(1, cfg.text_len, cfg.text_dim, generator=g) for _ in range(2))
@@ -94,7 +94,7 @@ def _fake_blocks(log):
 def test_reused_step_returns_input_plus_stored_residual_per_row(setup):
     """Batch of 2 (cond, uncond): one decision, each row its own residual; the 3D head's fused features alike."""
     model = setup["model"]
-    d, g = model.config.hidden_size, torch.Generator().manual_seed(5)
+    d, g = model.comovi_config.hidden_size, torch.Generator().manual_seed(5)
     proj = torch.randn(2, 12, 6, d, generator=g)  # per-token timestep projection (TI2V)
     cache, log = StepCache(StepCacheConfig(HUGE, 0.0, 1.0), 3), []
     x0 = torch.randn(2, 12, d, generator=g), torch.randn(2, 12, d, generator=g)
@@ -112,7 +112,7 @@ def test_reused_step_returns_input_plus_stored_residual_per_row(setup):
 @torch.no_grad()
 def test_the_larger_change_of_the_two_branches_decides(setup):
     model, g = setup["model"], torch.Generator().manual_seed(6)
-    d = model.config.hidden_size
+    d = model.comovi_config.hidden_size
     proj = torch.randn(1, 6, d, generator=g)  # one timestep for all tokens (Wan2.1 layout) works too
     x = torch.randn(1, 12, d, generator=g), torch.randn(1, 12, d, generator=g)
     for moved, threshold in ((0, 0.5), (1, 0.5)):

@@ -14,15 +14,21 @@ Coupling, inside layer j (a motion block j paired with RGB block j*interleave):
                                     x_rgb += ZL[j+1](x_motion); the motion stream is never modified
     none                            independent branches
 Order inside a layer, as the release: (v->m) -> motion block -> rgb block -> 3D head -> (m->v).
+
+The model is a diffusers ``ModelMixin`` + ``ConfigMixin``: its constructor arguments are the fields of
+``CoMoViConfig`` (registered as the diffusers config, so ``save_pretrained``/``from_pretrained`` write and read
+``config.json`` + safetensors with our key layout), and ``model.comovi_config`` is that dataclass with its
+derived sizes. Gradient checkpointing, attention backends, group offload and regional compilation are diffusers'.
 """
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
 
 import torch
 from diffusers import WanTransformer3DModel
+from diffusers.configuration_utils import ConfigMixin, register_to_config
+from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
 from ..errors import CoMoViError
@@ -45,23 +51,58 @@ def _zero_linear(dim: int) -> nn.Linear:
     return layer
 
 
-class CoMoViTransformer(nn.Module):
-    _supports_gradient_checkpointing = True
-    _no_split_modules = ["WanTransformerBlock"]
+_D = CoMoViConfig()  # the constructor's defaults are the dataclass's (the released 5B model)
 
-    def __init__(self, config: CoMoViConfig):
+
+class CoMoViTransformer(ModelMixin, ConfigMixin):
+    """Both branches, the coupling and the 3D head. Build it from a config with ``from_comovi_config``."""
+
+    _supports_gradient_checkpointing = True
+    _no_split_modules = ["WanTransformerBlock", "SMPLDecoderLayer"]
+    _repeated_blocks = ["WanTransformerBlock", "SMPLDecoderLayer"]  # what ``compile_repeated_blocks`` compiles
+
+    @register_to_config
+    def __init__(
+        self,
+        patch_size: tuple[int, int, int] = _D.patch_size,
+        num_attention_heads: int = _D.num_attention_heads,
+        attention_head_dim: int = _D.attention_head_dim,
+        in_channels: int = _D.in_channels,
+        out_channels: int = _D.out_channels,
+        text_dim: int = _D.text_dim,
+        text_len: int = _D.text_len,
+        freq_dim: int = _D.freq_dim,
+        ffn_dim: int = _D.ffn_dim,
+        num_layers: int = _D.num_layers,
+        eps: float = _D.eps,
+        rope_max_seq_len: int = _D.rope_max_seq_len,
+        interaction: str = _D.interaction,
+        interleave: int = _D.interleave,
+        smpl_layers: int = _D.smpl_layers,
+        smpl_heads: int = _D.smpl_heads,
+        smpl_ffn_dim: int = _D.smpl_ffn_dim,
+        smpl_max_frames: int = _D.smpl_max_frames,
+        num_joints: int = _D.num_joints,
+    ):
         super().__init__()
-        self.config = config
+        # the registered arguments (diffusers' ``self.config``) as our dataclass, checked by its __post_init__
+        config = CoMoViConfig.from_dict({k: v for k, v in self.config.items() if not k.startswith("_")})
+        self.comovi_config = config
         dim = config.hidden_size
         self.rgb = WanTransformer3DModel(**config.wan_kwargs())
         self.motion = WanTransformer3DModel(**config.wan_kwargs(config.num_motion_blocks))
         del self.motion.condition_embedder, self.motion.rope  # shared with the RGB branch
         n_zero = {"none": 0, "dual": 2 * config.num_motion_blocks, "paper": config.num_motion_blocks + 1}
-        self.zero_linears = nn.ModuleList(_zero_linear(dim) for _ in range(n_zero.get(config.interaction, config.num_motion_blocks)))
+        self.zero_linears = nn.ModuleList(
+            _zero_linear(dim) for _ in range(n_zero.get(config.interaction, config.num_motion_blocks)))
         self.smpl_head = SMPLHead(config) if config.has_smpl_head else None
-        self.gradient_checkpointing = False
-        self.block_swap = None  # set by memory.enable_block_swap
+        self.gradient_checkpointing = False  # set by diffusers' enable_gradient_checkpointing()
+        self.block_swap = None  # set by memory.enable_block_swap (diffusers group offload of layer pairs)
         self.layer_callback = None  # called with the layer index after each layer pair; may raise to cancel
+
+    @classmethod
+    def from_comovi_config(cls, config: CoMoViConfig) -> "CoMoViTransformer":
+        return cls(**config.to_dict())
 
     def initialize_weights(self) -> None:
         """Zero the coupling and the 3D head so the RGB branch starts as plain Wan2.2."""
@@ -73,7 +114,7 @@ class CoMoViTransformer(nn.Module):
 
     # ---- coupling helpers -------------------------------------------------------------------
     def _v2m(self, j: int) -> nn.Linear | None:
-        mode = self.config.interaction
+        mode = self.comovi_config.interaction
         if mode == "single_v2m":
             return self.zero_linears[j]
         if mode == "dual":
@@ -81,7 +122,7 @@ class CoMoViTransformer(nn.Module):
         return None
 
     def _m2v(self, j: int) -> nn.Linear | None:
-        mode = self.config.interaction
+        mode = self.comovi_config.interaction
         if mode == "single_m2v":
             return self.zero_linears[j]
         if mode == "dual":
@@ -91,13 +132,13 @@ class CoMoViTransformer(nn.Module):
         return None
 
     def _fuse(self, j: int, x_rgb: torch.Tensor, x_motion: torch.Tensor) -> torch.Tensor:
-        if self.config.interaction == "paper":
+        if self.comovi_config.interaction == "paper":
             return x_motion + self.zero_linears[j](x_rgb)
         return x_motion + self.smpl_head.fusion[j](x_rgb)
 
     def _layer(self, j, x_rgb, x_motion, context, timestep_proj, rotary_emb):
         """Motion block j and its RGB blocks, with the coupling. Returns (x_rgb, x_motion, fused or None)."""
-        cfg = self.config
+        cfg = self.comovi_config
         v2m = self._v2m(j)
         if v2m is not None:
             x_motion = x_motion + v2m(x_rgb)
@@ -116,7 +157,7 @@ class CoMoViTransformer(nn.Module):
 
     def _head(self, branch: WanTransformer3DModel, x: torch.Tensor, temb: torch.Tensor, grid: tuple) -> torch.Tensor:
         """Output norm with the (shift, scale) modulation, projection, unpatchify. x (B, L, D) -> (B, C, F, H, W)."""
-        b, (f, h, w), (pt, ph, pw) = x.shape[0], grid, self.config.patch_size
+        b, (f, h, w), (pt, ph, pw) = x.shape[0], grid, self.comovi_config.patch_size
         if temb.ndim == 3:  # per-token timesteps (Wan2.2 TI2V)
             shift, scale = (branch.scale_shift_table.unsqueeze(0) + temb.unsqueeze(2)).chunk(2, dim=2)
             shift, scale = shift.squeeze(2), scale.squeeze(2)
@@ -144,7 +185,7 @@ class CoMoViTransformer(nn.Module):
         start_pose_6d: (B, 144) or (B, 4*(F-1), 144).
         step_cache: the sampler's ``StepCache`` (set to the current step), or None: every call runs the blocks.
         """
-        cfg = self.config
+        cfg = self.comovi_config
         if rgb_latents.shape != motion_latents.shape:
             raise CoMoViError(f"rgb and motion latents must have the same shape, got {tuple(rgb_latents.shape)} and {tuple(motion_latents.shape)}")
         b, _, f, h, w = rgb_latents.shape
@@ -174,26 +215,19 @@ class CoMoViTransformer(nn.Module):
     def _blocks(self, x_rgb, x_motion, context, timestep_proj, rotary_emb) -> tuple:
         """All layer pairs: (B, L, D) tokens in and out, plus the fused features of the 3D head (or None)."""
         fused = None
-        for j in range(self.config.num_motion_blocks):
-            with self._swap(j):
-                if torch.is_grad_enabled() and self.gradient_checkpointing:
-                    x_rgb, x_motion, out_fused = torch.utils.checkpoint.checkpoint(
-                        self._layer, j, x_rgb, x_motion, context, timestep_proj, rotary_emb, use_reentrant=False)
-                else:
-                    x_rgb, x_motion, out_fused = self._layer(j, x_rgb, x_motion, context, timestep_proj, rotary_emb)
+        for j in range(self.comovi_config.num_motion_blocks):
+            if torch.is_grad_enabled() and self.gradient_checkpointing:  # diffusers' checkpointing function
+                x_rgb, x_motion, out_fused = self._gradient_checkpointing_func(
+                    self._layer, j, x_rgb, x_motion, context, timestep_proj, rotary_emb)
+            else:
+                x_rgb, x_motion, out_fused = self._layer(j, x_rgb, x_motion, context, timestep_proj, rotary_emb)
             fused = out_fused if out_fused is not None else fused
             if self.layer_callback is not None:
                 self.layer_callback(j)
         return x_rgb, x_motion, fused
 
-    def _swap(self, j: int):
-        return self.block_swap.pair(j) if self.block_swap is not None else contextlib.nullcontext()
-
     # ---- convenience ------------------------------------------------------------------------
-    def enable_gradient_checkpointing(self, enabled: bool = True) -> None:
-        self.gradient_checkpointing = enabled
-
     def pair_modules(self, j: int) -> list[nn.Module]:
-        """The modules of layer pair j: motion block j and its RGB blocks (moved together by block swap)."""
-        i = j * self.config.interleave
-        return [self.motion.blocks[j], *self.rgb.blocks[i : i + self.config.interleave]]
+        """The modules of layer pair j, in run order: motion block j and its RGB blocks (offloaded together)."""
+        i = j * self.comovi_config.interleave
+        return [self.motion.blocks[j], *self.rgb.blocks[i : i + self.comovi_config.interleave]]

@@ -29,6 +29,7 @@ from ..errors import CoMoViError
 from ..weights import open_safetensors
 from .config import CoMoViConfig
 from .keys import part_of, release_to_ours, wan_original_to_diffusers
+from .sizes import describe_size, infer_config, reconcile, stored_config
 
 if TYPE_CHECKING:
     from .dual import CoMoViTransformer
@@ -149,23 +150,40 @@ def open_checkpoint(path: str | Path) -> Checkpoint:
     return Checkpoint(Path(path), fmt, tensors, unmapped, config)
 
 
-def check_compatible(ckpt: Checkpoint, config: CoMoViConfig) -> None:
-    """Name the mismatch when a file belongs to another model (Wan2.1/14B, other sizes)."""
+def check_compatible(ckpt: Checkpoint, in_channels: int = 48) -> None:
+    """Name the mismatch when a file belongs to another model family (Wan2.1 / Wan2.2-14B: 16-channel VAE)."""
     ref = ckpt.tensors.get("rgb.patch_embedding.weight") or ckpt.tensors.get("motion.patch_embedding.weight")
-    if ref is not None:
-        dim, channels = ref.shape[0], ref.shape[1]
-        if channels != config.in_channels:
-            hint = " (a Wan2.1 or Wan2.2-14B file: those use the 16-channel VAE)" if channels in (16, 36) else ""
-            raise CoMoViError(
-                f"{ckpt.path}: the patch embedding takes {channels} latent channels{hint}; CoMoVi needs Wan2.2-TI2V-5B "
-                f"with {config.in_channels} channels (Wan2.2 VAE, z_dim 48)"
-            )
-        if dim != config.hidden_size:
-            size = {5120: " (Wan 14B)", 1536: " (Wan 1.3B)", 3072: " (Wan2.2 5B)"}.get(dim, "")
-            raise CoMoViError(f"{ckpt.path}: hidden size {dim}{size} does not match the model's {config.hidden_size}")
-    blocks = {int(k.split(".")[2]) for k in ckpt.tensors if k.startswith("rgb.blocks.")}
-    if blocks and max(blocks) + 1 != config.num_layers:
-        raise CoMoViError(f"{ckpt.path}: has {max(blocks) + 1} transformer blocks, the model has {config.num_layers}")
+    if ref is not None and ref.shape[1] != in_channels:
+        channels = ref.shape[1]
+        hint = " (a Wan2.1 or Wan2.2-14B file: those use the 16-channel VAE)" if channels in (16, 36) else ""
+        raise CoMoViError(
+            f"{ckpt.path}: the patch embedding takes {channels} latent channels{hint}; CoMoVi needs Wan2.2-TI2V-5B "
+            f"with {in_channels} channels (Wan2.2 VAE, z_dim 48)"
+        )
+
+
+def resolve_config(checkpoints: list[Checkpoint], given: CoMoViConfig | None = None) -> CoMoViConfig:
+    """The model config the stacked ``checkpoints`` hold (``sizes.infer_config``: stored config, else shapes).
+
+    ``given``: a size the user chose; kept when the weights agree, a ``CoMoViError`` naming each difference if not.
+    Without the 3D head in the files the config has none (``smpl_layers=0``)."""
+    for ckpt in checkpoints:
+        check_compatible(ckpt, given.in_channels if given is not None else 48)
+    shapes = {key: ref.shape for ckpt in checkpoints for key, ref in ckpt.tensors.items()}
+    stored, what = {}, ""
+    for ckpt in checkpoints:  # the last file with a config describes the stack (base config first, ours on top)
+        fields, kind = stored_config(ckpt.config)
+        if fields:
+            stored, what = {**stored, **fields}, f"{ckpt.path} ({kind})"
+    where = ", ".join(str(c.path) for c in checkpoints)
+    try:
+        found, determined = infer_config(shapes, stored)
+    except CoMoViError as exc:
+        raise CoMoViError(f"{what or where}: {exc}") from None
+    if given is None:
+        log.info("model size read from the weights: %s", describe_size(found))
+        return found
+    return reconcile(given, found, determined, shapes, where)
 
 
 @dataclass
@@ -210,21 +228,22 @@ def build_model(config: CoMoViConfig, device: str | torch.device = "meta") -> Co
 
     if str(device) == "meta":
         with init_empty_weights(include_buffers=False):
-            return CoMoViTransformer(config)
-    model = CoMoViTransformer(config).to(device)
+            return CoMoViTransformer.from_comovi_config(config)
+    model = CoMoViTransformer.from_comovi_config(config).to(device)
     model.initialize_weights()
     return model
 
 
-def load_model(config: CoMoViConfig, paths, dtype: torch.dtype = torch.bfloat16, device="cpu", lora=None,
+def load_model(config: CoMoViConfig | None, paths, dtype: torch.dtype = torch.bfloat16, device="cpu", lora=None,
                lora_scale: float = 1.0) -> tuple[CoMoViTransformer, LoadReport]:
     """Build the model and fill it from ``paths`` (loaded in order, later files win); then merge the LoRA file
-    ``lora`` (if given) into the weights at ``lora_scale`` (``comovi_core.lora.apply_lora``)."""
+    ``lora`` (if given) into the weights at ``lora_scale`` (``comovi_core.lora.apply_lora``).
+
+    ``config``: None reads the model size from the files (``resolve_config``); a config is checked against them."""
     checkpoints = [open_checkpoint(p) for p in ([paths] if isinstance(paths, (str, Path)) else paths)]
     if not checkpoints:
         raise CoMoViError("no checkpoint given: pass the Wan2.2-TI2V-5B weights and/or the CoMoVi file")
-    for ckpt in checkpoints:
-        check_compatible(ckpt, config)
+    config = resolve_config(checkpoints, config)
     model = build_model(config, "meta")
     expected = {k: p.shape for k, p in model.state_dict().items() if p.is_meta}
     source: dict[str, TensorRef] = {}
@@ -237,11 +256,6 @@ def load_model(config: CoMoViConfig, paths, dtype: torch.dtype = torch.bfloat16,
                 unexpected[str(ckpt.path)].append(ref.name)
         unexpected[str(ckpt.path)].extend(ckpt.unmapped)
     unexpected = {f: ks for f, ks in unexpected.items() if ks}
-
-    has_head = any(k.startswith("smpl_head.") for k in source)
-    if not has_head and model.smpl_head is not None:
-        model.smpl_head = None
-        expected = {k: s for k, s in expected.items() if not k.startswith("smpl_head.")}
 
     loaded, copied, zeroed = Counter(), 0, 0
     for key, ref in _by_file(source):

@@ -38,7 +38,7 @@ def save_checkpoint(model: CoMoViTransformer, path: str | Path, layout: str = "c
     path = Path(path)
     state = _state(model, dtype)
     if layout == "comovi":
-        info = {"format": "comovi", "config": model.config.to_dict(), **(meta or {})}
+        info = {"format": "comovi", "config": model.comovi_config.to_dict(), **(meta or {})}
         _write(path, state, {"comovi": json.dumps(info)})
         with atomic_path(path.with_suffix(".json")) as tmp:
             tmp.write_text(json.dumps(info, indent=1))
