@@ -44,10 +44,9 @@ def consistency(body, motion, generated: torch.Tensor, backend: str = "auto", ma
 
     A cheap estimate for long, large videos: ``max_frames`` evenly spaced frames, and every ``stride``-th pixel
     of both maps (the same pixels on both sides, so the estimate is unbiased)."""
-    from .body.smpl import camera_vertices
     from .metrics import decode_generated, map_consistency
     from .motion_map.decode import decode_motion_map
-    from .motion_map.render import render_motion_map
+    from .motion_map.render import render_motion
 
     frames = min(motion.num_frames, generated.shape[0])
     camera = motion.camera
@@ -57,9 +56,7 @@ def consistency(body, motion, generated: torch.Tensor, backend: str = "auto", ma
     index = torch.arange(frames)
     if max_frames is not None and frames > max_frames:
         index = torch.linspace(0, frames - 1, max_frames).round().long()
-    with torch.no_grad():
-        vertices = camera_vertices(body, motion).vertices[index]
-    reference = render_motion_map(vertices, body.faces, body.part_ids, camera, "flat", backend).images
+    reference = render_motion(body, motion, camera, "flat", backend, frames=index).images
     pixels = (slice(None), slice(stride // 2, None, stride), slice(stride // 2, None, stride))
     exact = decode_motion_map(reference[pixels], "flat")
     sampled = camera.resized(*exact.mask.shape[1:])  # close enough for the shading's light direction

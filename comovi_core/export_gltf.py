@@ -67,7 +67,7 @@ def glb_bytes(model: BodyModel, motion: SMPLMotion) -> bytes:
         shaped = (model.smpl.v_template + torch.einsum("bl,vcl->vc", betas, model.smpl.shapedirs[..., :betas.shape[1]]))
     positions = shaped.double().numpy().astype(np.float32)
     frames = motion.num_frames
-    poses = np.concatenate([motion.global_orient, motion.body_pose], axis=1).reshape(frames, 24, 3).astype(np.float64)
+    poses = motion.full_pose.reshape(frames, 24, 3).astype(np.float64)
     from scipy.spatial.transform import Rotation  # on use: scipy costs ~0.4 s at ComfyUI start-up
 
     local = Rotation.from_rotvec(poses.reshape(-1, 3)).as_matrix().reshape(frames, 24, 3, 3)

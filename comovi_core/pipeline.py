@@ -16,10 +16,9 @@ import torch
 
 from .body.motion_file import SMPLMotion
 from .body.rotations import axis_angle_to_rot6d, rot6d_to_axis_angle
-from .body.smpl import camera_vertices
 from .conditioning import check_steps, check_video_size
 from .errors import CoMoViError
-from .motion_map.render import render_motion_map
+from .motion_map.render import render_motion
 from .sampling import sample
 from .step_cache import StepCacheConfig
 from .text import pad_embeddings
@@ -52,14 +51,14 @@ class GenerationResult:
 
 def start_pose_6d(motion: SMPLMotion) -> torch.Tensor:
     """(1, 144): frame 0's 24 joint rotations (global_orient first) as 6D."""
-    pose = np.concatenate([motion.global_orient[:1], motion.body_pose[:1]], axis=1).reshape(24, 3)
+    pose = motion.full_pose[0].reshape(24, 3)
     return axis_angle_to_rot6d(torch.from_numpy(pose)).reshape(1, 144)
 
 
 def motion_from_6d(smpl_6d: torch.Tensor, start: SMPLMotion, camera, fps: float) -> SMPLMotion:
     """Head output (P, 144) + the start pose -> a SMPLMotion of P+1 frames (betas, transl, camera of the start)."""
     rotvec = rot6d_to_axis_angle(smpl_6d.float().reshape(-1, 24, 6).cpu()).numpy()  # (P, 24, 3)
-    first = np.concatenate([start.global_orient[:1], start.body_pose[:1]], axis=1).reshape(1, 24, 3)
+    first = start.full_pose[:1].reshape(1, 24, 3)
     poses = np.concatenate([first, rotvec]).astype(np.float32)
     frames = poses.shape[0]
     return SMPLMotion(poses[:, 0], poses[:, 1:].reshape(frames, 69), start.betas, np.repeat(start.transl[:1], frames, 0),
@@ -104,10 +103,7 @@ class CoMoViPipeline:
 
     def render_motion_maps(self, motion: SMPLMotion, camera, frames=None) -> torch.Tensor:
         """(T, H, W, 3) motion maps of ``motion`` (all frames, or the first ``frames``)."""
-        with torch.no_grad():
-            verts = camera_vertices(self.body_model, motion).vertices[:frames]
-        out = render_motion_map(verts, self.body_model.faces, self.body_model.part_ids, camera, "comovi_v1", self.render_backend)
-        return out.images
+        return render_motion(self.body_model, motion, camera, "comovi_v1", self.render_backend, frames).images
 
     def __call__(
         self,
@@ -139,14 +135,40 @@ class CoMoViPipeline:
         ``step_cache`` skips the transformer's blocks on steps where their input barely changed
         (``comovi_core.step_cache``); None (default) computes every step.
         """
+        # 1. check inputs
         _, height, width = image.shape
         check_video_size(height, width, num_frames)
         check_steps(steps)
-        if not prompt or not prompt.strip():
-            if prompt_embeds is None:
-                raise CoMoViError("the prompt is empty: describe the motion, e.g. 'a woman does a cartwheel on a beach'")
-        timings, t0 = {}, time.perf_counter()
+        if (not prompt or not prompt.strip()) and prompt_embeds is None:
+            raise CoMoViError("the prompt is empty: describe the motion, e.g. 'a woman does a cartwheel on a beach'")
         camera = start.camera.padded_to(height, width)  # the start image is padded the same way
+        timings = {}
+        # 2. text
+        with _timed(timings, "text"):
+            prompt_embeds, negative_prompt_embeds = self._encode_text(prompt, negative_prompt, prompt_embeds,
+                                                                      negative_prompt_embeds, guidance)
+        # 3. first frames (and the given video or motion) into latents
+        with _timed(timings, "encode"):
+            rgb_cond, motion_cond, given_latents = self._encode_conditions(image, start, camera, num_frames, mode, given)
+        # 4. the joint denoising loop
+        with _timed(timings, "denoise"):
+            generator = torch.Generator(self.device).manual_seed(seed)
+            head = self.transformer.smpl_head is not None
+            with torch.no_grad(), self._on_device(self.transformer):
+                result = sample(self.transformer, rgb_cond, motion_cond, (num_frames - 1) // 4 + 1,
+                                prompt_embeds.to(self.device), _to(negative_prompt_embeds, self.device),
+                                start_pose_6d(start).to(self.device) if head else None, steps, guidance, shift, solver,
+                                generator, mode, given_latents, callback, step_cache=step_cache)
+        # 5. latents to frames
+        with _timed(timings, "decode"), torch.no_grad(), self._on_device(self.vae):
+            rgb, motion_map = self._to_frames(result.rgb), self._to_frames(result.motion)
+        # 6. the 3D motion: from the head, else fitted to the generated motion map; and how well it agrees
+        smpl, source, quality = self._recover_motion(result.smpl_6d, motion_map, start, camera, fps, fit_motion,
+                                                     fit_callback, timings)
+        return GenerationResult(rgb, motion_map, smpl, timings, source, quality, result.evaluations)
+
+    def _encode_text(self, prompt, negative_prompt, prompt_embeds, negative_prompt_embeds, guidance):
+        """-> (prompt, negative prompt or None without guidance) embeddings, (1, text_len, D) each."""
         need_negative = guidance > 1 and negative_prompt_embeds is None
         if (prompt_embeds is None or need_negative) and self.text_encoder is None:
             raise CoMoViError("no text encoder is loaded: give prompt embeddings (ComfyUI: connect positive and "
@@ -157,56 +179,70 @@ class CoMoViPipeline:
             if need_negative:
                 negative_prompt_embeds = self.text_encoder([negative_prompt])
         prompt_embeds = self._check_embeds(prompt_embeds, "prompt")
-        negative_prompt_embeds = self._check_embeds(negative_prompt_embeds, "negative prompt") if guidance > 1 else None
-        timings["text"] = time.perf_counter() - t0
-        t0 = time.perf_counter()
+        if guidance <= 1:
+            return prompt_embeds, None
+        return prompt_embeds, self._check_embeds(negative_prompt_embeds, "negative prompt")
+
+    def _encode_conditions(self, image, start, camera, num_frames, mode, given):
+        """The start image and the start pose's motion map -> latent frame 0 of each branch; in the one-sided
+        modes also the given motion (rendered) or video -> its latents. -> (rgb_cond, motion_cond, given or None)"""
+        height, width = image.shape[1:]
         start_map = self.render_motion_maps(start, camera, frames=1)[0]  # (H, W, 3)
         given_latents = None
         with torch.no_grad(), self._on_device(self.vae):
-            as_video = lambda frames: (frames * 2 - 1).permute(3, 0, 1, 2)[None].to(self.device)  # noqa: E731  (T,H,W,3)->(1,3,T,H,W)
             rgb_cond = encode_frames(self.vae, (image * 2 - 1)[None, :, None].to(self.device))
-            motion_cond = encode_frames(self.vae, as_video(start_map[None]))
+            motion_cond = encode_frames(self.vae, self._as_video(start_map[None]))
             if mode == "motion_to_video":
                 if not isinstance(given, SMPLMotion) or given.num_frames < num_frames:
                     raise CoMoViError(f"motion_to_video needs a SMPL motion of at least {num_frames} frames")
-                given_latents = encode_frames(self.vae, as_video(self.render_motion_maps(given, camera, num_frames)))
+                given_latents = encode_frames(self.vae, self._as_video(self.render_motion_maps(given, camera, num_frames)))
             elif mode == "video_to_motion":
                 if not torch.is_tensor(given) or given.shape[0] < num_frames or given.shape[1:3] != (height, width):
                     got = tuple(given.shape) if torch.is_tensor(given) else type(given).__name__
-                    raise CoMoViError(f"video_to_motion needs a video tensor (T >= {num_frames}, {height}, {width}, 3) in [0, 1], "
-                                      f"got {got}: give at least {num_frames} frames, resized/padded to {width}x{height}")
-                given_latents = encode_frames(self.vae, as_video(given[:num_frames]))
-        timings["encode"] = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        generator = torch.Generator(self.device).manual_seed(seed)
-        head = self.transformer.smpl_head is not None
-        with torch.no_grad(), self._on_device(self.transformer):
-            result = sample(self.transformer, rgb_cond, motion_cond, (num_frames - 1) // 4 + 1, prompt_embeds.to(self.device),
-                            None if negative_prompt_embeds is None else negative_prompt_embeds.to(self.device),
-                            start_pose_6d(start).to(self.device) if head else None, steps, guidance, shift, solver,
-                            generator, mode, given_latents, callback, step_cache=step_cache)
-        timings["denoise"] = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        with torch.no_grad(), self._on_device(self.vae):
-            to_frames = lambda lat: ((decode_latents(self.vae, lat)[0] + 1) / 2).permute(1, 2, 3, 0).cpu()  # noqa: E731
-            rgb, motion_map = to_frames(result.rgb), to_frames(result.motion)
-        timings["decode"] = time.perf_counter() - t0
-        smpl, source = None, "none"
-        if result.smpl_6d is not None:
-            smpl, source = motion_from_6d(result.smpl_6d[0], start, camera, fps), "3d_head"
+                    raise CoMoViError(f"video_to_motion needs a video tensor (T >= {num_frames}, {height}, {width}, 3) "
+                                      f"in [0, 1], got {got}: give at least {num_frames} frames, resized/padded to "
+                                      f"{width}x{height}")
+                given_latents = encode_frames(self.vae, self._as_video(given[:num_frames]))
+        return rgb_cond, motion_cond, given_latents
+
+    def _as_video(self, frames: torch.Tensor) -> torch.Tensor:
+        """(T, H, W, 3) in [0, 1] -> (1, 3, T, H, W) in [-1, 1] on the pipeline's device."""
+        return (frames * 2 - 1).permute(3, 0, 1, 2)[None].to(self.device)
+
+    def _to_frames(self, latents: torch.Tensor) -> torch.Tensor:
+        """(1, C, f, h, w) latents -> (T, H, W, 3) frames in [0, 1] on the CPU."""
+        return ((decode_latents(self.vae, latents)[0] + 1) / 2).permute(1, 2, 3, 0).cpu()
+
+    def _recover_motion(self, smpl_6d, motion_map, start, camera, fps, fit_motion, fit_callback, timings):
+        """-> (SMPLMotion or None, its source, its agreement with the motion map)."""
+        smpl, source, quality = None, "none", {}
+        if smpl_6d is not None:
+            smpl, source = motion_from_6d(smpl_6d[0], start, camera, fps), "3d_head"
         elif fit_motion:
             from .fitting import fit_motion as fit
 
-            t0 = time.perf_counter()
-            smpl, source = fit(self.body_model, motion_map, start, camera, fps, device=self.device, callback=fit_callback), "fitted_to_motion_map"
-            timings["fit"] = time.perf_counter() - t0
-        quality = {}
+            with _timed(timings, "fit"):
+                smpl = fit(self.body_model, motion_map, start, camera, fps, device=self.device, callback=fit_callback)
+            source = "fitted_to_motion_map"
         if smpl is not None:
             from .evaluate import consistency
 
-            t0 = time.perf_counter()
-            stride = max(1, max(motion_map.shape[1:3]) // QUALITY_MAX_SIDE)
-            found = consistency(self.body_model, smpl, motion_map, self.render_backend, QUALITY_MAX_FRAMES, stride)
+            with _timed(timings, "quality"):
+                stride = max(1, max(motion_map.shape[1:3]) // QUALITY_MAX_SIDE)
+                found = consistency(self.body_model, smpl, motion_map, self.render_backend, QUALITY_MAX_FRAMES, stride)
             quality = {k: round(float(v), 4) for k, v in found.items()}
-            timings["quality"] = time.perf_counter() - t0
-        return GenerationResult(rgb, motion_map, smpl, timings, source, quality, result.evaluations)
+        return smpl, source, quality
+
+
+@contextlib.contextmanager
+def _timed(timings: dict, name: str):
+    """Adds the wall seconds of the block to ``timings[name]``."""
+    t0 = time.perf_counter()
+    try:
+        yield
+    finally:
+        timings[name] = timings.get(name, 0.0) + time.perf_counter() - t0
+
+
+def _to(tensor: torch.Tensor | None, device) -> torch.Tensor | None:
+    return None if tensor is None else tensor.to(device)

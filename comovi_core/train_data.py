@@ -27,9 +27,9 @@ import torch
 from .body.mannequin import demo_motion
 from .body.motion_file import SMPLMotion, load_motion, save_motion
 from .body.rotations import axis_angle_to_matrix, matrix_to_axis_angle
-from .body.smpl import BodyModel, camera_vertices
+from .body.smpl import BodyModel
 from .errors import CoMoViError, TrainingDataError
-from .motion_map.render import render_motion_map
+from .motion_map.render import render_motion
 from .video import mp4_writer, probe_video, read_video, to_uint8
 
 
@@ -136,9 +136,7 @@ def synthetic_clips(body: BodyModel, count: int, frames: int, height: int, width
         motion = SMPLMotion(orient.numpy(), motion.body_pose[start:start + frames],
                             motion.betas, motion.transl[start:start + frames] * np.float32([1, 1, rng.uniform(0.9, 1.2)]),
                             motion.fps, motion.camera)
-        with torch.no_grad():
-            verts = camera_vertices(body, motion).vertices
-        maps = render_motion_map(verts, body.faces, body.part_ids, motion.camera, "comovi_v1", "torch")
+        maps = render_motion(body, motion, backend="torch")
         rgb = torch.where(maps.mask[..., None], torch.tensor(0.45) + 0.1 * maps.images, torch.ones(()))
         clips.append(Clip(rgb, maps.images, motion, ["a person waves", "a person dances", "a person squats"][i % 3]))
     return clips

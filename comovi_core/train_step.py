@@ -104,7 +104,7 @@ def flow_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 def smpl_loss(body, pred_6d: torch.Tensor, motion) -> torch.Tensor:
     """6D MSE + vertex MSE + root-relative joint MSE against the clip's SMPL of frames 1..F-1."""
     frames = pred_6d.shape[1]
-    poses = torch.cat([torch.from_numpy(motion.global_orient), torch.from_numpy(motion.body_pose)], 1)[1: frames + 1]
+    poses = torch.from_numpy(motion.full_pose[1 : frames + 1])
     target_6d = axis_angle_to_rot6d(poses.reshape(frames, 24, 3)).reshape(frames, 144).to(pred_6d)
     loss = F.mse_loss(pred_6d[0], target_6d)
     pred_aa = rot6d_to_axis_angle(pred_6d[0].reshape(frames, 24, 6).float()).reshape(frames, 72)
@@ -166,7 +166,7 @@ def latent_training_step(model, body, x0_rgb, x0_motion, motion, context, cfg: T
     timestep = token_timesteps(mask, sigma[0] * NUM_TRAIN_TIMESTEPS, 1, core.comovi_config.patch_size)
     start_pose = None
     if core.smpl_head is not None and motion is not None and cfg.stage == 2:
-        first = torch.cat([torch.from_numpy(motion.global_orient[:1]), torch.from_numpy(motion.body_pose[:1])], 1)
+        first = torch.from_numpy(motion.full_pose[:1])
         start_pose = axis_angle_to_rot6d(first.reshape(24, 3)).reshape(1, 144).to(device, dtype)
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16"):
         out = model(noisy(x0_rgb, noise_rgb), noisy(x0_motion, noise_motion), timestep, context.to(device, dtype),

@@ -5,9 +5,8 @@ from __future__ import annotations
 import torch
 from comfy_api.latest import io
 
-from ..comovi_core.body.smpl import camera_vertices
 from ..comovi_core.motion_map.overlay import overlay
-from ..comovi_core.motion_map.render import BACKENDS, iter_motion_maps
+from ..comovi_core.motion_map.render import BACKENDS, iter_motion
 from ..comovi_core.motion_map.shading import DEFAULT_SHADING, SHADINGS
 from . import host
 from .sockets import SMPLModel, SMPLMotion
@@ -44,8 +43,7 @@ class RenderMotionMap(io.ComfyNode):
         progress = host.Progress(smpl_motion.num_frames)
         images, masks = [], []
         with torch.inference_mode():
-            vertices = camera_vertices(model, smpl_motion).vertices
-            for chunk in iter_motion_maps(vertices, model.faces, model.part_ids, camera, shading, backend):
+            for chunk in iter_motion(model, smpl_motion, camera, shading, backend):
                 images.append(chunk.images.cpu())
                 masks.append(chunk.mask.float().cpu())
                 progress.step(len(chunk.images))
@@ -74,8 +72,7 @@ class PreviewSMPLOverlay(io.ComfyNode):
         camera = smpl_motion.camera.padded_to(video.shape[1], video.shape[2])
         model = smpl_model.to(host.torch_device())
         with torch.inference_mode():
-            vertices = camera_vertices(model, smpl_motion).vertices[: video.shape[0]]
-            chunks = list(iter_motion_maps(vertices, model.faces, model.part_ids, camera, "comovi_v1", "auto"))
+            chunks = list(iter_motion(model, smpl_motion, camera, "comovi_v1", "auto", frames=video.shape[0]))
         rendered = torch.cat([c.images.cpu() for c in chunks])
         mask = torch.cat([c.mask.cpu() for c in chunks])
         return io.NodeOutput(overlay(video.cpu(), rendered, mask, opacity))

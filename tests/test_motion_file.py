@@ -105,3 +105,11 @@ def test_concat_refuses_different_image_sizes():
     assert concat_motions(a, a).num_frames == 5 and concat_motions(a, a, skip_shared_frame=False).num_frames == 6
     with pytest.raises(CoMoViError, match="different image sizes"):
         concat_motions(a, b)
+
+
+def test_full_pose_is_root_then_body_joints():
+    motion = demo_motion(num_frames=3)
+    full = motion.full_pose
+    assert full.shape == (3, 72)
+    np.testing.assert_array_equal(full[:, :3], motion.global_orient)
+    np.testing.assert_array_equal(full.reshape(3, 24, 3)[:, 19], motion.body_pose.reshape(3, 23, 3)[:, 18])  # right elbow

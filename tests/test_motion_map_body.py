@@ -13,7 +13,7 @@ from comovi_core.body.smpl import camera_vertices, load_body_model
 from comovi_core.motion_map import render_gl
 from comovi_core.motion_map.camera import PinholeCamera
 from comovi_core.motion_map.decode import decode_motion_map
-from comovi_core.motion_map.render import render_motion_map
+from comovi_core.motion_map.render import iter_motion, render_motion, render_motion_map
 
 FRAME = 5  # arms half raised, knees slightly bent, body turned a little
 CAMERA = PinholeCamera((105.0, 105.0), (36.0, 36.0), (72, 72))  # the body fills most of the frame height
@@ -116,3 +116,20 @@ def test_backends_work_under_inference_mode(scene, backend):
     with torch.inference_mode():
         inside = render_motion_map(verts, faces, parts, CAMERA, "comovi_v1", backend)
     assert torch.equal(plain.images, inside.images) and torch.equal(plain.depth, inside.depth)
+
+
+def test_render_motion_poses_and_draws_the_chosen_frames():
+    """The motion-level helper equals posing by hand and drawing the same frames; chunks add up to the whole."""
+    model = load_body_model(None)
+    motion = demo_motion(num_frames=12, height=40, width=72)
+    index = torch.tensor([0, 5, 11])
+    by_hand = render_motion_map(camera_vertices(model, motion).vertices[index], model.faces, model.part_ids,
+                                motion.camera, "comovi_v1", "torch")
+    helper = render_motion(model, motion, backend="torch", frames=index)
+    torch.testing.assert_close(helper.images, by_hand.images, rtol=0, atol=0)
+    assert float(helper.mask.float().mean()) > 0.02  # the body is drawn (3% of this small, wide frame)
+    chunks = list(iter_motion(model, motion, CAMERA, "flat", "torch", frames=4, frames_per_chunk=3))
+    assert [c.first_frame for c in chunks] == [0, 3] and sum(c.images.shape[0] for c in chunks) == 4
+    whole = render_motion(model, motion, CAMERA, "flat", "torch", frames=4)
+    torch.testing.assert_close(torch.cat([c.images for c in chunks]), whole.images, rtol=0, atol=0)
+    assert whole.images.shape[1:3] == (72, 72)  # the given camera, not the motion's own

@@ -54,6 +54,11 @@ class SMPLMotion:
             raise CoMoViError(f"transl z must be > 0 (the body in front of the camera); frame {bad} has z = {self.transl[bad, 2]:.3f}")
 
     @property
+    def full_pose(self) -> np.ndarray:
+        """(T, 72) axis-angle of all 24 SMPL joints: the root (global_orient) then the 23 body joints."""
+        return np.concatenate([np.asarray(self.global_orient), np.asarray(self.body_pose)], axis=-1)
+
+    @property
     def num_frames(self) -> int:
         return self.global_orient.shape[0]
 

@@ -47,9 +47,9 @@ def parse_args(argv=None) -> argparse.Namespace:
 def run(args: argparse.Namespace) -> Path:
     from ..body.mannequin import demo_motion
     from ..body.motion_file import load_motion
-    from ..body.smpl import camera_vertices, load_body_model
+    from ..body.smpl import load_body_model
     from ..atomic import check_writable_file, check_writable_folder
-    from .render import iter_motion_maps
+    from .render import iter_motion
     from ..video import check_video_size, mp4_writer, to_uint8, write_pngs
 
     if args.out.suffix.lower() != ".mp4":
@@ -67,10 +67,9 @@ def run(args: argparse.Namespace) -> Path:
         log.warning("rendering the stand-in mannequin: this is NOT SMPL; pass --body-model for real SMPL motion maps")
     start = time.perf_counter()
     with torch.inference_mode():
-        vertices = camera_vertices(model, motion).vertices
         with mp4_writer(args.out, camera.height, camera.width, args.fps or motion.fps) as send:
-            for chunk in iter_motion_maps(vertices, model.faces, model.part_ids, camera, args.shading, args.backend,
-                                          frames_per_chunk=args.frames_per_chunk):
+            for chunk in iter_motion(model, motion, camera, args.shading, args.backend,
+                                     frames_per_chunk=args.frames_per_chunk):
                 frames = to_uint8(chunk.images)
                 send(frames)
                 if args.png_dir:

@@ -29,6 +29,7 @@ from typing import Callable, Iterator
 import numpy as np
 import torch
 
+from ..body.smpl import camera_vertices
 from ..errors import BackendUnavailableError, CoMoViError
 from .camera import PinholeCamera
 from .colors import vertex_colors, vertex_normals
@@ -137,7 +138,10 @@ def iter_motion_maps(
 
 def render_motion_map(*args, **kwargs) -> MotionMapFrames:
     """Render a whole clip at once; same arguments as ``iter_motion_maps``."""
-    chunks = list(iter_motion_maps(*args, **kwargs))
+    return _joined(list(iter_motion_maps(*args, **kwargs)))
+
+
+def _joined(chunks: list[MotionMapFrames]) -> MotionMapFrames:
     return MotionMapFrames(
         torch.cat([c.images for c in chunks]),
         torch.cat([c.mask for c in chunks]),
@@ -145,3 +149,22 @@ def render_motion_map(*args, **kwargs) -> MotionMapFrames:
         0,
         chunks[0].backend,
     )
+
+
+def iter_motion(body, motion, camera: PinholeCamera | None = None, shading: str = "comovi_v1", backend: str = "auto",
+                frames=None, frames_per_chunk: int = 16) -> Iterator[MotionMapFrames]:
+    """Pose a ``SMPLMotion`` with ``body`` and render its motion map chunk by chunk (``iter_motion_maps``).
+
+    camera: default the motion's own; frames: None (all), an int (the first n) or an index tensor.
+    Posing runs without gradients on the body model's device."""
+    with torch.no_grad():
+        vertices = camera_vertices(body, motion).vertices
+    vertices = vertices[:frames] if frames is None or isinstance(frames, int) else vertices[frames]
+    return iter_motion_maps(vertices, body.faces, body.part_ids, camera or motion.camera, shading, backend,
+                            frames_per_chunk=frames_per_chunk)
+
+
+def render_motion(body, motion, camera: PinholeCamera | None = None, shading: str = "comovi_v1",
+                  backend: str = "auto", frames=None) -> MotionMapFrames:
+    """The motion map of a ``SMPLMotion`` at once; same arguments as ``iter_motion``."""
+    return _joined(list(iter_motion(body, motion, camera, shading, backend, frames)))
