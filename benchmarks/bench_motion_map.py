@@ -33,7 +33,7 @@ from timing import (add_timing_args, check_repeats, clock_for, describe, interle
 
 from comovi_core.body.mannequin import demo_motion  # noqa: E402
 from comovi_core.body.smpl import camera_vertices, load_body_model  # noqa: E402
-from comovi_core.motion_map.camera import PinholeCamera  # noqa: E402
+from comovi_core.camera import PinholeCamera  # noqa: E402
 from comovi_core.motion_map.render import iter_motion_maps  # noqa: E402
 
 log = logging.getLogger("bench_motion_map")

@@ -38,7 +38,7 @@ from .body.rotations import axis_angle_to_matrix, matrix_to_axis_angle
 from .cli import run_cli
 from .errors import CoMoViError
 from .fit_prior import joint_limits
-from .motion_map.camera import PinholeCamera
+from .camera import PinholeCamera
 
 log = logging.getLogger("comovi_core.estimate")
 

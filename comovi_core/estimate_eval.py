@@ -17,7 +17,7 @@ import torch
 from .body.rotations import axis_angle_to_matrix, matrix_to_axis_angle
 from .estimate import OPENPOSE_TO_SMPL, estimate_start_pose, refine_to_keypoints
 from .metrics import motion_errors
-from .motion_map.camera import PinholeCamera
+from .camera import PinholeCamera
 from .motion_map.render import render_motion_map
 
 

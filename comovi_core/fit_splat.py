@@ -16,7 +16,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from .motion_map.camera import PinholeCamera
+from .camera import PinholeCamera
 from .motion_map.colors import vertex_colors
 from .motion_map.degrade import gaussian_blur
 from .motion_map.shading import BACKGROUND, shade

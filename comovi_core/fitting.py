@@ -49,7 +49,7 @@ from .cli import run_cli
 from .errors import CoMoViError
 from .fit_prior import joint_limits, smoothness, stillness
 from .fit_splat import SPLAT_SIGMA, body_splat, projected_vertex_area, splat_cost, splat_targets
-from .motion_map.camera import PinholeCamera
+from .camera import PinholeCamera
 from .motion_map.colors import vertex_normals
 from .motion_map.decode import DecodedMotionMap, decode_motion_map, levels_of
 from .motion_map.render import render_motion_map

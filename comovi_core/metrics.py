@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 
 from .errors import CoMoViError
-from .motion_map.camera import PinholeCamera
+from .camera import PinholeCamera
 from .motion_map.decode import DecodedMotionMap, decode_motion_map
 
 

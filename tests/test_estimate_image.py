@@ -19,7 +19,7 @@ from comovi_core.hmr.config import PRESETS
 from comovi_core.hmr.crop import box_from_mask, box_from_points, crop_camera_to_full, crop_person, square_window
 from comovi_core.hmr.detect import PersonDetector, select_person
 from comovi_core.hmr.model import HMR2
-from comovi_core.motion_map.camera import PinholeCamera
+from comovi_core.camera import PinholeCamera
 
 H, W = 704, 1280
 

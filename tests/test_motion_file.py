@@ -6,7 +6,7 @@ import pytest
 from comovi_core.body.mannequin import demo_motion
 from comovi_core.body.motion_file import SMPLMotion, load_motion, save_motion
 from comovi_core.errors import CoMoViError
-from comovi_core.motion_map.camera import PinholeCamera
+from comovi_core.camera import PinholeCamera
 
 
 def test_round_trip_is_exact(tmp_path):

@@ -11,7 +11,7 @@ import torch
 from _raycast_reference import raycast_motion_map
 from comovi_core.errors import CoMoViError
 from comovi_core.motion_map import raster_torch
-from comovi_core.motion_map.camera import PinholeCamera
+from comovi_core.camera import PinholeCamera
 from comovi_core.motion_map.colors import vertex_colors, vertex_normals
 from comovi_core.motion_map.raster_torch import NEAR_PLANE, render_frames
 from comovi_core.motion_map.render import render_motion_map

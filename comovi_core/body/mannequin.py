@@ -170,7 +170,7 @@ def demo_motion(num_frames: int = 33, height: int = 704, width: int = 1280, fps:
 
     from .motion_file import SMPLMotion
     from .rotations import axis_angle_to_matrix, matrix_to_axis_angle
-    from ..motion_map.camera import PinholeCamera
+    from ..camera import PinholeCamera
 
     phase = torch.linspace(0, 2 * np.pi, num_frames + 1, dtype=torch.float64)[:-1]
     turn = axis_angle_to_matrix(torch.stack((0 * phase, 0.5 * torch.sin(phase), 0 * phase), -1))

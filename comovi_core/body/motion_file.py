@@ -23,7 +23,7 @@ import numpy as np
 
 from ..atomic import atomic_path, check_writable_file
 from ..errors import CoMoViError
-from ..motion_map.camera import PinholeCamera
+from ..camera import PinholeCamera
 
 FORMAT_VERSION = 1
 

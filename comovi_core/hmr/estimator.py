@@ -9,7 +9,7 @@ import torch
 
 from ..body.rotations import matrix_to_axis_angle
 from ..errors import CoMoViError
-from ..motion_map.camera import PinholeCamera
+from ..camera import PinholeCamera
 from .crop import crop_camera_to_full, crop_person, square_window
 from .model import HMR2
 

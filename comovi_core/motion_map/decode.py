@@ -36,7 +36,7 @@ import torch.nn.functional as F
 
 from ..body.parts import NUM_PARTS
 from ..errors import CoMoViError
-from .camera import PinholeCamera
+from ..camera import PinholeCamera
 from .shading import AMBIENT, DIFFUSE, LIGHT_POSITION, SPECULAR, check_shading
 
 LEVELS = 2 * NUM_PARTS  # 48 semantic levels

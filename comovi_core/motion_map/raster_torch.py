@@ -43,7 +43,7 @@ from dataclasses import dataclass, fields
 import torch
 
 from ..errors import CoMoViError
-from .camera import PinholeCamera
+from ..camera import PinholeCamera
 from .shading import BACKGROUND, check_shading, shade
 
 log = logging.getLogger(__name__)

@@ -31,7 +31,7 @@ import torch
 
 from ..body.smpl import camera_vertices
 from ..errors import BackendUnavailableError, CoMoViError
-from .camera import PinholeCamera
+from ..camera import PinholeCamera
 from .colors import vertex_colors, vertex_normals
 from .shading import check_shading
 

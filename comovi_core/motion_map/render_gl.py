@@ -61,7 +61,7 @@ import numpy as np
 import torch
 
 from ..errors import BackendUnavailableError, CoMoViError
-from .camera import PinholeCamera
+from ..camera import PinholeCamera
 from .shading import AMBIENT, DIFFUSE, LIGHT_POSITION, SPECULAR, check_shading
 
 log = logging.getLogger(__name__)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..errors import CoMoViError
+from .errors import CoMoViError
 
 MIN_IMAGE_SIDE = 16  # smaller images hold too few pixels to say anything about a body
 
