@@ -4,8 +4,8 @@ ComfyUI imports this package; it registers the nodes (V3 ``comfy_entrypoint``), 
 folder and the web directory. The library itself lives in ``comovi_core`` (no ComfyUI imports).
 """
 
-WEB_DIRECTORY = "./web"
+from .nodes.extension import comfy_entrypoint
 
-from .nodes.extension import comfy_entrypoint  # noqa: E402
+WEB_DIRECTORY = "./web"
 
 __all__ = ["WEB_DIRECTORY", "comfy_entrypoint"]

@@ -79,7 +79,9 @@ def _count_groups(groups, traffic: Traffic, model) -> None:
         group.onload_ = lambda onload=onload, nbytes=nbytes: (traffic.onload(nbytes), onload())[1]
         # with a stream the way back is a pointer swap to the pinned host copy; without, a device -> host copy
         group.offload_ = lambda offload=offload, nbytes=nbytes, g=group: (
-            traffic.offload(nbytes, copies=g.stream is None), offload())[1]
+            traffic.offload(nbytes, copies=g.stream is None),
+            offload(),
+        )[1]
 
 
 def main() -> None:
@@ -98,8 +100,12 @@ def main() -> None:
     g = torch.Generator().manual_seed(0)
     lat = torch.randn(1, cfg.in_channels, args.frames, args.size, args.size, generator=g).to(device)
     tokens = args.frames * (args.size // 2) ** 2
-    inputs = (lat, lat * 0.5, torch.full((1, tokens), 500.0, device=device),
-              torch.randn(1, cfg.text_len, cfg.text_dim, generator=g).to(device))
+    inputs = (
+        lat,
+        lat * 0.5,
+        torch.full((1, tokens), 500.0, device=device),
+        torch.randn(1, cfg.text_len, cfg.text_dim, generator=g).to(device),
+    )
 
     def model_with(mode: str):
         torch.manual_seed(0)
@@ -112,8 +118,9 @@ def main() -> None:
             model.to(device)
         elif mode == "swapper":
             total = cfg.num_motion_blocks
-            swapped = {id(q) for j in range(total - args.pairs, total) for m in model.pair_modules(j)
-                       for q in m.parameters()}
+            swapped = {
+                id(q) for j in range(total - args.pairs, total) for m in model.pair_modules(j) for q in m.parameters()
+            }
             for q in model.parameters():
                 if id(q) not in swapped:
                     q.data = q.data.to(device)
@@ -123,8 +130,12 @@ def main() -> None:
         elif mode == "pairs":
             _count_groups(enable_pair_offload(model, args.pairs, device).groups, traffic, model)
         else:
-            model.enable_group_offload(onload_device=device, offload_type="block_level", num_blocks_per_group=1,
-                                       block_modules=["rgb", "motion"])
+            model.enable_group_offload(
+                onload_device=device,
+                offload_type="block_level",
+                num_blocks_per_group=1,
+                block_modules=["rgb", "motion"],
+            )
         return model, traffic
 
     modes = ["plain", "swapper", "pairs"] + (["diffusers"] if device.type == "cpu" else [])
@@ -142,18 +153,23 @@ def main() -> None:
         def run():
             with torch.no_grad():
                 model(*inputs)
+
         return run
 
     samples = interleaved({m: runner(built[m][0]) for m in modes}, args.repeats, args.warmup, clock_for(args.device))
     mib = 2**20
-    print(f"preset {args.preset}, {cfg.num_motion_blocks} layer pairs ({_pair_bytes(built['plain'][0], 0) / mib:.1f} "
-          f"MiB each), {args.pairs} offloaded, {tokens} tokens per branch, {args.threads} thread(s), {args.device}")
+    print(
+        f"preset {args.preset}, {cfg.num_motion_blocks} layer pairs ({_pair_bytes(built['plain'][0], 0) / mib:.1f} "
+        f"MiB each), {args.pairs} offloaded, {tokens} tokens per branch, {args.threads} thread(s), {args.device}"
+    )
     for mode in modes:
         h2d, d2h, peak = built[mode][2]
         same = torch.equal(outputs[mode], outputs["plain"])
         print_case(mode, samples[mode])
-        print(f"    per forward: host->device {h2d / mib:.1f} MiB, device->host {d2h / mib:.1f} MiB, "
-              f"pairs on device at once {peak / mib:.1f} MiB; output identical to plain: {same}")
+        print(
+            f"    per forward: host->device {h2d / mib:.1f} MiB, device->host {d2h / mib:.1f} MiB, "
+            f"pairs on device at once {peak / mib:.1f} MiB; output identical to plain: {same}"
+        )
     print_ratio("pairs/swapper", ratios(samples["pairs"], samples["swapper"]), 1.05)  # equal within 5 %
     print_ratio("pairs/plain", ratios(samples["pairs"], samples["plain"]))
     if "diffusers" in samples:

@@ -46,12 +46,16 @@ def main() -> None:
     ctx = torch.randn(1, cfg.text_len, cfg.text_dim, generator=g).to(args.device, dtype)
     clock = clock_for(args.device)
     with torch.inference_mode():
-        cases = {"dual step": lambda: dual(lat, lat, t, ctx),
-                 "single Wan": lambda: single(lat, t, ctx, return_dict=False)}
+        cases = {
+            "dual step": lambda: dual(lat, lat, t, ctx),
+            "single Wan": lambda: single(lat, t, ctx, return_dict=False),
+        }
         s = interleaved(cases, args.repeats, args.warmup, clock)
-    print(f"preset {args.preset}: dim {cfg.hidden_size}, {cfg.num_layers} layers, latents {args.frames}x{args.size}x"
-          f"{args.size} ({tokens} tokens/branch), {args.device}, {args.dtype}, {torch.get_num_threads()} threads, "
-          f"{clock.kind}, {args.warmup} warm-up + {args.repeats} interleaved repeats")
+    print(
+        f"preset {args.preset}: dim {cfg.hidden_size}, {cfg.num_layers} layers, latents {args.frames}x{args.size}x"
+        f"{args.size} ({tokens} tokens/branch), {args.device}, {args.dtype}, {torch.get_num_threads()} threads, "
+        f"{clock.kind}, {args.warmup} warm-up + {args.repeats} interleaved repeats"
+    )
     print_case("dual step", s["dual step"])
     print_case("single Wan", s["single Wan"])
     print_ratio("dual/single", ratios(s["dual step"], s["single Wan"]), TARGET)

@@ -31,14 +31,24 @@ def accuracy(cases: int) -> None:
     truth = demo_motion(num_frames=8, height=704, width=1280)
     print("refinement on the stand-in body (704 x 1280, 50 deg): mpjpe / pa-mpjpe mm, silhouette IoU, transl m")
     for seed, (frame, yaw) in enumerate(CASES[:cases]):
-        turned = axis_angle_to_matrix(torch.as_tensor(truth.global_orient[frame], dtype=torch.float64)) \
-            @ axis_angle_to_matrix(torch.tensor([0.0, yaw, 0.0], dtype=torch.float64))
+        turned = axis_angle_to_matrix(
+            torch.as_tensor(truth.global_orient[frame], dtype=torch.float64)
+        ) @ axis_angle_to_matrix(torch.tensor([0.0, yaw, 0.0], dtype=torch.float64))
         betas = 0.8 * torch.randn(10, generator=torch.Generator().manual_seed(seed))
-        r = refinement_trial(body, matrix_to_axis_angle(turned).float(), torch.as_tensor(truth.body_pose[frame]),
-                             betas, torch.as_tensor(truth.transl[frame]), truth.camera, seed)
+        r = refinement_trial(
+            body,
+            matrix_to_axis_angle(turned).float(),
+            torch.as_tensor(truth.body_pose[frame]),
+            betas,
+            torch.as_tensor(truth.transl[frame]),
+            truth.camera,
+            seed,
+        )
         for name, s in r.items():
-            print(f"  frame {frame} turn {yaw:+.1f} {name:13s}: {s['mpjpe_mm']:6.1f} / {s['pa_mpjpe_mm']:6.1f} mm, "
-                  f"IoU {s['iou']:.3f}, transl {s['transl_error_m']:.3f} m")
+            print(
+                f"  frame {frame} turn {yaw:+.1f} {name:13s}: {s['mpjpe_mm']:6.1f} / {s['pa_mpjpe_mm']:6.1f} mm, "
+                f"IoU {s['iou']:.3f}, transl {s['transl_error_m']:.3f} m"
+            )
 
 
 def timing(args) -> None:
@@ -54,8 +64,10 @@ def timing(args) -> None:
     with torch.inference_mode():
         seconds = interleaved({"HMR2 ViT-H": lambda: model(crop)}, args.repeats, args.warmup, clock_for(args.device))
     clock = clock_for(args.device)
-    print(f"HMR 2.0 ViT-H ({params / 1e6:.0f} M parameters, random weights), one crop, {args.device}, "
-          f"{torch.get_num_threads()} threads, {clock.kind}")
+    print(
+        f"HMR 2.0 ViT-H ({params / 1e6:.0f} M parameters, random weights), one crop, {args.device}, "
+        f"{torch.get_num_threads()} threads, {clock.kind}"
+    )
     print_case("HMR2 ViT-H", seconds["HMR2 ViT-H"])
     if args.device.startswith("cuda"):
         print(f"  peak CUDA memory: {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB")

@@ -121,13 +121,24 @@ def joint_errors_mm(pred: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
 
 def held(motion: SMPLMotion) -> SMPLMotion:
     n = motion.num_frames
-    first = lambda a: np.repeat(np.asarray(a)[:1], n, 0)  # noqa: E731
-    return SMPLMotion(first(motion.global_orient), first(motion.body_pose), motion.betas, first(motion.transl), motion.fps,
-                      motion.camera)
+
+    def first(a):
+        return np.repeat(np.asarray(a)[:1], n, 0)
+
+    return SMPLMotion(
+        first(motion.global_orient),
+        first(motion.body_pose),
+        motion.betas,
+        first(motion.transl),
+        motion.fps,
+        motion.camera,
+    )
 
 
 def start_of(motion: SMPLMotion) -> SMPLMotion:
-    return SMPLMotion(motion.global_orient[:1], motion.body_pose[:1], motion.betas, motion.transl[:1], motion.fps, motion.camera)
+    return SMPLMotion(
+        motion.global_orient[:1], motion.body_pose[:1], motion.betas, motion.transl[:1], motion.fps, motion.camera
+    )
 
 
 def main() -> None:
@@ -145,25 +156,35 @@ def main() -> None:
     logging.getLogger("comovi_core").setLevel(logging.ERROR)
     body = load_body_model(None)
     kwargs = {} if args.steps is None else {"iterations": args.steps}
-    print(f"{args.frames} frames, {args.height}x{args.width}, steps {args.steps or 'default'}, threads {args.threads}, "
-          f"CPU time, {args.warmup} warm-up fit, {args.repeats} timed fits per case")
-    print(f"{'motion':>8} {'body':>7} {'cond':>8} | {'fit':>6} {'hold':>6} {'ratio':>5} | {'arms mm':>9} {'legs mm':>9} | {'CPU s/frame':>11}")
+    print(
+        f"{args.frames} frames, {args.height}x{args.width}, steps {args.steps or 'default'}, threads {args.threads}, "
+        f"CPU time, {args.warmup} warm-up fit, {args.repeats} timed fits per case"
+    )
+    print(
+        f"{'motion':>8} {'body':>7} {'cond':>8} | {'fit':>6} {'hold':>6} {'ratio':>5} | {'arms mm':>9} "
+        f"{'legs mm':>9} | {'CPU s/frame':>11}"
+    )
     print(f"{'':>8} {'':>7} {'':>8} | {'MPJPE mm, root-relative':>19} | {'fit/hold':>9} {'fit/hold':>9} |")
     ratios = []
     if args.warmup:  # the first fit of a process pays one-off costs (allocator, kernels): not timed
         warm = demo_motion(num_frames=2, height=args.height, width=args.width)
         with torch.no_grad():
-            warm_maps = render_motion_map(camera_vertices(body, warm).vertices, body.faces, body.part_ids, warm.camera,
-                                          "comovi_v1", "torch").images
+            warm_maps = render_motion_map(
+                camera_vertices(body, warm).vertices, body.faces, body.part_ids, warm.camera, "comovi_v1", "torch"
+            ).images
         fit_motion(body, warm_maps, start_of(warm), warm.camera, warm.fps, iterations=2, track_steps=0)
     for motion_name in args.motions.split(","):
         for body_name in args.bodies.split(","):
             truth = MOTIONS[motion_name](args.frames, args.height, args.width)
-            truth = SMPLMotion(truth.global_orient, truth.body_pose, BODIES[body_name], truth.transl, truth.fps, truth.camera)
+            truth = SMPLMotion(
+                truth.global_orient, truth.body_pose, BODIES[body_name], truth.transl, truth.fps, truth.camera
+            )
             with torch.no_grad():
                 posed = camera_vertices(body, truth)
                 hold_err = joint_errors_mm(camera_vertices(body, held(truth)).joints, posed.joints)
-            maps = render_motion_map(posed.vertices, body.faces, body.part_ids, truth.camera, "comovi_v1", "torch").images
+            maps = render_motion_map(
+                posed.vertices, body.faces, body.part_ids, truth.camera, "comovi_v1", "torch"
+            ).images
             for condition in args.conditions.split(","):
                 images = condition_maps(maps, condition)
                 seconds = []
@@ -180,10 +201,16 @@ def main() -> None:
                 timing = f"{statistics.median(seconds):.2f} [{min(seconds):.2f}-{max(seconds):.2f}]"
                 if len(seconds) < MIN_REPEATS:
                     timing = f"n/a (<{MIN_REPEATS} repeats)"
-                print(f"{motion_name:>8} {body_name:>7} {condition:>8} | {fit_err.mean():6.1f} {hold_err.mean():6.1f} {ratio:5.2f} |"
-                      f" {arms:>9} {legs:>9} | {timing:>11}", flush=True)
-    print(f"ratio fit/hold over {len(ratios)} cases: median {statistics.median(ratios):.2f}, max {max(ratios):.2f} "
-          f"(issue 14 asks <= 0.5 on every case)")
+                print(
+                    f"{motion_name:>8} {body_name:>7} {condition:>8} | {fit_err.mean():6.1f} "
+                    f"{hold_err.mean():6.1f} {ratio:5.2f} |"
+                    f" {arms:>9} {legs:>9} | {timing:>11}",
+                    flush=True,
+                )
+    print(
+        f"ratio fit/hold over {len(ratios)} cases: median {statistics.median(ratios):.2f}, max {max(ratios):.2f} "
+        f"(issue 14 asks <= 0.5 on every case)"
+    )
 
 
 if __name__ == "__main__":

@@ -34,7 +34,8 @@ peak = status("VmHWM:")
 for p in model.parameters():  # touch every page, as a forward pass would
     p.detach().view(-1)[:: 1024].float().sum()
 touched = status("VmHWM:")
-print(json.dumps({"base_kib": base, "peak_kib": peak, "touched_kib": touched, "weights_bytes": sum(p.numel() * p.element_size() for p in model.parameters())}))
+weights = sum(p.numel() * p.element_size() for p in model.parameters())
+print(json.dumps({"base_kib": base, "peak_kib": peak, "touched_kib": touched, "weights_bytes": weights}))
 """
 
 
@@ -55,16 +56,28 @@ def main() -> None:
         del model
         # the child only imports and loads (after warming imports so the baseline includes the libraries)
         code = "import comovi_core.model.loading, diffusers, accelerate\n" + CHILD
-        out = subprocess.run([sys.executable, "-c", code, str(path), json.dumps(cfg.to_dict())],
-                             capture_output=True, text=True, check=True).stdout
+        out = subprocess.run(
+            [sys.executable, "-c", code, str(path), json.dumps(cfg.to_dict())],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
     r = json.loads(out.strip().splitlines()[-1])
     extra = (r["peak_kib"] - r["base_kib"]) * 1024
-    print(f"weights: {r['weights_bytes'] / 2**20:.0f} MiB (bf16, {cfg.num_layers} layers x 2 branches, dim {cfg.hidden_size})")
-    print(f"peak RSS above baseline during load: {extra / 2**20:.0f} MiB = {extra / r['weights_bytes']:.2f}x the weights "
-          f"(baseline {r['base_kib'] / 1024:.0f} MiB)")
+    print(
+        f"weights: {r['weights_bytes'] / 2**20:.0f} MiB (bf16, {cfg.num_layers} layers x 2 branches, dim "
+        f"{cfg.hidden_size})"
+    )
+    print(
+        f"peak RSS above baseline during load: {extra / 2**20:.0f} MiB = {extra / r['weights_bytes']:.2f}x the weights "
+        f"(baseline {r['base_kib'] / 1024:.0f} MiB)"
+    )
     touched = (r["touched_kib"] - r["base_kib"]) * 1024
-    print(f"after touching every weight (as inference does): {touched / 2**20:.0f} MiB = {touched / r['weights_bytes']:.2f}x "
-          "(target: near 1x, i.e. one copy)")
+    print(
+        f"after touching every weight (as inference does): {touched / 2**20:.0f} MiB = "
+        f"{touched / r['weights_bytes']:.2f}x "
+        "(target: near 1x, i.e. one copy)"
+    )
 
 
 if __name__ == "__main__":

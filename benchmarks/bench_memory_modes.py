@@ -6,7 +6,8 @@ No GPU needed: the model is built on the meta device (no memory), the modes are 
 applies them, and the bytes of the tensors that would live on the GPU are summed: bf16 weights, fp8
 storage (diffusers layerwise casting; norms and embeddings stay bf16), block swap of N layer pairs (the
 swapped pairs live in CPU memory; the pair that works and the next one, prefetched, are on the GPU).
-Activations and the VAE come on top and must be measured on a GPU (``bench_dual_step.py``); this is the part a memory mode controls.
+Activations and the VAE come on top and must be measured on a GPU (``bench_dual_step.py``); this is the part a
+memory mode controls.
 """
 
 from __future__ import annotations
@@ -38,11 +39,13 @@ def main() -> None:
         if storage == "fp8":
             enable_fp8_storage(model, torch.bfloat16)
         total = _bytes([*model.parameters(), *model.buffers()])
-        pairs = [_bytes([q for m in model.pair_modules(j) for q in m.parameters()]) for j in range(config.num_motion_blocks)]
+        pairs = [
+            _bytes([q for m in model.pair_modules(j) for q in m.parameters()]) for j in range(config.num_motion_blocks)
+        ]
         for n in args.swap:
             if n > config.num_motion_blocks:
                 continue
-            swapped = sum(pairs[config.num_motion_blocks - n:])
+            swapped = sum(pairs[config.num_motion_blocks - n :])
             # plus the pair visiting the GPU and the next one prefetched (group offload with streams on CUDA)
             resident = total - swapped + (min(n, 2) * max(pairs) if n else 0)
             rows.append((storage, n, resident / GIB, swapped / GIB))
@@ -51,8 +54,10 @@ def main() -> None:
         print(f"{storage:>7} {n:>5} {gpu:>13.2f} {cpu:>17.2f}")
     full = rows[0][2]
     best = min(r[2] for r in rows)
-    print(f"fp8 / bf16 resident = {next(r[2] for r in rows if r[0] == 'fp8' and r[1] == 0) / full:.2f}; "
-          f"smallest mode / bf16 = {best / full:.2f}; model offload keeps 0 GiB between runs")
+    print(
+        f"fp8 / bf16 resident = {next(r[2] for r in rows if r[0] == 'fp8' and r[1] == 0) / full:.2f}; "
+        f"smallest mode / bf16 = {best / full:.2f}; model offload keeps 0 GiB between runs"
+    )
 
 
 if __name__ == "__main__":

@@ -28,13 +28,22 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from timing import (add_timing_args, check_repeats, clock_for, describe, interleaved, print_ratio,  # noqa: E402
-                    ratios, set_threads, verdict)
+from timing import (
+    add_timing_args,
+    check_repeats,
+    clock_for,
+    describe,
+    interleaved,
+    print_ratio,
+    ratios,
+    set_threads,
+    verdict,
+)
 
-from comovi_core.body.mannequin import demo_motion  # noqa: E402
-from comovi_core.body.smpl import camera_vertices, load_body_model  # noqa: E402
-from comovi_core.camera import PinholeCamera  # noqa: E402
-from comovi_core.motion_map.render import iter_motion_maps  # noqa: E402
+from comovi_core.body.mannequin import demo_motion
+from comovi_core.body.smpl import camera_vertices, load_body_model
+from comovi_core.camera import PinholeCamera
+from comovi_core.motion_map.render import iter_motion_maps
 
 log = logging.getLogger("bench_motion_map")
 
@@ -42,7 +51,9 @@ FOCAL_PX = 1000.0
 BODY_DISTANCE_M = 3.4  # mean camera z of the body: about 0.7 of the image height at 704 px, f = 1000 px
 
 
-def build_clip(num_frames: int, height: int, width: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, PinholeCamera]:
+def build_clip(
+    num_frames: int, height: int, width: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, PinholeCamera]:
     """The mannequin's demo motion in camera space: vertices (T, V, 3) float32, faces (F, 3), part ids (V,), camera.
 
     The clip is re-framed for the benchmark camera: centred in x and y over the whole clip and pushed
@@ -94,15 +105,21 @@ TARGET_S = {"torch": 15.0, "pyrender": 4.0}  # default target per backend for th
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--backends", default="torch", help=f"comma-separated backends to time, of: {', '.join(BACKENDS)}")
+    parser.add_argument(
+        "--backends", default="torch", help=f"comma-separated backends to time, of: {', '.join(BACKENDS)}"
+    )
     parser.add_argument("--frames", type=int, default=81, help="number of frames in the clip")
     parser.add_argument("--height", type=int, default=704, help="image height in pixels")
     parser.add_argument("--width", type=int, default=1280, help="image width in pixels")
     parser.add_argument("--shading", default="comovi_v1", choices=("comovi_v1", "flat"), help="motion-map shading mode")
     parser.add_argument("--frames-per-chunk", type=int, default=16, help="frames rendered per backend call")
     parser.add_argument("--device", default="cpu", help="torch device for the torch backend, e.g. cpu or cuda")
-    parser.add_argument("--target-s", type=float, default=None,
-                        help=f"target total seconds for the whole clip (PASS/FAIL); default per backend: {TARGET_S}")
+    parser.add_argument(
+        "--target-s",
+        type=float,
+        default=None,
+        help=f"target total seconds for the whole clip (PASS/FAIL); default per backend: {TARGET_S}",
+    )
     add_timing_args(parser)
     return parser.parse_args(argv)
 
@@ -123,11 +140,23 @@ def main(argv: list[str] | None = None) -> int:
     log.info(
         "clip: %d frames at %dx%d, %d vertices, %d faces, body spans %.0f-%.0f%% of the image height, "
         "shading %s, %d torch threads, %s, %d warm-up + %d interleaved repeats",
-        args.frames, args.height, args.width, vertices.shape[1], faces.shape[0], 100 * low, 100 * high,
-        args.shading, torch.get_num_threads(), clock.kind, args.warmup, args.repeats,
+        args.frames,
+        args.height,
+        args.width,
+        vertices.shape[1],
+        faces.shape[0],
+        100 * low,
+        100 * high,
+        args.shading,
+        torch.get_num_threads(),
+        clock.kind,
+        args.warmup,
+        args.repeats,
     )
-    made = {n: make_case(n, vertices, faces, part_ids, camera, args.shading, args.frames_per_chunk, args.device)
-            for n in names}
+    made = {
+        n: make_case(n, vertices, faces, part_ids, camera, args.shading, args.frames_per_chunk, args.device)
+        for n in names
+    }
     for _ in range(args.warmup):
         covered = {n: warm() for n, (_, warm) in made.items()}
     samples = interleaved({n: whole for n, (whole, _) in made.items()}, args.repeats, 0, clock)
@@ -135,8 +164,10 @@ def main(argv: list[str] | None = None) -> int:
     for name in names:
         target_s = args.target_s if args.target_s is not None else TARGET_S[name]
         failed |= "FAIL" in verdict(samples[name], target_s)
-        print(f"  {name:<9}: whole clip {describe(samples[name], 1.0, 's', 2)}; per frame "
-              f"{1e3 * statistics.median(samples[name]) / args.frames:.1f} ms; {verdict(samples[name], target_s, 's')}")
+        print(
+            f"  {name:<9}: whole clip {describe(samples[name], 1.0, 's', 2)}; per frame "
+            f"{1e3 * statistics.median(samples[name]) / args.frames:.1f} ms; {verdict(samples[name], target_s, 's')}"
+        )
     for name in names[1:]:
         print_ratio(f"{name}/{names[0]}", ratios(samples[name], samples[names[0]]), width=9)
     if args.warmup:

@@ -49,8 +49,18 @@ def main() -> None:
     pose = torch.randn(1, 144, device=args.device) if cfg.has_smpl_head else None
 
     def run(steps: int) -> None:
-        sample(model, cond, cond, args.frames, emb, neg, pose, steps=steps, solver=args.solver,
-               generator=torch.Generator(args.device).manual_seed(0))
+        sample(
+            model,
+            cond,
+            cond,
+            args.frames,
+            emb,
+            neg,
+            pose,
+            steps=steps,
+            solver=args.solver,
+            generator=torch.Generator(args.device).manual_seed(0),
+        )
 
     totals, forwards = [], []
     with torch.inference_mode():
@@ -61,9 +71,14 @@ def main() -> None:
             totals.append(clock.time(lambda: run(args.steps)))
             forwards.append(sum(clock.elapsed(a, b) for a, b in marks))
     outside = [t - f for t, f in zip(totals, forwards)]
-    print(f"preset {args.preset}, {args.frames}x{args.size}x{args.size} latents, {args.steps} {args.solver} steps with "
-          f"CFG, {args.device}, {torch.get_num_threads()} threads, {clock.kind}, {args.repeats} repeats")
-    per_step = lambda xs: [x / args.steps for x in xs]  # noqa: E731
+    print(
+        f"preset {args.preset}, {args.frames}x{args.size}x{args.size} latents, {args.steps} {args.solver} steps with "
+        f"CFG, {args.device}, {torch.get_num_threads()} threads, {clock.kind}, {args.repeats} repeats"
+    )
+
+    def per_step(xs):
+        return [x / args.steps for x in xs]
+
     print(f"  loop per step : {describe(per_step(totals))}")
     print(f"  transformer   : {describe(per_step(forwards))}")
     print(f"  outside it    : {describe(per_step(outside), digits=2)}")

@@ -22,8 +22,9 @@ TARGET_S = 0.1
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--frames", type=int, default=81, help="frames per forward call")
-    p.add_argument("--body-model", default=None, help="SMPL file or folder; default: the stand-in "
-                   "mannequin (SMPL's sizes)")
+    p.add_argument(
+        "--body-model", default=None, help="SMPL file or folder; default: the stand-in mannequin (SMPL's sizes)"
+    )
     p.add_argument("--device", default="cpu", help="torch device")
     add_timing_args(p, repeats=20)
     args = p.parse_args()

@@ -41,17 +41,26 @@ FEWER, DEVIATION = 1.7, 0.01  # the issue's target
 
 
 def train(cfg: TrainConfig, model, vae, text, body, clips, probe, check_every: int) -> None:
-    """All parameters, AdamW with warm-up and cosine decay, clipping; prints the loss curve and the probe sample's change per checkpoint."""
+    """All parameters, AdamW with warm-up and cosine decay, clipping; prints the loss curve and the probe sample's
+    change per checkpoint."""
     model.train()
     for p in model.parameters():
         p.requires_grad_(True)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.0)
-    decay = lambda step: 0.5 * (1 + math.cos(math.pi * min(1.0, step / cfg.steps)))  # noqa: E731  cosine to 0: the weights settle
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(1.0, (step + 1) / cfg.warmup) * decay(step))
+
+    def decay(step):
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, step / cfg.steps)))  # cosine to 0: the weights settle
+
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: min(1.0, (step + 1) / cfg.warmup) * decay(step)
+    )
     with torch.no_grad():
         contexts = {c: text([c]) for c in {clip.caption for clip in clips} | {""}}
-    print(f"training the tiny preset, all parameters, {len(clips)} synthetic clips {cfg.frames}x{cfg.height}x{cfg.width}, "
-          f"lr {cfg.lr:g}, text dropout {cfg.text_dropout:g}")
+    print(
+        f"training the tiny preset, all parameters, {len(clips)} synthetic clips "
+        f"{cfg.frames}x{cfg.height}x{cfg.width}, "
+        f"lr {cfg.lr:g}, text dropout {cfg.text_dropout:g}"
+    )
     print("  step | loss (motion + video + SMPL) | probe sample change since the last checkpoint")
     history, previous, start = [], None, time.process_time()
     for step in range(1, cfg.steps + 1):
@@ -68,8 +77,12 @@ def train(cfg: TrainConfig, model, vae, text, body, clips, probe, check_every: i
             model.eval()
             now = probe(None, 20)
             model.train()
-            change = "" if previous is None else f"{100 * _deviation(now.rgb, previous.rgb):.1f} % RGB, " \
-                                                  f"{100 * _deviation(now.motion, previous.motion):.1f} % motion"
+            change = (
+                ""
+                if previous is None
+                else f"{100 * _deviation(now.rgb, previous.rgb):.1f} % RGB, "
+                f"{100 * _deviation(now.motion, previous.motion):.1f} % motion"
+            )
             parts = np.mean(history[-check_every:], 0)
             print(f"  {step:4d} | {parts.sum():.3f} ({' + '.join(f'{v:.3f}' for v in parts)}) | {change}")
             previous = now
@@ -113,16 +126,27 @@ def block_share(model, run, clock, repeats: int = 3) -> float:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--train-steps", type=int, default=600, help="optimizer steps of the tiny model (600: the loss has levelled)")
+    p.add_argument(
+        "--train-steps", type=int, default=600, help="optimizer steps of the tiny model (600: the loss has levelled)"
+    )
     p.add_argument("--check-every", type=int, default=100, help="training steps between loss/probe-sample reports")
     p.add_argument("--clips", type=int, default=8, help="synthetic training clips")
     p.add_argument("--size", type=int, default=64, help="clip height and width (multiple of 32)")
     p.add_argument("--frames", type=int, default=9, help="clip frames (4k+1)")
     p.add_argument("--steps", type=int, default=40, help="denoising steps of the measured samples")
     p.add_argument("--guidance", type=float, default=5.0, help="classifier-free guidance scale")
-    p.add_argument("--thresholds", type=float, nargs="+", default=[0.0, 0.02, 0.05, 0.1, 0.2], help="step cache thresholds")
-    p.add_argument("--cache-start", type=float, default=StepCacheConfig.start, help="fraction of the steps that always compute first")
-    p.add_argument("--cache-end", type=float, default=StepCacheConfig.end, help="steps from this fraction on always compute")
+    p.add_argument(
+        "--thresholds", type=float, nargs="+", default=[0.0, 0.02, 0.05, 0.1, 0.2], help="step cache thresholds"
+    )
+    p.add_argument(
+        "--cache-start",
+        type=float,
+        default=StepCacheConfig.start,
+        help="fraction of the steps that always compute first",
+    )
+    p.add_argument(
+        "--cache-end", type=float, default=StepCacheConfig.end, help="steps from this fraction on always compute"
+    )
     add_timing_args(p)
     args = p.parse_args()
     check_repeats(args.repeats)
@@ -133,19 +157,48 @@ def main() -> None:
     held = synthetic_clips(body, 1, args.frames, args.size, args.size, seed=1)[0]  # not trained on
     parts = tiny_components(0)
     model, vae, text = parts["transformer"], parts["vae"], parts["text_encoder"]
-    as_video = lambda frames: (frames * 2 - 1).permute(3, 0, 1, 2)[None]  # noqa: E731  (T,H,W,3) -> (1,3,T,H,W)
+
+    def as_video(frames):
+        return (frames * 2 - 1).permute(3, 0, 1, 2)[None]  # (T,H,W,3) -> (1,3,T,H,W)
+
     with torch.no_grad():
-        rgb_cond, motion_cond = encode_frames(vae, as_video(held.rgb[:1])), encode_frames(vae, as_video(held.motion_map[:1]))
+        rgb_cond, motion_cond = (
+            encode_frames(vae, as_video(held.rgb[:1])),
+            encode_frames(vae, as_video(held.motion_map[:1])),
+        )
         prompt, negative = text([held.caption]), text([""])
     pose, latent_frames = start_pose_6d(held.motion), (args.frames - 1) // 4 + 1
 
     def run(cache: StepCacheConfig | None, steps: int = args.steps):
         with torch.no_grad():
-            return sample(model, rgb_cond, motion_cond, latent_frames, prompt, negative, pose, steps=steps,
-                          guidance=args.guidance, generator=torch.Generator().manual_seed(0), step_cache=cache)
+            return sample(
+                model,
+                rgb_cond,
+                motion_cond,
+                latent_frames,
+                prompt,
+                negative,
+                pose,
+                steps=steps,
+                guidance=args.guidance,
+                generator=torch.Generator().manual_seed(0),
+                step_cache=cache,
+            )
 
-    cfg = TrainConfig(preset="tiny", stage=2, steps=args.train_steps, lr=1e-3, warmup=20, clip=1.0, frames=args.frames,
-                      height=args.size, width=args.size, precision="fp32", gradient_checkpointing=False, text_dropout=0.1)
+    cfg = TrainConfig(
+        preset="tiny",
+        stage=2,
+        steps=args.train_steps,
+        lr=1e-3,
+        warmup=20,
+        clip=1.0,
+        frames=args.frames,
+        height=args.size,
+        width=args.size,
+        precision="fp32",
+        gradient_checkpointing=False,
+        text_dropout=0.1,
+    )
     train(cfg, model, vae, text, body, clips, run, args.check_every)
 
     configs = {"off": None} | {f"{t:g}": StepCacheConfig(t, args.cache_start, args.cache_end) for t in args.thresholds}
@@ -155,28 +208,52 @@ def main() -> None:
     ref_joints = _joints(body, ref.smpl_6d, held.motion.betas)
     clock = clock_for("cpu")
     share = block_share(model, run, clock)
-    times = interleaved({name: (lambda c=config: run(c)) for name, config in configs.items()}, args.repeats, args.warmup, clock)
-    print(f"\nsampling: {args.steps} UniPC steps, CFG {args.guidance:g} (cond + uncond batched: one evaluation per step), "
-          f"{latent_frames}x{args.size // 16}x{args.size // 16} latents, cache start {args.cache_start:g} end {args.cache_end:g}; "
-          f"{torch.get_num_threads()} thread(s), {clock.kind}, {args.warmup} warm-up + {args.repeats} interleaved repeats")
-    print(f"solver error for scale ({args.steps} vs {2 * args.steps} steps, uncached): RGB {100 * _deviation(ref.rgb, solver.rgb):.2f} %, "
-          f"motion {100 * _deviation(ref.motion, solver.motion):.2f} %\n")
-    print(f"block stack share of an uncached loop: {100 * share:.0f} % (embeddings, output heads, 3D head and solver always "
-          f"run), so a speed-up is at most 1 / (1 - share + share / fewer evaluations): the bound column\n")
-    print("| threshold | computed / steps | fewer evaluations | speed-up (median, IQR) | bound | RGB latents | motion latents "
-          "| 3D joints | target |")
+    times = interleaved(
+        {name: (lambda c=config: run(c)) for name, config in configs.items()}, args.repeats, args.warmup, clock
+    )
+    print(
+        f"\nsampling: {args.steps} UniPC steps, CFG {args.guidance:g} (cond + uncond batched: one evaluation per "
+        "step), "
+        f"{latent_frames}x{args.size // 16}x{args.size // 16} latents, cache start {args.cache_start:g} end "
+        f"{args.cache_end:g}; "
+        f"{torch.get_num_threads()} thread(s), {clock.kind}, {args.warmup} warm-up + {args.repeats} interleaved repeats"
+    )
+    print(
+        f"solver error for scale ({args.steps} vs {2 * args.steps} steps, uncached): RGB "
+        f"{100 * _deviation(ref.rgb, solver.rgb):.2f} %, "
+        f"motion {100 * _deviation(ref.motion, solver.motion):.2f} %\n"
+    )
+    print(
+        f"block stack share of an uncached loop: {100 * share:.0f} % (embeddings, output heads, 3D head and "
+        "solver always "
+        f"run), so a speed-up is at most 1 / (1 - share + share / fewer evaluations): the bound column\n"
+    )
+    print(
+        "| threshold | computed / steps | fewer evaluations | speed-up (median, IQR) | bound | RGB latents | "
+        "motion latents "
+        "| 3D joints | target |"
+    )
     print("|---|---|---|---|---|---|---|---|---|")
     for name, result in results.items():
         computed = result.evaluations["computed"]
         fewer = args.steps / computed
-        speed = "1 (reference)" if name == "off" else "{:.2f} ({:.2f}-{:.2f})".format(*spread(ratios(times["off"], times[name]))[:3])
+        speed = (
+            "1 (reference)"
+            if name == "off"
+            else "{:.2f} ({:.2f}-{:.2f})".format(*spread(ratios(times["off"], times[name]))[:3])
+        )
         rgb, motion = _deviation(result.rgb, ref.rgb), _deviation(result.motion, ref.motion)
         joints = float((_joints(body, result.smpl_6d, held.motion.betas) - ref_joints).norm(dim=-1).mean()) * 1000
-        met = "-" if configs[name] is None or not configs[name].enabled else \
-            ("PASS" if fewer >= FEWER and max(rgb, motion) <= DEVIATION else "FAIL")
+        met = (
+            "-"
+            if configs[name] is None or not configs[name].enabled
+            else ("PASS" if fewer >= FEWER and max(rgb, motion) <= DEVIATION else "FAIL")
+        )
         bound = 1 / (1 - share + share / fewer)
-        print(f"| {name} | {computed} / {args.steps} | {fewer:.2f}x | {speed} | {bound:.2f} | {100 * rgb:.3f} % "
-              f"| {100 * motion:.3f} % | {joints:.2f} mm | {met} |")
+        print(
+            f"| {name} | {computed} / {args.steps} | {fewer:.2f}x | {speed} | {bound:.2f} | {100 * rgb:.3f} % "
+            f"| {100 * motion:.3f} % | {joints:.2f} mm | {met} |"
+        )
     print(f"\ntarget: >= {FEWER}x fewer evaluations with both latent deviations <= {100 * DEVIATION:g} %")
 
 

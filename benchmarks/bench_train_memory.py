@@ -70,15 +70,22 @@ def main() -> None:
     cfg = get_config(args.preset)
     model = build_model(cfg, "meta")
     total = count(model.parameters())
-    layer = count(model.rgb.blocks[0].parameters()) + count(model.motion.blocks[0].parameters()) + (
-        count(model.zero_linears[0].parameters()) if len(model.zero_linears) else 0)
+    layer = (
+        count(model.rgb.blocks[0].parameters())
+        + count(model.motion.blocks[0].parameters())
+        + (count(model.zero_linears[0].parameters()) if len(model.zero_linears) else 0)
+    )
     gathered = 2 * 2 * layer  # bf16, current + prefetched layer
     tokens = ((args.frames - 1) // 4 + 1) * (args.height // 32) * (args.width // 32)
     boundaries = 2 * tokens * cfg.hidden_size * 2 * cfg.num_layers  # both branches, bf16, one input per layer
-    print(f"{args.preset}: {total / 1e9:.2f}B parameters; {args.height}x{args.width}x{args.frames} -> {tokens} tokens "
-          f"per branch; activations at checkpoint boundaries >= {boundaries / GIB:.1f} GiB per GPU (batch 1)")
-    print(f"{'stage':>5} {'strategy':>10} {'trained':>8} {'weights':>8} {'grads':>7} {'optim':>7} {'states':>7} "
-          f"{'+act>=':>7}  fits {args.budget:.0f} GiB?   (GiB per GPU; N = {args.gpus} except lora: 1)")
+    print(
+        f"{args.preset}: {total / 1e9:.2f}B parameters; {args.height}x{args.width}x{args.frames} -> {tokens} tokens "
+        f"per branch; activations at checkpoint boundaries >= {boundaries / GIB:.1f} GiB per GPU (batch 1)"
+    )
+    print(
+        f"{'stage':>5} {'strategy':>10} {'trained':>8} {'weights':>8} {'grads':>7} {'optim':>7} {'states':>7} "
+        f"{'+act>=':>7}  fits {args.budget:.0f} GiB?   (GiB per GPU; N = {args.gpus} except lora: 1)"
+    )
     for stage in (1, 2):
         trained = trainable_parameters(model, stage)
         t = count(trained)
@@ -87,8 +94,11 @@ def main() -> None:
             states = sum(parts)
             shown_t = lora if name == "lora" else t
             fits = "yes" if states + boundaries <= args.budget * GIB else "no"
-            print(f"{stage:>5} {name:>10} {shown_t / 1e9:>7.2f}B " + " ".join(f"{v / GIB:>7.1f}" for v in parts)
-                  + f" {states / GIB:>7.1f} {(states + boundaries) / GIB:>7.1f}  {fits}")
+            print(
+                f"{stage:>5} {name:>10} {shown_t / 1e9:>7.2f}B "
+                + " ".join(f"{v / GIB:>7.1f}" for v in parts)
+                + f" {states / GIB:>7.1f} {(states + boundaries) / GIB:>7.1f}  {fits}"
+            )
 
 
 if __name__ == "__main__":

@@ -21,12 +21,13 @@ CHILD = r"""
 import json, sys, time, torch
 from diffusers import AutoencoderKLWan
 from comovi_core.vae_loading import WAN22_LATENTS_MEAN, WAN22_LATENTS_STD
-height, width, frames, tiled, device = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4] == "1", sys.argv[5]
+height, width, frames = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+tiled, device = sys.argv[4] == "1", sys.argv[5]
 torch.manual_seed(0)
 torch.set_num_threads(1)  # fixed threads: CPU time compares between runs and machines
 vae = AutoencoderKLWan(base_dim=160, decoder_base_dim=256, z_dim=48, is_residual=True, in_channels=12, out_channels=12,
-                       patch_size=2, scale_factor_spatial=16, scale_factor_temporal=4, latents_mean=list(WAN22_LATENTS_MEAN),
-                       latents_std=list(WAN22_LATENTS_STD)).eval().to(device)
+                       patch_size=2, scale_factor_spatial=16, scale_factor_temporal=4,
+                       latents_mean=list(WAN22_LATENTS_MEAN), latents_std=list(WAN22_LATENTS_STD)).eval().to(device)
 if tiled:
     vae.enable_tiling()
 z = torch.randn(1, 48, frames, height // 16, width // 16, device=device)
@@ -48,13 +49,18 @@ with torch.no_grad():
     out = vae.decode(z).sample
 if device == "cuda":
     torch.cuda.synchronize()
-print(json.dumps({"work_gib": (peak_kib() - base) / 2**20, "seconds": time.process_time() - t0, "frames": out.shape[2]}))
+seconds = time.process_time() - t0
+print(json.dumps({"work_gib": (peak_kib() - base) / 2**20, "seconds": seconds, "frames": out.shape[2]}))
 """
 
 
 def run(height: int, width: int, frames: int, tiled: bool, device: str) -> dict:
-    out = subprocess.run([sys.executable, "-c", CHILD, str(height), str(width), str(frames), "1" if tiled else "0", device],
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", CHILD, str(height), str(width), str(frames), "1" if tiled else "0", device],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -70,13 +76,25 @@ def main() -> None:
         for tiled in (False, True):
             r = run(h, w, args.latent_frames, tiled, args.device)
             rows[(size, tiled)] = r
-            print(f"{size:>9} {'tiled' if tiled else 'untiled':>7}: working memory {r['work_gib']:.2f} GiB, "
-                  f"{r['frames']} frames (one run, {r['seconds']:.1f} CPU s on 1 thread: indicative, not a timing measurement)")
+            print(
+                f"{size:>9} {'tiled' if tiled else 'untiled':>7}: working memory {r['work_gib']:.2f} GiB, "
+                f"{r['frames']} frames (one run, {r['seconds']:.1f} CPU s on 1 thread: indicative, not a timing "
+                "measurement)"
+            )
     first, last = args.sizes[0], args.sizes[-1]
-    pixels = (lambda s: int(s.split("x")[0]) * int(s.split("x")[1]))
-    print(f"pixels x{pixels(last) / pixels(first):.1f}: untiled memory x{rows[(last, False)]['work_gib'] / rows[(first, False)]['work_gib']:.2f}, "
-          f"tiled memory x{rows[(last, True)]['work_gib'] / rows[(first, True)]['work_gib']:.2f}")
-    print(f"at {last}: tiled / untiled working memory = {rows[(last, True)]['work_gib'] / rows[(last, False)]['work_gib']:.2f}")
+
+    def pixels(s):
+        return int(s.split("x")[0]) * int(s.split("x")[1])
+
+    print(
+        f"pixels x{pixels(last) / pixels(first):.1f}: untiled memory "
+        f"x{rows[(last, False)]['work_gib'] / rows[(first, False)]['work_gib']:.2f}, "
+        f"tiled memory x{rows[(last, True)]['work_gib'] / rows[(first, True)]['work_gib']:.2f}"
+    )
+    print(
+        f"at {last}: tiled / untiled working memory = "
+        f"{rows[(last, True)]['work_gib'] / rows[(last, False)]['work_gib']:.2f}"
+    )
 
 
 if __name__ == "__main__":

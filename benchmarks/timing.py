@@ -17,7 +17,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
@@ -26,8 +26,12 @@ MIN_REPEATS = 7
 
 def add_timing_args(parser: argparse.ArgumentParser, repeats: int = MIN_REPEATS, warmup: int = 1) -> None:
     """--threads (default 1), --repeats (at least 7), --warmup."""
-    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (torch.set_num_threads; fixed so "
-                        "CPU times compare across runs and machines)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch CPU threads (torch.set_num_threads; fixed so CPU times compare across runs and machines)",
+    )
     parser.add_argument("--repeats", type=int, default=repeats, help=f"timed repeats per case (at least {MIN_REPEATS})")
     parser.add_argument("--warmup", type=int, default=warmup, help="untimed runs of each case first")
 
@@ -88,8 +92,9 @@ def clock_for(device: str | torch.device) -> CpuClock | CudaClock:
     return CudaClock() if torch.device(device).type == "cuda" else CpuClock()
 
 
-def interleaved(cases: dict[str, Callable[[], object]], repeats: int, warmup: int,
-                clock: CpuClock | CudaClock) -> dict[str, list[float]]:
+def interleaved(
+    cases: dict[str, Callable[[], object]], repeats: int, warmup: int, clock: CpuClock | CudaClock
+) -> dict[str, list[float]]:
     """Seconds per repeat of every case. Each repeat runs every case once; the order alternates between
     repeats (A B, B A, ...) so neither case always runs first. Warm-up runs are untimed."""
     check_repeats(repeats)
@@ -99,7 +104,7 @@ def interleaved(cases: dict[str, Callable[[], object]], repeats: int, warmup: in
             cases[name]()
     samples: dict[str, list[float]] = {name: [] for name in names}
     for i in range(repeats):
-        for name in (names if i % 2 == 0 else names[::-1]):
+        for name in names if i % 2 == 0 else names[::-1]:
             samples[name].append(clock.time(cases[name]))
     return samples
 
@@ -118,8 +123,10 @@ def spread(values: list[float]) -> tuple[float, float, float, float, float]:
 def describe(values: list[float], scale: float = 1e3, unit: str = "ms", digits: int = 1) -> str:
     median, q1, q3, low, high = (v * scale for v in spread(values))
     f, u = f"{{:.{digits}f}}", f" {unit}" if unit else ""
-    return (f"median {f.format(median)}{u}  IQR {f.format(q1)}-{f.format(q3)}  "
-            f"min-max {f.format(low)}-{f.format(high)}  (n={len(values)})")
+    return (
+        f"median {f.format(median)}{u}  IQR {f.format(q1)}-{f.format(q3)}  "
+        f"min-max {f.format(low)}-{f.format(high)}  (n={len(values)})"
+    )
 
 
 def print_case(name: str, seconds: list[float], width: int = 14) -> None:

@@ -31,8 +31,10 @@ EMPTY_PROMPT = "empty_prompt.safetensors"
 META_KEY = "comovi_cache"
 LATENT_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 SMPL_KEYS = ("global_orient", "body_pose", "betas")
-CACHE_FIX = ("delete it and run the prepare command again (python -m comovi_core.prepare, the same command: only "
-             "missing shards are made)")
+CACHE_FIX = (
+    "delete it and run the prepare command again (python -m comovi_core.prepare, the same command: only "
+    "missing shards are made)"
+)
 
 
 def shard_name(index: int) -> str:
@@ -60,14 +62,19 @@ def read_manifest(folder: str | Path) -> dict:
     folder = Path(folder)
     path = folder / MANIFEST
     if not folder.is_dir():
-        raise CoMoViError(f"--cache {folder} is not a folder: give the folder `python -m comovi_core.prepare --out` "
-                          "wrote")
+        raise CoMoViError(
+            f"--cache {folder} is not a folder: give the folder `python -m comovi_core.prepare --out` wrote"
+        )
     if not path.is_file():
-        raise CoMoViError(f"--cache {folder} has no {MANIFEST}: its preparation did not finish; run the same "
-                          "`python -m comovi_core.prepare` command again (finished shards are kept), or "
-                          "`python -m comovi_core.prepare --finalize --out` after all ranks are done")
+        raise CoMoViError(
+            f"--cache {folder} has no {MANIFEST}: its preparation did not finish; run the same "
+            "`python -m comovi_core.prepare` command again (finished shards are kept), or "
+            "`python -m comovi_core.prepare --finalize --out` after all ranks are done"
+        )
     manifest = json.loads(path.read_text())
     if manifest.get("format") != FORMAT:
-        raise CoMoViError(f"{path} has cache format {manifest.get('format')}, this version reads {FORMAT}: prepare "
-                          "the cache again with this version")
+        raise CoMoViError(
+            f"{path} has cache format {manifest.get('format')}, this version reads {FORMAT}: prepare "
+            "the cache again with this version"
+        )
     return manifest

@@ -55,23 +55,31 @@ def _encode(clip_dir: Path, config: dict, vae, text_encoder, device) -> tuple[di
     except (OSError, RuntimeError) as exc:
         raise CoMoViError(f"{clip_dir}: cannot be decoded ({exc}); re-encode it as H.264 mp4") from exc
     if len(clip.rgb) < frames or len(clip.motion_map) < frames:
-        raise CoMoViError(f"{clip_dir}: only {min(len(clip.rgb), len(clip.motion_map))} of its frames decode, "
-                          f"fewer than --frames {frames}: re-encode it as H.264 mp4")
+        raise CoMoViError(
+            f"{clip_dir}: only {min(len(clip.rgb), len(clip.motion_map))} of its frames decode, "
+            f"fewer than --frames {frames}: re-encode it as H.264 mp4"
+        )
     dtype = LATENT_DTYPES[config["latent_dtype"]]
     x0_rgb, x0_motion = encode_clip(vae, clip, device)
-    tensors = {"rgb": x0_rgb[0].to("cpu", dtype).contiguous(), "motion_map": x0_motion[0].to("cpu", dtype).contiguous(),
-               "context": trim_context(text_encoder([clip.caption]).cpu())}
+    tensors = {
+        "rgb": x0_rgb[0].to("cpu", dtype).contiguous(),
+        "motion_map": x0_motion[0].to("cpu", dtype).contiguous(),
+        "context": trim_context(text_encoder([clip.caption]).cpu()),
+    }
     if clip.motion is not None:  # the frames trained on; betas are per clip
         m = clip.motion
         arrays = {"global_orient": m.global_orient[:frames], "body_pose": m.body_pose[:frames], "betas": m.betas}
         tensors.update({k: torch.from_numpy(np.ascontiguousarray(arrays[k])) for k in SMPL_KEYS})
-    entry = {"name": clip_dir.name, "caption": clip.caption, "smpl": clip.motion is not None,
-             "bucket": [frames, config["height"], config["width"]]}
+    entry = {
+        "name": clip_dir.name,
+        "caption": clip.caption,
+        "smpl": clip.motion is not None,
+        "bucket": [frames, config["height"], config["width"]],
+    }
     return tensors, entry
 
 
-def build_shard(out: Path, index: int, data: Path, sources: list[str], config: dict, vae, text_encoder,
-                device) -> dict:
+def build_shard(out: Path, index: int, data: Path, sources: list[str], config: dict, vae, text_encoder, device) -> dict:
     """Write ``shard_<index>`` from the clip folders ``sources`` of ``data``; returns its metadata."""
     tensors, clips, skipped = {}, [], []
     for name in sources:
@@ -89,8 +97,14 @@ def build_shard(out: Path, index: int, data: Path, sources: list[str], config: d
             continue
         tensors.update({f"{len(clips)}.{key}": value for key, value in parts.items()})
         clips.append(entry)
-    meta = {"format": FORMAT, "config": config, "sources": sources, "clips": clips, "skipped": skipped,
-            "shapes": {key: list(tensors[f"0.{key}"].shape) for key in ("rgb", "motion_map")} if clips else {}}
+    meta = {
+        "format": FORMAT,
+        "config": config,
+        "sources": sources,
+        "clips": clips,
+        "skipped": skipped,
+        "shapes": {key: list(tensors[f"0.{key}"].shape) for key in ("rgb", "motion_map")} if clips else {},
+    }
     with atomic_path(out / shard_name(index)) as tmp:
         save_file(tensors, str(tmp), metadata={META_KEY: json.dumps(meta)})
     return meta
@@ -106,20 +120,25 @@ def finalize(out: Path) -> dict:
     """Check that every planned shard is complete and current, then write ``report.json`` and ``manifest.json``;
     TrainingDataError when no clip at all is usable. Returns the manifest."""
     if not (out / PLAN).is_file():
-        raise CoMoViError(f"{out}: nothing prepared there (no {PLAN}): run python -m comovi_core.prepare --data ... "
-                          f"--out {out} first")
+        raise CoMoViError(
+            f"{out}: nothing prepared there (no {PLAN}): run python -m comovi_core.prepare --data ... --out {out} first"
+        )
     plan = json.loads((out / PLAN).read_text())
     missing = [k for k in range(len(plan["shards"])) if not (out / shard_name(k)).is_file()]
     if missing:
-        raise CoMoViError(f"{out}: {len(missing)} of {len(plan['shards'])} shards are not prepared yet "
-                          f"({', '.join(shard_name(k) for k in missing[:5])}{', ...' if len(missing) > 5 else ''}): "
-                          "wait for the ranks still running, or run prepare again for them (shard k belongs to "
-                          "--rank k % --world-size)")
+        raise CoMoViError(
+            f"{out}: {len(missing)} of {len(plan['shards'])} shards are not prepared yet "
+            f"({', '.join(shard_name(k) for k in missing[:5])}{', ...' if len(missing) > 5 else ''}): "
+            "wait for the ranks still running, or run prepare again for them (shard k belongs to "
+            "--rank k % --world-size)"
+        )
     metas = [shard_meta(out / shard_name(k)) for k in range(len(plan["shards"]))]
     stale = [k for k, m in enumerate(metas) if m["config"] != plan["config"] or m["sources"] != plan["shards"][k]]
     if stale:
-        raise CoMoViError(f"{out}: {shard_name(stale[0])} (and {len(stale) - 1} more) belong to another preparation "
-                          "(other settings or clips): run the prepare command again, it rebuilds them")
+        raise CoMoViError(
+            f"{out}: {shard_name(stale[0])} (and {len(stale) - 1} more) belong to another preparation "
+            "(other settings or clips): run the prepare command again, it rebuilds them"
+        )
     if not (out / EMPTY_PROMPT).is_file():
         raise CoMoViError(f"{out}: {EMPTY_PROMPT} is missing: run the prepare command again")
     skipped = [s for m in metas for s in m["skipped"]]
@@ -127,16 +146,33 @@ def finalize(out: Path) -> dict:
     write_json(out / REPORT, {"usable": usable, "skipped": skipped})
     if usable == 0:
         lines = [reason for s in skipped for reason in s["reasons"]]
-        raise TrainingDataError(f"none of the {len(skipped)} clips of {plan['data']} can be used (each reason is in "
-                                f"{out / REPORT}); fix or replace them:\n  " + "\n  ".join(lines[:20]))
-    shards = [{"file": shard_name(k), "clips": [c["name"] for c in m["clips"]], "smpl": [c["smpl"] for c in m["clips"]],
-               "bucket": [plan["config"][k] for k in ("frames", "height", "width")], "shapes": m["shapes"]}
-              for k, m in enumerate(metas) if m["clips"]]
+        raise TrainingDataError(
+            f"none of the {len(skipped)} clips of {plan['data']} can be used (each reason is in "
+            f"{out / REPORT}); fix or replace them:\n  " + "\n  ".join(lines[:20])
+        )
+    shards = [
+        {
+            "file": shard_name(k),
+            "clips": [c["name"] for c in m["clips"]],
+            "smpl": [c["smpl"] for c in m["clips"]],
+            "bucket": [plan["config"][k] for k in ("frames", "height", "width")],
+            "shapes": m["shapes"],
+        }
+        for k, m in enumerate(metas)
+        if m["clips"]
+    ]
     buckets: dict[str, int] = {}
     for shard in shards:
         buckets[bucket_name(shard["bucket"])] = buckets.get(bucket_name(shard["bucket"]), 0) + len(shard["clips"])
-    manifest = {"format": FORMAT, "config": plan["config"], "data": plan["data"], "clips": usable,
-                "skipped": len(skipped), "buckets": buckets, "shards": shards}
+    manifest = {
+        "format": FORMAT,
+        "config": plan["config"],
+        "data": plan["data"],
+        "clips": usable,
+        "skipped": len(skipped),
+        "buckets": buckets,
+        "shards": shards,
+    }
     write_json(out / MANIFEST, manifest)
     log.info("cache %s: %d clips in %d shards, %d skipped (see %s)", out, usable, len(shards), len(skipped), REPORT)
     return manifest

@@ -51,12 +51,12 @@ class PinholeCamera:
         return self.image_size[1]
 
     @classmethod
-    def default_for(cls, height: int, width: int, fov_degrees: float = 50.0) -> "PinholeCamera":
+    def default_for(cls, height: int, width: int, fov_degrees: float = 50.0) -> PinholeCamera:
         """A centred camera whose vertical field of view is ``fov_degrees``."""
         f = 0.5 * height / math.tan(math.radians(fov_degrees) / 2)
         return cls((f, f), (width / 2, height / 2), (height, width))
 
-    def resized(self, height: int, width: int) -> "PinholeCamera":
+    def resized(self, height: int, width: int) -> PinholeCamera:
         """The same view rendered at another resolution (intrinsics scaled per axis)."""
         sy, sx = height / self.height, width / self.width
         return PinholeCamera(
@@ -65,12 +65,12 @@ class PinholeCamera:
             (height, width),
         )
 
-    def cropped(self, top: int, left: int, height: int, width: int) -> "PinholeCamera":
+    def cropped(self, top: int, left: int, height: int, width: int) -> PinholeCamera:
         """The view of the window of (height, width) pixels whose top-left pixel is (top, left)."""
         (cx, cy) = self.principal_point
         return PinholeCamera(self.focal_length, (cx - left, cy - top), (height, width))
 
-    def padded_to(self, height: int, width: int) -> "PinholeCamera":
+    def padded_to(self, height: int, width: int) -> PinholeCamera:
         """The view after the image is padded (centred) to the aspect of (height, width) and resized to it, the
         geometry of ``conditioning.pad_to_aspect``; equals ``resized`` when the aspects already match."""
         h, w = self.height, self.width

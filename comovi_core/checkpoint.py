@@ -36,13 +36,17 @@ def describe(path) -> str:
     embed = ckpt.tensors.get("rgb.patch_embedding.weight") or ckpt.tensors.get("motion.patch_embedding.weight")
     lines = [f"{ckpt.path}", f"  layout      : {ckpt.format}"]
     if embed is not None:
-        lines.append(f"  sizes       : hidden {embed.shape[0]}, latent channels {embed.shape[1]}, "
-                     f"{len(blocks)} RGB blocks, {len(motion_blocks)} motion blocks")
+        lines.append(
+            f"  sizes       : hidden {embed.shape[0]}, latent channels {embed.shape[1]}, "
+            f"{len(blocks)} RGB blocks, {len(motion_blocks)} motion blocks"
+        )
     for part, n in sorted(params.items()):
         lines.append(f"  {part:<28}: {_count(n)} params")
     lines.append(f"  total       : {_count(sum(params.values())).strip()} params in {len(ckpt.tensors)} tensors")
     lines.append(f"  dtypes      : {dict(dtypes)}")
-    lines.append(f"  3D head     : {'present' if ckpt.has_smpl_head else 'absent (the model runs without SMPL output)'}")
+    lines.append(
+        f"  3D head     : {'present' if ckpt.has_smpl_head else 'absent (the model runs without SMPL output)'}"
+    )
     if ckpt.unmapped:
         lines.append(f"  unmapped    : {len(ckpt.unmapped)} tensors with no place in CoMoVi, e.g. {ckpt.unmapped[:3]}")
     return "\n".join(lines)

@@ -14,10 +14,15 @@ MAX_IMAGE_PIXELS = 64_000_000  # larger inputs are refused before any decoding w
 def check_video_size(height: int, width: int, num_frames: int) -> None:
     """H, W multiples of 32; frames = 4k+1 (Wan2.2 VAE: 16x spatial, 4x temporal, patch 2)."""
     if height % 32 or width % 32 or height < 32 or width < 32:
-        raise CoMoViError(f"height and width must be positive multiples of 32, got {height}x{width}; e.g. 704x1280 or 480x832")
+        raise CoMoViError(
+            f"height and width must be positive multiples of 32, got {height}x{width}; e.g. 704x1280 or 480x832"
+        )
     if num_frames < 5 or (num_frames - 1) % 4:
         lower = max(5, (num_frames - 1) // 4 * 4 + 1)
-        raise CoMoViError(f"the number of frames must be 4k+1 and at least 5 (5, 9, ..., 81, ...), got {num_frames}; try {lower} or {lower + 4}")
+        raise CoMoViError(
+            f"the number of frames must be 4k+1 and at least 5 (5, 9, ..., 81, ...), got {num_frames}; try "
+            f"{lower} or {lower + 4}"
+        )
 
 
 def check_steps(steps: int) -> None:
@@ -30,12 +35,16 @@ def load_image(path) -> Image.Image:
     try:
         image = Image.open(path)
     except Image.DecompressionBombError as exc:  # PIL refuses the header of a huge image before we see its size
-        raise CoMoViError(f"the start image {path} is far above {MAX_IMAGE_PIXELS // 1_000_000} megapixels ({exc}); "
-                          "resize it first") from exc
+        raise CoMoViError(
+            f"the start image {path} is far above {MAX_IMAGE_PIXELS // 1_000_000} megapixels ({exc}); resize it first"
+        ) from exc
     except (OSError, ValueError) as exc:
         raise CoMoViError(f"could not read the start image {path}: {exc}") from exc
     if image.width * image.height > MAX_IMAGE_PIXELS:
-        raise CoMoViError(f"the start image is {image.width}x{image.height}; images above {MAX_IMAGE_PIXELS // 1_000_000} megapixels are refused, resize it first")
+        raise CoMoViError(
+            f"the start image is {image.width}x{image.height}; images above {MAX_IMAGE_PIXELS // 1_000_000} "
+            "megapixels are refused, resize it first"
+        )
     if image.mode in ("RGBA", "LA", "P"):
         image = image.convert("RGBA")
         white = Image.new("RGBA", image.size, (255, 255, 255, 255))

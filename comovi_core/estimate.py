@@ -35,16 +35,29 @@ import torch
 
 from .body.motion_file import SMPLMotion
 from .body.rotations import axis_angle_to_matrix, matrix_to_axis_angle
+from .camera import PinholeCamera
 from .cli import run_cli
 from .errors import CoMoViError
 from .fit_prior import joint_limits
-from .camera import PinholeCamera
 
 log = logging.getLogger("comovi_core.estimate")
 
 # OpenPose COCO-18 keypoint index -> SMPL joint index (nose, eyes and ears have no SMPL joint)
-OPENPOSE_TO_SMPL: dict[int, int] = {1: 12, 2: 17, 3: 19, 4: 21, 5: 16, 6: 18, 7: 20, 8: 2, 9: 5, 10: 8, 11: 1, 12: 4,
-                                    13: 7}
+OPENPOSE_TO_SMPL: dict[int, int] = {
+    1: 12,
+    2: 17,
+    3: 19,
+    4: 21,
+    5: 16,
+    6: 18,
+    7: 20,
+    8: 2,
+    9: 5,
+    10: 8,
+    11: 1,
+    12: 4,
+    13: 7,
+}
 MIN_KEYPOINTS = 6
 _FLIP = (math.pi, 0.0, 0.0)  # SMPL y-up, facing +z -> camera y-down, facing the camera
 
@@ -80,8 +93,9 @@ def read_pose_json(path: Path, person: int = 0) -> tuple[np.ndarray, tuple[int, 
         raise CoMoViError(f"could not read the keypoints JSON {path}: {exc}") from exc
     frame = data[0] if isinstance(data, list) and data else data
     if not isinstance(frame, dict):
-        raise CoMoViError(f"{path}: expected an OpenPose-style JSON object with 'people', 'canvas_height', "
-                          "'canvas_width'")
+        raise CoMoViError(
+            f"{path}: expected an OpenPose-style JSON object with 'people', 'canvas_height', 'canvas_width'"
+        )
     return keypoints_from_pose_json(frame, person)
 
 
@@ -91,9 +105,11 @@ def _joint_targets(keypoints: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, t
     kp = torch.as_tensor(keypoints[idx], dtype=torch.float32)
     conf = kp[:, 2].clamp(0, 1)
     if int((conf > 0.1).sum()) < MIN_KEYPOINTS:
-        raise CoMoViError(f"only {int((conf > 0.1).sum())} body keypoints are confident; at least {MIN_KEYPOINTS} "
-                          "of neck, shoulders, elbows, wrists, hips, knees and ankles are needed "
-                          "(is the whole body in view?)")
+        raise CoMoViError(
+            f"only {int((conf > 0.1).sum())} body keypoints are confident; at least {MIN_KEYPOINTS} "
+            "of neck, shoulders, elbows, wrists, hips, knees and ankles are needed "
+            "(is the whole body in view?)"
+        )
     return torch.tensor([OPENPOSE_TO_SMPL[i] for i in idx]), kp[:, :2], conf
 
 
@@ -108,8 +124,9 @@ def _initial_translation(body, camera: PinholeCamera, joints_idx, targets, conf)
     (fx, fy), (cx, cy) = camera.focal_length, camera.principal_point
     centre = j2.mean(0)
     offset = j3.mean(0)
-    return torch.tensor([(float(centre[0]) - cx) * z / fx - float(offset[0]),
-                         (float(centre[1]) - cy) * z / fy - float(offset[1]), z])
+    return torch.tensor(
+        [(float(centre[0]) - cx) * z / fx - float(offset[0]), (float(centre[1]) - cy) * z / fy - float(offset[1]), z]
+    )
 
 
 def _fit(body, camera, joints_idx, targets, conf, yaw: float, iterations: int):
@@ -134,14 +151,23 @@ def _fit(body, camera, joints_idx, targets, conf, yaw: float, iterations: int):
     return float(data.detach()), orient.detach(), pose.detach(), transl.detach()
 
 
-def estimate_start_pose(body, keypoints: np.ndarray, height: int, width: int, fov_degrees: float = 50.0,
-                        iterations: int = 240, fps: float = 16.0) -> SMPLMotion:
+def estimate_start_pose(
+    body,
+    keypoints: np.ndarray,
+    height: int,
+    width: int,
+    fov_degrees: float = 50.0,
+    iterations: int = 240,
+    fps: float = 16.0,
+) -> SMPLMotion:
     """keypoints (18, 3) COCO-18 in pixels (x, y, confidence) -> a one-frame SMPLMotion (mean shape)."""
     if keypoints.shape != (18, 3) or not np.all(np.isfinite(keypoints)):
         raise CoMoViError(f"keypoints must be a finite (18, 3) array (COCO-18 x, y, confidence), got {keypoints.shape}")
     if not 1.0 <= fov_degrees <= 170.0:
-        raise CoMoViError(f"field of view {fov_degrees} degrees is outside 1..170: give the start image's vertical "
-                          "field of view (about 50 for a phone or webcam picture)")
+        raise CoMoViError(
+            f"field of view {fov_degrees} degrees is outside 1..170: give the start image's vertical "
+            "field of view (about 50 for a phone or webcam picture)"
+        )
     camera = PinholeCamera.default_for(height, width, fov_degrees)
     with torch.inference_mode(False), torch.enable_grad():
         body = copy.deepcopy(body).cpu().float()
@@ -158,8 +184,13 @@ BETAS_PULL = 0.05  # per squared unit of betas away from the network's
 LIMITS = 10.0  # per squared radian beyond joint limits
 
 
-def refine_to_keypoints(body, camera: PinholeCamera, start: tuple[torch.Tensor, ...], keypoints: np.ndarray,
-                        iterations: int = REFINE_ITERATIONS) -> tuple[torch.Tensor, ...]:
+def refine_to_keypoints(
+    body,
+    camera: PinholeCamera,
+    start: tuple[torch.Tensor, ...],
+    keypoints: np.ndarray,
+    iterations: int = REFINE_ITERATIONS,
+) -> tuple[torch.Tensor, ...]:
     """Move an estimate (global_orient (3,), body_pose (69,), betas (10,), transl (3,)) so its joints reproject
     onto COCO-18 ``keypoints``: first place and turn only (depth from the skeleton's size), then everything,
     pulled toward the estimate's pose and shape and held within joint limits. -> the same four tensors."""
@@ -185,9 +216,17 @@ def refine_to_keypoints(body, camera: PinholeCamera, start: tuple[torch.Tensor, 
     return tuple(t.detach()[0] for t in (orient, pose, betas, transl))
 
 
-def estimate_from_image(body, image: torch.Tensor, estimator=None, keypoints: np.ndarray | None = None,
-                        mask=None, detector=None, fov_degrees: float = 50.0, fps: float = 16.0,
-                        iterations: int = REFINE_ITERATIONS) -> tuple[SMPLMotion, dict]:
+def estimate_from_image(
+    body,
+    image: torch.Tensor,
+    estimator=None,
+    keypoints: np.ndarray | None = None,
+    mask=None,
+    detector=None,
+    fov_degrees: float = 50.0,
+    fps: float = 16.0,
+    iterations: int = REFINE_ITERATIONS,
+) -> tuple[SMPLMotion, dict]:
     """The start pose from the start image ``image`` (H, W, 3) RGB in [0, 1] -> (one-frame SMPLMotion, info).
 
     ``estimator``: an ``HMR2`` module (``comovi_core.hmr.checkpoint.load_hmr2``) or None for the keypoint fit.
@@ -199,15 +238,19 @@ def estimate_from_image(body, image: torch.Tensor, estimator=None, keypoints: np
         raise CoMoViError(f"the start image must be (H, W, 3) RGB, got {tuple(image.shape)}")
     height, width = image.shape[:2]
     if not 1.0 <= fov_degrees <= 170.0:
-        raise CoMoViError(f"field of view {fov_degrees} degrees is outside 1..170: give the start image's vertical "
-                          "field of view (about 50 for a phone or webcam picture)")
+        raise CoMoViError(
+            f"field of view {fov_degrees} degrees is outside 1..170: give the start image's vertical "
+            "field of view (about 50 for a phone or webcam picture)"
+        )
     if keypoints is not None and keypoints.shape != (18, 3):
         raise CoMoViError(f"keypoints must be (18, 3) COCO-18 x, y, confidence, got {keypoints.shape}")
     focal = f"field of view {fov_degrees:g} degrees"
     if estimator is None:
         if keypoints is None:
-            raise CoMoViError("no estimator weights and no keypoints: put HMR 2.0 in models/smpl_estimators (see "
-                              "README, 'Start pose'), or connect body keypoints (DWPose / OpenPose)")
+            raise CoMoViError(
+                "no estimator weights and no keypoints: put HMR 2.0 in models/smpl_estimators (see "
+                "README, 'Start pose'), or connect body keypoints (DWPose / OpenPose)"
+            )
         motion = estimate_start_pose(body, keypoints, height, width, fov_degrees, fps=fps)
         info = {"estimator": "keypoint fit", "focal": focal, "box": None}
     else:
@@ -229,16 +272,27 @@ def estimate_from_image(body, image: torch.Tensor, estimator=None, keypoints: np
             params = refine_to_keypoints(body, camera, params, keypoints, iterations)
         orient, pose, betas, transl = (p.numpy()[None] for p in params)
         motion = SMPLMotion(orient, pose, betas[0], transl, fps, camera)
-        info = {"estimator": "HMR 2.0" + (" + keypoint refinement" if keypoints is not None else ""),
-                "focal": focal, "box": [round(float(v), 1) for v in box]}
+        info = {
+            "estimator": "HMR 2.0" + (" + keypoint refinement" if keypoints is not None else ""),
+            "focal": focal,
+            "box": [round(float(v), 1) for v in box],
+        }
     if keypoints is not None:
         info["reprojection_px"] = reprojection_error_px(body, motion, keypoints)
     log.info("start pose: %s, focal from the %s, person box %s", info["estimator"], focal, info["box"])
     return motion, info
 
 
-def estimate_start(body, image=None, pose_frames=None, person: int = 0, mask=None, estimator_path=None,
-                   fov_degrees: float = 50.0, allow_download: bool = False) -> tuple[SMPLMotion, torch.Tensor]:
+def estimate_start(
+    body,
+    image=None,
+    pose_frames=None,
+    person: int = 0,
+    mask=None,
+    estimator_path=None,
+    fov_degrees: float = 50.0,
+    allow_download: bool = False,
+) -> tuple[SMPLMotion, torch.Tensor]:
     """What a graph gives (IMAGE (1, H, W, 3), POSE_KEYPOINT frames, MASK (1, H, W), an estimator file) -> the
     start pose and a preview (1, H, W, 3) of the body over the picture (over white without a picture)."""
     keypoints = size = None
@@ -255,8 +309,10 @@ def estimate_start(body, image=None, pose_frames=None, person: int = 0, mask=Non
     else:
         picture = torch.as_tensor(image)[0, ..., :3].float().cpu()
         if size is not None and size != tuple(picture.shape[:2]):
-            raise CoMoViError(f"the keypoints are for a {size} canvas but the image is {tuple(picture.shape[:2])}: "
-                              "run the pose estimator on this image at its own size")
+            raise CoMoViError(
+                f"the keypoints are for a {size} canvas but the image is {tuple(picture.shape[:2])}: "
+                "run the pose estimator on this image at its own size"
+            )
         estimator = detector = None
         if estimator_path is not None:
             from .hmr.checkpoint import load_hmr2
@@ -277,8 +333,12 @@ def overlay_preview(body, motion: SMPLMotion, picture: torch.Tensor, opacity: fl
     from .motion_map.render import render_motion_map
 
     with torch.no_grad():
-        out = body(torch.as_tensor(motion.global_orient[:1]), torch.as_tensor(motion.body_pose[:1]),
-                   torch.as_tensor(motion.betas), torch.as_tensor(motion.transl[:1]))
+        out = body(
+            torch.as_tensor(motion.global_orient[:1]),
+            torch.as_tensor(motion.body_pose[:1]),
+            torch.as_tensor(motion.betas),
+            torch.as_tensor(motion.transl[:1]),
+        )
     frames = render_motion_map(out.vertices.float(), body.faces, body.part_ids, motion.camera, backend="torch")
     return overlay(picture[None], frames.images.cpu(), frames.mask.cpu(), opacity)[0]
 
@@ -287,22 +347,37 @@ def reprojection_error_px(body, motion: SMPLMotion, keypoints: np.ndarray) -> fl
     """Mean confidence-weighted distance (pixels) between the motion's frame-0 joints and the keypoints."""
     joints_idx, targets, conf = _joint_targets(keypoints)
     with torch.no_grad():
-        joints = body(torch.as_tensor(motion.global_orient[:1]), torch.as_tensor(motion.body_pose[:1]),
-                      torch.as_tensor(motion.betas), torch.as_tensor(motion.transl[:1])).joints[0]
+        joints = body(
+            torch.as_tensor(motion.global_orient[:1]),
+            torch.as_tensor(motion.body_pose[:1]),
+            torch.as_tensor(motion.betas),
+            torch.as_tensor(motion.transl[:1]),
+        ).joints[0]
     distance = (motion.camera.project(joints[joints_idx].float()) - targets).norm(dim=-1)
     return float((conf * distance).sum() / conf.sum())
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m comovi_core.estimate", description=__doc__.split("\n\n")[0])
-    p.add_argument("source", type=Path, help="the start image (.png/.jpg), or an OpenPose/DWPose JSON of it "
-                   "(COCO-18 body keypoints) for the keypoint-only fit")
+    p.add_argument(
+        "source",
+        type=Path,
+        help="the start image (.png/.jpg), or an OpenPose/DWPose JSON of it "
+        "(COCO-18 body keypoints) for the keypoint-only fit",
+    )
     p.add_argument("--out", type=Path, required=True, help="where to write the one-frame motion (.npz)")
     p.add_argument("--keypoints", type=Path, help="OpenPose/DWPose JSON of the start image: person box and refinement")
-    p.add_argument("--estimator", type=Path, help="HMR 2.0 checkpoint (.ckpt or .safetensors); without it the "
-                   "body is fitted to the keypoints only")
-    p.add_argument("--detector", default=None, help="RT-DETR folder or Hugging Face repo for the person box when "
-                   "no keypoints are given (default PekingU/rtdetr_r50vd, from the local cache)")
+    p.add_argument(
+        "--estimator",
+        type=Path,
+        help="HMR 2.0 checkpoint (.ckpt or .safetensors); without it the body is fitted to the keypoints only",
+    )
+    p.add_argument(
+        "--detector",
+        default=None,
+        help="RT-DETR folder or Hugging Face repo for the person box when "
+        "no keypoints are given (default PekingU/rtdetr_r50vd, from the local cache)",
+    )
     p.add_argument("--download", action="store_true", help="allow downloading the detector from Hugging Face")
     p.add_argument("--person", type=int, default=0, help="which person of the keypoints JSON to use")
     p.add_argument("--fov", type=float, default=50.0, help="vertical field of view of the start image, degrees")
@@ -351,9 +426,13 @@ def run(args: argparse.Namespace) -> SMPLMotion:
         body = load_body_model(args.body_model)
         motion, info = estimate_from_image(body, image, estimator, keypoints, None, detector, args.fov, args.fps)
     save_motion(args.out, motion)
-    log.info("start pose from %s (%s%s); wrote %s", args.source, info["estimator"],
-             f", mean reprojection error {info['reprojection_px']:.1f} px" if "reprojection_px" in info else "",
-             args.out)
+    log.info(
+        "start pose from %s (%s%s); wrote %s",
+        args.source,
+        info["estimator"],
+        f", mean reprojection error {info['reprojection_px']:.1f} px" if "reprojection_px" in info else "",
+        args.out,
+    )
     return motion
 
 

@@ -15,14 +15,15 @@ import numpy as np
 import torch
 
 from .body.rotations import axis_angle_to_matrix, matrix_to_axis_angle
+from .camera import PinholeCamera
 from .estimate import OPENPOSE_TO_SMPL, estimate_start_pose, refine_to_keypoints
 from .metrics import motion_errors
-from .camera import PinholeCamera
 from .motion_map.render import render_motion_map
 
 
-def perturb(orient, pose, betas, transl, seed: int, joint_deg: float = 15.0, betas_noise: float = 0.1,
-            depth_scale: float = 1.2):
+def perturb(
+    orient, pose, betas, transl, seed: int, joint_deg: float = 15.0, betas_noise: float = 0.1, depth_scale: float = 1.2
+):
     """An HMR-like error on (orient (3,), pose (69,), betas (10,), transl (3,)) -> the same four, perturbed."""
     g = torch.Generator().manual_seed(seed)
     rots = torch.cat([orient.reshape(1, 3), pose.reshape(23, 3)]).double()
@@ -53,8 +54,9 @@ def _score(body, params, truth_out, truth_mask, camera: PinholeCamera) -> dict[s
     return {"mpjpe_mm": errors["mpjpe_mm"], "pa_mpjpe_mm": errors["pa_mpjpe_mm"], "iou": iou}
 
 
-def refinement_trial(body, orient, pose, betas, transl, camera: PinholeCamera, seed: int,
-                     render_scale: float = 0.5) -> dict[str, dict[str, float]]:
+def refinement_trial(
+    body, orient, pose, betas, transl, camera: PinholeCamera, seed: int, render_scale: float = 0.5
+) -> dict[str, dict[str, float]]:
     """-> {"start": scores, "refined": scores, "keypoint_fit": scores}; scores: mpjpe_mm, pa_mpjpe_mm, iou,
     transl_error_m. Silhouettes are drawn at ``render_scale`` of the camera's size (IoU barely changes)."""
     small = camera.resized(round(camera.height * render_scale), round(camera.width * render_scale))

@@ -32,14 +32,17 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m comovi_core.evaluate", description=__doc__.split("\n\n")[0])
     p.add_argument("run", type=Path, help="a generate output folder (motion.npz, motion_map.mp4)")
     p.add_argument("--gt", type=Path, help="reference SMPL motion (.npz) to compare the 3D motion with")
-    p.add_argument("--body-model", type=Path, help="SMPL model file or folder; default: the stand-in mannequin (not SMPL)")
+    p.add_argument(
+        "--body-model", type=Path, help="SMPL model file or folder; default: the stand-in mannequin (not SMPL)"
+    )
     p.add_argument("--out", type=Path, help="where to write the JSON (default: RUN/eval.json)")
     p.add_argument("--backend", default="auto", choices=("auto", "torch", "pyrender"), help="motion-map renderer")
     return p.parse_args(argv)
 
 
-def consistency(body, motion, generated: torch.Tensor, backend: str = "auto", max_frames: int | None = None,
-                stride: int = 1) -> dict[str, float]:
+def consistency(
+    body, motion, generated: torch.Tensor, backend: str = "auto", max_frames: int | None = None, stride: int = 1
+) -> dict[str, float]:
     """``motion`` (SMPLMotion) rendered exactly vs ``generated`` (T, H, W, 3) in [0, 1] (comovi_v1 shading).
 
     A cheap estimate for long, large videos: ``max_frames`` evenly spaced frames, and every ``stride``-th pixel
@@ -51,8 +54,10 @@ def consistency(body, motion, generated: torch.Tensor, backend: str = "auto", ma
     frames = min(motion.num_frames, generated.shape[0])
     camera = motion.camera
     if tuple(generated.shape[1:3]) != (camera.height, camera.width):
-        raise CoMoViError(f"the motion map is {tuple(generated.shape[1:3])} but the motion's camera is "
-                          f"{(camera.height, camera.width)}: evaluate the motion.npz written with this motion map")
+        raise CoMoViError(
+            f"the motion map is {tuple(generated.shape[1:3])} but the motion's camera is "
+            f"{(camera.height, camera.width)}: evaluate the motion.npz written with this motion map"
+        )
     index = torch.arange(frames)
     if max_frames is not None and frames > max_frames:
         index = torch.linspace(0, frames - 1, max_frames).round().long()
@@ -71,7 +76,10 @@ def versus_reference(body, motion, reference) -> dict[str, float]:
     frames = min(motion.num_frames, reference.num_frames)
     with torch.no_grad():
         pred, gt = camera_vertices(body, motion), camera_vertices(body, reference)
-    return {"frames": frames, **motion_errors(pred.joints[:frames], gt.joints[:frames], pred.vertices[:frames], gt.vertices[:frames])}
+    return {
+        "frames": frames,
+        **motion_errors(pred.joints[:frames], gt.joints[:frames], pred.vertices[:frames], gt.vertices[:frames]),
+    }
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -81,7 +89,9 @@ def run(args: argparse.Namespace) -> dict:
 
     motion_path, map_path = args.run / "motion.npz", args.run / "motion_map.mp4"
     if not motion_path.is_file():
-        raise CoMoViError(f"no motion.npz in {args.run}: the run had no 3D head and --no-fit, or this is not a generate output folder")
+        raise CoMoViError(
+            f"no motion.npz in {args.run}: the run had no 3D head and --no-fit, or this is not a generate output folder"
+        )
     out = args.out or args.run / "eval.json"
     check_writable_file(out, "--out file")
     motion = load_motion(motion_path)

@@ -62,12 +62,18 @@ def bvh_text(model: BodyModel, motion: SMPLMotion) -> str:
         lines.append(f"{pad}{'ROOT' if depth == 0 else 'JOINT'} {SMPL_JOINT_NAMES[j]}")
         lines.append(f"{pad}{{")
         lines.append(f"{pad}  OFFSET {offset[0]:.6f} {offset[1]:.6f} {offset[2]:.6f}")
-        channels = "6 Xposition Yposition Zposition Zrotation Xrotation Yrotation" if depth == 0 else "3 Zrotation Xrotation Yrotation"
+        channels = (
+            "6 Xposition Yposition Zposition Zrotation Xrotation Yrotation"
+            if depth == 0
+            else "3 Zrotation Xrotation Yrotation"
+        )
         lines.append(f"{pad}  CHANNELS {channels}")
         for c in children[j]:
             joint(c, depth + 1)
         if not children[j]:
-            lines.extend([f"{pad}  End Site", f"{pad}  {{", f"{pad}    OFFSET 0.000000 0.050000 0.000000", f"{pad}  }}"])
+            lines.extend(
+                [f"{pad}  End Site", f"{pad}  {{", f"{pad}    OFFSET 0.000000 0.050000 0.000000", f"{pad}  }}"]
+            )
         lines.append(f"{pad}}}")
 
     joint(0, 0)
@@ -123,9 +129,16 @@ def write_obj_sequence(folder: str | Path, model: BodyModel, motion: SMPLMotion)
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m comovi_core.export", description=__doc__.split("\n\n")[0])
     p.add_argument("motion", type=Path, help="SMPL motion file (.npz)")
-    p.add_argument("--format", required=True, choices=FORMATS, help="bvh: skeleton animation; obj: one mesh per frame; glb: skinned animated mesh")
+    p.add_argument(
+        "--format",
+        required=True,
+        choices=FORMATS,
+        help="bvh: skeleton animation; obj: one mesh per frame; glb: skinned animated mesh",
+    )
     p.add_argument("--out", type=Path, required=True, help="output .bvh / .glb file, or a folder for obj")
-    p.add_argument("--body-model", type=Path, help="SMPL model file or folder; default: the stand-in mannequin (not SMPL)")
+    p.add_argument(
+        "--body-model", type=Path, help="SMPL model file or folder; default: the stand-in mannequin (not SMPL)"
+    )
     return p.parse_args(argv)
 
 
@@ -137,7 +150,9 @@ def run(args: argparse.Namespace) -> Path:
     else:
         check_writable_file(args.out, "--out file")
     motion = load_motion(args.motion)
-    model = load_body_model(args.body_model, motion.gender if motion.gender in ("neutral", "male", "female") else "neutral")
+    model = load_body_model(
+        args.body_model, motion.gender if motion.gender in ("neutral", "male", "female") else "neutral"
+    )
     if args.format == "bvh":
         write_bvh(args.out, model, motion)
     elif args.format == "glb":

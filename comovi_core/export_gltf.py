@@ -41,7 +41,12 @@ class _Buffer:
             view["target"] = target
         self.data += blob
         self.views.append(view)
-        accessor = {"bufferView": len(self.views) - 1, "componentType": component, "count": int(array.shape[0]), "type": kind}
+        accessor = {
+            "bufferView": len(self.views) - 1,
+            "componentType": component,
+            "count": int(array.shape[0]),
+            "type": kind,
+        }
         if bounds:
             flat = array.reshape(array.shape[0], -1)
             accessor.update(min=flat.min(0).tolist(), max=flat.max(0).tolist())
@@ -55,7 +60,10 @@ def _skin_sets(weights: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
     top = np.take_along_axis(weights, order, axis=1)
     sets = 1 if np.all(top[:, 4:] <= 1e-8) else 2
     top = top[:, : 4 * sets] / top[:, : 4 * sets].sum(1, keepdims=True)
-    return [(order[:, 4 * s:4 * s + 4].astype(np.uint16), top[:, 4 * s:4 * s + 4].astype(np.float32)) for s in range(sets)]
+    return [
+        (order[:, 4 * s : 4 * s + 4].astype(np.uint16), top[:, 4 * s : 4 * s + 4].astype(np.float32))
+        for s in range(sets)
+    ]
 
 
 def glb_bytes(model: BodyModel, motion: SMPLMotion) -> bytes:
@@ -64,7 +72,7 @@ def glb_bytes(model: BodyModel, motion: SMPLMotion) -> bytes:
     parents = [-1] + model.smpl.parents.tolist()[1:]
     with torch.no_grad():
         betas = torch.from_numpy(np.asarray(motion.betas, np.float32))[None]
-        shaped = (model.smpl.v_template + torch.einsum("bl,vcl->vc", betas, model.smpl.shapedirs[..., :betas.shape[1]]))
+        shaped = model.smpl.v_template + torch.einsum("bl,vcl->vc", betas, model.smpl.shapedirs[..., : betas.shape[1]])
     positions = shaped.double().numpy().astype(np.float32)
     frames = motion.num_frames
     poses = motion.full_pose.reshape(frames, 24, 3).astype(np.float64)
@@ -72,7 +80,9 @@ def glb_bytes(model: BodyModel, motion: SMPLMotion) -> bytes:
 
     local = Rotation.from_rotvec(poses.reshape(-1, 3)).as_matrix().reshape(frames, 24, 3, 3)
     local[:, 0] = CAMERA_TO_WORLD @ local[:, 0]
-    quats = Rotation.from_matrix(local.reshape(-1, 3, 3)).as_quat().reshape(frames, 24, 4).astype(np.float32)  # x, y, z, w
+    quats = (
+        Rotation.from_matrix(local.reshape(-1, 3, 3)).as_quat().reshape(frames, 24, 4).astype(np.float32)
+    )  # x, y, z, w
     root = ((rest[0] + motion.transl.astype(np.float64)) @ CAMERA_TO_WORLD.T).astype(np.float32)
 
     buf = _Buffer()
@@ -94,7 +104,11 @@ def glb_bytes(model: BodyModel, motion: SMPLMotion) -> bytes:
     nodes = []
     for j in range(24):
         offset = rest[j] - rest[parents[j]] if parents[j] >= 0 else root[0]
-        node = {"name": SMPL_JOINT_NAMES[j], "translation": [float(v) for v in offset], "rotation": quats[0, j].tolist()}
+        node = {
+            "name": SMPL_JOINT_NAMES[j],
+            "translation": [float(v) for v in offset],
+            "rotation": quats[0, j].tolist(),
+        }
         children = [c for c in range(24) if parents[c] == j]
         if children:
             node["children"] = children
@@ -116,8 +130,13 @@ def glb_bytes(model: BodyModel, motion: SMPLMotion) -> bytes:
     text += b" " * (-len(text) % 4)
     binary = bytes(buf.data) + b"\0" * (-len(buf.data) % 4)
     total = 12 + 8 + len(text) + 8 + len(binary)
-    return (struct.pack("<4sII", b"glTF", 2, total) + struct.pack("<I4s", len(text), b"JSON") + text
-            + struct.pack("<I4s", len(binary), b"BIN\0") + binary)
+    return (
+        struct.pack("<4sII", b"glTF", 2, total)
+        + struct.pack("<I4s", len(text), b"JSON")
+        + text
+        + struct.pack("<I4s", len(binary), b"BIN\0")
+        + binary
+    )
 
 
 def write_glb(path: str | Path, model: BodyModel, motion: SMPLMotion) -> Path:

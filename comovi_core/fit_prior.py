@@ -28,9 +28,11 @@ import torch
 
 # (SMPL joint, axis, low, high): range of one axis-angle component of a hinge joint, radians
 HINGES = (
-    (4, 0, 0.0, math.inf), (5, 0, 0.0, math.inf),  # knees flex about x, forward only
+    (4, 0, 0.0, math.inf),
+    (5, 0, 0.0, math.inf),  # knees flex about x, forward only
     *((knee, axis, -0.2, 0.2) for knee in (4, 5) for axis in (1, 2)),  # and barely turn or tilt
-    (18, 1, -math.inf, 0.0), (19, 1, 0.0, math.inf),  # elbows flex about y (left negative, right positive)
+    (18, 1, -math.inf, 0.0),
+    (19, 1, 0.0, math.inf),  # elbows flex about y (left negative, right positive)
     *((elbow, 0, -1.0, 1.0) for elbow in (18, 19)),  # the forearm twists about x (pronation), within a range
     *((elbow, 2, -0.3, 0.3) for elbow in (18, 19)),  # and an elbow does not bend sideways
 )
@@ -40,7 +42,8 @@ MAX_ANGLE = {
     **dict.fromkeys((4, 5, 18, 19), 2.8),  # knees, elbows
     **dict.fromkeys((7, 8, 10, 11), 1.2),  # ankles, feet
     **dict.fromkeys((3, 6, 9), 1.0),  # spine
-    12: 1.2, 15: 1.2,  # neck, head
+    12: 1.2,
+    15: 1.2,  # neck, head
     **dict.fromkeys((13, 14), 1.0),  # collars
     **dict.fromkeys((16, 17), math.pi),  # shoulders
     **dict.fromkeys((20, 21), 1.8),  # wrists

@@ -48,8 +48,9 @@ def splat_targets(images: torch.Tensor, camera: PinholeCamera, max_side: int, si
     return {s: blur_to(small, math.sqrt(max(s**2 - 1 / 12, 0.0))) for s in sigmas}, camera.resized(height, width)
 
 
-def splat(uv: torch.Tensor, colors: torch.Tensor, area: torch.Tensor, height: int, width: int,
-          sigma: float = SPLAT_SIGMA) -> torch.Tensor:
+def splat(
+    uv: torch.Tensor, colors: torch.Tensor, area: torch.Tensor, height: int, width: int, sigma: float = SPLAT_SIGMA
+) -> torch.Tensor:
     """uv (T, V, 2) pixel positions, colors (T, V, C), area (T, V) in pixels^2 -> (T, H, W, C) image on white.
 
     Each vertex adds ``area`` x a unit-mass Gaussian (std ``sigma``): its area and area-weighted colour are
@@ -81,8 +82,15 @@ def splat(uv: torch.Tensor, colors: torch.Tensor, area: torch.Tensor, height: in
     return coverage * summed / total.clamp_min(1e-6) + (1 - coverage) * BACKGROUND
 
 
-def body_splat(vertices: torch.Tensor, normals: torch.Tensor, area: torch.Tensor, part_ids: torch.Tensor,
-               camera: PinholeCamera, shading: str, sigma: float = SPLAT_SIGMA) -> torch.Tensor:
+def body_splat(
+    vertices: torch.Tensor,
+    normals: torch.Tensor,
+    area: torch.Tensor,
+    part_ids: torch.Tensor,
+    camera: PinholeCamera,
+    shading: str,
+    sigma: float = SPLAT_SIGMA,
+) -> torch.Tensor:
     """vertices, normals (T, V, 3) camera space, area (T, V) visible projected area in pixels^2 -> (T, H, W, 3)."""
     colors = shade(vertex_colors(normals, part_ids), normals, vertices, shading)
     return splat(camera.project(vertices), colors, area, camera.height, camera.width, sigma)

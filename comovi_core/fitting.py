@@ -45,11 +45,11 @@ import torch
 
 from .body.motion_file import SMPLMotion
 from .body.parts import NUM_PARTS
+from .camera import PinholeCamera
 from .cli import run_cli
 from .errors import CoMoViError
 from .fit_prior import joint_limits, smoothness, stillness
 from .fit_splat import SPLAT_SIGMA, body_splat, projected_vertex_area, splat_cost, splat_targets
-from .camera import PinholeCamera
 from .motion_map.colors import vertex_normals
 from .motion_map.decode import DecodedMotionMap, decode_motion_map, levels_of
 from .motion_map.render import render_motion_map
@@ -85,8 +85,15 @@ class PartStats:
 def _stats(weights: torch.Tensor, points: torch.Tensor, normals: torch.Tensor, parts: torch.Tensor) -> PartStats:
     """weights (T, N), points (T, N, 2), normals (T, N, 3), parts (N,) in 0..P-1 -> per-part summaries."""
     frames = weights.shape[0]
-    values = torch.cat([weights[..., None], weights[..., None] * points, weights[..., None] * normals,
-                        weights[..., None] * (points[..., :, None] * points[..., None, :]).flatten(-2)], -1)  # (T, N, 10)
+    values = torch.cat(
+        [
+            weights[..., None],
+            weights[..., None] * points,
+            weights[..., None] * normals,
+            weights[..., None] * (points[..., :, None] * points[..., None, :]).flatten(-2),
+        ],
+        -1,
+    )  # (T, N, 10)
     sums = values.new_zeros(frames, NUM_PARTS, values.shape[-1]).index_add_(1, parts, values)  # (T, P, 10)
     count = sums[..., 0]
     safe = count.clamp_min(1e-6)[..., None]
@@ -127,15 +134,24 @@ def map_stats(decoded: DecodedMotionMap, camera: PinholeCamera) -> PartStats:
         body = decoded.mask[t].reshape(-1)
         if decoded.confidence is not None:  # drop pixels whose label most of their neighbourhood contradicts
             body = body & (decoded.confidence[t].reshape(-1) >= MIN_CONFIDENCE)
-        xy, parts, normals = points[body], decoded.part[t].reshape(-1)[body], decoded.normal[t].reshape(-1, 3)[body].float()
+        xy, parts, normals = (
+            points[body],
+            decoded.part[t].reshape(-1)[body],
+            decoded.normal[t].reshape(-1, 3)[body].float(),
+        )
         keep = _inliers(xy, parts)
         pixel_area = torch.full((1, int(keep.sum())), 1 / float(max(height, width)) ** 2)
         out.append(_stats(pixel_area, xy[keep][None], normals[keep][None], parts[keep]))
     return PartStats(*(torch.cat([getattr(o, f) for o in out]) for f in ("count", "centroid", "covariance", "normal")))
 
 
-def visible_vertices(vertices: torch.Tensor, faces: torch.Tensor, part_ids: torch.Tensor, camera: PinholeCamera,
-                     tolerance: float = VISIBILITY_TOLERANCE) -> torch.Tensor:
+def visible_vertices(
+    vertices: torch.Tensor,
+    faces: torch.Tensor,
+    part_ids: torch.Tensor,
+    camera: PinholeCamera,
+    tolerance: float = VISIBILITY_TOLERANCE,
+) -> torch.Tensor:
     """vertices (T, V, 3) in camera space -> (T, V) float, 1 where a vertex is not hidden behind the body.
 
     Renders the body's depth at the camera's resolution (no gradient) and keeps vertices within
@@ -149,8 +165,13 @@ def visible_vertices(vertices: torch.Tensor, faces: torch.Tensor, part_ids: torc
         return ((drawn == 0) | (vertices[..., 2].detach() <= drawn + tolerance)).float()
 
 
-def body_stats(vertices: torch.Tensor, faces: torch.Tensor, part_ids: torch.Tensor, camera: PinholeCamera,
-               visibility: torch.Tensor | None = None) -> PartStats:
+def body_stats(
+    vertices: torch.Tensor,
+    faces: torch.Tensor,
+    part_ids: torch.Tensor,
+    camera: PinholeCamera,
+    visibility: torch.Tensor | None = None,
+) -> PartStats:
     """The same summaries for a posed body: each vertex weighs a third of the projected area of its
     camera-facing faces, so vertex sums approximate pixel sums of the visible surface. ``visibility``
     (T, V) (see ``visible_vertices``) drops vertices hidden behind other parts; without it occluded
@@ -162,8 +183,9 @@ def body_stats(vertices: torch.Tensor, faces: torch.Tensor, part_ids: torch.Tens
     return _stats(weights, uv, vertex_normals(vertices, faces), part_ids)
 
 
-def _crop_to_body(images: torch.Tensor, camera: PinholeCamera,
-                  start_uv: torch.Tensor) -> tuple[torch.Tensor, PinholeCamera]:
+def _crop_to_body(
+    images: torch.Tensor, camera: PinholeCamera, start_uv: torch.Tensor
+) -> tuple[torch.Tensor, PinholeCamera]:
     """Cut the frames to the window the body moves in (map pixels away from the white background over all
     frames, and the start pose's projection ``start_uv`` (V, 2)), with a margin: the fit then spends its
     pixels on the body, not on empty background."""
@@ -193,8 +215,13 @@ def _downsample(images: torch.Tensor, camera: PinholeCamera, max_side: int) -> t
     return images[:, rows][:, :, cols], camera.resized(height, width)
 
 
-def progress_steps(frames: int, iterations: int = FIT_STEPS, track_steps: int = TRACK_STEPS,
-                   relabel_rounds: int = RELABEL_ROUNDS, splat_steps: int = SPLAT_STEPS) -> int:
+def progress_steps(
+    frames: int,
+    iterations: int = FIT_STEPS,
+    track_steps: int = TRACK_STEPS,
+    relabel_rounds: int = RELABEL_ROUNDS,
+    splat_steps: int = SPLAT_STEPS,
+) -> int:
     """How many times ``fit_motion`` calls its callback for a clip of ``frames`` frames (comovi_v1 shading)."""
     tracked = len(keyframes(frames)) - 1 if frames > 1 else 0
     first = (2 * iterations + tracked) if track_steps > 0 else iterations
@@ -202,10 +229,22 @@ def progress_steps(frames: int, iterations: int = FIT_STEPS, track_steps: int = 
     return first + relabel_rounds * (iterations // 2) + splat
 
 
-def fit_motion(body, images: torch.Tensor, start: SMPLMotion, camera: PinholeCamera, fps: float, shading: str = "comovi_v1",
-               iterations: int = FIT_STEPS, max_side: int = 192, smooth: float = SMOOTH, device="cpu", callback=None,
-               track_steps: int = TRACK_STEPS, relabel_rounds: int = RELABEL_ROUNDS,
-               splat_steps: int = SPLAT_STEPS) -> SMPLMotion:
+def fit_motion(
+    body,
+    images: torch.Tensor,
+    start: SMPLMotion,
+    camera: PinholeCamera,
+    fps: float,
+    shading: str = "comovi_v1",
+    iterations: int = FIT_STEPS,
+    max_side: int = 192,
+    smooth: float = SMOOTH,
+    device="cpu",
+    callback=None,
+    track_steps: int = TRACK_STEPS,
+    relabel_rounds: int = RELABEL_ROUNDS,
+    splat_steps: int = SPLAT_STEPS,
+) -> SMPLMotion:
     """images (T, H, W, 3) in [0, 1] (frame 0 shows ``start``'s frame 0) -> a SMPLMotion of T frames.
 
     Two fits, and the one whose loss is lower wins: (1) all frames jointly from the start pose,
@@ -222,8 +261,22 @@ def fit_motion(body, images: torch.Tensor, start: SMPLMotion, camera: PinholeCam
     optimisation uses its own grad-enabled copies of the body model and the maps.
     """
     with torch.inference_mode(False), torch.enable_grad():
-        return _fit(copy.deepcopy(body).to(device), images.clone(), start, camera, fps, shading, iterations, max_side, smooth,
-                    device, callback, track_steps, relabel_rounds, splat_steps)
+        return _fit(
+            copy.deepcopy(body).to(device),
+            images.clone(),
+            start,
+            camera,
+            fps,
+            shading,
+            iterations,
+            max_side,
+            smooth,
+            device,
+            callback,
+            track_steps,
+            relabel_rounds,
+            splat_steps,
+        )
 
 
 def _data_terms(model: PartStats, target: PartStats, present: torch.Tensor) -> torch.Tensor:
@@ -311,16 +364,19 @@ def _refine(body, delta, base, betas, cost, iterations, smooth, on_step, lr=0.02
 
 def _stats_cost(target: PartStats, present: torch.Tensor, faces, part_ids, camera: PinholeCamera):
     """The part-summary data term as ``cost(vertices, frame=None)``: (T,) for all frames, or one frame's scalar."""
+
     def cost(vertices: torch.Tensor, frame: int | None = None) -> torch.Tensor:
         model = body_stats(vertices, faces, part_ids, camera, visible_vertices(vertices, faces, part_ids, camera))
         if frame is None:
             return _data_terms(model, target, present)
         return _data_terms(model, _slice(target, [frame]), present[[frame]]).sum()
+
     return cost
 
 
 def _splat_cost(target: torch.Tensor, faces, part_ids, camera: PinholeCamera, shading: str, sigma: float):
     """The colour data term (``fit_splat``) against ``target`` (T, H, W, 3) already blurred for ``sigma``."""
+
     def cost(vertices: torch.Tensor, frame: int | None = None) -> torch.Tensor:
         visibility = visible_vertices(vertices, faces, part_ids, camera)
         area = projected_vertex_area(camera.project(vertices), faces) * visibility
@@ -328,6 +384,7 @@ def _splat_cost(target: torch.Tensor, faces, part_ids, camera: PinholeCamera, sh
         if frame is None:
             return splat_cost(image, target)
         return splat_cost(image, target[frame : frame + 1]).sum()
+
     return cost
 
 
@@ -352,12 +409,29 @@ def _targets(images, shading, camera, depth, prior, device) -> tuple[PartStats, 
     return target, (target.count > 2e-4).float()  # (T, P) parts seen in the map (count = area in image units)
 
 
-def _fit(body, images, start, camera, fps, shading, iterations, max_side, smooth, device, callback, track_steps,
-         relabel_rounds, splat_steps) -> SMPLMotion:
+def _fit(
+    body,
+    images,
+    start,
+    camera,
+    fps,
+    shading,
+    iterations,
+    max_side,
+    smooth,
+    device,
+    callback,
+    track_steps,
+    relabel_rounds,
+    splat_steps,
+) -> SMPLMotion:
     output_camera = camera.resized(images.shape[1], images.shape[2])
     frames, depth = images.shape[0], float(start.transl[0, 2])
     faces, part_ids = body.faces.to(device), body.part_ids.to(device)
-    first = lambda a: torch.as_tensor(np.asarray(a[:1], np.float32), device=device).repeat(frames, 1)  # noqa: E731
+
+    def first(a):
+        return torch.as_tensor(np.asarray(a[:1], np.float32), device=device).repeat(frames, 1)
+
     base = torch.cat([first(start.global_orient), first(start.body_pose), first(start.transl)], -1)  # (T, 75)
     betas = torch.as_tensor(np.asarray(start.betas, np.float32), device=device)
     full_images, full_camera = images.float().cpu(), output_camera
@@ -376,7 +450,9 @@ def _fit(body, images, start, camera, fps, shading, iterations, max_side, smooth
     def decode(delta: torch.Tensor):
         """The part-summary cost of the map decoded with base + delta drawn as the prior (frame 0 is the start)."""
         q = base + torch.cat([delta.new_zeros(1, 75), delta])
-        target, present = _targets(images, shading, camera, depth, _levels(body, q, betas, faces, part_ids, camera), device)
+        target, present = _targets(
+            images, shading, camera, depth, _levels(body, q, betas, faces, part_ids, camera), device
+        )
         present[0] = 0
         return _stats_cost(target, present, faces, part_ids, camera)
 
@@ -395,8 +471,21 @@ def _fit(body, images, start, camera, fps, shading, iterations, max_side, smooth
     for _ in range(relabel_rounds):  # 3. decode again with the fitted body as the prior, refine
         delta, loss = _refine(body, delta, base, betas, decode(delta), iterations // 2, smooth, on_step)
     if splat_steps > 0 and shading != "flat":
-        delta = _splat_stage(body, delta, base, betas, full_images, full_camera, faces, part_ids, shading, splat_steps,
-                             smooth, device, on_step)
+        delta = _splat_stage(
+            body,
+            delta,
+            base,
+            betas,
+            full_images,
+            full_camera,
+            faces,
+            part_ids,
+            shading,
+            splat_steps,
+            smooth,
+            device,
+            on_step,
+        )
     log.info("fitted %d frames to the motion map (%d steps, loss %.4g)", frames, iterations, loss)
     with torch.no_grad():
         q = (base + torch.cat([delta.new_zeros(1, 75), delta])).cpu().numpy()
@@ -433,8 +522,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, required=True, help="where to write the fitted motion (.npz)")
     p.add_argument("--body-model", type=Path, help="SMPL file or folder; default: the stand-in mannequin (not SMPL)")
     p.add_argument("--steps", type=int, default=FIT_STEPS, help="optimisation steps of the joint fit")
-    p.add_argument("--track-steps", type=int, default=TRACK_STEPS, help="steps per frame of the frame-by-frame pass (0: off)")
-    p.add_argument("--splat-steps", type=int, default=SPLAT_STEPS, help="joint steps of each colour refinement (0: off)")
+    p.add_argument(
+        "--track-steps", type=int, default=TRACK_STEPS, help="steps per frame of the frame-by-frame pass (0: off)"
+    )
+    p.add_argument(
+        "--splat-steps", type=int, default=SPLAT_STEPS, help="joint steps of each colour refinement (0: off)"
+    )
     p.add_argument("--fps", type=float, help="frame rate of the fitted motion (default: the start motion's)")
     return p.parse_args(argv)
 
@@ -445,8 +538,10 @@ def run(args: argparse.Namespace) -> SMPLMotion:
     from .video import read_video
 
     if args.steps < 1 or args.track_steps < 0 or args.splat_steps < 0:
-        raise CoMoViError(f"--steps must be >= 1, --track-steps and --splat-steps >= 0; got {args.steps}, "
-                          f"{args.track_steps} and {args.splat_steps}")
+        raise CoMoViError(
+            f"--steps must be >= 1, --track-steps and --splat-steps >= 0; got {args.steps}, "
+            f"{args.track_steps} and {args.splat_steps}"
+        )
     if args.fps is not None and not args.fps > 0:
         raise CoMoViError(f"--fps must be above 0, got {args.fps}")
     check_motion_target(args.out, "--out file")
@@ -459,8 +554,16 @@ def run(args: argparse.Namespace) -> SMPLMotion:
         raise CoMoViError(f"could not read the video {args.motion_map}: {exc}") from exc
     camera = start.camera.padded_to(images.shape[1], images.shape[2])
     body = load_body_model(args.body_model)
-    motion = fit_motion(body, images, start, camera, start.fps if args.fps is None else args.fps, iterations=args.steps,
-                        track_steps=args.track_steps, splat_steps=args.splat_steps)
+    motion = fit_motion(
+        body,
+        images,
+        start,
+        camera,
+        start.fps if args.fps is None else args.fps,
+        iterations=args.steps,
+        track_steps=args.track_steps,
+        splat_steps=args.splat_steps,
+    )
     save_motion(args.out, motion)
     log.info("wrote %s (%d frames)", args.out, motion.num_frames)
     return motion

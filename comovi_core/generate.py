@@ -41,22 +41,60 @@ REAL_DEFAULTS = dict(height=704, width=1280, frames=81, steps=50, prompt=None)
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m comovi_core.generate", description=__doc__.split("\n\n")[0])
-    p.add_argument("--preset", default="wan2.2-ti2v-5b", choices=("wan2.2-ti2v-5b", "tiny"), help="real model, or tiny random weights (offline)")
-    p.add_argument("--image", type=Path, help="start image (any size; padded with white to the target aspect); tiny: built in")
+    p.add_argument(
+        "--preset",
+        default="wan2.2-ti2v-5b",
+        choices=("wan2.2-ti2v-5b", "tiny"),
+        help="real model, or tiny random weights (offline)",
+    )
+    p.add_argument(
+        "--image", type=Path, help="start image (any size; padded with white to the target aspect); tiny: built in"
+    )
     p.add_argument("--prompt", help="what the person does")
     p.add_argument("--negative-prompt", help="joint negative prompt for both branches")
-    p.add_argument("--smpl", type=Path, help="start pose: a motion.npz whose frame 0 is used; tiny: the built-in mannequin")
-    p.add_argument("--keypoints", type=Path, help="start pose estimated from this OpenPose/DWPose JSON of the start image (instead of --smpl)")
-    p.add_argument("--fov", type=float, default=50.0, help="--keypoints: vertical field of view of the start image's camera, degrees")
-    p.add_argument("--body-model", type=Path, help="SMPL model file or folder (models/smpl); default: the stand-in mannequin (not SMPL)")
+    p.add_argument(
+        "--smpl", type=Path, help="start pose: a motion.npz whose frame 0 is used; tiny: the built-in mannequin"
+    )
+    p.add_argument(
+        "--keypoints",
+        type=Path,
+        help="start pose estimated from this OpenPose/DWPose JSON of the start image (instead of --smpl)",
+    )
+    p.add_argument(
+        "--fov",
+        type=float,
+        default=50.0,
+        help="--keypoints: vertical field of view of the start image's camera, degrees",
+    )
+    p.add_argument(
+        "--body-model",
+        type=Path,
+        help="SMPL model file or folder (models/smpl); default: the stand-in mannequin (not SMPL)",
+    )
     p.add_argument("--mode", default="cogenerate", choices=MODES, help="what is generated and what is given")
     p.add_argument("--motion", type=Path, help="motion_to_video: the SMPL motion (.npz) to follow")
-    p.add_argument("--video", type=Path, help="video_to_motion: the video (.mp4) to recover motion from; frames are padded/resized like --image")
+    p.add_argument(
+        "--video",
+        type=Path,
+        help="video_to_motion: the video (.mp4) to recover motion from; frames are padded/resized like --image",
+    )
     p.add_argument("--out", type=Path, required=True, help="output folder")
-    p.add_argument("--models", type=Path, default=Path("models"), help="folder holding Wan2.2-TI2V-5B-Diffusers/ and CoMoVi/")
-    p.add_argument("--vae", type=Path, help="Wan2.2 VAE to use instead of the base folder's: Wan2.2_VAE.pth, wan2.2_vae.safetensors or a diffusers vae/ folder")
-    p.add_argument("--model-config", help="size preset the weights in --models must match (default: read from "
-                                          "the weights; e.g. wan2.2-ti2v-5b, tiny)")
+    p.add_argument(
+        "--models", type=Path, default=Path("models"), help="folder holding Wan2.2-TI2V-5B-Diffusers/ and CoMoVi/"
+    )
+    p.add_argument(
+        "--vae",
+        type=Path,
+        help=(
+            "Wan2.2 VAE to use instead of the base folder's: Wan2.2_VAE.pth, wan2.2_vae.safetensors or a "
+            "diffusers vae/ folder"
+        ),
+    )
+    p.add_argument(
+        "--model-config",
+        help="size preset the weights in --models must match (default: read from "
+        "the weights; e.g. wan2.2-ti2v-5b, tiny)",
+    )
     p.add_argument("--no-download", action="store_true", help="never download missing weights")
     p.add_argument("--height", type=int, help="multiple of 32 (default 704; tiny 128)")
     p.add_argument("--width", type=int, help="multiple of 32 (default 1280; tiny 128)")
@@ -68,26 +106,50 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0, help="random seed (same seed, same device: same output)")
     p.add_argument("--fps", type=float, default=16.0, help="frame rate of the written videos and motion")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="torch device")
-    p.add_argument("--dtype", default="bfloat16", choices=("bfloat16", "float16", "float32"), help="compute dtype (tiny: float32)")
-    p.add_argument("--no-fit", action="store_true", help="without a 3D head, do not fit SMPL to the motion map (then no motion.npz)")
+    p.add_argument(
+        "--dtype", default="bfloat16", choices=("bfloat16", "float16", "float32"), help="compute dtype (tiny: float32)"
+    )
+    p.add_argument(
+        "--no-fit",
+        action="store_true",
+        help="without a 3D head, do not fit SMPL to the motion map (then no motion.npz)",
+    )
     p.add_argument("--fp8", action="store_true", help="store transformer weights in fp8 (about half the memory)")
     p.add_argument("--block-swap", type=int, default=0, help="keep N layer pairs on the CPU, swapped in per layer")
-    p.add_argument("--offload", action="store_true", help="model offload: text encoder, VAE and transformer visit the GPU only while they work")
-    p.add_argument("--lora", type=Path,
-                   help="LoRA file (from python -m comovi_core.train --lora) merged into the transformer")
-    p.add_argument("--lora-scale", type=float, default=1.0,
-                   help="strength of --lora (0: the base model, 1: as trained)")
-    p.add_argument("--attention", default="sdpa", choices=list(ATTENTION_BACKENDS),
-                   help="attention kernel through diffusers' dispatcher (flash, sage, xformers: if installed, CUDA)")
-    p.add_argument("--compile", action="store_true",
-                   help="torch.compile the transformer blocks (the first step compiles; later steps are faster)")
-    p.add_argument("--cache-threshold", type=float,
-                   help="step cache: reuse the transformer's last residual until the input has changed by this much "
-                        "(e.g. 0.1; 0 or unset: every step computes); see the README's speed table")
-    p.add_argument("--cache-start", type=float,
-                   help="step cache: the first fraction of the steps always computes (default 0.1)")
-    p.add_argument("--cache-end", type=float,
-                   help="step cache: steps from this fraction on always compute (default 0.9)")
+    p.add_argument(
+        "--offload",
+        action="store_true",
+        help="model offload: text encoder, VAE and transformer visit the GPU only while they work",
+    )
+    p.add_argument(
+        "--lora", type=Path, help="LoRA file (from python -m comovi_core.train --lora) merged into the transformer"
+    )
+    p.add_argument(
+        "--lora-scale", type=float, default=1.0, help="strength of --lora (0: the base model, 1: as trained)"
+    )
+    p.add_argument(
+        "--attention",
+        default="sdpa",
+        choices=list(ATTENTION_BACKENDS),
+        help="attention kernel through diffusers' dispatcher (flash, sage, xformers: if installed, CUDA)",
+    )
+    p.add_argument(
+        "--compile",
+        action="store_true",
+        help="torch.compile the transformer blocks (the first step compiles; later steps are faster)",
+    )
+    p.add_argument(
+        "--cache-threshold",
+        type=float,
+        help="step cache: reuse the transformer's last residual until the input has changed by this much "
+        "(e.g. 0.1; 0 or unset: every step computes); see the README's speed table",
+    )
+    p.add_argument(
+        "--cache-start", type=float, help="step cache: the first fraction of the steps always computes (default 0.1)"
+    )
+    p.add_argument(
+        "--cache-end", type=float, help="step cache: steps from this fraction on always compute (default 0.9)"
+    )
     return p.parse_args(argv)
 
 
@@ -151,7 +213,10 @@ def run(args: argparse.Namespace) -> Path:
 
     tiny = args.preset == "tiny"
     defaults = TINY_DEFAULTS if tiny else REAL_DEFAULTS
-    given = lambda name: defaults[name] if getattr(args, name) is None else getattr(args, name)  # noqa: E731  (0 stays 0)
+
+    def given(name):
+        return defaults[name] if getattr(args, name) is None else getattr(args, name)  # 0 stays 0
+
     height, width, frames, steps, prompt = (given(name) for name in ("height", "width", "frames", "steps", "prompt"))
     # 1. check everything cheap before any heavy work
     check_video_size(height, width, frames)
@@ -166,10 +231,16 @@ def run(args: argparse.Namespace) -> Path:
     if args.mode == "motion_to_video" and not args.motion:
         raise CoMoViError("--mode motion_to_video needs --motion MOTION.npz")
     if args.smpl is None and args.keypoints is None and not tiny:
-        raise CoMoViError("the start pose is needed: --smpl START.npz (frame 0 is used) or --keypoints POSE.json "
-                          "(OpenPose/DWPose keypoints of the start image, fitted with SMPL)")
+        raise CoMoViError(
+            "the start pose is needed: --smpl START.npz (frame 0 is used) or --keypoints POSE.json "
+            "(OpenPose/DWPose keypoints of the start image, fitted with SMPL)"
+        )
     keypoints = read_pose_json(args.keypoints) if args.keypoints and not args.smpl else None
-    given_input = load_motion(args.motion) if args.motion else (_read_video(args.video, height, width, frames) if args.video else None)
+    given_input = (
+        load_motion(args.motion)
+        if args.motion
+        else (_read_video(args.video, height, width, frames) if args.video else None)
+    )
     image = load_image(args.image) if args.image else None
     if args.vae is not None and not args.vae.exists():
         raise CoMoViError(f"--vae {args.vae} does not exist")
@@ -192,7 +263,10 @@ def run(args: argparse.Namespace) -> Path:
     if tiny:
         from .tiny import tiny_components
 
-        components, load_summary = tiny_components(args.seed), "tiny preset: random weights built in memory (not a real model)"
+        components, load_summary = (
+            tiny_components(args.seed),
+            "tiny preset: random weights built in memory (not a real model)",
+        )
         if args.lora is not None:
             from .lora import apply_lora
 
@@ -208,10 +282,21 @@ def run(args: argparse.Namespace) -> Path:
         from .weights import resolve_weights
 
         base, comovi = resolve_weights(args.models, BASE_REPO, COMOVI_REPO, allow_download=not args.no_download)
-        components, load_summary = load_components(base, comovi, args.model_config, dtype, args.device, fp8=args.fp8,
-                                                   block_swap=args.block_swap, offload=args.offload, attention=args.attention,
-                                                   vae_path=args.vae, lora=args.lora, lora_scale=args.lora_scale,
-                                                   compile=args.compile)
+        components, load_summary = load_components(
+            base,
+            comovi,
+            args.model_config,
+            dtype,
+            args.device,
+            fp8=args.fp8,
+            block_swap=args.block_swap,
+            offload=args.offload,
+            attention=args.attention,
+            vae_path=args.vae,
+            lora=args.lora,
+            lora_scale=args.lora_scale,
+            compile=args.compile,
+        )
     device = "cpu" if tiny else args.device
     pipe = CoMoViPipeline(body_model=body, device=device, offload=args.offload and not tiny, **components)
     load_s = time.perf_counter() - t0
@@ -223,10 +308,24 @@ def run(args: argparse.Namespace) -> Path:
     else:
         picture = pad_to_aspect(image, height, width)
     # 3. generate, then write (nothing is written if generation fails or is cancelled)
-    result = pipe(picture, prompt, start, num_frames=frames, steps=steps, guidance=args.guidance, shift=args.shift,
-                  solver=args.solver, seed=args.seed, negative_prompt=args.negative_prompt or DEFAULT_NEGATIVE, mode=args.mode,
-                  given=given_input, fps=args.fps, fit_motion=not args.no_fit, step_cache=cache,
-                  callback=lambda i, n, t, *_: log.info("step %d/%d (t=%.0f)", i + 1, n, float(t)))
+    result = pipe(
+        picture,
+        prompt,
+        start,
+        num_frames=frames,
+        steps=steps,
+        guidance=args.guidance,
+        shift=args.shift,
+        solver=args.solver,
+        seed=args.seed,
+        negative_prompt=args.negative_prompt or DEFAULT_NEGATIVE,
+        mode=args.mode,
+        given=given_input,
+        fps=args.fps,
+        fit_motion=not args.no_fit,
+        step_cache=cache,
+        callback=lambda i, n, t, *_: log.info("step %d/%d (t=%.0f)", i + 1, n, float(t)),
+    )
     if cache is not None:
         log.info("%s", describe_evaluations(result.evaluations))
     out = args.out
@@ -240,18 +339,42 @@ def run(args: argparse.Namespace) -> Path:
         else:
             log.warning("the loaded weights have no 3D head and --no-fit was given: no motion.npz is written")
         meta = {
-            "comovi_core": __version__, "torch": torch.__version__, "python": platform.python_version(), "preset": args.preset,
-            "mode": args.mode, "prompt": prompt, "negative_prompt": args.negative_prompt or DEFAULT_NEGATIVE, "seed": args.seed,
-            "height": height, "width": width, "frames": frames, "steps": steps, "guidance": args.guidance, "shift": args.shift,
-            "solver": args.solver, "fps": args.fps, "device": args.device, "dtype": str(dtype), "fp8": args.fp8, "block_swap": args.block_swap,
-            "offload": args.offload, "attention": args.attention, "compile": args.compile,
-            "lora": str(args.lora) if args.lora else None, "lora_scale": args.lora_scale,
+            "comovi_core": __version__,
+            "torch": torch.__version__,
+            "python": platform.python_version(),
+            "preset": args.preset,
+            "mode": args.mode,
+            "prompt": prompt,
+            "negative_prompt": args.negative_prompt or DEFAULT_NEGATIVE,
+            "seed": args.seed,
+            "height": height,
+            "width": width,
+            "frames": frames,
+            "steps": steps,
+            "guidance": args.guidance,
+            "shift": args.shift,
+            "solver": args.solver,
+            "fps": args.fps,
+            "device": args.device,
+            "dtype": str(dtype),
+            "fp8": args.fp8,
+            "block_swap": args.block_swap,
+            "offload": args.offload,
+            "attention": args.attention,
+            "compile": args.compile,
+            "lora": str(args.lora) if args.lora else None,
+            "lora_scale": args.lora_scale,
             "body_model": "stand-in mannequin (NOT SMPL)" if body.is_standin else body.source,
-            "start_pose": str(args.smpl) if args.smpl else (f"estimated from {args.keypoints}" if keypoints is not None else "built-in demo"),
-            "has_3d_head": result.motion_source == "3d_head", "motion_source": result.motion_source,
-            "motion_quality": result.motion_quality, "weights": load_summary,
+            "start_pose": str(args.smpl)
+            if args.smpl
+            else (f"estimated from {args.keypoints}" if keypoints is not None else "built-in demo"),
+            "has_3d_head": result.motion_source == "3d_head",
+            "motion_source": result.motion_source,
+            "motion_quality": result.motion_quality,
+            "weights": load_summary,
             "vae": "tiny preset" if tiny else str(args.vae or "base folder vae/"),
-            "step_cache": None if cache is None else cache.to_dict(), "transformer_evaluations": result.evaluations,
+            "step_cache": None if cache is None else cache.to_dict(),
+            "transformer_evaluations": result.evaluations,
             "timings_s": {"load": round(load_s, 3), **{k: round(v, 3) for k, v in result.timings.items()}},
         }
         (staging / "meta.json").write_text(json.dumps(meta, indent=1))

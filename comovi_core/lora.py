@@ -52,8 +52,10 @@ def parse_targets(targets: str | None, stage: int) -> tuple[str, ...]:
     names = tuple(t.strip() for t in (targets or "").split(",") if t.strip()) or DEFAULT_TARGETS[stage]
     unknown = [t for t in names if t not in LORA_GROUPS]
     if unknown:
-        raise CoMoViError(f"--lora-targets: unknown group(s) {unknown}; choose from {list(LORA_GROUPS)} "
-                          "(comma-separated), or leave it empty for the stage's default")
+        raise CoMoViError(
+            f"--lora-targets: unknown group(s) {unknown}; choose from {list(LORA_GROUPS)} "
+            "(comma-separated), or leave it empty for the stage's default"
+        )
     return names
 
 
@@ -61,8 +63,10 @@ def require_peft():
     try:
         import peft
     except ImportError as exc:
-        raise CoMoViError("LoRA training needs peft: pip install peft (or pip install 'comfyui-comovi[lora]'); "
-                          "loading a LoRA file for inference does not") from exc
+        raise CoMoViError(
+            "LoRA training needs peft: pip install peft (or pip install 'comfyui-comovi[lora]'); "
+            "loading a LoRA file for inference does not"
+        ) from exc
     return peft
 
 
@@ -93,8 +97,9 @@ def add_lora(model: torch.nn.Module, rank: int, alpha: float, targets: tuple[str
 def lora_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     """The adapter tensors of a peft-injected model under file names (``<module>.lora_A.weight``), fp32."""
     tag = re.compile(rf"\.(lora_[AB])\.{ADAPTER}\.weight$")
-    return {tag.sub(r".\1.weight", n): p.detach().float().contiguous()
-            for n, p in model.named_parameters() if tag.search(n)}
+    return {
+        tag.sub(r".\1.weight", n): p.detach().float().contiguous() for n, p in model.named_parameters() if tag.search(n)
+    }
 
 
 def save_lora(model: torch.nn.Module, path: str | Path, meta: dict) -> Path:
@@ -112,16 +117,20 @@ def read_lora(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
     """(tensors, meta) of a LoRA file; a missing file, another format or a full checkpoint is refused by name."""
     path = Path(path).expanduser()
     if not path.is_file() or path.suffix != ".safetensors":
-        raise CoMoViError(f"LoRA file not found: {path} (give the .safetensors file a LoRA run wrote, "
-                          "e.g. runs/lora/step_002000.safetensors)")
+        raise CoMoViError(
+            f"LoRA file not found: {path} (give the .safetensors file a LoRA run wrote, "
+            "e.g. runs/lora/step_002000.safetensors)"
+        )
     with open_safetensors(path) as fh:
         meta = (fh.metadata() or {}).get(META_KEY)
         keys = list(fh.keys())
         if meta is None:
             kind = "a full model checkpoint" if any(".lora_" not in k for k in keys) else "a LoRA of another tool"
-            raise CoMoViError(f"{path} is not a CoMoVi LoRA file (it looks like {kind}: no '{META_KEY}' metadata): "
-                              "load full checkpoints as the model (--models / load_model / the loader's comovi input), "
-                              "LoRA files written by python -m comovi_core.train --lora as the LoRA")
+            raise CoMoViError(
+                f"{path} is not a CoMoVi LoRA file (it looks like {kind}: no '{META_KEY}' metadata): "
+                "load full checkpoints as the model (--models / load_model / the loader's comovi input), "
+                "LoRA files written by python -m comovi_core.train --lora as the LoRA"
+            )
         tensors = {k: fh.get_tensor(k) for k in keys}
     return tensors, json.loads(meta)
 
@@ -147,12 +156,16 @@ def _delta(path: Path, model: torch.nn.Module, module: str, a, b, factor: float,
     except AttributeError:
         raise CoMoViError(f"{path}: adapts '{module}', which this model does not have ({trained_on})") from None
     if not isinstance(layer, torch.nn.Linear):
-        raise CoMoViError(f"{path}: '{module}' is not a plain Linear layer here (LoRA already attached?); "
-                          "apply LoRA files to a model loaded with load_model")
+        raise CoMoViError(
+            f"{path}: '{module}' is not a plain Linear layer here (LoRA already attached?); "
+            "apply LoRA files to a model loaded with load_model"
+        )
     out_f, in_f = layer.weight.shape
     if a.ndim != 2 or b.ndim != 2 or a.shape[1] != in_f or b.shape[0] != out_f or a.shape[0] != b.shape[1]:
-        raise CoMoViError(f"{path}: the adapter of '{module}' is {tuple(b.shape)} x {tuple(a.shape)} but the layer is "
-                          f"{out_f} x {in_f} ({trained_on})")
+        raise CoMoViError(
+            f"{path}: the adapter of '{module}' is {tuple(b.shape)} x {tuple(a.shape)} but the layer is "
+            f"{out_f} x {in_f} ({trained_on})"
+        )
     return factor * (b.float() @ a.float())
 
 
@@ -165,19 +178,30 @@ def apply_lora(model: torch.nn.Module, path: str | Path, scale: float = 1.0) -> 
     now = json.loads(json.dumps(config.to_dict())) if hasattr(config, "to_dict") else None
     if saved is not None and now is not None and saved != now:
         diff = {k: (saved.get(k), now.get(k)) for k in now if saved.get(k) != now.get(k)}
-        raise CoMoViError(f"{path}: trained on preset {meta.get('preset')!r}, whose model differs from this one "
-                          f"(the LoRA's vs this model's: {diff}); {FIX}")
+        raise CoMoViError(
+            f"{path}: trained on preset {meta.get('preset')!r}, whose model differs from this one "
+            f"(the LoRA's vs this model's: {diff}); {FIX}"
+        )
     factor = scale * float(meta["alpha"]) / int(meta["rank"])
     deltas = {m: _delta(path, model, m, a, b, factor, meta) for m, (a, b) in _pairs(path, tensors).items()}
     with torch.no_grad():
         for module, delta in deltas.items():
             weight = model.get_submodule(module).weight
             if weight.dtype in (torch.float8_e4m3fn, torch.float8_e5m2):
-                raise CoMoViError(f"{path}: the weights are stored in fp8; apply the LoRA before fp8 storage "
-                                  "(turn fp8_weights off, or load with lora=... so it is merged first)")
+                raise CoMoViError(
+                    f"{path}: the weights are stored in fp8; apply the LoRA before fp8 storage "
+                    "(turn fp8_weights off, or load with lora=... so it is merged first)"
+                )
             weight.copy_((weight.float() + delta.to(weight.device)).to(weight.dtype))
-    log.info("LoRA %s merged at scale %g into %d layers (rank %s, alpha %s, targets %s)", path.name, scale,
-             len(deltas), meta["rank"], meta["alpha"], meta.get("targets"))
+    log.info(
+        "LoRA %s merged at scale %g into %d layers (rank %s, alpha %s, targets %s)",
+        path.name,
+        scale,
+        len(deltas),
+        meta["rank"],
+        meta["alpha"],
+        meta.get("targets"),
+    )
     return len(deltas)
 
 
@@ -186,8 +210,11 @@ def with_lora(model: torch.nn.Module, path: str | Path, scale: float = 1.0) -> t
     the weights of the adapted layers (new tensors), so a host may keep the base model and apply LoRAs again."""
     tensors, _ = read_lora(path)
     adapted = {m for m in _pairs(Path(path), tensors)}
-    shared = {id(t): t for name, t in [*model.named_parameters(), *model.named_buffers()]
-              if name.rpartition(".")[0] not in adapted}
+    shared = {
+        id(t): t
+        for name, t in [*model.named_parameters(), *model.named_buffers()]
+        if name.rpartition(".")[0] not in adapted
+    }
     clone = copy.deepcopy(model, memo=dict(shared))
     apply_lora(clone, path, scale)
     return clone

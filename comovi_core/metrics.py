@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import torch
 
-from .errors import CoMoViError
 from .camera import PinholeCamera
+from .errors import CoMoViError
 from .motion_map.decode import DecodedMotionMap, decode_motion_map
 
 
@@ -28,8 +28,12 @@ def procrustes_align(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return scale[:, None, None] * pred @ rotation.transpose(-1, -2) + translation[:, None]
 
 
-def motion_errors(pred_joints: torch.Tensor, gt_joints: torch.Tensor, pred_vertices: torch.Tensor | None = None,
-                  gt_vertices: torch.Tensor | None = None) -> dict[str, float]:
+def motion_errors(
+    pred_joints: torch.Tensor,
+    gt_joints: torch.Tensor,
+    pred_vertices: torch.Tensor | None = None,
+    gt_vertices: torch.Tensor | None = None,
+) -> dict[str, float]:
     """Joints (T, 24, 3) and optional vertices (T, V, 3) in metres -> errors in millimetres."""
     if pred_joints.shape != gt_joints.shape:
         raise CoMoViError(f"motions differ in shape: {tuple(pred_joints.shape)} vs {tuple(gt_joints.shape)}")
@@ -42,7 +46,10 @@ def motion_errors(pred_joints: torch.Tensor, gt_joints: torch.Tensor, pred_verti
         pv, gv = pred_vertices - pred_joints[:, :1], gt_vertices - gt_joints[:, :1]
         out["pve_mm"] = 1000 * float((pv - gv).norm(dim=-1).mean())
     if pred_joints.shape[0] >= 3:
-        accel = lambda j: j[2:] - 2 * j[1:-1] + j[:-2]  # noqa: E731
+
+        def accel(j):
+            return j[2:] - 2 * j[1:-1] + j[:-2]
+
         out["accel_error_mm"] = 1000 * float((accel(pred_joints) - accel(gt_joints)).norm(dim=-1).mean())
     return out
 

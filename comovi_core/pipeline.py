@@ -32,21 +32,33 @@ DEFAULT_NEGATIVE = "blurry, low quality, static, distorted body, extra limbs, wa
 class GenerationResult:
     rgb: torch.Tensor  # (F, H, W, 3) in [0, 1]
     motion_map: torch.Tensor  # (F, H, W, 3) in [0, 1], channels (sem, ny, nx)
-    motion: SMPLMotion | None  # SMPL motion (3D head, or fitted to the motion map); None only with fit_motion=False and no head
+    motion: (
+        SMPLMotion | None
+    )  # SMPL motion (3D head, or fitted to the motion map); None only with fit_motion=False and no head
     timings: dict = field(default_factory=dict)  # seconds per stage
     motion_source: str = "none"  # "3d_head", "fitted_to_motion_map" or "none"
-    motion_quality: dict = field(default_factory=dict)  # the motion rendered vs the generated motion map (evaluate.consistency)
-    evaluations: dict = field(default_factory=dict)  # transformer calls of the denoising loop: computed, reused (step cache)
+    motion_quality: dict = field(
+        default_factory=dict
+    )  # the motion rendered vs the generated motion map (evaluate.consistency)
+    evaluations: dict = field(
+        default_factory=dict
+    )  # transformer calls of the denoising loop: computed, reused (step cache)
 
     def describe_motion(self) -> str:
         """One line for people: where the 3D motion came from and how well it matches the motion map."""
         if self.motion is None:
             return "no 3D motion: the weights have no 3D head and fitting was off"
-        source = {"3d_head": "from the 3D head", "fitted_to_motion_map": "fitted to the generated motion map (no 3D head)"}
+        source = {
+            "3d_head": "from the 3D head",
+            "fitted_to_motion_map": "fitted to the generated motion map (no 3D head)",
+        }
         q = self.motion_quality
-        return (f"3D motion {source.get(self.motion_source, self.motion_source)}, {self.motion.num_frames} frames; against the "
-                f"motion map: silhouette IoU {q['silhouette_iou']:.2f}, part agreement {q['part_agreement']:.2f}, "
-                f"normal error {q['normal_error_deg']:.1f} deg")
+        return (
+            f"3D motion {source.get(self.motion_source, self.motion_source)}, {self.motion.num_frames} frames; "
+            "against the "
+            f"motion map: silhouette IoU {q['silhouette_iou']:.2f}, part agreement {q['part_agreement']:.2f}, "
+            f"normal error {q['normal_error_deg']:.1f} deg"
+        )
 
 
 def start_pose_6d(motion: SMPLMotion) -> torch.Tensor:
@@ -61,18 +73,36 @@ def motion_from_6d(smpl_6d: torch.Tensor, start: SMPLMotion, camera, fps: float)
     first = start.full_pose[:1].reshape(1, 24, 3)
     poses = np.concatenate([first, rotvec]).astype(np.float32)
     frames = poses.shape[0]
-    return SMPLMotion(poses[:, 0], poses[:, 1:].reshape(frames, 69), start.betas, np.repeat(start.transl[:1], frames, 0),
-                      fps, camera, start.gender)
+    return SMPLMotion(
+        poses[:, 0],
+        poses[:, 1:].reshape(frames, 69),
+        start.betas,
+        np.repeat(start.transl[:1], frames, 0),
+        fps,
+        camera,
+        start.gender,
+    )
 
 
 class CoMoViPipeline:
-    def __init__(self, transformer, vae, text_encoder, body_model, device="cpu", render_backend: str = "auto", offload: bool = False,
-                 placement=None):
+    def __init__(
+        self,
+        transformer,
+        vae,
+        text_encoder,
+        body_model,
+        device="cpu",
+        render_backend: str = "auto",
+        offload: bool = False,
+        placement=None,
+    ):
         self.transformer, self.vae, self.text_encoder, self.body_model = transformer, vae, text_encoder, body_model
         self.device = torch.device(device)
         self.render_backend = render_backend
         self.offload = offload  # model_offload: each component visits the device only while it works
-        self.placement = placement  # host hook: placement(module) -> context manager with ``module`` on the device inside
+        self.placement = (
+            placement  # host hook: placement(module) -> context manager with ``module`` on the device inside
+        )
 
     def _on_device(self, module):
         """``module`` on the device for the block: the host's ``placement``, else (``offload``) moved there and back."""
@@ -97,8 +127,10 @@ class CoMoViPipeline:
         config = self.transformer.comovi_config
         embeds = embeds[None] if embeds.dim() == 2 else embeds
         if embeds.dim() != 3 or embeds.shape[0] != 1 or embeds.shape[-1] != config.text_dim:
-            raise CoMoViError(f"{what} embeddings have shape {tuple(embeds.shape)}; this model needs (1, tokens, "
-                              f"{config.text_dim}): use the umT5-XXL text encoder (ComfyUI: CLIP type 'wan')")
+            raise CoMoViError(
+                f"{what} embeddings have shape {tuple(embeds.shape)}; this model needs (1, tokens, "
+                f"{config.text_dim}): use the umT5-XXL text encoder (ComfyUI: CLIP type 'wan')"
+            )
         return pad_embeddings([embeds[0].float()], config.text_len)
 
     def render_motion_maps(self, motion: SMPLMotion, camera, frames=None) -> torch.Tensor:
@@ -145,34 +177,54 @@ class CoMoViPipeline:
         timings = {}
         # 2. text
         with _timed(timings, "text"):
-            prompt_embeds, negative_prompt_embeds = self._encode_text(prompt, negative_prompt, prompt_embeds,
-                                                                      negative_prompt_embeds, guidance)
+            prompt_embeds, negative_prompt_embeds = self._encode_text(
+                prompt, negative_prompt, prompt_embeds, negative_prompt_embeds, guidance
+            )
         # 3. first frames (and the given video or motion) into latents
         with _timed(timings, "encode"):
-            rgb_cond, motion_cond, given_latents = self._encode_conditions(image, start, camera, num_frames, mode, given)
+            rgb_cond, motion_cond, given_latents = self._encode_conditions(
+                image, start, camera, num_frames, mode, given
+            )
         # 4. the joint denoising loop
         with _timed(timings, "denoise"):
             generator = torch.Generator(self.device).manual_seed(seed)
             head = self.transformer.smpl_head is not None
             with torch.no_grad(), self._on_device(self.transformer):
-                result = sample(self.transformer, rgb_cond, motion_cond, (num_frames - 1) // 4 + 1,
-                                prompt_embeds.to(self.device), _to(negative_prompt_embeds, self.device),
-                                start_pose_6d(start).to(self.device) if head else None, steps, guidance, shift, solver,
-                                generator, mode, given_latents, callback, step_cache=step_cache)
+                result = sample(
+                    self.transformer,
+                    rgb_cond,
+                    motion_cond,
+                    (num_frames - 1) // 4 + 1,
+                    prompt_embeds.to(self.device),
+                    _to(negative_prompt_embeds, self.device),
+                    start_pose_6d(start).to(self.device) if head else None,
+                    steps,
+                    guidance,
+                    shift,
+                    solver,
+                    generator,
+                    mode,
+                    given_latents,
+                    callback,
+                    step_cache=step_cache,
+                )
         # 5. latents to frames
         with _timed(timings, "decode"), torch.no_grad(), self._on_device(self.vae):
             rgb, motion_map = self._to_frames(result.rgb), self._to_frames(result.motion)
         # 6. the 3D motion: from the head, else fitted to the generated motion map; and how well it agrees
-        smpl, source, quality = self._recover_motion(result.smpl_6d, motion_map, start, camera, fps, fit_motion,
-                                                     fit_callback, timings)
+        smpl, source, quality = self._recover_motion(
+            result.smpl_6d, motion_map, start, camera, fps, fit_motion, fit_callback, timings
+        )
         return GenerationResult(rgb, motion_map, smpl, timings, source, quality, result.evaluations)
 
     def _encode_text(self, prompt, negative_prompt, prompt_embeds, negative_prompt_embeds, guidance):
         """-> (prompt, negative prompt or None without guidance) embeddings, (1, text_len, D) each."""
         need_negative = guidance > 1 and negative_prompt_embeds is None
         if (prompt_embeds is None or need_negative) and self.text_encoder is None:
-            raise CoMoViError("no text encoder is loaded: give prompt embeddings (ComfyUI: connect positive and "
-                              "negative CONDITIONING from a umT5-XXL text encoder), or load the umT5 text encoder")
+            raise CoMoViError(
+                "no text encoder is loaded: give prompt embeddings (ComfyUI: connect positive and "
+                "negative CONDITIONING from a umT5-XXL text encoder), or load the umT5 text encoder"
+            )
         with self._on_device(getattr(self.text_encoder, "model", None)):
             if prompt_embeds is None:
                 prompt_embeds = self.text_encoder([prompt])
@@ -195,13 +247,17 @@ class CoMoViPipeline:
             if mode == "motion_to_video":
                 if not isinstance(given, SMPLMotion) or given.num_frames < num_frames:
                     raise CoMoViError(f"motion_to_video needs a SMPL motion of at least {num_frames} frames")
-                given_latents = encode_frames(self.vae, self._as_video(self.render_motion_maps(given, camera, num_frames)))
+                given_latents = encode_frames(
+                    self.vae, self._as_video(self.render_motion_maps(given, camera, num_frames))
+                )
             elif mode == "video_to_motion":
                 if not torch.is_tensor(given) or given.shape[0] < num_frames or given.shape[1:3] != (height, width):
                     got = tuple(given.shape) if torch.is_tensor(given) else type(given).__name__
-                    raise CoMoViError(f"video_to_motion needs a video tensor (T >= {num_frames}, {height}, {width}, 3) "
-                                      f"in [0, 1], got {got}: give at least {num_frames} frames, resized/padded to "
-                                      f"{width}x{height}")
+                    raise CoMoViError(
+                        f"video_to_motion needs a video tensor (T >= {num_frames}, {height}, {width}, 3) "
+                        f"in [0, 1], got {got}: give at least {num_frames} frames, resized/padded to "
+                        f"{width}x{height}"
+                    )
                 given_latents = encode_frames(self.vae, self._as_video(given[:num_frames]))
         return rgb_cond, motion_cond, given_latents
 

@@ -45,34 +45,64 @@ log = logging.getLogger("comovi_core.prepare")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    env = lambda name, default: int(os.environ.get(name, str(default)))  # noqa: E731 (set by torchrun / accelerate)
+    def env(name, default):
+        return int(os.environ.get(name, str(default)))  # set by torchrun / accelerate
+
     p = argparse.ArgumentParser(prog="python -m comovi_core.prepare", description=__doc__.split("\n\n")[0])
     p.add_argument("--data", type=Path, help="dataset folder, one sub-folder per clip (see comovi_core.train_data)")
     p.add_argument("--out", type=Path, required=True, help="cache folder to write (or to continue)")
-    p.add_argument("--preset", default="wan2.2-ti2v-5b",
-                   help="model preset whose VAE and text encoder encode the clips; tiny = random tiny ones in memory")
+    p.add_argument(
+        "--preset",
+        default="wan2.2-ti2v-5b",
+        help="model preset whose VAE and text encoder encode the clips; tiny = random tiny ones in memory",
+    )
     p.add_argument("--base", type=Path, help="Wan2.2-TI2V-5B diffusers folder: its vae/, text_encoder/, tokenizer/")
     p.add_argument("--vae", type=Path, help="Wan2.2 VAE (single file or folder) instead of the base folder's vae/")
-    p.add_argument("--frames", type=int, help="frames per clip, 4k+1 (the first ones of each clip); default 81, "
-                                             "tiny 9")
-    p.add_argument("--height", type=int, help="clip height, multiple of 32 (clips of other sizes are skipped); "
-                                             "default 704, tiny 64")
+    p.add_argument("--frames", type=int, help="frames per clip, 4k+1 (the first ones of each clip); default 81, tiny 9")
+    p.add_argument(
+        "--height",
+        type=int,
+        help="clip height, multiple of 32 (clips of other sizes are skipped); default 704, tiny 64",
+    )
     p.add_argument("--width", type=int, help="clip width, multiple of 32; default 1280, tiny 64")
-    p.add_argument("--shard-size", type=int, default=16,
-                   help="clips per shard file (default 16: ~0.45 GB of fp32 latents at 81x704x1280)")
-    p.add_argument("--latent-dtype", default="fp32", choices=("fp32", "bf16"),
-                   help="how latents are stored: fp32 (exactly what uncached training sees) or bf16 (half the disk)")
-    p.add_argument("--seed", type=int, default=0, help="tiny preset only: seed of its random VAE and text encoder "
-                                                       "(train --preset tiny with the same --seed)")
+    p.add_argument(
+        "--shard-size",
+        type=int,
+        default=16,
+        help="clips per shard file (default 16: ~0.45 GB of fp32 latents at 81x704x1280)",
+    )
+    p.add_argument(
+        "--latent-dtype",
+        default="fp32",
+        choices=("fp32", "bf16"),
+        help="how latents are stored: fp32 (exactly what uncached training sees) or bf16 (half the disk)",
+    )
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="tiny preset only: seed of its random VAE and text encoder (train --preset tiny with the same --seed)",
+    )
     p.add_argument("--rank", type=int, default=env("RANK", 0), help="this process's number (default $RANK or 0)")
-    p.add_argument("--world-size", type=int, default=env("WORLD_SIZE", 1),
-                   help="number of processes preparing together (default $WORLD_SIZE or 1)")
+    p.add_argument(
+        "--world-size",
+        type=int,
+        default=env("WORLD_SIZE", 1),
+        help="number of processes preparing together (default $WORLD_SIZE or 1)",
+    )
     p.add_argument("--device", help="where the VAE and text encoder run; default cuda:$LOCAL_RANK if CUDA, else cpu")
-    p.add_argument("--synthetic", type=int, default=0,
-                   help="first write this many synthetic mannequin clips (stand-in body, NOT SMPL) into --data "
-                        "unless that folder exists: a CPU smoke test")
-    p.add_argument("--finalize", action="store_true",
-                   help="only (re)write manifest.json and report.json from the finished shards in --out")
+    p.add_argument(
+        "--synthetic",
+        type=int,
+        default=0,
+        help="first write this many synthetic mannequin clips (stand-in body, NOT SMPL) into --data "
+        "unless that folder exists: a CPU smoke test",
+    )
+    p.add_argument(
+        "--finalize",
+        action="store_true",
+        help="only (re)write manifest.json and report.json from the finished shards in --out",
+    )
     return p.parse_args(argv)
 
 
@@ -81,19 +111,31 @@ def cache_config(args: argparse.Namespace) -> dict:
     from .model.config import get_config
 
     tiny = args.preset == "tiny"
-    size = dict(frames=args.frames or (9 if tiny else 81), height=args.height or (64 if tiny else 704),
-                width=args.width or (64 if tiny else 1280))
+    size = dict(
+        frames=args.frames or (9 if tiny else 81),
+        height=args.height or (64 if tiny else 704),
+        width=args.width or (64 if tiny else 1280),
+    )
     check_video_size(size["height"], size["width"], size["frames"])
     model = get_config(args.preset)
     if tiny:
         vae, text = f"tiny random VAE (seed {args.seed + 3})", f"tiny random umT5 (seed {args.seed})"
     elif args.base is None:
-        raise CoMoViError("--base is needed: the Wan2.2-TI2V-5B diffusers folder whose VAE and text encoder encode "
-                          "the clips (models/Wan2.2-TI2V-5B-Diffusers), or --preset tiny for a CPU smoke test")
+        raise CoMoViError(
+            "--base is needed: the Wan2.2-TI2V-5B diffusers folder whose VAE and text encoder encode "
+            "the clips (models/Wan2.2-TI2V-5B-Diffusers), or --preset tiny for a CPU smoke test"
+        )
     else:
         vae, text = str((args.vae or args.base / "vae").resolve()), str((args.base / "text_encoder").resolve())
-    return {"preset": args.preset, "vae": vae, "text_encoder": text, **size, "latent_dtype": args.latent_dtype,
-            "text_len": model.text_len, "text_dim": model.text_dim}
+    return {
+        "preset": args.preset,
+        "vae": vae,
+        "text_encoder": text,
+        **size,
+        "latent_dtype": args.latent_dtype,
+        "text_len": model.text_len,
+        "text_dim": model.text_dim,
+    }
 
 
 def _check_args(args: argparse.Namespace) -> None:
@@ -114,16 +156,23 @@ def _plan(args: argparse.Namespace, config: dict) -> dict:
         raise CoMoViError(f"--data {args.data} is not a folder: give the dataset folder (one sub-folder per clip)")
     names = sorted(p.name for p in args.data.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not names:
-        raise CoMoViError(f"--data {args.data}: no clip folders found (one sub-folder per clip, see "
-                          "comovi_core.train_data)")
+        raise CoMoViError(
+            f"--data {args.data}: no clip folders found (one sub-folder per clip, see comovi_core.train_data)"
+        )
     args.out.mkdir(parents=True, exist_ok=True)
-    plan = {"format": 1, "config": config, "data": str(args.data.resolve()),
-            "shards": [names[i: i + args.shard_size] for i in range(0, len(names), args.shard_size)]}
+    plan = {
+        "format": 1,
+        "config": config,
+        "data": str(args.data.resolve()),
+        "shards": [names[i : i + args.shard_size] for i in range(0, len(names), args.shard_size)],
+    }
     old = json.loads((args.out / PLAN).read_text()) if (args.out / PLAN).is_file() else None
     if old is not None and old["config"] != config:
         changed = {k: (old["config"].get(k), v) for k, v in config.items() if old["config"].get(k) != v}
-        raise CoMoViError(f"{args.out} holds a cache prepared with other settings (before -> now: {changed}): give "
-                          "the same settings to continue it, or another --out")
+        raise CoMoViError(
+            f"{args.out} holds a cache prepared with other settings (before -> now: {changed}): give "
+            "the same settings to continue it, or another --out"
+        )
     if old != plan:
         write_json(args.out / PLAN, plan)
     return plan
@@ -171,13 +220,24 @@ def run(args: argparse.Namespace) -> Path:
         for n, k in enumerate(todo):
             tick = time.perf_counter()
             meta = build_shard(args.out, k, args.data, plan["shards"][k], config, vae, text, device)
-            log.info("%s (%d/%d of rank %d): %d clips, %d skipped, %.1f s", shard_name(k), n + 1, len(todo),
-                     args.rank, len(meta["clips"]), len(meta["skipped"]), time.perf_counter() - tick)
+            log.info(
+                "%s (%d/%d of rank %d): %d clips, %d skipped, %.1f s",
+                shard_name(k),
+                n + 1,
+                len(todo),
+                args.rank,
+                len(meta["clips"]),
+                len(meta["skipped"]),
+                time.perf_counter() - tick,
+            )
     if all((args.out / shard_name(k)).is_file() for k in range(len(plan["shards"]))):
         finalize(args.out)
     else:
-        log.info("rank %d of %d is done; the last rank to finish writes manifest.json (or run --finalize)", args.rank,
-                 args.world_size)
+        log.info(
+            "rank %d of %d is done; the last rank to finish writes manifest.json (or run --finalize)",
+            args.rank,
+            args.world_size,
+        )
     return args.out
 
 
@@ -191,8 +251,9 @@ def _write_synthetic(args: argparse.Namespace, config: dict) -> None:
     if args.world_size > 1:
         raise CoMoViError("--synthetic writes the clips from one process: run it once with --world-size 1")
     check_writable_folder(args.data, "--data folder (for the --synthetic clips)")
-    clips = synthetic_clips(load_body_model(None), args.synthetic, config["frames"], config["height"],
-                            config["width"], args.seed)
+    clips = synthetic_clips(
+        load_body_model(None), args.synthetic, config["frames"], config["height"], config["width"], args.seed
+    )
     for i, clip in enumerate(clips):
         write_clip(args.data / f"clip_{i:04d}", clip)
     log.info("wrote %d synthetic clips (stand-in mannequin, not SMPL) to %s", len(clips), args.data)

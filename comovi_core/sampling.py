@@ -22,8 +22,8 @@ Modes beyond the release (same joint model, no fine-tuning):
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import torch
 
@@ -40,8 +40,12 @@ def make_scheduler(solver: str = "unipc", shift: float = 5.0):
     from diffusers import FlowMatchEulerDiscreteScheduler, UniPCMultistepScheduler  # on use: diffusers costs seconds
 
     if solver == "unipc":
-        return UniPCMultistepScheduler(prediction_type="flow_prediction", use_flow_sigmas=True, flow_shift=shift,
-                                       num_train_timesteps=NUM_TRAIN_TIMESTEPS)
+        return UniPCMultistepScheduler(
+            prediction_type="flow_prediction",
+            use_flow_sigmas=True,
+            flow_shift=shift,
+            num_train_timesteps=NUM_TRAIN_TIMESTEPS,
+        )
     if solver == "euler":
         return FlowMatchEulerDiscreteScheduler(shift=shift, num_train_timesteps=NUM_TRAIN_TIMESTEPS)
     raise CoMoViError(f"unknown solver {solver!r}; choose one of {list(SOLVERS)}")
@@ -102,7 +106,11 @@ def sample(
     device = rgb_condition.device
     rgb = torch.randn(shape, generator=generator, device=device, dtype=torch.float32)
     motion = torch.randn(shape, generator=generator, device=device, dtype=torch.float32)
-    given_noise = torch.randn(shape, generator=generator, device=device, dtype=torch.float32) if given_latents is not None else None
+    given_noise = (
+        torch.randn(shape, generator=generator, device=device, dtype=torch.float32)
+        if given_latents is not None
+        else None
+    )
     mask = first_frame_mask(shape, device)
     scheduler = make_scheduler(solver, shift)
     scheduler.set_timesteps(steps, device=device)
@@ -122,7 +130,11 @@ def sample(
         motion_in = ((1 - mask) * motion_condition + mask * motion).to(dtype)
         timestep = token_timesteps(mask, t, b, model.comovi_config.patch_size)
         if use_cfg:
-            rgb_in, motion_in, timestep = torch.cat([rgb_in, rgb_in]), torch.cat([motion_in, motion_in]), torch.cat([timestep, timestep])
+            rgb_in, motion_in, timestep = (
+                torch.cat([rgb_in, rgb_in]),
+                torch.cat([motion_in, motion_in]),
+                torch.cat([timestep, timestep]),
+            )
         if cache is not None:
             cache.begin_step(i)
         out = model(rgb_in, motion_in, timestep, context.to(dtype), pose, **cached)
@@ -134,11 +146,16 @@ def sample(
         if out.smpl_6d is not None:
             smpl = out.smpl_6d[:b]
         x_rgb, x_motion = rgb, motion
-        joint = scheduler.step(torch.cat([pred_rgb, pred_motion], 1), t, torch.cat([rgb, motion], 1), return_dict=False)[0]
+        joint = scheduler.step(
+            torch.cat([pred_rgb, pred_motion], 1), t, torch.cat([rgb, motion], 1), return_dict=False
+        )[0]
         rgb, motion = joint[:, :c], joint[:, c:]
         if callback is not None:
             sigma = t.float() / NUM_TRAIN_TIMESTEPS
-            denoised = (x_rgb - sigma * pred_rgb, x_motion - sigma * pred_motion)  # flow matching: x_t = (1-s) x0 + s noise
+            denoised = (
+                x_rgb - sigma * pred_rgb,
+                x_motion - sigma * pred_motion,
+            )  # flow matching: x_t = (1-s) x0 + s noise
             callback(i, len(scheduler.timesteps), t, (rgb, motion), denoised)
     rgb = (1 - mask) * rgb_condition + mask * rgb
     motion = (1 - mask) * motion_condition + mask * motion

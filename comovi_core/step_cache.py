@@ -29,8 +29,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 
@@ -47,11 +47,15 @@ class StepCacheConfig:
 
     def __post_init__(self) -> None:
         if self.threshold is not None and not (self.threshold >= 0 and math.isfinite(self.threshold)):
-            raise CoMoViError(f"step cache threshold must be 0 (off) or more, got {self.threshold}; "
-                              "e.g. 0.1 (see the speed table in the README)")
+            raise CoMoViError(
+                f"step cache threshold must be 0 (off) or more, got {self.threshold}; "
+                "e.g. 0.1 (see the speed table in the README)"
+            )
         if not 0 <= self.start <= self.end <= 1:
-            raise CoMoViError(f"step cache start and end are fractions of the steps with 0 <= start <= end <= 1, "
-                              f"got start {self.start} and end {self.end}; e.g. start 0.1, end 0.9")
+            raise CoMoViError(
+                f"step cache start and end are fractions of the steps with 0 <= start <= end <= 1, "
+                f"got start {self.start} and end {self.end}; e.g. start 0.1, end 0.9"
+            )
 
     @property
     def enabled(self) -> bool:
@@ -59,7 +63,10 @@ class StepCacheConfig:
 
     def cacheable_steps(self, num_steps: int) -> range:
         """The step indices that may reuse: [ceil(start*n), ceil(end*n)), never step 0 (nothing to reuse yet)."""
-        bound = lambda fraction: math.ceil(fraction * num_steps - 1e-9)  # noqa: E731  (0.3 * 10 is 3, not 3.0000000000000004)
+
+        def bound(fraction):
+            return math.ceil(fraction * num_steps - 1e-9)  # 0.3 * 10 is 3, not 3.0000000000000004
+
         return range(max(1, bound(self.start)), bound(self.end)) if self.enabled else range(0)
 
     def to_dict(self) -> dict:
@@ -71,7 +78,11 @@ def modulated_input(block, x: torch.Tensor, timestep_proj: torch.Tensor) -> torc
 
     timestep_proj: (B, 6, D), or (B, L, 6, D) per token (Wan2.2 TI2V)."""
     table = block.scale_shift_table.to(x.device, torch.float32)  # (1, 6, D); may live elsewhere under block swap
-    mod = table.unsqueeze(0) + timestep_proj.float() if timestep_proj.ndim == 4 else (table + timestep_proj.float()).unsqueeze(1)
+    mod = (
+        table.unsqueeze(0) + timestep_proj.float()
+        if timestep_proj.ndim == 4
+        else (table + timestep_proj.float()).unsqueeze(1)
+    )
     return block.norm1(x.float()) * (1 + mod[..., 1, :]) + mod[..., 0, :]
 
 
@@ -102,21 +113,30 @@ class StepCache:
     def stats(self) -> dict:
         return {"computed": self.computed, "reused": self.reused}
 
-    def run(self, model, blocks: Blocks, x_rgb: torch.Tensor, x_motion: torch.Tensor, timestep_proj: torch.Tensor) -> tuple:
-        """The stack's (x_rgb, x_motion, fused): ``blocks(x_rgb, x_motion)`` computed, or the inputs + stored residuals."""
+    def run(
+        self, model, blocks: Blocks, x_rgb: torch.Tensor, x_motion: torch.Tensor, timestep_proj: torch.Tensor
+    ) -> tuple:
+        """The stack's (x_rgb, x_motion, fused): ``blocks(x_rgb, x_motion)`` computed, or the inputs + stored
+        residuals."""
         if not self.config.enabled:  # threshold 0: every step computes; nothing is stored
             self._count(True)
             return blocks(x_rgb, x_motion)
         with torch.no_grad():
-            current = (modulated_input(model.rgb.blocks[0], x_rgb, timestep_proj),
-                       modulated_input(model.motion.blocks[0], x_motion, timestep_proj))
+            current = (
+                modulated_input(model.rgb.blocks[0], x_rgb, timestep_proj),
+                modulated_input(model.motion.blocks[0], x_motion, timestep_proj),
+            )
             change = None
             if self._previous is not None and self._previous[0].shape == current[0].shape:
                 rgb, motion = (relative_l1(new, old) for new, old in zip(current, self._previous))
                 change = float(torch.maximum(rgb, motion).max())  # the pair's change: the larger branch, the larger row
         self._previous = current
-        reusable = (self.step in self.cacheable and change is not None and self._residuals is not None
-                    and self._residuals[0].shape == x_rgb.shape)
+        reusable = (
+            self.step in self.cacheable
+            and change is not None
+            and self._residuals is not None
+            and self._residuals[0].shape == x_rgb.shape
+        )
         if reusable and self.accumulated + change < self.config.threshold:
             self.accumulated += change
             self._count(False)
@@ -137,5 +157,7 @@ class StepCache:
 def describe_evaluations(evaluations: dict) -> str:
     """One line for people: how many of the loop's transformer evaluations ran and how many were reused."""
     computed, reused = evaluations["computed"], evaluations["reused"]
-    return (f"step cache: {computed} of {computed + reused} transformer evaluations computed, {reused} reused "
-            f"({(computed + reused) / max(computed, 1):.2f}x fewer)")
+    return (
+        f"step cache: {computed} of {computed + reused} transformer evaluations computed, {reused} reused "
+        f"({(computed + reused) / max(computed, 1):.2f}x fewer)"
+    )

@@ -17,9 +17,21 @@ from .text import TinyTextEncoder
 def tiny_vae(seed: int = 3) -> AutoencoderKLWan:
     """A Wan2.2-shaped VAE (z_dim 48, 16x spatial, 4x temporal, patch 2) with 8 base channels."""
     torch.manual_seed(seed)
-    return AutoencoderKLWan(base_dim=8, z_dim=48, dim_mult=[1, 1, 1, 1], num_res_blocks=1, temperal_downsample=[False, True, True],
-                            is_residual=True, in_channels=12, out_channels=12, patch_size=2, scale_factor_spatial=16,
-                            scale_factor_temporal=4, latents_mean=[0.0] * 48, latents_std=[1.0] * 48).eval()
+    return AutoencoderKLWan(
+        base_dim=8,
+        z_dim=48,
+        dim_mult=[1, 1, 1, 1],
+        num_res_blocks=1,
+        temperal_downsample=[False, True, True],
+        is_residual=True,
+        in_channels=12,
+        out_channels=12,
+        patch_size=2,
+        scale_factor_spatial=16,
+        scale_factor_temporal=4,
+        latents_mean=[0.0] * 48,
+        latents_std=[1.0] * 48,
+    ).eval()
 
 
 def tiny_transformer(seed: int = 0):
@@ -34,4 +46,8 @@ def tiny_transformer(seed: int = 0):
 
 def tiny_components(seed: int = 0) -> dict:
     cfg = get_config("tiny")
-    return dict(transformer=tiny_transformer(seed), vae=tiny_vae(seed + 3), text_encoder=TinyTextEncoder(cfg.text_dim, cfg.text_len, seed))
+    return dict(
+        transformer=tiny_transformer(seed),
+        vae=tiny_vae(seed + 3),
+        text_encoder=TinyTextEncoder(cfg.text_dim, cfg.text_len, seed),
+    )

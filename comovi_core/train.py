@@ -108,18 +108,32 @@ def _accelerator(cfg: TrainConfig, out: Path, tensorboard: bool):
     from accelerate.utils import ProjectConfiguration, is_tensorboard_available
 
     if tensorboard and not is_tensorboard_available():
-        raise CoMoViError("--tensorboard needs the tensorboard package: pip install tensorboard "
-                          "(or drop --tensorboard; metrics.jsonl is always written)")
-    return Accelerator(cpu=not torch.cuda.is_available(),  # without GPUs, processes talk over gloo
-                       mixed_precision="bf16" if cfg.precision == "bf16" else "no",
-                       log_with="tensorboard" if tensorboard else None,
-                       project_config=ProjectConfiguration(project_dir=str(out), logging_dir=str(out / "tensorboard")),
-                       # stage 2: the 3D head sees no gradient on clips without SMPL
-                       kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=cfg.stage == 2)])
+        raise CoMoViError(
+            "--tensorboard needs the tensorboard package: pip install tensorboard "
+            "(or drop --tensorboard; metrics.jsonl is always written)"
+        )
+    return Accelerator(
+        cpu=not torch.cuda.is_available(),  # without GPUs, processes talk over gloo
+        mixed_precision="bf16" if cfg.precision == "bf16" else "no",
+        log_with="tensorboard" if tensorboard else None,
+        project_config=ProjectConfiguration(project_dir=str(out), logging_dir=str(out / "tensorboard")),
+        # stage 2: the 3D head sees no gradient on clips without SMPL
+        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=cfg.stage == 2)],
+    )
 
 
-def train(cfg: TrainConfig, model, vae, text_encoder, clips, out: Path, body, accelerator=None,
-          resume: Path | None = None, tensorboard: bool = False) -> dict:
+def train(
+    cfg: TrainConfig,
+    model,
+    vae,
+    text_encoder,
+    clips,
+    out: Path,
+    body,
+    accelerator=None,
+    resume: Path | None = None,
+    tensorboard: bool = False,
+) -> dict:
     """The training loop (data parallel through accelerate), from scratch or from the state folder ``resume``.
     ``clips``: a list of ``Clip`` (encoded with ``vae`` and ``text_encoder`` as they are used) or a prepared cache
     (``train_cache.CacheData``; ``vae`` and ``text_encoder`` are then unused, None).
@@ -148,21 +162,27 @@ def train(cfg: TrainConfig, model, vae, text_encoder, clips, out: Path, body, ac
         clips = ClipData(clips, vae, text_encoder, cfg.text_dropout > 0)
     order = EpochOrder(cfg.seed, clips.sizes)
     metrics = MetricsLog(out, accelerator, done, tensorboard, dataclasses.asdict(cfg))
-    stage_losses = LOSS_NAMES[:1] if cfg.stage == 1 else LOSS_NAMES[:2] + (
-        ("smpl",) if accelerator.unwrap_model(model).smpl_head is not None else ())
+    stage_losses = (
+        LOSS_NAMES[:1]
+        if cfg.stage == 1
+        else LOSS_NAMES[:2] + (("smpl",) if accelerator.unwrap_model(model).smpl_head is not None else ())
+    )
     tokens = 2 * ((cfg.frames - 1) // 4 + 1) * (cfg.height // 32) * (cfg.width // 32)  # both branches, patched
     history, start = [], time.perf_counter()
     for step in range(done + 1, cfg.steps + 1):
         tick, total, parts = time.perf_counter(), 0.0, dict.fromkeys(LOSS_NAMES, 0.0)
         for k in range(cfg.grad_accum):
             generator = micro_batch_generator(cfg.seed, step, accelerator.process_index * cfg.grad_accum + k)
-            sample = clips.read(*order(sample_index(step, accelerator.process_index, accelerator.num_processes,
-                                                    cfg.grad_accum, k)), accelerator.device)
+            sample = clips.read(
+                *order(sample_index(step, accelerator.process_index, accelerator.num_processes, cfg.grad_accum, k)),
+                accelerator.device,
+            )
             context = clips.empty_context(accelerator.device) if drop_text(cfg, generator) else sample.context
             last = k == cfg.grad_accum - 1
             with contextlib.nullcontext() if last else accelerator.no_sync(model):  # all-reduce once per step
-                losses = latent_training_step(model, body, sample.x0_rgb, sample.x0_motion, sample.motion, context,
-                                              cfg, generator)
+                losses = latent_training_step(
+                    model, body, sample.x0_rgb, sample.x0_motion, sample.motion, context, cfg, generator
+                )
                 loss = sum(losses.values()) / cfg.grad_accum
                 accelerator.backward(loss)
             total += loss.detach().item()
@@ -180,21 +200,33 @@ def train(cfg: TrainConfig, model, vae, text_encoder, clips, out: Path, body, ac
         history.append(total)
         seconds = time.perf_counter() - tick
         samples = cfg.grad_accum * accelerator.num_processes
-        row = {"loss": total, **{f"loss_{n}": parts[n] for n in stage_losses}, "lr": lr, "grad_norm": grad_norm,
-               "samples_per_s": samples / seconds, "tokens_per_s": samples * tokens / seconds}
+        row = {
+            "loss": total,
+            **{f"loss_{n}": parts[n] for n in stage_losses},
+            "lr": lr,
+            "grad_norm": grad_norm,
+            "samples_per_s": samples / seconds,
+            "tokens_per_s": samples * tokens / seconds,
+        }
         if torch.cuda.is_available():
             row["peak_memory_gb"] = torch.cuda.max_memory_allocated() / 2**30
         metrics.log(step, row)
         if (step % cfg.log_every == 0 or step == done + 1) and accelerator.is_main_process:
             log.info("step %d/%d  %s", step, cfg.steps, "  ".join(f"{k} {v:.4g}" for k, v in row.items()))
         if step % cfg.save_every == 0 or step == cfg.steps:
-            save_training_state(accelerator, model, named, optimizer, schedule, cfg, step, total, out,
-                                compute_dtype(cfg))
+            save_training_state(
+                accelerator, model, named, optimizer, schedule, cfg, step, total, out, compute_dtype(cfg)
+            )
     metrics.close()
     clips.close()
-    summary = {"steps": cfg.steps, "first_loss": history[0] if history else None,
-               "last_loss": history[-1] if history else None, "seconds": time.perf_counter() - start,
-               "processes": accelerator.num_processes, "resumed_from": done}
+    summary = {
+        "steps": cfg.steps,
+        "first_loss": history[0] if history else None,
+        "last_loss": history[-1] if history else None,
+        "seconds": time.perf_counter() - start,
+        "processes": accelerator.num_processes,
+        "resumed_from": done,
+    }
     if accelerator.is_main_process and history:
         with atomic_path(out / "summary.json") as tmp:
             tmp.write_text(json.dumps(summary, indent=1))
@@ -205,30 +237,44 @@ def train(cfg: TrainConfig, model, vae, text_encoder, clips, out: Path, body, ac
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m comovi_core.train", description=__doc__.split("\n\n")[0])
     p.add_argument("--preset", default="wan2.2-ti2v-5b", help="model preset; tiny = random tiny weights in memory")
-    p.add_argument("--init", nargs="*", default=[],
-                   help="checkpoints to start from (base Wan2.2, then CoMoVi/ours), later ones win")
+    p.add_argument(
+        "--init",
+        nargs="*",
+        default=[],
+        help="checkpoints to start from (base Wan2.2, then CoMoVi/ours), later ones win",
+    )
     p.add_argument("--data", type=Path, help="dataset folder (see comovi_core.train_data)")
     p.add_argument("--synthetic", type=int, default=0, help="use this many synthetic mannequin clips instead of --data")
-    p.add_argument("--cache", type=Path,
-                   help="a prepared cache folder (python -m comovi_core.prepare) instead of --data: streamed with "
-                        "bounded memory, no VAE or text encoder loaded; --frames/--height/--width default to its size")
+    p.add_argument(
+        "--cache",
+        type=Path,
+        help="a prepared cache folder (python -m comovi_core.prepare) instead of --data: streamed with "
+        "bounded memory, no VAE or text encoder loaded; --frames/--height/--width default to its size",
+    )
     p.add_argument("--out", type=Path, required=True, help="run folder: checkpoints, states, metrics.jsonl, summary")
-    p.add_argument("--resume", default="latest",
-                   help="latest (default): continue from the newest complete state in --out, if any; none: start "
-                        "fresh; or a state_NNNNNN folder / step_NNNNNN.safetensors file")
+    p.add_argument(
+        "--resume",
+        default="latest",
+        help="latest (default): continue from the newest complete state in --out, if any; none: start "
+        "fresh; or a state_NNNNNN folder / step_NNNNNN.safetensors file",
+    )
     p.add_argument("--tensorboard", action="store_true", help="also log metrics to TensorBoard (--out/tensorboard)")
-    p.add_argument("--body-model", type=Path,
-                   help="SMPL model file or folder for the stage-2 SMPL loss; default: the stand-in mannequin "
-                        "(not SMPL)")
+    p.add_argument(
+        "--body-model",
+        type=Path,
+        help="SMPL model file or folder for the stage-2 SMPL loss; default: the stand-in mannequin (not SMPL)",
+    )
     p.add_argument("--vae", type=Path, help="Wan2.2 VAE (single file or folder); default: the vae/ folder of --init")
     for f in dataclasses.fields(TrainConfig):
         if f.name == "preset":
             continue
         text = f"{f.metadata['help']} (default {f.default})"
-        kind = {"bool": lambda v: v.lower() in ("1", "true", "yes"), "int": int, "float": float,
-                "str": str}[str(f.type)]
-        p.add_argument("--" + f.name.replace("_", "-"), type=kind, default=None, help=text,
-                       choices=f.metadata.get("choices"))
+        kind = {"bool": lambda v: v.lower() in ("1", "true", "yes"), "int": int, "float": float, "str": str}[
+            str(f.type)
+        ]
+        p.add_argument(
+            "--" + f.name.replace("_", "-"), type=kind, default=None, help=text, choices=f.metadata.get("choices")
+        )
     return p.parse_args(argv)
 
 
@@ -261,8 +307,10 @@ def load_codecs(preset: str, base: Path | None, vae_path: Path | None = None, se
     from .vae_loading import load_wan22_vae
 
     if base is None:
-        raise CoMoViError("the VAE and the text encoder come from the base Wan2.2-TI2V-5B diffusers folder: give it "
-                          "(models/Wan2.2-TI2V-5B-Diffusers)")
+        raise CoMoViError(
+            "the VAE and the text encoder come from the base Wan2.2-TI2V-5B diffusers folder: give it "
+            "(models/Wan2.2-TI2V-5B-Diffusers)"
+        )
     device = device or _device()
     vae = load_wan22_vae(vae_path or base, torch.float32).to(device)
     return vae, UMT5TextEncoder(base, device, torch.bfloat16, get_config(preset).text_len)
@@ -283,10 +331,25 @@ def load_components(cfg: TrainConfig, init: list, vae_path: Path | None = None):
 def make_config(args: argparse.Namespace) -> TrainConfig:
     """TrainConfig from the flags (tiny has its own defaults), checked before anything loads."""
     tiny = args.preset == "tiny"
-    defaults = dict(frames=9, height=64, width=64, grad_accum=1, warmup=5, lr=1e-3, gradient_checkpointing=False,
-                    precision="fp32") if tiny else {}
-    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)
-              if f.name != "preset" and getattr(args, f.name) is not None}
+    defaults = (
+        dict(
+            frames=9,
+            height=64,
+            width=64,
+            grad_accum=1,
+            warmup=5,
+            lr=1e-3,
+            gradient_checkpointing=False,
+            precision="fp32",
+        )
+        if tiny
+        else {}
+    )
+    values = {
+        f.name: getattr(args, f.name)
+        for f in dataclasses.fields(TrainConfig)
+        if f.name != "preset" and getattr(args, f.name) is not None
+    }
     if sum((args.data is not None, args.synthetic != 0, args.cache is not None)) != 1:
         raise CoMoViError("give either --data FOLDER, --cache FOLDER (python -m comovi_core.prepare) or --synthetic N")
     if args.cache is not None:
@@ -321,13 +384,22 @@ def _check_numbers(cfg: TrainConfig) -> None:
     for name in ("steps", "grad_accum", "save_every", "log_every"):
         if not getattr(cfg, name) >= 1:
             raise CoMoViError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(cfg, name)}")
-    at_least_zero = {"keep_states": "keep all", "warmup": "no warm-up", "weight_decay": "no decay",
-                     "lora": "no LoRA; else a rank such as 64", "lora_alpha": "alpha = rank"}
+    at_least_zero = {
+        "keep_states": "keep all",
+        "warmup": "no warm-up",
+        "weight_decay": "no decay",
+        "lora": "no LoRA; else a rank such as 64",
+        "lora_alpha": "alpha = rank",
+    }
     for name, zero in at_least_zero.items():
         if not getattr(cfg, name) >= 0:
             raise CoMoViError(f"--{name.replace('_', '-')} must be 0 ({zero}) or more, got {getattr(cfg, name)}")
-    positive = {"lr": "e.g. 2e-5", "clip": "e.g. 0.5; a huge value such as 1e9 does not clip",
-                "adam_eps": "e.g. 1e-10", "shift": "e.g. 5"}
+    positive = {
+        "lr": "e.g. 2e-5",
+        "clip": "e.g. 0.5; a huge value such as 1e9 does not clip",
+        "adam_eps": "e.g. 1e-10",
+        "shift": "e.g. 5",
+    }
     for name, hint in positive.items():
         if not 0 < getattr(cfg, name) < float("inf"):
             raise CoMoViError(f"--{name.replace('_', '-')} must be a number above 0 ({hint}), got {getattr(cfg, name)}")
@@ -364,8 +436,11 @@ def run(args: argparse.Namespace) -> Path:
 
         data, model, vae, text = CacheData(args.cache), load_training_model(cfg, args.init), None, None
     else:
-        data = (synthetic_clips(body, args.synthetic, cfg.frames, cfg.height, cfg.width, cfg.seed) if args.synthetic
-                else load_clips(args.data, cfg.frames, cfg.height, cfg.width))
+        data = (
+            synthetic_clips(body, args.synthetic, cfg.frames, cfg.height, cfg.width, cfg.seed)
+            if args.synthetic
+            else load_clips(args.data, cfg.frames, cfg.height, cfg.width)
+        )
         model, vae, text = load_components(cfg, args.init, args.vae)
     summary = train(cfg, model, vae, text, data, args.out, body, resume=resume, tensorboard=args.tensorboard)
     from accelerate import PartialState
@@ -373,8 +448,13 @@ def run(args: argparse.Namespace) -> Path:
     if PartialState().is_main_process and summary["first_loss"] is None:
         log.info("nothing to do: %s is already at step %d of --steps %d", args.out, summary["resumed_from"], cfg.steps)
     elif PartialState().is_main_process:
-        log.info("done: loss %.4f -> %.4f in %.1f s (%d processes)", summary["first_loss"], summary["last_loss"],
-                 summary["seconds"], summary["processes"])
+        log.info(
+            "done: loss %.4f -> %.4f in %.1f s (%d processes)",
+            summary["first_loss"],
+            summary["last_loss"],
+            summary["seconds"],
+            summary["processes"],
+        )
     return args.out
 
 

@@ -31,6 +31,7 @@ from .weights import checked_safe_open, read_safetensors
 @dataclass
 class SMPLTargets:
     """The SMPL per frame a clip trains the 3D head on (smplx names, as ``SMPLMotion``)."""
+
     global_orient: np.ndarray  # (F, 3)
     body_pose: np.ndarray  # (F, 69)
     betas: np.ndarray  # (10,)
@@ -46,15 +47,19 @@ def check_cache(manifest: dict, folder: Path, preset: str, frames: int, height: 
     """Refuse a cache prepared for another model or size than the run's flags."""
     config = manifest["config"]
     if config["preset"] != preset:
-        raise CoMoViError(f"--cache {folder} was prepared for --preset {config['preset']} (its VAE and text "
-                          f"encoder), this run is --preset {preset}: train with --preset {config['preset']} or "
-                          f"prepare the cache again with --preset {preset}")
+        raise CoMoViError(
+            f"--cache {folder} was prepared for --preset {config['preset']} (its VAE and text "
+            f"encoder), this run is --preset {preset}: train with --preset {config['preset']} or "
+            f"prepare the cache again with --preset {preset}"
+        )
     wanted = bucket_name((frames, height, width))
     other = sorted({bucket_name(s["bucket"]) for s in manifest["shards"]} - {wanted})
     if other:
-        raise CoMoViError(f"--cache {folder} holds clips of {', '.join(other)} (frames x height x width) but this run "
-                          f"asks for {wanted} (--frames/--height/--width): leave those flags out to train at the "
-                          f"cache's size, or prepare a cache at {wanted}")
+        raise CoMoViError(
+            f"--cache {folder} holds clips of {', '.join(other)} (frames x height x width) but this run "
+            f"asks for {wanted} (--frames/--height/--width): leave those flags out to train at the "
+            f"cache's size, or prepare a cache at {wanted}"
+        )
     if manifest["clips"] < 1:
         raise CoMoViError(f"--cache {folder} holds no clips: see its report.json for why each was skipped")
     for shard in manifest["shards"]:  # headers only (memory-mapped): a missing or cut shard is found before training
@@ -65,8 +70,10 @@ def open_shard(folder: Path, name: str):
     """The ``safe_open`` handle of the shard file ``name`` of the cache ``folder``; CoMoViError if missing or cut."""
     path = Path(folder) / name
     if not path.is_file():
-        raise CoMoViError(f"{path} is missing from the cache {folder}: prepare the cache again "
-                          "(python -m comovi_core.prepare, the same command: only missing shards are made)")
+        raise CoMoViError(
+            f"{path} is missing from the cache {folder}: prepare the cache again "
+            "(python -m comovi_core.prepare, the same command: only missing shards are made)"
+        )
     return checked_safe_open(path, CACHE_FIX)
 
 
@@ -91,7 +98,10 @@ class CacheData:
     def read(self, shard: int, item: int, device) -> Sample:
         """Sample ``item`` of shard ``shard`` (numbers as in the manifest)."""
         handle = self._handle(shard)
-        get = lambda key: handle.get_tensor(f"{item}.{key}")  # noqa: E731
+
+        def get(key):
+            return handle.get_tensor(f"{item}.{key}")
+
         latents = [get(k).float()[None].to(device) for k in ("rgb", "motion_map")]
         motion = SMPLTargets(*(get(k).numpy() for k in SMPL_KEYS)) if self.shards[shard]["smpl"][item] else None
         return Sample(*latents, motion, pad_context(get("context"), self.text_len).to(device))

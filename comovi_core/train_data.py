@@ -44,6 +44,7 @@ class Clip:
 @dataclass
 class Sample:
     """One micro-batch's data: latents of both videos, SMPL targets (or None) and the prompt's embedding."""
+
     x0_rgb: torch.Tensor  # (1, C, f, h, w) normalised latents
     x0_motion: torch.Tensor  # (1, C, f, h, w)
     motion: object | None  # SMPL targets: global_orient, body_pose, betas per frame
@@ -62,22 +63,35 @@ def clip_problems(clip_dir: Path, frames: int, height: int | None = None, width:
     except CoMoViError as exc:
         return [str(exc)]
     problems = []
-    size = lambda hw: f"{hw[0]}x{hw[1]}"  # noqa: E731
+
+    def size(hw):
+        return f"{hw[0]}x{hw[1]}"
+
     if height is not None and rgb_size != [height, width]:
-        problems.append(f"{clip_dir}: rgb.mp4 is {size(rgb_size)} (HxW) but training runs at {height}x{width} "
-                        f"(--height/--width): resize and crop the clip to {height}x{width}, or train at its size")
+        problems.append(
+            f"{clip_dir}: rgb.mp4 is {size(rgb_size)} (HxW) but training runs at {height}x{width} "
+            f"(--height/--width): resize and crop the clip to {height}x{width}, or train at its size"
+        )
     if map_size != rgb_size:
-        problems.append(f"{clip_dir}: motion_map.mp4 is {size(map_size)} but rgb.mp4 is {size(rgb_size)}: render the "
-                        "motion map at the video's size (python -m comovi_core.motion_map)")
+        problems.append(
+            f"{clip_dir}: motion_map.mp4 is {size(map_size)} but rgb.mp4 is {size(rgb_size)}: render the "
+            "motion map at the video's size (python -m comovi_core.motion_map)"
+        )
     if n_rgb < frames:
-        problems.append(f"{clip_dir}: rgb.mp4 has {n_rgb} frames, fewer than --frames {frames}: lower --frames "
-                        "(4k+1) or leave this clip out")
+        problems.append(
+            f"{clip_dir}: rgb.mp4 has {n_rgb} frames, fewer than --frames {frames}: lower --frames "
+            "(4k+1) or leave this clip out"
+        )
     if n_map != n_rgb:
-        problems.append(f"{clip_dir}: motion_map.mp4 has {n_map} frames but rgb.mp4 has {n_rgb}: they must match frame "
-                        "for frame; render the motion map again from the whole clip")
+        problems.append(
+            f"{clip_dir}: motion_map.mp4 has {n_map} frames but rgb.mp4 has {n_rgb}: they must match frame "
+            "for frame; render the motion map again from the whole clip"
+        )
     if motion is not None and motion.num_frames != n_rgb:
-        problems.append(f"{clip_dir}: motion.npz has {motion.num_frames} poses but rgb.mp4 has {n_rgb} frames: write "
-                        "one SMPL pose per video frame, or delete motion.npz to train this clip without the SMPL loss")
+        problems.append(
+            f"{clip_dir}: motion.npz has {motion.num_frames} poses but rgb.mp4 has {n_rgb} frames: write "
+            "one SMPL pose per video frame, or delete motion.npz to train this clip without the SMPL loss"
+        )
     return problems
 
 
@@ -92,14 +106,19 @@ def check_clips(folder: str | Path, frames: int, height: int | None = None, widt
     problems = [line for clip_dir in clip_dirs for line in clip_problems(clip_dir, frames, height, width)]
     if problems:
         shown = "\n  ".join(problems[:20]) + (f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else "")
-        raise TrainingDataError(f"{len(problems)} problem(s) in the training clips of {folder}, found before training; "
-                                f"fix or remove these clips:\n  {shown}")
+        raise TrainingDataError(
+            f"{len(problems)} problem(s) in the training clips of {folder}, found before training; "
+            f"fix or remove these clips:\n  {shown}"
+        )
     return clip_dirs
 
 
 def load_clip(clip_dir: Path, frames: int) -> Clip:
     """Decode the first ``frames`` frames of a (checked) clip folder."""
-    to_t = lambda v: torch.from_numpy(v.astype(np.float32) / 255)  # noqa: E731
+
+    def to_t(v):
+        return torch.from_numpy(v.astype(np.float32) / 255)
+
     rgb, maps = read_video(clip_dir / "rgb.mp4", frames), read_video(clip_dir / "motion_map.mp4", frames)
     motion = load_motion(clip_dir / "motion.npz") if (clip_dir / "motion.npz").is_file() else None
     return Clip(to_t(rgb), to_t(maps), motion, (clip_dir / "caption.txt").read_text().strip())
@@ -132,10 +151,17 @@ def synthetic_clips(body: BodyModel, count: int, frames: int, height: int, width
         motion = demo_motion(num_frames=frames + int(rng.integers(0, 8)), height=height, width=width)
         start = int(rng.integers(0, motion.num_frames - frames + 1))
         turn = axis_angle_to_matrix(torch.tensor([0.0, rng.uniform(-0.6, 0.6), 0.0]))  # about the body's up axis
-        orient = matrix_to_axis_angle(axis_angle_to_matrix(torch.from_numpy(motion.global_orient[start:start + frames])) @ turn)
-        motion = SMPLMotion(orient.numpy(), motion.body_pose[start:start + frames],
-                            motion.betas, motion.transl[start:start + frames] * np.float32([1, 1, rng.uniform(0.9, 1.2)]),
-                            motion.fps, motion.camera)
+        orient = matrix_to_axis_angle(
+            axis_angle_to_matrix(torch.from_numpy(motion.global_orient[start : start + frames])) @ turn
+        )
+        motion = SMPLMotion(
+            orient.numpy(),
+            motion.body_pose[start : start + frames],
+            motion.betas,
+            motion.transl[start : start + frames] * np.float32([1, 1, rng.uniform(0.9, 1.2)]),
+            motion.fps,
+            motion.camera,
+        )
         maps = render_motion(body, motion, backend="torch")
         rgb = torch.where(maps.mask[..., None], torch.tensor(0.45) + 0.1 * maps.images, torch.ones(()))
         clips.append(Clip(rgb, maps.images, motion, ["a person waves", "a person dances", "a person squats"][i % 3]))

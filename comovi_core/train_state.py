@@ -48,8 +48,11 @@ def latest_state(out: Path) -> Path | None:
     """The newest complete ``state_N/`` folder in ``out`` (hidden partial folders never count), or None."""
     if not out.is_dir():
         return None
-    found = [(int(m.group(1)), p) for p in out.iterdir()
-             if p.is_dir() and (m := STATE_NAME.fullmatch(p.name)) and (p / "state.json").is_file()]
+    found = [
+        (int(m.group(1)), p)
+        for p in out.iterdir()
+        if p.is_dir() and (m := STATE_NAME.fullmatch(p.name)) and (p / "state.json").is_file()
+    ]
     return max(found)[1] if found else None
 
 
@@ -64,9 +67,11 @@ def resolve_resume(resume: str | Path | None, out: Path) -> Path | None:
     if m := re.fullmatch(r"step_(\d+)\.safetensors", path.name):
         path = path.parent / f"state_{m.group(1)}"
     if not (path / "state.json").is_file():
-        raise CoMoViError(f"--resume {resume}: no resumable state there (a state_NNNNNN folder with state.json, "
-                          "written next to step_NNNNNN.safetensors); give such a folder, --resume latest, or "
-                          "--resume none")
+        raise CoMoViError(
+            f"--resume {resume}: no resumable state there (a state_NNNNNN folder with state.json, "
+            "written next to step_NNNNNN.safetensors); give such a folder, --resume latest, or "
+            "--resume none"
+        )
     return path
 
 
@@ -74,9 +79,11 @@ def refuse_overwrite(out: Path) -> None:
     """A fresh run must not overwrite another run's checkpoints under the same names."""
     taken = sorted(p.name for p in out.glob("step_*.safetensors")) if out.is_dir() else []
     if taken:
-        raise CoMoViError(f"{out} already holds checkpoints ({taken[-1]}, ...) and this run would overwrite them: "
-                          "continue that run with --resume latest (needs its state_NNNNNN folders) or choose another "
-                          "--out")
+        raise CoMoViError(
+            f"{out} already holds checkpoints ({taken[-1]}, ...) and this run would overwrite them: "
+            "continue that run with --resume latest (needs its state_NNNNNN folders) or choose another "
+            "--out"
+        )
 
 
 def _rng_tensors() -> dict[str, torch.Tensor]:
@@ -88,8 +95,11 @@ def _rng_tensors() -> dict[str, torch.Tensor]:
 
 def _optimizer_to_files(optimizer, names: list[str]) -> tuple[dict[str, torch.Tensor], list[dict]]:
     state = optimizer.state_dict()
-    tensors = {f"{names[i]}/{key}": value.detach().contiguous()
-               for i, per_param in state["state"].items() for key, value in per_param.items()}
+    tensors = {
+        f"{names[i]}/{key}": value.detach().contiguous()
+        for i, per_param in state["state"].items()
+        for key, value in per_param.items()
+    }
     return tensors, state["param_groups"]
 
 
@@ -102,14 +112,24 @@ def save_model(model, path: Path, cfg, meta: dict, dtype: torch.dtype) -> None:
     from .lora import parse_targets, save_lora
     from .train_step import lora_alpha
 
-    save_lora(model, path, {"rank": cfg.lora, "alpha": lora_alpha(cfg), "targets": list(parse_targets(
-        cfg.lora_targets, cfg.stage)), "preset": cfg.preset, "stage": cfg.stage,
-        "config": model.comovi_config.to_dict(),
-        **meta})
+    save_lora(
+        model,
+        path,
+        {
+            "rank": cfg.lora,
+            "alpha": lora_alpha(cfg),
+            "targets": list(parse_targets(cfg.lora_targets, cfg.stage)),
+            "preset": cfg.preset,
+            "stage": cfg.stage,
+            "config": model.comovi_config.to_dict(),
+            **meta,
+        },
+    )
 
 
-def save_training_state(accelerator, model, named_params, optimizer, schedule, cfg, step: int, loss: float,
-                        out: Path, dtype: torch.dtype) -> None:
+def save_training_state(
+    accelerator, model, named_params, optimizer, schedule, cfg, step: int, loss: float, out: Path, dtype: torch.dtype
+) -> None:
     """Write ``step_N.safetensors`` (+ .json) and ``state_N/`` atomically. Called by every process."""
     tmp, final = out / f".state_{step:06d}.partial", out / f"state_{step:06d}"
     accelerator.wait_for_everyone()
@@ -126,8 +146,15 @@ def save_training_state(accelerator, model, named_params, optimizer, schedule, c
         save_file({n: p.detach().float().contiguous() for n, p in named_params}, str(tmp / "trainable.safetensors"))
         tensors, groups = _optimizer_to_files(optimizer, names)
         save_file(tensors, str(tmp / "optimizer.safetensors"))
-        info = {"step": step, "loss": loss, "names": names, "param_groups": groups, "scheduler": schedule.state_dict(),
-                "train": dataclasses.asdict(cfg), "processes": accelerator.num_processes}
+        info = {
+            "step": step,
+            "loss": loss,
+            "names": names,
+            "param_groups": groups,
+            "scheduler": schedule.state_dict(),
+            "train": dataclasses.asdict(cfg),
+            "processes": accelerator.num_processes,
+        }
         (tmp / "state.json").write_text(json.dumps(info, indent=1))
         if final.exists():  # only when a run is resumed from before this step on purpose
             shutil.rmtree(final)
@@ -141,8 +168,11 @@ def prune_states(out: Path, keep: int) -> list[str]:
     Called after a new state is complete, so a crash never leaves fewer than ``keep`` resumable states."""
     if keep < 1:
         return []
-    states = sorted((int(m.group(1)), p) for p in out.iterdir()
-                    if p.is_dir() and (m := STATE_NAME.fullmatch(p.name)) and (p / "state.json").is_file())
+    states = sorted(
+        (int(m.group(1)), p)
+        for p in out.iterdir()
+        if p.is_dir() and (m := STATE_NAME.fullmatch(p.name)) and (p / "state.json").is_file()
+    )
     removed = []
     for _, path in states[:-keep]:
         shutil.rmtree(path)
@@ -159,16 +189,23 @@ def load_training_state(state_dir: Path, named_params, optimizer, schedule, cfg,
     saved = {**{f.name: f.default for f in dataclasses.fields(cfg)}, **info["train"]}  # fields added since: defaults
     changed = {k: (saved.get(k), v) for k, v in now.items() if saved.get(k) != v and k not in RESUMABLE_CHANGES}
     if any(k in changed for k in ("preset", "stage", "lora", "lora_alpha", "lora_targets")):
-        lora = lambda c: f"LoRA rank {c.get('lora', 0)} {c.get('lora_targets') or ''}".rstrip()  # noqa: E731
-        raise CoMoViError(f"{state_dir} was saved by a run with {saved['preset']} stage {saved['stage']} "
-                          f"{lora(saved)}, this run is {cfg.preset} stage {cfg.stage} {lora(now)}: resume with "
-                          "the same --preset/--stage/--lora*, or --resume none")
+
+        def lora(c):
+            return f"LoRA rank {c.get('lora', 0)} {c.get('lora_targets') or ''}".rstrip()
+
+        raise CoMoViError(
+            f"{state_dir} was saved by a run with {saved['preset']} stage {saved['stage']} "
+            f"{lora(saved)}, this run is {cfg.preset} stage {cfg.stage} {lora(now)}: resume with "
+            "the same --preset/--stage/--lora*, or --resume none"
+        )
     if changed:
         log.warning("resuming %s with changed settings (saved -> now): %s", state_dir, changed)
     names = [n for n, _ in named_params]
     if names != info["names"]:
-        raise CoMoViError(f"{state_dir}: its trained parameters differ from this run's ({len(info['names'])} vs "
-                          f"{len(names)}): resume with the model and stage it was saved with, or --resume none")
+        raise CoMoViError(
+            f"{state_dir}: its trained parameters differ from this run's ({len(info['names'])} vs "
+            f"{len(names)}): resume with the model and stage it was saved with, or --resume none"
+        )
     masters = read_safetensors(state_dir / "trainable.safetensors", STATE_FIX)
     with torch.no_grad():
         for name, p in named_params:

@@ -38,20 +38,34 @@ class TrainConfig:
     seed: int = field(default=0, metadata={"help": "data order, noise and timesteps"})
     save_every: int = field(default=500, metadata={"help": "checkpoint period in optimizer steps (and at the end)"})
     log_every: int = field(default=10, metadata={"help": "log period in optimizer steps"})
-    keep_states: int = field(default=2, metadata={
-        "help": "resumable state_N folders kept, newest first (~12 bytes per trained parameter each); 0 keeps all"})
+    keep_states: int = field(
+        default=2,
+        metadata={
+            "help": "resumable state_N folders kept, newest first (~12 bytes per trained parameter each); 0 keeps all"
+        },
+    )
     gradient_checkpointing: bool = field(default=True, metadata={"help": "recompute activations in the backward pass"})
-    precision: str = field(default="bf16", metadata={"help": "bf16: fp32 masters + bf16 autocast; fp32: all fp32",
-                                                     "choices": PRECISIONS})
-    timestep_sampling: str = field(default="uniform", metadata={
-        "help": "uniform over the shifted schedule (release) or logit_normal (SD3)", "choices": TIMESTEP_SAMPLINGS})
+    precision: str = field(
+        default="bf16", metadata={"help": "bf16: fp32 masters + bf16 autocast; fp32: all fp32", "choices": PRECISIONS}
+    )
+    timestep_sampling: str = field(
+        default="uniform",
+        metadata={
+            "help": "uniform over the shifted schedule (release) or logit_normal (SD3)",
+            "choices": TIMESTEP_SAMPLINGS,
+        },
+    )
     shift: float = field(default=5.0, metadata={"help": "flow shift of the schedule that uniform sampling draws from"})
     text_dropout: float = field(default=0.0, metadata={"help": "probability of training with the empty prompt (CFG)"})
     lora: int = field(default=0, metadata={"help": "LoRA rank (peft); 0 trains the stage's parts fully"})
     lora_alpha: float = field(default=0.0, metadata={"help": "LoRA alpha (scale alpha/rank); 0 means = rank"})
-    lora_targets: str = field(default="", metadata={
-        "help": "LoRA groups, comma-separated: motion_attn, motion_ffn, rgb_attn, rgb_ffn, coupling, smpl_head; "
-                "empty = stage 1: motion_attn,motion_ffn; stage 2: those + coupling,smpl_head"})
+    lora_targets: str = field(
+        default="",
+        metadata={
+            "help": "LoRA groups, comma-separated: motion_attn, motion_ffn, rgb_attn, rgb_ffn, coupling, smpl_head; "
+            "empty = stage 1: motion_attn,motion_ffn; stage 2: those + coupling,smpl_head"
+        },
+    )
 
 
 def compute_dtype(cfg: TrainConfig) -> torch.dtype:
@@ -82,8 +96,10 @@ def prepare_for_training(model, cfg: TrainConfig) -> list[tuple[str, torch.nn.Pa
     if cfg.lora:
         from .lora import add_lora, parse_targets
 
-        trained = {id(p) for _, p in add_lora(model, cfg.lora, lora_alpha(cfg), parse_targets(cfg.lora_targets,
-                                                                                              cfg.stage), cfg.seed)}
+        trained = {
+            id(p)
+            for _, p in add_lora(model, cfg.lora, lora_alpha(cfg), parse_targets(cfg.lora_targets, cfg.stage), cfg.seed)
+        }
     else:
         trained = {id(p) for p in trainable_parameters(model, cfg.stage)}
     for p in model.parameters():
@@ -113,7 +129,10 @@ def smpl_loss(body, pred_6d: torch.Tensor, motion) -> torch.Tensor:
     with torch.no_grad():
         ref = body(poses[:, :3], poses[:, 3:], betas)
     loss = loss + F.mse_loss(pred.vertices, ref.vertices)
-    rel = lambda j: j - j[:, :1]  # noqa: E731
+
+    def rel(j):
+        return j - j[:, :1]
+
     return loss + F.mse_loss(rel(pred.joints), rel(ref.joints))
 
 
@@ -138,7 +157,10 @@ def encode_clip(vae, clip, device) -> tuple[torch.Tensor, torch.Tensor]:
     """(x0_rgb, x0_motion), each (1, C, f, h, w) normalised latents (fp32) of a clip's videos: what training
     denoises, and what ``comovi_core.prepare`` caches (the same code, so cached training equals uncached)."""
     with torch.no_grad():
-        as_video = lambda f: (f * 2 - 1).permute(3, 0, 1, 2)[None].to(device)  # noqa: E731 (F,H,W,3)->(1,3,F,H,W)
+
+        def as_video(f):
+            return (f * 2 - 1).permute(3, 0, 1, 2)[None].to(device)  # (F,H,W,3) -> (1,3,F,H,W)
+
         return encode_frames(vae, as_video(clip.rgb)), encode_frames(vae, as_video(clip.motion_map))
 
 
@@ -149,8 +171,9 @@ def training_step(model, vae, body, clip, context, cfg: TrainConfig, generator) 
     return latent_training_step(model, body, *latents, clip.motion, context, cfg, generator)
 
 
-def latent_training_step(model, body, x0_rgb, x0_motion, motion, context, cfg: TrainConfig,
-                         generator) -> dict[str, torch.Tensor]:
+def latent_training_step(
+    model, body, x0_rgb, x0_motion, motion, context, cfg: TrainConfig, generator
+) -> dict[str, torch.Tensor]:
     """One micro-batch from latents (``encode_clip``) and SMPL targets ``motion`` (``global_orient``, ``body_pose``,
     ``betas`` per frame, or None): losses (differentiable). ``model`` may be wrapped (DDP): attributes are read
     from the wrapped module, the forward goes through the wrapper, under bf16 autocast for --precision bf16."""
@@ -162,15 +185,19 @@ def latent_training_step(model, body, x0_rgb, x0_motion, motion, context, cfg: T
     noise_rgb = torch.randn(x0_rgb.shape, generator=generator).to(device)
     noise_motion = torch.randn(x0_motion.shape, generator=generator).to(device)
     s = sigma.view(-1, 1, 1, 1, 1)
-    noisy = lambda x0, eps: ((1 - mask) * x0 + mask * ((1 - s) * x0 + s * eps)).to(dtype)  # noqa: E731 frame 0 clean
+
+    def noisy(x0, eps):
+        return ((1 - mask) * x0 + mask * ((1 - s) * x0 + s * eps)).to(dtype)  # frame 0 clean
+
     timestep = token_timesteps(mask, sigma[0] * NUM_TRAIN_TIMESTEPS, 1, core.comovi_config.patch_size)
     start_pose = None
     if core.smpl_head is not None and motion is not None and cfg.stage == 2:
         first = torch.from_numpy(motion.full_pose[:1])
         start_pose = axis_angle_to_rot6d(first.reshape(24, 3)).reshape(1, 144).to(device, dtype)
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16"):
-        out = model(noisy(x0_rgb, noise_rgb), noisy(x0_motion, noise_motion), timestep, context.to(device, dtype),
-                    start_pose)
+        out = model(
+            noisy(x0_rgb, noise_rgb), noisy(x0_motion, noise_motion), timestep, context.to(device, dtype), start_pose
+        )
     losses = {"motion": flow_loss(out.motion, noise_motion - x0_motion)}
     if cfg.stage == 2:
         losses["video"] = flow_loss(out.rgb, noise_rgb - x0_rgb)

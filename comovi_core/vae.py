@@ -31,7 +31,13 @@ class PixelCodec:
     ``decode_pixels``: raw latents (1, C, f, h, w) -> (T, H, W, 3) in [0, 1].
     """
 
-    def __init__(self, encode_pixels: Callable, decode_pixels: Callable, latents_mean: Sequence[float], latents_std: Sequence[float]):
+    def __init__(
+        self,
+        encode_pixels: Callable,
+        decode_pixels: Callable,
+        latents_mean: Sequence[float],
+        latents_std: Sequence[float],
+    ):
         self.encode_pixels, self.decode_pixels = encode_pixels, decode_pixels
         self.mean = torch.tensor(latents_mean, dtype=torch.float32).view(1, -1, 1, 1, 1)
         self.std = torch.tensor(latents_std, dtype=torch.float32).view(1, -1, 1, 1, 1)
@@ -41,9 +47,11 @@ class PixelCodec:
         pixels = ((frames[0].float().cpu() + 1) / 2).permute(1, 2, 3, 0)  # (F, H, W, 3)
         latents = self.encode_pixels(pixels).float()
         if latents.shape[1] != self.mean.shape[1]:
-            raise CoMoViError(f"the VAE gives {latents.shape[1]} latent channels; CoMoVi needs the Wan2.2 VAE "
-                              f"({self.mean.shape[1]} channels, wan2.2_vae.safetensors)")
-        return ((latents.to(frames.device) - self.mean.to(frames.device)) / self.std.to(frames.device))
+            raise CoMoViError(
+                f"the VAE gives {latents.shape[1]} latent channels; CoMoVi needs the Wan2.2 VAE "
+                f"({self.mean.shape[1]} channels, wan2.2_vae.safetensors)"
+            )
+        return (latents.to(frames.device) - self.mean.to(frames.device)) / self.std.to(frames.device)
 
     def decode_video(self, latents: torch.Tensor) -> torch.Tensor:
         """(1, C, f, h, w) normalised latents -> (1, 3, F, H, W) in [-1, 1]."""

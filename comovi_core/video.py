@@ -5,8 +5,8 @@ from __future__ import annotations
 import contextlib
 import re
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 from PIL import Image
@@ -25,7 +25,10 @@ def to_uint8(images) -> np.ndarray:
 
 def check_video_size(height: int, width: int) -> None:
     if height % 2 or width % 2:
-        raise CoMoViError(f"mp4 (H.264, yuv420p) needs an even height and width, got {height}x{width}; use an even size or write PNG frames only")
+        raise CoMoViError(
+            f"mp4 (H.264, yuv420p) needs an even height and width, got {height}x{width}; use an even size or "
+            "write PNG frames only"
+        )
 
 
 @contextlib.contextmanager
@@ -39,8 +42,14 @@ def mp4_writer(path: str | Path, height: int, width: int, fps: float, crf: int =
     check_video_size(height, width)
     with atomic_path(path) as tmp:
         gen = imageio_ffmpeg.write_frames(
-            str(tmp), (width, height), fps=fps, codec="libx264", pix_fmt_out="yuv420p",
-            output_params=["-crf", str(crf), "-preset", "fast"], macro_block_size=1, ffmpeg_log_level="error",
+            str(tmp),
+            (width, height),
+            fps=fps,
+            codec="libx264",
+            pix_fmt_out="yuv420p",
+            output_params=["-crf", str(crf), "-preset", "fast"],
+            macro_block_size=1,
+            ffmpeg_log_level="error",
         )
         gen.send(None)
 
@@ -73,8 +82,21 @@ def read_video(path: str | Path, max_frames: int | None = None) -> np.ndarray:
     call (imageio-ffmpeg's bundled binary)."""
     import imageio_ffmpeg
 
-    cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", str(path), "-map", "0:v:0",
-           *(["-frames:v", str(max_frames)] if max_frames else []), "-f", "rawvideo", "-pix_fmt", "rgb24", "-"]
+    cmd = [
+        imageio_ffmpeg.get_ffmpeg_exe(),
+        "-hide_banner",
+        "-nostdin",
+        "-i",
+        str(path),
+        "-map",
+        "0:v:0",
+        *(["-frames:v", str(max_frames)] if max_frames else []),
+        "-f",
+        "rawvideo",
+        "-pix_fmt",
+        "rgb24",
+        "-",
+    ]
     result = subprocess.run(cmd, capture_output=True, check=False)
     stderr = result.stderr.decode(errors="replace")
     sizes = VIDEO_SIZE.findall(stderr)  # the input stream's, then the output's (after any autorotation)
@@ -89,8 +111,20 @@ def probe_video(path: str | Path) -> tuple[int, int, int]:
     """(frames, height, width) of a video's first video stream from its packets, without decoding a frame."""
     import imageio_ffmpeg
 
-    cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", str(path), "-map", "0:v:0", "-c", "copy",
-           "-f", "null", "-"]
+    cmd = [
+        imageio_ffmpeg.get_ffmpeg_exe(),
+        "-hide_banner",
+        "-nostdin",
+        "-i",
+        str(path),
+        "-map",
+        "0:v:0",
+        "-c",
+        "copy",
+        "-f",
+        "null",
+        "-",
+    ]
     result = subprocess.run(cmd, capture_output=True, text=True, errors="replace", check=False)
     size = VIDEO_SIZE.search(result.stderr)
     counts = re.findall(r"frame=\s*(\d+)", result.stderr)

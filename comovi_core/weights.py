@@ -32,7 +32,7 @@ def open_safetensors(path: str | Path, fix: str = "download or save it again"):
 def read_safetensors(path: str | Path, fix: str = "download or save it again") -> dict:
     """Every tensor of a (small) safetensors file, as ``safetensors.torch.load_file``, through ``open_safetensors``."""
     with open_safetensors(path, fix) as fh:
-        return {name: fh.get_tensor(name) for name in fh.keys()}  # noqa: SIM118 (a handle is not iterable)
+        return {name: fh.get_tensor(name) for name in fh.keys()}
 
 
 def _download(repo: str, target: Path) -> Path:
@@ -42,22 +42,30 @@ def _download(repo: str, target: Path) -> Path:
         log.info("downloading %s to %s (first use)", repo, target)
         return Path(snapshot_download(repo, local_dir=target))
     except Exception as exc:  # no network, no access, disk full: say what to fetch by hand
-        raise CoMoViError(f"{repo} is not in {target} and could not be downloaded ({type(exc).__name__}: {exc}); "
-                          f"download it from https://huggingface.co/{repo} into {target}") from exc
+        raise CoMoViError(
+            f"{repo} is not in {target} and could not be downloaded ({type(exc).__name__}: {exc}); "
+            f"download it from https://huggingface.co/{repo} into {target}"
+        ) from exc
 
 
-def resolve_weights(models: Path, base_repo: str, comovi_repo: str, allow_download: bool = True) -> tuple[Path, list[Path]]:
+def resolve_weights(
+    models: Path, base_repo: str, comovi_repo: str, allow_download: bool = True
+) -> tuple[Path, list[Path]]:
     """-> (the base diffusers folder, the CoMoVi safetensors files). Missing + no download: a clear error."""
     base = models / base_repo.split("/")[-1]
     comovi_dir = models / comovi_repo.split("/")[-1]
     if not (base / "transformer").is_dir():
         if not allow_download:
-            raise CoMoViError(f"base weights not found in {base}: download https://huggingface.co/{base_repo} there "
-                              "(transformer/, vae/, text_encoder/, tokenizer/)")
+            raise CoMoViError(
+                f"base weights not found in {base}: download https://huggingface.co/{base_repo} there "
+                "(transformer/, vae/, text_encoder/, tokenizer/)"
+            )
         base = _download(base_repo, base)
     files = sorted(comovi_dir.rglob("*.safetensors")) if comovi_dir.is_dir() else []
     if not files:
         if not allow_download:
-            raise CoMoViError(f"CoMoVi weights not found in {comovi_dir}: download https://huggingface.co/{comovi_repo} there")
+            raise CoMoViError(
+                f"CoMoVi weights not found in {comovi_dir}: download https://huggingface.co/{comovi_repo} there"
+            )
         files = sorted(_download(comovi_repo, comovi_dir).rglob("*.safetensors"))
     return base, files

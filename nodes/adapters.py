@@ -14,12 +14,19 @@ log = logging.getLogger(__name__)
 
 
 def vae_codec(vae) -> PixelCodec:
-    """ComfyUI's VAE (encode: (T, H, W, 3) in [0, 1] -> raw latents; decode: -> (1, T, H, W, 3)) with Wan2.2 statistics."""
+    """ComfyUI's VAE (encode: (T, H, W, 3) in [0, 1] -> raw latents; decode: -> (1, T, H, W, 3)) with Wan2.2
+    statistics."""
     channels = getattr(vae, "latent_channels", len(WAN22_LATENTS_MEAN))
     if channels != len(WAN22_LATENTS_MEAN):
-        raise CoMoViError(f"the connected VAE has {channels} latent channels: CoMoVi needs the Wan2.2 VAE "
-                          "(48 channels): load wan2.2_vae.safetensors with Load VAE")
-    decode = lambda raw: (out := vae.decode(raw)).reshape((-1,) + tuple(out.shape[-3:]))  # noqa: E731
+        raise CoMoViError(
+            f"the connected VAE has {channels} latent channels: CoMoVi needs the Wan2.2 VAE "
+            "(48 channels): load wan2.2_vae.safetensors with Load VAE"
+        )
+
+    def decode(raw):
+        out = vae.decode(raw)
+        return out.reshape((-1,) + tuple(out.shape[-3:]))
+
     return PixelCodec(vae.encode, decode, WAN22_LATENTS_MEAN, WAN22_LATENTS_STD)
 
 

@@ -22,9 +22,15 @@ class LoadSMPLModel(io.ComfyNode):
             node_id="CoMoViLoadSMPLModel",
             display_name="Load SMPL Model (CoMoVi)",
             category="CoMoVi/body",
-            description="Loads SMPL from models/smpl (SMPL_NEUTRAL.pkl or .npz; register at smpl.is.tue.mpg.de to download).",
+            description=(
+                "Loads SMPL from models/smpl (SMPL_NEUTRAL.pkl or .npz; register at smpl.is.tue.mpg.de to download)."
+            ),
             inputs=[
-                io.Combo.Input("model", options=host.smpl_choices(), tooltip="file in models/smpl; the built-in mannequin is not SMPL"),
+                io.Combo.Input(
+                    "model",
+                    options=host.smpl_choices(),
+                    tooltip="file in models/smpl; the built-in mannequin is not SMPL",
+                ),
             ],
             outputs=[SMPLModel.Output(display_name="smpl_model")],
         )
@@ -43,7 +49,11 @@ class LoadSMPLMotion(io.ComfyNode):
             category="CoMoVi/body",
             description="Loads a motion.npz (SMPL poses, translation, camera) from the input folder.",
             inputs=[
-                io.Combo.Input("motion", options=[DEMO_CHOICE] + host.input_files(".npz"), tooltip="a .npz in ComfyUI's input folder"),
+                io.Combo.Input(
+                    "motion",
+                    options=[DEMO_CHOICE] + host.input_files(".npz"),
+                    tooltip="a .npz in ComfyUI's input folder",
+                ),
             ],
             outputs=[SMPLMotion.Output(display_name="smpl_motion")],
         )
@@ -61,19 +71,36 @@ class EstimateSMPL(io.ComfyNode):
             display_name="Estimate SMPL Start Pose (CoMoVi)",
             category="CoMoVi/body",
             description="The start pose and camera for the sampler from the start IMAGE (HMR 2.0 in "
-                        "models/smpl_estimators) and/or body keypoints (DWPose / OpenPose), with a preview of the "
-                        "body over the picture. Without estimator weights the body is fitted to the keypoints.",
+            "models/smpl_estimators) and/or body keypoints (DWPose / OpenPose), with a preview of the "
+            "body over the picture. Without estimator weights the body is fitted to the keypoints.",
             inputs=[
                 SMPLModel.Input("smpl_model"),
-                PoseKeypoint.Input("pose_keypoint", optional=True,
-                                   tooltip="from DWPose Estimator / OpenPose Pose (comfyui_controlnet_aux)"),
+                PoseKeypoint.Input(
+                    "pose_keypoint",
+                    optional=True,
+                    tooltip="from DWPose Estimator / OpenPose Pose (comfyui_controlnet_aux)",
+                ),
                 io.Int.Input("person", default=0, min=0, max=63, tooltip="which detected person (0 = first)"),
-                io.Float.Input("fov_degrees", default=50.0, min=10.0, max=120.0, step=1.0,
-                               tooltip="vertical field of view of the camera (HMR 2.0 estimates no focal length)"),
-                io.Combo.Input("estimator", options=[KEYPOINT_FIT] + host.estimator_files(), default=KEYPOINT_FIT,
-                               tooltip="HMR 2.0 checkpoint in models/smpl_estimators; the keypoint fit needs none"),
-                io.Boolean.Input("download_detector", default=False, tooltip="without keypoints or a mask, fetch "
-                                 "the person detector (RT-DETR, 172 MB) from Hugging Face if it is not cached"),
+                io.Float.Input(
+                    "fov_degrees",
+                    default=50.0,
+                    min=10.0,
+                    max=120.0,
+                    step=1.0,
+                    tooltip="vertical field of view of the camera (HMR 2.0 estimates no focal length)",
+                ),
+                io.Combo.Input(
+                    "estimator",
+                    options=[KEYPOINT_FIT] + host.estimator_files(),
+                    default=KEYPOINT_FIT,
+                    tooltip="HMR 2.0 checkpoint in models/smpl_estimators; the keypoint fit needs none",
+                ),
+                io.Boolean.Input(
+                    "download_detector",
+                    default=False,
+                    tooltip="without keypoints or a mask, fetch "
+                    "the person detector (RT-DETR, 172 MB) from Hugging Face if it is not cached",
+                ),
                 io.Image.Input("image", optional=True, tooltip="the start image"),
                 io.Mask.Input("mask", optional=True, tooltip="the person, when the picture holds several"),
             ],
@@ -81,11 +108,21 @@ class EstimateSMPL(io.ComfyNode):
         )
 
     @classmethod
-    def execute(cls, smpl_model, pose_keypoint=None, person=0, fov_degrees=50.0, estimator=KEYPOINT_FIT,
-                download_detector=False, image=None, mask=None) -> io.NodeOutput:
+    def execute(
+        cls,
+        smpl_model,
+        pose_keypoint=None,
+        person=0,
+        fov_degrees=50.0,
+        estimator=KEYPOINT_FIT,
+        download_detector=False,
+        image=None,
+        mask=None,
+    ) -> io.NodeOutput:
         path = None if estimator == KEYPOINT_FIT else host.estimator_path(estimator)
-        return io.NodeOutput(*estimate_start(smpl_model, image, pose_keypoint, person, mask, path, fov_degrees,
-                                             download_detector))
+        return io.NodeOutput(
+            *estimate_start(smpl_model, image, pose_keypoint, person, mask, path, fov_degrees, download_detector)
+        )
 
 
 class SMPLMotionFrame(io.ComfyNode):
@@ -95,8 +132,13 @@ class SMPLMotionFrame(io.ComfyNode):
             node_id="CoMoViSMPLMotionFrame",
             display_name="SMPL Motion Frame (CoMoVi)",
             category="CoMoVi/body",
-            description="One frame of a motion as a start pose: -1 (the last frame) continues a clip into the next one.",
-            inputs=[SMPLMotion.Input("smpl_motion"), io.Int.Input("frame", default=-1, min=-100000, max=100000, tooltip="-1 = last")],
+            description=(
+                "One frame of a motion as a start pose: -1 (the last frame) continues a clip into the next one."
+            ),
+            inputs=[
+                SMPLMotion.Input("smpl_motion"),
+                io.Int.Input("frame", default=-1, min=-100000, max=100000, tooltip="-1 = last"),
+            ],
             outputs=[SMPLMotion.Output(display_name="start_pose")],
         )
 
@@ -113,8 +155,15 @@ class ConcatSMPLMotions(io.ComfyNode):
             display_name="Concatenate SMPL Motions (CoMoVi)",
             category="CoMoVi/body",
             description="Joins two clips' motions into one long motion (for videos longer than one generation).",
-            inputs=[SMPLMotion.Input("first"), SMPLMotion.Input("second"),
-                    io.Boolean.Input("skip_shared_frame", default=True, tooltip="the second clip starts with the first's last frame: drop it")],
+            inputs=[
+                SMPLMotion.Input("first"),
+                SMPLMotion.Input("second"),
+                io.Boolean.Input(
+                    "skip_shared_frame",
+                    default=True,
+                    tooltip="the second clip starts with the first's last frame: drop it",
+                ),
+            ],
             outputs=[SMPLMotion.Output(display_name="smpl_motion")],
         )
 

@@ -17,16 +17,34 @@ class CoMoViStepCache(io.ComfyNode):
             display_name="CoMoVi Step Cache (CoMoVi)",
             category="CoMoVi",
             description="Faster sampling: on steps where the transformer's input barely changed, both branches reuse "
-                        "their last residual instead of running the blocks (TeaCache-style, decided for the pair). "
-                        "Connect to the sampler's step_cache; its motion_info says how many steps were reused.",
+            "their last residual instead of running the blocks (TeaCache-style, decided for the pair). "
+            "Connect to the sampler's step_cache; its motion_info says how many steps were reused.",
             inputs=[
-                io.Float.Input("threshold", default=defaults.threshold, min=0.0, max=1.0, step=0.01,
-                               tooltip="accumulated input change that forces a computed step; higher = faster and "
-                                       "further from the uncached result; 0 = every step computes"),
-                io.Float.Input("start", default=defaults.start, min=0.0, max=1.0, step=0.01,
-                               tooltip="fraction of the steps at the start that always compute"),
-                io.Float.Input("end", default=defaults.end, min=0.0, max=1.0, step=0.01,
-                               tooltip="steps from this fraction on always compute"),
+                io.Float.Input(
+                    "threshold",
+                    default=defaults.threshold,
+                    min=0.0,
+                    max=1.0,
+                    step=0.01,
+                    tooltip="accumulated input change that forces a computed step; higher = faster and "
+                    "further from the uncached result; 0 = every step computes",
+                ),
+                io.Float.Input(
+                    "start",
+                    default=defaults.start,
+                    min=0.0,
+                    max=1.0,
+                    step=0.01,
+                    tooltip="fraction of the steps at the start that always compute",
+                ),
+                io.Float.Input(
+                    "end",
+                    default=defaults.end,
+                    min=0.0,
+                    max=1.0,
+                    step=0.01,
+                    tooltip="steps from this fraction on always compute",
+                ),
             ],
             outputs=[StepCache.Output(display_name="step_cache")],
         )

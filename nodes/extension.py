@@ -12,7 +12,21 @@ from .lora_nodes import LoadCoMoViLora
 from .motion_map_nodes import PreviewSMPLOverlay, RenderMotionMap
 from .sampler_nodes import DualSampler, LoadCoMoVi, LoadCoMoViTransformer
 
-NODES: list[type[io.ComfyNode]] = [LoadSMPLModel, LoadSMPLMotion, EstimateSMPL, SMPLMotionFrame, ConcatSMPLMotions, RenderMotionMap, PreviewSMPLOverlay, ExportSMPL, LoadCoMoVi, LoadCoMoViTransformer, LoadCoMoViLora, CoMoViStepCache, DualSampler]
+NODES: list[type[io.ComfyNode]] = [
+    LoadSMPLModel,
+    LoadSMPLMotion,
+    EstimateSMPL,
+    SMPLMotionFrame,
+    ConcatSMPLMotions,
+    RenderMotionMap,
+    PreviewSMPLOverlay,
+    ExportSMPL,
+    LoadCoMoVi,
+    LoadCoMoViTransformer,
+    LoadCoMoViLora,
+    CoMoViStepCache,
+    DualSampler,
+]
 
 
 class CoMoViExtension(ComfyExtension):

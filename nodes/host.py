@@ -66,7 +66,9 @@ def diffusers_folder(name: str) -> Path:
     for root in folder_paths.get_folder_paths("diffusers"):
         if os.path.isdir(os.path.join(root, name)):
             return Path(root) / name
-    raise CoMoViError(f"{name} is not in models/diffusers: download Wan-AI/Wan2.2-TI2V-5B-Diffusers into ComfyUI's models/diffusers/")
+    raise CoMoViError(
+        f"{name} is not in models/diffusers: download Wan-AI/Wan2.2-TI2V-5B-Diffusers into ComfyUI's models/diffusers/"
+    )
 
 
 def diffusion_model_files() -> list[str]:
@@ -93,7 +95,10 @@ def output_path(prefix: str, suffix: str) -> Path:
     root = Path(folder_paths.get_output_directory()).resolve()
     base = (root / prefix).resolve()
     if root not in base.parents:
-        raise CoMoViError(f"filename_prefix {prefix!r} points outside ComfyUI's output folder; use a relative name like 'comovi/motion'")
+        raise CoMoViError(
+            f"filename_prefix {prefix!r} points outside ComfyUI's output folder; use a relative name like "
+            "'comovi/motion'"
+        )
     check_writable_folder(base.parent, f"folder of filename_prefix {prefix!r}")
     base.parent.mkdir(parents=True, exist_ok=True)
     counter = 1

@@ -16,14 +16,22 @@ class LoadCoMoViLora(io.ComfyNode):
             node_id="CoMoViLoraLoader",
             display_name="Load CoMoVi LoRA (CoMoVi)",
             category="CoMoVi",
-            description="Merge a CoMoVi LoRA (trained with python -m comovi_core.train --lora) from models/loras into the "
-                        "transformer. The loader's model stays as it was: only the adapted layers get new weights "
-                        "(extra memory: their size), the rest is shared. Load without fp8_weights to use a LoRA.",
+            description=(
+                "Merge a CoMoVi LoRA (trained with python -m comovi_core.train --lora) from models/loras "
+                "into the transformer. The loader's model stays as it was: only the adapted layers get new weights "
+                "(extra memory: their size), the rest is shared. Load without fp8_weights to use a LoRA."
+            ),
             inputs=[
                 CoMoViModels.Input("comovi"),
                 io.Combo.Input("lora", options=host.lora_files(), tooltip="CoMoVi LoRA .safetensors in models/loras"),
-                io.Float.Input("strength", default=1.0, min=-4.0, max=4.0, step=0.05,
-                               tooltip="scale of the LoRA (0: the model as loaded, 1: as trained)"),
+                io.Float.Input(
+                    "strength",
+                    default=1.0,
+                    min=-4.0,
+                    max=4.0,
+                    step=0.05,
+                    tooltip="scale of the LoRA (0: the model as loaded, 1: as trained)",
+                ),
             ],
             outputs=[CoMoViModels.Output(display_name="comovi")],
         )

@@ -70,7 +70,7 @@ class ManagedCoMoVi:
         modules = (self.transformer, self.vae, getattr(self.text_encoder, "model", None))
         self.patchers = {id(m): CoMoViPatcher(m, load, offload) for m in modules if isinstance(m, torch.nn.Module)}
 
-    def with_transformer(self, transformer: torch.nn.Module, summary: str) -> "ManagedCoMoVi":
+    def with_transformer(self, transformer: torch.nn.Module, summary: str) -> ManagedCoMoVi:
         """The same VAE and text encoder (and their patchers) with another transformer (e.g. a LoRA merged in)."""
         other = ManagedCoMoVi(transformer, self.vae, self.text_encoder, summary, self.offload)
         other.patchers.update({k: p for k, p in self.patchers.items() if k != id(self.transformer)})

@@ -25,11 +25,19 @@ class RenderMotionMap(io.ComfyNode):
                 SMPLMotion.Input("smpl_motion"),
                 io.Int.Input("width", default=0, min=0, max=8192, step=2, tooltip="0 = the motion's camera size"),
                 io.Int.Input("height", default=0, min=0, max=8192, step=2, tooltip="0 = the motion's camera size"),
-                io.Combo.Input("shading", options=list(SHADINGS), default=DEFAULT_SHADING,
-                               tooltip="comovi_v1 matches the released model's training data; flat is the paper's unshaded map"),
-                io.Combo.Input("backend", options=list(BACKENDS), default="auto",
-                               tooltip="torch needs no OpenGL; pyrender uses OpenGL (EGL/OSMesa); auto: torch on GPU "
-                               "and for small clips, OpenGL for large clips on CPU when it works"),
+                io.Combo.Input(
+                    "shading",
+                    options=list(SHADINGS),
+                    default=DEFAULT_SHADING,
+                    tooltip="comovi_v1 matches the released model's training data; flat is the paper's unshaded map",
+                ),
+                io.Combo.Input(
+                    "backend",
+                    options=list(BACKENDS),
+                    default="auto",
+                    tooltip="torch needs no OpenGL; pyrender uses OpenGL (EGL/OSMesa); auto: torch on GPU "
+                    "and for small clips, OpenGL for large clips on CPU when it works",
+                ),
             ],
             outputs=[io.Image.Output(display_name="motion_map"), io.Mask.Output(display_name="mask")],
         )
@@ -57,7 +65,9 @@ class PreviewSMPLOverlay(io.ComfyNode):
             node_id="CoMoViPreviewSMPLOverlay",
             display_name="SMPL Overlay Preview (CoMoVi)",
             category="CoMoVi/body",
-            description="Draws the SMPL motion (as its motion map) over the video: check that the 3D motion follows the person.",
+            description=(
+                "Draws the SMPL motion (as its motion map) over the video: check that the 3D motion follows the person."
+            ),
             inputs=[
                 SMPLModel.Input("smpl_model"),
                 SMPLMotion.Input("smpl_motion"),

@@ -22,7 +22,7 @@ def side_by_side_preview(previewer, rgb_x0: torch.Tensor, motion_x0: torch.Tenso
     if previewer is None:
         return None
     frame = min(max(1, rgb_x0.shape[2] // 2), rgb_x0.shape[2] - 1)
-    left, right = (previewer.decode_latent_to_preview(x[:1, :, frame:frame + 1].float()) for x in (rgb_x0, motion_x0))
+    left, right = (previewer.decode_latent_to_preview(x[:1, :, frame : frame + 1].float()) for x in (rgb_x0, motion_x0))
     both = Image.new("RGB", (left.width + right.width, max(left.height, right.height)), "white")
     both.paste(left, (0, 0))
     both.paste(right, (left.width, 0))

@@ -8,9 +8,9 @@ from comfy_api.latest import io
 from PIL import Image
 
 from ..comovi_core.components import AUTO_SIZE, load_components, load_transformer
+from ..comovi_core.conditioning import pad_to_aspect
 from ..comovi_core.errors import CoMoViError
 from ..comovi_core.fitting import progress_steps
-from ..comovi_core.conditioning import pad_to_aspect
 from ..comovi_core.pipeline import DEFAULT_NEGATIVE, CoMoViPipeline
 from ..comovi_core.sampling import MODES, SOLVERS
 from ..comovi_core.step_cache import describe_evaluations
@@ -23,7 +23,9 @@ from .sockets import CoMoViModels, SMPLModel, SMPLMotion, StepCache
 NO_COMOVI = "none (base only: untrained copy)"
 SIZES = (AUTO_SIZE, "wan2.2-ti2v-5b", "tiny")  # auto: read from the weights
 TINY_DEMO = "tiny demo (random weights, built in memory: pictures are noise)"
-TINY_SUMMARY = "tiny demo: random weights built in memory, NOT a trained model; the pictures are noise, the plumbing is real"
+TINY_SUMMARY = (
+    "tiny demo: random weights built in memory, NOT a trained model; the pictures are noise, the plumbing is real"
+)
 
 
 def _tiny_demo() -> ManagedCoMoVi:
@@ -39,17 +41,44 @@ class LoadCoMoVi(io.ComfyNode):
             node_id="CoMoViLoadModels",
             display_name="Load CoMoVi (CoMoVi)",
             category="CoMoVi",
-            description="Wan2.2-TI2V-5B (diffusers folder in models/diffusers: transformer, VAE, umT5) plus the CoMoVi weights from models/diffusion_models.",
+            description=(
+                "Wan2.2-TI2V-5B (diffusers folder in models/diffusers: transformer, VAE, umT5) plus the "
+                "CoMoVi weights from models/diffusion_models."
+            ),
             inputs=[
-                io.Combo.Input("base", options=host.diffusers_folders() + [TINY_DEMO], tooltip="Wan2.2-TI2V-5B-Diffusers folder in "
-                               "models/diffusers; the tiny demo needs no download (random weights: noise)"),
-                io.Combo.Input("comovi", options=[NO_COMOVI] + host.diffusion_model_files(), tooltip="CoMoVi .safetensors in models/diffusion_models"),
+                io.Combo.Input(
+                    "base",
+                    options=host.diffusers_folders() + [TINY_DEMO],
+                    tooltip="Wan2.2-TI2V-5B-Diffusers folder in "
+                    "models/diffusers; the tiny demo needs no download (random weights: noise)",
+                ),
+                io.Combo.Input(
+                    "comovi",
+                    options=[NO_COMOVI] + host.diffusion_model_files(),
+                    tooltip="CoMoVi .safetensors in models/diffusion_models",
+                ),
                 io.Combo.Input("precision", options=["bfloat16", "float16", "float32"], default="bfloat16"),
-                io.Boolean.Input("fp8_weights", default=False, tooltip="store transformer weights in fp8 (about 10 GB instead of 20)"),
-                io.Int.Input("block_swap", default=0, min=0, max=30, tooltip="layer pairs kept in CPU memory and swapped in per layer"),
-                io.Boolean.Input("offload", default=False, tooltip="keep the weights in CPU memory; they visit the GPU only while they work (24 GB cards)"),
-                io.Combo.Input("size", options=list(SIZES), default=SIZES[0],
-                               tooltip="size of the weight files; auto reads it from them (a named size must match)"),
+                io.Boolean.Input(
+                    "fp8_weights", default=False, tooltip="store transformer weights in fp8 (about 10 GB instead of 20)"
+                ),
+                io.Int.Input(
+                    "block_swap",
+                    default=0,
+                    min=0,
+                    max=30,
+                    tooltip="layer pairs kept in CPU memory and swapped in per layer",
+                ),
+                io.Boolean.Input(
+                    "offload",
+                    default=False,
+                    tooltip="keep the weights in CPU memory; they visit the GPU only while they work (24 GB cards)",
+                ),
+                io.Combo.Input(
+                    "size",
+                    options=list(SIZES),
+                    default=SIZES[0],
+                    tooltip="size of the weight files; auto reads it from them (a named size must match)",
+                ),
             ],
             outputs=[CoMoViModels.Output(display_name="comovi")],
         )
@@ -59,8 +88,16 @@ class LoadCoMoVi(io.ComfyNode):
         if base == TINY_DEMO:
             return io.NodeOutput(_tiny_demo())
         files = [] if comovi == NO_COMOVI else [host.diffusion_model_path(comovi)]
-        components, summary = load_components(host.diffusers_folder(base), files, size, getattr(torch, precision),
-                                              host.torch_device(), fp8=fp8_weights, block_swap=block_swap, offload=True)
+        components, summary = load_components(
+            host.diffusers_folder(base),
+            files,
+            size,
+            getattr(torch, precision),
+            host.torch_device(),
+            fp8=fp8_weights,
+            block_swap=block_swap,
+            offload=True,
+        )
         return io.NodeOutput(ManagedCoMoVi(**components, summary=summary, offload=offload))
 
 
@@ -72,29 +109,63 @@ class LoadCoMoViTransformer(io.ComfyNode):
             node_id="CoMoViLoadTransformer",
             display_name="Load CoMoVi Transformer (CoMoVi)",
             category="CoMoVi",
-            description="Single files from models/diffusion_models: the Wan2.2-TI2V-5B transformer (e.g. wan2.2_ti2v_5B_fp16."
-                        "safetensors) plus the CoMoVi weights. Connect ComfyUI's Wan2.2 VAE and umT5 CONDITIONING to the sampler.",
+            description=(
+                "Single files from models/diffusion_models: the Wan2.2-TI2V-5B transformer "
+                "(e.g. wan2.2_ti2v_5B_fp16.safetensors) plus the CoMoVi weights. "
+                "Connect ComfyUI's Wan2.2 VAE and umT5 CONDITIONING to the sampler."
+            ),
             inputs=[
-                io.Combo.Input("base", options=files + [TINY_DEMO], tooltip="Wan2.2-TI2V-5B transformer file (wan2.2_ti2v_5B_fp16."
-                               "safetensors); the tiny demo needs no download (random weights: noise)"),
-                io.Combo.Input("comovi", options=[NO_COMOVI] + files, tooltip="CoMoVi weights, loaded on top of the base"),
+                io.Combo.Input(
+                    "base",
+                    options=files + [TINY_DEMO],
+                    tooltip="Wan2.2-TI2V-5B transformer file (wan2.2_ti2v_5B_fp16."
+                    "safetensors); the tiny demo needs no download (random weights: noise)",
+                ),
+                io.Combo.Input(
+                    "comovi", options=[NO_COMOVI] + files, tooltip="CoMoVi weights, loaded on top of the base"
+                ),
                 io.Combo.Input("precision", options=["bfloat16", "float16", "float32"], default="bfloat16"),
-                io.Boolean.Input("fp8_weights", default=False, tooltip="store transformer weights in fp8 (about 10 GB instead of 20)"),
-                io.Int.Input("block_swap", default=0, min=0, max=30, tooltip="layer pairs kept in CPU memory and swapped in per layer"),
-                io.Boolean.Input("offload", default=False, tooltip="keep the weights in CPU memory; they visit the GPU only while they work (24 GB cards)"),
-                io.Combo.Input("size", options=list(SIZES), default=SIZES[0],
-                               tooltip="size of the weight files; auto reads it from them (a named size must match)"),
+                io.Boolean.Input(
+                    "fp8_weights", default=False, tooltip="store transformer weights in fp8 (about 10 GB instead of 20)"
+                ),
+                io.Int.Input(
+                    "block_swap",
+                    default=0,
+                    min=0,
+                    max=30,
+                    tooltip="layer pairs kept in CPU memory and swapped in per layer",
+                ),
+                io.Boolean.Input(
+                    "offload",
+                    default=False,
+                    tooltip="keep the weights in CPU memory; they visit the GPU only while they work (24 GB cards)",
+                ),
+                io.Combo.Input(
+                    "size",
+                    options=list(SIZES),
+                    default=SIZES[0],
+                    tooltip="size of the weight files; auto reads it from them (a named size must match)",
+                ),
             ],
             outputs=[CoMoViModels.Output(display_name="comovi")],
         )
 
     @classmethod
     def execute(cls, base, comovi, precision, fp8_weights, block_swap, offload, size) -> io.NodeOutput:
-        if base == TINY_DEMO:  # carries its own tiny VAE and text encoder: leave the sampler's vae/positive/negative empty
+        if (
+            base == TINY_DEMO
+        ):  # carries its own tiny VAE and text encoder: leave the sampler's vae/positive/negative empty
             return io.NodeOutput(_tiny_demo())
         files = [host.diffusion_model_path(base)] + ([] if comovi == NO_COMOVI else [host.diffusion_model_path(comovi)])
-        transformer, summary = load_transformer(files, size, getattr(torch, precision), host.torch_device(),
-                                                fp8=fp8_weights, block_swap=block_swap, offload=True)
+        transformer, summary = load_transformer(
+            files,
+            size,
+            getattr(torch, precision),
+            host.torch_device(),
+            fp8=fp8_weights,
+            block_swap=block_swap,
+            offload=True,
+        )
         return io.NodeOutput(ManagedCoMoVi(transformer, None, None, summary, offload))
 
 
@@ -122,47 +193,116 @@ class DualSampler(io.ComfyNode):
                 io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFF, control_after_generate=True),
                 io.Combo.Input("solver", options=list(SOLVERS), default="unipc"),
                 io.Combo.Input("mode", options=list(MODES), default="cogenerate"),
-                io.Boolean.Input("fit_motion", default=True, tooltip="weights without a 3D head: fit SMPL to the generated motion map"),
+                io.Boolean.Input(
+                    "fit_motion",
+                    default=True,
+                    tooltip="weights without a 3D head: fit SMPL to the generated motion map",
+                ),
                 SMPLMotion.Input("given_motion", optional=True, tooltip="motion_to_video: the motion to follow"),
                 io.Image.Input("given_video", optional=True, tooltip="video_to_motion: the video to read"),
-                io.Vae.Input("vae", optional=True, tooltip="ComfyUI's Wan2.2 VAE (wan2.2_vae.safetensors); replaces the loader's"),
-                io.Conditioning.Input("positive", optional=True, tooltip="umT5-XXL text (CLIP type 'wan'); replaces the prompt text"),
-                io.Conditioning.Input("negative", optional=True, tooltip="umT5-XXL negative text; replaces the negative prompt text"),
-                StepCache.Input("step_cache", optional=True, tooltip="CoMoVi Step Cache: reuse the transformer on steps "
-                                "where its input barely changed (faster; motion_info reports the steps reused)"),
+                io.Vae.Input(
+                    "vae", optional=True, tooltip="ComfyUI's Wan2.2 VAE (wan2.2_vae.safetensors); replaces the loader's"
+                ),
+                io.Conditioning.Input(
+                    "positive", optional=True, tooltip="umT5-XXL text (CLIP type 'wan'); replaces the prompt text"
+                ),
+                io.Conditioning.Input(
+                    "negative", optional=True, tooltip="umT5-XXL negative text; replaces the negative prompt text"
+                ),
+                StepCache.Input(
+                    "step_cache",
+                    optional=True,
+                    tooltip="CoMoVi Step Cache: reuse the transformer on steps "
+                    "where its input barely changed (faster; motion_info reports the steps reused)",
+                ),
             ],
-            outputs=[io.Image.Output(display_name="video"), io.Image.Output(display_name="motion_map"),
-                     SMPLMotion.Output(display_name="smpl_motion"),
-                     io.String.Output(display_name="motion_info", tooltip="where the 3D motion came from (3D head or fitted to "
-                                      "the motion map) and how well it matches the motion map (silhouette IoU, part agreement)")],
+            outputs=[
+                io.Image.Output(display_name="video"),
+                io.Image.Output(display_name="motion_map"),
+                SMPLMotion.Output(display_name="smpl_motion"),
+                io.String.Output(
+                    display_name="motion_info",
+                    tooltip="where the 3D motion came from (3D head or fitted to "
+                    "the motion map) and how well it matches the motion map (silhouette IoU, part agreement)",
+                ),
+            ],
         )
 
     @classmethod
-    def execute(cls, comovi, smpl_model, start_pose, start_image, prompt, negative_prompt, width, height, length, steps,
-                cfg, shift, seed, solver, mode, fit_motion=True, given_motion=None, given_video=None, vae=None, positive=None,
-                negative=None, step_cache=None) -> io.NodeOutput:
+    def execute(
+        cls,
+        comovi,
+        smpl_model,
+        start_pose,
+        start_image,
+        prompt,
+        negative_prompt,
+        width,
+        height,
+        length,
+        steps,
+        cfg,
+        shift,
+        seed,
+        solver,
+        mode,
+        fit_motion=True,
+        given_motion=None,
+        given_video=None,
+        vae=None,
+        positive=None,
+        negative=None,
+        step_cache=None,
+    ) -> io.NodeOutput:
         codec = vae_codec(vae) if vae is not None else comovi.vae
         if codec is None:
-            raise CoMoViError("no VAE: connect Load VAE (wan2.2_vae.safetensors) to the sampler's vae input (in the template, "
-                              "un-bypass the Load VAE node with Ctrl+B)")
+            raise CoMoViError(
+                "no VAE: connect Load VAE (wan2.2_vae.safetensors) to the sampler's vae input (in the template, "
+                "un-bypass the Load VAE node with Ctrl+B)"
+            )
         given = given_motion if mode == "motion_to_video" else None
         if mode == "video_to_motion" and given_video is not None:
             given = _video_frames(given_video, height, width)
-        embeds = {k: conditioning_embeds(c, k) for k, c in (("positive", positive), ("negative", negative)) if c is not None}
-        pipe = CoMoViPipeline(comovi.transformer, codec, comovi.text_encoder, smpl_model.cpu(), device=host.torch_device(),
-                              placement=comovi.on_device)
+        embeds = {
+            k: conditioning_embeds(c, k) for k, c in (("positive", positive), ("negative", negative)) if c is not None
+        }
+        pipe = CoMoViPipeline(
+            comovi.transformer,
+            codec,
+            comovi.text_encoder,
+            smpl_model.cpu(),
+            device=host.torch_device(),
+            placement=comovi.on_device,
+        )
         fitting = fit_motion and comovi.transformer.smpl_head is None  # no 3D head: the motion is fitted after sampling
         progress, previewer = host.Progress(steps + (progress_steps(length) if fitting else 0)), wan22_previewer()
         comovi.transformer.layer_callback = progress.check_interrupt
         try:
-            result = pipe(_image(start_image[0], height, width), prompt, start_pose, num_frames=length, steps=steps, guidance=cfg,
-                          shift=shift, solver=solver, seed=seed, negative_prompt=negative_prompt, mode=mode, given=given,
-                          prompt_embeds=embeds.get("positive"), negative_prompt_embeds=embeds.get("negative"),
-                          callback=lambda i, n, t, latents, x0: progress.step(preview=side_by_side_preview(previewer, *x0)),
-                          fit_motion=fit_motion, fit_callback=lambda *_: progress.step(), step_cache=step_cache)
+            result = pipe(
+                _image(start_image[0], height, width),
+                prompt,
+                start_pose,
+                num_frames=length,
+                steps=steps,
+                guidance=cfg,
+                shift=shift,
+                solver=solver,
+                seed=seed,
+                negative_prompt=negative_prompt,
+                mode=mode,
+                given=given,
+                prompt_embeds=embeds.get("positive"),
+                negative_prompt_embeds=embeds.get("negative"),
+                callback=lambda i, n, t, latents, x0: progress.step(preview=side_by_side_preview(previewer, *x0)),
+                fit_motion=fit_motion,
+                fit_callback=lambda *_: progress.step(),
+                step_cache=step_cache,
+            )
         finally:
             comovi.transformer.layer_callback = None
-        info = result.describe_motion() + ("" if step_cache is None else "\n" + describe_evaluations(result.evaluations))
+        info = result.describe_motion() + (
+            "" if step_cache is None else "\n" + describe_evaluations(result.evaluations)
+        )
         return io.NodeOutput(result.rgb, result.motion_map, result.motion, info)
 
 

@@ -20,7 +20,8 @@ def _quiet_logs(caplog):
 
 @pytest.fixture(scope="module")
 def ext(tmp_path_factory):
-    """The extension loaded the way ComfyUI loads it, in the stand-in host (tests/comfy_stub) rooted in a temp folder."""
+    """The extension loaded the way ComfyUI loads it, in the stand-in host (tests/comfy_stub) rooted in a temp
+    folder."""
     base = tmp_path_factory.mktemp("comfy")
     sys.path.insert(0, str(STUB))
     import folder_paths
@@ -28,7 +29,9 @@ def ext(tmp_path_factory):
     folder_paths.set_base(base)
     (base / "input").mkdir()
     (base / "models" / "smpl").mkdir(parents=True)
-    spec = importlib.util.spec_from_file_location("comovi_ext", ROOT / "__init__.py", submodule_search_locations=[str(ROOT)])
+    spec = importlib.util.spec_from_file_location(
+        "comovi_ext", ROOT / "__init__.py", submodule_search_locations=[str(ROOT)]
+    )
     module = importlib.util.module_from_spec(spec)
     sys.modules["comovi_ext"] = module
     spec.loader.exec_module(module)

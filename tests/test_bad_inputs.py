@@ -18,6 +18,7 @@ def _files(folder) -> list[str]:
 @pytest.fixture
 def no_work(monkeypatch):
     """Any model, body or data loading fails the test: a refusal must come first."""
+
     def work(*_, **__):
         pytest.fail("work started before the bad input was refused")
 
@@ -25,23 +26,26 @@ def no_work(monkeypatch):
         monkeypatch.setattr(comovi_core.train, name, work)
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["--steps", "-1"], "--steps must be at least 1, got -1"),
-    (["--steps", "0"], "--steps must be at least 1, got 0"),
-    (["--frames", "80"], r"4k\+1 .* got 80; try 77 or 81"),
-    (["--frames", "3"], r"4k\+1 and at least 5 .* got 3; try 5"),
-    (["--grad-accum", "0"], "--grad-accum must be at least 1, got 0"),
-    (["--lr", "-1"], r"--lr must be a number above 0 \(e.g. 2e-5\), got -1"),
-    (["--lr", "0"], "--lr must be a number above 0"),
-    (["--lr", "nan"], "--lr must be a number above 0 .*got nan"),
-    (["--clip", "0"], "--clip must be a number above 0 .*1e9 does not clip"),
-    (["--adam-eps=-1e-8"], "--adam-eps must be a number above 0"),
-    (["--shift", "0"], "--shift must be a number above 0"),
-    (["--warmup", "-1"], r"--warmup must be 0 \(no warm-up\) or more, got -1"),
-    (["--weight-decay", "-0.1"], r"--weight-decay must be 0 \(no decay\) or more"),
-    (["--lora", "-4"], r"--lora must be 0 \(no LoRA; else a rank such as 64\) or more, got -4"),
-    (["--synthetic", "-1"], "--synthetic is a number of clips, got -1"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--steps", "-1"], "--steps must be at least 1, got -1"),
+        (["--steps", "0"], "--steps must be at least 1, got 0"),
+        (["--frames", "80"], r"4k\+1 .* got 80; try 77 or 81"),
+        (["--frames", "3"], r"4k\+1 and at least 5 .* got 3; try 5"),
+        (["--grad-accum", "0"], "--grad-accum must be at least 1, got 0"),
+        (["--lr", "-1"], r"--lr must be a number above 0 \(e.g. 2e-5\), got -1"),
+        (["--lr", "0"], "--lr must be a number above 0"),
+        (["--lr", "nan"], "--lr must be a number above 0 .*got nan"),
+        (["--clip", "0"], "--clip must be a number above 0 .*1e9 does not clip"),
+        (["--adam-eps=-1e-8"], "--adam-eps must be a number above 0"),
+        (["--shift", "0"], "--shift must be a number above 0"),
+        (["--warmup", "-1"], r"--warmup must be 0 \(no warm-up\) or more, got -1"),
+        (["--weight-decay", "-0.1"], r"--weight-decay must be 0 \(no decay\) or more"),
+        (["--lora", "-4"], r"--lora must be 0 \(no LoRA; else a rank such as 64\) or more, got -4"),
+        (["--synthetic", "-1"], "--synthetic is a number of clips, got -1"),
+    ],
+)
 def test_train_refuses_bad_numbers_before_work(tmp_path, caplog, no_work, argv, message):
     synthetic = [] if "--synthetic" in argv else ["--synthetic", "1"]
     assert train_main(["--preset", "tiny", *synthetic, *argv, "--out", str(tmp_path / "run")]) == 2
@@ -84,8 +88,13 @@ def test_inspect_and_train_init_refuse_cut_or_foreign_safetensors(tmp_path, capl
         assert caplog.text.count(str(path)) == 1  # the path once, not "X: X is ..."
         assert f"{path} is incomplete or not a safetensors file" in caplog.text and "download" in caplog.text
         caplog.clear()
-        assert train_main(["--preset", "tiny", "--synthetic", "1", "--init", str(path), "--out", str(tmp_path / "r")]) == 2
-        assert f"{path} is incomplete or not a safetensors file" in caplog.text and "download or save it again" in caplog.text
+        assert (
+            train_main(["--preset", "tiny", "--synthetic", "1", "--init", str(path), "--out", str(tmp_path / "r")]) == 2
+        )
+        assert (
+            f"{path} is incomplete or not a safetensors file" in caplog.text
+            and "download or save it again" in caplog.text
+        )
     assert _files(tmp_path) == before
 
 
@@ -101,7 +110,9 @@ def test_every_safetensors_reader_maps_a_cut_file_to_one_error(bad_safetensors):
             read_safetensors(path)
         with pytest.raises(CoMoViError, match="is incomplete or not a safetensors file"):
             read_lora(path)
-        with pytest.raises(CoMoViError, match="is incomplete or not a safetensors file .*run the prepare command again"):
+        with pytest.raises(
+            CoMoViError, match="is incomplete or not a safetensors file .*run the prepare command again"
+        ):
             shard_meta(path)
 
 
@@ -120,7 +131,20 @@ def _cut(path) -> None:
 
 def test_resume_from_a_cut_training_state_is_refused(tmp_path, caplog, _fresh_accelerate_state):
     out = tmp_path / "run"
-    argv = ["--preset", "tiny", "--synthetic", "1", "--frames", "5", "--height", "32", "--width", "32", "--out", str(out)]
+    argv = [
+        "--preset",
+        "tiny",
+        "--synthetic",
+        "1",
+        "--frames",
+        "5",
+        "--height",
+        "32",
+        "--width",
+        "32",
+        "--out",
+        str(out),
+    ]
     assert train_main([*argv, "--steps", "1"]) == 0
     _cut(out / "state_000001" / "optimizer.safetensors")
     before = {p: p.stat().st_mtime_ns for p in out.rglob("*")}
@@ -134,8 +158,24 @@ def test_train_refuses_a_cache_with_a_cut_shard_before_work(tmp_path, caplog, _f
     from comovi_core.prepare import main as prepare_main
 
     cache = tmp_path / "cache"
-    prepare = ["--preset", "tiny", "--synthetic", "2", "--data", str(tmp_path / "clips"), "--frames", "5",
-               "--height", "32", "--width", "32", "--shard-size", "1", "--out", str(cache)]
+    prepare = [
+        "--preset",
+        "tiny",
+        "--synthetic",
+        "2",
+        "--data",
+        str(tmp_path / "clips"),
+        "--frames",
+        "5",
+        "--height",
+        "32",
+        "--width",
+        "32",
+        "--shard-size",
+        "1",
+        "--out",
+        str(cache),
+    ]
     assert prepare_main(prepare) == 0
     _cut(cache / "shard_000001.safetensors")
     before = _files(tmp_path)
@@ -160,7 +200,8 @@ def motion_file(tmp_path):
 
 @pytest.fixture
 def no_body(monkeypatch):
-    """Loading a body model (the first real work of the export, motion-map, estimate and evaluate CLIs) fails the test."""
+    """Loading a body model (the first real work of the export, motion-map, estimate and evaluate CLIs) fails the
+    test."""
     import comovi_core.body.smpl
     import comovi_core.export
 
@@ -171,16 +212,20 @@ def no_body(monkeypatch):
     monkeypatch.setattr(comovi_core.export, "load_body_model", work)
 
 
-@pytest.mark.parametrize("fmt, out, message", [
-    ("obj", "file/meshes", "the --out folder .*file/meshes lies under .*file, which is a file"),
-    ("obj", "file", "the --out folder .*file is a file, not a folder"),
-    ("bvh", "file/clip.bvh", "the folder of clip.bvh .*file is a file, not a folder"),
-    ("glb", "file/sub/clip.glb", "the folder of clip.glb .*file/sub lies under .*file, which is a file"),
-    ("bvh", "folder.bvh", "the --out file .*folder.bvh is an existing folder, not a file: choose a file name"),
-    ("glb", "folder.glb", "the --out file .*folder.glb is an existing folder, not a file"),
-])
-def test_export_refuses_an_out_under_a_file_or_a_folder_as_file(tmp_path, caplog, motion_file, no_body, fmt, out,
-                                                                 message):
+@pytest.mark.parametrize(
+    "fmt, out, message",
+    [
+        ("obj", "file/meshes", "the --out folder .*file/meshes lies under .*file, which is a file"),
+        ("obj", "file", "the --out folder .*file is a file, not a folder"),
+        ("bvh", "file/clip.bvh", "the folder of clip.bvh .*file is a file, not a folder"),
+        ("glb", "file/sub/clip.glb", "the folder of clip.glb .*file/sub lies under .*file, which is a file"),
+        ("bvh", "folder.bvh", "the --out file .*folder.bvh is an existing folder, not a file: choose a file name"),
+        ("glb", "folder.glb", "the --out file .*folder.glb is an existing folder, not a file"),
+    ],
+)
+def test_export_refuses_an_out_under_a_file_or_a_folder_as_file(
+    tmp_path, caplog, motion_file, no_body, fmt, out, message
+):
     from comovi_core.export import main as export_main
 
     (tmp_path / "file").write_text("x")
@@ -200,9 +245,11 @@ def test_save_motion_refuses_a_path_under_a_file_or_a_folder(tmp_path):
     (tmp_path / "file").write_text("x")
     (tmp_path / "folder.npz").mkdir()
     motion = demo_motion(num_frames=2)
-    for target, message in (("file/m.npz", "folder of m.npz .*file is a file, not a folder"),
-                            ("file/sub/m.npz", "folder of m.npz .*file/sub lies under .*file, which is a file"),
-                            ("folder.npz", "folder.npz is an existing folder, not a file: choose a file name")):
+    for target, message in (
+        ("file/m.npz", "folder of m.npz .*file is a file, not a folder"),
+        ("file/sub/m.npz", "folder of m.npz .*file/sub lies under .*file, which is a file"),
+        ("folder.npz", "folder.npz is an existing folder, not a file: choose a file name"),
+    ):
         with pytest.raises(CoMoViError, match=message):
             save_motion(tmp_path / target, motion)
     assert _files(tmp_path) == ["file", "folder.npz"] and (tmp_path / "file").read_text() == "x"
@@ -220,14 +267,27 @@ def test_motion_map_estimate_and_evaluate_refuse_a_bad_out_before_work(tmp_path,
     (run / "motion.npz").write_bytes(motion_file.read_bytes())
     before = _files(tmp_path)
     cases = (
-        (motion_map_main, ["--motion", str(motion_file), "--out", str(tmp_path / "folder.mp4")],
-         "the --out video .*folder.mp4 is an existing folder"),
+        (
+            motion_map_main,
+            ["--motion", str(motion_file), "--out", str(tmp_path / "folder.mp4")],
+            "the --out video .*folder.mp4 is an existing folder",
+        ),
         (motion_map_main, ["--out", str(tmp_path / "file" / "map.mp4")], "the folder of map.mp4 .*file is a file"),
-        (motion_map_main, ["--out", str(tmp_path / "map.mp4"), "--png-dir", str(tmp_path / "file" / "png")],
-         "the --png-dir folder .*file/png lies under"),
-        (estimate_main, [str(tmp_path / "pose.json"), "--out", str(tmp_path / "folder.mp4")],
-         "the --out file .*folder.mp4 is an existing folder"),
-        (evaluate_main, [str(run), "--out", str(tmp_path / "file" / "eval.json")], "the folder of eval.json .*file is a"),
+        (
+            motion_map_main,
+            ["--out", str(tmp_path / "map.mp4"), "--png-dir", str(tmp_path / "file" / "png")],
+            "the --png-dir folder .*file/png lies under",
+        ),
+        (
+            estimate_main,
+            [str(tmp_path / "pose.json"), "--out", str(tmp_path / "folder.mp4")],
+            "the --out file .*folder.mp4 is an existing folder",
+        ),
+        (
+            evaluate_main,
+            [str(run), "--out", str(tmp_path / "file" / "eval.json")],
+            "the folder of eval.json .*file is a",
+        ),
     )
     for main, argv, message in cases:
         caplog.clear()
@@ -251,8 +311,9 @@ def test_obj_export_leaves_no_stale_frames_and_never_deletes_other_files(tmp_pat
     paths = write_obj_sequence(seq, body, demo_motion(num_frames=4))
     frames = [f"frame_{i:06d}.obj" for i in range(4)]
     assert [p.name for p in paths] == frames
-    assert sorted(p.name for p in seq.iterdir()) == sorted([*frames, "frame_000123.obj", "frame_1.obj",
-                                                            "frame_notes.obj", "readme.txt"])
+    assert sorted(p.name for p in seq.iterdir()) == sorted(
+        [*frames, "frame_000123.obj", "frame_1.obj", "frame_notes.obj", "readme.txt"]
+    )
     before = {p.name: p.read_bytes() for p in seq.iterdir() if p.is_file()}
     writes = []
 

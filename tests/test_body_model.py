@@ -5,6 +5,7 @@ import pickle
 import numpy as np
 import pytest
 import torch
+from synthetic_smpl import smpl_like_arrays, write_chumpy_pickle, write_npz, write_plain_pickle
 
 from comovi_core.body.mannequin import REST_JOINTS, mannequin_arrays
 from comovi_core.body.model_file import find_model_file, load_model_data
@@ -12,18 +13,26 @@ from comovi_core.body.parts import JOINT_PART_INDEX, PART_NAMES, parts_from_segm
 from comovi_core.body.safe_pickle import load_pickle_arrays
 from comovi_core.body.smpl import BodyModel, load_body_model
 from comovi_core.errors import BodyModelNotFoundError, CoMoViError, UnsafePickleError
-from synthetic_smpl import smpl_like_arrays, write_chumpy_pickle, write_npz, write_plain_pickle
 
 KEYS = ("v_template", "shapedirs", "posedirs", "J_regressor", "weights", "kintree_table", "f")
 
 
-@pytest.mark.parametrize("writer,name", [(write_plain_pickle, "SMPL_NEUTRAL.pkl"), (write_chumpy_pickle, "SMPL_NEUTRAL.pkl"), (write_npz, "SMPL_NEUTRAL.npz")])
+@pytest.mark.parametrize(
+    "writer,name",
+    [
+        (write_plain_pickle, "SMPL_NEUTRAL.pkl"),
+        (write_chumpy_pickle, "SMPL_NEUTRAL.pkl"),
+        (write_npz, "SMPL_NEUTRAL.npz"),
+    ],
+)
 def test_every_layout_loads_the_same_arrays(tmp_path, writer, name):
     writer(tmp_path / name)
     data = load_model_data(tmp_path)  # found through the folder, as ComfyUI's models/smpl
     ref = smpl_like_arrays()
     for key in KEYS:
-        np.testing.assert_allclose(getattr(data, key), np.asarray(ref[key]).astype(getattr(data, key).dtype), rtol=0, atol=1e-7, err_msg=key)
+        np.testing.assert_allclose(
+            getattr(data, key), np.asarray(ref[key]).astype(getattr(data, key).dtype), rtol=0, atol=1e-7, err_msg=key
+        )
     assert data.v_template.shape == (6890, 3) and data.J_regressor.shape == (24, 6890)
     assert not data.is_standin
 

@@ -26,11 +26,17 @@ def body():
 def _posed(body, frame: int, yaw: float):
     """A pose of the demo motion turned by ``yaw`` about the vertical axis, and its COCO-18 keypoints (pixels)."""
     truth = demo_motion(num_frames=8, height=H, width=W)
-    turned = axis_angle_to_matrix(torch.as_tensor(truth.global_orient[frame:frame + 1], dtype=torch.float64)) \
-        @ axis_angle_to_matrix(torch.tensor([[0.0, yaw, 0.0]], dtype=torch.float64))
+    turned = axis_angle_to_matrix(
+        torch.as_tensor(truth.global_orient[frame : frame + 1], dtype=torch.float64)
+    ) @ axis_angle_to_matrix(torch.tensor([[0.0, yaw, 0.0]], dtype=torch.float64))
     orient = matrix_to_axis_angle(turned).float()
     with torch.no_grad():
-        out = body(orient, torch.as_tensor(truth.body_pose[frame:frame + 1]), None, torch.as_tensor(truth.transl[frame:frame + 1]))
+        out = body(
+            orient,
+            torch.as_tensor(truth.body_pose[frame : frame + 1]),
+            None,
+            torch.as_tensor(truth.transl[frame : frame + 1]),
+        )
     uv = truth.camera.project(out.joints[0])
     keypoints = np.zeros((18, 3), np.float32)
     for coco, joint in OPENPOSE_TO_SMPL.items():
@@ -39,13 +45,16 @@ def _posed(body, frame: int, yaw: float):
 
 
 def _angle_deg(a, b) -> float:
-    r = axis_angle_to_matrix(torch.as_tensor(a, dtype=torch.float64)).T @ axis_angle_to_matrix(torch.as_tensor(b, dtype=torch.float64))
+    r = axis_angle_to_matrix(torch.as_tensor(a, dtype=torch.float64)).T @ axis_angle_to_matrix(
+        torch.as_tensor(b, dtype=torch.float64)
+    )
     return math.degrees(math.acos(max(-1.0, min(1.0, (float(r.trace()) - 1) / 2))))
 
 
 @pytest.mark.parametrize("frame, yaw", [(3, 0.6), (6, 2.8)], ids=["three-quarter", "from-behind"])
 def test_start_pose_from_keypoints(body, frame, yaw):
-    """Measured when written: 0.5 px / 12 mm PA-MPJPE / 4.5 deg (three-quarter view), 1.3 px / 45 mm / 16 deg (from behind)."""
+    """Measured when written: 0.5 px / 12 mm PA-MPJPE / 4.5 deg (three-quarter view), 1.3 px / 45 mm / 16 deg (from
+    behind)."""
     orient, out, keypoints, truth = _posed(body, frame, yaw)
     estimate = estimate_start_pose(body, keypoints, H, W, iterations=150)
     assert estimate.num_frames == 1 and estimate.camera == truth.camera  # 50-degree default = the demo camera
@@ -53,20 +62,31 @@ def test_start_pose_from_keypoints(body, frame, yaw):
     assert _angle_deg(estimate.global_orient[0], orient[0].numpy()) < 25  # facing the right way (front/back, turn)
     assert abs(estimate.transl[0, 2] - truth.transl[frame, 2]) < 0.3  # metres, from the skeleton's size
     with torch.no_grad():
-        fitted = body(torch.as_tensor(estimate.global_orient), torch.as_tensor(estimate.body_pose), None, torch.as_tensor(estimate.transl))
+        fitted = body(
+            torch.as_tensor(estimate.global_orient),
+            torch.as_tensor(estimate.body_pose),
+            None,
+            torch.as_tensor(estimate.transl),
+        )
     assert motion_errors(fitted.joints, out.joints)["pa_mpjpe_mm"] < 60
 
 
 def test_pose_json_in_pixels_or_normalised(body):
     _, _, keypoints, _ = _posed(body, 3, 0.6)
     pixels = {"people": [{"pose_keypoints_2d": keypoints.reshape(-1).tolist()}], "canvas_height": H, "canvas_width": W}
-    normalised = {"people": [{"pose_keypoints_2d": (keypoints / [W, H, 1]).reshape(-1).tolist()}], "canvas_height": H, "canvas_width": W}
+    normalised = {
+        "people": [{"pose_keypoints_2d": (keypoints / [W, H, 1]).reshape(-1).tolist()}],
+        "canvas_height": H,
+        "canvas_width": W,
+    }
     a, size = keypoints_from_pose_json(pixels)
     b, _ = keypoints_from_pose_json(normalised)
     assert size == (H, W) and np.allclose(a, keypoints) and np.allclose(b, keypoints, atol=1e-3)
-    for frame, message in (({"people": [], "canvas_height": H, "canvas_width": W}, "no person"),
-                           ({"people": [{"pose_keypoints_2d": [1.0] * 9}], "canvas_height": H, "canvas_width": W}, "18 body keypoints"),
-                           ({"people": [{"pose_keypoints_2d": keypoints.reshape(-1).tolist()}]}, "canvas_height")):
+    for frame, message in (
+        ({"people": [], "canvas_height": H, "canvas_width": W}, "no person"),
+        ({"people": [{"pose_keypoints_2d": [1.0] * 9}], "canvas_height": H, "canvas_width": W}, "18 body keypoints"),
+        ({"people": [{"pose_keypoints_2d": keypoints.reshape(-1).tolist()}]}, "canvas_height"),
+    ):
         with pytest.raises(CoMoViError, match=message):
             keypoints_from_pose_json(frame)
     with pytest.raises(CoMoViError, match="person 2"):

@@ -12,6 +12,7 @@ import torch
 from comovi_core.body.mannequin import demo_motion
 from comovi_core.body.rotations import axis_angle_to_matrix, matrix_to_axis_angle
 from comovi_core.body.smpl import load_body_model
+from comovi_core.camera import PinholeCamera
 from comovi_core.errors import CoMoViError
 from comovi_core.estimate import estimate_from_image
 from comovi_core.estimate_eval import keypoints_of, refinement_trial
@@ -19,7 +20,6 @@ from comovi_core.hmr.config import PRESETS
 from comovi_core.hmr.crop import box_from_mask, box_from_points, crop_camera_to_full, crop_person, square_window
 from comovi_core.hmr.detect import PersonDetector, select_person
 from comovi_core.hmr.model import HMR2
-from comovi_core.camera import PinholeCamera
 
 H, W = 704, 1280
 
@@ -31,11 +31,16 @@ def body():
 
 def _truth(frame: int = 3, yaw: float = 0.6, seed: int = 0):
     truth = demo_motion(num_frames=8, height=H, width=W)
-    turned = axis_angle_to_matrix(torch.as_tensor(truth.global_orient[frame], dtype=torch.float64)) \
-        @ axis_angle_to_matrix(torch.tensor([0.0, yaw, 0.0], dtype=torch.float64))
+    turned = axis_angle_to_matrix(
+        torch.as_tensor(truth.global_orient[frame], dtype=torch.float64)
+    ) @ axis_angle_to_matrix(torch.tensor([0.0, yaw, 0.0], dtype=torch.float64))
     betas = 0.8 * torch.randn(10, generator=torch.Generator().manual_seed(seed))
-    return (matrix_to_axis_angle(turned).float(), torch.as_tensor(truth.body_pose[frame]), betas,
-            torch.as_tensor(truth.transl[frame])), truth.camera
+    return (
+        matrix_to_axis_angle(turned).float(),
+        torch.as_tensor(truth.body_pose[frame]),
+        betas,
+        torch.as_tensor(truth.transl[frame]),
+    ), truth.camera
 
 
 def test_refinement_improves_an_hmr_like_start_on_both_measures(body):
@@ -83,8 +88,9 @@ def test_crop_samples_the_window_and_the_camera_goes_back_to_the_full_image():
     torch.testing.assert_close(crop[:, :8, :8].mean((1, 2)), black, atol=1e-4, rtol=0)
     # crop camera (s, tx, ty) -> translation whose root projects to the window centre + offset, at focal f
     camera = PinholeCamera.default_for(H, W)
-    t = crop_camera_to_full(torch.tensor([0.8, 0.1, -0.05]), (900.0, 300.0, 400.0), camera.principal_point,
-                            camera.focal_length[0])
+    t = crop_camera_to_full(
+        torch.tensor([0.8, 0.1, -0.05]), (900.0, 300.0, 400.0), camera.principal_point, camera.focal_length[0]
+    )
     uv = camera.project(t)
     scale = 400 * 0.8 / 2  # pixels per metre in the crop's weak perspective
     torch.testing.assert_close(uv, torch.tensor([900 + 0.1 * scale, 300 - 0.05 * scale]), atol=1e-3, rtol=0)
@@ -106,18 +112,33 @@ def test_detector_wrapper_on_a_tiny_random_rt_detr():
     from transformers import RTDetrConfig, RTDetrForObjectDetection, RTDetrResNetConfig
 
     torch.manual_seed(0)
-    backbone = RTDetrResNetConfig(embedding_size=8, hidden_sizes=[8, 16, 16, 16], depths=[1, 1, 1, 1],
-                                  out_features=["stage2", "stage3", "stage4"])
-    config = RTDetrConfig(backbone_config=backbone, encoder_hidden_dim=16, d_model=16, encoder_in_channels=[16] * 3,
-                          decoder_in_channels=[16] * 3, encoder_ffn_dim=32, decoder_ffn_dim=32, decoder_layers=1,
-                          num_queries=10, num_labels=2, decoder_n_points=2, encoder_attention_heads=2,
-                          decoder_attention_heads=2, num_denoising=0, id2label={0: "person", 1: "dog"})
+    backbone = RTDetrResNetConfig(
+        embedding_size=8, hidden_sizes=[8, 16, 16, 16], depths=[1, 1, 1, 1], out_features=["stage2", "stage3", "stage4"]
+    )
+    config = RTDetrConfig(
+        backbone_config=backbone,
+        encoder_hidden_dim=16,
+        d_model=16,
+        encoder_in_channels=[16] * 3,
+        decoder_in_channels=[16] * 3,
+        encoder_ffn_dim=32,
+        decoder_ffn_dim=32,
+        decoder_layers=1,
+        num_queries=10,
+        num_labels=2,
+        decoder_n_points=2,
+        encoder_attention_heads=2,
+        decoder_attention_heads=2,
+        num_denoising=0,
+        id2label={0: "person", 1: "dog"},
+    )
     detector = PersonDetector(RTDetrForObjectDetection(config), size=64)
     image = torch.rand(48, 80, 3)
     box = detector(image, min_score=0.0, rule="confident")
     with torch.no_grad():
-        pixels = torch.nn.functional.interpolate(image.permute(2, 0, 1)[None], size=(64, 64), mode="bilinear",
-                                                 align_corners=False, antialias=True)
+        pixels = torch.nn.functional.interpolate(
+            image.permute(2, 0, 1)[None], size=(64, 64), mode="bilinear", align_corners=False, antialias=True
+        )
         out = detector.model(pixel_values=pixels)
     scores, labels = out.logits[0].sigmoid().max(-1)
     best = int(torch.where(labels == 0, scores, torch.zeros_like(scores)).argmax())

@@ -72,13 +72,17 @@ def test_consistency_of_a_motion_with_its_own_motion_map(body):
     shaded = render_motion_map(vertices, body.faces, body.part_ids, motion.camera, "comovi_v1", "torch").images
     same = consistency(body, motion, shaded, "torch")
     assert same["frames"] == 3 and same["silhouette_iou"] == 1.0
-    assert same["part_agreement"] > 0.92 and same["normal_error_deg"] < 3  # measured 0.944 and 1.4 deg: the decoder's own rates
+    assert (
+        same["part_agreement"] > 0.92 and same["normal_error_deg"] < 3
+    )  # measured 0.944 and 1.4 deg: the decoder's own rates
     cheap = consistency(body, motion, shaded, "torch", max_frames=2, stride=2)  # the pipeline's quick estimate
     assert cheap["silhouette_iou"] == 1.0 and abs(cheap["part_agreement"] - same["part_agreement"]) < 0.02
     # shifted 8 px to the right: IoU falls to what the masks themselves say
     moved = torch.ones_like(shaded)
     moved[:, :, 8:] = shaded[:, :, :-8]
-    exact = decode_motion_map(render_motion_map(vertices, body.faces, body.part_ids, motion.camera, "flat", "torch").images, "flat")
+    exact = decode_motion_map(
+        render_motion_map(vertices, body.faces, body.part_ids, motion.camera, "flat", "torch").images, "flat"
+    )
     inter = (exact.mask[:, :, 8:] & exact.mask[:, :, :-8]).flatten(1).sum(1).float()
     union = exact.mask.flatten(1).sum(1).float() * 2 - inter
     shifted = consistency(body, motion, moved, "torch")
@@ -101,10 +105,19 @@ def test_cli_on_a_generate_output(tmp_path, caplog):
     assert 0.0 <= report["consistency"]["silhouette_iou"] <= 1.0 and report["consistency"]["frames"] == 5
     # a reference that differs by a known global turn: the error is measured, Procrustes removes it
     motion = load_motion(run / "motion.npz")
-    turned = SMPLMotion(motion.global_orient + np.array([0.0, 0.5, 0.0], np.float32), motion.body_pose, motion.betas,
-                        motion.transl, motion.fps, motion.camera)
+    turned = SMPLMotion(
+        motion.global_orient + np.array([0.0, 0.5, 0.0], np.float32),
+        motion.body_pose,
+        motion.betas,
+        motion.transl,
+        motion.fps,
+        motion.camera,
+    )
     save_motion(tmp_path / "turned.npz", turned)
-    assert main([str(run), "--gt", str(tmp_path / "turned.npz"), "--out", str(tmp_path / "e.json"), "--backend", "torch"]) == 0
+    assert (
+        main([str(run), "--gt", str(tmp_path / "turned.npz"), "--out", str(tmp_path / "e.json"), "--backend", "torch"])
+        == 0
+    )
     vs = json.loads((tmp_path / "e.json").read_text())["vs_reference"]
     assert vs["mpjpe_mm"] > 20 and vs["pa_mpjpe_mm"] < 1.0
     (run / "motion.npz").unlink()

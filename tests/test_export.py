@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from comovi_core.body.mannequin import demo_motion
-from comovi_core.body.parts import SMPL_JOINT_NAMES
 from comovi_core.body.motion_file import save_motion
+from comovi_core.body.parts import SMPL_JOINT_NAMES
 from comovi_core.body.smpl import camera_vertices, load_body_model
 from comovi_core.export import main
 
@@ -18,8 +18,11 @@ TO_WORLD = np.diag([1.0, -1.0, -1.0])
 def _rot(axis: str, degrees: float) -> np.ndarray:
     a = np.radians(degrees)
     c, s = np.cos(a), np.sin(a)
-    return {"X": np.array([[1, 0, 0], [0, c, -s], [0, s, c]]), "Y": np.array([[c, 0, s], [0, 1, 0], [-s, 0, c]]),
-            "Z": np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]])}[axis]
+    return {
+        "X": np.array([[1, 0, 0], [0, c, -s], [0, s, c]]),
+        "Y": np.array([[c, 0, s], [0, 1, 0], [-s, 0, c]]),
+        "Z": np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]]),
+    }[axis]
 
 
 def _bvh_joint_positions(text: str) -> tuple[list[str], np.ndarray]:
@@ -45,7 +48,7 @@ def _bvh_joint_positions(text: str) -> tuple[list[str], np.ndarray]:
                 in_end_site = False
             else:
                 stack.pop()
-    frames = [[float(v) for v in line.split()] for line in lines[motion_at + 3:] if line]
+    frames = [[float(v) for v in line.split()] for line in lines[motion_at + 3 :] if line]
     out = np.zeros((len(frames), len(names), 3))
     for f, values in enumerate(frames):
         k, world = 0, {}
@@ -95,7 +98,10 @@ def test_obj_sequence_and_bad_output(tmp_path, caplog):
     save_motion(tmp_path / "long.npz", demo_motion(num_frames=4))
     assert main([str(tmp_path / "long.npz"), "--format", "obj", "--out", str(tmp_path / "seq")]) == 0
     assert main([str(tmp_path / "m.npz"), "--format", "obj", "--out", str(tmp_path / "seq")]) == 0
-    assert sorted(f.name for f in (tmp_path / "seq").iterdir()) == ["frame_000000.obj", "frame_000001.obj"]  # no stale frames
+    assert sorted(f.name for f in (tmp_path / "seq").iterdir()) == [
+        "frame_000000.obj",
+        "frame_000001.obj",
+    ]  # no stale frames
     assert main([str(tmp_path / "m.npz"), "--format", "bvh", "--out", str(tmp_path / "m.npz" / "a.bvh")]) == 2
     assert "m.npz is a file, not a folder" in caplog.text
     from comovi_core.errors import CoMoViError

@@ -26,10 +26,10 @@ def _read_glb(path):
     magic, version, total = struct.unpack_from("<4sII", data, 0)
     assert (magic, version, total) == (b"glTF", 2, len(data))
     json_len, json_kind = struct.unpack_from("<I4s", data, 12)
-    doc = json.loads(data[20:20 + json_len])
+    doc = json.loads(data[20 : 20 + json_len])
     bin_len, bin_kind = struct.unpack_from("<I4s", data, 20 + json_len)
     assert (json_kind, bin_kind) == (b"JSON", b"BIN\0") and json_len % 4 == 0 and bin_len % 4 == 0
-    binary = data[28 + json_len:28 + json_len + bin_len]
+    binary = data[28 + json_len : 28 + json_len + bin_len]
 
     def accessor(i):
         a = doc["accessors"][i]
@@ -37,6 +37,7 @@ def _read_glb(path):
         assert view["byteOffset"] % 4 == 0
         arr = np.frombuffer(binary, COMPONENTS[a["componentType"]], a["count"] * WIDTH[a["type"]], view["byteOffset"])
         return arr.reshape(a["count"], WIDTH[a["type"]])
+
     return doc, accessor
 
 
@@ -56,6 +57,7 @@ def _skinned(doc, accessor, frame):
         world[i] = parent @ m
         for c in n.get("children", []):
             visit(c, world[i])
+
     for root in doc["scenes"][0]["nodes"]:
         visit(root, np.eye(4))
     skin = doc["skins"][0]
@@ -69,7 +71,7 @@ def _skinned(doc, accessor, frame):
     while f"JOINTS_{s}" in prim["attributes"]:
         joints, weights = accessor(prim["attributes"][f"JOINTS_{s}"]), accessor(prim["attributes"][f"WEIGHTS_{s}"])
         for k in range(4):
-            out += weights[:, k:k + 1] * np.einsum("vij,vj->vi", joint_mats[joints[:, k].astype(int)], pos)[:, :3]
+            out += weights[:, k : k + 1] * np.einsum("vij,vj->vi", joint_mats[joints[:, k].astype(int)], pos)[:, :3]
         s += 1
     return out
 

@@ -20,7 +20,10 @@ def test_one_splat_is_a_unit_gaussian_over_white():
     uv = torch.tensor([[[10.3, 7.6]]], requires_grad=True)
     color = torch.tensor([[[0.2, 0.4, 0.6]]])
     image = splat(uv, color, torch.tensor([[1.0]]), 20, 30, sigma=1.0)
-    g = lambda d: math.exp(-0.5 * d * d) / math.sqrt(2 * math.pi)  # noqa: E731  1D unit Gaussian, sigma 1
+
+    def g(d):
+        return math.exp(-0.5 * d * d) / math.sqrt(2 * math.pi)  # 1D unit Gaussian, sigma 1
+
     # centre (9.8, 7.1) in pixel-centre units: bilinear shares to (9, 7), (10, 7), (9, 8), (10, 8), each blurred
     shares = {(9, 7): 0.2 * 0.9, (10, 7): 0.8 * 0.9, (9, 8): 0.2 * 0.1, (10, 8): 0.8 * 0.1}
     weight = sum(w * g(10 - x) * g(7 - y) for (x, y), w in shares.items())  # coverage of pixel (row 7, col 10)
@@ -83,7 +86,9 @@ def test_colour_cost_is_lowest_at_the_true_pose_on_a_degraded_map():
         if index is not None:
             moved[0, index] += change
         with torch.no_grad():
-            vertices = body(moved[:, :3], moved[:, 3:72], torch.as_tensor(truth.betas, dtype=torch.float32), moved[:, 72:]).vertices
+            vertices = body(
+                moved[:, :3], moved[:, 3:72], torch.as_tensor(truth.betas, dtype=torch.float32), moved[:, 72:]
+            ).vertices
             costs.append(float(splat_cost(_splat_of(body, vertices, camera, 1.5), targets[1.5])[0]))
     assert costs[0] < min(costs[1:]), costs
 
@@ -118,11 +123,14 @@ def test_colour_stage_improves_the_fit_on_a_degraded_map():
         posed = camera_vertices(body, truth)
     maps = render_motion_map(posed.vertices, body.faces, body.part_ids, truth.camera, "comovi_v1", "torch").images
     degraded = torch.round(degrade_motion_map(maps, WAN22_VAE, seed=0) * 255) / 255
-    start = SMPLMotion(truth.global_orient[:1], truth.body_pose[:1], truth.betas, truth.transl[:1], truth.fps, truth.camera)
+    start = SMPLMotion(
+        truth.global_orient[:1], truth.body_pose[:1], truth.betas, truth.transl[:1], truth.fps, truth.camera
+    )
     errors = []
     for splat_steps in (0, 40):
-        fitted = fit_motion(body, degraded, start, truth.camera, truth.fps, iterations=60, track_steps=20,
-                            splat_steps=splat_steps)
+        fitted = fit_motion(
+            body, degraded, start, truth.camera, truth.fps, iterations=60, track_steps=20, splat_steps=splat_steps
+        )
         with torch.no_grad():
             errors.append(motion_errors(camera_vertices(body, fitted).joints, posed.joints)["mpjpe_mm"])
     assert errors[1] < 0.8 * errors[0], errors

@@ -26,7 +26,9 @@ def scene():
 
 
 def _start(motion: SMPLMotion) -> SMPLMotion:
-    return SMPLMotion(motion.global_orient[:1], motion.body_pose[:1], motion.betas, motion.transl[:1], motion.fps, motion.camera)
+    return SMPLMotion(
+        motion.global_orient[:1], motion.body_pose[:1], motion.betas, motion.transl[:1], motion.fps, motion.camera
+    )
 
 
 def test_body_summaries_match_the_map_summaries_of_the_same_pose(scene):
@@ -46,8 +48,14 @@ def test_body_summaries_match_the_map_summaries_of_the_same_pose(scene):
 def test_fit_recovers_a_known_motion(scene):
     body, truth, posed, maps = scene
     fitted = fit_motion(body, maps, _start(truth), truth.camera, truth.fps, iterations=150, splat_steps=0)
-    held = SMPLMotion(np.repeat(truth.global_orient[:1], 17, 0), np.repeat(truth.body_pose[:1], 17, 0), truth.betas,
-                      np.repeat(truth.transl[:1], 17, 0), truth.fps, truth.camera)
+    held = SMPLMotion(
+        np.repeat(truth.global_orient[:1], 17, 0),
+        np.repeat(truth.body_pose[:1], 17, 0),
+        truth.betas,
+        np.repeat(truth.transl[:1], 17, 0),
+        truth.fps,
+        truth.camera,
+    )
     with torch.no_grad():
         fit_out, held_out = camera_vertices(body, fitted), camera_vertices(body, held)
     fit_err, held_err = motion_errors(fit_out.joints, posed.joints), motion_errors(held_out.joints, posed.joints)
@@ -83,7 +91,9 @@ def test_decoded_labels_do_not_depend_on_8bit_rounding(scene):
     assert torch.equal(as_float.mask, as_png.mask)
     disagree = float((as_float.part != as_png.part)[as_float.mask].float().mean())
     assert disagree < 0.01, disagree
-    exact = decode_motion_map(render_motion_map(posed.vertices, body.faces, body.part_ids, truth.camera, "flat", "torch").images, "flat")
+    exact = decode_motion_map(
+        render_motion_map(posed.vertices, body.faces, body.part_ids, truth.camera, "flat", "torch").images, "flat"
+    )
     error = float((as_float.part != exact.part)[exact.mask].float().mean())
     assert error < 0.04, error  # golden: measured 2.8% (before the fix 5.7%)
 
@@ -134,24 +144,39 @@ def test_decoding_with_a_prior_and_without_blur_halo_on_degraded_maps():
 
     body = load_body_model(None)
     truth = arms_motion(5, 352, 640)
-    start = SMPLMotion(np.repeat(truth.global_orient[:1], 5, 0), np.repeat(truth.body_pose[:1], 5, 0), truth.betas,
-                       np.repeat(truth.transl[:1], 5, 0), truth.fps, truth.camera)
+    start = SMPLMotion(
+        np.repeat(truth.global_orient[:1], 5, 0),
+        np.repeat(truth.body_pose[:1], 5, 0),
+        truth.betas,
+        np.repeat(truth.transl[:1], 5, 0),
+        truth.fps,
+        truth.camera,
+    )
     with torch.no_grad():
         posed, held = camera_vertices(body, truth), camera_vertices(body, start)
-    draw = lambda v, shading: render_motion_map(v, body.faces, body.part_ids, truth.camera, shading, "torch").images  # noqa: E731
+
+    def draw(v, shading):
+        return render_motion_map(v, body.faces, body.part_ids, truth.camera, shading, "torch").images
+
     shaded, camera = _downsample(draw(posed.vertices, "comovi_v1"), truth.camera, 192)
-    degraded, _ = _downsample(torch.round(degrade_motion_map(draw(posed.vertices, "comovi_v1"), WAN22_VAE) * 255) / 255,
-                              truth.camera, 192)
+    degraded, _ = _downsample(
+        torch.round(degrade_motion_map(draw(posed.vertices, "comovi_v1"), WAN22_VAE) * 255) / 255, truth.camera, 192
+    )
     exact = decode_motion_map(_downsample(draw(posed.vertices, "flat"), truth.camera, 192)[0], "flat")
     prior = levels_of(_downsample(draw(held.vertices, "flat"), truth.camera, 192)[0])
-    iou = lambda m: float((m & exact.mask).sum() / (m | exact.mask).sum())  # noqa: E731
+
+    def iou(m):
+        return float((m & exact.mask).sum() / (m | exact.mask).sum())
 
     assert iou(decode_motion_map(shaded, "comovi_v1", camera, 3.0).mask) > 0.99
     plain = (degraded < 0.88).any(-1)
     blind = decode_motion_map(degraded, "comovi_v1", camera, 3.0)
     guided = decode_motion_map(degraded, "comovi_v1", camera, 3.0, prior=prior)
     assert iou(guided.mask) > 0.92 and iou(plain) < 0.9, (iou(guided.mask), iou(plain))
-    wrong = lambda d: float((d.part != exact.part)[d.mask & exact.mask].float().mean())  # noqa: E731
+
+    def wrong(d):
+        return float((d.part != exact.part)[d.mask & exact.mask].float().mean())
+
     assert wrong(guided) < 0.6 * wrong(blind) and wrong(guided) < 0.16, (wrong(guided), wrong(blind))
     with pytest.raises(Exception, match="prior must have shape"):
         decode_motion_map(degraded, "comovi_v1", camera, 3.0, prior=prior[:2])
@@ -168,8 +193,16 @@ def test_cli_fits_a_motion_map_video(scene, tmp_path, caplog):
     with mp4_writer(tmp_path / "map.mp4", 96, 160, truth.fps) as send:
         send(to_uint8(maps[:5]))
     save_motion(tmp_path / "start.npz", truth)  # frame 0 is used
-    args = ["--start", str(tmp_path / "start.npz"), "--out", str(tmp_path / "fit.npz"), "--steps", "2",
-            "--track-steps", "0"]
+    args = [
+        "--start",
+        str(tmp_path / "start.npz"),
+        "--out",
+        str(tmp_path / "fit.npz"),
+        "--steps",
+        "2",
+        "--track-steps",
+        "0",
+    ]
     assert main([str(tmp_path / "map.mp4"), *args]) == 0
     fitted = load_motion(tmp_path / "fit.npz")
     assert fitted.num_frames == 5 and fitted.camera == truth.camera and fitted.fps == truth.fps

@@ -29,7 +29,12 @@ def test_tiny_preset_writes_every_output_quickly(tmp_path):
     out = tmp_path / "run"
     assert sorted(p.name for p in out.iterdir()) == ["meta.json", "motion.npz", "motion_map.mp4", "rgb.mp4"]
     assert (out.stat().st_mode & 0o777) == 0o755 and [p.name for p in tmp_path.iterdir()] == ["run"]  # published whole
-    assert read_video(out / "rgb.mp4").shape == (9, 128, 128, 3) and read_video(out / "motion_map.mp4").shape == (9, 128, 128, 3)
+    assert read_video(out / "rgb.mp4").shape == (9, 128, 128, 3) and read_video(out / "motion_map.mp4").shape == (
+        9,
+        128,
+        128,
+        3,
+    )
     motion = load_motion(out / "motion.npz")
     start_pose = demo_motion(num_frames=1, height=128, width=128)
     assert motion.num_frames == 9 and motion.camera.image_size == (128, 128)
@@ -47,8 +52,14 @@ def _pipe():
 
 
 def _call(pipe, **kw):
-    args = dict(image=torch.rand(3, 64, 64, generator=torch.Generator().manual_seed(0)), prompt="a person jumps", start=demo_motion(num_frames=1, height=64, width=64),
-                num_frames=5, steps=2, seed=3)
+    args = dict(
+        image=torch.rand(3, 64, 64, generator=torch.Generator().manual_seed(0)),
+        prompt="a person jumps",
+        start=demo_motion(num_frames=1, height=64, width=64),
+        num_frames=5,
+        steps=2,
+        seed=3,
+    )
     args.update(kw)
     return pipe(**args)
 
@@ -65,44 +76,57 @@ def test_same_seed_same_output_and_motion_without_a_head():
     steps = []
     fitted = _call(pipe, fit_callback=lambda i, n: steps.append((i, n)))
     start = demo_motion(num_frames=1, height=64, width=64)
-    assert fitted.motion_source == "fitted_to_motion_map" and fitted.motion.num_frames == 5 and len(steps) == steps[0][1]
+    assert (
+        fitted.motion_source == "fitted_to_motion_map" and fitted.motion.num_frames == 5 and len(steps) == steps[0][1]
+    )
     np.testing.assert_allclose(fitted.motion.body_pose[0], start.body_pose[0], atol=1e-6)  # frame 0 is the given start
     assert torch.equal(fitted.rgb, unfitted.rgb) and "fit" in fitted.timings
     from comovi_core.evaluate import consistency
 
-    again = consistency(pipe.body_model, fitted.motion, fitted.motion_map, pipe.render_backend)  # 64x64, 5 frames: all of it
+    again = consistency(
+        pipe.body_model, fitted.motion, fitted.motion_map, pipe.render_backend
+    )  # 64x64, 5 frames: all of it
     assert fitted.motion_quality == pytest.approx({k: float(v) for k, v in again.items()}, abs=1e-4)
     assert 0 <= fitted.motion_quality["silhouette_iou"] <= 1 and fitted.motion_quality["frames"] == 5
-    assert "fitted to the generated motion map" in fitted.describe_motion() and "silhouette IoU" in fitted.describe_motion()
+    assert (
+        "fitted to the generated motion map" in fitted.describe_motion()
+        and "silhouette IoU" in fitted.describe_motion()
+    )
     assert unfitted.motion_quality == {} and "no 3D motion" in unfitted.describe_motion()
 
 
-@pytest.mark.parametrize("kw,message", [
-    (dict(num_frames=8), r"4k\+1"),
-    (dict(image=torch.rand(3, 64, 80)), "multiples of 32"),
-    (dict(prompt="  "), "prompt is empty"),
-    (dict(mode="motion_to_video"), "needs a SMPL motion"),
-    (dict(steps=0), "at least 1, got 0"),
-])
+@pytest.mark.parametrize(
+    "kw,message",
+    [
+        (dict(num_frames=8), r"4k\+1"),
+        (dict(image=torch.rand(3, 64, 80)), "multiples of 32"),
+        (dict(prompt="  "), "prompt is empty"),
+        (dict(mode="motion_to_video"), "needs a SMPL motion"),
+        (dict(steps=0), "at least 1, got 0"),
+    ],
+)
 def test_bad_pipeline_inputs(kw, message):
     with pytest.raises(CoMoViError, match=message):
         _call(_pipe(), **kw)
 
 
-@pytest.mark.parametrize("argv,message", [
-    (["--height", "100"], "multiples of 32"),
-    (["--frames", "80"], r"4k\+1 .* try 77 or 81"),
-    (["--prompt", ""], "prompt is empty"),
-    (["--frames", "0"], r"4k\+1 and at least 5 .* got 0"),  # 0 is refused, not replaced by the default
-    (["--height", "0"], "multiples of 32, got 0x128"),
-    (["--steps", "0"], "at least 1, got 0"),
-    (["--steps", "-1"], "at least 1, got -1"),
-    (["--fps", "0"], "--fps must be a frame rate above 0, got 0.0"),  # was refused only after generating
-    (["--shift", "0"], "--shift must be above 0, got 0.0"),  # was NaN poses after generating
-    (["--guidance", "nan"], "--guidance must be 0 or more, got nan"),  # was a NaN video, exit 0
-    (["--fov", "180"], "between 0 and 180, got 180.0"),
-    (["--block-swap", "-1"], "--block-swap is a number of layer pairs .* got -1"),
-])
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["--height", "100"], "multiples of 32"),
+        (["--frames", "80"], r"4k\+1 .* try 77 or 81"),
+        (["--prompt", ""], "prompt is empty"),
+        (["--frames", "0"], r"4k\+1 and at least 5 .* got 0"),  # 0 is refused, not replaced by the default
+        (["--height", "0"], "multiples of 32, got 0x128"),
+        (["--steps", "0"], "at least 1, got 0"),
+        (["--steps", "-1"], "at least 1, got -1"),
+        (["--fps", "0"], "--fps must be a frame rate above 0, got 0.0"),  # was refused only after generating
+        (["--shift", "0"], "--shift must be above 0, got 0.0"),  # was NaN poses after generating
+        (["--guidance", "nan"], "--guidance must be 0 or more, got nan"),  # was a NaN video, exit 0
+        (["--fov", "180"], "between 0 and 180, got 180.0"),
+        (["--block-swap", "-1"], "--block-swap is a number of layer pairs .* got -1"),
+    ],
+)
 def test_bad_cli_inputs_fail_before_work_and_write_nothing(tmp_path, caplog, argv, message):
     assert main(["--preset", "tiny", "--out", str(tmp_path / "o"), *argv]) == 2
     assert re.search(message, caplog.text)
@@ -120,11 +144,35 @@ def test_unwritable_output_folder_is_refused_before_generating(tmp_path, caplog,
 
 
 def test_missing_weights_and_bad_start_pose(tmp_path, caplog):
-    assert main(["--out", str(tmp_path / "o"), "--models", str(tmp_path / "models"), "--no-download", "--prompt", "a man runs",
-                 "--smpl", str(save_motion(tmp_path / "s.npz", demo_motion(num_frames=1)))]) == 2
+    assert (
+        main(
+            [
+                "--out",
+                str(tmp_path / "o"),
+                "--models",
+                str(tmp_path / "models"),
+                "--no-download",
+                "--prompt",
+                "a man runs",
+                "--smpl",
+                str(save_motion(tmp_path / "s.npz", demo_motion(num_frames=1))),
+            ]
+        )
+        == 2
+    )
     assert "huggingface.co/Wan-AI/Wan2.2-TI2V-5B-Diffusers" in caplog.text
-    np.savez(tmp_path / "bad.npz", format_version=1, global_orient=np.zeros((1, 3)), body_pose=np.zeros((1, 72)), betas=np.zeros(10),
-             transl=np.ones((1, 3)), fps=16.0, focal_length=[500.0, 500.0], principal_point=[64.0, 64.0], image_size=[128, 128])
+    np.savez(
+        tmp_path / "bad.npz",
+        format_version=1,
+        global_orient=np.zeros((1, 3)),
+        body_pose=np.zeros((1, 72)),
+        betas=np.zeros(10),
+        transl=np.ones((1, 3)),
+        fps=16.0,
+        focal_length=[500.0, 500.0],
+        principal_point=[64.0, 64.0],
+        image_size=[128, 128],
+    )
     caplog.clear()
     assert main(["--preset", "tiny", "--out", str(tmp_path / "o"), "--smpl", str(tmp_path / "bad.npz")]) == 2
     assert "'body_pose' must have shape (1, 69)" in caplog.text
@@ -137,7 +185,9 @@ def test_images_are_converted_padded_and_limited(tmp_path, monkeypatch):
     rgba.save(tmp_path / "rgba.png")
     gray = pad_to_aspect(load_image(tmp_path / "gray.png"), 64, 64)
     assert gray.shape == (3, 64, 64)
-    assert float(gray[:, 0, 32].min()) == 1.0 and float(gray[:, 32, 32].max()) == 0.0  # white bands above, image in the middle
+    assert (
+        float(gray[:, 0, 32].min()) == 1.0 and float(gray[:, 32, 32].max()) == 0.0
+    )  # white bands above, image in the middle
     assert float(pad_to_aspect(load_image(tmp_path / "rgba.png"), 32, 32).min()) == 1.0  # transparent -> white
     monkeypatch.setattr("comovi_core.conditioning.MAX_IMAGE_PIXELS", 100)
     with pytest.raises(CoMoViError, match="resize it first"):
@@ -150,7 +200,10 @@ def test_images_are_converted_padded_and_limited(tmp_path, monkeypatch):
     import zlib
 
     header = struct.pack(">IIBBBBB", 20000, 20000, 8, 2, 0, 0, 0)  # a PNG that claims 20000x20000 RGB
-    chunk = lambda kind, data: struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))  # noqa: E731
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
     (tmp_path / "huge.png").write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IEND", b""))
     with pytest.raises(CoMoViError, match="far above .* megapixels .*resize it first"):
         load_image(tmp_path / "huge.png")
@@ -162,14 +215,43 @@ def test_video_to_motion_from_a_file(tmp_path, caplog):
     frames = (np.random.default_rng(0).random((9, 96, 160, 3)) * 255).astype(np.uint8)  # another size and aspect
     with mp4_writer(tmp_path / "in.mp4", 96, 160, 16) as send:
         send(frames)
-    assert main(["--preset", "tiny", "--mode", "video_to_motion", "--video", str(tmp_path / "in.mp4"), "--out", str(tmp_path / "o")]) == 0
+    assert (
+        main(
+            [
+                "--preset",
+                "tiny",
+                "--mode",
+                "video_to_motion",
+                "--video",
+                str(tmp_path / "in.mp4"),
+                "--out",
+                str(tmp_path / "o"),
+            ]
+        )
+        == 0
+    )
     meta = json.loads((tmp_path / "o" / "meta.json").read_text())
     assert meta["mode"] == "video_to_motion" and load_motion(tmp_path / "o" / "motion.npz").num_frames == 9
     caplog.clear()
     assert main(["--preset", "tiny", "--mode", "video_to_motion", "--out", str(tmp_path / "p")]) == 2
     assert "needs --video" in caplog.text and not (tmp_path / "p").exists()
-    assert main(["--preset", "tiny", "--mode", "video_to_motion", "--video", str(tmp_path / "in.mp4"), "--frames", "13",
-                 "--out", str(tmp_path / "p")]) == 2
+    assert (
+        main(
+            [
+                "--preset",
+                "tiny",
+                "--mode",
+                "video_to_motion",
+                "--video",
+                str(tmp_path / "in.mp4"),
+                "--frames",
+                "13",
+                "--out",
+                str(tmp_path / "p"),
+            ]
+        )
+        == 2
+    )
     assert "has 9 frames" in caplog.text
 
 
@@ -177,12 +259,41 @@ def test_weights_from_a_models_folder(tmp_path):
     """The real-weights path (--models) on tiny files in the release/diffusers layouts."""
     from tiny_files import write_tiny_weights
 
-    write_tiny_weights(tmp_path / "models" / "Wan2.2-TI2V-5B-Diffusers", tmp_path / "models" / "CoMoVi" / "comovi.safetensors")
+    write_tiny_weights(
+        tmp_path / "models" / "Wan2.2-TI2V-5B-Diffusers", tmp_path / "models" / "CoMoVi" / "comovi.safetensors"
+    )
     save_motion(tmp_path / "start.npz", demo_motion(num_frames=1, height=64, width=64))
     out = tmp_path / "out"
-    assert main(["--models", str(tmp_path / "models"), "--model-config", "tiny", "--no-download", "--smpl", str(tmp_path / "start.npz"),
-                 "--prompt", "a person jumps", "--height", "64", "--width", "64", "--frames", "5", "--steps", "2",
-                 "--dtype", "float32", "--device", "cpu", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "--models",
+                str(tmp_path / "models"),
+                "--model-config",
+                "tiny",
+                "--no-download",
+                "--smpl",
+                str(tmp_path / "start.npz"),
+                "--prompt",
+                "a person jumps",
+                "--height",
+                "64",
+                "--width",
+                "64",
+                "--frames",
+                "5",
+                "--steps",
+                "2",
+                "--dtype",
+                "float32",
+                "--device",
+                "cpu",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     meta = json.loads((out / "meta.json").read_text())
     assert meta["has_3d_head"] and "3D head: 57 tensors" in meta["weights"] and meta["preset"] == "wan2.2-ti2v-5b"
     assert read_video(out / "rgb.mp4").shape == (5, 64, 64, 3) and load_motion(out / "motion.npz").num_frames == 5
@@ -200,13 +311,38 @@ def test_vae_from_another_folder_or_the_original_single_file(tmp_path):
     save_motion(tmp_path / "start.npz", demo_motion(num_frames=1, height=64, width=64))
     vae = load_wan22_vae(base / "vae")
     vae.save_pretrained(tmp_path / "elsewhere")
-    save_file({diffusers_to_original_vae_key(k, 1): v.contiguous() for k, v in vae.state_dict().items()},
-              str(tmp_path / "wan2.2_vae.safetensors"))
-    common = ["--models", str(tmp_path / "models"), "--model-config", "tiny", "--no-download", "--smpl", str(tmp_path / "start.npz"),
-              "--prompt", "a person jumps", "--height", "64", "--width", "64", "--frames", "5", "--steps", "2",
-              "--dtype", "float32", "--device", "cpu"]
-    for name, extra in (("default", []), ("folder", ["--vae", str(tmp_path / "elsewhere")]),
-                        ("single", ["--vae", str(tmp_path / "wan2.2_vae.safetensors")])):
+    save_file(
+        {diffusers_to_original_vae_key(k, 1): v.contiguous() for k, v in vae.state_dict().items()},
+        str(tmp_path / "wan2.2_vae.safetensors"),
+    )
+    common = [
+        "--models",
+        str(tmp_path / "models"),
+        "--model-config",
+        "tiny",
+        "--no-download",
+        "--smpl",
+        str(tmp_path / "start.npz"),
+        "--prompt",
+        "a person jumps",
+        "--height",
+        "64",
+        "--width",
+        "64",
+        "--frames",
+        "5",
+        "--steps",
+        "2",
+        "--dtype",
+        "float32",
+        "--device",
+        "cpu",
+    ]
+    for name, extra in (
+        ("default", []),
+        ("folder", ["--vae", str(tmp_path / "elsewhere")]),
+        ("single", ["--vae", str(tmp_path / "wan2.2_vae.safetensors")]),
+    ):
         assert main([*common, *extra, "--out", str(tmp_path / name)]) == 0
     default, folder, single = (read_video(tmp_path / n / "rgb.mp4") for n in ("default", "folder", "single"))
     assert np.array_equal(default, folder) and single.shape == (5, 64, 64, 3)
@@ -224,16 +360,35 @@ def test_start_pose_estimated_from_keypoints_json(tmp_path, caplog):
     body = load_body_model(None)
     truth = demo_motion(num_frames=2, height=96, width=64)
     with torch.no_grad():
-        joints = body(torch.as_tensor(truth.global_orient[1:]), torch.as_tensor(truth.body_pose[1:]), None,
-                      torch.as_tensor(truth.transl[1:])).joints[0]
+        joints = body(
+            torch.as_tensor(truth.global_orient[1:]),
+            torch.as_tensor(truth.body_pose[1:]),
+            None,
+            torch.as_tensor(truth.transl[1:]),
+        ).joints[0]
     uv = truth.camera.project(joints)
     flat = [0.0] * 54
     for coco, joint in OPENPOSE_TO_SMPL.items():
-        flat[3 * coco:3 * coco + 3] = [float(uv[joint, 0]), float(uv[joint, 1]), 1.0]
+        flat[3 * coco : 3 * coco + 3] = [float(uv[joint, 0]), float(uv[joint, 1]), 1.0]
     pose_json = {"people": [{"pose_keypoints_2d": flat}], "canvas_height": 96, "canvas_width": 64}
     (tmp_path / "pose.json").write_text(json.dumps([pose_json]))
-    assert main(["--preset", "tiny", "--keypoints", str(tmp_path / "pose.json"), "--frames", "5", "--steps", "1",
-                 "--out", str(tmp_path / "out")]) == 0
+    assert (
+        main(
+            [
+                "--preset",
+                "tiny",
+                "--keypoints",
+                str(tmp_path / "pose.json"),
+                "--frames",
+                "5",
+                "--steps",
+                "1",
+                "--out",
+                str(tmp_path / "out"),
+            ]
+        )
+        == 0
+    )
     motion = load_motion(tmp_path / "out" / "motion.npz")
     expected = estimate_start_pose(body, np.asarray(flat, np.float32).reshape(18, 3), 96, 64)
     np.testing.assert_allclose(motion.body_pose[0], expected.body_pose[0], atol=1e-5)
@@ -250,16 +405,30 @@ def test_model_offload_visits_the_device_only_while_working():
     after it (``to(device)`` gets the pipeline's torch.device; ``to("cpu")`` the string), in pipeline order."""
     components = tiny_components(0)
     moves = []
-    modules = {"text": components["text_encoder"].model, "vae": components["vae"], "transformer": components["transformer"]}
+    modules = {
+        "text": components["text_encoder"].model,
+        "vae": components["vae"],
+        "transformer": components["transformer"],
+    }
     for name, module in modules.items():
+
         def spy(*args, _name=name, _to=module.to, **kwargs):
             moves.append((_name, "cpu" if args and args[0] == "cpu" else "device"))
             return _to(*args, **kwargs)
+
         module.to = spy
     pipe = CoMoViPipeline(body_model=load_body_model(None), device="cpu", offload=True, **components)
     offloaded = _call(pipe)
-    pairs = [("text", "device"), ("text", "cpu"), ("vae", "device"), ("vae", "cpu"), ("transformer", "device"),
-             ("transformer", "cpu"), ("vae", "device"), ("vae", "cpu")]
+    pairs = [
+        ("text", "device"),
+        ("text", "cpu"),
+        ("vae", "device"),
+        ("vae", "cpu"),
+        ("transformer", "device"),
+        ("transformer", "cpu"),
+        ("vae", "device"),
+        ("vae", "cpu"),
+    ]
     assert moves == pairs
     reference = _call(_pipe())
     assert torch.equal(offloaded.rgb, reference.rgb)  # same numbers with and without offload
@@ -282,6 +451,12 @@ def test_run_folder_is_published_whole(tmp_path, monkeypatch):
     (used / "motion.npz").write_bytes(b"an older run")
     (used / "notes.txt").write_text("mine")
     assert main(["--preset", "tiny", "--out", str(used), "--frames", "5", "--steps", "1"]) == 0
-    assert sorted(p.name for p in used.iterdir()) == ["meta.json", "motion.npz", "motion_map.mp4", "notes.txt", "rgb.mp4"]
+    assert sorted(p.name for p in used.iterdir()) == [
+        "meta.json",
+        "motion.npz",
+        "motion_map.mp4",
+        "notes.txt",
+        "rgb.mp4",
+    ]
     assert load_motion(used / "motion.npz").num_frames == 5 and (used / "notes.txt").read_text() == "mine"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["used"]

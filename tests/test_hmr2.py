@@ -9,8 +9,6 @@ and shape of the released (ViT-H) Lightning module's state dict, built from the 
 from __future__ import annotations
 
 import json
-import pickle
-import zipfile
 from pathlib import Path
 
 import pytest

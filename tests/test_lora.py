@@ -26,8 +26,22 @@ from comovi_core.video import read_video
 pytest.importorskip("peft")  # training with --lora needs it (the dev extra installs it)
 
 RANK = 8
-CFG = TrainConfig(preset="tiny", stage=1, steps=20, lr=2e-2, warmup=1, grad_accum=1, frames=9, height=64, width=64,
-                  save_every=100, log_every=100, gradient_checkpointing=False, precision="fp32", lora=RANK)
+CFG = TrainConfig(
+    preset="tiny",
+    stage=1,
+    steps=20,
+    lr=2e-2,
+    warmup=1,
+    grad_accum=1,
+    frames=9,
+    height=64,
+    width=64,
+    save_every=100,
+    log_every=100,
+    gradient_checkpointing=False,
+    precision="fp32",
+    lora=RANK,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -42,14 +56,23 @@ def _eval_loss(model, parts, body, clip, context) -> float:
     """The motion flow loss on 8 fixed (noise, timestep) draws."""
     generator = torch.Generator().manual_seed(123)
     with torch.no_grad():
-        return float(np.mean([training_step(model, parts["vae"], body, clip, context, CFG, generator)["motion"].item()
-                              for _ in range(8)]))
+        return float(
+            np.mean(
+                [
+                    training_step(model, parts["vae"], body, clip, context, CFG, generator)["motion"].item()
+                    for _ in range(8)
+                ]
+            )
+        )
 
 
 def _inputs(seed: int = 7):
     """Fixed tiny forward inputs: latents (1, 48, 3, 4, 4), per-token timesteps, text, start pose."""
     g = torch.Generator().manual_seed(seed)
-    x = lambda *s: torch.randn(*s, generator=g)
+
+    def x(*s):
+        return torch.randn(*s, generator=g)
+
     return x(1, 48, 3, 4, 4), x(1, 48, 3, 4, 4), torch.full((1, 12), 500.0), x(1, 32, 48), x(1, 144)
 
 
@@ -75,8 +98,15 @@ def run(tmp_path_factory):
     from accelerate.state import AcceleratorState
 
     AcceleratorState._reset_state(reset_partial_state=True)
-    return {"model": model, "base": base, "out": out, "file": out / "step_000020.safetensors", "start": start,
-            "end": end, "summary": summary}
+    return {
+        "model": model,
+        "base": base,
+        "out": out,
+        "file": out / "step_000020.safetensors",
+        "start": start,
+        "end": end,
+        "summary": summary,
+    }
 
 
 def test_lora_trains_only_the_adapters_and_the_loss_falls(run):
@@ -151,8 +181,22 @@ def test_generate_with_lora_differs_from_base_and_equals_merging_by_hand(run, tm
 
 
 def test_lora_run_resumes_bit_identical(tmp_path):
-    argv = ["--preset", "tiny", "--synthetic", "2", "--stage", "2", "--lora", "4", "--lora-alpha", "8",
-            "--save-every", "2", "--warmup", "2"]
+    argv = [
+        "--preset",
+        "tiny",
+        "--synthetic",
+        "2",
+        "--stage",
+        "2",
+        "--lora",
+        "4",
+        "--lora-alpha",
+        "8",
+        "--save-every",
+        "2",
+        "--warmup",
+        "2",
+    ]
     assert train_main([*argv, "--steps", "4", "--out", str(tmp_path / "whole")]) == 0
     assert train_main([*argv, "--steps", "2", "--out", str(tmp_path / "cut")]) == 0
     assert train_main([*argv, "--steps", "4", "--out", str(tmp_path / "cut")]) == 0  # --resume latest
@@ -178,8 +222,11 @@ def test_bad_lora_files_and_flags_say_which_file_and_the_fix(run, tmp_path, capl
     bad = dict(tensors, **{key: torch.zeros(RANK, 64)})
     save_file(bad, str(tmp_path / "shape.safetensors"), metadata={"comovi_lora": json.dumps(dict(meta, config=None))})
     before = _forward(model)
-    with pytest.raises(CoMoViError, match=r"shape\.safetensors: the adapter of 'motion\.blocks\.0\.attn1\.to_q' is "
-                                          r"\(96, 8\) x \(8, 64\) but the layer is 96 x 96 .*preset 'tiny'"):
+    with pytest.raises(
+        CoMoViError,
+        match=r"shape\.safetensors: the adapter of 'motion\.blocks\.0\.attn1\.to_q' is "
+        r"\(96, 8\) x \(8, 64\) but the layer is 96 x 96 .*preset 'tiny'",
+    ):
         apply_lora(model, tmp_path / "shape.safetensors")
     assert torch.equal(_forward(model), before)  # nothing merged when one adapter is bad
     with pytest.raises(CoMoViError, match="LoRA file not found: .*nowhere.safetensors"):

@@ -30,8 +30,10 @@ def _assert_same(a, b, prefix=""):
     assert keys and all(torch.equal(sa[k], sb[k]) for k in keys)
 
 
-@pytest.mark.parametrize("layout,name,fmt", [("comovi", "ours.safetensors", "comovi"),
-                                              ("comovi_release", "release.safetensors", "comovi_release")])
+@pytest.mark.parametrize(
+    "layout,name,fmt",
+    [("comovi", "ours.safetensors", "comovi"), ("comovi_release", "release.safetensors", "comovi_release")],
+)
 def test_full_model_round_trips_bit_identical(tmp_path, layout, name, fmt):
     model = _trained_like()
     path = save_checkpoint(model, tmp_path / name, layout)
@@ -41,8 +43,13 @@ def test_full_model_round_trips_bit_identical(tmp_path, layout, name, fmt):
     assert report.copied == 0 and report.zeroed == 0 and report.has_smpl_head
 
 
-@pytest.mark.parametrize("layout,name,fmt", [("wan_original", "wan2.2_ti2v_5B_fp16.safetensors", "wan_original"),
-                                              ("wan_diffusers", "Wan2.2-TI2V-5B-Diffusers", "wan_diffusers")])
+@pytest.mark.parametrize(
+    "layout,name,fmt",
+    [
+        ("wan_original", "wan2.2_ti2v_5B_fp16.safetensors", "wan_original"),
+        ("wan_diffusers", "Wan2.2-TI2V-5B-Diffusers", "wan_diffusers"),
+    ],
+)
 def test_base_alone_gives_an_untrained_copy(tmp_path, layout, name, fmt):
     model = _trained_like()
     path = save_checkpoint(model, tmp_path / name, layout)
@@ -50,7 +57,9 @@ def test_base_alone_gives_an_untrained_copy(tmp_path, layout, name, fmt):
     back, report = load_model(CFG, path, dtype=torch.float32)
     _assert_same(model, back, "rgb.")  # the base round trips bit-identically
     for j, block in enumerate(back.motion.blocks):  # the motion branch is a full copy
-        assert all(torch.equal(a, b) for a, b in zip(block.state_dict().values(), back.rgb.blocks[j].state_dict().values()))
+        assert all(
+            torch.equal(a, b) for a, b in zip(block.state_dict().values(), back.rgb.blocks[j].state_dict().values())
+        )
     assert all(float(p.abs().max()) == 0 for p in back.zero_linears.parameters())
     assert not report.has_smpl_head and back.smpl_head is None
     assert report.copied > 0 and report.zeroed == 2 * CFG.num_motion_blocks
@@ -59,7 +68,9 @@ def test_base_alone_gives_an_untrained_copy(tmp_path, layout, name, fmt):
 def test_comovi_file_on_top_of_base_in_both_base_layouts(tmp_path):
     base_model, comovi = _trained_like(seed=1), _trained_like(seed=2)
     comovi_file = tmp_path / "comovi.safetensors"
-    state = {k: v for k, v in load_file(save_checkpoint(comovi, tmp_path / "full.safetensors", "comovi_release")).items()}
+    state = {
+        k: v for k, v in load_file(save_checkpoint(comovi, tmp_path / "full.safetensors", "comovi_release")).items()
+    }
     # a CoMoVi file without the shared embeddings and RGB branch, as if fine-tuned on top of the base
     save_file({k: v for k, v in state.items() if not k.startswith(("rgb_", "text_", "time_"))}, str(comovi_file))
     for layout, name in (("wan_original", "base.safetensors"), ("wan_diffusers", "base_dir")):
@@ -73,7 +84,10 @@ def test_comovi_file_on_top_of_base_in_both_base_layouts(tmp_path):
 
 def test_comovi_file_alone_without_base_is_refused(tmp_path):
     state = load_file(save_checkpoint(_trained_like(), tmp_path / "full.safetensors", "comovi_release"))
-    save_file({k: v for k, v in state.items() if not k.startswith(("rgb_", "text_", "time_"))}, str(tmp_path / "c.safetensors"))
+    save_file(
+        {k: v for k, v in state.items() if not k.startswith(("rgb_", "text_", "time_"))},
+        str(tmp_path / "c.safetensors"),
+    )
     with pytest.raises(CoMoViError, match=r"RGB branch \(\d+ tensors\).*pass the base Wan2.2-TI2V-5B"):
         load_model(CFG, tmp_path / "c.safetensors")
 
@@ -100,7 +114,10 @@ def test_wrong_models_are_named(tmp_path):
     save_file(big, str(tmp_path / "big.safetensors"))
     with pytest.raises(CoMoViError, match=r"hidden size: 96 requested, 5120 \(Wan 14B\) in the file.*leave the size"):
         load_model(CFG, tmp_path / "big.safetensors")
-    save_file({"encoder.conv1.weight": torch.zeros(1), "decoder.conv_out.weight": torch.zeros(1)}, str(tmp_path / "vae.safetensors"))
+    save_file(
+        {"encoder.conv1.weight": torch.zeros(1), "decoder.conv_out.weight": torch.zeros(1)},
+        str(tmp_path / "vae.safetensors"),
+    )
     with pytest.raises(CoMoViError, match="this is a VAE checkpoint"):
         load_model(CFG, tmp_path / "vae.safetensors")
     bad = dict(state, **{"model.diffusion_model.blocks.1.ffn.0.weight": torch.zeros(7, 96)})
@@ -136,7 +153,9 @@ def test_truncated_or_foreign_files_get_a_clear_error(tmp_path, capsys, caplog):
     (tmp_path / "cut.safetensors").write_bytes(data[: len(data) // 2])
     (tmp_path / "junk.safetensors").write_bytes(b"\xff" * 64)
     for name in ("cut.safetensors", "junk.safetensors"):
-        with pytest.raises(CoMoViError, match=f"{name} is incomplete or not a safetensors file .*download or save it again"):
+        with pytest.raises(
+            CoMoViError, match=f"{name} is incomplete or not a safetensors file .*download or save it again"
+        ):
             load_model(CFG, [tmp_path / name])
         with pytest.raises(CoMoViError, match="is incomplete or not a safetensors file"):
             load_wan22_vae(tmp_path / name)

@@ -18,8 +18,12 @@ DATA = Path(__file__).parent / "data" / "release_tiny"
 
 def _release_config(mode: str):
     rc = json.loads((DATA / f"{mode}.json").read_text())["config"]
-    return get_config("tiny", interaction=rc["interaction"], smpl_ffn_dim=rc["smpl_ffn_dim"],
-                      smpl_layers=rc["smpl_predictor_layers"] if rc["predict_smpl"] else 0)
+    return get_config(
+        "tiny",
+        interaction=rc["interaction"],
+        smpl_ffn_dim=rc["smpl_ffn_dim"],
+        smpl_layers=rc["smpl_predictor_layers"] if rc["predict_smpl"] else 0,
+    )
 
 
 def _padded_context(io, text_len):
@@ -38,8 +42,13 @@ def test_reproduces_the_release_outputs(mode, atol, rtol):
     model, report = load_model(cfg, DATA / f"{mode}.safetensors", dtype=torch.float32)
     io = load_file(DATA / f"{mode}_io.safetensors")
     with torch.no_grad():
-        out = model(io["rgb_latent"], io["motion_latent"], io["timestep_per_token"], _padded_context(io, cfg.text_len),
-                    io.get("init_smpl_pose_6d"))
+        out = model(
+            io["rgb_latent"],
+            io["motion_latent"],
+            io["timestep_per_token"],
+            _padded_context(io, cfg.text_len),
+            io.get("init_smpl_pose_6d"),
+        )
     pairs = [(out.rgb, io["out_rgb"]), (out.motion, io["out_motion"])]
     if mode == "single_m2v":
         assert report.has_smpl_head and out.smpl_6d.shape == (1, 80, 144)
@@ -58,13 +67,19 @@ def _random_model(cfg, seed=0, head=False):
     with torch.no_grad():  # diffusers zero-inits some tables; give everything a value
         for name, p in model.named_parameters():
             if not name.startswith(skip):
-                p.copy_(torch.randn_like(p) * 0.05 + (1.0 if name.endswith("norm_q.weight") or name.endswith("norm_k.weight") else 0))
+                p.copy_(
+                    torch.randn_like(p) * 0.05
+                    + (1.0 if name.endswith("norm_q.weight") or name.endswith("norm_k.weight") else 0)
+                )
     return model
 
 
 def _inputs(cfg, frames=3, size=4, seed=1):
     g = torch.Generator().manual_seed(seed)
-    lat = lambda: torch.randn(1, cfg.in_channels, frames, size, size, generator=g)  # noqa: E731
+
+    def lat():
+        return torch.randn(1, cfg.in_channels, frames, size, size, generator=g)
+
     tokens = frames * (size // 2) ** 2
     timestep = torch.full((1, tokens), 700.0)
     timestep[:, : (size // 2) ** 2] = 0  # latent frame 0 is the clean start frame
@@ -95,14 +110,17 @@ def _outputs(model, inputs, start_pose):
         return model(*inputs, start_pose)
 
 
-@pytest.mark.parametrize("mode,linear,changes", [
-    ("single_m2v", 0, {"rgb", "smpl"}),    # x_rgb += ZL0(x_motion) after layer 0; the head reads x_rgb of layer 1
-    ("single_v2m", 1, {"motion", "smpl"}),  # x_motion += ZL1(x_rgb) before the last motion block
-    ("dual", 0, {"motion", "smpl"}),        # v->m of layer 0 (its m->v partners are still zero)
-    ("dual", 3, {"rgb"}),                   # m->v of the last layer, after the head has read the streams
-    ("paper", 1, {"rgb", "smpl"}),          # ZL1: m->v of layer 0 and the head's fusion of layer 1
-    ("paper", 2, {"rgb"}),                  # ZL2: m->v of the last layer; the motion stream is never touched
-])
+@pytest.mark.parametrize(
+    "mode,linear,changes",
+    [
+        ("single_m2v", 0, {"rgb", "smpl"}),  # x_rgb += ZL0(x_motion) after layer 0; the head reads x_rgb of layer 1
+        ("single_v2m", 1, {"motion", "smpl"}),  # x_motion += ZL1(x_rgb) before the last motion block
+        ("dual", 0, {"motion", "smpl"}),  # v->m of layer 0 (its m->v partners are still zero)
+        ("dual", 3, {"rgb"}),  # m->v of the last layer, after the head has read the streams
+        ("paper", 1, {"rgb", "smpl"}),  # ZL1: m->v of layer 0 and the head's fusion of layer 1
+        ("paper", 2, {"rgb"}),  # ZL2: m->v of the last layer; the motion stream is never touched
+    ],
+)
 def test_each_interaction_changes_exactly_its_streams(mode, linear, changes):
     cfg = get_config("tiny", interaction=mode)
     model = _random_model(cfg, head=True)
@@ -142,13 +160,20 @@ def test_head_works_for_any_4k_plus_1_frames(latent_frames):
         for p in model.smpl_head.parameters():
             p.copy_(torch.randn_like(p) * 0.05)
     moved = _outputs(model, inputs, pose).smpl_6d
-    assert moved.shape == (1, frames - 1, 144) and torch.isfinite(moved).all() and float((moved - pose[:, None]).abs().mean()) > 1e-3
+    assert (
+        moved.shape == (1, frames - 1, 144)
+        and torch.isfinite(moved).all()
+        and float((moved - pose[:, None]).abs().mean()) > 1e-3
+    )
 
 
 def test_real_size_parameter_counts():
     without = build_model(get_config("wan2.2-ti2v-5b", smpl_layers=0))
     with_head = build_model(get_config("wan2.2-ti2v-5b"))
-    n = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+
+    def n(m):
+        return sum(p.numel() for p in m.parameters())
+
     assert 10.1e9 < n(without) < 10.3e9  # docs/model.md: dual model ~10.2B
     assert 11.0e9 < n(with_head) < 11.2e9  # ~ +0.9B for the 3D head
     assert n(without.rgb) - n(without.motion) == sum(p.numel() for p in without.rgb.condition_embedder.parameters())

@@ -5,15 +5,23 @@ from pathlib import Path
 from diffusers.loaders.single_file_utils import convert_wan_transformer_to_diffusers
 from safetensors.torch import load_file
 
-from comovi_core.model.keys import (ours_to_release, release_to_ours, wan_diffusers_to_original,
-                                    wan_original_to_diffusers)
+from comovi_core.model.keys import (
+    ours_to_release,
+    release_to_ours,
+    wan_diffusers_to_original,
+    wan_original_to_diffusers,
+)
 
 RELEASE = Path(__file__).parent / "data" / "release_tiny" / "single_m2v.safetensors"
 
 
 def test_wan_table_agrees_with_diffusers_converter():
     state = load_file(RELEASE)
-    original = {k[len("rgb_"):] if k.startswith("rgb_") else k: v for k, v in state.items() if k.startswith(("rgb_", "text_", "time_"))}
+    original = {
+        k[len("rgb_") :] if k.startswith("rgb_") else k: v
+        for k, v in state.items()
+        if k.startswith(("rgb_", "text_", "time_"))
+    }
     theirs = convert_wan_transformer_to_diffusers(dict(original))  # (it empties the dict it is given)
     ours = {wan_original_to_diffusers(k): v for k, v in original.items()}
     assert set(ours) == set(theirs) and len(ours) == 69

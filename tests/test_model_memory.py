@@ -24,7 +24,10 @@ def _model():
 
 def _inputs(seed=1):
     g = torch.Generator().manual_seed(seed)
-    lat = lambda: torch.randn(1, 48, 3, 4, 4, generator=g)  # noqa: E731
+
+    def lat():
+        return torch.randn(1, 48, 3, 4, 4, generator=g)
+
     t = torch.full((1, 12), 500.0)
     t[:, :4] = 0
     return lat(), lat(), t, torch.randn(1, CFG.text_len, CFG.text_dim, generator=g), torch.randn(1, 144, generator=g)
@@ -53,7 +56,9 @@ def test_block_swap_moves_pairs_and_gives_identical_outputs():
     with torch.no_grad():
         out = model(*inputs)
     assert swapper.swapped == {1} and swapper.moves == 1
-    assert torch.equal(out.rgb, ref.rgb) and torch.equal(out.motion, ref.motion) and torch.equal(out.smpl_6d, ref.smpl_6d)
+    assert (
+        torch.equal(out.rgb, ref.rgb) and torch.equal(out.motion, ref.motion) and torch.equal(out.smpl_6d, ref.smpl_6d)
+    )
     with pytest.raises(CoMoViError, match="between 0 and 2"):
         enable_block_swap(model, num_pairs=3, device="cpu")
 
@@ -70,8 +75,12 @@ def test_block_swap_is_diffusers_group_offload_of_whole_layer_pairs():
         for p in model.parameters():
             p.copy_(torch.randn_like(p) * 0.1)
     g = torch.Generator().manual_seed(3)
-    inputs = (torch.randn(1, 48, 3, 4, 4, generator=g), torch.randn(1, 48, 3, 4, 4, generator=g),
-              torch.full((1, 12), 500.0), torch.randn(1, cfg.text_len, cfg.text_dim, generator=g))
+    inputs = (
+        torch.randn(1, 48, 3, 4, 4, generator=g),
+        torch.randn(1, 48, 3, 4, 4, generator=g),
+        torch.full((1, 12), 500.0),
+        torch.randn(1, cfg.text_len, cfg.text_dim, generator=g),
+    )
     with torch.no_grad():
         ref = model(*inputs)
     swap = enable_block_swap(model, 2, "cpu")
@@ -87,8 +96,16 @@ def test_block_swap_is_diffusers_group_offload_of_whole_layer_pairs():
         model.rgb.blocks[2 * j + 1].ffn.register_forward_hook(lambda *_, j=j: events.append(("rgb_last", j)))
     with torch.no_grad():
         out = model(*inputs)
-    assert events == [("onload_", 0), ("motion", 0), ("rgb_last", 0), ("offload_", 0),
-                      ("onload_", 1), ("motion", 1), ("rgb_last", 1), ("offload_", 1)]
+    assert events == [
+        ("onload_", 0),
+        ("motion", 0),
+        ("rgb_last", 0),
+        ("offload_", 0),
+        ("onload_", 1),
+        ("motion", 1),
+        ("rgb_last", 1),
+        ("offload_", 1),
+    ]
     assert swap.moves == 2 and torch.equal(out.rgb, ref.rgb) and torch.equal(out.motion, ref.motion)
 
 
@@ -104,7 +121,7 @@ def test_gradient_checkpointing_gives_the_same_gradients():
         for p in model.parameters():
             p.requires_grad_(True)
         seen = []
-        model.motion.blocks[0].register_forward_hook(lambda *_: seen.append(1))
+        model.motion.blocks[0].register_forward_hook(lambda *_: seen.append(1))  # noqa: B023  (the hook runs within this iteration)
         out = model(*inputs)
         (out.rgb.square().mean() + out.motion.square().mean() + out.smpl_6d.square().mean()).backward()
         grads.append({n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None})
@@ -163,7 +180,7 @@ def test_attention_backend_selection():
     with pytest.raises(CoMoViError, match="'flash' needs flash-attn .*the model runs on cpu: use the default 'sdpa'"):
         set_attention_backend(model, "flash", device="cpu")
     try:
-        import flash_attn  # noqa: F401 (only whether it is installed)
+        import flash_attn  # noqa: F401  (only whether it is installed)
     except ImportError:  # a missing package is named when the backend is chosen, before any step
         with pytest.raises(CoMoViError, match="'flash' is not usable here: it needs flash-attn"):
             set_attention_backend(model, "flash")
@@ -202,7 +219,10 @@ def test_resident_bytes_and_place_leave_block_swapped_pairs_alone():
     assert pair_bytes > 0 and resident_bytes(model) == total - pair_bytes
     place(model, "meta")
     assert all(p.device.type == "cpu" for m in swapped_pair for p in m.parameters())
-    assert model.rgb.patch_embedding.weight.device.type == "meta" and model.motion.blocks[0].attn1.to_q.weight.device.type == "meta"
+    assert (
+        model.rgb.patch_embedding.weight.device.type == "meta"
+        and model.motion.blocks[0].attn1.to_q.weight.device.type == "meta"
+    )
     fp8 = _model()
     enable_fp8_storage(fp8, compute_dtype=torch.float32)
     assert total == 3471296 and resident_bytes(fp8) == 2279744  # the blocks' weights at 1 byte instead of 4

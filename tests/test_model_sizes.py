@@ -17,8 +17,9 @@ from comovi_core.model.sizes import infer_config
 VARIANTS = {
     "tiny": get_config("tiny"),
     "no_head": get_config("tiny", smpl_layers=0),
-    "paper_interleave": get_config("tiny", num_layers=4, interleave=2, interaction="paper", smpl_layers=1,
-                                   smpl_ffn_dim=64, smpl_max_frames=12),
+    "paper_interleave": get_config(
+        "tiny", num_layers=4, interleave=2, interaction="paper", smpl_layers=1, smpl_ffn_dim=64, smpl_max_frames=12
+    ),
     "dual_none_head": get_config("tiny", interaction="dual", num_joints=22, ffn_dim=64),
     "none": get_config("tiny", interaction="none", smpl_layers=0),
 }
@@ -72,9 +73,11 @@ def test_load_model_reads_the_size_of_each_layout(tmp_path, name):
     base_cfg = cfg.replace(smpl_layers=0, interaction="single_m2v", interleave=1)
     for layout, target in (("wan_original", "wan_comfy.safetensors"), ("wan_diffusers", "Wan-Diffusers")):
         back, report = load_model(None, save_checkpoint(model, tmp_path / target, layout), dtype=torch.float32)
-        expect = base_cfg.replace(smpl_ffn_dim=back.comovi_config.smpl_ffn_dim,
-                                  smpl_max_frames=back.comovi_config.smpl_max_frames,
-                                  num_joints=back.comovi_config.num_joints)
+        expect = base_cfg.replace(
+            smpl_ffn_dim=back.comovi_config.smpl_ffn_dim,
+            smpl_max_frames=back.comovi_config.smpl_max_frames,
+            num_joints=back.comovi_config.num_joints,
+        )
         assert back.comovi_config == expect and back.smpl_head is None
         _same_weights(model, back, "rgb.")
         assert report.copied > 0
@@ -109,9 +112,12 @@ def test_stacked_base_and_comovi_file_give_the_comovi_size(tmp_path):
 
 def test_a_given_size_that_contradicts_the_file_is_refused(tmp_path):
     path = save_checkpoint(_random(VARIANTS["tiny"]), tmp_path / "t.safetensors", "comovi_release")
-    with pytest.raises(CoMoViError, match=r"t.safetensors: the requested model size contradicts the weights "
-                                          r"\(hidden size: 3072 requested, 96 in the file; .*ffn_dim: 14336 requested, "
-                                          r"128 in the file.*leave the size unset"):
+    with pytest.raises(
+        CoMoViError,
+        match=r"t.safetensors: the requested model size contradicts the weights "
+        r"\(hidden size: 3072 requested, 96 in the file; .*ffn_dim: 14336 requested, "
+        r"128 in the file.*leave the size unset",
+    ):
         load_model(get_config("wan2.2-ti2v-5b"), path)
     with pytest.raises(CoMoViError, match=r"interleave: 2 requested, 1 in the file"):
         load_model(get_config("tiny", num_layers=2, interleave=2), path)
@@ -130,8 +136,11 @@ def test_a_stored_config_that_contradicts_its_weights_is_named(tmp_path):
     meta = json.loads(path.with_suffix(".json").read_text())
     meta["config"]["ffn_dim"] = 256
     path.with_suffix(".json").write_text(json.dumps(meta))
-    with pytest.raises(CoMoViError, match=r"o.safetensors \(stored CoMoVi config\): the stored config does not match "
-                                          r"the weights \(ffn_dim 256 in the config vs 128 in the weights\)"):
+    with pytest.raises(
+        CoMoViError,
+        match=r"o.safetensors \(stored CoMoVi config\): the stored config does not match "
+        r"the weights \(ffn_dim 256 in the config vs 128 in the weights\)",
+    ):
         load_model(None, path)
 
 

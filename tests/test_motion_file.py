@@ -5,8 +5,8 @@ import pytest
 
 from comovi_core.body.mannequin import demo_motion
 from comovi_core.body.motion_file import SMPLMotion, load_motion, save_motion
-from comovi_core.errors import CoMoViError
 from comovi_core.camera import PinholeCamera
+from comovi_core.errors import CoMoViError
 
 
 def test_round_trip_is_exact(tmp_path):
@@ -22,25 +22,37 @@ def test_round_trip_is_exact(tmp_path):
 
 def _write(path, **overrides):
     m = demo_motion(num_frames=4)
-    arrays = dict(format_version=1, global_orient=m.global_orient, body_pose=m.body_pose, betas=m.betas, transl=m.transl,
-                  fps=16.0, focal_length=[1000.0, 1000.0], principal_point=[640.0, 352.0], image_size=[704, 1280])
+    arrays = dict(
+        format_version=1,
+        global_orient=m.global_orient,
+        body_pose=m.body_pose,
+        betas=m.betas,
+        transl=m.transl,
+        fps=16.0,
+        focal_length=[1000.0, 1000.0],
+        principal_point=[640.0, 352.0],
+        image_size=[704, 1280],
+    )
     arrays.update(overrides)
     np.savez(path, **{k: v for k, v in arrays.items() if v is not None})
     return path
 
 
-@pytest.mark.parametrize("overrides,message", [
-    ({"body_pose": np.zeros((4, 72))}, r"'body_pose' must have shape \(4, 69\), got \(4, 72\)"),
-    ({"betas": np.zeros(16)}, r"'betas' must have shape \(10,\)"),
-    ({"global_orient": np.full((4, 3), np.nan)}, r"'global_orient' contains NaN"),
-    ({"transl": np.zeros((4, 3))}, r"transl z must be > 0"),
-    ({"focal_length": [0.0, 1000.0]}, r"focal_length must be two positive"),
-    ({"focal_length": [-5.0, -5.0]}, r"focal_length must be two positive"),
-    ({"image_size": [8, 1280]}, r"at least 16 pixels"),
-    ({"format_version": 7}, r"version 7 is not supported"),
-    ({"fps": None}, r"missing \['fps'\]"),
-    ({"focal_length": [1000.0]}, r"camera entries have the wrong size"),
-])
+@pytest.mark.parametrize(
+    "overrides,message",
+    [
+        ({"body_pose": np.zeros((4, 72))}, r"'body_pose' must have shape \(4, 69\), got \(4, 72\)"),
+        ({"betas": np.zeros(16)}, r"'betas' must have shape \(10,\)"),
+        ({"global_orient": np.full((4, 3), np.nan)}, r"'global_orient' contains NaN"),
+        ({"transl": np.zeros((4, 3))}, r"transl z must be > 0"),
+        ({"focal_length": [0.0, 1000.0]}, r"focal_length must be two positive"),
+        ({"focal_length": [-5.0, -5.0]}, r"focal_length must be two positive"),
+        ({"image_size": [8, 1280]}, r"at least 16 pixels"),
+        ({"format_version": 7}, r"version 7 is not supported"),
+        ({"fps": None}, r"missing \['fps'\]"),
+        ({"focal_length": [1000.0]}, r"camera entries have the wrong size"),
+    ],
+)
 def test_bad_files_give_clear_errors(tmp_path, overrides, message):
     with pytest.raises(CoMoViError, match=message):
         load_motion(_write(tmp_path / "m.npz", **overrides))
@@ -112,4 +124,6 @@ def test_full_pose_is_root_then_body_joints():
     full = motion.full_pose
     assert full.shape == (3, 72)
     np.testing.assert_array_equal(full[:, :3], motion.global_orient)
-    np.testing.assert_array_equal(full.reshape(3, 24, 3)[:, 19], motion.body_pose.reshape(3, 23, 3)[:, 18])  # right elbow
+    np.testing.assert_array_equal(
+        full.reshape(3, 24, 3)[:, 19], motion.body_pose.reshape(3, 23, 3)[:, 18]
+    )  # right elbow

@@ -6,12 +6,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
 from _raycast_reference import raycast_motion_map
+
 from comovi_core.body.mannequin import demo_motion
 from comovi_core.body.smpl import camera_vertices, load_body_model
-from comovi_core.motion_map import render_gl
 from comovi_core.camera import PinholeCamera
+from comovi_core.motion_map import render_gl
 from comovi_core.motion_map.decode import decode_motion_map
 from comovi_core.motion_map.render import iter_motion, render_motion, render_motion_map
 
@@ -25,13 +25,26 @@ def scene():
     model = load_body_model(None)
     verts = camera_vertices(model, demo_motion(num_frames=12)).vertices[FRAME : FRAME + 1]
     faces, parts = model.faces, model.part_ids
-    refs = {s: raycast_motion_map(verts[0].double().numpy(), faces.numpy(), parts.numpy(), *CAMERA.focal_length,
-                                  *CAMERA.principal_point, *CAMERA.image_size, s) for s in ("comovi_v1", "flat")}
+    refs = {
+        s: raycast_motion_map(
+            verts[0].double().numpy(),
+            faces.numpy(),
+            parts.numpy(),
+            *CAMERA.focal_length,
+            *CAMERA.principal_point,
+            *CAMERA.image_size,
+            s,
+        )
+        for s in ("comovi_v1", "flat")
+    }
     return verts, faces, parts, refs
 
 
 def _backends():
-    return ["torch", pytest.param("pyrender", marks=pytest.mark.skipif(not render_gl.is_available(), reason="no OpenGL context"))]
+    return [
+        "torch",
+        pytest.param("pyrender", marks=pytest.mark.skipif(not render_gl.is_available(), reason="no OpenGL context")),
+    ]
 
 
 @pytest.mark.parametrize("backend", _backends())
@@ -123,8 +136,9 @@ def test_render_motion_poses_and_draws_the_chosen_frames():
     model = load_body_model(None)
     motion = demo_motion(num_frames=12, height=40, width=72)
     index = torch.tensor([0, 5, 11])
-    by_hand = render_motion_map(camera_vertices(model, motion).vertices[index], model.faces, model.part_ids,
-                                motion.camera, "comovi_v1", "torch")
+    by_hand = render_motion_map(
+        camera_vertices(model, motion).vertices[index], model.faces, model.part_ids, motion.camera, "comovi_v1", "torch"
+    )
     helper = render_motion(model, motion, backend="torch", frames=index)
     torch.testing.assert_close(helper.images, by_hand.images, rtol=0, atol=0)
     assert float(helper.mask.float().mean()) > 0.02  # the body is drawn (3% of this small, wide frame)

@@ -16,16 +16,36 @@ from comovi_core.video import read_video, to_uint8
 
 def test_demo_writes_video_and_exact_pngs(tmp_path):
     out, pngs = tmp_path / "out" / "map.mp4", tmp_path / "frames"
-    rc = main(["--out", str(out), "--height", "64", "--width", "112", "--backend", "torch", "--png-dir", str(pngs),
-               "--frames-per-chunk", "5"])
+    rc = main(
+        [
+            "--out",
+            str(out),
+            "--height",
+            "64",
+            "--width",
+            "112",
+            "--backend",
+            "torch",
+            "--png-dir",
+            str(pngs),
+            "--frames-per-chunk",
+            "5",
+        ]
+    )
     assert rc == 0
     video = read_video(out)
     assert video.shape == (33, 64, 112, 3)
     files = sorted(pngs.iterdir())
     assert [f.name for f in files[:2]] == ["000000.png", "000001.png"] and len(files) == 33
     model, motion = load_body_model(None), demo_motion()
-    ref = render_motion_map(camera_vertices(model, motion).vertices[7:8], model.faces, model.part_ids,
-                            motion.camera.resized(64, 112), "comovi_v1", "torch")
+    ref = render_motion_map(
+        camera_vertices(model, motion).vertices[7:8],
+        model.faces,
+        model.part_ids,
+        motion.camera.resized(64, 112),
+        "comovi_v1",
+        "torch",
+    )
     np.testing.assert_array_equal(np.asarray(Image.open(files[7])), to_uint8(ref.images)[0])
     assert np.abs(video[7].astype(int) - to_uint8(ref.images)[0].astype(int)).mean() < 4  # lossy H.264
     assert sorted(p.name for p in out.parent.iterdir()) == ["map.mp4"]
@@ -37,8 +57,20 @@ def test_motion_file_and_body_model_arguments(tmp_path):
     motion = demo_motion(num_frames=3, height=48, width=64)
     save_motion(tmp_path / "m.npz", motion)
     write_npz(tmp_path / "SMPL_NEUTRAL.npz")
-    rc = main(["--motion", str(tmp_path / "m.npz"), "--body-model", str(tmp_path), "--out", str(tmp_path / "v.mp4"),
-               "--shading", "flat", "--backend", "torch"])
+    rc = main(
+        [
+            "--motion",
+            str(tmp_path / "m.npz"),
+            "--body-model",
+            str(tmp_path),
+            "--out",
+            str(tmp_path / "v.mp4"),
+            "--shading",
+            "flat",
+            "--backend",
+            "torch",
+        ]
+    )
     assert rc == 0 and read_video(tmp_path / "v.mp4").shape == (3, 48, 64, 3)
 
 

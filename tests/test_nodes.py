@@ -10,17 +10,27 @@ import numpy as np
 import pytest
 import torch
 
-
 ROOT = Path(__file__).resolve().parents[1]
 STUB = Path(__file__).parent / "comfy_stub"
 
 
 def test_registration(ext):
     assert ext["module"].WEB_DIRECTORY == "./web"
-    assert set(ext["nodes"]) == {"CoMoViLoadSMPLModel", "CoMoViLoadSMPLMotion", "CoMoViEstimateSMPL", "CoMoViRenderMotionMap", "CoMoViPreviewSMPLOverlay",
-                                 "CoMoViSMPLMotionFrame", "CoMoViConcatSMPLMotions",
-                                 "CoMoViExportSMPL",
-                                 "CoMoViLoadModels", "CoMoViLoadTransformer", "CoMoViLoraLoader", "CoMoViStepCache", "CoMoViDualSampler"}
+    assert set(ext["nodes"]) == {
+        "CoMoViLoadSMPLModel",
+        "CoMoViLoadSMPLMotion",
+        "CoMoViEstimateSMPL",
+        "CoMoViRenderMotionMap",
+        "CoMoViPreviewSMPLOverlay",
+        "CoMoViSMPLMotionFrame",
+        "CoMoViConcatSMPLMotions",
+        "CoMoViExportSMPL",
+        "CoMoViLoadModels",
+        "CoMoViLoadTransformer",
+        "CoMoViLoraLoader",
+        "CoMoViStepCache",
+        "CoMoViDualSampler",
+    }
     paths, exts = ext["folder_paths"].folder_names_and_paths["smpl"]
     assert paths == [str(ext["base"] / "models" / "smpl")] and exts == {".pkl", ".npz"}
     paths, exts = ext["folder_paths"].folder_names_and_paths["smpl_estimators"]
@@ -42,7 +52,9 @@ def test_render_node_matches_core_and_reports_progress(ext):
     assert bar.current == bar.total == 33
     camera = motion.camera.resized(72, 128)
     body = load_body_model(None)
-    ref = render_motion_map(camera_vertices(body, motion).vertices, body.faces, body.part_ids, camera, "comovi_v1", "torch")
+    ref = render_motion_map(
+        camera_vertices(body, motion).vertices, body.faces, body.part_ids, camera, "comovi_v1", "torch"
+    )
     torch.testing.assert_close(images, ref.images, rtol=0, atol=0)
     assert torch.equal(mask.bool(), ref.mask)
     assert (images[mask == 0] == 1.0).all() and 0.02 < mask.mean() < 0.5
@@ -77,7 +89,7 @@ def test_chaining_clips_frame_and_concatenate(ext):
     assert np.array_equal(nodes["CoMoViSMPLMotionFrame"].execute(motion, 3).args[0].transl[0], motion.transl[3])
     joined = nodes["CoMoViConcatSMPLMotions"].execute(motion, motion, True).args[0]
     assert joined.num_frames == 2 * motion.num_frames - 1
-    assert np.array_equal(joined.body_pose[motion.num_frames:], motion.body_pose[1:])
+    assert np.array_equal(joined.body_pose[motion.num_frames :], motion.body_pose[1:])
     assert nodes["CoMoViConcatSMPLMotions"].execute(motion, last, False).args[0].num_frames == motion.num_frames + 1
     CoMoViError = sys.modules["comovi_ext.comovi_core.errors"].CoMoViError
     with pytest.raises(CoMoViError, match="has 33 frames"):
@@ -118,8 +130,13 @@ def test_export_node_writes_inside_the_output_folder(ext):
     export = nodes["CoMoViExportSMPL"]
     out = ext["base"] / "output"
     names = [export.execute(model, motion, fmt, "comovi/clip").args[0] for fmt in ("npz", "bvh", "bvh", "obj", "glb")]
-    assert names == ["comovi/clip_00001.npz", "comovi/clip_00001.bvh", "comovi/clip_00002.bvh", "comovi/clip_00001",
-                     "comovi/clip_00001.glb"]  # inside the output folder, as Preview 3D & Animation addresses files
+    assert names == [
+        "comovi/clip_00001.npz",
+        "comovi/clip_00001.bvh",
+        "comovi/clip_00002.bvh",
+        "comovi/clip_00001",
+        "comovi/clip_00001.glb",
+    ]  # inside the output folder, as Preview 3D & Animation addresses files
     paths = [str(out / name) for name in names]
     assert open(paths[4], "rb").read(4) == b"glTF"
     assert load_motion(paths[0]).num_frames == 33 and "Frames: 33" in open(paths[1]).read()
@@ -132,7 +149,9 @@ def test_export_node_writes_inside_the_output_folder(ext):
         export.execute(model, motion, "bvh", " ")
     assert not (ext["base"].parent / "escape_00001.bvh").exists()
     (out / "comovi" / "afile").write_text("x")  # a prefix whose folder is a file: our error, not FileExistsError
-    with pytest.raises(CoMoViError, match="folder of filename_prefix 'comovi/afile/clip' .*afile is a file, not a folder"):
+    with pytest.raises(
+        CoMoViError, match="folder of filename_prefix 'comovi/afile/clip' .*afile is a file, not a folder"
+    ):
         export.execute(model, motion, "npz", "comovi/afile/clip")
     assert (out / "comovi" / "afile").read_text() == "x"
 
@@ -143,13 +162,17 @@ def test_cogeneration_nodes_on_tiny_weights(ext):
     from tiny_files import write_tiny_weights
 
     base = ext["base"] / "models"
-    write_tiny_weights(base / "diffusers" / "Wan2.2-TI2V-5B-Diffusers", base / "diffusion_models" / "comovi_tiny.safetensors")
+    write_tiny_weights(
+        base / "diffusers" / "Wan2.2-TI2V-5B-Diffusers", base / "diffusion_models" / "comovi_tiny.safetensors"
+    )
     nodes = ext["nodes"]
     loader = nodes["CoMoViLoadModels"]
     options = {i.id: i.options for i in loader.define_schema().inputs if i.options}
     assert options["base"][0] == "Wan2.2-TI2V-5B-Diffusers" and options["base"][1].startswith("tiny demo")
     assert options["comovi"][1:] == ["comovi_tiny.safetensors"]
-    comovi = loader.execute("Wan2.2-TI2V-5B-Diffusers", "comovi_tiny.safetensors", "float32", False, 0, False, "tiny").args[0]
+    comovi = loader.execute(
+        "Wan2.2-TI2V-5B-Diffusers", "comovi_tiny.safetensors", "float32", False, 0, False, "tiny"
+    ).args[0]
     assert "3D head: 57 tensors" in comovi.summary
     model = nodes["CoMoViLoadSMPLModel"].execute("built-in mannequin (NOT SMPL, demo only)").args[0]
     start = nodes["CoMoViLoadSMPLMotion"].execute("demo: mannequin waving (built-in)").args[0]
@@ -166,7 +189,8 @@ def test_cogeneration_nodes_on_tiny_weights(ext):
     assert nodes["CoMoViDualSampler"].execute(*args, False).args[2] is None  # fit_motion off: no motion
     fitted = nodes["CoMoViDualSampler"].execute(*args, True).args[2]
     bar = comfy.utils.ProgressBar.instances[-1]
-    # 2 sampler steps + the fit: 2 x 300 summary steps + 4 tracked frames + 150 relabel steps + colour stage (2 x 60 + 4)
+    # 2 sampler steps + the fit: 2 x 300 summary steps + 4 tracked frames + 150 relabel steps + colour stage (2 x
+    # 60 + 4)
     assert bar.current == bar.total == 2 + 2 * 300 + 4 + 150 + 2 * 60 + 4
     assert fitted.num_frames == 5 and np.allclose(fitted.body_pose[0], start.body_pose[0], atol=1e-6)
     comovi.transformer.smpl_head = head
@@ -196,7 +220,23 @@ def test_tiny_demo_runs_without_files_and_previews_every_step(ext):
     assert "NOT a trained model" in comovi.summary and single.vae is not None and single.text_encoder is not None
     model = nodes["CoMoViLoadSMPLModel"].execute("built-in mannequin (NOT SMPL, demo only)").args[0]
     start = nodes["CoMoViLoadSMPLMotion"].execute("demo: mannequin waving (built-in)").args[0]
-    args = (comovi, model, start, torch.rand(1, 64, 64, 3), "a person jumps", "", 64, 128, 9, 3, 6.0, 5.0, 1, "unipc", "cogenerate")
+    args = (
+        comovi,
+        model,
+        start,
+        torch.rand(1, 64, 64, 3),
+        "a person jumps",
+        "",
+        64,
+        128,
+        9,
+        3,
+        6.0,
+        5.0,
+        1,
+        "unipc",
+        "cogenerate",
+    )
     video, motion_map, motion, info = nodes["CoMoViDualSampler"].execute(*args).args
     assert video.shape == motion_map.shape == (9, 128, 64, 3) and motion.num_frames == 9
     assert info.startswith("3D motion from the 3D head, 9 frames") and "silhouette IoU" in info
@@ -233,11 +273,27 @@ def test_comfyui_manages_the_models(ext):
     nodes = ext["nodes"]
     comovi = _tiny_demo(ext)
     patchers = comovi.get_models()
-    assert len(patchers) == 3 and {p.model_size() for p in patchers} == {resident_bytes(m) for m in
-                                                                       (comovi.transformer, comovi.vae, comovi.text_encoder.model)}
+    assert len(patchers) == 3 and {p.model_size() for p in patchers} == {
+        resident_bytes(m) for m in (comovi.transformer, comovi.vae, comovi.text_encoder.model)
+    }
     model = nodes["CoMoViLoadSMPLModel"].execute("built-in mannequin (NOT SMPL, demo only)").args[0]
     start = nodes["CoMoViLoadSMPLMotion"].execute("demo: mannequin waving (built-in)").args[0]
-    args = (model, start, torch.rand(1, 64, 64, 3), "a person jumps", "", 64, 64, 5, 1, 1.0, 5.0, 1, "euler", "cogenerate")
+    args = (
+        model,
+        start,
+        torch.rand(1, 64, 64, 3),
+        "a person jumps",
+        "",
+        64,
+        64,
+        5,
+        1,
+        1.0,
+        5.0,
+        1,
+        "euler",
+        "cogenerate",
+    )
     nodes["CoMoViDualSampler"].execute(comovi, *args)
     assert all(p in mm.current_loaded_models and p.loaded_size() == p.model_size() > 0 for p in patchers)
     patchers[0].detach(unpatch_all=False)  # what ComfyUI does to a model it loads again: it must stay loaded
@@ -247,8 +303,15 @@ def test_comfyui_manages_the_models(ext):
     offloaded = _tiny_demo(ext)
     offloaded.offload = True
     nodes["CoMoViDualSampler"].execute(offloaded, *args)
-    assert [p for p in mm.LOADS[-4:]] == [offloaded.patchers[id(m)] for m in  # text, VAE, transformer, VAE: each in turn
-                                          (offloaded.text_encoder.model, offloaded.vae, offloaded.transformer, offloaded.vae)]
+    assert [p for p in mm.LOADS[-4:]] == [
+        offloaded.patchers[id(m)]
+        for m in (  # text, VAE, transformer, VAE: each in turn
+            offloaded.text_encoder.model,
+            offloaded.vae,
+            offloaded.transformer,
+            offloaded.vae,
+        )
+    ]
     assert not any(p in mm.current_loaded_models for p in offloaded.get_models())
 
 
@@ -257,8 +320,24 @@ def test_video_to_motion_takes_a_video_of_another_size(ext):
     model = nodes["CoMoViLoadSMPLModel"].execute("built-in mannequin (NOT SMPL, demo only)").args[0]
     start = nodes["CoMoViLoadSMPLMotion"].execute("demo: mannequin waving (built-in)").args[0]
     video = torch.rand(5, 48, 80, 3)
-    args = (_tiny_demo(ext), model, start, torch.rand(1, 64, 64, 3), "a person jumps", "", 64, 64, 5, 1, 1.0, 5.0, 1, "euler",
-            "video_to_motion", False)
+    args = (
+        _tiny_demo(ext),
+        model,
+        start,
+        torch.rand(1, 64, 64, 3),
+        "a person jumps",
+        "",
+        64,
+        64,
+        5,
+        1,
+        1.0,
+        5.0,
+        1,
+        "euler",
+        "video_to_motion",
+        False,
+    )
     rgb, _, _, _ = nodes["CoMoViDualSampler"].execute(*args, given_video=video).args
     assert rgb.shape == (5, 64, 64, 3)
     with pytest.raises(sys.modules["comovi_ext.comovi_core.errors"].CoMoViError, match=r"T >= 5.*got \(3, 64, 64, 3\)"):
@@ -273,13 +352,19 @@ def test_estimate_node_reads_pose_keypoints(ext):
     model = ext["nodes"]["CoMoViLoadSMPLModel"].execute("built-in mannequin (NOT SMPL, demo only)").args[0]
     truth = demo_motion(num_frames=4, height=352, width=640)
     with torch.no_grad():
-        joints = model(torch.as_tensor(truth.global_orient[1:2]), torch.as_tensor(truth.body_pose[1:2]), None,
-                       torch.as_tensor(truth.transl[1:2])).joints[0]
+        joints = model(
+            torch.as_tensor(truth.global_orient[1:2]),
+            torch.as_tensor(truth.body_pose[1:2]),
+            None,
+            torch.as_tensor(truth.transl[1:2]),
+        ).joints[0]
     uv = truth.camera.project(joints)
     flat = [0.0] * 54
     for coco, joint in OPENPOSE_TO_SMPL.items():
-        flat[3 * coco:3 * coco + 3] = [float(uv[joint, 0]), float(uv[joint, 1]), 0.9]
-    frames = [{"people": [{"pose_keypoints_2d": flat, "face_keypoints_2d": None}], "canvas_height": 352, "canvas_width": 640}]
+        flat[3 * coco : 3 * coco + 3] = [float(uv[joint, 0]), float(uv[joint, 1]), 0.9]
+    frames = [
+        {"people": [{"pose_keypoints_2d": flat, "face_keypoints_2d": None}], "canvas_height": 352, "canvas_width": 640}
+    ]
     start = ext["nodes"]["CoMoViEstimateSMPL"].execute(model, frames, 0, 50.0).args[0]
     assert start.num_frames == 1 and start.camera.image_size == (352, 640)
     assert reprojection_error_px(model, start, np.asarray(flat, np.float32).reshape(18, 3)) < 3.0
@@ -306,14 +391,19 @@ def test_estimate_node_from_the_start_image(ext):
     model = ext["nodes"]["CoMoViLoadSMPLModel"].execute("built-in mannequin (NOT SMPL, demo only)").args[0]
     truth = demo_motion(num_frames=4, height=352, width=640)
     with torch.no_grad():
-        joints = model(torch.as_tensor(truth.global_orient[1:2]), torch.as_tensor(truth.body_pose[1:2]), None,
-                       torch.as_tensor(truth.transl[1:2])).joints[0]
+        joints = model(
+            torch.as_tensor(truth.global_orient[1:2]),
+            torch.as_tensor(truth.body_pose[1:2]),
+            None,
+            torch.as_tensor(truth.transl[1:2]),
+        ).joints[0]
     uv = truth.camera.project(joints)
     flat = [0.0] * 54
     for coco, joint in OPENPOSE_TO_SMPL.items():
-        flat[3 * coco:3 * coco + 3] = [float(uv[joint, 0]), float(uv[joint, 1]), 0.9]
-    frames = [{"people": [{"pose_keypoint_2d": None, "pose_keypoints_2d": flat}], "canvas_height": 352,
-               "canvas_width": 640}]
+        flat[3 * coco : 3 * coco + 3] = [float(uv[joint, 0]), float(uv[joint, 1]), 0.9]
+    frames = [
+        {"people": [{"pose_keypoint_2d": None, "pose_keypoints_2d": flat}], "canvas_height": 352, "canvas_width": 640}
+    ]
     image = torch.full((1, 352, 640, 3), 0.25)
     start, preview = node.execute(model, frames, 0, 50.0, "hmr2_tiny.safetensors", False, image).args
     assert start.num_frames == 1 and start.camera.focal_length == truth.camera.focal_length  # 50-degree default
@@ -355,12 +445,21 @@ def test_single_files_with_the_hosts_vae_and_conditioning(ext):
     from comovi_core.vae_loading import WAN22_LATENTS_MEAN, WAN22_LATENTS_STD
 
     models = ext["base"] / "models"
-    write_tiny_weights(models / "diffusers" / "Wan2.2-TI2V-5B-Diffusers", models / "diffusion_models" / "comovi_tiny.safetensors")
+    write_tiny_weights(
+        models / "diffusers" / "Wan2.2-TI2V-5B-Diffusers", models / "diffusion_models" / "comovi_tiny.safetensors"
+    )
     save_checkpoint(tiny_transformer(0), models / "diffusion_models" / "wan2.2_ti2v_tiny.safetensors", "wan_original")
     nodes = ext["nodes"]
-    folder = nodes["CoMoViLoadModels"].execute("Wan2.2-TI2V-5B-Diffusers", "comovi_tiny.safetensors", "float32", False, 0, False, "tiny").args[0]
-    single = nodes["CoMoViLoadTransformer"].execute("wan2.2_ti2v_tiny.safetensors", "comovi_tiny.safetensors", "float32", False, 0,
-                                                    True, "tiny").args[0]
+    folder = (
+        nodes["CoMoViLoadModels"]
+        .execute("Wan2.2-TI2V-5B-Diffusers", "comovi_tiny.safetensors", "float32", False, 0, False, "tiny")
+        .args[0]
+    )
+    single = (
+        nodes["CoMoViLoadTransformer"]
+        .execute("wan2.2_ti2v_tiny.safetensors", "comovi_tiny.safetensors", "float32", False, 0, True, "tiny")
+        .args[0]
+    )
     assert single.vae is None and single.text_encoder is None and "3D head: 57 tensors" in single.summary
     assert single.offload and not folder.offload
     folder.vae.register_to_config(latents_mean=list(WAN22_LATENTS_MEAN), latents_std=list(WAN22_LATENTS_STD))
@@ -388,9 +487,20 @@ def test_single_files_with_the_hosts_vae_and_conditioning(ext):
     with pytest.raises(CoMoViError, match="no text encoder"):
         sampler.execute(single, *common, "a person jumps", "", *settings, vae=host_vae)
     with pytest.raises(CoMoViError, match=r"needs \(1, tokens, 48\)"):
-        sampler.execute(single, *common, "", "", *settings, vae=host_vae, positive=[[torch.zeros(1, 9, 4096), {}]], negative=negative)
+        sampler.execute(
+            single,
+            *common,
+            "",
+            "",
+            *settings,
+            vae=host_vae,
+            positive=[[torch.zeros(1, 9, 4096), {}]],
+            negative=negative,
+        )
     with pytest.raises(CoMoViError, match="48 channels"):
-        sampler.execute(single, *common, "", "", *settings, vae=_HostVAE(folder.vae, 16), positive=positive, negative=negative)
+        sampler.execute(
+            single, *common, "", "", *settings, vae=_HostVAE(folder.vae, 16), positive=positive, negative=negative
+        )
 
 
 def test_core_never_imports_comfyui():
@@ -399,10 +509,13 @@ def test_core_never_imports_comfyui():
         "names = [m.name for m in pkgutil.walk_packages(comovi_core.__path__, 'comovi_core.')]\n"
         "for name in names:\n"
         "    importlib.import_module(name)\n"
-        "bad = [m for m in sys.modules if m.split('.')[0] in ('comfy', 'comfy_api', 'folder_paths', 'server', 'nodes')]\n"
+        "bad = [m for m in sys.modules if m.split('.')[0] in ('comfy', 'comfy_api', 'folder_paths', 'server', "
+        "'nodes')]\n"
         "print(len(names), bad)\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.split()
     assert int(out[0]) >= 15 and out[1] == "[]"
 
 
@@ -413,18 +526,44 @@ def test_block_swap_and_fp8_under_comfyui_management(ext):
     from comovi_core.model.memory import resident_bytes
 
     models = ext["base"] / "models"
-    write_tiny_weights(models / "diffusers" / "Wan2.2-TI2V-5B-Diffusers", models / "diffusion_models" / "comovi_tiny.safetensors")
+    write_tiny_weights(
+        models / "diffusers" / "Wan2.2-TI2V-5B-Diffusers", models / "diffusion_models" / "comovi_tiny.safetensors"
+    )
     loader, nodes = ext["nodes"]["CoMoViLoadModels"], ext["nodes"]
-    load = lambda fp8, swap: loader.execute("Wan2.2-TI2V-5B-Diffusers", "comovi_tiny.safetensors", "float32", fp8, swap, False,  # noqa: E731
-                                            "tiny").args[0]
+
+    def load(fp8, swap):
+        return loader.execute(
+            "Wan2.2-TI2V-5B-Diffusers", "comovi_tiny.safetensors", "float32", fp8, swap, False, "tiny"
+        ).args[0]
+
     plain, swapped, fp8 = load(False, 0), load(False, 1), load(True, 0)
-    size = lambda m: m.patchers[id(m.transformer)].model_size()  # noqa: E731
+
+    def size(m):
+        return m.patchers[id(m.transformer)].model_size()
+
     pair = sum(p.numel() * p.element_size() for m in swapped.transformer.pair_modules(1) for p in m.parameters())
     assert size(swapped) == size(plain) - pair == resident_bytes(swapped.transformer) and size(fp8) < size(plain)
     model = nodes["CoMoViLoadSMPLModel"].execute("built-in mannequin (NOT SMPL, demo only)").args[0]
     start = nodes["CoMoViLoadSMPLMotion"].execute("demo: mannequin waving (built-in)").args[0]
-    args = (model, start, torch.rand(1, 64, 64, 3, generator=torch.Generator().manual_seed(2)), "a person jumps", "", 64, 64, 5, 2,
-            6.0, 5.0, 1, "euler", "cogenerate")
+    args = (
+        model,
+        start,
+        torch.rand(1, 64, 64, 3, generator=torch.Generator().manual_seed(2)),
+        "a person jumps",
+        "",
+        64,
+        64,
+        5,
+        2,
+        6.0,
+        5.0,
+        1,
+        "euler",
+        "cogenerate",
+    )
     want = nodes["CoMoViDualSampler"].execute(plain, *args).args[0]
-    assert torch.equal(nodes["CoMoViDualSampler"].execute(swapped, *args).args[0], want) and swapped.transformer.block_swap.moves > 0
+    assert (
+        torch.equal(nodes["CoMoViDualSampler"].execute(swapped, *args).args[0], want)
+        and swapped.transformer.block_swap.moves > 0
+    )
     assert (nodes["CoMoViDualSampler"].execute(fp8, *args).args[0] - want).abs().max() < 0.05

@@ -60,17 +60,20 @@ def test_epoch_order_visits_every_sample_once_per_epoch_one_shard_at_a_time():
     epochs = [[order(e * 6 + i) for i in range(6)] for e in range(3)]
     everything = sorted((s, i) for s, n in enumerate(sizes) for i in range(n))
     assert all(sorted(epoch) == everything for epoch in epochs)
-    assert all([s for s, _ in epoch] == sorted([s for s, _ in epoch], key=[s for s, _ in epoch].index)
-               for epoch in epochs)  # each shard's samples are consecutive: one shard open at a time
+    assert all(
+        [s for s, _ in epoch] == sorted([s for s, _ in epoch], key=[s for s, _ in epoch].index) for epoch in epochs
+    )  # each shard's samples are consecutive: one shard open at a time
     assert len({tuple(epoch) for epoch in epochs}) == 3  # reshuffled every epoch
     assert [EpochOrder(7, sizes)(i) for i in range(18)] == [x for epoch in epochs for x in epoch]  # a pure function
     # 2 processes x accumulation 1 read what 1 process x accumulation 2 reads
-    assert [sample_index(s, p, 2, 1, 0) for s in (1, 2) for p in (0, 1)] == [sample_index(s, 0, 1, 2, k)
-                                                                             for s in (1, 2) for k in (0, 1)]
+    assert [sample_index(s, p, 2, 1, 0) for s in (1, 2) for p in (0, 1)] == [
+        sample_index(s, 0, 1, 2, k) for s in (1, 2) for k in (0, 1)
+    ]
 
 
-def test_training_on_the_cache_equals_training_on_the_clips_without_vae_or_text_encoder(tmp_path, clip_folders,
-                                                                                        monkeypatch, caplog):
+def test_training_on_the_cache_equals_training_on_the_clips_without_vae_or_text_encoder(
+    tmp_path, clip_folders, monkeypatch, caplog
+):
     data = _dataset(tmp_path / "data", clip_folders, 3)
     assert _prepare(data, tmp_path / "cache", "--shard-size", "4") == 0  # one shard: the order of the clips in memory
     run = ["--preset", "tiny", "--stage", "2", "--steps", "3", "--grad-accum", "2", "--text-dropout", "0.3"]
@@ -78,22 +81,34 @@ def test_training_on_the_cache_equals_training_on_the_clips_without_vae_or_text_
 
     def refuse(*args, **kwargs):
         raise AssertionError("a codec was loaded for a --cache run")
-    for module, name in (("comovi_core.train", "load_codecs"), ("comovi_core.tiny", "tiny_vae"),
-                         ("comovi_core.text", "TinyTextEncoder"), ("comovi_core.text", "UMT5TextEncoder"),
-                         ("comovi_core.vae_loading", "load_wan22_vae")):
+
+    for module, name in (
+        ("comovi_core.train", "load_codecs"),
+        ("comovi_core.tiny", "tiny_vae"),
+        ("comovi_core.text", "TinyTextEncoder"),
+        ("comovi_core.text", "UMT5TextEncoder"),
+        ("comovi_core.vae_loading", "load_wan22_vae"),
+    ):
         monkeypatch.setattr(f"{module}.{name}", refuse)
     assert train.main([*run, "--cache", str(tmp_path / "cache"), "--out", str(tmp_path / "cached")]) == 0
-    rows = {d: [json.loads(line) for line in (tmp_path / d / "metrics.jsonl").read_text().splitlines()]
-            for d in ("clips", "cached")}
+    rows = {
+        d: [json.loads(line) for line in (tmp_path / d / "metrics.jsonl").read_text().splitlines()]
+        for d in ("clips", "cached")
+    }
     for key in ("loss", "loss_motion", "loss_video", "loss_smpl", "grad_norm"):
         assert [r[key] for r in rows["cached"]] == pytest.approx([r[key] for r in rows["clips"]], rel=1e-6), key
     a, b = (load_file(str(tmp_path / d / "step_000003.safetensors")) for d in ("clips", "cached"))
     assert a.keys() == b.keys() and max(float((a[k] - b[k]).abs().max()) for k in a) < 1e-6  # measured 0.0
     cache = str(tmp_path / "cache")
-    for flags, message in ((["--frames", "13"], r"holds clips of 9x64x64 \(frames x height x width\) but this run asks "
-                                                r"for 13x64x64 \(--frames/--height/--width\): leave those flags out"),
-                           (["--preset", "wan2.2-ti2v-5b"], "was prepared for --preset tiny"),
-                           (["--data", str(data)], "give either --data FOLDER, --cache FOLDER")):
+    for flags, message in (
+        (
+            ["--frames", "13"],
+            r"holds clips of 9x64x64 \(frames x height x width\) but this run asks "
+            r"for 13x64x64 \(--frames/--height/--width\): leave those flags out",
+        ),
+        (["--preset", "wan2.2-ti2v-5b"], "was prepared for --preset tiny"),
+        (["--data", str(data)], "give either --data FOLDER, --cache FOLDER"),
+    ):
         assert train.main([*run, "--cache", cache, *flags, "--out", str(tmp_path / "x")]) == 2
         assert re.search(message, caplog.text) and not (tmp_path / "x").exists()
 
@@ -107,6 +122,7 @@ def test_prepare_resumes_a_killed_run_and_keeps_finished_shards(tmp_path, clip_f
         if len(calls) == 2:
             raise KeyboardInterrupt
         return real_build(*args, **kwargs)
+
     monkeypatch.setattr(cache_write, "build_shard", killed_at_the_second_shard)
     with pytest.raises(KeyboardInterrupt):
         _prepare(data, out, "--shard-size", "2")
@@ -119,11 +135,19 @@ def test_prepare_resumes_a_killed_run_and_keeps_finished_shards(tmp_path, clip_f
     assert "did not finish" in caplog.text
     assert _prepare(data, out, "--shard-size", "2") == 0
     assert ((out / "shard_000000.safetensors").stat().st_mtime_ns, _digest(out / "shard_000000.safetensors")) == first
-    assert sorted(p.name for p in out.iterdir()) == ["empty_prompt.safetensors", "manifest.json", "plan.json",
-                                                     "report.json", *(f"shard_00000{k}.safetensors" for k in range(3))]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "empty_prompt.safetensors",
+        "manifest.json",
+        "plan.json",
+        "report.json",
+        *(f"shard_00000{k}.safetensors" for k in range(3)),
+    ]
     manifest = json.loads((out / "manifest.json").read_text())
-    assert [s["clips"] for s in manifest["shards"]] == [["clip_000", "clip_001"], ["clip_002", "clip_003"],
-                                                        ["clip_004"]]
+    assert [s["clips"] for s in manifest["shards"]] == [
+        ["clip_000", "clip_001"],
+        ["clip_002", "clip_003"],
+        ["clip_004"],
+    ]
     done = {p.name: (p.stat().st_mtime_ns, _digest(p)) for p in out.glob("shard_*")}
     caplog.clear()
     assert _prepare(data, out, "--shard-size", "2") == 0  # all done: nothing rewritten
@@ -144,8 +168,9 @@ def test_a_bad_clip_is_skipped_with_its_reason_and_nothing_usable_fails(tmp_path
     assert _prepare(data, tmp_path / "cache") == 0
     report = json.loads((tmp_path / "cache" / "report.json").read_text())
     assert report["usable"] == 1 and [s["clip"] for s in report["skipped"]] == ["clip_001", "clip_002"]
-    assert report["skipped"][0]["reasons"] == [(f"{data / 'clip_001'}: missing ['caption.txt']; see "
-                                                "comovi_core.train_data for the layout")]
+    assert report["skipped"][0]["reasons"] == [
+        (f"{data / 'clip_001'}: missing ['caption.txt']; see comovi_core.train_data for the layout")
+    ]
     assert "motion_map.mp4: not a readable video" in report["skipped"][1]["reasons"][0]
     assert "re-encode it as H.264 mp4" in report["skipped"][1]["reasons"][0]
     assert "skipped clip clip_001: " in caplog.text
@@ -158,8 +183,9 @@ def test_a_bad_clip_is_skipped_with_its_reason_and_nothing_usable_fails(tmp_path
     assert not (tmp_path / "none" / "manifest.json").exists()
 
 
-def test_two_ranks_prepare_disjoint_shards_and_the_last_one_writes_the_manifest(tmp_path, clip_folders, monkeypatch,
-                                                                                caplog):
+def test_two_ranks_prepare_disjoint_shards_and_the_last_one_writes_the_manifest(
+    tmp_path, clip_folders, monkeypatch, caplog
+):
     data, out = _dataset(tmp_path / "data", clip_folders, 7), tmp_path / "cache"
     monkeypatch.setenv("RANK", "1")
     monkeypatch.setenv("WORLD_SIZE", "2")
@@ -210,9 +236,13 @@ def test_peak_memory_does_not_grow_with_the_number_of_clips(tmp_path):
     children = {}
     for count in (8, 64):  # side by side: each measures only itself
         data = _dataset(tmp_path / f"data{count}", small, count)
-        children[count] = subprocess.Popen([sys.executable, "-c", CHILD, str(data), str(tmp_path / f"out{count}")],
-                                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                           env={**os.environ, "OMP_NUM_THREADS": "1"})
+        children[count] = subprocess.Popen(
+            [sys.executable, "-c", CHILD, str(data), str(tmp_path / f"out{count}")],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "OMP_NUM_THREADS": "1"},
+        )
     peaks = {}
     for count, child in children.items():
         stdout, stderr = child.communicate(timeout=600)

@@ -7,11 +7,11 @@ import math
 import numpy as np
 import pytest
 import torch
-
 from _raycast_reference import raycast_motion_map
+
+from comovi_core.camera import PinholeCamera
 from comovi_core.errors import CoMoViError
 from comovi_core.motion_map import raster_torch
-from comovi_core.camera import PinholeCamera
 from comovi_core.motion_map.colors import vertex_colors, vertex_normals
 from comovi_core.motion_map.raster_torch import NEAR_PLANE, render_frames
 from comovi_core.motion_map.render import render_motion_map
@@ -213,9 +213,16 @@ def test_sphere_behind_the_near_plane_draws_only_faces_in_front():
 
 
 def test_degenerate_and_behind_camera_faces_draw_nothing():
-    verts = np.array([
-        [0.0, 0.0, 3.0], [1.0, 0.0, 3.0], [2.0, 0.0, 3.0], [0.0, 1.0, -2.0], [1.0, 1.0, -2.0], [0.0, 0.0, 0.0],
-    ])
+    verts = np.array(
+        [
+            [0.0, 0.0, 3.0],
+            [1.0, 0.0, 3.0],
+            [2.0, 0.0, 3.0],
+            [0.0, 1.0, -2.0],
+            [1.0, 1.0, -2.0],
+            [0.0, 0.0, 0.0],
+        ]
+    )
     faces = np.array([[0, 1, 2], [3, 4, 0], [0, 1, 5]])  # collinear; partly behind; through the camera centre
     image, depth = torch_render(verts, faces, np.zeros(len(verts), np.int64), CAMERA, "comovi_v1")
     assert np.all(depth == 0) and np.all(image == 1.0)

@@ -15,11 +15,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from _raycast_reference import raycast_motion_map
+
+from comovi_core.camera import PinholeCamera
 from comovi_core.errors import BackendUnavailableError
 from comovi_core.motion_map import render_gl
-from comovi_core.camera import PinholeCamera
 from comovi_core.motion_map.colors import vertex_colors, vertex_normals
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -57,7 +57,12 @@ def test_unavailable_error_says_what_to_install(monkeypatch):
     with pytest.raises(BackendUnavailableError) as info:
         render_gl.require_available()
     message = str(info.value)
-    for needed in ("no EGL, no OSMesa", "pip install pyrender-maintained PyOpenGL", "apt install libosmesa6", "--backend torch"):
+    for needed in (
+        "no EGL, no OSMesa",
+        "pip install pyrender-maintained PyOpenGL",
+        "apt install libosmesa6",
+        "--backend torch",
+    ):
         assert needed in message
 
 
@@ -114,15 +119,22 @@ def scene(name: str, frame: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray
     if name == "sphere":
         verts, faces, objects = merge(uv_sphere(np.array([0.05, -0.1, 2.5]) + shift, 0.6))
     elif name == "two_spheres":  # the nearer, smaller sphere hides part of the farther one
-        verts, faces, objects = merge(uv_sphere(np.array([-0.25, 0.1, 3.2]) + shift, 0.7),
-                                      uv_sphere(np.array([0.35, -0.15, 2.2]) - shift, 0.35))
+        verts, faces, objects = merge(
+            uv_sphere(np.array([-0.25, 0.1, 3.2]) + shift, 0.7), uv_sphere(np.array([0.35, -0.15, 2.2]) - shift, 0.35)
+        )
     else:
         raise ValueError(name)
     return verts, faces, rng.integers(0, 24, len(verts)), objects
 
 
-def render_gl_frames(frames: list[np.ndarray], faces: np.ndarray, part_ids: np.ndarray, shading: str,
-                     camera: PinholeCamera = CAMERA, backend=render_gl):
+def render_gl_frames(
+    frames: list[np.ndarray],
+    faces: np.ndarray,
+    part_ids: np.ndarray,
+    shading: str,
+    camera: PinholeCamera = CAMERA,
+    backend=render_gl,
+):
     """Colours and normals from comovi_core.motion_map.colors, then one render_frames call."""
     vertices = torch.as_tensor(np.stack(frames), dtype=torch.float32)
     faces_t = torch.as_tensor(faces)
@@ -166,7 +178,9 @@ def assert_same_picture(image, depth, ref_image, ref_depth, ref_face, objects, w
     mismatch = covered ^ ref_covered
     on_silhouette = neighbourhood_any(ref_covered) & neighbourhood_any(~ref_covered)
     assert mismatch.mean() <= MAX_COVERAGE_MISMATCH, f"{what}: coverage differs on {mismatch.sum()} pixels"
-    assert np.all(on_silhouette[mismatch]), f"{what}: coverage differs away from the silhouette at {np.argwhere(mismatch & ~on_silhouette)[:5].tolist()}"
+    assert np.all(on_silhouette[mismatch]), (
+        f"{what}: coverage differs away from the silhouette at {np.argwhere(mismatch & ~on_silhouette)[:5].tolist()}"
+    )
 
     both = covered & ref_covered
     assert both.sum() > 0.5 * ref_covered.sum(), f"{what}: too little overlap to compare"
@@ -212,8 +226,9 @@ def test_matches_raycast_reference(gl, name, shading):
     assert depth.shape == (3, 48, 64) and depth.dtype == torch.float32
     for t, (verts, *_rest) in enumerate(frames):
         ref_image, ref_depth, ref_face = reference(verts, faces, part_ids, shading)
-        assert_same_picture(images[t].numpy(), depth[t].numpy(), ref_image, ref_depth, ref_face, objects,
-                            f"{name}/{shading}/frame {t}")
+        assert_same_picture(
+            images[t].numpy(), depth[t].numpy(), ref_image, ref_depth, ref_face, objects, f"{name}/{shading}/frame {t}"
+        )
 
 
 def test_pixel_centres_at_half_integers(gl):
@@ -235,7 +250,10 @@ def test_pixel_centres_at_half_integers(gl):
 def test_two_sided_and_closest_surface(gl):
     """A triangle seen from its back is drawn; of two overlapping squares the nearer one wins."""
     near, far = 2.0, 3.0
-    square = lambda z: np.array([[-0.5, -0.5, z], [0.5, -0.5, z], [0.5, 0.5, z], [-0.5, 0.5, z]])  # noqa: E731
+
+    def square(z):
+        return np.array([[-0.5, -0.5, z], [0.5, -0.5, z], [0.5, 0.5, z], [-0.5, 0.5, z]])
+
     faces = np.array([[0, 1, 2], [0, 2, 3], [4, 6, 5], [4, 7, 6]])  # far square wound the other way
     verts = np.concatenate((square(far), square(near) * [0.3, 0.3, 1]))
     _, depth = render_gl_frames([verts], faces, np.zeros(8, dtype=np.int64), "flat")
@@ -255,8 +273,9 @@ def test_no_antialiasing_on_a_flat_colour(gl):
     normals = torch.zeros(1, len(verts), 3)
     normals[..., 2] = -1.0
     colors = torch.tensor([0.2, 0.6, 0.4]).expand(1, len(verts), 3).contiguous()
-    images, depth = render_gl.render_frames(torch.as_tensor(verts[None], dtype=torch.float32),
-                                            torch.as_tensor(faces), colors, normals, CAMERA, "flat")
+    images, depth = render_gl.render_frames(
+        torch.as_tensor(verts[None], dtype=torch.float32), torch.as_tensor(faces), colors, normals, CAMERA, "flat"
+    )
     covered = depth[0] > 0
     expected = torch.round(torch.tensor([0.2, 0.6, 0.4]) * 255) / 255
     assert covered.sum() > 100
@@ -284,5 +303,12 @@ def test_matches_torch_backend(gl, shading):
     for t, (verts, *_rest) in enumerate(frames):
         # the reference's face map tells which object is where, for the occlusion-edge allowance
         _, _, ref_face = reference(verts, faces, part_ids, shading)
-        assert_same_picture(gl_images[t].numpy(), gl_depth[t].numpy(), torch_images[t].numpy(),
-                            torch_depth[t].numpy(), ref_face, objects, f"gl vs torch/{shading}/frame {t}")
+        assert_same_picture(
+            gl_images[t].numpy(),
+            gl_depth[t].numpy(),
+            torch_images[t].numpy(),
+            torch_depth[t].numpy(),
+            ref_face,
+            objects,
+            f"gl vs torch/{shading}/frame {t}",
+        )

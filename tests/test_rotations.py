@@ -4,13 +4,21 @@ import math
 
 import torch
 
-from comovi_core.body.rotations import (axis_angle_to_matrix, axis_angle_to_rot6d, matrix_to_axis_angle,
-                                        matrix_to_rot6d, rot6d_to_axis_angle, rot6d_to_matrix)
+from comovi_core.body.rotations import (
+    axis_angle_to_matrix,
+    axis_angle_to_rot6d,
+    matrix_to_axis_angle,
+    matrix_to_rot6d,
+    rot6d_to_axis_angle,
+    rot6d_to_matrix,
+)
 
 
 def test_known_rotation():
     r = axis_angle_to_matrix(torch.tensor([0.0, 0.0, math.pi / 2], dtype=torch.float64))
-    torch.testing.assert_close(r, torch.tensor([[0.0, -1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]], dtype=torch.float64))
+    torch.testing.assert_close(
+        r, torch.tensor([[0.0, -1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]], dtype=torch.float64)
+    )
     torch.testing.assert_close(matrix_to_rot6d(r), torch.tensor([0.0, -1.0, 0.0, 1.0, 0.0, 0.0], dtype=torch.float64))
 
 

@@ -19,9 +19,21 @@ FRAMES = 9
 
 def tiny_vae():
     torch.manual_seed(3)
-    return AutoencoderKLWan(base_dim=8, z_dim=48, dim_mult=[1, 1, 1, 1], num_res_blocks=1, temperal_downsample=[False, True, True],
-                            is_residual=True, in_channels=12, out_channels=12, patch_size=2, scale_factor_spatial=16,
-                            scale_factor_temporal=4, latents_mean=[0.1] * 48, latents_std=[1.5] * 48).eval()
+    return AutoencoderKLWan(
+        base_dim=8,
+        z_dim=48,
+        dim_mult=[1, 1, 1, 1],
+        num_res_blocks=1,
+        temperal_downsample=[False, True, True],
+        is_residual=True,
+        in_channels=12,
+        out_channels=12,
+        patch_size=2,
+        scale_factor_spatial=16,
+        scale_factor_temporal=4,
+        latents_mean=[0.1] * 48,
+        latents_std=[1.5] * 48,
+    ).eval()
 
 
 def tiny_model(cfg=CFG):
@@ -38,7 +50,10 @@ def tiny_model(cfg=CFG):
 def setup():
     g = torch.Generator().manual_seed(1)
     image = torch.rand(3, H, W, generator=g)
-    emb, neg = torch.randn(1, CFG.text_len, CFG.text_dim, generator=g), torch.randn(1, CFG.text_len, CFG.text_dim, generator=g)
+    emb, neg = (
+        torch.randn(1, CFG.text_len, CFG.text_dim, generator=g),
+        torch.randn(1, CFG.text_len, CFG.text_dim, generator=g),
+    )
     vae = tiny_vae()
     with torch.no_grad():
         cond = encode_frames(vae, (image * 2 - 1)[None, :, None])
@@ -51,23 +66,59 @@ def test_rgb_latents_equal_diffusers_ti2v_pipeline(setup, solver):
     model, vae = setup["model"], setup["vae"]
     ref = WanTransformer3DModel(**CFG.wan_kwargs()).eval()
     ref.load_state_dict(model.rgb.state_dict())
-    pipe = WanImageToVideoPipeline(tokenizer=None, text_encoder=None, vae=vae, scheduler=make_scheduler(solver, 5.0),
-                                   transformer=ref, image_encoder=None, image_processor=None, expand_timesteps=True)
+    pipe = WanImageToVideoPipeline(
+        tokenizer=None,
+        text_encoder=None,
+        vae=vae,
+        scheduler=make_scheduler(solver, 5.0),
+        transformer=ref,
+        image_encoder=None,
+        image_processor=None,
+        expand_timesteps=True,
+    )
     pipe.set_progress_bar_config(disable=True)
     with torch.no_grad():
-        expected = pipe(image=setup["image"], prompt_embeds=setup["emb"], negative_prompt_embeds=setup["neg"], height=H, width=W,
-                        num_frames=FRAMES, num_inference_steps=4, guidance_scale=6.0,
-                        generator=torch.Generator().manual_seed(7), output_type="latent").frames
-        ours = sample(model, setup["cond"], torch.zeros_like(setup["cond"]), 3, setup["emb"], setup["neg"], steps=4, guidance=6.0,
-                      solver=solver, generator=torch.Generator().manual_seed(7))
+        expected = pipe(
+            image=setup["image"],
+            prompt_embeds=setup["emb"],
+            negative_prompt_embeds=setup["neg"],
+            height=H,
+            width=W,
+            num_frames=FRAMES,
+            num_inference_steps=4,
+            guidance_scale=6.0,
+            generator=torch.Generator().manual_seed(7),
+            output_type="latent",
+        ).frames
+        ours = sample(
+            model,
+            setup["cond"],
+            torch.zeros_like(setup["cond"]),
+            3,
+            setup["emb"],
+            setup["neg"],
+            steps=4,
+            guidance=6.0,
+            solver=solver,
+            generator=torch.Generator().manual_seed(7),
+        )
     assert ours.rgb.shape == expected.shape == (1, 48, 3, 4, 4)
     torch.testing.assert_close(ours.rgb, expected, rtol=0, atol=2e-5)
 
 
 def _run(setup, seed, **kw):
     with torch.no_grad():
-        return sample(setup["model"], setup["cond"], -setup["cond"], 3, setup["emb"], setup["neg"], steps=3,
-                      generator=torch.Generator().manual_seed(seed), **kw)
+        return sample(
+            setup["model"],
+            setup["cond"],
+            -setup["cond"],
+            3,
+            setup["emb"],
+            setup["neg"],
+            steps=3,
+            generator=torch.Generator().manual_seed(seed),
+            **kw,
+        )
 
 
 def test_seeds_are_reproducible_and_start_frames_are_kept(setup):

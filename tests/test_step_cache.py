@@ -1,4 +1,5 @@
-"""Step caching (comovi_core.step_cache): off is exact, the schedule is exact, the pair skips together, reuse adds residuals."""
+"""Step caching (comovi_core.step_cache): off is exact, the schedule is exact, the pair skips together, reuse adds
+residuals."""
 
 from __future__ import annotations
 
@@ -30,8 +31,18 @@ def setup():
 
 def _sample(setup, steps=10, **kw):
     with torch.no_grad():
-        return sample(setup["model"], setup["cond"], -setup["cond"], 3, setup["emb"], setup["neg"], setup["pose"], steps=steps,
-                      generator=torch.Generator().manual_seed(0), **kw)
+        return sample(
+            setup["model"],
+            setup["cond"],
+            -setup["cond"],
+            3,
+            setup["emb"],
+            setup["neg"],
+            setup["pose"],
+            steps=steps,
+            generator=torch.Generator().manual_seed(0),
+            **kw,
+        )
 
 
 @pytest.fixture
@@ -58,16 +69,21 @@ def test_off_and_threshold_zero_are_bit_identical_to_no_cache(setup, block_calls
     assert plain.evaluations == {"computed": 10, "reused": 0}
 
 
-@pytest.mark.parametrize("steps,start,end,computed", [
-    (10, 0.2, 0.7, [0, 1, 7, 8, 9]),  # reusable: steps 2..6
-    (30, 0.1, 0.9, [0, 1, 2, 27, 28, 29]),  # the defaults
-    (10, 0.3, 0.3, list(range(10))),  # an empty window
-    (10, 0.0, 1.0, [0]),  # step 0 computes: there is nothing to reuse yet
-])
+@pytest.mark.parametrize(
+    "steps,start,end,computed",
+    [
+        (10, 0.2, 0.7, [0, 1, 7, 8, 9]),  # reusable: steps 2..6
+        (30, 0.1, 0.9, [0, 1, 2, 27, 28, 29]),  # the defaults
+        (10, 0.3, 0.3, list(range(10))),  # an empty window
+        (10, 0.0, 1.0, [0]),  # step 0 computes: there is nothing to reuse yet
+    ],
+)
 def test_huge_threshold_computes_only_the_forced_steps(setup, block_calls, steps, start, end, computed):
     result = _sample(setup, steps, step_cache=StepCacheConfig(HUGE, start, end))
     ran = [i for i, blocks in enumerate(block_calls["rgb"]) if blocks]
-    assert ran == computed and sum(len(b) for b in block_calls["rgb"]) == 2 * len(computed)  # 2 RGB blocks per computed step
+    assert ran == computed and sum(len(b) for b in block_calls["rgb"]) == 2 * len(
+        computed
+    )  # 2 RGB blocks per computed step
     assert result.evaluations == {"computed": len(computed), "reused": steps - len(computed)}
     assert set(StepCacheConfig(HUGE, start, end).cacheable_steps(steps)) == set(range(steps)) - set(computed)
 
@@ -87,6 +103,7 @@ def _fake_blocks(log):
     def blocks(x_rgb, x_motion):
         log.append(1)
         return x_rgb * 2 + 1, x_motion.sin() + x_rgb, x_motion * 3 - x_rgb
+
     return blocks
 
 
@@ -141,16 +158,24 @@ def test_config_is_checked_and_described():
     with pytest.raises(CoMoViError, match="0 <= start <= end <= 1, got start 0.8 and end 0.2"):
         StepCacheConfig(0.1, 0.8, 0.2)
     assert not StepCacheConfig(0).enabled and not StepCacheConfig(None).enabled and StepCacheConfig().enabled
-    assert describe_evaluations({"computed": 20, "reused": 30}) == \
-        "step cache: 20 of 50 transformer evaluations computed, 30 reused (2.50x fewer)"
+    assert (
+        describe_evaluations({"computed": 20, "reused": 30})
+        == "step cache: 20 of 50 transformer evaluations computed, 30 reused (2.50x fewer)"
+    )
 
 
-@pytest.mark.parametrize("argv,message", [
-    (["--cache-threshold", "-0.1"], r"--cache-threshold must be 0 \(off\) or more, got -0.1"),
-    (["--cache-threshold", "nan"], r"--cache-threshold must be 0 \(off\) or more, got nan"),
-    (["--cache-start", "0.2"], "--cache-start/--cache-end need --cache-threshold"),
-    (["--cache-threshold", "0.1", "--cache-start", "0.8", "--cache-end", "0.5"], "--cache-start/--cache-end: .*got start 0.8 and end 0.5"),
-])
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["--cache-threshold", "-0.1"], r"--cache-threshold must be 0 \(off\) or more, got -0.1"),
+        (["--cache-threshold", "nan"], r"--cache-threshold must be 0 \(off\) or more, got nan"),
+        (["--cache-start", "0.2"], "--cache-start/--cache-end need --cache-threshold"),
+        (
+            ["--cache-threshold", "0.1", "--cache-start", "0.8", "--cache-end", "0.5"],
+            "--cache-start/--cache-end: .*got start 0.8 and end 0.5",
+        ),
+    ],
+)
 def test_bad_cache_flags_fail_before_work(tmp_path, caplog, argv, message):
     assert main(["--preset", "tiny", "--out", str(tmp_path / "o"), *argv]) == 2
     assert re.search(message, caplog.text) and not (tmp_path / "o").exists()
@@ -158,8 +183,31 @@ def test_bad_cache_flags_fail_before_work(tmp_path, caplog, argv, message):
 
 def test_cli_reports_evaluations_in_meta(tmp_path, caplog):
     out = tmp_path / "run"
-    assert main(["--preset", "tiny", "--out", str(out), "--steps", "10", "--cache-threshold", "1000", "--cache-start", "0.2",
-                 "--cache-end", "0.7", "--height", "64", "--width", "64", "--frames", "5"]) == 0
+    assert (
+        main(
+            [
+                "--preset",
+                "tiny",
+                "--out",
+                str(out),
+                "--steps",
+                "10",
+                "--cache-threshold",
+                "1000",
+                "--cache-start",
+                "0.2",
+                "--cache-end",
+                "0.7",
+                "--height",
+                "64",
+                "--width",
+                "64",
+                "--frames",
+                "5",
+            ]
+        )
+        == 0
+    )
     meta = json.loads((out / "meta.json").read_text())
     assert meta["step_cache"] == {"threshold": 1000.0, "start": 0.2, "end": 0.7}
     assert meta["transformer_evaluations"] == {"computed": 5, "reused": 5}
@@ -178,11 +226,31 @@ def test_step_cache_node_feeds_the_sampler(ext):
     sampler = nodes["CoMoViDualSampler"]
     assert next(i for i in sampler.define_schema().inputs if i.id == "step_cache").optional
     loader = nodes["CoMoViLoadModels"]
-    demo = next(o for o in next(i for i in loader.define_schema().inputs if i.id == "base").options if o.startswith("tiny demo"))
-    comovi = loader.execute(demo, "none (base only: untrained copy)", "bfloat16", False, 0, False, "wan2.2-ti2v-5b").args[0]
+    demo = next(
+        o for o in next(i for i in loader.define_schema().inputs if i.id == "base").options if o.startswith("tiny demo")
+    )
+    comovi = loader.execute(
+        demo, "none (base only: untrained copy)", "bfloat16", False, 0, False, "wan2.2-ti2v-5b"
+    ).args[0]
     body = nodes["CoMoViLoadSMPLModel"].execute("built-in mannequin (NOT SMPL, demo only)").args[0]
     start = nodes["CoMoViLoadSMPLMotion"].execute("demo: mannequin waving (built-in)").args[0]
-    args = (comovi, body, start, torch.rand(1, 64, 64, 3), "a person jumps", "", 64, 64, 5, 10, 6.0, 5.0, 1, "unipc", "cogenerate")
+    args = (
+        comovi,
+        body,
+        start,
+        torch.rand(1, 64, 64, 3),
+        "a person jumps",
+        "",
+        64,
+        64,
+        5,
+        10,
+        6.0,
+        5.0,
+        1,
+        "unipc",
+        "cogenerate",
+    )
     plain = sampler.execute(*args).args
     cached = sampler.execute(*args, step_cache=config).args
     assert "step cache" not in plain[3]

@@ -20,7 +20,9 @@ def diffusers_folder(tmp_path_factory):
     tok = PreTrainedTokenizerFast(tokenizer_object=core, pad_token="<pad>", eos_token="</s>", unk_token="<unk>")
     tok.save_pretrained(folder / "tokenizer")
     torch.manual_seed(0)
-    config = UMT5Config(vocab_size=8, d_model=16, d_kv=8, d_ff=32, num_layers=1, num_heads=2, relative_attention_num_buckets=8)
+    config = UMT5Config(
+        vocab_size=8, d_model=16, d_kv=8, d_ff=32, num_layers=1, num_heads=2, relative_attention_num_buckets=8
+    )
     UMT5EncoderModel(config).save_pretrained(folder / "text_encoder")
     return folder
 

@@ -58,14 +58,29 @@ def _eval_loss(model, vae, body, clip, context, cfg) -> float:
     """The motion flow loss on 8 fixed (noise, timestep) draws: a deterministic yardstick."""
     generator = torch.Generator().manual_seed(123)
     with torch.no_grad():
-        return float(np.mean([training_step(model, vae, body, clip, context, cfg, generator)["motion"].item() for _ in range(8)]))
+        return float(
+            np.mean([training_step(model, vae, body, clip, context, cfg, generator)["motion"].item() for _ in range(8)])
+        )
 
 
 def test_stage1_trains_only_the_motion_branch_and_learns(tmp_path, body):
     model, vae, text, clips = _setup(body)
     before = _snapshot(model)
-    cfg = TrainConfig(preset="tiny", stage=1, steps=30, lr=3e-3, warmup=1, grad_accum=1, frames=9, height=64, width=64,
-                      save_every=100, log_every=100, gradient_checkpointing=False, precision="fp32")
+    cfg = TrainConfig(
+        preset="tiny",
+        stage=1,
+        steps=30,
+        lr=3e-3,
+        warmup=1,
+        grad_accum=1,
+        frames=9,
+        height=64,
+        width=64,
+        save_every=100,
+        log_every=100,
+        gradient_checkpointing=False,
+        precision="fp32",
+    )
     context = text([clips[0].caption])
     start_loss = _eval_loss(model, vae, body, clips[0], context, cfg)
     train(cfg, model, vae, text, clips, tmp_path, body)
@@ -80,15 +95,35 @@ def test_stage1_trains_only_the_motion_branch_and_learns(tmp_path, body):
 def test_stage2_freezes_rgb_and_checkpoint_loads_back(tmp_path, body):
     model, vae, text, clips = _setup(body)
     before = _snapshot(model)
-    cfg = TrainConfig(preset="tiny", stage=2, steps=3, lr=1e-3, warmup=1, grad_accum=2, frames=9, height=64, width=64,
-                      save_every=2, log_every=1, gradient_checkpointing=True, precision="fp32")
+    cfg = TrainConfig(
+        preset="tiny",
+        stage=2,
+        steps=3,
+        lr=1e-3,
+        warmup=1,
+        grad_accum=2,
+        frames=9,
+        height=64,
+        width=64,
+        save_every=2,
+        log_every=1,
+        gradient_checkpointing=True,
+        precision="fp32",
+    )
     train(cfg, model, vae, text, clips, tmp_path, body)
     assert not _changed(before, model, "rgb.")
     for prefix in ("motion.", "zero_linears.", "smpl_head."):
         assert _changed(before, model, prefix), prefix
     assert sorted(p.name for p in tmp_path.iterdir()) == [
-        "metrics.jsonl", "state_000002", "state_000003", "step_000002.json", "step_000002.safetensors",
-        "step_000003.json", "step_000003.safetensors", "summary.json"]
+        "metrics.jsonl",
+        "state_000002",
+        "state_000003",
+        "step_000002.json",
+        "step_000002.safetensors",
+        "step_000003.json",
+        "step_000003.safetensors",
+        "summary.json",
+    ]
     meta = json.loads((tmp_path / "step_000003.json").read_text())
     assert meta["step"] == 3 and meta["train"]["stage"] == 2 and meta["config"]["num_layers"] == 2
     loaded, report = load_model(get_config("tiny"), tmp_path / "step_000003.safetensors", dtype=torch.float32)
@@ -108,7 +143,10 @@ def test_clip_folders_and_cli_errors(tmp_path, body, caplog):
     clips = load_clips(tmp_path / "data", 9)
     assert len(clips) == 1 and clips[0].caption == "a person waves" and clips[0].rgb.shape == (9, 64, 64, 3)
     assert clips[0].motion.num_frames == 9
-    assert main(["--preset", "tiny", "--data", str(tmp_path / "data"), "--steps", "2", "--out", str(tmp_path / "run")]) == 0
+    assert (
+        main(["--preset", "tiny", "--data", str(tmp_path / "data"), "--steps", "2", "--out", str(tmp_path / "run")])
+        == 0
+    )
     assert (tmp_path / "run" / "step_000002.safetensors").is_file()
     (clip / "caption.txt").unlink()
     with pytest.raises(CoMoViError, match=r"missing \['caption.txt'\]"):
@@ -117,8 +155,11 @@ def test_clip_folders_and_cli_errors(tmp_path, body, caplog):
     assert "either --data FOLDER, --cache FOLDER (python -m comovi_core.prepare) or --synthetic N" in caplog.text
     assert main(["--preset", "tiny", "--synthetic", "1", "--stage", "3", "--out", str(tmp_path / "x")]) == 2
     assert "--stage must be 1 or 2" in caplog.text
-    for argv, message in ((["--frames", "80"], r"4k\+1 .* got 80; try 77 or 81"), (["--steps", "-1"], "--steps must be at least 1, got -1"),
-                          (["--height", "0"], "multiples of 32, got 0x64")):
+    for argv, message in (
+        (["--frames", "80"], r"4k\+1 .* got 80; try 77 or 81"),
+        (["--steps", "-1"], "--steps must be at least 1, got -1"),
+        (["--height", "0"], "multiples of 32, got 0x64"),
+    ):
         assert main(["--preset", "tiny", "--synthetic", "1", *argv, "--out", str(tmp_path / "x")]) == 2
         assert re.search(message, caplog.text)
     assert main(["--preset", "tiny", "--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "x")]) == 2
@@ -143,15 +184,50 @@ def test_two_processes_equal_one_with_twice_the_accumulation(tmp_path):
 
     # Adam eps 1e-8, not the release's 1e-10: with 1e-10 a gradient element that is ~0 in one run and ~1e-12 in the
     # other (summation order) takes a full-size step in one of them; CI under load once measured 6e-5 that way.
-    common = ["-m", "comovi_core.train", "--preset", "tiny", "--synthetic", "2", "--stage", "2", "--steps", "2",
-              "--adam-eps", "1e-8"]
-    subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(_free_port()),
-                    *common, "--grad-accum", "1", "--out", str(tmp_path / "ddp")], check=True, capture_output=True, timeout=300)
-    subprocess.run([sys.executable, *common, "--grad-accum", "2", "--out", str(tmp_path / "one")], check=True,
-                   capture_output=True, timeout=300)
+    common = [
+        "-m",
+        "comovi_core.train",
+        "--preset",
+        "tiny",
+        "--synthetic",
+        "2",
+        "--stage",
+        "2",
+        "--steps",
+        "2",
+        "--adam-eps",
+        "1e-8",
+    ]
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node",
+            "2",
+            "--master_port",
+            str(_free_port()),
+            *common,
+            "--grad-accum",
+            "1",
+            "--out",
+            str(tmp_path / "ddp"),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    subprocess.run(
+        [sys.executable, *common, "--grad-accum", "2", "--out", str(tmp_path / "one")],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
     ddp, one = (json.loads((tmp_path / d / "summary.json").read_text()) for d in ("ddp", "one"))
     assert (ddp["processes"], one["processes"]) == (2, 1)
-    assert ddp["first_loss"] == pytest.approx(one["first_loss"], rel=1e-6) and ddp["last_loss"] == pytest.approx(one["last_loss"], rel=1e-6)
+    assert ddp["first_loss"] == pytest.approx(one["first_loss"], rel=1e-6) and ddp["last_loss"] == pytest.approx(
+        one["last_loss"], rel=1e-6
+    )
     a, b = (load_file(str(tmp_path / d / "step_000002.safetensors")) for d in ("ddp", "one"))
     assert a.keys() == b.keys() and max(float((a[k] - b[k]).abs().max()) for k in a) < 2e-5  # measured 2.5e-6
     start = tiny_components(0)["transformer"].state_dict()
@@ -162,8 +238,21 @@ def test_bf16_precision_keeps_fp32_masters_so_every_trained_tensor_moves_at_lr_2
     """The real path (``load_components`` gives the model in bf16, as ``load_model`` does for real presets; ``train``
     makes the trained parameters fp32 masters and runs bf16 autocast): after 3 steps at the paper's lr 2e-5 every
     trained tensor has moved, nearly every element (pure bf16 moved 12 % of elements: updates below half an ulp)."""
-    cfg = TrainConfig(preset="tiny", stage=2, steps=3, lr=2e-5, warmup=1, grad_accum=1, frames=9, height=64, width=64,
-                      save_every=100, log_every=100, gradient_checkpointing=False, precision="bf16")
+    cfg = TrainConfig(
+        preset="tiny",
+        stage=2,
+        steps=3,
+        lr=2e-5,
+        warmup=1,
+        grad_accum=1,
+        frames=9,
+        height=64,
+        width=64,
+        save_every=100,
+        log_every=100,
+        gradient_checkpointing=False,
+        precision="bf16",
+    )
     model, vae, text = load_components(cfg, [])
     assert {p.dtype for p in model.parameters()} == {torch.bfloat16}
     before = {k: v.detach().clone() for k, v in model.named_parameters()}
@@ -182,8 +271,20 @@ def test_bf16_precision_keeps_fp32_masters_so_every_trained_tensor_moves_at_lr_2
     assert torch.equal(saved["motion.proj_out.weight"], params["motion.proj_out.weight"].bfloat16().float())
 
 
-_RUN = ["--preset", "tiny", "--synthetic", "2", "--stage", "2", "--grad-accum", "2", "--warmup", "4",
-        "--save-every", "2"]
+_RUN = [
+    "--preset",
+    "tiny",
+    "--synthetic",
+    "2",
+    "--stage",
+    "2",
+    "--grad-accum",
+    "2",
+    "--warmup",
+    "4",
+    "--save-every",
+    "2",
+]
 
 
 @pytest.fixture(scope="module")
@@ -211,8 +312,10 @@ def test_killed_run_resumes_bit_identical_and_skips_temp_files(tmp_path, unbroke
     assert not list(out.glob(".st*"))  # the debris was removed
     assert json.loads((out / "summary.json").read_text())["resumed_from"] == 3
     for step in (2, 4, 6):
-        a, b = (load_model(get_config("tiny"), d / f"step_{step:06d}.safetensors", dtype=torch.float32)[0].state_dict()
-                for d in (unbroken_run, out))
+        a, b = (
+            load_model(get_config("tiny"), d / f"step_{step:06d}.safetensors", dtype=torch.float32)[0].state_dict()
+            for d in (unbroken_run, out)
+        )
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), step  # max abs diff 0.0
     assert (out / "step_000003.safetensors").read_bytes() == (out / "step_000003.copy").read_bytes()
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
@@ -234,15 +337,27 @@ def test_older_states_are_pruned_and_checkpoints_stay(tmp_path, unbroken_run, ca
     the newest states stay once a new one is complete; every step_N checkpoint stays."""
     assert sorted(p.name for p in unbroken_run.glob("state_*")) == ["state_000004", "state_000006"]
     assert sorted(p.name for p in unbroken_run.glob("step_*.safetensors")) == [
-        "step_000002.safetensors", "step_000004.safetensors", "step_000006.safetensors"]
+        "step_000002.safetensors",
+        "step_000004.safetensors",
+        "step_000006.safetensors",
+    ]
     assert main([*_RUN, "--steps", "1", "--keep-states", "-1", "--out", str(tmp_path / "x")]) == 2
     assert "--keep-states must be 0 (keep all) or more" in caplog.text and not (tmp_path / "x").exists()
 
 
 def test_metrics_jsonl_has_every_loss_per_step(unbroken_run, caplog):
     rows = [json.loads(line) for line in (unbroken_run / "metrics.jsonl").read_text().splitlines()]
-    keys = {"step", "loss", "loss_motion", "loss_video", "loss_smpl", "lr", "grad_norm", "samples_per_s",
-            "tokens_per_s"}
+    keys = {
+        "step",
+        "loss",
+        "loss_motion",
+        "loss_video",
+        "loss_smpl",
+        "lr",
+        "grad_norm",
+        "samples_per_s",
+        "tokens_per_s",
+    }
     assert [r["step"] for r in rows] == list(range(1, 7)) and all(set(r) == keys for r in rows)
     assert all(math.isfinite(v) and v > 0 for r in rows for k, v in r.items())
     assert all(r["loss"] == pytest.approx(r["loss_motion"] + r["loss_video"] + r["loss_smpl"], rel=1e-5) for r in rows)
@@ -259,15 +374,24 @@ def test_metrics_jsonl_has_every_loss_per_step(unbroken_run, caplog):
 
 def test_timestep_sampling_and_text_dropout():
     cfg = TrainConfig()
-    assert (cfg.timestep_sampling, cfg.shift, cfg.adam_eps, cfg.text_dropout, cfg.precision) == ("uniform", 5.0, 1e-10,
-                                                                                               0.0, "bf16")
+    assert (cfg.timestep_sampling, cfg.shift, cfg.adam_eps, cfg.text_dropout, cfg.precision) == (
+        "uniform",
+        5.0,
+        1e-10,
+        0.0,
+        "bf16",
+    )
     table = shifted_sigmas(5.0)
     u = torch.arange(1000, 0, -1) / 1000
     assert torch.allclose(table, 5 * u / (1 + 4 * u))  # the shift-5 schedule: sigma(1)=1 ... sigma(0.001)=0.005
     draws = torch.cat([sample_sigma(cfg, micro_batch_generator(0, s, 0)) for s in range(4000)])
     assert torch.isin(draws, table).all() and abs(float(draws.mean()) - float(table.mean())) < 0.01  # mean 0.745
-    normal = torch.cat([sample_sigma(TrainConfig(timestep_sampling="logit_normal"), micro_batch_generator(0, s, 0))
-                        for s in range(4000)])
+    normal = torch.cat(
+        [
+            sample_sigma(TrainConfig(timestep_sampling="logit_normal"), micro_batch_generator(0, s, 0))
+            for s in range(4000)
+        ]
+    )
     assert abs(float(normal.mean()) - 0.5) < 0.01 and not torch.isin(normal, table).any()
     drops = [drop_text(TrainConfig(text_dropout=0.3), micro_batch_generator(0, s, 0)) for s in range(4000)]
     assert abs(sum(drops) / 4000 - 0.3) < 0.03
@@ -280,8 +404,10 @@ def test_timestep_sampling_and_text_dropout():
 def _write_clip(folder, clip, rgb_frames=None, map_frames=None, motion=None, size=None):
     """A clip folder from a synthetic clip, with its parts optionally cut or resized to make it bad."""
     folder.mkdir(parents=True)
-    for name, frames in (("rgb.mp4", rgb_frames if rgb_frames is not None else clip.rgb),
-                         ("motion_map.mp4", map_frames if map_frames is not None else clip.motion_map)):
+    for name, frames in (
+        ("rgb.mp4", rgb_frames if rgb_frames is not None else clip.rgb),
+        ("motion_map.mp4", map_frames if map_frames is not None else clip.motion_map),
+    ):
         pixels = (frames.numpy() * 255).round().astype(np.uint8)
         if size is not None and name == "rgb.mp4":
             pixels = np.zeros((len(pixels), *size, 3), np.uint8)
@@ -301,8 +427,10 @@ def test_bad_clips_are_refused_before_training_with_the_clip_and_the_fix(tmp_pat
     cases = {  # clip name -> (how it is broken, the message that must name it)
         "short_smpl": (dict(motion=short), r"short_smpl: motion\.npz has 7 poses but rgb\.mp4 has 9 frames"),
         "wide": (dict(size=(64, 96)), r"wide: rgb\.mp4 is 64x96 \(HxW\) but training runs at 64x64 .*resize and crop"),
-        "cut_map": (dict(map_frames=clip.motion_map[:5]),
-                    r"cut_map: motion_map\.mp4 has 5 frames but rgb\.mp4 has 9: they must match"),
+        "cut_map": (
+            dict(map_frames=clip.motion_map[:5]),
+            r"cut_map: motion_map\.mp4 has 5 frames but rgb\.mp4 has 9: they must match",
+        ),
     }
     for name, (how, message) in cases.items():
         data = tmp_path / name
@@ -313,8 +441,11 @@ def test_bad_clips_are_refused_before_training_with_the_clip_and_the_fix(tmp_pat
         assert main(["--preset", "tiny", "--data", str(data), "--stage", "2", "--out", str(tmp_path / "out")]) == 2
         assert re.search(message, caplog.text) and not (tmp_path / "out").exists()
     data = tmp_path / "short_smpl"  # too short for --frames: every problem of every clip in one message
-    with pytest.raises(TrainingDataError, match=r"^3 problem\(s\) .*\n.*clip_good: rgb\.mp4 has 9 frames, fewer than "
-                                                r"--frames 13: lower --frames"):
+    with pytest.raises(
+        TrainingDataError,
+        match=r"^3 problem\(s\) .*\n.*clip_good: rgb\.mp4 has 9 frames, fewer than "
+        r"--frames 13: lower --frames",
+    ):
         check_clips(data, 13, 64, 64)
     shutil.rmtree(data / "short_smpl")
     assert [p.name for p in check_clips(data, 9, 64, 64)] == ["clip_good"]

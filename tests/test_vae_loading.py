@@ -12,8 +12,13 @@ from safetensors.torch import load_file, save_file
 from comovi_core.errors import CoMoViError
 from comovi_core.tiny import tiny_vae
 from comovi_core.vae import PixelCodec, decode_latents, encode_frames
-from comovi_core.vae_loading import (WAN22_LATENTS_MEAN, WAN22_LATENTS_STD, diffusers_to_original_vae_key,
-                                     load_wan22_vae, original_to_diffusers_vae_key)
+from comovi_core.vae_loading import (
+    WAN22_LATENTS_MEAN,
+    WAN22_LATENTS_STD,
+    diffusers_to_original_vae_key,
+    load_wan22_vae,
+    original_to_diffusers_vae_key,
+)
 
 DATA = Path(__file__).parent / "data" / "wan22_vae_tiny"
 ORIGINAL = DATA / "wan22_vae_original_tiny.safetensors"
@@ -36,16 +41,25 @@ def test_original_file_matches_the_independent_reference():
         latents = vae.encode(io["video"]).latent_dist.mode()
         decoded = vae.decode(io["latents"]).sample
     assert torch.allclose(latents, io["latents"], atol=1e-5), (latents - io["latents"]).abs().max()
-    assert torch.allclose(decoded, io["decoded"].clamp(-1, 1), atol=1e-5), (decoded - io["decoded"].clamp(-1, 1)).abs().max()
+    assert torch.allclose(decoded, io["decoded"].clamp(-1, 1), atol=1e-5), (
+        (decoded - io["decoded"].clamp(-1, 1)).abs().max()
+    )
 
 
 def test_key_names_round_trip():
     original = load_file(str(ORIGINAL))
     assert all(diffusers_to_original_vae_key(original_to_diffusers_vae_key(k), 1) == k for k in original)
-    assert original_to_diffusers_vae_key("decoder.upsamples.2.upsamples.2.time_conv.weight") == "decoder.up_blocks.2.upsampler.time_conv.weight"
-    assert original_to_diffusers_vae_key("encoder.middle.2.residual.3.gamma") == "encoder.mid_block.resnets.1.norm2.gamma"
+    assert (
+        original_to_diffusers_vae_key("decoder.upsamples.2.upsamples.2.time_conv.weight")
+        == "decoder.up_blocks.2.upsampler.time_conv.weight"
+    )
+    assert (
+        original_to_diffusers_vae_key("encoder.middle.2.residual.3.gamma") == "encoder.mid_block.resnets.1.norm2.gamma"
+    )
     diffusers_names = list(tiny_vae().state_dict())
-    assert [original_to_diffusers_vae_key(diffusers_to_original_vae_key(k, 1)) for k in diffusers_names] == diffusers_names
+    assert [
+        original_to_diffusers_vae_key(diffusers_to_original_vae_key(k, 1)) for k in diffusers_names
+    ] == diffusers_names
 
 
 def test_pth_prefixed_and_folder_layouts_load_the_same_weights(tmp_path):
@@ -65,7 +79,9 @@ def test_48_channel_file_gets_the_wan22_latent_statistics(tmp_path):
     assert len(vae.config.latents_mean) == 48 and vae.config.latents_mean[0] == pytest.approx(-0.2289)
     assert vae.config.latents_std[-1] == pytest.approx(0.7744) and min(WAN22_LATENTS_STD) > 0.3
     # golden sums, checked when written against both diffusers' conversion script and ComfyUI's Wan22 latent format
-    assert sum(WAN22_LATENTS_MEAN) == pytest.approx(-0.5589, abs=1e-4) and sum(WAN22_LATENTS_STD) == pytest.approx(32.536, abs=1e-3)
+    assert sum(WAN22_LATENTS_MEAN) == pytest.approx(-0.5589, abs=1e-4) and sum(WAN22_LATENTS_STD) == pytest.approx(
+        32.536, abs=1e-3
+    )
     z = torch.randn(1, 48, 2, 2, 2, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         assert torch.equal(vae.decode(z).sample, source.decode(z).sample)
@@ -76,19 +92,25 @@ class _Evil:
         return (os.system, ("touch /tmp/comovi_pwned",))
 
 
-@pytest.mark.parametrize("content, message", [
-    ("evil", "not a plain tensor checkpoint"),
-    ("wan21", "Wan2.1 VAE"),
-    ("other", "not a Wan VAE"),
-    ("diffusers", "needs its config"),
-    ("z8", "latents_mean"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("evil", "not a plain tensor checkpoint"),
+        ("wan21", "Wan2.1 VAE"),
+        ("other", "not a Wan VAE"),
+        ("diffusers", "needs its config"),
+        ("z8", "latents_mean"),
+    ],
+)
 def test_bad_vae_files_are_refused_clearly(tmp_path, content, message):
     path = tmp_path / ("vae.pth" if content == "evil" else "vae.safetensors")
     if content == "evil":
         torch.save({"x": _Evil()}, path)
     elif content == "wan21":
-        save_file({"encoder.conv1.weight": torch.zeros(96, 3, 3, 3, 3), "conv2.weight": torch.zeros(16, 16, 1, 1, 1)}, str(path))
+        save_file(
+            {"encoder.conv1.weight": torch.zeros(96, 3, 3, 3, 3), "conv2.weight": torch.zeros(16, 16, 1, 1, 1)},
+            str(path),
+        )
     elif content == "other":
         save_file({"blocks.0.self_attn.q.weight": torch.zeros(2, 2)}, str(path))
     elif content == "diffusers":
@@ -110,7 +132,9 @@ def test_missing_paths_say_what_to_download(tmp_path):
 def test_pixel_codec_equals_the_diffusers_path():
     """A host VAE seen through PixelCodec ((T,H,W,3) pixels, raw latents) gives the pipeline the same latents."""
     vae = tiny_vae()
-    vae.register_to_config(latents_mean=[0.1 * (i % 5) for i in range(48)], latents_std=[0.5 + 0.02 * i for i in range(48)])
+    vae.register_to_config(
+        latents_mean=[0.1 * (i % 5) for i in range(48)], latents_std=[0.5 + 0.02 * i for i in range(48)]
+    )
 
     def host_encode(pixels):  # ComfyUI: (T, H, W, 3) in [0, 1] -> raw (1, C, f, h, w)
         return vae.encode(pixels.permute(3, 0, 1, 2)[None] * 2 - 1).latent_dist.mode()

@@ -40,12 +40,15 @@ def frontend_widgets(schema) -> list:
 def widgets_of(ext, kind: str) -> list:
     if kind in ext["nodes"]:
         return frontend_widgets(ext["nodes"][kind].define_schema())
-    assert kind in RECORDED["widgets"], f"{kind}: a core node no recorded frontend knows; record it (tools/comfyui/README.md)"
+    assert kind in RECORDED["widgets"], (
+        f"{kind}: a core node no recorded frontend knows; record it (tools/comfyui/README.md)"
+    )
     return RECORDED["widgets"][kind]
 
 
 def to_prompt(ext, workflow: dict) -> dict:
-    """The API prompt the frontend sends for a UI workflow (bypassed/muted/virtual nodes dropped, bypass passes through)."""
+    """The API prompt the frontend sends for a UI workflow (bypassed/muted/virtual nodes dropped, bypass passes
+    through)."""
     nodes = {n["id"]: n for n in workflow["nodes"]}
     links = {link[0]: link for link in workflow["links"]}  # id, origin, origin_slot, target, target_slot, type
 
@@ -62,7 +65,9 @@ def to_prompt(ext, workflow: dict) -> dict:
         if node["type"] in VIRTUAL or node["mode"] in (BYPASS, MUTE):
             continue
         values = [] if node["type"] in DISPLAY_ONLY else node.get("widgets_values") or []
-        inputs = {name: value for name, value in zip(widgets_of(ext, node["type"]), values) if name not in FRONTEND_ONLY}
+        inputs = {
+            name: value for name, value in zip(widgets_of(ext, node["type"]), values) if name not in FRONTEND_ONLY
+        }
         for socket in node.get("inputs", []):
             if socket.get("link") is not None and (src := source(socket["link"])) is not None:
                 inputs[socket["name"]] = src
@@ -74,7 +79,9 @@ def test_our_widget_order_is_the_recorded_frontends(ext):
     """The rules above give, for every node of ours, the widgets the real frontend made."""
     ours = {kind: widgets_of(ext, kind) for kind in ext["nodes"]}
     recorded = {kind: names for kind, names in RECORDED["widgets"].items() if kind in ext["nodes"]}
-    assert ours == recorded, "node inputs changed: fix the templates and record the frontend again (tools/comfyui/README.md)"
+    assert ours == recorded, (
+        "node inputs changed: fix the templates and record the frontend again (tools/comfyui/README.md)"
+    )
     assert "control_after_generate" in ours["CoMoViDualSampler"]
 
 
@@ -85,7 +92,9 @@ def test_template_values_fit_the_widgets_they_land_on(ext, path):
         if node["type"] in DISPLAY_ONLY:
             continue
         names, values = widgets_of(ext, node["type"]), node.get("widgets_values") or []
-        assert len(values) == len(names), f"{path.name} node {node['id']} {node['type']}: {len(values)} values for widgets {names}"
+        assert len(values) == len(names), (
+            f"{path.name} node {node['id']} {node['type']}: {len(values)} values for widgets {names}"
+        )
         if node["type"] not in ext["nodes"]:
             continue
         specs = {i.id: i for i in ext["nodes"][node["type"]].define_schema().inputs}
@@ -108,13 +117,16 @@ def test_template_values_fit_the_widgets_they_land_on(ext, path):
 def test_template_becomes_the_prompt_the_real_frontend_sent(ext, path):
     """Mapped as above, each template gives exactly the prompt recorded from the real frontend, which ran to success."""
     recorded = json.loads((FRONTEND / path.name.replace(".json", ".api.json")).read_text())
-    recorded = {k: {"class_type": n["class_type"], "inputs": n["inputs"]} for k, n in recorded.items()}  # less the titles
+    recorded = {
+        k: {"class_type": n["class_type"], "inputs": n["inputs"]} for k, n in recorded.items()
+    }  # less the titles
     assert to_prompt(ext, json.loads(path.read_text())) == recorded
 
 
 @pytest.mark.parametrize("path", TEMPLATES, ids=lambda p: p.name)
 def test_template_runs_as_saved_and_says_what_to_download(ext, path):
-    """Opened as saved: the tiny demo (no download), required inputs linked, the GLB shown in Preview 3D, a note with the files."""
+    """Opened as saved: the tiny demo (no download), required inputs linked, the GLB shown in Preview 3D, a note
+    with the files."""
     workflow = json.loads(path.read_text())
     prompt = to_prompt(ext, workflow)
     for node_id, node in prompt.items():

@@ -22,7 +22,18 @@ def write_tiny_weights(base: Path, comovi_file: Path) -> None:
     vocab = {"<pad>": 0, "</s>": 1, "<unk>": 2, "a": 3, "person": 4, "jumps": 5}
     core = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
     core.pre_tokenizer = pre_tokenizers.Whitespace()
-    PreTrainedTokenizerFast(tokenizer_object=core, pad_token="<pad>", eos_token="</s>", unk_token="<unk>").save_pretrained(base / "tokenizer")
+    PreTrainedTokenizerFast(
+        tokenizer_object=core, pad_token="<pad>", eos_token="</s>", unk_token="<unk>"
+    ).save_pretrained(base / "tokenizer")
     cfg = get_config("tiny")
-    UMT5EncoderModel(UMT5Config(vocab_size=8, d_model=cfg.text_dim, d_kv=8, d_ff=32, num_layers=1, num_heads=2,
-                                relative_attention_num_buckets=8)).save_pretrained(base / "text_encoder")
+    UMT5EncoderModel(
+        UMT5Config(
+            vocab_size=8,
+            d_model=cfg.text_dim,
+            d_kv=8,
+            d_ff=32,
+            num_layers=1,
+            num_heads=2,
+            relative_attention_num_buckets=8,
+        )
+    ).save_pretrained(base / "text_encoder")

@@ -18,14 +18,34 @@ NUM_VERTICES = 6890
 PARENTS = np.array([-1, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 9, 9, 12, 13, 14, 16, 17, 18, 19, 20, 21])
 
 # Rest joints (SMPL joint order), metres, x = body's left, y up, z forward.
-REST_JOINTS = np.array([
-    [0.00, 0.00, 0.00], [0.09, -0.08, 0.00], [-0.09, -0.08, 0.00], [0.00, 0.10, -0.02],
-    [0.10, -0.47, 0.00], [-0.10, -0.47, 0.00], [0.00, 0.23, -0.01], [0.10, -0.87, -0.03],
-    [-0.10, -0.87, -0.03], [0.00, 0.29, 0.00], [0.11, -0.93, 0.11], [-0.11, -0.93, 0.11],
-    [0.00, 0.50, -0.02], [0.07, 0.40, -0.01], [-0.07, 0.40, -0.01], [0.00, 0.58, 0.03],
-    [0.18, 0.43, -0.02], [-0.18, 0.43, -0.02], [0.44, 0.43, -0.03], [-0.44, 0.43, -0.03],
-    [0.69, 0.43, -0.03], [-0.69, 0.43, -0.03], [0.77, 0.43, -0.03], [-0.77, 0.43, -0.03],
-])
+REST_JOINTS = np.array(
+    [
+        [0.00, 0.00, 0.00],
+        [0.09, -0.08, 0.00],
+        [-0.09, -0.08, 0.00],
+        [0.00, 0.10, -0.02],
+        [0.10, -0.47, 0.00],
+        [-0.10, -0.47, 0.00],
+        [0.00, 0.23, -0.01],
+        [0.10, -0.87, -0.03],
+        [-0.10, -0.87, -0.03],
+        [0.00, 0.29, 0.00],
+        [0.11, -0.93, 0.11],
+        [-0.11, -0.93, 0.11],
+        [0.00, 0.50, -0.02],
+        [0.07, 0.40, -0.01],
+        [-0.07, 0.40, -0.01],
+        [0.00, 0.58, 0.03],
+        [0.18, 0.43, -0.02],
+        [-0.18, 0.43, -0.02],
+        [0.44, 0.43, -0.03],
+        [-0.44, 0.43, -0.03],
+        [0.69, 0.43, -0.03],
+        [-0.69, 0.43, -0.03],
+        [0.77, 0.43, -0.03],
+        [-0.77, 0.43, -0.03],
+    ]
+)
 
 # Per joint: the segment its ellipsoid covers (start, end) and the two cross radii.
 _UP, _X = np.array([0.0, 1.0, 0.0]), np.array([1.0, 0.0, 0.0])
@@ -42,9 +62,22 @@ _SEGMENTS = {
     23: (REST_JOINTS[23], REST_JOINTS[23] - 0.09 * _X, (0.02, 0.045)),
 }
 _CHILD = {1: 4, 2: 5, 4: 7, 5: 8, 7: 10, 8: 11, 13: 16, 14: 17, 16: 18, 17: 19, 18: 20, 19: 21, 20: 22, 21: 23}
-_RADII = {1: (0.075, 0.075), 2: (0.075, 0.075), 4: (0.055, 0.055), 5: (0.055, 0.055), 7: (0.045, 0.05),
-          8: (0.045, 0.05), 13: (0.06, 0.06), 14: (0.06, 0.06), 16: (0.05, 0.05), 17: (0.05, 0.05),
-          18: (0.04, 0.04), 19: (0.04, 0.04), 20: (0.02, 0.045), 21: (0.02, 0.045)}
+_RADII = {
+    1: (0.075, 0.075),
+    2: (0.075, 0.075),
+    4: (0.055, 0.055),
+    5: (0.055, 0.055),
+    7: (0.045, 0.05),
+    8: (0.045, 0.05),
+    13: (0.06, 0.06),
+    14: (0.06, 0.06),
+    16: (0.05, 0.05),
+    17: (0.05, 0.05),
+    18: (0.04, 0.04),
+    19: (0.04, 0.04),
+    20: (0.02, 0.045),
+    21: (0.02, 0.045),
+}
 for _j, _c in _CHILD.items():
     _SEGMENTS[_j] = (REST_JOINTS[_j], REST_JOINTS[_c], _RADII[_j])
 _OVERLAP = 0.02  # ellipsoids reach a little past their segment so limbs look joined
@@ -59,8 +92,10 @@ def _ring_plan(lengths: np.ndarray) -> list[tuple[int, int]]:
     rest = budget - int((rings[:-2] * segs[:-2]).sum())
     options = [
         (abs(ra - rings[-2]) + abs(rb - rings[-1]) + abs(sb - segs[-1]), ra, rb, sb)
-        for ra in range(3, rest // segs[-2]) for sb in range(6, 33)
-        for rb in [(rest - ra * segs[-2]) // sb] if rb >= 3 and ra * segs[-2] + rb * sb == rest
+        for ra in range(3, rest // segs[-2])
+        for sb in range(6, 33)
+        for rb in [(rest - ra * segs[-2]) // sb]
+        if rb >= 3 and ra * segs[-2] + rb * sb == rest
     ]
     _, ra, rb, sb = min(options)
     plan = [(int(r), int(s)) for r, s in zip(rings[:-2], segs[:-2])]
@@ -76,7 +111,10 @@ def _ellipsoid(rings: int, segs: int) -> tuple[np.ndarray, np.ndarray, np.ndarra
     cross = np.stack((np.cos(np.tile(phi, rings)), np.sin(np.tile(phi, rings))), -1)
     cross = np.concatenate(([[1.0, 0.0]], cross, [[1.0, 0.0]])) * radial[:, None]
     last = rings * segs + 1
-    ring = lambda r, s: 1 + r * segs + s % segs  # noqa: E731
+
+    def ring(r, s):
+        return 1 + r * segs + s % segs
+
     faces = [(0, ring(0, s + 1), ring(0, s)) for s in range(segs)]
     for r in range(rings - 1):
         for s in range(segs):
@@ -145,10 +183,16 @@ def mannequin_arrays() -> dict[str, np.ndarray]:
         near = (joints_of == joint) | (joints_of == PARENTS[joint])
         posedirs[near, :, k] = 0.002 * np.sin(k + 1.0) * radial[near]
     arrays = {
-        "v_template": v_template, "shapedirs": shapedirs, "posedirs": posedirs,
-        "J_regressor": regressor, "weights": np.concatenate(weights), "f": np.concatenate(faces).astype(np.uint32),
+        "v_template": v_template,
+        "shapedirs": shapedirs,
+        "posedirs": posedirs,
+        "J_regressor": regressor,
+        "weights": np.concatenate(weights),
+        "f": np.concatenate(faces).astype(np.uint32),
         "kintree_table": np.stack((np.where(PARENTS < 0, 4294967295, PARENTS), np.arange(24))).astype(np.int64),
-        "J": REST_JOINTS.copy(), "bs_style": "lbs", "bs_type": "lrotmin",
+        "J": REST_JOINTS.copy(),
+        "bs_style": "lbs",
+        "bs_type": "lrotmin",
         STANDIN_KEY: "procedural mannequin in SMPL's file format - NOT SMPL, for demos and tests",
     }
     for value in arrays.values():  # cached and shared: make accidental in-place edits fail loudly
@@ -168,9 +212,9 @@ def demo_motion(num_frames: int = 33, height: int = 704, width: int = 1280, fps:
     """
     import torch
 
+    from ..camera import PinholeCamera
     from .motion_file import SMPLMotion
     from .rotations import axis_angle_to_matrix, matrix_to_axis_angle
-    from ..camera import PinholeCamera
 
     phase = torch.linspace(0, 2 * np.pi, num_frames + 1, dtype=torch.float64)[:-1]
     turn = axis_angle_to_matrix(torch.stack((0 * phase, 0.5 * torch.sin(phase), 0 * phase), -1))
@@ -187,5 +231,6 @@ def demo_motion(num_frames: int = 33, height: int = 704, width: int = 1280, fps:
     body_pose[:, 3, 0], body_pose[:, 4, 0] = 2 * bend, 2 * bend  # knees bend
     transl = torch.stack((0.1 * torch.sin(phase), 0.05 + 0.4 * bend, torch.full_like(phase, 3.0)), -1)
     camera = PinholeCamera.default_for(height, width)
-    return SMPLMotion(global_orient.numpy(), body_pose.reshape(num_frames, 69).numpy(), np.zeros(10),
-                      transl.numpy(), fps, camera)
+    return SMPLMotion(
+        global_orient.numpy(), body_pose.reshape(num_frames, 69).numpy(), np.zeros(10), transl.numpy(), fps, camera
+    )

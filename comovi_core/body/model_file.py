@@ -11,9 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import BodyModelNotFoundError, CoMoViError
 from .parts import SEGMENTATION_FILENAME, load_segmentation, parts_from_skinning
 from .safe_pickle import load_pickle_arrays
-from ..errors import BodyModelNotFoundError, CoMoViError
 
 NUM_JOINTS = 24
 NUM_POSE_BASIS = (NUM_JOINTS - 1) * 9  # 207
@@ -27,8 +27,11 @@ SMPL_DOWNLOAD_HINT = (
 
 def candidate_names(gender: str) -> tuple[str, ...]:
     g = gender.upper()
-    legacy = {"neutral": "basicModel_neutral_lbs_10_207_0_v1.0.0", "male": "basicmodel_m_lbs_10_207_0_v1.1.0",
-              "female": "basicmodel_f_lbs_10_207_0_v1.1.0"}[gender]
+    legacy = {
+        "neutral": "basicModel_neutral_lbs_10_207_0_v1.0.0",
+        "male": "basicmodel_m_lbs_10_207_0_v1.1.0",
+        "female": "basicmodel_f_lbs_10_207_0_v1.1.0",
+    }[gender]
     return (f"SMPL_{g}.pkl", f"SMPL_{g}.npz", f"smpl/SMPL_{g}.pkl", f"smpl/SMPL_{g}.npz", f"{legacy}.pkl")
 
 
@@ -71,11 +74,15 @@ class BodyModelData:
 
 def _expect(arrays: dict, key: str, shape: tuple, where: str) -> np.ndarray:
     if key not in arrays:
-        raise CoMoViError(f"{where}: missing '{key}'; this is not a SMPL model file (SMPL-X/MANO files are not supported)")
+        raise CoMoViError(
+            f"{where}: missing '{key}'; this is not a SMPL model file (SMPL-X/MANO files are not supported)"
+        )
     arr = np.asarray(arrays[key])
     if arr.ndim != len(shape) or any(s is not None and s != a for s, a in zip(shape, arr.shape)):
         want = "(" + ", ".join("any" if s is None else str(s) for s in shape) + ")"
-        raise CoMoViError(f"{where}: '{key}' has shape {arr.shape}, expected {want}; is this a SMPL (not SMPL-X/SMPL-H) model?")
+        raise CoMoViError(
+            f"{where}: '{key}' has shape {arr.shape}, expected {want}; is this a SMPL (not SMPL-X/SMPL-H) model?"
+        )
     if arr.dtype.kind in "fc" and not np.isfinite(arr).all():
         raise CoMoViError(f"{where}: '{key}' contains NaN or infinite values; the file is corrupt, re-download it")
     return arr

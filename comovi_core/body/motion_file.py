@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from ..atomic import atomic_path, check_writable_file
-from ..errors import CoMoViError
 from ..camera import PinholeCamera
+from ..errors import CoMoViError
 
 FORMAT_VERSION = 1
 
@@ -51,7 +51,9 @@ class SMPLMotion:
         self.fps = float(self.fps)
         if np.any(self.transl[:, 2] <= 0):
             bad = int(np.argmax(self.transl[:, 2] <= 0))
-            raise CoMoViError(f"transl z must be > 0 (the body in front of the camera); frame {bad} has z = {self.transl[bad, 2]:.3f}")
+            raise CoMoViError(
+                f"transl z must be > 0 (the body in front of the camera); frame {bad} has z = {self.transl[bad, 2]:.3f}"
+            )
 
     @property
     def full_pose(self) -> np.ndarray:
@@ -62,24 +64,43 @@ class SMPLMotion:
     def num_frames(self) -> int:
         return self.global_orient.shape[0]
 
-    def frame(self, index: int) -> "SMPLMotion":
+    def frame(self, index: int) -> SMPLMotion:
         """A one-frame motion (negative indices count from the end: -1 is the last frame)."""
         if not -self.num_frames <= index < self.num_frames:
             raise CoMoViError(f"frame {index} asked for, but the motion has {self.num_frames} frames")
         pick = slice(index, index + 1 if index != -1 else None)
-        return SMPLMotion(self.global_orient[pick], self.body_pose[pick], self.betas, self.transl[pick], self.fps, self.camera,
-                          self.gender)
+        return SMPLMotion(
+            self.global_orient[pick],
+            self.body_pose[pick],
+            self.betas,
+            self.transl[pick],
+            self.fps,
+            self.camera,
+            self.gender,
+        )
 
 
 def concat_motions(first: SMPLMotion, second: SMPLMotion, skip_shared_frame: bool = True) -> SMPLMotion:
     """``first`` then ``second`` (shape, camera and fps of ``first``). A clip generated from the last frame of the
     previous one starts with that frame again: ``skip_shared_frame`` drops it."""
     if first.camera.image_size != second.camera.image_size:
-        raise CoMoViError(f"the motions were made for different image sizes: {first.camera.image_size} vs {second.camera.image_size}")
+        raise CoMoViError(
+            f"the motions were made for different image sizes: {first.camera.image_size} vs {second.camera.image_size}"
+        )
     start = 1 if skip_shared_frame and second.num_frames > 1 else 0
-    join = lambda a, b: np.concatenate([a, b[start:]])  # noqa: E731
-    return SMPLMotion(join(first.global_orient, second.global_orient), join(first.body_pose, second.body_pose), first.betas,
-                      join(first.transl, second.transl), first.fps, first.camera, first.gender)
+
+    def join(a, b):
+        return np.concatenate([a, b[start:]])
+
+    return SMPLMotion(
+        join(first.global_orient, second.global_orient),
+        join(first.body_pose, second.body_pose),
+        first.betas,
+        join(first.transl, second.transl),
+        first.fps,
+        first.camera,
+        first.gender,
+    )
 
 
 def _check(value, name: str, shape: tuple) -> np.ndarray:
@@ -109,15 +130,32 @@ def save_motion(path: str | Path, motion: SMPLMotion) -> Path:
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as fh:
             np.savez(
-                fh, format_version=np.int64(FORMAT_VERSION), global_orient=motion.global_orient,
-                body_pose=motion.body_pose, betas=motion.betas, transl=motion.transl, fps=np.float64(motion.fps),
-                focal_length=np.asarray(cam.focal_length, np.float64), principal_point=np.asarray(cam.principal_point, np.float64),
-                image_size=np.asarray(cam.image_size, np.int64), gender=np.str_(motion.gender),
+                fh,
+                format_version=np.int64(FORMAT_VERSION),
+                global_orient=motion.global_orient,
+                body_pose=motion.body_pose,
+                betas=motion.betas,
+                transl=motion.transl,
+                fps=np.float64(motion.fps),
+                focal_length=np.asarray(cam.focal_length, np.float64),
+                principal_point=np.asarray(cam.principal_point, np.float64),
+                image_size=np.asarray(cam.image_size, np.int64),
+                gender=np.str_(motion.gender),
             )
     return path
 
 
-REQUIRED_KEYS = ("format_version", "global_orient", "body_pose", "betas", "transl", "fps", "focal_length", "principal_point", "image_size")
+REQUIRED_KEYS = (
+    "format_version",
+    "global_orient",
+    "body_pose",
+    "betas",
+    "transl",
+    "fps",
+    "focal_length",
+    "principal_point",
+    "image_size",
+)
 
 
 def load_motion(path: str | Path) -> SMPLMotion:
@@ -135,13 +173,29 @@ def load_motion(path: str | Path) -> SMPLMotion:
         raise CoMoViError(f"{path}: missing {missing}; see comovi_core.body.motion_file for the format")
     version = int(arrays["format_version"])
     if version != FORMAT_VERSION:
-        raise CoMoViError(f"{path}: motion format version {version} is not supported (this library reads version {FORMAT_VERSION}); update ComfyUI-CoMoVi")
+        raise CoMoViError(
+            f"{path}: motion format version {version} is not supported (this library reads version "
+            f"{FORMAT_VERSION}); update ComfyUI-CoMoVi"
+        )
     try:
-        camera = PinholeCamera(tuple(arrays["focal_length"].reshape(2)), tuple(arrays["principal_point"].reshape(2)),
-                               tuple(int(s) for s in arrays["image_size"].reshape(2)))
-        return SMPLMotion(arrays["global_orient"], arrays["body_pose"], arrays["betas"], arrays["transl"],
-                          float(arrays["fps"]), camera, str(arrays.get("gender", "neutral")))
+        camera = PinholeCamera(
+            tuple(arrays["focal_length"].reshape(2)),
+            tuple(arrays["principal_point"].reshape(2)),
+            tuple(int(s) for s in arrays["image_size"].reshape(2)),
+        )
+        return SMPLMotion(
+            arrays["global_orient"],
+            arrays["body_pose"],
+            arrays["betas"],
+            arrays["transl"],
+            float(arrays["fps"]),
+            camera,
+            str(arrays.get("gender", "neutral")),
+        )
     except CoMoViError as exc:
         raise CoMoViError(f"{path}: {exc}") from exc
     except ValueError as exc:
-        raise CoMoViError(f"{path}: camera entries have the wrong size ({exc}); focal_length, principal_point and image_size hold 2 numbers each") from exc
+        raise CoMoViError(
+            f"{path}: camera entries have the wrong size ({exc}); focal_length, principal_point and image_size "
+            "hold 2 numbers each"
+        ) from exc

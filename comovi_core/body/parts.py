@@ -15,30 +15,86 @@ import numpy as np
 from ..errors import CoMoViError
 
 PART_NAMES: tuple[str, ...] = (
-    "rightHand", "rightUpLeg", "leftArm", "leftLeg", "leftToeBase", "leftFoot", "spine1", "spine2",
-    "leftShoulder", "rightShoulder", "rightFoot", "head", "rightArm", "leftHandIndex1", "rightLeg",
-    "rightHandIndex1", "leftForeArm", "rightForeArm", "neck", "rightToeBase", "spine", "leftUpLeg",
-    "leftHand", "hips",
+    "rightHand",
+    "rightUpLeg",
+    "leftArm",
+    "leftLeg",
+    "leftToeBase",
+    "leftFoot",
+    "spine1",
+    "spine2",
+    "leftShoulder",
+    "rightShoulder",
+    "rightFoot",
+    "head",
+    "rightArm",
+    "leftHandIndex1",
+    "rightLeg",
+    "rightHandIndex1",
+    "leftForeArm",
+    "rightForeArm",
+    "neck",
+    "rightToeBase",
+    "spine",
+    "leftUpLeg",
+    "leftHand",
+    "hips",
 )
 NUM_PARTS = len(PART_NAMES)  # 24
 
 # SMPL joint names in joint-index order (smplx's JOINT_NAMES[:24] for SMPL).
 SMPL_JOINT_NAMES: tuple[str, ...] = (
-    "pelvis", "left_hip", "right_hip", "spine1", "left_knee", "right_knee", "spine2", "left_ankle",
-    "right_ankle", "spine3", "left_foot", "right_foot", "neck", "left_collar", "right_collar", "head",
-    "left_shoulder", "right_shoulder", "left_elbow", "right_elbow", "left_wrist", "right_wrist",
-    "left_hand", "right_hand",
+    "pelvis",
+    "left_hip",
+    "right_hip",
+    "spine1",
+    "left_knee",
+    "right_knee",
+    "spine2",
+    "left_ankle",
+    "right_ankle",
+    "spine3",
+    "left_foot",
+    "right_foot",
+    "neck",
+    "left_collar",
+    "right_collar",
+    "head",
+    "left_shoulder",
+    "right_shoulder",
+    "left_elbow",
+    "right_elbow",
+    "left_wrist",
+    "right_wrist",
+    "left_hand",
+    "right_hand",
 )
 
 # Which part each SMPL joint's skinned region belongs to (docs/motion_map.md).
 JOINT_TO_PART: dict[str, str] = {
-    "pelvis": "hips", "left_hip": "leftUpLeg", "right_hip": "rightUpLeg", "spine1": "spine",
-    "left_knee": "leftLeg", "right_knee": "rightLeg", "spine2": "spine1", "left_ankle": "leftFoot",
-    "right_ankle": "rightFoot", "spine3": "spine2", "left_foot": "leftToeBase",
-    "right_foot": "rightToeBase", "neck": "neck", "left_collar": "leftShoulder",
-    "right_collar": "rightShoulder", "head": "head", "left_shoulder": "leftArm",
-    "right_shoulder": "rightArm", "left_elbow": "leftForeArm", "right_elbow": "rightForeArm",
-    "left_wrist": "leftHand", "right_wrist": "rightHand", "left_hand": "leftHandIndex1",
+    "pelvis": "hips",
+    "left_hip": "leftUpLeg",
+    "right_hip": "rightUpLeg",
+    "spine1": "spine",
+    "left_knee": "leftLeg",
+    "right_knee": "rightLeg",
+    "spine2": "spine1",
+    "left_ankle": "leftFoot",
+    "right_ankle": "rightFoot",
+    "spine3": "spine2",
+    "left_foot": "leftToeBase",
+    "right_foot": "rightToeBase",
+    "neck": "neck",
+    "left_collar": "leftShoulder",
+    "right_collar": "rightShoulder",
+    "head": "head",
+    "left_shoulder": "leftArm",
+    "right_shoulder": "rightArm",
+    "left_elbow": "leftForeArm",
+    "right_elbow": "rightForeArm",
+    "left_wrist": "leftHand",
+    "right_wrist": "rightHand",
+    "left_hand": "leftHandIndex1",
     "right_hand": "rightHandIndex1",
 }
 
@@ -63,7 +119,9 @@ def parts_from_segmentation(segmentation: dict, num_vertices: int) -> np.ndarray
     """
     unknown = sorted(set(segmentation) - set(PART_NAMES))
     if unknown:
-        raise CoMoViError(f"{SEGMENTATION_FILENAME}: unknown part names {unknown}; expected the 24 SMPL parts {list(PART_NAMES)}")
+        raise CoMoViError(
+            f"{SEGMENTATION_FILENAME}: unknown part names {unknown}; expected the 24 SMPL parts {list(PART_NAMES)}"
+        )
     parts = np.full(num_vertices, -1, dtype=np.int64)
     for p, name in enumerate(PART_NAMES):
         ids = np.asarray(segmentation.get(name, []), dtype=np.int64)

@@ -56,7 +56,14 @@ _ALLOWED: dict[tuple[str, str], Any] = {
     ("builtins", "frozenset"): frozenset,
     ("chumpy.ch", "Ch"): ChumpyStandIn,
 }
-for _mod in ("scipy.sparse.csc", "scipy.sparse._csc", "scipy.sparse.csr", "scipy.sparse._csr", "scipy.sparse.coo", "scipy.sparse._coo"):
+for _mod in (
+    "scipy.sparse.csc",
+    "scipy.sparse._csc",
+    "scipy.sparse.csr",
+    "scipy.sparse._csr",
+    "scipy.sparse.coo",
+    "scipy.sparse._coo",
+):
     _fmt = _mod.rsplit(".", 1)[1].lstrip("_")
     _ALLOWED[(_mod, f"{_fmt}_matrix")] = _sparse(_fmt)
 
@@ -137,7 +144,9 @@ def load_pickle_arrays(path: str | Path) -> dict[str, Any]:
     except UnsafePickleError:
         raise
     except Exception as exc:  # a corrupt or truncated file: say which one
-        raise CoMoViError(f"{path} is not a readable SMPL pickle ({type(exc).__name__}: {exc}); re-download it") from exc
+        raise CoMoViError(
+            f"{path} is not a readable SMPL pickle ({type(exc).__name__}: {exc}); re-download it"
+        ) from exc
     if not isinstance(obj, dict):
         raise CoMoViError(f"{path} does not hold a SMPL model (expected a dict of arrays, found {type(obj).__name__})")
     return {str(k): _to_array(v, str(k)) for k, v in obj.items()}

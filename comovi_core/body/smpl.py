@@ -12,8 +12,8 @@ import smplx
 import torch
 from smplx.utils import Struct
 
-from .model_file import BodyModelData
 from ..errors import CoMoViError
+from .model_file import BodyModelData
 
 log = logging.getLogger(__name__)
 
@@ -32,14 +32,24 @@ class BodyModel(torch.nn.Module):
     def __init__(self, data: BodyModelData, num_betas: int = NUM_BETAS):
         super().__init__()
         struct = Struct(
-            v_template=data.v_template, shapedirs=data.shapedirs, posedirs=data.posedirs,
-            J_regressor=data.J_regressor, weights=data.weights, kintree_table=data.kintree_table, f=data.f,
+            v_template=data.v_template,
+            shapedirs=data.shapedirs,
+            posedirs=data.posedirs,
+            J_regressor=data.J_regressor,
+            weights=data.weights,
+            kintree_table=data.kintree_table,
+            f=data.f,
         )
         # smplx prints a note about 10-component models; keep our stdout clean.
         with contextlib.redirect_stdout(io.StringIO()):
             self.smpl = smplx.SMPL(
-                model_path=data.source, data_struct=struct, num_betas=num_betas, create_betas=False,
-                create_global_orient=False, create_body_pose=False, create_transl=False,
+                model_path=data.source,
+                data_struct=struct,
+                num_betas=num_betas,
+                create_betas=False,
+                create_global_orient=False,
+                create_body_pose=False,
+                create_transl=False,
             )
         self.register_buffer("part_ids", torch.from_numpy(data.part_ids), persistent=False)
         self.source = data.source
@@ -67,7 +77,11 @@ class BodyModel(torch.nn.Module):
                 f"SMPL poses must be axis-angle global_orient (T, 3) and body_pose (T, 69), "
                 f"got {tuple(global_orient.shape)} and {tuple(body_pose.shape)}"
             )
-        betas = torch.zeros(self.num_betas, device=dev, dtype=dt) if betas is None else torch.as_tensor(betas, device=dev, dtype=dt)
+        betas = (
+            torch.zeros(self.num_betas, device=dev, dtype=dt)
+            if betas is None
+            else torch.as_tensor(betas, device=dev, dtype=dt)
+        )
         betas = betas.reshape(-1, betas.shape[-1])[:, : self.num_betas]  # (1 or T, B)
         transl = None if transl is None else torch.as_tensor(transl, device=dev, dtype=dt).reshape(t, 3)
         out = self.smpl(betas=betas.expand(t, -1), global_orient=global_orient, body_pose=body_pose, transl=transl)

@@ -18,9 +18,16 @@ def vitpose_config(config: HMR2Config):
     from transformers import VitPoseBackboneConfig
 
     vit = VitPoseBackboneConfig(
-        image_size=[config.image_size, config.crop_width], patch_size=config.patch_size, hidden_size=config.embed_dim,
-        num_hidden_layers=config.depth, num_attention_heads=config.num_heads, mlp_ratio=config.mlp_ratio,
-        qkv_bias=True, layer_norm_eps=1e-6, hidden_act="gelu", num_experts=1,
+        image_size=[config.image_size, config.crop_width],
+        patch_size=config.patch_size,
+        hidden_size=config.embed_dim,
+        num_hidden_layers=config.depth,
+        num_attention_heads=config.num_heads,
+        mlp_ratio=config.mlp_ratio,
+        qkv_bias=True,
+        layer_norm_eps=1e-6,
+        hidden_act="gelu",
+        num_experts=1,
     )
     vit._attn_implementation = "sdpa"
     return vit

@@ -93,8 +93,10 @@ def read_tensors(path: str | Path) -> dict[str, torch.Tensor]:
     """Every tensor of an HMR 2.0 checkpoint (``.ckpt`` / ``.pt`` / ``.pth`` or ``.safetensors``), by name."""
     path = Path(path)
     if not path.is_file():
-        raise CoMoViError(f"estimator checkpoint {path} not found: download HMR 2.0 (see README, 'Start pose') "
-                          "and place it in models/smpl_estimators")
+        raise CoMoViError(
+            f"estimator checkpoint {path} not found: download HMR 2.0 (see README, 'Start pose') "
+            "and place it in models/smpl_estimators"
+        )
     if path.suffix == ".safetensors":
         from ..weights import read_safetensors
 
@@ -144,10 +146,8 @@ def official_to_ours(key: str) -> list[tuple[str, int, int]] | None:
             return [(match.expand(target), 0, 1)]
     split = (
         (r"backbone\.blocks\.(\d+)\.attn\.qkv\.(.+)", "backbone.layers.{0}.attention.attention.{q}.{1}", _QKV),
-        (_DEC + r"\.0\.fn\.to_qkv\.(.+)", "head.layers.{0}.attn1.{q}.{1}",
-         ("to_q", "to_k", "to_v")),
-        (_DEC + r"\.1\.fn\.to_kv\.(.+)", "head.layers.{0}.attn2.{q}.{1}",
-         ("to_k", "to_v")),
+        (_DEC + r"\.0\.fn\.to_qkv\.(.+)", "head.layers.{0}.attn1.{q}.{1}", ("to_q", "to_k", "to_v")),
+        (_DEC + r"\.1\.fn\.to_kv\.(.+)", "head.layers.{0}.attn2.{q}.{1}", ("to_k", "to_v")),
     )
     for pattern, target, parts in split:
         match = re.fullmatch(pattern, key)
@@ -178,18 +178,22 @@ def infer_config(state: dict[str, torch.Tensor]) -> HMR2Config:
         tokens = state["backbone.embeddings.position_embeddings"].shape[1] - 1
         base = HMR2Config()
         config = base.replace(
-            embed_dim=embed, num_heads=VIT_HEADS.get(embed, 0),
+            embed_dim=embed,
+            num_heads=VIT_HEADS.get(embed, 0),
             depth=1 + max(int(k.split(".")[2]) for k in state if k.startswith("backbone.layers.")),
             patch_size=state["backbone.embeddings.patch_embeddings.projection.weight"].shape[-1],
             head_dim=state["head.token_embedding.weight"].shape[0],
             head_depth=1 + max(int(k.split(".")[2]) for k in state if k.startswith("head.layers.")),
             head_heads=state["head.layers.0.attn1.to_q.weight"].shape[0] // base.head_dim_head,
-            head_mlp_dim=state["head.layers.0.ff.net.0.proj.weight"].shape[0])
+            head_mlp_dim=state["head.layers.0.ff.net.0.proj.weight"].shape[0],
+        )
     except (KeyError, ValueError) as exc:
         raise CoMoViError(f"the estimator checkpoint lacks {exc}: is it an HMR 2.0 checkpoint?") from exc
     if config.num_heads == 0 or tokens != config.grid[0] * config.grid[1]:
-        raise CoMoViError(f"unknown HMR 2.0 variant (ViT width {embed}, {tokens} image tokens): the released ViT-H "
-                          "checkpoint (epoch=35-step=1000000.ckpt) is the one supported")
+        raise CoMoViError(
+            f"unknown HMR 2.0 variant (ViT width {embed}, {tokens} image tokens): the released ViT-H "
+            "checkpoint (epoch=35-step=1000000.ckpt) is the one supported"
+        )
     return config
 
 
@@ -215,8 +219,11 @@ def save_hmr2(model, path: str | Path) -> Path:
     """Our layout as .safetensors with the config in the metadata (a converted checkpoint, no pickle)."""
     from safetensors.torch import save_file
 
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path),
-              metadata={"hmr2_config": json.dumps(dataclasses.asdict(model.config))})
+    save_file(
+        {k: v.contiguous() for k, v in model.state_dict().items()},
+        str(path),
+        metadata={"hmr2_config": json.dumps(dataclasses.asdict(model.config))},
+    )
     return Path(path)
 
 
@@ -231,8 +238,10 @@ def load_hmr2(path: str | Path, config: HMR2Config | None = None, device="cpu", 
     missing = sorted(set(model.state_dict()) - set(state))
     unexpected = sorted(set(state) - set(model.state_dict()))
     if missing or unexpected:
-        raise CoMoViError(f"{path} does not fit HMR 2.0: {len(missing)} tensors missing (e.g. {missing[:3]}), "
-                          f"{len(unexpected)} unexpected (e.g. {unexpected[:3]}); download the official checkpoint")
+        raise CoMoViError(
+            f"{path} does not fit HMR 2.0: {len(missing)} tensors missing (e.g. {missing[:3]}), "
+            f"{len(unexpected)} unexpected (e.g. {unexpected[:3]}); download the official checkpoint"
+        )
     try:
         model.load_state_dict(state, assign=True)
     except RuntimeError as exc:

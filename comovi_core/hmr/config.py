@@ -46,12 +46,22 @@ class HMR2Config:
         """6D rotations of the global orientation and the body joints."""
         return 6 * (self.num_body_joints + 1)
 
-    def replace(self, **changes) -> "HMR2Config":
+    def replace(self, **changes) -> HMR2Config:
         return dataclasses.replace(self, **changes)
 
 
 PRESETS: dict[str, HMR2Config] = {
     "vit-h": HMR2Config(),  # the released HMR 2.0 (ViT-H backbone, 6-layer head)
-    "tiny": HMR2Config(image_size=64, crop_width=48, embed_dim=32, depth=2, num_heads=4, head_dim=48, head_depth=2,
-                       head_heads=2, head_dim_head=16, head_mlp_dim=64),  # tests and the parity fixture
+    "tiny": HMR2Config(
+        image_size=64,
+        crop_width=48,
+        embed_dim=32,
+        depth=2,
+        num_heads=4,
+        head_dim=48,
+        head_depth=2,
+        head_heads=2,
+        head_dim_head=16,
+        head_mlp_dim=64,
+    ),  # tests and the parity fixture
 }

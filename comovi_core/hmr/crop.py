@@ -24,12 +24,17 @@ def box_from_points(points: np.ndarray, height: int, width: int, pad: float = 1.
     ``pad`` (keypoints stop at the joints; the head top and feet lie beyond them), clipped to the image."""
     seen = points[points[:, 2] > 0.1, :2]
     if len(seen) < 2:
-        raise CoMoViError("fewer than 2 confident keypoints: cannot place a person box; give a MASK or let the "
-                          "detector find the person")
+        raise CoMoViError(
+            "fewer than 2 confident keypoints: cannot place a person box; give a MASK or let the "
+            "detector find the person"
+        )
     (x0, y0), (x1, y1) = seen.min(0), seen.max(0)
     cx, cy, half_w, half_h = (x0 + x1) / 2, (y0 + y1) / 2, pad * (x1 - x0) / 2, pad * (y1 - y0) / 2
-    return _checked_box(np.array([max(0, cx - half_w), max(0, cy - half_h), min(width, cx + half_w),
-                                  min(height, cy + half_h)], np.float32))
+    return _checked_box(
+        np.array(
+            [max(0, cx - half_w), max(0, cy - half_h), min(width, cx + half_w), min(height, cy + half_h)], np.float32
+        )
+    )
 
 
 def box_from_mask(mask: np.ndarray | torch.Tensor) -> np.ndarray:
@@ -43,8 +48,10 @@ def box_from_mask(mask: np.ndarray | torch.Tensor) -> np.ndarray:
 
 def _checked_box(box: np.ndarray) -> np.ndarray:
     if min(box[2] - box[0], box[3] - box[1]) < MIN_BOX_SIDE:
-        raise CoMoViError(f"the person box {box.round(1).tolist()} is under {MIN_BOX_SIDE:.0f} pixels on a side: "
-                          "is the person in the picture?")
+        raise CoMoViError(
+            f"the person box {box.round(1).tolist()} is under {MIN_BOX_SIDE:.0f} pixels on a side: "
+            "is the person in the picture?"
+        )
     return box
 
 
@@ -91,14 +98,17 @@ def crop_person(image: torch.Tensor, window: tuple[float, float, float], config:
     return (crop - mean) / std
 
 
-def crop_camera_to_full(cam: torch.Tensor, window: tuple[float, float, float], principal_point: tuple[float, float],
-                        focal_length: float) -> torch.Tensor:
+def crop_camera_to_full(
+    cam: torch.Tensor, window: tuple[float, float, float], principal_point: tuple[float, float], focal_length: float
+) -> torch.Tensor:
     """(3,) weak-perspective crop camera (s, tx, ty) -> (3,) full-image translation (metres) for a pinhole of
     ``focal_length`` pixels: the body keeps its place and size in the picture, its depth follows the focal."""
     cx, cy, side = window
     scale = side * cam[0] + 1e-9
     if not math.isfinite(float(scale)) or float(scale) <= 0:
-        raise CoMoViError(f"the estimator gave a non-positive camera scale ({float(cam[0]):.3g}): the crop holds no "
-                          "recognisable person; give a tighter box, a mask or keypoints")
+        raise CoMoViError(
+            f"the estimator gave a non-positive camera scale ({float(cam[0]):.3g}): the crop holds no "
+            "recognisable person; give a tighter box, a mask or keypoints"
+        )
     px, py = principal_point
     return torch.stack([2 * (cx - px) / scale + cam[1], 2 * (cy - py) / scale + cam[2], 2 * focal_length / scale])

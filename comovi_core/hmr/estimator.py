@@ -8,8 +8,8 @@ import numpy as np
 import torch
 
 from ..body.rotations import matrix_to_axis_angle
-from ..errors import CoMoViError
 from ..camera import PinholeCamera
+from ..errors import CoMoViError
 from .crop import crop_camera_to_full, crop_person, square_window
 from .model import HMR2
 
@@ -26,15 +26,17 @@ class BodyEstimate:
 
 
 @torch.no_grad()
-def estimate_body(model: HMR2, image: torch.Tensor, box: np.ndarray, camera: PinholeCamera,
-                  focal_source: str) -> BodyEstimate:
+def estimate_body(
+    model: HMR2, image: torch.Tensor, box: np.ndarray, camera: PinholeCamera, focal_source: str
+) -> BodyEstimate:
     """image (H, W, 3) RGB in [0, 1], box (4,) in pixels -> HMR 2.0's body in the full image seen by ``camera``.
 
     HMR 2.0 predicts no focal length: its weak-perspective crop camera is turned into a translation for
     ``camera``'s focal length, so the body keeps its place and size in the picture at that focal."""
     if image.ndim != 3 or image.shape[-1] != 3 or tuple(image.shape[:2]) != camera.image_size:
-        raise CoMoViError(f"image must be (H, W, 3) RGB matching the camera {camera.image_size}, "
-                          f"got {tuple(image.shape)}")
+        raise CoMoViError(
+            f"image must be (H, W, 3) RGB matching the camera {camera.image_size}, got {tuple(image.shape)}"
+        )
     window = square_window(box)
     param = next(model.parameters())
     crop = crop_person(image.cpu(), window, model.config)[None].to(param)

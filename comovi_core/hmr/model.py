@@ -23,5 +23,5 @@ class HMR2(nn.Module):
 
     def forward(self, crop: torch.Tensor) -> HMR2Output:
         margin = (self.config.image_size - self.config.crop_width) // 2
-        tokens = self.backbone(crop[..., margin: crop.shape[-1] - margin])  # (B, N, C)
+        tokens = self.backbone(crop[..., margin : crop.shape[-1] - margin])  # (B, N, C)
         return self.head(tokens)

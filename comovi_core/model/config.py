@@ -58,21 +58,29 @@ class CoMoViConfig:
     def wan_kwargs(self, num_layers: int | None = None) -> dict:
         """Arguments for diffusers' ``WanTransformer3DModel`` building one branch."""
         return dict(
-            patch_size=tuple(self.patch_size), num_attention_heads=self.num_attention_heads,
-            attention_head_dim=self.attention_head_dim, in_channels=self.in_channels, out_channels=self.out_channels,
-            text_dim=self.text_dim, freq_dim=self.freq_dim, ffn_dim=self.ffn_dim,
-            num_layers=self.num_layers if num_layers is None else num_layers, cross_attn_norm=True,
-            qk_norm="rms_norm_across_heads", eps=self.eps, rope_max_seq_len=self.rope_max_seq_len,
+            patch_size=tuple(self.patch_size),
+            num_attention_heads=self.num_attention_heads,
+            attention_head_dim=self.attention_head_dim,
+            in_channels=self.in_channels,
+            out_channels=self.out_channels,
+            text_dim=self.text_dim,
+            freq_dim=self.freq_dim,
+            ffn_dim=self.ffn_dim,
+            num_layers=self.num_layers if num_layers is None else num_layers,
+            cross_attn_norm=True,
+            qk_norm="rms_norm_across_heads",
+            eps=self.eps,
+            rope_max_seq_len=self.rope_max_seq_len,
         )
 
-    def replace(self, **changes) -> "CoMoViConfig":
+    def replace(self, **changes) -> CoMoViConfig:
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "CoMoViConfig":
+    def from_dict(cls, data: dict) -> CoMoViConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
@@ -87,11 +95,29 @@ PRESETS: dict[str, CoMoViConfig] = {
     # the released model: Wan2.2-TI2V-5B branches
     "wan2.2-ti2v-5b": CoMoViConfig(),
     # tests: tiny and fast on CPU; same layout as the release fixtures (dim 96, 4 heads)
-    "tiny": CoMoViConfig(num_attention_heads=4, attention_head_dim=24, text_dim=48, text_len=32, freq_dim=32,
-                         ffn_dim=128, num_layers=2, smpl_layers=2, smpl_heads=12, smpl_ffn_dim=96),
+    "tiny": CoMoViConfig(
+        num_attention_heads=4,
+        attention_head_dim=24,
+        text_dim=48,
+        text_len=32,
+        freq_dim=32,
+        ffn_dim=128,
+        num_layers=2,
+        smpl_layers=2,
+        smpl_heads=12,
+        smpl_ffn_dim=96,
+    ),
     # benchmarks: dim 384, 4 heads, FFN 1024, 4 layers
-    "medium": CoMoViConfig(num_attention_heads=4, attention_head_dim=96, text_dim=256, text_len=64, freq_dim=64,
-                           ffn_dim=1024, num_layers=4, smpl_layers=0),
+    "medium": CoMoViConfig(
+        num_attention_heads=4,
+        attention_head_dim=96,
+        text_dim=256,
+        text_len=64,
+        freq_dim=64,
+        ffn_dim=1024,
+        num_layers=4,
+        smpl_layers=0,
+    ),
 }
 
 

@@ -94,14 +94,15 @@ class CoMoViTransformer(ModelMixin, ConfigMixin):
         del self.motion.condition_embedder, self.motion.rope  # shared with the RGB branch
         n_zero = {"none": 0, "dual": 2 * config.num_motion_blocks, "paper": config.num_motion_blocks + 1}
         self.zero_linears = nn.ModuleList(
-            _zero_linear(dim) for _ in range(n_zero.get(config.interaction, config.num_motion_blocks)))
+            _zero_linear(dim) for _ in range(n_zero.get(config.interaction, config.num_motion_blocks))
+        )
         self.smpl_head = SMPLHead(config) if config.has_smpl_head else None
         self.gradient_checkpointing = False  # set by diffusers' enable_gradient_checkpointing()
         self.block_swap = None  # set by memory.enable_block_swap (diffusers group offload of layer pairs)
         self.layer_callback = None  # called with the layer index after each layer pair; may raise to cancel
 
     @classmethod
-    def from_comovi_config(cls, config: CoMoViConfig) -> "CoMoViTransformer":
+    def from_comovi_config(cls, config: CoMoViConfig) -> CoMoViTransformer:
         return cls(**config.to_dict())
 
     def initialize_weights(self) -> None:
@@ -187,7 +188,10 @@ class CoMoViTransformer(ModelMixin, ConfigMixin):
         """
         cfg = self.comovi_config
         if rgb_latents.shape != motion_latents.shape:
-            raise CoMoViError(f"rgb and motion latents must have the same shape, got {tuple(rgb_latents.shape)} and {tuple(motion_latents.shape)}")
+            raise CoMoViError(
+                f"rgb and motion latents must have the same shape, got {tuple(rgb_latents.shape)} and "
+                f"{tuple(motion_latents.shape)}"
+            )
         b, _, f, h, w = rgb_latents.shape
         grid = (f // cfg.patch_size[0], h // cfg.patch_size[1], w // cfg.patch_size[2])
         # 1. patch embedding and RoPE (shared)
@@ -200,8 +204,11 @@ class CoMoViTransformer(ModelMixin, ConfigMixin):
             timestep.flatten() if ts_len else timestep, encoder_hidden_states, None, timestep_seq_len=ts_len
         )
         timestep_proj = timestep_proj.unflatten(2 if ts_len else 1, (6, -1))
+
         # 3. coupled blocks; a step cache may instead add each branch's last residual (comovi_core.step_cache)
-        blocks = lambda x_rgb, x_motion: self._blocks(x_rgb, x_motion, context, timestep_proj, rotary_emb)  # noqa: E731
+        def blocks(x_rgb, x_motion):
+            return self._blocks(x_rgb, x_motion, context, timestep_proj, rotary_emb)
+
         if step_cache is None:
             x_rgb, x_motion, fused = blocks(x_rgb, x_motion)
         else:
@@ -210,7 +217,9 @@ class CoMoViTransformer(ModelMixin, ConfigMixin):
         smpl = None
         if self.smpl_head is not None and start_pose_6d is not None:
             smpl = self.smpl_head(start_pose_6d, fused, grid[0])
-        return CoMoViOutput(self._head(self.rgb, x_rgb, temb, grid), self._head(self.motion, x_motion, temb, grid), smpl)
+        return CoMoViOutput(
+            self._head(self.rgb, x_rgb, temb, grid), self._head(self.motion, x_motion, temb, grid), smpl
+        )
 
     def _blocks(self, x_rgb, x_motion, context, timestep_proj, rotary_emb) -> tuple:
         """All layer pairs: (B, L, D) tokens in and out, plus the fused features of the 3D head (or None)."""
@@ -218,7 +227,8 @@ class CoMoViTransformer(ModelMixin, ConfigMixin):
         for j in range(self.comovi_config.num_motion_blocks):
             if torch.is_grad_enabled() and self.gradient_checkpointing:  # diffusers' checkpointing function
                 x_rgb, x_motion, out_fused = self._gradient_checkpointing_func(
-                    self._layer, j, x_rgb, x_motion, context, timestep_proj, rotary_emb)
+                    self._layer, j, x_rgb, x_motion, context, timestep_proj, rotary_emb
+                )
             else:
                 x_rgb, x_motion, out_fused = self._layer(j, x_rgb, x_motion, context, timestep_proj, rotary_emb)
             fused = out_fused if out_fused is not None else fused

@@ -16,10 +16,16 @@ _WAN_PAIRS: list[tuple[str, str]] = [
     ("time_embedding.0.{p}", "condition_embedder.time_embedder.linear_1.{p}"),
     ("time_embedding.2.{p}", "condition_embedder.time_embedder.linear_2.{p}"),
     ("time_projection.1.{p}", "condition_embedder.time_proj.{p}"),
-    *[(f"blocks.{{n}}.{o}_attn.{a}.{{p}}", f"blocks.{{n}}.{d}.to_{b}.{{p}}")
-      for o, d in (("self", "attn1"), ("cross", "attn2")) for a, b in (("q", "q"), ("k", "k"), ("v", "v"), ("o", "out.0"))],
-    *[(f"blocks.{{n}}.{o}_attn.norm_{a}.weight", f"blocks.{{n}}.{d}.norm_{a}.weight")
-      for o, d in (("self", "attn1"), ("cross", "attn2")) for a in "qk"],
+    *[
+        (f"blocks.{{n}}.{o}_attn.{a}.{{p}}", f"blocks.{{n}}.{d}.to_{b}.{{p}}")
+        for o, d in (("self", "attn1"), ("cross", "attn2"))
+        for a, b in (("q", "q"), ("k", "k"), ("v", "v"), ("o", "out.0"))
+    ],
+    *[
+        (f"blocks.{{n}}.{o}_attn.norm_{a}.weight", f"blocks.{{n}}.{d}.norm_{a}.weight")
+        for o, d in (("self", "attn1"), ("cross", "attn2"))
+        for a in "qk"
+    ],
     ("blocks.{n}.norm3.{p}", "blocks.{n}.norm2.{p}"),
     ("blocks.{n}.ffn.0.{p}", "blocks.{n}.ffn.net.0.proj.{p}"),
     ("blocks.{n}.ffn.2.{p}", "blocks.{n}.ffn.net.2.{p}"),
@@ -64,10 +70,16 @@ _RELEASE_PAIRS: list[tuple[str, str]] = [
     ("smpl_pe", "smpl_head.frame_embedding"),
     ("smpl_proj_in.{p}", "smpl_head.proj_in.{p}"),
     ("smpl_proj_out.{p}", "smpl_head.proj_out.{p}"),
-    *[(f"smpl_decoders.{{n}}.{r}.{a}.{{p}}", f"smpl_head.layers.{{n}}.{o}.{b}.{{p}}")
-      for r, o in (("sa", "self_attn"), ("ca", "cross_attn")) for a, b in (("q", "to_q"), ("k", "to_k"), ("v", "to_v"), ("o", "to_out.0"))],
-    *[(f"smpl_decoders.{{n}}.{r}.norm_{a}.weight", f"smpl_head.layers.{{n}}.{o}.norm_{a}.weight")
-      for r, o in (("sa", "self_attn"), ("ca", "cross_attn")) for a in "qk"],
+    *[
+        (f"smpl_decoders.{{n}}.{r}.{a}.{{p}}", f"smpl_head.layers.{{n}}.{o}.{b}.{{p}}")
+        for r, o in (("sa", "self_attn"), ("ca", "cross_attn"))
+        for a, b in (("q", "to_q"), ("k", "to_k"), ("v", "to_v"), ("o", "to_out.0"))
+    ],
+    *[
+        (f"smpl_decoders.{{n}}.{r}.norm_{a}.weight", f"smpl_head.layers.{{n}}.{o}.norm_{a}.weight")
+        for r, o in (("sa", "self_attn"), ("ca", "cross_attn"))
+        for a in "qk"
+    ],
     ("smpl_decoders.{n}.ffn.0.{p}", "smpl_head.layers.{n}.ffn.net.0.proj.{p}"),
     ("smpl_decoders.{n}.ffn.2.{p}", "smpl_head.layers.{n}.ffn.net.2.{p}"),
 ]
@@ -79,7 +91,7 @@ _BRANCH_PARTS = ("patch_embedding", "blocks", "head")
 def release_to_ours(key: str) -> str | None:
     """A key of the release's CoMoVi file -> our key (None if it has no counterpart)."""
     for branch in ("rgb", "motion"):
-        rest = key[len(branch) + 1:]
+        rest = key[len(branch) + 1 :]
         if key.startswith(f"{branch}_") and rest.split(".")[0] in _BRANCH_PARTS:
             mapped = wan_original_to_diffusers(rest)
             return f"{branch}.{mapped}" if mapped else None
@@ -92,10 +104,10 @@ def release_to_ours(key: str) -> str | None:
 def ours_to_release(key: str) -> str | None:
     """Our key -> the release's CoMoVi name (inverse of ``release_to_ours``)."""
     if key.startswith("rgb.condition_embedder"):
-        return wan_diffusers_to_original(key[len("rgb."):])
+        return wan_diffusers_to_original(key[len("rgb.") :])
     for branch in ("rgb", "motion"):
         if key.startswith(f"{branch}."):
-            original = wan_diffusers_to_original(key[len(branch) + 1:])
+            original = wan_diffusers_to_original(key[len(branch) + 1 :])
             return f"{branch}_{original}" if original else None
     return _convert(key, _RELEASE_BACKWARD)
 
@@ -113,4 +125,3 @@ def part_of(key: str) -> str:
     if key.startswith("smpl_head."):
         return "3D head"
     return "unknown"
-

@@ -69,7 +69,9 @@ def safetensors_files(path: str | Path) -> list[Path]:
     path = Path(path).expanduser()
     if path.is_file():
         if path.suffix != ".safetensors":
-            raise CoMoViError(f"{path}: only .safetensors weights are loaded (no pickled .pt/.bin/.ckpt); convert it first")
+            raise CoMoViError(
+                f"{path}: only .safetensors weights are loaded (no pickled .pt/.bin/.ckpt); convert it first"
+            )
         return [path]
     if path.is_dir():
         for folder in (path / "transformer", path):  # names starting with "." are files still being written
@@ -93,16 +95,20 @@ def _stored_keys(files: list[Path]) -> dict[str, TensorRef]:
 def _strip(name: str) -> str:
     for prefix in COMFY_PREFIXES:
         if name.startswith(prefix):
-            return name[len(prefix):]
+            return name[len(prefix) :]
     return name
 
 
 def detect_format(names) -> str:
     names = [_strip(n) for n in names]
     if any(".lora_A." in n or ".lora_B." in n for n in names):
-        raise CoMoViError("this is a LoRA file (adapters only, no model): load the base/CoMoVi weights as the model and "
-                          "apply the LoRA on top (load_model(..., lora=FILE), generate --lora FILE, CoMoVi LoRA node)")
-    if any(n.startswith(("rgb_blocks.", "motion_blocks.", "zero_linear_blocks.", "rgb_patch_embedding")) for n in names):
+        raise CoMoViError(
+            "this is a LoRA file (adapters only, no model): load the base/CoMoVi weights as the model and "
+            "apply the LoRA on top (load_model(..., lora=FILE), generate --lora FILE, CoMoVi LoRA node)"
+        )
+    if any(
+        n.startswith(("rgb_blocks.", "motion_blocks.", "zero_linear_blocks.", "rgb_patch_embedding")) for n in names
+    ):
         return "comovi_release"
     if any(n.startswith(("rgb.", "motion.")) for n in names):
         return "comovi"
@@ -113,7 +119,9 @@ def detect_format(names) -> str:
     if any(n.startswith(("encoder.", "decoder.", "conv1.")) for n in names):
         raise CoMoViError("this is a VAE checkpoint, not a transformer: load it as the VAE (Wan2.2 VAE, z_dim 48)")
     sample = ", ".join(sorted(names)[:5])
-    raise CoMoViError(f"unrecognised checkpoint layout (first keys: {sample}); expected Wan2.2-TI2V-5B or CoMoVi weights")
+    raise CoMoViError(
+        f"unrecognised checkpoint layout (first keys: {sample}); expected Wan2.2-TI2V-5B or CoMoVi weights"
+    )
 
 
 def _our_key(name: str, fmt: str) -> str | None:
@@ -234,8 +242,14 @@ def build_model(config: CoMoViConfig, device: str | torch.device = "meta") -> Co
     return model
 
 
-def load_model(config: CoMoViConfig | None, paths, dtype: torch.dtype = torch.bfloat16, device="cpu", lora=None,
-               lora_scale: float = 1.0) -> tuple[CoMoViTransformer, LoadReport]:
+def load_model(
+    config: CoMoViConfig | None,
+    paths,
+    dtype: torch.dtype = torch.bfloat16,
+    device="cpu",
+    lora=None,
+    lora_scale: float = 1.0,
+) -> tuple[CoMoViTransformer, LoadReport]:
     """Build the model and fill it from ``paths`` (loaded in order, later files win); then merge the LoRA file
     ``lora`` (if given) into the weights at ``lora_scale`` (``comovi_core.lora.apply_lora``).
 
@@ -261,7 +275,10 @@ def load_model(config: CoMoViConfig | None, paths, dtype: torch.dtype = torch.bf
     for key, ref in _by_file(source):
         value = ref.value.to(dtype) if ref.value.is_floating_point() else ref.value
         if tuple(value.shape) != tuple(expected[key]):
-            raise CoMoViError(f"{ref.file}: '{ref.name}' has shape {tuple(value.shape)}, the model expects {tuple(expected[key])} ({part_of(key)})")
+            raise CoMoViError(
+                f"{ref.file}: '{ref.name}' has shape {tuple(value.shape)}, the model expects "
+                f"{tuple(expected[key])} ({part_of(key)})"
+            )
         _set_tensor(model, key, value.to(device))
         loaded[part_of(key)] += 1
     missing = [k for k in expected if k not in source]
@@ -278,8 +295,10 @@ def load_model(config: CoMoViConfig | None, paths, dtype: torch.dtype = torch.bf
     if still_missing:
         by_part = Counter(part_of(k) for k in still_missing)
         parts = ", ".join(f"{part} ({n} tensors)" for part, n in by_part.items())
-        raise CoMoViError(f"the checkpoints leave parts of the model without weights: {parts}, e.g. {still_missing[:3]}; "
-                          "pass the base Wan2.2-TI2V-5B weights together with the CoMoVi file")
+        raise CoMoViError(
+            f"the checkpoints leave parts of the model without weights: {parts}, e.g. {still_missing[:3]}; "
+            "pass the base Wan2.2-TI2V-5B weights together with the CoMoVi file"
+        )
     report = LoadReport(loaded, copied, zeroed, unexpected, model.smpl_head is not None)
     if lora is not None:
         from ..lora import apply_lora
@@ -290,7 +309,7 @@ def load_model(config: CoMoViConfig | None, paths, dtype: torch.dtype = torch.bf
 
 
 def _rgb_counterpart(motion_key: str, config: CoMoViConfig) -> str:
-    rest = motion_key[len("motion."):]
+    rest = motion_key[len("motion.") :]
     if rest.startswith("blocks."):
         _, j, tail = rest.split(".", 2)
         return f"rgb.blocks.{int(j) * config.interleave}.{tail}"

@@ -24,8 +24,11 @@ if TYPE_CHECKING:  # the model imports diffusers (seconds); the ComfyUI adapters
 log = logging.getLogger(__name__)
 
 
-def enable_fp8_storage(model: CoMoViTransformer, compute_dtype: torch.dtype = torch.bfloat16,
-                       storage_dtype: torch.dtype = torch.float8_e4m3fn) -> None:
+def enable_fp8_storage(
+    model: CoMoViTransformer,
+    compute_dtype: torch.dtype = torch.bfloat16,
+    storage_dtype: torch.dtype = torch.float8_e4m3fn,
+) -> None:
     """Store both branches' weights in ``storage_dtype``; compute in ``compute_dtype``."""
     for branch in (model.rgb, model.motion):
         branch.enable_layerwise_casting(storage_dtype=storage_dtype, compute_dtype=compute_dtype)
@@ -42,8 +45,9 @@ class PairOffload:
         self.moves += 1
 
 
-def enable_pair_offload(model: CoMoViTransformer, num_pairs: int, device, offload_device="cpu",
-                        use_stream: bool | None = None) -> PairOffload:
+def enable_pair_offload(
+    model: CoMoViTransformer, num_pairs: int, device, offload_device="cpu", use_stream: bool | None = None
+) -> PairOffload:
     """Group offload (diffusers ``hooks.group_offloading``) of the last ``num_pairs`` layer pairs: each pair (motion
     block j with its RGB blocks) is one ``ModuleGroup``, moved in when its motion block starts and dropped after its
     last RGB block, so one layer's two branches are never split across devices; everything else stays on ``device``.
@@ -53,13 +57,19 @@ def enable_pair_offload(model: CoMoViTransformer, num_pairs: int, device, offloa
     Why not ``model.enable_group_offload`` itself: its block-level discovery onloads a branch's embeddings and
     output head on the branch's ``forward``, which the dual model never calls (it runs the branches' parts)."""
     from diffusers.hooks import HookRegistry
-    from diffusers.hooks.group_offloading import (_GROUP_OFFLOADING, GroupOffloadingConfig, GroupOffloadingHook,
-                                                  GroupOffloadingType, ModuleGroup)
+    from diffusers.hooks.group_offloading import (
+        _GROUP_OFFLOADING,
+        GroupOffloadingConfig,
+        GroupOffloadingHook,
+        GroupOffloadingType,
+        ModuleGroup,
+    )
 
     total = model.comovi_config.num_motion_blocks
     if not 0 <= num_pairs <= total:
-        raise CoMoViError(f"block swap: num_pairs must be between 0 and {total} (layer pairs in the model), "
-                          f"got {num_pairs}")
+        raise CoMoViError(
+            f"block swap: num_pairs must be between 0 and {total} (layer pairs in the model), got {num_pairs}"
+        )
     device, offload_device = torch.device(device), torch.device(offload_device)
     use_stream = device.type == "cuda" if use_stream is None else use_stream
     if use_stream and device.type != "cuda":
@@ -72,16 +82,32 @@ def enable_pair_offload(model: CoMoViTransformer, num_pairs: int, device, offloa
     for b in model.buffers():
         b.data = b.data.to(device)
     stream = torch.cuda.Stream() if use_stream else None
-    config = GroupOffloadingConfig(onload_device=device, offload_device=offload_device,
-                                   offload_type=GroupOffloadingType.BLOCK_LEVEL, non_blocking=use_stream,
-                                   record_stream=False, low_cpu_mem_usage=False, num_blocks_per_group=1, stream=stream)
+    config = GroupOffloadingConfig(
+        onload_device=device,
+        offload_device=offload_device,
+        offload_type=GroupOffloadingType.BLOCK_LEVEL,
+        non_blocking=use_stream,
+        record_stream=False,
+        low_cpu_mem_usage=False,
+        num_blocks_per_group=1,
+        stream=stream,
+    )
     groups, hooks = [], []
     for j in sorted(swapped):
         modules = model.pair_modules(j)  # run order: motion block j, then its RGB blocks
         for m in modules:
             m.to(offload_device)
-        group = ModuleGroup(modules, offload_device, device, offload_leader=modules[-1], onload_leader=modules[0],
-                            non_blocking=use_stream, stream=stream, onload_self=True, group_id=f"layer_pair_{j}")
+        group = ModuleGroup(
+            modules,
+            offload_device,
+            device,
+            offload_leader=modules[-1],
+            onload_leader=modules[0],
+            non_blocking=use_stream,
+            stream=stream,
+            onload_self=True,
+            group_id=f"layer_pair_{j}",
+        )
         for m in modules:
             hook = GroupOffloadingHook(group, config=config)
             HookRegistry.check_if_exists_or_initialize(m).register_hook(hook, _GROUP_OFFLOADING)
@@ -96,8 +122,13 @@ def enable_pair_offload(model: CoMoViTransformer, num_pairs: int, device, offloa
     for group in groups:
         group.onload_leader.register_forward_pre_hook(offload._count)
     model.block_swap = offload
-    log.info("block swap (diffusers group offload%s): %d of %d layer pairs live on %s",
-             ", streams" if use_stream else "", num_pairs, total, offload_device)
+    log.info(
+        "block swap (diffusers group offload%s): %d of %d layer pairs live on %s",
+        ", streams" if use_stream else "",
+        num_pairs,
+        total,
+        offload_device,
+    )
     return offload
 
 
@@ -159,24 +190,29 @@ def set_attention_backend(model: CoMoViTransformer, backend: str = "sdpa", devic
         raise CoMoViError(f"unknown attention backend {backend!r}; choose one of {list(ATTENTION_BACKENDS)}")
     name, needs = ATTENTION_BACKENDS[backend]
     if needs is not None and device is not None and torch.device(device).type != "cuda":
-        raise CoMoViError(f"attention backend {backend!r} needs {needs}; the model runs on {device}: "
-                          "use the default 'sdpa' there")
+        raise CoMoViError(
+            f"attention backend {backend!r} needs {needs}; the model runs on {device}: use the default 'sdpa' there"
+        )
     # diffusers also makes the backend the process-wide default; put the default back so that other models
     # (the VAE, a second transformer) keep theirs: this model's attention modules carry their own setting
     previous = _AttentionBackendRegistry.get_active_backend()[0]
     try:
         model.set_attention_backend(name)
     except (ImportError, RuntimeError, ValueError) as exc:
-        raise CoMoViError(f"attention backend {backend!r} is not usable here: it needs {needs} ({exc}); "
-                          "use the default 'sdpa'") from exc
+        raise CoMoViError(
+            f"attention backend {backend!r} is not usable here: it needs {needs} ({exc}); use the default 'sdpa'"
+        ) from exc
     finally:
         _AttentionBackendRegistry.set_active_backend(previous)
 
 
 def attention_backend(model: torch.nn.Module) -> str | None:
     """Our name of the backend every attention module of ``model`` uses (None: mixed or diffusers' default)."""
-    names = {getattr(m.processor, "_attention_backend", None) for m in model.modules()
-             if hasattr(getattr(m, "processor", None), "_attention_backend")}
+    names = {
+        getattr(m.processor, "_attention_backend", None)
+        for m in model.modules()
+        if hasattr(getattr(m, "processor", None), "_attention_backend")
+    }
     if len(names) != 1 or None in names:
         return None
     value = names.pop().value

@@ -21,7 +21,9 @@ LAYOUTS = ("comovi", "comovi_release", "wan_original", "wan_diffusers")
 
 
 def _state(model: CoMoViTransformer, dtype: torch.dtype | None = None) -> dict[str, torch.Tensor]:
-    cast = lambda v: v.to(dtype) if dtype is not None and v.is_floating_point() else v  # noqa: E731
+    def cast(v):
+        return v.to(dtype) if dtype is not None and v.is_floating_point() else v
+
     return {k: cast(v.detach()).contiguous() for k, v in model.state_dict().items()}
 
 
@@ -31,8 +33,13 @@ def _write(path: Path, tensors: dict[str, torch.Tensor], metadata: dict | None =
     return path
 
 
-def save_checkpoint(model: CoMoViTransformer, path: str | Path, layout: str = "comovi", meta: dict | None = None,
-                    dtype: torch.dtype | None = None) -> Path:
+def save_checkpoint(
+    model: CoMoViTransformer,
+    path: str | Path,
+    layout: str = "comovi",
+    meta: dict | None = None,
+    dtype: torch.dtype | None = None,
+) -> Path:
     """Save ``model`` at ``path`` in ``layout`` (one of LAYOUTS), floating tensors cast to ``dtype`` if given.
     Base layouts keep the RGB branch only."""
     path = Path(path)
@@ -45,7 +52,7 @@ def save_checkpoint(model: CoMoViTransformer, path: str | Path, layout: str = "c
         return path
     if layout == "comovi_release":
         return _write(path, {ours_to_release(k): v for k, v in state.items()})
-    rgb = {k[len("rgb."):]: v for k, v in state.items() if k.startswith("rgb.")}
+    rgb = {k[len("rgb.") :]: v for k, v in state.items() if k.startswith("rgb.")}
     if layout == "wan_original":
         return _write(path, {"model.diffusion_model." + wan_diffusers_to_original(k): v for k, v in rgb.items()})
     if layout == "wan_diffusers":
@@ -53,6 +60,8 @@ def save_checkpoint(model: CoMoViTransformer, path: str | Path, layout: str = "c
         folder.mkdir(parents=True, exist_ok=True)
         _write(folder / "diffusion_pytorch_model.safetensors", rgb)
         with atomic_path(folder / "config.json") as tmp:
-            tmp.write_text(json.dumps({"_class_name": "WanTransformer3DModel", **model.rgb.config}, indent=1, default=list))
+            tmp.write_text(
+                json.dumps({"_class_name": "WanTransformer3DModel", **model.rgb.config}, indent=1, default=list)
+            )
         return folder
     raise CoMoViError(f"unknown layout {layout!r}; choose one of {list(LAYOUTS)}")

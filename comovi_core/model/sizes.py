@@ -29,22 +29,29 @@ _KNOWN_SIZES = {5120: "Wan 14B", 1536: "Wan 1.3B", 3072: "Wan2.2 5B"}
 
 def _indices(shapes: dict[str, tuple], prefix: str) -> set[int]:
     """{N} of the keys ``prefix.N.*``."""
-    return {int(k[len(prefix):].split(".")[0]) for k in shapes if k.startswith(prefix)}
+    return {int(k[len(prefix) :].split(".")[0]) for k in shapes if k.startswith(prefix)}
 
 
 def _count(shapes: dict[str, tuple], prefix: str) -> int:
     found = _indices(shapes, prefix)
     if found and found != set(range(max(found) + 1)):
         missing = sorted(set(range(max(found) + 1)) - found)
-        raise CoMoViError(f"the weights skip {prefix}{missing[0]} (have {prefix}0..{max(found)}): the file is damaged "
-                          "or a partial save; save or download it again")
+        raise CoMoViError(
+            f"the weights skip {prefix}{missing[0]} (have {prefix}0..{max(found)}): the file is damaged "
+            "or a partial save; save or download it again"
+        )
     return len(found)
 
 
 def interaction_candidates(num_zero: int, num_motion: int) -> list[str]:
     """The interaction modes whose zero-linear count is ``num_zero`` for ``num_motion`` motion blocks."""
-    counts = {"none": 0, "single_m2v": num_motion, "single_v2m": num_motion, "dual": 2 * num_motion,
-              "paper": num_motion + 1}
+    counts = {
+        "none": 0,
+        "single_m2v": num_motion,
+        "single_v2m": num_motion,
+        "dual": 2 * num_motion,
+        "paper": num_motion + 1,
+    }
     return [mode for mode in INTERACTIONS if counts[mode] == num_zero]
 
 
@@ -67,8 +74,10 @@ def infer_config(shapes: dict[str, tuple], stored: dict | None = None) -> tuple[
     """(config, names of the fields the tensor shapes determine) for a model holding ``shapes`` (our keys)."""
     embed = shapes.get("rgb.patch_embedding.weight") or shapes.get("motion.patch_embedding.weight")
     if embed is None or len(embed) != 5:
-        raise CoMoViError("the weights have no patch embedding (rgb.patch_embedding / patch_embedding.weight): "
-                          "cannot tell the model size; pass the base Wan2.2-TI2V-5B weights too")
+        raise CoMoViError(
+            "the weights have no patch embedding (rgb.patch_embedding / patch_embedding.weight): "
+            "cannot tell the model size; pass the base Wan2.2-TI2V-5B weights too"
+        )
     dim, patch = embed[0], tuple(embed[2:])
     sized: dict = {"in_channels": embed[1], "patch_size": patch}
     if (out := shapes.get("rgb.proj_out.weight") or shapes.get("motion.proj_out.weight")) is not None:
@@ -86,8 +95,10 @@ def infer_config(shapes: dict[str, tuple], stored: dict | None = None) -> tuple[
         sized["num_layers"] = num_rgb
         if num_motion:
             if num_rgb % num_motion:
-                raise CoMoViError(f"the weights hold {num_rgb} RGB blocks and {num_motion} motion blocks: not a "
-                                  "whole number of RGB blocks per motion block")
+                raise CoMoViError(
+                    f"the weights hold {num_rgb} RGB blocks and {num_motion} motion blocks: not a "
+                    "whole number of RGB blocks per motion block"
+                )
             sized["interleave"] = num_rgb // num_motion
     num_smpl = _count(shapes, "smpl_head.layers.")
     sized["smpl_layers"] = num_smpl  # no head tensors: a model without the head
@@ -112,18 +123,24 @@ def infer_config(shapes: dict[str, tuple], stored: dict | None = None) -> tuple[
         heads = {"num_attention_heads": dim // WAN_HEAD_DIM, "attention_head_dim": WAN_HEAD_DIM}
         base = {**CoMoViConfig().to_dict(), **heads}
     else:
-        raise CoMoViError(f"hidden size {dim} matches no known model and is not a multiple of {WAN_HEAD_DIM}: the "
-                          "number of attention heads cannot be read from the weights; give the model size")
+        raise CoMoViError(
+            f"hidden size {dim} matches no known model and is not a multiple of {WAN_HEAD_DIM}: the "
+            "number of attention heads cannot be read from the weights; give the model size"
+        )
     base.update(stored)
     if base["num_attention_heads"] * base["attention_head_dim"] != dim:
-        raise CoMoViError(f"the stored config says {base['num_attention_heads']} heads x {base['attention_head_dim']} "
-                          f"channels, the weights have hidden size {dim}; the config.json does not belong to them")
+        raise CoMoViError(
+            f"the stored config says {base['num_attention_heads']} heads x {base['attention_head_dim']} "
+            f"channels, the weights have hidden size {dim}; the config.json does not belong to them"
+        )
     num_zero = _count(shapes, "zero_linears.")
     if num_motion and "interaction" not in stored:
         candidates = interaction_candidates(num_zero, num_motion)
         if not candidates:
-            raise CoMoViError(f"the weights hold {num_zero} zero-linears for {num_motion} motion blocks: no "
-                              f"interaction mode has that many ({list(INTERACTIONS)})")
+            raise CoMoViError(
+                f"the weights hold {num_zero} zero-linears for {num_motion} motion blocks: no "
+                f"interaction mode has that many ({list(INTERACTIONS)})"
+            )
         sized["interaction"] = candidates[0]  # single_m2v (the release's default) before single_v2m
     try:
         return CoMoViConfig.from_dict({**base, **sized}), determined
@@ -138,18 +155,24 @@ def _norm(value):
 def describe_size(config: CoMoViConfig) -> str:
     known = _KNOWN_SIZES.get(config.hidden_size)
     head = f"3D head of {config.smpl_layers} layers" if config.has_smpl_head else "no 3D head"
-    return (f"hidden {config.hidden_size}{f' ({known})' if known else ''}, {config.num_layers} layers, "
-            f"FFN {config.ffn_dim}, {config.in_channels} latent channels, {head}")
+    return (
+        f"hidden {config.hidden_size}{f' ({known})' if known else ''}, {config.num_layers} layers, "
+        f"FFN {config.ffn_dim}, {config.in_channels} latent channels, {head}"
+    )
 
 
-def reconcile(given: CoMoViConfig, found: CoMoViConfig, determined: set[str], shapes: dict[str, tuple],
-              where: str) -> CoMoViConfig:
+def reconcile(
+    given: CoMoViConfig, found: CoMoViConfig, determined: set[str], shapes: dict[str, tuple], where: str
+) -> CoMoViConfig:
     """``given`` (a size the user chose) checked against what the weights determine; a clear error if they differ.
 
     A file without the 3D head gives a model without it (not a contradiction); so does a file without the
     motion branch or the coupling (a base: those parts are copied or zeroed)."""
-    differ = {k: (getattr(given, k), getattr(found, k)) for k in sorted(determined)
-              if k != "smpl_layers" and _norm(getattr(given, k)) != _norm(getattr(found, k))}
+    differ = {
+        k: (getattr(given, k), getattr(found, k))
+        for k in sorted(determined)
+        if k != "smpl_layers" and _norm(getattr(given, k)) != _norm(getattr(found, k))
+    }
     if found.smpl_layers and given.smpl_layers and found.smpl_layers != given.smpl_layers:
         differ["smpl_layers"] = (given.smpl_layers, found.smpl_layers)
     if given.hidden_size != found.hidden_size:
@@ -160,9 +183,11 @@ def reconcile(given: CoMoViConfig, found: CoMoViConfig, determined: set[str], sh
             differ["interaction"] = (given.interaction, " or ".join(modes) or "none of them")
     if differ:
         detail = "; ".join(f"{k}: {a} requested, {b}{_size_note(k, b)} in the file" for k, (a, b) in differ.items())
-        raise CoMoViError(f"{where}: the requested model size contradicts the weights ({detail}). The file holds a "
-                          f"model with {describe_size(found)}: leave the size unset (it is read from the file) or "
-                          "pick the matching one")
+        raise CoMoViError(
+            f"{where}: the requested model size contradicts the weights ({detail}). The file holds a "
+            f"model with {describe_size(found)}: leave the size unset (it is read from the file) or "
+            "pick the matching one"
+        )
     return given if found.smpl_layers else given.replace(smpl_layers=0)
 
 

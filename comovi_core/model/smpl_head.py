@@ -32,8 +32,14 @@ class SMPLDecoderLayer(nn.Module):
     def __init__(self, dim: int, heads: int, ffn_dim: int):
         super().__init__()
         self.self_attn = WanAttention(dim, heads=heads, dim_head=dim // heads, eps=1e-6, processor=WanAttnProcessor())
-        self.cross_attn = WanAttention(dim, heads=heads, dim_head=dim // heads, eps=1e-6,
-                                       cross_attention_dim_head=dim // heads, processor=WanAttnProcessor())
+        self.cross_attn = WanAttention(
+            dim,
+            heads=heads,
+            dim_head=dim // heads,
+            eps=1e-6,
+            cross_attention_dim_head=dim // heads,
+            processor=WanAttnProcessor(),
+        )
         self.ffn = FeedForward(dim, inner_dim=ffn_dim, activation_fn="gelu-approximate", bias=True)
 
     def forward(self, x: torch.Tensor, memory: torch.Tensor) -> torch.Tensor:
@@ -54,7 +60,9 @@ class SMPLHead(nn.Module):
         self.pose_dim = pose_dim
         self.proj_in = nn.Linear(pose_dim, dim)
         self.frame_embedding = nn.Parameter(torch.zeros(1, config.smpl_max_frames, dim))  # (1, 80, D)
-        self.layers = nn.ModuleList(SMPLDecoderLayer(dim, config.smpl_heads, config.smpl_ffn_dim) for _ in range(config.smpl_layers))
+        self.layers = nn.ModuleList(
+            SMPLDecoderLayer(dim, config.smpl_heads, config.smpl_ffn_dim) for _ in range(config.smpl_layers)
+        )
         self.proj_out = nn.Linear(dim, pose_dim)
         # one fusion layer per motion block: fused = x_motion + fusion(x_rgb)
         self.fusion = nn.ModuleList(nn.Linear(dim, dim) for _ in range(config.num_motion_blocks))
@@ -82,7 +90,10 @@ class SMPLHead(nn.Module):
         if start_pose.ndim == 2:
             start_pose = start_pose[:, None].expand(b, num_queries, self.pose_dim)
         if start_pose.shape != (b, num_queries, self.pose_dim):
-            raise CoMoViError(f"start pose must be (B, {self.pose_dim}) or (B, {num_queries}, {self.pose_dim}), got {tuple(start_pose.shape)}")
+            raise CoMoViError(
+                f"start pose must be (B, {self.pose_dim}) or (B, {num_queries}, {self.pose_dim}), got "
+                f"{tuple(start_pose.shape)}"
+            )
         start_pose = start_pose.to(fused.dtype)
         memory = _layer_norm(fused).reshape(b, latent_frames, length // latent_frames, d)[:, 1:]
         memory = memory.reshape(b * (latent_frames - 1), length // latent_frames, d)  # (B*(f-1), H'W', D)

@@ -7,7 +7,8 @@
 pixel = c s + 0.2. Every semantic level k gives one candidate s_k = (R - 0.2) / sem_k and thus one
 candidate normal n_k; the decoder keeps the candidate whose own shading, 0.5 + 0.3 max(0, n_k.l),
 best reproduces s_k and that can be seen at all (its normal points back toward the camera, up
-to a margin: a closed body is seen from outside). The light direction l needs the surface point, so pass the camera and the depth
+to a margin: a closed body is seen from outside). The light direction l needs the surface point, so pass the camera
+and the depth
 (per pixel, or one distance for the whole body, e.g. the motion's ``transl`` z).
 
 Labels are chosen per neighbourhood, not per pixel: each level's per-pixel cost (in colour units of
@@ -35,8 +36,8 @@ import torch
 import torch.nn.functional as F
 
 from ..body.parts import NUM_PARTS
-from ..errors import CoMoViError
 from ..camera import PinholeCamera
+from ..errors import CoMoViError
 from .shading import AMBIENT, DIFFUSE, LIGHT_POSITION, SPECULAR, check_shading
 
 LEVELS = 2 * NUM_PARTS  # 48 semantic levels
@@ -57,7 +58,9 @@ class DecodedMotionMap:
     part: torch.Tensor  # (T, H, W) int64 part index 0..23, -1 on background
     facing: torch.Tensor  # (T, H, W) bool, True where the surface faces the camera (nz < 0)
     normal: torch.Tensor  # (T, H, W, 3) unit normal in OpenCV camera space, 0 on background
-    confidence: torch.Tensor | None = None  # (T, H, W) in [0, 1]: about the share of the neighbourhood the chosen level explains
+    confidence: torch.Tensor | None = (
+        None  # (T, H, W) in [0, 1]: about the share of the neighbourhood the chosen level explains
+    )
 
 
 def _normal_from_xy(nx: torch.Tensor, ny: torch.Tensor, facing: torch.Tensor) -> torch.Tensor:
@@ -115,7 +118,9 @@ def decode_motion_map(
         facing = level % 2 == 0
         m = mask[t]
         part[t][m], face[t][m] = level // 2, facing
-        normal[t][m] = _normal_from_xy(nx.gather(1, pick)[:, 0].clamp(-1, 1), ny.gather(1, pick)[:, 0].clamp(-1, 1), facing)
+        normal[t][m] = _normal_from_xy(
+            nx.gather(1, pick)[:, 0].clamp(-1, 1), ny.gather(1, pick)[:, 0].clamp(-1, 1), facing
+        )
         confidence[t][m] = 1 - best.values / COST_CAP  # ~ share of the neighbourhood the level explains
     return DecodedMotionMap(mask, part, face, normal, confidence)
 
@@ -159,7 +164,9 @@ def _aggregate(cost: torch.Tensor, mask: torch.Tensor, window: int) -> torch.Ten
     h, w = mask.shape
     dense = cost.new_zeros(h, w, cost.shape[1] + 1)
     dense[mask] = torch.cat([cost.clamp(max=COST_CAP), cost.new_ones(cost.shape[0], 1)], 1)
-    pooled = F.avg_pool2d(dense.permute(2, 0, 1)[None], window, stride=1, padding=window // 2, count_include_pad=True)[0]
+    pooled = F.avg_pool2d(dense.permute(2, 0, 1)[None], window, stride=1, padding=window // 2, count_include_pad=True)[
+        0
+    ]
     pooled = pooled.permute(1, 2, 0)[mask]  # (N, 49)
     return pooled[:, :-1] / pooled[:, -1:].clamp_min(1e-6)
 

@@ -12,7 +12,9 @@ def overlay(frames: torch.Tensor, rendered: torch.Tensor, mask: torch.Tensor, op
 
     Frames beyond the rendered ones (or the reverse) are cut to the shorter length."""
     if frames.shape[1:] != rendered.shape[1:]:
-        raise CoMoViError(f"the video is {tuple(frames.shape[1:3])} but the body was rendered at {tuple(rendered.shape[1:3])}")
+        raise CoMoViError(
+            f"the video is {tuple(frames.shape[1:3])} but the body was rendered at {tuple(rendered.shape[1:3])}"
+        )
     if not 0.0 <= opacity <= 1.0:
         raise CoMoViError(f"opacity must be in [0, 1], got {opacity}")
     n = min(frames.shape[0], rendered.shape[0])

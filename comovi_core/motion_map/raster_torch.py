@@ -42,8 +42,8 @@ from dataclasses import dataclass, fields
 
 import torch
 
-from ..errors import CoMoViError
 from ..camera import PinholeCamera
+from ..errors import CoMoViError
 from .shading import BACKGROUND, check_shading, shade
 
 log = logging.getLogger(__name__)
@@ -116,7 +116,7 @@ class _Runs:
     iz0: torch.Tensor
     iz_dx: torch.Tensor
 
-    def __getitem__(self, index: slice) -> "_Runs":
+    def __getitem__(self, index: slice) -> _Runs:
         return _Runs(*(getattr(self, f.name)[index] for f in fields(self)))
 
 
@@ -296,7 +296,10 @@ def _shade_pixels(
     row = torch.div(in_frame, width, rounding_mode="floor")
     col = in_frame - row * width
     inst = (frame * corners.shape[1] + face).to(torch.int32)  # (M,)
-    at = lambda t: t.index_select(0, inst)  # noqa: E731  (N,) -> (M,) float64
+
+    def at(t):
+        return t.index_select(0, inst)  # (N,) -> (M,) float64
+
     dx = col.to(torch.float64) + 0.5 - at(pf.x0)
     dy = row.to(torch.float64) + 0.5 - at(pf.y0)
     b1 = at(pf.a1) * dx + at(pf.e1) * dy

@@ -23,15 +23,15 @@ Only the closest surface is drawn, without anti-aliasing, as the release's rende
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Callable, Iterator
 
 import numpy as np
 import torch
 
 from ..body.smpl import camera_vertices
-from ..errors import BackendUnavailableError, CoMoViError
 from ..camera import PinholeCamera
+from ..errors import BackendUnavailableError, CoMoViError
 from .colors import vertex_colors, vertex_normals
 from .shading import check_shading
 
@@ -123,7 +123,9 @@ def iter_motion_maps(
     check_shading(shading)
     device = torch.device(device) if device is not None else torch.as_tensor(vertices).device
     vertices = torch.as_tensor(vertices, dtype=torch.float32, device=device)
-    faces = torch.as_tensor(np.asarray(faces, dtype=np.int64) if isinstance(faces, np.ndarray) else faces, device=device).long()
+    faces = torch.as_tensor(
+        np.asarray(faces, dtype=np.int64) if isinstance(faces, np.ndarray) else faces, device=device
+    ).long()
     part_ids = torch.as_tensor(part_ids, device=device).long()
     check_mesh(vertices, faces, part_ids)
     chosen = resolve_backend(backend, device, vertices.shape[0] * camera.height * camera.width)
@@ -151,8 +153,15 @@ def _joined(chunks: list[MotionMapFrames]) -> MotionMapFrames:
     )
 
 
-def iter_motion(body, motion, camera: PinholeCamera | None = None, shading: str = "comovi_v1", backend: str = "auto",
-                frames=None, frames_per_chunk: int = 16) -> Iterator[MotionMapFrames]:
+def iter_motion(
+    body,
+    motion,
+    camera: PinholeCamera | None = None,
+    shading: str = "comovi_v1",
+    backend: str = "auto",
+    frames=None,
+    frames_per_chunk: int = 16,
+) -> Iterator[MotionMapFrames]:
     """Pose a ``SMPLMotion`` with ``body`` and render its motion map chunk by chunk (``iter_motion_maps``).
 
     camera: default the motion's own; frames: None (all), an int (the first n) or an index tensor.
@@ -160,11 +169,19 @@ def iter_motion(body, motion, camera: PinholeCamera | None = None, shading: str 
     with torch.no_grad():
         vertices = camera_vertices(body, motion).vertices
     vertices = vertices[:frames] if frames is None or isinstance(frames, int) else vertices[frames]
-    return iter_motion_maps(vertices, body.faces, body.part_ids, camera or motion.camera, shading, backend,
-                            frames_per_chunk=frames_per_chunk)
+    return iter_motion_maps(
+        vertices,
+        body.faces,
+        body.part_ids,
+        camera or motion.camera,
+        shading,
+        backend,
+        frames_per_chunk=frames_per_chunk,
+    )
 
 
-def render_motion(body, motion, camera: PinholeCamera | None = None, shading: str = "comovi_v1",
-                  backend: str = "auto", frames=None) -> MotionMapFrames:
+def render_motion(
+    body, motion, camera: PinholeCamera | None = None, shading: str = "comovi_v1", backend: str = "auto", frames=None
+) -> MotionMapFrames:
     """The motion map of a ``SMPLMotion`` at once; same arguments as ``iter_motion``."""
     return _joined(list(iter_motion(body, motion, camera, shading, backend, frames)))

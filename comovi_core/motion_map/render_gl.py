@@ -60,8 +60,8 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import torch
 
-from ..errors import BackendUnavailableError, CoMoViError
 from ..camera import PinholeCamera
+from ..errors import BackendUnavailableError, CoMoViError
 from .shading import AMBIENT, DIFFUSE, LIGHT_POSITION, SPECULAR, check_shading
 
 log = logging.getLogger(__name__)
@@ -168,8 +168,9 @@ def _probe_platforms(platforms: tuple[str, ...]) -> dict[str, tuple[bool, str]]:
     for platform in platforms:  # the child sees this process's import path, whatever set it up
         env = dict(os.environ, **{PLATFORM_ENV: platform, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)})
         try:
-            children[platform] = subprocess.Popen([sys.executable, "-c", _PROBE_CODE], env=env, text=True,
-                                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            children[platform] = subprocess.Popen(
+                [sys.executable, "-c", _PROBE_CODE], env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+            )
         except OSError as exc:
             children[platform] = exc
     results = {}
@@ -184,7 +185,7 @@ def _probe_platforms(platforms: tuple[str, ...]) -> dict[str, tuple[bool, str]]:
             child.communicate()
             results[platform] = (False, f"no context within {PROBE_TIMEOUT_S:.0f} s")
             continue
-        renderer = [line[len("RENDERER="):] for line in out.splitlines() if line.startswith("RENDERER=")]
+        renderer = [line[len("RENDERER=") :] for line in out.splitlines() if line.startswith("RENDERER=")]
         why = (err.strip().splitlines() or [f"exit status {child.returncode}"])[-1]
         results[platform] = (True, renderer[0]) if renderer else (False, why)
     return results
@@ -281,7 +282,9 @@ def require_available() -> None:
     """Raise BackendUnavailableError, saying what to install, when no OpenGL context can be made."""
     ok, reason = _probe()
     if not ok:
-        raise BackendUnavailableError(f"the pyrender (OpenGL) backend cannot run here: {reason}. To fix: {INSTALL_HINT}.")
+        raise BackendUnavailableError(
+            f"the pyrender (OpenGL) backend cannot run here: {reason}. To fix: {INSTALL_HINT}."
+        )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -335,8 +338,15 @@ def _shader_sources(shading: str, defines: dict) -> dict[str, str]:
     """GLSL sources keyed by the names MotionMapProgram loads; defines: pyrender's attribute locations."""
     vert = _VERTEX_SHADER.format(**{k: int(defines[k]) for k in ("NORMAL_LOC", "COLOR_0_LOC", "INST_M_LOC")})
     lx, ly, lz = (_glsl_float(v) for v in LIGHT_POSITION)
-    frag = _FRAGMENT_SHADER.format(FLAT=int(shading == "flat"), LX=lx, LY=ly, LZ=lz, AMBIENT=_glsl_float(AMBIENT),
-                                   DIFFUSE=_glsl_float(DIFFUSE), SPECULAR=_glsl_float(SPECULAR))
+    frag = _FRAGMENT_SHADER.format(
+        FLAT=int(shading == "flat"),
+        LX=lx,
+        LY=ly,
+        LZ=lz,
+        AMBIENT=_glsl_float(AMBIENT),
+        DIFFUSE=_glsl_float(DIFFUSE),
+        SPECULAR=_glsl_float(SPECULAR),
+    )
     return {"motion_map.vert": vert, "motion_map.frag": frag}
 
 
@@ -350,7 +360,9 @@ def _check_inputs(vertices, faces, colors, normals) -> None:
         raise CoMoViError(f"vertices must have shape (T, V, 3), got {tuple(vertices.shape)}")
     for name, value in (("colors", colors), ("normals", normals)):
         if tuple(value.shape) != tuple(vertices.shape):
-            raise CoMoViError(f"{name} must have the shape of vertices {tuple(vertices.shape)}, got {tuple(value.shape)}")
+            raise CoMoViError(
+                f"{name} must have the shape of vertices {tuple(vertices.shape)}, got {tuple(value.shape)}"
+            )
     if faces.ndim != 2 or faces.shape[-1] != 3 or faces.shape[0] == 0:
         raise CoMoViError(f"faces must have shape (F, 3) with F > 0, got {tuple(faces.shape)}")
 
@@ -480,8 +492,14 @@ def _close_renderer(renderer) -> None:
     renderer._renderer = renderer._platform = None  # its __del__ then finds nothing left to free
 
 
-def _store_frame(image_out: torch.Tensor, depth_out: torch.Tensor, color: np.ndarray, z: np.ndarray,
-                 scratch: np.ndarray, inference: bool) -> None:
+def _store_frame(
+    image_out: torch.Tensor,
+    depth_out: torch.Tensor,
+    color: np.ndarray,
+    z: np.ndarray,
+    scratch: np.ndarray,
+    inference: bool,
+) -> None:
     """Write one read-back frame into the output tensors (CPU, contiguous).
 
     color: (H, W, 3) uint8 as pyrender returns it: 255 * (1 - pixel), 0 where nothing was drawn

@@ -28,7 +28,9 @@ current_loaded_models: list = []  # patchers, most recent first (ComfyUI keeps L
 LOADS: list = []  # patchers passed to load_models_gpu, in order
 
 
-def load_models_gpu(models, memory_required=0, force_patch_weights=False, minimum_memory_required=None, force_full_load=False):
+def load_models_gpu(
+    models, memory_required=0, force_patch_weights=False, minimum_memory_required=None, force_full_load=False
+):
     for patcher in models:
         LOADS.append(patcher)
         if patcher in current_loaded_models:  # ComfyUI drops the entry (detach without unpatching) and loads it again

@@ -31,9 +31,21 @@ class _Output:
 def _type(io_type: str, widget: bool = False) -> type:
     class _T:
         @staticmethod
-        def Input(id, optional=False, default=None, min=None, max=None, step=None, options=None, tooltip=None,
-                  control_after_generate=False, **_):
-            return _Input(id, io_type, optional, default, min, max, step, options, tooltip, widget, control_after_generate)
+        def Input(
+            id,
+            optional=False,
+            default=None,
+            min=None,
+            max=None,
+            step=None,
+            options=None,
+            tooltip=None,
+            control_after_generate=False,
+            **_,
+        ):
+            return _Input(
+                id, io_type, optional, default, min, max, step, options, tooltip, widget, control_after_generate
+            )
 
         @staticmethod
         def Output(display_name=None, **_):
@@ -67,10 +79,20 @@ class ComfyNode:
 
 
 io = types.SimpleNamespace(
-    ComfyNode=ComfyNode, Schema=Schema, NodeOutput=NodeOutput,
-    Custom=lambda name: _type(name), Image=_type("IMAGE"), Mask=_type("MASK"), Latent=_type("LATENT"),
-    Int=_type("INT", True), Float=_type("FLOAT", True), String=_type("STRING", True),
-    Boolean=_type("BOOLEAN", True), Combo=_type("COMBO", True), Vae=_type("VAE"), Conditioning=_type("CONDITIONING"),
+    ComfyNode=ComfyNode,
+    Schema=Schema,
+    NodeOutput=NodeOutput,
+    Custom=lambda name: _type(name),
+    Image=_type("IMAGE"),
+    Mask=_type("MASK"),
+    Latent=_type("LATENT"),
+    Int=_type("INT", True),
+    Float=_type("FLOAT", True),
+    String=_type("STRING", True),
+    Boolean=_type("BOOLEAN", True),
+    Combo=_type("COMBO", True),
+    Vae=_type("VAE"),
+    Conditioning=_type("CONDITIONING"),
 )
 
 
