@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pytest
 import torch
 
 from comovi_core.body.mannequin import demo_motion
@@ -102,6 +103,7 @@ def test_blur_keeps_flat_images_and_spreads_an_edge():
     assert abs(float(out[10]) - 0.69) < 0.02 and abs(float(out[9]) - 0.31) < 0.02  # Phi(0.5), Phi(-0.5)
 
 
+@pytest.mark.slow  # minutes on 2 cores: run by the CI's second step (pytest -m slow)
 def test_colour_stage_improves_the_fit_on_a_degraded_map():
     """End to end on the VAE-like degraded ``arms`` map (4 frames, 144x256, 8-bit): the colour stage
     brings the fit closer to the truth than the label summaries alone (measured: MPJPE 129 mm -> 92 mm;

@@ -45,6 +45,7 @@ def test_body_summaries_match_the_map_summaries_of_the_same_pose(scene):
     assert float((model.normal * target.normal).sum(-1)[seen].median()) > 0.98
 
 
+@pytest.mark.slow  # minutes on 2 cores: run by the CI's second step (pytest -m slow)
 def test_fit_recovers_a_known_motion(scene):
     body, truth, posed, maps = scene
     fitted = fit_motion(body, maps, _start(truth), truth.camera, truth.fps, iterations=150, splat_steps=0)
@@ -67,6 +68,7 @@ def test_fit_recovers_a_known_motion(scene):
     assert fitted.camera == truth.camera and fitted.num_frames == 17
 
 
+@pytest.mark.slow  # minutes on 2 cores: run by the CI's second step (pytest -m slow)
 def test_fit_runs_inside_inference_mode_like_a_host():
     """ComfyUI runs nodes under torch.inference_mode, with models built there too: fitting still optimises."""
     with torch.inference_mode():
@@ -98,6 +100,7 @@ def test_decoded_labels_do_not_depend_on_8bit_rounding(scene):
     assert error < 0.04, error  # golden: measured 2.8% (before the fix 5.7%)
 
 
+@pytest.mark.slow  # minutes on 2 cores: run by the CI's second step (pytest -m slow)
 def test_fit_is_the_same_on_float_and_8bit_maps():
     """Float frames (what the pipeline passes) and the same map read back from 8-bit PNGs fit alike."""
     torch.manual_seed(0)
@@ -182,6 +185,7 @@ def test_decoding_with_a_prior_and_without_blur_halo_on_degraded_maps():
         decode_motion_map(degraded, "comovi_v1", camera, 3.0, prior=prior[:2])
 
 
+@pytest.mark.slow  # minutes on 2 cores: run by the CI's second step (pytest -m slow)
 def test_cli_fits_a_motion_map_video(scene, tmp_path, caplog):
     """`python -m comovi_core.fitting VIDEO --start START.npz --out OUT.npz`: the fit has the video's frames and the
     start pose's frame 0 and camera; bad input is a one-line error (exit 2)."""
