@@ -36,6 +36,11 @@ class SMPLTargets:
     body_pose: np.ndarray  # (F, 69)
     betas: np.ndarray  # (10,)
 
+    @property
+    def full_pose(self) -> np.ndarray:
+        """(F, 72) axis-angle of all 24 joints, as ``SMPLMotion.full_pose``."""
+        return np.concatenate([self.global_orient, self.body_pose], axis=-1)
+
 
 def cache_size(manifest: dict) -> tuple[int, int, int]:
     """(frames, height, width) of a cache."""
