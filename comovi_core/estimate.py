@@ -387,14 +387,10 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def load_image(path: Path) -> torch.Tensor:
-    """An image file -> (H, W, 3) RGB float in [0, 1]."""
-    from PIL import Image, UnidentifiedImageError
+    """An image file -> (H, W, 3) RGB float in [0, 1] (read and checked by ``conditioning.load_image``)."""
+    from .conditioning import load_image as open_image
 
-    try:
-        with Image.open(path) as im:
-            return torch.from_numpy(np.asarray(im.convert("RGB"), np.float32) / 255.0)
-    except (OSError, UnidentifiedImageError) as exc:
-        raise CoMoViError(f"could not read the start image {path}: {exc}") from exc
+    return torch.from_numpy(np.asarray(open_image(path), np.float32) / 255.0)
 
 
 def run(args: argparse.Namespace) -> SMPLMotion:

@@ -61,10 +61,21 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="start pose estimated from this OpenPose/DWPose JSON of the start image (instead of --smpl)",
     )
     p.add_argument(
+        "--estimator",
+        type=Path,
+        help="start pose estimated from --image with this HMR 2.0 checkpoint (.ckpt or .safetensors; with "
+        "--keypoints, refined to them); see README 'Start pose'",
+    )
+    p.add_argument(
+        "--download-detector",
+        action="store_true",
+        help="--estimator without --keypoints: allow downloading the person detector (RT-DETR) from Hugging Face",
+    )
+    p.add_argument(
         "--fov",
         type=float,
         default=50.0,
-        help="--keypoints: vertical field of view of the start image's camera, degrees",
+        help="--keypoints/--estimator: vertical field of view of the start image's camera, degrees",
     )
     p.add_argument(
         "--body-model",
@@ -203,77 +214,190 @@ def check_numbers(args: argparse.Namespace) -> None:
 
 
 def run(args: argparse.Namespace) -> Path:
-    from .body.mannequin import demo_motion
-    from .body.motion_file import load_motion, save_motion
     from .body.smpl import load_body_model
-    from .conditioning import check_steps, check_video_size, load_image, pad_to_aspect
-    from .estimate import read_pose_json
-    from .pipeline import DEFAULT_NEGATIVE, CoMoViPipeline
-    from .video import mp4_writer, to_uint8
+    from .pipeline import DEFAULT_NEGATIVE
 
-    tiny = args.preset == "tiny"
-    defaults = TINY_DEFAULTS if tiny else REAL_DEFAULTS
-
-    def given(name):
-        return defaults[name] if getattr(args, name) is None else getattr(args, name)  # 0 stays 0
-
-    height, width, frames, steps, prompt = (given(name) for name in ("height", "width", "frames", "steps", "prompt"))
     # 1. check everything cheap before any heavy work
-    check_video_size(height, width, frames)
-    check_steps(steps)
+    settings = _settings(args)
+    inputs = _read_inputs(args, settings)
+    # 2. the start pose, the components, the start picture
+    body = load_body_model(args.body_model)
+    start, start_source = _start_pose(args, body, inputs, settings)
+    t0 = time.perf_counter()
+    pipe, load_summary, dtype = _load_pipeline(args, body)
+    load_s = time.perf_counter() - t0
+    picture = _start_picture(pipe, inputs["image"], start, settings["height"], settings["width"])
+    # 3. generate, then write (nothing is written if generation fails or is cancelled)
+    result = pipe(
+        picture,
+        settings["prompt"],
+        start,
+        num_frames=settings["frames"],
+        steps=settings["steps"],
+        guidance=args.guidance,
+        shift=args.shift,
+        solver=args.solver,
+        seed=args.seed,
+        negative_prompt=args.negative_prompt or DEFAULT_NEGATIVE,
+        mode=args.mode,
+        given=inputs["given"],
+        fps=args.fps,
+        fit_motion=not args.no_fit,
+        step_cache=settings["cache"],
+        callback=lambda i, n, t, *_: log.info("step %d/%d (t=%.0f)", i + 1, n, float(t)),
+    )
+    if settings["cache"] is not None:
+        log.info("%s", describe_evaluations(result.evaluations))
+    meta = {
+        "comovi_core": __version__,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "preset": args.preset,
+        "mode": args.mode,
+        "prompt": settings["prompt"],
+        "negative_prompt": args.negative_prompt or DEFAULT_NEGATIVE,
+        "seed": args.seed,
+        **{k: settings[k] for k in ("height", "width", "frames", "steps")},
+        "guidance": args.guidance,
+        "shift": args.shift,
+        "solver": args.solver,
+        "fps": args.fps,
+        "device": args.device,
+        "dtype": str(dtype),
+        "fp8": args.fp8,
+        "block_swap": args.block_swap,
+        "offload": args.offload,
+        "attention": args.attention,
+        "compile": args.compile,
+        "lora": str(args.lora) if args.lora else None,
+        "lora_scale": args.lora_scale,
+        "body_model": "stand-in mannequin (NOT SMPL)" if body.is_standin else body.source,
+        "start_pose": start_source,
+        "has_3d_head": result.motion_source == "3d_head",
+        "motion_source": result.motion_source,
+        "motion_quality": result.motion_quality,
+        "weights": load_summary,
+        "vae": "tiny preset" if args.preset == "tiny" else str(args.vae or "base folder vae/"),
+        "step_cache": None if settings["cache"] is None else settings["cache"].to_dict(),
+        "transformer_evaluations": result.evaluations,
+        "timings_s": {"load": round(load_s, 3), **{k: round(v, 3) for k, v in result.timings.items()}},
+    }
+    return _write_run(args.out, result, meta)
+
+
+def _settings(args: argparse.Namespace) -> dict:
+    """The run's sizes, steps and prompt (the preset's defaults where not given; 0 stays 0), all checked."""
+    from .conditioning import check_steps, check_video_size
+
+    defaults = TINY_DEFAULTS if args.preset == "tiny" else REAL_DEFAULTS
+    settings = {k: defaults[k] if getattr(args, k) is None else getattr(args, k) for k in defaults}
+    check_video_size(settings["height"], settings["width"], settings["frames"])
+    check_steps(settings["steps"])
     check_numbers(args)
-    cache = step_cache_config(args)
+    settings["cache"] = step_cache_config(args)
     check_writable_folder(args.out, "--out folder")
-    if not prompt or not prompt.strip():
+    if not settings["prompt"] or not settings["prompt"].strip():
         raise CoMoViError("--prompt is empty: describe the motion, e.g. --prompt 'a woman does a cartwheel'")
     if args.mode == "video_to_motion" and not args.video:
         raise CoMoViError("--mode video_to_motion needs --video VIDEO.mp4")
     if args.mode == "motion_to_video" and not args.motion:
         raise CoMoViError("--mode motion_to_video needs --motion MOTION.npz")
-    if args.smpl is None and args.keypoints is None and not tiny:
+    if args.smpl is None and args.keypoints is None and args.estimator is None and args.preset != "tiny":
         raise CoMoViError(
-            "the start pose is needed: --smpl START.npz (frame 0 is used) or --keypoints POSE.json "
-            "(OpenPose/DWPose keypoints of the start image, fitted with SMPL)"
+            "the start pose is needed: --smpl START.npz (frame 0 is used), --keypoints POSE.json (OpenPose/DWPose "
+            "keypoints of the start image, fitted with SMPL) or --estimator HMR2.ckpt (estimated from --image)"
         )
-    keypoints = read_pose_json(args.keypoints) if args.keypoints and not args.smpl else None
-    given_input = (
-        load_motion(args.motion)
-        if args.motion
-        else (_read_video(args.video, height, width, frames) if args.video else None)
-    )
-    image = load_image(args.image) if args.image else None
+    if args.estimator is not None and not args.smpl:
+        if args.image is None:
+            raise CoMoViError("--estimator estimates the start pose from --image: give the start image")
+        if not args.estimator.is_file():
+            raise CoMoViError(f"--estimator {args.estimator} is not a file: give the HMR 2.0 checkpoint")
+    return settings
+
+
+def _read_inputs(args: argparse.Namespace, settings: dict) -> dict:
+    """Read every input file before the heavy work: keypoints, the given motion or video, the start image."""
+    from .body.motion_file import load_motion
+    from .conditioning import load_image
+    from .estimate import read_pose_json
+
     if args.vae is not None and not args.vae.exists():
         raise CoMoViError(f"--vae {args.vae} does not exist")
     if args.lora is not None:
         from .lora import read_lora
 
         read_lora(args.lora)  # a missing or foreign file is refused before anything heavy loads
-    body = load_body_model(args.body_model)
+    given = None
+    if args.motion:
+        given = load_motion(args.motion)
+    elif args.video:
+        given = _read_video(args.video, settings["height"], settings["width"], settings["frames"])
+    return {
+        "keypoints": read_pose_json(args.keypoints) if args.keypoints and not args.smpl else None,
+        "given": given,
+        "image": load_image(args.image) if args.image else None,
+    }
+
+
+def _start_pose(args: argparse.Namespace, body, inputs: dict, settings: dict):
+    """-> (the start pose, where it came from): --smpl, estimated from --image (--estimator), fitted to
+    --keypoints, or (tiny) the built-in demo."""
+    from .body.mannequin import demo_motion
+    from .body.motion_file import load_motion
+
+    keypoints = inputs["keypoints"]
     if args.smpl:
-        start = load_motion(args.smpl)
-    elif keypoints is not None:
+        return load_motion(args.smpl), str(args.smpl)
+    if args.estimator is not None:
+        import numpy as np
+
+        from .estimate import estimate_from_image
+        from .hmr.checkpoint import load_hmr2
+
+        image = torch.from_numpy(np.asarray(inputs["image"], np.float32) / 255.0)  # (H, W, 3)
+        detector = None
+        if keypoints is None:
+            from .hmr.detect import PersonDetector
+
+            detector = PersonDetector.from_pretrained(allow_download=args.download_detector)
+        motion, info = estimate_from_image(
+            body,
+            image,
+            load_hmr2(args.estimator),
+            None if keypoints is None else keypoints[0],
+            None,
+            detector,
+            args.fov,
+            args.fps,
+        )
+        log.info("start pose estimated from %s: %s", args.image, info)
+        return motion, f"estimated from {args.image} ({info['estimator']})"
+    if keypoints is not None:
         from .estimate import estimate_start_pose
 
-        start = estimate_start_pose(body, keypoints[0], *keypoints[1], fov_degrees=args.fov)
-    else:
-        start = demo_motion(num_frames=1, height=height, width=width)
-    # 2. components
+        return estimate_start_pose(
+            body, keypoints[0], *keypoints[1], fov_degrees=args.fov
+        ), f"estimated from {args.keypoints} (keypoint fit)"
+    return demo_motion(num_frames=1, height=settings["height"], width=settings["width"]), "built-in demo"
+
+
+def _load_pipeline(args: argparse.Namespace, body):
+    """-> (pipeline, what was loaded, compute dtype): the tiny preset's in-memory weights or the real files."""
+    from .pipeline import CoMoViPipeline
+
+    tiny = args.preset == "tiny"
     dtype = torch.float32 if tiny else getattr(torch, args.dtype)
-    t0 = time.perf_counter()
     if tiny:
+        from .model.memory import compile_blocks, set_attention_backend
         from .tiny import tiny_components
 
-        components, load_summary = (
-            tiny_components(args.seed),
-            "tiny preset: random weights built in memory (not a real model)",
-        )
+        components = tiny_components(args.seed)
+        load_summary = "tiny preset: random weights built in memory (not a real model)"
         if args.lora is not None:
             from .lora import apply_lora
 
             layers = apply_lora(components["transformer"], args.lora, args.lora_scale)
             load_summary += f"; LoRA {args.lora.name} at scale {args.lora_scale:g}: {layers} layers"
-        from .model.memory import compile_blocks, set_attention_backend
-
         set_attention_backend(components["transformer"], args.attention, "cpu")
         if args.compile:
             load_summary += f"; torch.compile: {compile_blocks(components['transformer'])} blocks"
@@ -299,84 +423,36 @@ def run(args: argparse.Namespace) -> Path:
         )
     device = "cpu" if tiny else args.device
     pipe = CoMoViPipeline(body_model=body, device=device, offload=args.offload and not tiny, **components)
-    load_s = time.perf_counter() - t0
-    if image is None:  # tiny demo: a grey silhouette of the start pose on white
-        camera = start.camera.padded_to(height, width)
-        mask = (pipe.render_motion_maps(start, camera, 1)[0] < 1).any(-1)
-        picture = torch.ones(3, height, width)
-        picture[:, mask] = 0.55
-    else:
-        picture = pad_to_aspect(image, height, width)
-    # 3. generate, then write (nothing is written if generation fails or is cancelled)
-    result = pipe(
-        picture,
-        prompt,
-        start,
-        num_frames=frames,
-        steps=steps,
-        guidance=args.guidance,
-        shift=args.shift,
-        solver=args.solver,
-        seed=args.seed,
-        negative_prompt=args.negative_prompt or DEFAULT_NEGATIVE,
-        mode=args.mode,
-        given=given_input,
-        fps=args.fps,
-        fit_motion=not args.no_fit,
-        step_cache=cache,
-        callback=lambda i, n, t, *_: log.info("step %d/%d (t=%.0f)", i + 1, n, float(t)),
-    )
-    if cache is not None:
-        log.info("%s", describe_evaluations(result.evaluations))
-    out = args.out
-    with staged_folder(out, RUN_FILES.__contains__, "meta.json") as staging:  # the run is built here, then published
-        for name, frames_t in (("rgb.mp4", result.rgb), ("motion_map.mp4", result.motion_map)):
-            with mp4_writer(staging / name, height, width, args.fps) as send:
-                send(to_uint8(frames_t))
+    return pipe, load_summary, dtype
+
+
+def _start_picture(pipe, image, start, height: int, width: int) -> torch.Tensor:
+    """The start image padded to the target aspect, (3, H, W); without one (tiny demo) a grey silhouette of
+    the start pose on white."""
+    from .conditioning import pad_to_aspect
+
+    if image is not None:
+        return pad_to_aspect(image, height, width)
+    mask = (pipe.render_motion_maps(start, start.camera.padded_to(height, width), 1)[0] < 1).any(-1)
+    picture = torch.ones(3, height, width)
+    picture[:, mask] = 0.55
+    return picture
+
+
+def _write_run(out: Path, result, meta: dict) -> Path:
+    """The run folder, built in a staging folder and published whole: videos, motion.npz, meta.json."""
+    from .body.motion_file import save_motion
+    from .video import mp4_writer, to_uint8
+
+    with staged_folder(out, RUN_FILES.__contains__, "meta.json") as staging:
+        for name, frames in (("rgb.mp4", result.rgb), ("motion_map.mp4", result.motion_map)):
+            with mp4_writer(staging / name, meta["height"], meta["width"], meta["fps"]) as send:
+                send(to_uint8(frames))
         if result.motion is not None:
             save_motion(staging / "motion.npz", result.motion)
             log.info("%s", result.describe_motion())
         else:
             log.warning("the loaded weights have no 3D head and --no-fit was given: no motion.npz is written")
-        meta = {
-            "comovi_core": __version__,
-            "torch": torch.__version__,
-            "python": platform.python_version(),
-            "preset": args.preset,
-            "mode": args.mode,
-            "prompt": prompt,
-            "negative_prompt": args.negative_prompt or DEFAULT_NEGATIVE,
-            "seed": args.seed,
-            "height": height,
-            "width": width,
-            "frames": frames,
-            "steps": steps,
-            "guidance": args.guidance,
-            "shift": args.shift,
-            "solver": args.solver,
-            "fps": args.fps,
-            "device": args.device,
-            "dtype": str(dtype),
-            "fp8": args.fp8,
-            "block_swap": args.block_swap,
-            "offload": args.offload,
-            "attention": args.attention,
-            "compile": args.compile,
-            "lora": str(args.lora) if args.lora else None,
-            "lora_scale": args.lora_scale,
-            "body_model": "stand-in mannequin (NOT SMPL)" if body.is_standin else body.source,
-            "start_pose": str(args.smpl)
-            if args.smpl
-            else (f"estimated from {args.keypoints}" if keypoints is not None else "built-in demo"),
-            "has_3d_head": result.motion_source == "3d_head",
-            "motion_source": result.motion_source,
-            "motion_quality": result.motion_quality,
-            "weights": load_summary,
-            "vae": "tiny preset" if tiny else str(args.vae or "base folder vae/"),
-            "step_cache": None if cache is None else cache.to_dict(),
-            "transformer_evaluations": result.evaluations,
-            "timings_s": {"load": round(load_s, 3), **{k: round(v, 3) for k, v in result.timings.items()}},
-        }
         (staging / "meta.json").write_text(json.dumps(meta, indent=1))
     log.info("wrote %s", ", ".join(sorted(p.name for p in out.iterdir())))
     return out

@@ -460,3 +460,49 @@ def test_run_folder_is_published_whole(tmp_path, monkeypatch):
     ]
     assert load_motion(used / "motion.npz").num_frames == 5 and (used / "notes.txt").read_text() == "mine"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["used"]
+
+
+def test_start_pose_estimated_from_the_image_with_an_hmr_checkpoint(tmp_path, caplog):
+    """--image + --estimator (+ --keypoints for the person box and the refinement): the start pose is the one
+    ``estimate_from_image`` gives for that picture, and meta.json says so; without --image it is refused."""
+    from comovi_core.body.smpl import camera_vertices
+    from comovi_core.estimate import OPENPOSE_TO_SMPL, estimate_from_image, read_pose_json
+    from comovi_core.hmr.checkpoint import load_hmr2, save_hmr2
+    from comovi_core.hmr.config import PRESETS
+    from comovi_core.hmr.model import HMR2
+
+    torch.manual_seed(0)
+    save_hmr2(HMR2(PRESETS["tiny"]).eval(), tmp_path / "hmr2.safetensors")
+    body = load_body_model(None)
+    truth = demo_motion(num_frames=1, height=96, width=64)
+    with torch.no_grad():
+        uv = truth.camera.project(camera_vertices(body, truth).joints[0])
+    flat = [0.0] * 54
+    for coco, joint in OPENPOSE_TO_SMPL.items():
+        flat[3 * coco : 3 * coco + 3] = [float(uv[joint, 0]), float(uv[joint, 1]), 1.0]
+    (tmp_path / "pose.json").write_text(
+        json.dumps({"people": [{"pose_keypoints_2d": flat}], "canvas_height": 96, "canvas_width": 64})
+    )
+    picture = np.full((96, 64, 3), 255, np.uint8)
+    picture[20:80, 24:40] = (90, 110, 150)
+    Image.fromarray(picture).save(tmp_path / "start.png")
+    common = ["--preset", "tiny", "--estimator", str(tmp_path / "hmr2.safetensors"), "--frames", "5", "--steps", "1"]
+    argv = [*common, "--image", str(tmp_path / "start.png"), "--keypoints", str(tmp_path / "pose.json")]
+    assert main([*argv, "--out", str(tmp_path / "out")]) == 0
+    motion = load_motion(tmp_path / "out" / "motion.npz")
+    expected, info = estimate_from_image(
+        body,
+        torch.from_numpy(picture.astype(np.float32) / 255),
+        load_hmr2(tmp_path / "hmr2.safetensors"),
+        read_pose_json(tmp_path / "pose.json")[0],
+        None,
+        None,
+        50.0,
+    )
+    np.testing.assert_allclose(motion.body_pose[0], expected.body_pose[0], atol=1e-4)
+    np.testing.assert_allclose(motion.betas, expected.betas, atol=1e-5)
+    assert motion.camera == expected.camera.padded_to(128, 128)
+    meta = json.loads((tmp_path / "out" / "meta.json").read_text())
+    assert meta["start_pose"] == f"estimated from {tmp_path / 'start.png'} ({info['estimator']})"
+    assert main([*common, "--out", str(tmp_path / "bad")]) == 2
+    assert "--estimator estimates the start pose from --image" in caplog.text and not (tmp_path / "bad").exists()
