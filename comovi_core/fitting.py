@@ -48,6 +48,7 @@ from .body.parts import NUM_PARTS
 from .camera import PinholeCamera
 from .cli import run_cli
 from .errors import CoMoViError
+from .fit_flip import LIMBS, mirrored_limb
 from .fit_prior import joint_limits, smoothness, stillness
 from .fit_splat import SPLAT_SIGMA, body_splat, projected_vertex_area, splat_cost, splat_targets
 from .motion_map.colors import vertex_normals
@@ -68,6 +69,7 @@ SPLAT_SIDE = 384  # longer image side the colour stage compares at (thin limbs n
 SPLAT_LR = 0.01  # Adam step of the colour stage's joint refinements
 SMOOTH = 0.05  # weight of the temporal smoothness prior (``fit_prior``: a strong one flattens fast motions)
 LIMIT_WEIGHT = 10.0  # weight of the joint limits (``fit_prior``), per squared radian beyond a limit
+FLIP_STEPS = 10  # steps given to each depth-mirrored limb (and the current pose) per keyframe; 0: no flips
 STILL_WEIGHT = 0.01  # pull of every joint toward the start pose (``fit_prior.stillness``), per squared radian
 CROP = True  # fit in the window the body moves in (``_crop_to_body``), not the whole frame
 CROP_MARGIN = 0.15  # margin around that window, a fraction of its longer side (+ 4 pixels)
@@ -311,26 +313,51 @@ def _track(body, delta, base, betas, frame_cost, steps, smooth, on_step):
 
     ``frame_cost`` is one callable ``(vertices (1, V, 3), frame) -> scalar`` or a sequence of them, run one
     after the other (e.g. coarse to fine); the joint prior over the frame and the two before it is added.
+    After the stages each limb is tried mirrored in depth (``fit_flip``): the mirror and the current pose
+    get ``FLIP_STEPS`` more steps of the last cost each and the cheaper one stays.
     base (T, 75) is the start pose every frame; delta (T-1, 75) is filled in place."""
     costs = frame_cost if isinstance(frame_cost, (list, tuple)) else [frame_cost]
+    parents = body.smpl.parents.tolist()
     visit = keyframes(base.shape[0])
     full = torch.cat([delta.new_zeros(1, 75), delta.detach()])  # (T, 75), frame 0 is the start
+
+    def objective(cost, x, frame, done):
+        q = base[frame : frame + 1] + x  # (1, 75)
+        loss = cost(body(q[:, :3], q[:, 3:72], betas, q[:, 72:]).vertices, frame)
+        loss = loss + LIMIT_WEIGHT * joint_limits(q[:, 3:72]).sum()
+        loss = loss + STILL_WEIGHT * stillness(q[:, 3:72], base[frame, 3:72]).sum()
+        if done.shape[0] == 2:  # continue the motion smoothly
+            seq = torch.cat([base[frame - 2 : frame] + done, q])  # (3, 75)
+            loss = loss + smooth * smoothness(seq[:, :3], seq[:, 3:72], seq[:, 72:])
+        return loss
+
+    def descend(cost, x, frame, done, n):
+        """n Adam steps from x (1, 75) -> (x, its objective)."""
+        x = x.detach().clone().requires_grad_(True)
+        optimiser = torch.optim.Adam([x], lr=0.02)
+        for _ in range(n):
+            loss = objective(cost, x, frame, done)
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+        with torch.no_grad():
+            return x.detach(), float(objective(cost, x, frame, done))
+
     for i, frame in enumerate(visit[1:], 1):
         done = full[visit[max(0, i - 2) : i]].clone()  # (<= 2, 75) fitted before
-        x = done[-1:].clone().requires_grad_(True)  # (1, 75) start from the previous keyframe
-        optimiser = torch.optim.Adam([x], lr=0.02)
+        x = done[-1:].clone()  # (1, 75) start from the previous keyframe
         for cost in costs:
-            for _ in range(steps):
-                q = base[frame : frame + 1] + x  # (1, 75)
-                loss = cost(body(q[:, :3], q[:, 3:72], betas, q[:, 72:]).vertices, frame)
-                loss = loss + LIMIT_WEIGHT * joint_limits(q[:, 3:72]).sum()
-                loss = loss + STILL_WEIGHT * stillness(q[:, 3:72], base[frame, 3:72]).sum()
-                if done.shape[0] == 2:  # continue the motion smoothly
-                    seq = torch.cat([base[frame - 2 : frame] + done, q])  # (3, 75)
-                    loss = loss + smooth * smoothness(seq[:, :3], seq[:, 3:72], seq[:, 72:])
-                optimiser.zero_grad()
-                loss.backward()
-                optimiser.step()
+            x, _ = descend(cost, x, frame, done, steps)
+        for limb in LIMBS if FLIP_STEPS > 0 else ():
+            with torch.no_grad():
+                q = base[frame] + x[0]
+                joints = body(q[None, :3], q[None, 3:72], betas, q[None, 72:]).joints[0]
+                mirror = mirrored_limb(parents, joints, q, limb) - base[frame]
+            mirror, mirror_loss = descend(costs[-1], mirror[None], frame, done, FLIP_STEPS)
+            x, loss = descend(costs[-1], x, frame, done, FLIP_STEPS)  # the same steps for a fair comparison
+            if mirror_loss < loss:
+                log.debug("frame %d: limb %s mirrored in depth (%.4g -> %.4g)", frame, limb, loss, mirror_loss)
+                x = mirror
         previous = visit[i - 1]
         with torch.no_grad():
             full[frame] = x[0]

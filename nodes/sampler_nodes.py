@@ -57,28 +57,7 @@ class LoadCoMoVi(io.ComfyNode):
                     options=[NO_COMOVI] + host.diffusion_model_files(),
                     tooltip="CoMoVi .safetensors in models/diffusion_models",
                 ),
-                io.Combo.Input("precision", options=["bfloat16", "float16", "float32"], default="bfloat16"),
-                io.Boolean.Input(
-                    "fp8_weights", default=False, tooltip="store transformer weights in fp8 (about 10 GB instead of 20)"
-                ),
-                io.Int.Input(
-                    "block_swap",
-                    default=0,
-                    min=0,
-                    max=30,
-                    tooltip="layer pairs kept in CPU memory and swapped in per layer",
-                ),
-                io.Boolean.Input(
-                    "offload",
-                    default=False,
-                    tooltip="keep the weights in CPU memory; they visit the GPU only while they work (24 GB cards)",
-                ),
-                io.Combo.Input(
-                    "size",
-                    options=list(SIZES),
-                    default=SIZES[0],
-                    tooltip="size of the weight files; auto reads it from them (a named size must match)",
-                ),
+                *_weight_options(),
             ],
             outputs=[CoMoViModels.Output(display_name="comovi")],
         )
@@ -99,6 +78,30 @@ class LoadCoMoVi(io.ComfyNode):
             offload=True,
         )
         return io.NodeOutput(ManagedCoMoVi(**components, summary=summary, offload=offload))
+
+
+def _weight_options() -> list:
+    """The loaders' shared widgets, in this order: precision, fp8_weights, block_swap, offload, size."""
+    return [
+        io.Combo.Input("precision", options=["bfloat16", "float16", "float32"], default="bfloat16"),
+        io.Boolean.Input(
+            "fp8_weights", default=False, tooltip="store transformer weights in fp8 (about 10 GB instead of 20)"
+        ),
+        io.Int.Input(
+            "block_swap", default=0, min=0, max=30, tooltip="layer pairs kept in CPU memory and swapped in per layer"
+        ),
+        io.Boolean.Input(
+            "offload",
+            default=False,
+            tooltip="keep the weights in CPU memory; they visit the GPU only while they work (24 GB cards)",
+        ),
+        io.Combo.Input(
+            "size",
+            options=list(SIZES),
+            default=SIZES[0],
+            tooltip="size of the weight files; auto reads it from them (a named size must match)",
+        ),
+    ]
 
 
 class LoadCoMoViTransformer(io.ComfyNode):
@@ -124,37 +127,14 @@ class LoadCoMoViTransformer(io.ComfyNode):
                 io.Combo.Input(
                     "comovi", options=[NO_COMOVI] + files, tooltip="CoMoVi weights, loaded on top of the base"
                 ),
-                io.Combo.Input("precision", options=["bfloat16", "float16", "float32"], default="bfloat16"),
-                io.Boolean.Input(
-                    "fp8_weights", default=False, tooltip="store transformer weights in fp8 (about 10 GB instead of 20)"
-                ),
-                io.Int.Input(
-                    "block_swap",
-                    default=0,
-                    min=0,
-                    max=30,
-                    tooltip="layer pairs kept in CPU memory and swapped in per layer",
-                ),
-                io.Boolean.Input(
-                    "offload",
-                    default=False,
-                    tooltip="keep the weights in CPU memory; they visit the GPU only while they work (24 GB cards)",
-                ),
-                io.Combo.Input(
-                    "size",
-                    options=list(SIZES),
-                    default=SIZES[0],
-                    tooltip="size of the weight files; auto reads it from them (a named size must match)",
-                ),
+                *_weight_options(),
             ],
             outputs=[CoMoViModels.Output(display_name="comovi")],
         )
 
     @classmethod
     def execute(cls, base, comovi, precision, fp8_weights, block_swap, offload, size) -> io.NodeOutput:
-        if (
-            base == TINY_DEMO
-        ):  # carries its own tiny VAE and text encoder: leave the sampler's vae/positive/negative empty
+        if base == TINY_DEMO:  # carries its own tiny VAE and text encoder: leave the sampler's vae/text inputs empty
             return io.NodeOutput(_tiny_demo())
         files = [host.diffusion_model_path(base)] + ([] if comovi == NO_COMOVI else [host.diffusion_model_path(comovi)])
         transformer, summary = load_transformer(
