@@ -70,6 +70,7 @@ SPLAT_LR = 0.01  # Adam step of the colour stage's joint refinements
 SMOOTH = 0.05  # weight of the temporal smoothness prior (``fit_prior``: a strong one flattens fast motions)
 LIMIT_WEIGHT = 10.0  # weight of the joint limits (``fit_prior``), per squared radian beyond a limit
 FLIP_STEPS = 10  # steps given to each depth-mirrored limb (and the current pose) per keyframe; 0: no flips
+FLIP_MARGIN = 0.03  # a mirrored limb replaces the pose only if its objective is this fraction lower
 STILL_WEIGHT = 0.01  # pull of every joint toward the start pose (``fit_prior.stillness``), per squared radian
 CROP = True  # fit in the window the body moves in (``_crop_to_body``), not the whole frame
 CROP_MARGIN = 0.15  # margin around that window, a fraction of its longer side (+ 4 pixels)
@@ -313,8 +314,9 @@ def _track(body, delta, base, betas, frame_cost, steps, smooth, on_step):
 
     ``frame_cost`` is one callable ``(vertices (1, V, 3), frame) -> scalar`` or a sequence of them, run one
     after the other (e.g. coarse to fine); the joint prior over the frame and the two before it is added.
-    After the stages each limb is tried mirrored in depth (``fit_flip``): the mirror and the current pose
-    get ``FLIP_STEPS`` more steps of the last cost each and the cheaper one stays.
+    After the stages each limb is tried mirrored in depth (``fit_flip``): the mirror and (in a copy) the current
+    pose get ``FLIP_STEPS`` more steps of the last cost each; the mirror replaces the pose only when it ends
+    ``FLIP_MARGIN`` cheaper, so without a flip the track is what it was without the trial.
     base (T, 75) is the start pose every frame; delta (T-1, 75) is filled in place."""
     costs = frame_cost if isinstance(frame_cost, (list, tuple)) else [frame_cost]
     parents = body.smpl.parents.tolist()
@@ -354,8 +356,8 @@ def _track(body, delta, base, betas, frame_cost, steps, smooth, on_step):
                 joints = body(q[None, :3], q[None, 3:72], betas, q[None, 72:]).joints[0]
                 mirror = mirrored_limb(parents, joints, q, limb) - base[frame]
             mirror, mirror_loss = descend(costs[-1], mirror[None], frame, done, FLIP_STEPS)
-            x, loss = descend(costs[-1], x, frame, done, FLIP_STEPS)  # the same steps for a fair comparison
-            if mirror_loss < loss:
+            _, loss = descend(costs[-1], x, frame, done, FLIP_STEPS)  # the same steps, for a fair comparison only
+            if mirror_loss < (1 - FLIP_MARGIN) * loss:  # clearly better: a near tie is noise, keep the track
                 log.debug("frame %d: limb %s mirrored in depth (%.4g -> %.4g)", frame, limb, loss, mirror_loss)
                 x = mirror
         previous = visit[i - 1]
