@@ -11,7 +11,8 @@ ones bf16; DeepSpeed keeps bf16 working copies and fp32 masters in the optimizer
     zero2      bf16 copy of all weights on every GPU; grads, masters, moments /N       2P + 14T/N
     zero3      everything /N, plus the gathered bf16 weights of the running layer     (2P + 14T)/N + G
     zero3_cpu  zero3 with the optimizer (masters, moments) in host RAM                (2P + 2T)/N + G
-    fsdp2      fully_shard, fp32 masters sharded, bf16 compute copies per layer        (2F + 16T)/N + G
+    fsdp2      train --sharding fsdp2: everything /N, bf16 copy of the running layer   (2F + 16T)/N + G
+    fsdp2_cpu  train --sharding fsdp2_offload: shards, grads, AdamW in host RAM         G  (host: (2F + 16T)/N)
     lora       one GPU: all weights frozen bf16, rank-r adapters (fp32, AdamW) on the layers train --lora adapts
 
 P, T, F: all, trained, frozen parameters; G: one dual layer (RGB + motion block, coupling) gathered in bf16, twice
@@ -49,6 +50,7 @@ def per_gpu(p: int, t: int, gathered: int, n: int, lora: int) -> dict[str, tuple
         "zero3": (2 * p / n + gathered, 2 * t / n, 12 * t / n),
         "zero3_cpu": (2 * p / n + gathered, 2 * t / n, 0.0),
         "fsdp2": ((2 * f + 4 * t) / n + gathered, 4 * t / n, 8 * t / n),
+        "fsdp2_cpu": (gathered, 0.0, 0.0),
         "lora": (2 * p + 4 * lora, 4 * lora, 8 * lora),
     }
 

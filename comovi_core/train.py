@@ -25,7 +25,10 @@ visiting every clip once, shards (the clips in memory are one shard) in an order
 clips of a shard in an order drawn from (--seed, epoch, shard) (``comovi_core.data_order``); micro-batch i of step t
 reads sample (t-1)*P*A + i and draws its noise, timestep and text dropout from seed (--seed, t, i), where i counts
 over all P processes: N processes with --grad-accum A give the same update as one process with --grad-accum N*A, and
-a cache of one shard the same as its clips held in memory.
+a cache of one shard the same as its clips held in memory. --sharding fsdp2 shards parameters, gradients and AdamW
+state over the processes instead of copying them (torch FSDP2, ``train_shard``; fsdp2_offload: in host memory);
+states are then written as one shard per process and resume under any process count or strategy
+(``python -m comovi_core.consolidate`` joins one into a single file).
 
 Precision (--precision bf16, the default for real presets): the trained parameters are fp32 master weights (AdamW
 updates of lr 2e-5 are below half a bf16 ulp of most weights and would vanish in pure bf16), the frozen ones are
@@ -85,6 +88,7 @@ from .cli import run_cli
 from .conditioning import check_video_size
 from .errors import CoMoViError
 from .model.config import get_config
+from .train_shard import is_sharded, load_from_rank0, shard_model
 from .train_step import (  # noqa: F401  (re-exported: the public training API lives here)
     LOSS_NAMES,
     TrainConfig,
@@ -122,6 +126,24 @@ def _accelerator(cfg: TrainConfig, out: Path, tensorboard: bool):
     )
 
 
+def _gradient_sync(accelerator, model, sharded: bool, last: bool):
+    """Gradients are averaged over the processes on the last micro-batch of a step only."""
+    if sharded:
+        model.set_requires_gradient_sync(last)
+        return contextlib.nullcontext()
+    return contextlib.nullcontext() if last else accelerator.no_sync(model)
+
+
+def _clip_gradients(accelerator, params, clip: float, sharded: bool) -> float:
+    """Clip the gradient norm over all processes; returns the norm before clipping."""
+    if not sharded:
+        return float(accelerator.clip_grad_norm_(params, clip))
+    from torch.distributed.tensor import DTensor
+
+    norm = torch.nn.utils.clip_grad_norm_(params, clip)  # over the shards of every process
+    return float(norm.full_tensor() if isinstance(norm, DTensor) else norm)
+
+
 def train(
     cfg: TrainConfig,
     model,
@@ -144,7 +166,14 @@ def train(
 
     out = Path(out)
     accelerator = accelerator or _accelerator(cfg, out, tensorboard)
+    sharded = is_sharded(cfg)
     named = prepare_for_training(model, cfg)
+    if sharded:  # FSDP2 puts new (sharded) parameters in place: look the trained ones up again by name
+        trained = {n for n, _ in named}
+        full = model.state_dict() if accelerator.is_main_process else {}
+        load_from_rank0(shard_model(model, cfg, accelerator.device), full, accelerator.device)
+        del full
+        named = [(n, p) for n, p in model.named_parameters() if n in trained]
     params = [p for _, p in named]
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, eps=cfg.adam_eps)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(1.0, (step + 1) / max(1, cfg.warmup)))
@@ -156,7 +185,8 @@ def train(
     out.mkdir(parents=True, exist_ok=True)
     if accelerator.is_main_process:
         remove_debris(out)
-    model, optimizer = accelerator.prepare(model, optimizer)
+    if not sharded:  # DDP through accelerate; FSDP2 already does the gradient communication itself
+        model, optimizer = accelerator.prepare(model, optimizer)
     if isinstance(clips, list):
         vae.to(accelerator.device)
         clips = ClipData(clips, vae, text_encoder, cfg.text_dropout > 0)
@@ -179,7 +209,7 @@ def train(
             )
             context = clips.empty_context(accelerator.device) if drop_text(cfg, generator) else sample.context
             last = k == cfg.grad_accum - 1
-            with contextlib.nullcontext() if last else accelerator.no_sync(model):  # all-reduce once per step
+            with _gradient_sync(accelerator, model, sharded, last):  # all-reduce (reduce-scatter) once per step
                 losses = latent_training_step(
                     model, body, sample.x0_rgb, sample.x0_motion, sample.motion, context, cfg, generator
                 )
@@ -192,7 +222,7 @@ def train(
         total, parts = float(reduced[0]), dict(zip(LOSS_NAMES, reduced[1:].tolist()))
         if not math.isfinite(total):
             raise CoMoViError(f"the loss became {total} at step {step}; lower --lr")
-        grad_norm = float(accelerator.clip_grad_norm_(params, cfg.clip))
+        grad_norm = _clip_gradients(accelerator, params, cfg.clip, sharded)
         lr = schedule.get_last_lr()[0]  # the rate this step's update uses
         optimizer.step()
         schedule.step()
@@ -280,8 +310,13 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def load_training_model(cfg: TrainConfig, init: list):
     """The model for ``cfg`` in the compute dtype (``train`` then makes the trained parameters fp32 masters). The
-    tiny preset builds random weights in memory (then ``init`` on top)."""
-    from .model.loading import load_model
+    tiny preset builds random weights in memory (then ``init`` on top). Sharded (--sharding fsdp2), only process 0
+    reads weights; the others build the model on the meta device (``train`` hands them their shards)."""
+    from .model.loading import build_model, load_model, open_checkpoint, resolve_config
+
+    if is_sharded(cfg) and not _is_main_process():
+        config = resolve_config([open_checkpoint(p) for p in init], get_config(cfg.preset)) if init else None
+        return build_model(config or get_config(cfg.preset), "meta").to(compute_dtype(cfg))
 
     if cfg.preset == "tiny":
         from .tiny import tiny_transformer
@@ -314,6 +349,12 @@ def load_codecs(preset: str, base: Path | None, vae_path: Path | None = None, se
     device = device or _device()
     vae = load_wan22_vae(vae_path or base, torch.float32).to(device)
     return vae, UMT5TextEncoder(base, device, torch.bfloat16, get_config(preset).text_len)
+
+
+def _is_main_process() -> bool:
+    from accelerate import PartialState
+
+    return PartialState(cpu=not torch.cuda.is_available()).is_main_process
 
 
 def _device() -> torch.device:
@@ -367,6 +408,10 @@ def make_config(args: argparse.Namespace) -> TrainConfig:
     _check_numbers(cfg)
     if args.synthetic < 0:
         raise CoMoViError(f"--synthetic is a number of clips, got {args.synthetic}; e.g. --synthetic 4")
+    if cfg.lora and is_sharded(cfg):
+        raise CoMoViError(
+            f"--lora trains adapters of a few hundred MB: run it with --sharding ddp (the default), not {cfg.sharding}"
+        )
     if cfg.lora:
         from .lora import parse_targets, require_peft
 

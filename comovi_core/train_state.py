@@ -7,6 +7,10 @@ A run folder (``--out``) holds, for each saved step N (6 digits)::
     state_N/                          what resuming needs, nothing of which is in the checkpoint:
         trainable.safetensors         fp32 master weights of the trained parameters, by parameter name
         optimizer.safetensors         AdamW moments and step counts, ``<parameter name>/<key>``
+                                      (--sharding fsdp2: ``trainable-rank<r>-of-<n>.safetensors`` and
+                                      ``optimizer-rank<r>-of-<n>.safetensors``, each process's shard of every tensor,
+                                      dim 0 in rank order; ``StateTensors`` joins them, so a run resumes with any
+                                      process count or strategy, and ``comovi_core.consolidate`` writes one file)
         rng_<rank>.safetensors        each process's torch RNG state (CPU, and CUDA when there is one)
         state.json                    step, optimizer hyper-parameters, LR scheduler, training config
     metrics.jsonl                     one JSON line per optimizer step (see ``MetricsLog``)
@@ -34,14 +38,57 @@ from safetensors.torch import save_file
 from .atomic import atomic_path
 from .errors import CoMoViError
 from .model.saving import save_checkpoint
-from .weights import read_safetensors
+from .train_shard import full_state_dict, is_sharded, local_part, shard_like
+from .weights import checked_safe_open, read_safetensors
 
 log = logging.getLogger("comovi_core.train")
 
 STATE_FIX = "resume from an older state (--resume RUN/state_N) or start again with --resume none"
 STATE_NAME = re.compile(r"state_(\d{6,})")
-# config fields that may change between a run and its resumption (they do not change what step N computes)
-RESUMABLE_CHANGES = ("steps", "save_every", "log_every")
+# config fields that may change between a run and its resumption (they do not change what step N computes; the
+# sharding strategy changes it within float rounding)
+RESUMABLE_CHANGES = ("steps", "save_every", "log_every", "sharding")
+SHARD_NAME = re.compile(r"(?P<stem>\w+)-rank(?P<rank>\d+)-of-(?P<count>\d+)\.safetensors")
+
+
+def shard_file_name(stem: str, rank: int, count: int) -> str:
+    return f"{stem}-rank{rank:05d}-of-{count:05d}.safetensors"
+
+
+class StateTensors:
+    """The tensors of a state file by name, read one at a time (a real-size state is ~73 GB): ``<stem>.safetensors``
+    or the shards every process of a sharded run wrote, joined on dim 0 in rank order (FSDP2's ``torch.chunk``
+    split)."""
+
+    def __init__(self, state_dir: Path, stem: str):
+        single = state_dir / f"{stem}.safetensors"
+        shards = sorted(
+            (int(m["rank"]), int(m["count"]), p)
+            for p in state_dir.glob(f"{stem}-rank*-of-*.safetensors")
+            if (m := SHARD_NAME.fullmatch(p.name))
+        )
+        if single.is_file():
+            files = [single]
+        elif (
+            shards
+            and [r for r, _, _ in shards] == list(range(shards[0][1]))
+            and {c for _, c, _ in shards} == {len(shards)}
+        ):
+            files = [p for _, _, p in shards]
+        else:
+            found = ", ".join(p.name for _, _, p in shards) or "none"
+            raise CoMoViError(
+                f"{state_dir}: {stem}.safetensors or a complete set of its shards is missing (found: {found}): "
+                f"{STATE_FIX}"
+            )
+        self.handles = [checked_safe_open(f, STATE_FIX) for f in files]
+
+    def keys(self) -> list[str]:
+        return list(self.handles[0].keys())
+
+    def __getitem__(self, name: str) -> torch.Tensor:
+        parts = [h.get_tensor(name) for h in self.handles]
+        return parts[0] if len(parts) == 1 or parts[0].ndim == 0 else torch.cat(parts, dim=0)
 
 
 def latest_state(out: Path) -> Path | None:
@@ -86,6 +133,9 @@ def refuse_overwrite(out: Path) -> None:
         )
 
 
+STEMS = ("trainable", "optimizer")
+
+
 def _rng_tensors() -> dict[str, torch.Tensor]:
     tensors = {"cpu": torch.get_rng_state()}
     if torch.cuda.is_available():
@@ -96,18 +146,18 @@ def _rng_tensors() -> dict[str, torch.Tensor]:
 def _optimizer_to_files(optimizer, names: list[str]) -> tuple[dict[str, torch.Tensor], list[dict]]:
     state = optimizer.state_dict()
     tensors = {
-        f"{names[i]}/{key}": value.detach().contiguous()
+        f"{names[i]}/{key}": local_part(value.detach()).contiguous()
         for i, per_param in state["state"].items()
         for key, value in per_param.items()
     }
     return tensors, state["param_groups"]
 
 
-def save_model(model, path: Path, cfg, meta: dict, dtype: torch.dtype) -> None:
-    """The step checkpoint: the whole model for ``load_model``, or for a --lora run only its adapters (a LoRA file
-    for ``apply_lora`` / generate --lora; fp32, a few MB)."""
+def save_model(model, path: Path, cfg, meta: dict, dtype: torch.dtype, state: dict | None = None) -> None:
+    """The step checkpoint: the whole model for ``load_model`` (``state``: its gathered tensors when sharded), or for
+    a --lora run only its adapters (a LoRA file for ``apply_lora`` / generate --lora; fp32, a few MB)."""
     if not cfg.lora:
-        save_checkpoint(model, path, "comovi", meta, dtype)
+        save_checkpoint(model, path, "comovi", meta, dtype, state=state)
         return
     from .lora import parse_targets, save_lora
     from .train_step import lora_alpha
@@ -130,22 +180,28 @@ def save_model(model, path: Path, cfg, meta: dict, dtype: torch.dtype) -> None:
 def save_training_state(
     accelerator, model, named_params, optimizer, schedule, cfg, step: int, loss: float, out: Path, dtype: torch.dtype
 ) -> None:
-    """Write ``step_N.safetensors`` (+ .json) and ``state_N/`` atomically. Called by every process."""
+    """Write ``step_N.safetensors`` (+ .json) and ``state_N/`` atomically. Called by every process; sharded
+    (--sharding fsdp2), every process writes its own shards of the state and process 0 the gathered model."""
     tmp, final = out / f".state_{step:06d}.partial", out / f"state_{step:06d}"
+    rank, count, sharded = accelerator.process_index, accelerator.num_processes, is_sharded(cfg)
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
+    gathered = full_state_dict(model) if sharded else None  # collective: every process takes part
     accelerator.wait_for_everyone()
-    save_file(_rng_tensors(), str(tmp / f"rng_{accelerator.process_index}.safetensors"))
+    save_file(_rng_tensors(), str(tmp / f"rng_{rank}.safetensors"))
+    names = [n for n, _ in named_params]
+    if sharded or accelerator.is_main_process:
+        masters = {n: local_part(p.detach()).float().contiguous() for n, p in named_params}
+        tensors, groups = _optimizer_to_files(optimizer, names)
+        stems = {stem: shard_file_name(stem, rank, count) if sharded else f"{stem}.safetensors" for stem in STEMS}
+        save_file(masters, str(tmp / stems["trainable"]))
+        save_file(tensors, str(tmp / stems["optimizer"]))
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        meta = {"step": step, "train": dataclasses.asdict(cfg), "loss": loss, "processes": accelerator.num_processes}
-        save_model(accelerator.unwrap_model(model), out / f"step_{step:06d}.safetensors", cfg, meta, dtype)
-        names = [n for n, _ in named_params]
-        save_file({n: p.detach().float().contiguous() for n, p in named_params}, str(tmp / "trainable.safetensors"))
-        tensors, groups = _optimizer_to_files(optimizer, names)
-        save_file(tensors, str(tmp / "optimizer.safetensors"))
+        meta = {"step": step, "train": dataclasses.asdict(cfg), "loss": loss, "processes": count}
+        save_model(accelerator.unwrap_model(model), out / f"step_{step:06d}.safetensors", cfg, meta, dtype, gathered)
         info = {
             "step": step,
             "loss": loss,
@@ -153,7 +209,9 @@ def save_training_state(
             "param_groups": groups,
             "scheduler": schedule.state_dict(),
             "train": dataclasses.asdict(cfg),
-            "processes": accelerator.num_processes,
+            "processes": count,
+            "shards": count if sharded else 1,
+            "shapes": {n: list(p.shape) for n, p in named_params},
         }
         (tmp / "state.json").write_text(json.dumps(info, indent=1))
         if final.exists():  # only when a run is resumed from before this step on purpose
@@ -206,15 +264,16 @@ def load_training_state(state_dir: Path, named_params, optimizer, schedule, cfg,
             f"{state_dir}: its trained parameters differ from this run's ({len(info['names'])} vs "
             f"{len(names)}): resume with the model and stage it was saved with, or --resume none"
         )
-    masters = read_safetensors(state_dir / "trainable.safetensors", STATE_FIX)
+    masters = StateTensors(state_dir, "trainable")
     with torch.no_grad():
         for name, p in named_params:
-            p.copy_(masters[name])
-    flat = read_safetensors(state_dir / "optimizer.safetensors", STATE_FIX)
+            local_part(p).copy_(local_part(shard_like(masters[name], p)))
+    flat, params = StateTensors(state_dir, "optimizer"), dict(named_params)
     per_param: dict[int, dict] = {}
-    for key, value in flat.items():
+    for key in flat.keys():
         name, _, field = key.rpartition("/")
-        per_param.setdefault(names.index(name), {})[field] = value
+        value = flat[key]
+        per_param.setdefault(names.index(name), {})[field] = shard_like(value, params[name]) if value.ndim else value
     optimizer.load_state_dict({"state": per_param, "param_groups": info["param_groups"]})
     schedule.load_state_dict(info["scheduler"])
     rng_file = state_dir / f"rng_{process_index}.safetensors"

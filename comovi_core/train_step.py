@@ -14,6 +14,7 @@ import torch.nn.functional as F
 
 from .body.rotations import axis_angle_to_rot6d, rot6d_to_axis_angle
 from .sampling import NUM_TRAIN_TIMESTEPS, first_frame_mask, token_timesteps
+from .train_shard import SHARDINGS
 from .vae import encode_frames
 
 PRECISIONS = ("bf16", "fp32")
@@ -64,6 +65,14 @@ class TrainConfig:
         metadata={
             "help": "LoRA groups, comma-separated: motion_attn, motion_ffn, rgb_attn, rgb_ffn, coupling, smpl_head; "
             "empty = stage 1: motion_attn,motion_ffn; stage 2: those + coupling,smpl_head"
+        },
+    )
+    sharding: str = field(
+        default="ddp",
+        metadata={
+            "help": "ddp: every process holds the whole model; fsdp2: parameters, gradients and AdamW state sharded "
+            "over the processes (torch FSDP2); fsdp2_offload: sharded and kept in CPU memory",
+            "choices": SHARDINGS,
         },
     )
 

@@ -17,7 +17,18 @@ from comovi_core.motion_map import render, render_gl
 
 ROOT = Path(__file__).resolve().parents[1]
 HEAVY = ("diffusers", "torch._dynamo", "transformers", "accelerate", "roma", "scipy", "OpenGL", "pyrender")
-CLIS = ("generate", "train", "prepare", "estimate", "fitting", "evaluate", "export", "checkpoint", "motion_map")
+CLIS = (
+    "generate",
+    "train",
+    "prepare",
+    "consolidate",
+    "estimate",
+    "fitting",
+    "evaluate",
+    "export",
+    "checkpoint",
+    "motion_map",
+)
 
 # Runs each CLI as `python -m` would (run_name="__main__") with --help, in one fresh interpreter.
 _HELP_CODE = """

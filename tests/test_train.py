@@ -11,6 +11,7 @@ import shutil
 import numpy as np
 import pytest
 import torch
+from train_runs import run_train
 
 from comovi_core.body.motion_file import save_motion
 from comovi_core.body.smpl import load_body_model
@@ -166,27 +167,14 @@ def test_clip_folders_and_cli_errors(tmp_path, body, caplog):
     assert "is not a folder" in caplog.text and not (tmp_path / "x").exists()
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def test_two_processes_equal_one_with_twice_the_accumulation(tmp_path):
     """Data parallel (torchrun, 2 CPU processes over gloo, --grad-accum 1) makes the same update as one process with
     --grad-accum 2: micro-batch i of a step draws the same clip, noise and timestep wherever it runs."""
-    import subprocess
-    import sys
-
     from safetensors.torch import load_file
 
     # Adam eps 1e-8, not the release's 1e-10: with 1e-10 a gradient element that is ~0 in one run and ~1e-12 in the
     # other (summation order) takes a full-size step in one of them; CI under load once measured 6e-5 that way.
     common = [
-        "-m",
-        "comovi_core.train",
         "--preset",
         "tiny",
         "--synthetic",
@@ -198,31 +186,8 @@ def test_two_processes_equal_one_with_twice_the_accumulation(tmp_path):
         "--adam-eps",
         "1e-8",
     ]
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--nproc_per_node",
-            "2",
-            "--master_port",
-            str(_free_port()),
-            *common,
-            "--grad-accum",
-            "1",
-            "--out",
-            str(tmp_path / "ddp"),
-        ],
-        check=True,
-        capture_output=True,
-        timeout=300,
-    )
-    subprocess.run(
-        [sys.executable, *common, "--grad-accum", "2", "--out", str(tmp_path / "one")],
-        check=True,
-        capture_output=True,
-        timeout=300,
-    )
+    run_train([*common, "--grad-accum", "1"], tmp_path / "ddp", processes=2)
+    run_train([*common, "--grad-accum", "2"], tmp_path / "one")
     ddp, one = (json.loads((tmp_path / d / "summary.json").read_text()) for d in ("ddp", "one"))
     assert (ddp["processes"], one["processes"]) == (2, 1)
     assert ddp["first_loss"] == pytest.approx(one["first_loss"], rel=1e-6) and ddp["last_loss"] == pytest.approx(

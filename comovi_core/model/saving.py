@@ -20,16 +20,29 @@ if TYPE_CHECKING:  # the model imports diffusers (seconds)
 LAYOUTS = ("comovi", "comovi_release", "wan_original", "wan_diffusers")
 
 
-def _state(model: CoMoViTransformer, dtype: torch.dtype | None = None) -> dict[str, torch.Tensor]:
+def _state(
+    model: CoMoViTransformer, dtype: torch.dtype | None = None, state: dict | None = None
+) -> dict[str, torch.Tensor]:
     def cast(v):
         return v.to(dtype) if dtype is not None and v.is_floating_point() else v
 
-    return {k: cast(v.detach()).contiguous() for k, v in model.state_dict().items()}
+    return {k: cast(v.detach()).contiguous() for k, v in (model.state_dict() if state is None else state).items()}
 
 
 def _write(path: Path, tensors: dict[str, torch.Tensor], metadata: dict | None = None) -> Path:
     with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata=metadata)
+    return path
+
+
+def write_comovi_file(path: Path, tensors: dict[str, torch.Tensor], info: dict) -> Path:
+    """Our layout: ``tensors`` by our key names with ``info`` (the model config and what made the file) as its
+    metadata and next to it as ``<path>.json``. A file may hold part of the model (``load_model`` stacks it on the
+    base weights)."""
+    info = {"format": "comovi", **info}
+    _write(path, tensors, {"comovi": json.dumps(info)})
+    with atomic_path(path.with_suffix(".json")) as tmp:
+        tmp.write_text(json.dumps(info, indent=1))
     return path
 
 
@@ -39,17 +52,15 @@ def save_checkpoint(
     layout: str = "comovi",
     meta: dict | None = None,
     dtype: torch.dtype | None = None,
+    state: dict | None = None,
 ) -> Path:
     """Save ``model`` at ``path`` in ``layout`` (one of LAYOUTS), floating tensors cast to ``dtype`` if given.
-    Base layouts keep the RGB branch only."""
+    Base layouts keep the RGB branch only. ``state``: the tensors to write instead of ``model.state_dict()`` (a
+    sharded model's gathered state)."""
     path = Path(path)
-    state = _state(model, dtype)
+    state = _state(model, dtype, state)
     if layout == "comovi":
-        info = {"format": "comovi", "config": model.comovi_config.to_dict(), **(meta or {})}
-        _write(path, state, {"comovi": json.dumps(info)})
-        with atomic_path(path.with_suffix(".json")) as tmp:
-            tmp.write_text(json.dumps(info, indent=1))
-        return path
+        return write_comovi_file(path, state, {"config": model.comovi_config.to_dict(), **(meta or {})})
     if layout == "comovi_release":
         return _write(path, {ours_to_release(k): v for k, v in state.items()})
     rgb = {k[len("rgb.") :]: v for k, v in state.items() if k.startswith("rgb.")}

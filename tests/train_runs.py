@@ -1,0 +1,29 @@
+"""Training runs as a user starts them (``python -m comovi_core.train``, or ``torchrun`` for several processes)."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def run_train(args: list[str], out: Path, processes: int = 1) -> subprocess.CompletedProcess:
+    """Run ``comovi_core.train`` with ``args`` into ``out`` on ``processes`` CPU processes (gloo); fails loudly."""
+    launch = (
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(processes), "--master_port"]
+        + [str(free_port())]
+        if processes > 1
+        else [sys.executable]
+    )
+    done = subprocess.run(
+        [*launch, "-m", "comovi_core.train", *args, "--out", str(out)], capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done
