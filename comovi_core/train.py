@@ -103,6 +103,7 @@ from .train_step import (  # noqa: F401  (re-exported: the public training API l
     trainable_parameters,
     training_step,
 )
+from .train_validate import Validation
 
 log = logging.getLogger("comovi_core.train")
 
@@ -190,6 +191,9 @@ def train(
     if isinstance(clips, list):
         vae.to(accelerator.device)
         clips = ClipData(clips, vae, text_encoder, cfg.text_dropout > 0)
+    elif vae is not None:  # a cache run's VAE (--vae): only to decode the validation sample
+        vae.to(accelerator.device)
+    validation = Validation(cfg, clips, out, vae)
     order = EpochOrder(cfg.seed, clips.sizes)
     metrics = MetricsLog(out, accelerator, done, tensorboard, dataclasses.asdict(cfg))
     stage_losses = (
@@ -240,6 +244,12 @@ def train(
         }
         if torch.cuda.is_available():
             row["peak_memory_gb"] = torch.cuda.max_memory_allocated() / 2**30
+        if validation.due(step) and (sharded or accelerator.is_main_process):  # sharded: every process takes part
+            row.update(
+                validation.run(
+                    accelerator.unwrap_model(model), body, step, accelerator.device, accelerator.is_main_process
+                )
+            )
         metrics.log(step, row)
         if (step % cfg.log_every == 0 or step == done + 1) and accelerator.is_main_process:
             log.info("step %d/%d  %s", step, cfg.steps, "  ".join(f"{k} {v:.4g}" for k, v in row.items()))
@@ -294,7 +304,12 @@ def parse_args(argv=None) -> argparse.Namespace:
         type=Path,
         help="SMPL model file or folder for the stage-2 SMPL loss; default: the stand-in mannequin (not SMPL)",
     )
-    p.add_argument("--vae", type=Path, help="Wan2.2 VAE (single file or folder); default: the vae/ folder of --init")
+    p.add_argument(
+        "--vae",
+        type=Path,
+        help="Wan2.2 VAE (single file or folder); default: the vae/ folder of --init (a --cache run loads it only "
+        "to decode validation samples)",
+    )
     for f in dataclasses.fields(TrainConfig):
         if f.name == "preset":
             continue
@@ -349,6 +364,21 @@ def load_codecs(preset: str, base: Path | None, vae_path: Path | None = None, se
     device = device or _device()
     vae = load_wan22_vae(vae_path or base, torch.float32).to(device)
     return vae, UMT5TextEncoder(base, device, torch.bfloat16, get_config(preset).text_len)
+
+
+def _validation_vae(cfg: TrainConfig, vae_path: Path | None):
+    """A --cache run's VAE, loaded only to decode validation samples: tiny's, or --vae's; None otherwise."""
+    if not cfg.validate_every or (cfg.preset != "tiny" and vae_path is None):
+        if cfg.validate_every:
+            log.info("validation samples are saved as latents only: give --vae to also get their videos")
+        return None
+    if cfg.preset == "tiny":
+        from .tiny import tiny_vae
+
+        return tiny_vae(cfg.seed + 3)
+    from .vae_loading import load_wan22_vae
+
+    return load_wan22_vae(vae_path, torch.float32)
 
 
 def _is_main_process() -> bool:
@@ -426,11 +456,12 @@ def make_config(args: argparse.Namespace) -> TrainConfig:
 
 def _check_numbers(cfg: TrainConfig) -> None:
     """Refuse counts and rates that cannot train (negative, zero where meaningless, NaN) before anything loads."""
-    for name in ("steps", "grad_accum", "save_every", "log_every"):
+    for name in ("steps", "grad_accum", "save_every", "log_every", "validate_steps"):
         if not getattr(cfg, name) >= 1:
             raise CoMoViError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(cfg, name)}")
     at_least_zero = {
         "keep_states": "keep all",
+        "validate_every": "no validation",
         "warmup": "no warm-up",
         "weight_decay": "no decay",
         "lora": "no LoRA; else a rank such as 64",
@@ -479,7 +510,8 @@ def run(args: argparse.Namespace) -> Path:
     if args.cache is not None:
         from .train_cache import CacheData
 
-        data, model, vae, text = CacheData(args.cache), load_training_model(cfg, args.init), None, None
+        data, model, text = CacheData(args.cache), load_training_model(cfg, args.init), None
+        vae = _validation_vae(cfg, args.vae)
     else:
         data = (
             synthetic_clips(body, args.synthetic, cfg.frames, cfg.height, cfg.width, cfg.seed)

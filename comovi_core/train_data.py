@@ -174,7 +174,7 @@ class ClipData:
 
     def __init__(self, clips: list[Clip], vae, text_encoder, empty_prompt: bool):
         self.clips, self.vae, self.sizes = clips, vae, [len(clips)]
-        captions = {c.caption for c in clips} | ({""} if empty_prompt else set())
+        captions = {c.caption for c in clips} | {""}  # the empty prompt: --text-dropout, validation's CFG
         with torch.no_grad():
             self.contexts = {caption: text_encoder([caption]) for caption in captions}
 

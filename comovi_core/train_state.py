@@ -47,7 +47,7 @@ STATE_FIX = "resume from an older state (--resume RUN/state_N) or start again wi
 STATE_NAME = re.compile(r"state_(\d{6,})")
 # config fields that may change between a run and its resumption (they do not change what step N computes; the
 # sharding strategy changes it within float rounding)
-RESUMABLE_CHANGES = ("steps", "save_every", "log_every", "sharding")
+RESUMABLE_CHANGES = ("steps", "save_every", "log_every", "sharding", "validate_every", "validate_steps")
 SHARD_NAME = re.compile(r"(?P<stem>\w+)-rank(?P<rank>\d+)-of-(?P<count>\d+)\.safetensors")
 
 

@@ -67,6 +67,11 @@ class TrainConfig:
             "empty = stage 1: motion_attn,motion_ffn; stage 2: those + coupling,smpl_head"
         },
     )
+    validate_every: int = field(
+        default=0,
+        metadata={"help": "validation period in optimizer steps (losses at fixed draws + a generated sample); 0: off"},
+    )
+    validate_steps: int = field(default=20, metadata={"help": "sampler steps of the validation sample"})
     sharding: str = field(
         default="ddp",
         metadata={

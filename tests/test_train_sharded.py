@@ -42,8 +42,9 @@ def _resume_from_step1(source, target):
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("sharded")
-    run_train([*COMMON, "--grad-accum", "1", "--save-every", "1", "--sharding", "fsdp2"], root / "fsdp", 2)
-    run_train([*COMMON, "--grad-accum", "1"], root / "ddp", 2)
+    validate = ["--validate-every", "2", "--validate-steps", "2"]  # every process takes part under FSDP2
+    run_train([*COMMON, *validate, "--grad-accum", "1", "--save-every", "1", "--sharding", "fsdp2"], root / "fsdp", 2)
+    run_train([*COMMON, *validate, "--grad-accum", "1"], root / "ddp", 2)
     return root
 
 
@@ -59,6 +60,10 @@ def test_fsdp2_makes_the_ddp_update_and_writes_one_shard_per_process(runs):
     rows = [json.loads(line) for line in (runs / "fsdp" / "metrics.jsonl").read_text().splitlines()]
     ref = [json.loads(line) for line in (runs / "ddp" / "metrics.jsonl").read_text().splitlines()]
     assert [r["grad_norm"] for r in rows] == pytest.approx([r["grad_norm"] for r in ref], rel=1e-5)
+    for name in ("val_loss_motion", "val_loss_video", "val_loss_smpl"):
+        assert rows[1][name] == pytest.approx(ref[1][name], rel=1e-5), name
+    samples = [load_file(str(runs / d / "validation" / "step_000002.safetensors")) for d in ("fsdp", "ddp")]
+    assert _max_diff(*samples) < 1e-4
     state = runs / "fsdp" / "state_000002"
     names = sorted(p.name for p in state.glob("*.safetensors"))
     assert names == [
