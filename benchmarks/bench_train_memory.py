@@ -8,6 +8,7 @@ the precision scheme of ``comovi_core.train`` (trained parameters fp32 masters +
 ones bf16; DeepSpeed keeps bf16 working copies and fp32 masters in the optimizer):
 
     ddp        every GPU: frozen bf16 + trained fp32 + fp32 grads + AdamW            2F + 16T
+    ddp_8bit   ddp with --optimizer adamw8bit (two 8-bit moments + block scales)    2F + 10T
     zero2      bf16 copy of all weights on every GPU; grads, masters, moments /N       2P + 14T/N
     zero3      everything /N, plus the gathered bf16 weights of the running layer     (2P + 14T)/N + G
     zero3_cpu  zero3 with the optimizer (masters, moments) in host RAM                (2P + 2T)/N + G
@@ -46,6 +47,7 @@ def per_gpu(p: int, t: int, gathered: int, n: int, lora: int) -> dict[str, tuple
     f = p - t
     return {
         "ddp": (2 * f + 4 * t, 4 * t, 8 * t),
+        "ddp_8bit": (2 * f + 4 * t, 4 * t, 2 * t + 2 * 4 * t / 256),  # bitsandbytes: fp32 absmax per 256 values
         "zero2": (2 * p, 2 * t / n, 12 * t / n),
         "zero3": (2 * p / n + gathered, 2 * t / n, 12 * t / n),
         "zero3_cpu": (2 * p / n + gathered, 2 * t / n, 0.0),

@@ -96,6 +96,7 @@ from .train_step import (  # noqa: F401  (re-exported: the public training API l
     drop_text,
     flow_loss,
     latent_training_step,
+    make_optimizer,
     micro_batch_generator,
     prepare_for_training,
     sample_sigma,
@@ -176,7 +177,7 @@ def train(
         del full
         named = [(n, p) for n, p in model.named_parameters() if n in trained]
     params = [p for _, p in named]
-    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, eps=cfg.adam_eps)
+    optimizer = make_optimizer(params, cfg)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(1.0, (step + 1) / max(1, cfg.warmup)))
     if resume is None:
         refuse_overwrite(out)
@@ -438,6 +439,16 @@ def make_config(args: argparse.Namespace) -> TrainConfig:
     _check_numbers(cfg)
     if args.synthetic < 0:
         raise CoMoViError(f"--synthetic is a number of clips, got {args.synthetic}; e.g. --synthetic 4")
+    if cfg.optimizer == "adamw8bit":
+        if is_sharded(cfg):
+            raise CoMoViError(
+                f"--optimizer adamw8bit (bitsandbytes) does not take sharded parameters: use it with --sharding ddp, "
+                f"or --optimizer adamw with --sharding {cfg.sharding} (its moments are split over the processes)"
+            )
+        import importlib.util
+
+        if importlib.util.find_spec("bitsandbytes") is None:
+            raise CoMoViError("--optimizer adamw8bit needs bitsandbytes: pip install bitsandbytes (or the train extra)")
     if cfg.lora and is_sharded(cfg):
         raise CoMoViError(
             f"--lora trains adapters of a few hundred MB: run it with --sharding ddp (the default), not {cfg.sharding}"

@@ -143,14 +143,35 @@ def _rng_tensors() -> dict[str, torch.Tensor]:
     return tensors
 
 
-def _optimizer_to_files(optimizer, names: list[str]) -> tuple[dict[str, torch.Tensor], list[dict]]:
+def _flatten(prefix: str, value, tensors: dict, values: dict) -> None:
+    """One optimizer state entry: tensors (this process's part) to ``tensors``, nested dicts (bitsandbytes' quantisation
+    state) key by key, anything else (a Python step count) to ``values`` (JSON)."""
+    if isinstance(value, torch.Tensor):
+        value = local_part(value.detach()).contiguous()
+        shared = value.numel() and any(t.numel() and t.data_ptr() == value.data_ptr() for t in tensors.values())
+        tensors[prefix] = value.clone() if shared else value  # bitsandbytes shares its quantisation maps
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _flatten(f"{prefix}/{key}", item, tensors, values)
+    else:
+        values[prefix] = value
+
+
+def _optimizer_to_files(optimizer, names: list[str]) -> tuple[dict[str, torch.Tensor], list[dict], dict]:
+    """(tensors by ``<parameter name>/<key>[/<sub key>]``, param groups, non-tensor values by the same keys)."""
     state = optimizer.state_dict()
-    tensors = {
-        f"{names[i]}/{key}": local_part(value.detach()).contiguous()
-        for i, per_param in state["state"].items()
-        for key, value in per_param.items()
-    }
-    return tensors, state["param_groups"]
+    tensors, values = {}, {}
+    for i, per_param in state["state"].items():
+        _flatten(names[i], per_param, tensors, values)
+    return tensors, state["param_groups"], values
+
+
+def _nest(per_param: dict, key: str, value) -> None:
+    """Put ``value`` at the path ``key`` ("exp_avg", or "__bnb_optimizer_quant_state__/state1") of one parameter."""
+    *path, last = key.split("/")
+    for part in path:
+        per_param = per_param.setdefault(part, {})
+    per_param[last] = value
 
 
 def save_model(model, path: Path, cfg, meta: dict, dtype: torch.dtype, state: dict | None = None) -> None:
@@ -194,7 +215,7 @@ def save_training_state(
     names = [n for n, _ in named_params]
     if sharded or accelerator.is_main_process:
         masters = {n: local_part(p.detach()).float().contiguous() for n, p in named_params}
-        tensors, groups = _optimizer_to_files(optimizer, names)
+        tensors, groups, values = _optimizer_to_files(optimizer, names)
         stems = {stem: shard_file_name(stem, rank, count) if sharded else f"{stem}.safetensors" for stem in STEMS}
         save_file(masters, str(tmp / stems["trainable"]))
         save_file(tensors, str(tmp / stems["optimizer"]))
@@ -207,6 +228,7 @@ def save_training_state(
             "loss": loss,
             "names": names,
             "param_groups": groups,
+            "optimizer_values": values,
             "scheduler": schedule.state_dict(),
             "train": dataclasses.asdict(cfg),
             "processes": count,
@@ -256,6 +278,11 @@ def load_training_state(state_dir: Path, named_params, optimizer, schedule, cfg,
             f"{lora(saved)}, this run is {cfg.preset} stage {cfg.stage} {lora(now)}: resume with "
             "the same --preset/--stage/--lora*, or --resume none"
         )
+    if "optimizer" in changed:
+        raise CoMoViError(
+            f"{state_dir} holds {saved['optimizer']} state, this run uses --optimizer {cfg.optimizer}: resume with "
+            f"--optimizer {saved['optimizer']}, or start a new run from its checkpoint (--init ... step_N.safetensors)"
+        )
     if changed:
         log.warning("resuming %s with changed settings (saved -> now): %s", state_dir, changed)
     names = [n for n, _ in named_params]
@@ -271,9 +298,14 @@ def load_training_state(state_dir: Path, named_params, optimizer, schedule, cfg,
     flat, params = StateTensors(state_dir, "optimizer"), dict(named_params)
     per_param: dict[int, dict] = {}
     for key in flat.keys():
-        name, _, field = key.rpartition("/")
+        name, _, field = key.partition("/")
         value = flat[key]
-        per_param.setdefault(names.index(name), {})[field] = shard_like(value, params[name]) if value.ndim else value
+        like = params[name]
+        value = shard_like(value, like) if value.shape == like.shape and value.ndim else value  # moments: this part
+        _nest(per_param.setdefault(names.index(name), {}), field, value)
+    for key, value in info.get("optimizer_values", {}).items():
+        name, _, field = key.partition("/")
+        _nest(per_param.setdefault(names.index(name), {}), field, value)
     optimizer.load_state_dict({"state": per_param, "param_groups": info["param_groups"]})
     schedule.load_state_dict(info["scheduler"])
     rng_file = state_dir / f"rng_{process_index}.safetensors"

@@ -18,6 +18,7 @@ from .train_shard import SHARDINGS
 from .vae import encode_frames
 
 PRECISIONS = ("bf16", "fp32")
+OPTIMIZERS = ("adamw", "adamw8bit")
 TIMESTEP_SAMPLINGS = ("uniform", "logit_normal")
 LOSS_NAMES = ("motion", "video", "smpl")
 
@@ -67,6 +68,14 @@ class TrainConfig:
             "empty = stage 1: motion_attn,motion_ffn; stage 2: those + coupling,smpl_head"
         },
     )
+    optimizer: str = field(
+        default="adamw",
+        metadata={
+            "help": "adamw (torch, fp32 moments: 8 bytes per trained parameter) or adamw8bit (bitsandbytes, "
+            "block-wise 8-bit moments: ~2 bytes; --sharding ddp only)",
+            "choices": OPTIMIZERS,
+        },
+    )
     validate_every: int = field(
         default=0,
         metadata={"help": "validation period in optimizer steps (losses at fixed draws + a generated sample); 0: off"},
@@ -80,6 +89,17 @@ class TrainConfig:
             "choices": SHARDINGS,
         },
     )
+
+
+def make_optimizer(params: list, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """AdamW over ``params`` with the run's lr, weight decay and eps (betas 0.9, 0.999 as the release); 8-bit moments
+    with --optimizer adamw8bit (bitsandbytes; parameters under 4096 elements keep fp32 moments there)."""
+    options = {"lr": cfg.lr, "weight_decay": cfg.weight_decay, "eps": cfg.adam_eps}
+    if cfg.optimizer == "adamw8bit":
+        import bitsandbytes
+
+        return bitsandbytes.optim.AdamW8bit(params, **options)
+    return torch.optim.AdamW(params, **options)
 
 
 def compute_dtype(cfg: TrainConfig) -> torch.dtype:
