@@ -64,8 +64,9 @@ constant, weight decay 3e-2, clip 0.5; the release puts the RGB branch in the op
 Text dropout is 0 as in the release (its dropout line is commented out); --text-dropout p trains the empty prompt
 with probability p, for classifier-free guidance. Other deviations from the release: every micro-batch draws from
 its own seeded stream (the release gives each rank its own slice of timesteps), no masking of |error| > 50 in the
-MSE, no resolution/length bucketing (one --height/--width/--frames), and the 3D head reads the last layer only
-(the paper also trains on random other layers).
+MSE, and the 3D head reads the last layer only (the paper also trains on random other layers). Sizes: one
+--height/--width/--frames for --data; several --cache folders (one per size) train together as buckets, each clip
+at its own size (batch 1 per micro-batch, so sizes never mix within one forward pass).
 """
 
 from __future__ import annotations
@@ -202,10 +203,9 @@ def train(
         if cfg.stage == 1
         else LOSS_NAMES[:2] + (("smpl",) if accelerator.unwrap_model(model).smpl_head is not None else ())
     )
-    tokens = 2 * ((cfg.frames - 1) // 4 + 1) * (cfg.height // 32) * (cfg.width // 32)  # both branches, patched
     history, start = [], time.perf_counter()
     for step in range(done + 1, cfg.steps + 1):
-        tick, total, parts = time.perf_counter(), 0.0, dict.fromkeys(LOSS_NAMES, 0.0)
+        tick, total, parts, tokens = time.perf_counter(), 0.0, dict.fromkeys(LOSS_NAMES, 0.0), 0
         for k in range(cfg.grad_accum):
             generator = micro_batch_generator(cfg.seed, step, accelerator.process_index * cfg.grad_accum + k)
             sample = clips.read(
@@ -213,6 +213,7 @@ def train(
                 accelerator.device,
             )
             context = clips.empty_context(accelerator.device) if drop_text(cfg, generator) else sample.context
+            tokens += 2 * sample.x0_rgb[0, 0].numel() // 4  # both branches, patches of 1x2x2 latents
             last = k == cfg.grad_accum - 1
             with _gradient_sync(accelerator, model, sharded, last):  # all-reduce (reduce-scatter) once per step
                 losses = latent_training_step(
@@ -225,6 +226,7 @@ def train(
                 parts[name] += value.detach().item() / cfg.grad_accum
         reduced = accelerator.reduce(torch.tensor([total, *parts.values()], device=accelerator.device), "mean")
         total, parts = float(reduced[0]), dict(zip(LOSS_NAMES, reduced[1:].tolist()))
+        tokens = int(accelerator.reduce(torch.tensor([tokens], device=accelerator.device), "sum"))  # all processes
         if not math.isfinite(total):
             raise CoMoViError(f"the loss became {total} at step {step}; lower --lr")
         grad_norm = _clip_gradients(accelerator, params, cfg.clip, sharded)
@@ -241,7 +243,8 @@ def train(
             "lr": lr,
             "grad_norm": grad_norm,
             "samples_per_s": samples / seconds,
-            "tokens_per_s": samples * tokens / seconds,
+            "tokens": tokens,
+            "tokens_per_s": tokens / seconds,
         }
         if torch.cuda.is_available():
             row["peak_memory_gb"] = torch.cuda.max_memory_allocated() / 2**30
@@ -289,8 +292,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument(
         "--cache",
         type=Path,
-        help="a prepared cache folder (python -m comovi_core.prepare) instead of --data: streamed with "
-        "bounded memory, no VAE or text encoder loaded; --frames/--height/--width default to its size",
+        nargs="+",
+        help="prepared cache folder(s) (python -m comovi_core.prepare) instead of --data: streamed with bounded "
+        "memory, no VAE or text encoder loaded; --frames/--height/--width default to its size. Several caches "
+        "(one per size: frames x height x width) train together, each clip at its own size (buckets)",
     )
     p.add_argument("--out", type=Path, required=True, help="run folder: checkpoints, states, metrics.jsonl, summary")
     p.add_argument(
@@ -423,18 +428,19 @@ def make_config(args: argparse.Namespace) -> TrainConfig:
         if f.name != "preset" and getattr(args, f.name) is not None
     }
     if sum((args.data is not None, args.synthetic != 0, args.cache is not None)) != 1:
-        raise CoMoViError("give either --data FOLDER, --cache FOLDER (python -m comovi_core.prepare) or --synthetic N")
+        raise CoMoViError(
+            "give either --data FOLDER, --cache FOLDER [FOLDER ...] (python -m comovi_core.prepare) or --synthetic N"
+        )
     if args.cache is not None:
-        from .cache_format import read_manifest
-        from .train_cache import cache_size, check_cache
+        from .train_cache import cache_size, check_caches, read_manifests
 
-        manifest = read_manifest(args.cache)
-        defaults.update(zip(("frames", "height", "width"), cache_size(manifest)))
+        manifests = read_manifests(args.cache, values)
+        defaults.update(zip(("frames", "height", "width"), cache_size(manifests[0])))
     cfg = TrainConfig(preset=args.preset, **{**defaults, **values})
     if cfg.stage not in (1, 2):
         raise CoMoViError(f"--stage must be 1 or 2, got {cfg.stage}")
     if args.cache is not None:
-        check_cache(manifest, args.cache, cfg.preset, cfg.frames, cfg.height, cfg.width)
+        check_caches(manifests, args.cache, cfg.preset, cfg.frames, cfg.height, cfg.width)
     check_video_size(cfg.height, cfg.width, cfg.frames)
     _check_numbers(cfg)
     if args.synthetic < 0:

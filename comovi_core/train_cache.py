@@ -4,7 +4,9 @@
 only the tensors of the sample asked for are read) and moves on to the next one when the order
 (``comovi_core.data_order``: shards shuffled per epoch, samples shuffled within) gets there, so memory does not grow
 with the size of the data set. Every shard holds one bucket (frames, height, width), so a sample never mixes
-shapes; ``check_cache`` refuses a cache whose size differs from the run's --frames/--height/--width.
+shapes; ``check_cache`` refuses a cache whose size differs from the run's --frames/--height/--width. Several caches
+(``--cache A B``, one size each: prepare the same data folder once per size) train together, every clip at its own
+size; their shards join one epoch order.
 """
 
 from __future__ import annotations
@@ -48,6 +50,43 @@ def cache_size(manifest: dict) -> tuple[int, int, int]:
     return config["frames"], config["height"], config["width"]
 
 
+def read_manifests(folders: list[Path], flags: dict) -> list[dict]:
+    """The manifests of the --cache folders. Several caches are buckets (each its own size), so --frames/--height/
+    --width (in ``flags``, the values given) cannot pick one size for all of them; they must share their encoders."""
+    folders = [Path(f) for f in folders]
+    manifests = [read_manifest(f) for f in folders]
+    if len(folders) == 1:
+        return manifests
+    given = [f"--{k}" for k in ("frames", "height", "width") if flags.get(k) is not None]
+    if given:
+        raise CoMoViError(
+            f"{'/'.join(given)} with {len(folders)} caches: each cache trains at its own size (its bucket); leave "
+            "those flags out, or give one cache"
+        )
+    for folder, manifest in zip(folders[1:], manifests[1:]):
+        for key in ("preset", "vae", "text_encoder", "text_len", "text_dim"):
+            if manifest["config"][key] != manifests[0]["config"][key]:
+                raise CoMoViError(
+                    f"--cache {folder} was prepared with {key} {manifest['config'][key]!r}, {folders[0]} with "
+                    f"{manifests[0]['config'][key]!r}: caches that train together need the same model, VAE and "
+                    "text encoder; prepare them again with the same --preset/--base/--vae"
+                )
+    names = [bucket_name(cache_size(m)) for m in manifests]
+    if len(set(names)) < len(names):
+        raise CoMoViError(
+            f"two --cache folders hold the same size ({', '.join(names)}): give each size once (prepare several "
+            "data folders of one size into one cache)"
+        )
+    return manifests
+
+
+def check_caches(manifests: list[dict], folders: list[Path], preset: str, frames: int, height: int, width: int):
+    """``check_cache`` of each cache: one cache at the run's size; several, each at its own."""
+    for manifest, folder in zip(manifests, folders):
+        size = (frames, height, width) if len(manifests) == 1 else cache_size(manifest)
+        check_cache(manifest, Path(folder), preset, *size)
+
+
 def check_cache(manifest: dict, folder: Path, preset: str, frames: int, height: int, width: int) -> None:
     """Refuse a cache prepared for another model or size than the run's flags."""
     config = manifest["config"]
@@ -83,12 +122,15 @@ def open_shard(folder: Path, name: str):
 
 
 class CacheData:
-    """The samples of a cache folder, read one at a time; ``sizes`` are the clips per shard (for ``EpochOrder``)."""
+    """The samples of one or more cache folders (the shards of all of them, in order: each cache a size bucket), read
+    one at a time; ``sizes`` are the clips per shard (for ``EpochOrder``)."""
 
-    def __init__(self, folder: str | Path, manifest: dict | None = None):
-        self.folder = Path(folder)
-        self.manifest = manifest or read_manifest(self.folder)
-        self.shards = self.manifest["shards"]
+    def __init__(self, folders, manifest: dict | None = None):
+        folders = [Path(f) for f in ([folders] if isinstance(folders, (str, Path)) else folders)]
+        self.folder = folders[0]
+        manifests = [manifest] if manifest is not None else [read_manifest(f) for f in folders]
+        self.manifest = manifests[0]
+        self.shards = [{**shard, "folder": f} for f, m in zip(folders, manifests) for shard in m["shards"]]
         self.sizes = [len(s["clips"]) for s in self.shards]
         self.text_len = self.manifest["config"]["text_len"]
         self._open: tuple[int, object] | None = None  # (shard index, safe_open handle)
@@ -97,7 +139,7 @@ class CacheData:
     def _handle(self, shard: int):
         if self._open is None or self._open[0] != shard:
             self.close()
-            self._open = (shard, open_shard(self.folder, self.shards[shard]["file"]))
+            self._open = (shard, open_shard(self.shards[shard]["folder"], self.shards[shard]["file"]))
         return self._open[1]
 
     def read(self, shard: int, item: int, device) -> Sample:

@@ -254,3 +254,30 @@ def test_peak_memory_does_not_grow_with_the_number_of_clips(tmp_path):
         # measured +1.1 MB (prepare, 453 MB) and +0.2 MB (train, 543 MB); training on the same clips held in memory
         # (train --data, 9 frames of 64x64) grew by 53 MB from 8 to 64 clips
         assert large - small < 10 and large < 1.05 * small, (phase, peaks)
+
+
+def test_caches_of_several_sizes_train_together_each_clip_at_its_size(tmp_path, clip_folders, caplog):
+    """Buckets: one data folder with clips of two sizes, prepared once per size (each run skips the other size's clips
+    with that reason) into two caches; train --cache A B visits every clip of both once per epoch at its own size
+    (tokens per step: 2 branches x latent frames x (H/32) x (W/32))."""
+    data = _dataset(tmp_path / "data", clip_folders, 2)  # 9 frames of 64x64
+    for i, clip in enumerate(synthetic_clips(load_body_model(None), 2, 9, 32, 64, seed=5)):
+        write_clip(data / f"wide_{i}", clip)  # 9 frames of 32x64
+    assert _prepare(data, tmp_path / "square") == 0  # tiny default: 9 x 64 x 64
+    assert _prepare(data, tmp_path / "wide", "--frames", "5", "--height", "32", "--width", "64") == 0
+    reports = [json.loads((tmp_path / c / "report.json").read_text()) for c in ("square", "wide")]
+    assert [r["usable"] for r in reports] == [2, 2]
+    assert sorted(s["clip"] for s in reports[0]["skipped"]) == ["wide_0", "wide_1"]
+    assert "but training runs at 32x64" in reports[1]["skipped"][0]["reasons"][0]
+    out = tmp_path / "run"
+    flags = ["--preset", "tiny", "--stage", "2", "--steps", "4", "--grad-accum", "1", "--out", str(out)]
+    assert train.main([*flags, "--cache", str(tmp_path / "square"), str(tmp_path / "wide")]) == 0
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    # one epoch of 4 clips, one per step: 2 x 3 x 2 x 2 = 24 tokens (9x64x64), 2 x 2 x 1 x 2 = 8 (5x32x64)
+    assert sorted(r["tokens"] for r in rows) == [8, 8, 24, 24]
+    assert all(r["loss_smpl"] > 0 for r in rows)  # the 3D head trains on both sizes (4 and 8 SMPL frames)
+    with pytest.raises(CoMoViError, match="--height with 2 caches: each cache trains at its own size"):
+        train.make_config(train.parse_args([*flags, "--height", "64", "--cache", str(tmp_path / "square"),
+                                            str(tmp_path / "wide")]))  # fmt: skip
+    with pytest.raises(CoMoViError, match=r"two --cache folders hold the same size \(9x64x64, 9x64x64\)"):
+        train.make_config(train.parse_args([*flags, "--cache", str(tmp_path / "square"), str(tmp_path / "square")]))

@@ -153,7 +153,10 @@ def test_clip_folders_and_cli_errors(tmp_path, body, caplog):
     with pytest.raises(CoMoViError, match=r"missing \['caption.txt'\]"):
         load_clips(tmp_path / "data", 9)
     assert main(["--preset", "tiny", "--out", str(tmp_path / "x")]) == 2
-    assert "either --data FOLDER, --cache FOLDER (python -m comovi_core.prepare) or --synthetic N" in caplog.text
+    assert (
+        "either --data FOLDER, --cache FOLDER [FOLDER ...] (python -m comovi_core.prepare) or --synthetic N"
+        in caplog.text
+    )
     assert main(["--preset", "tiny", "--synthetic", "1", "--stage", "3", "--out", str(tmp_path / "x")]) == 2
     assert "--stage must be 1 or 2" in caplog.text
     for argv, message in (
@@ -321,9 +324,11 @@ def test_metrics_jsonl_has_every_loss_per_step(unbroken_run, caplog):
         "lr",
         "grad_norm",
         "samples_per_s",
+        "tokens",
         "tokens_per_s",
     }
     assert [r["step"] for r in rows] == list(range(1, 7)) and all(set(r) == keys for r in rows)
+    assert {r["tokens"] for r in rows} == {2 * 24}  # 2 micro-batches x 2 branches x 3 x (64/32)^2 latent patches
     assert all(math.isfinite(v) and v > 0 for r in rows for k, v in r.items())
     assert all(r["loss"] == pytest.approx(r["loss_motion"] + r["loss_video"] + r["loss_smpl"], rel=1e-5) for r in rows)
     assert rows[-1]["loss_smpl"] < rows[0]["loss_smpl"]  # lr 1e-3 on the tiny 3D head
