@@ -145,6 +145,13 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="attention kernel through diffusers' dispatcher (flash, sage, xformers: if installed, CUDA)",
     )
     p.add_argument(
+        "--context-parallel",
+        default="off",
+        choices=("off", "ulysses", "ring"),
+        help="split every step's tokens over the processes of a launch (torchrun --nproc_per_node N -m "
+        "comovi_core.generate ... --context-parallel ulysses; one GPU each); ring needs flash/cuDNN attention",
+    )
+    p.add_argument(
         "--compile",
         action="store_true",
         help="torch.compile the transformer blocks (the first step compiles; later steps are faster)",
@@ -219,12 +226,19 @@ def run(args: argparse.Namespace) -> Path:
 
     # 1. check everything cheap before any heavy work
     settings = _settings(args)
+    rank, processes = _context_parallel_launch(args, settings)
     inputs = _read_inputs(args, settings)
     # 2. the start pose, the components, the start picture
     body = load_body_model(args.body_model)
     start, start_source = _start_pose(args, body, inputs, settings)
     t0 = time.perf_counter()
     pipe, load_summary, dtype = _load_pipeline(args, body)
+    if processes > 1:
+        from .model.parallel import check_split, enable_context_parallel
+
+        latents = (1, 48, (settings["frames"] - 1) // 4 + 1, settings["height"] // 16, settings["width"] // 16)
+        check_split(pipe.transformer, latents, processes, args.context_parallel)
+        enable_context_parallel(pipe.transformer, processes, args.context_parallel)
     load_s = time.perf_counter() - t0
     picture = _start_picture(pipe, inputs["image"], start, settings["height"], settings["width"])
     # 3. generate, then write (nothing is written if generation fails or is cancelled)
@@ -242,10 +256,12 @@ def run(args: argparse.Namespace) -> Path:
         mode=args.mode,
         given=inputs["given"],
         fps=args.fps,
-        fit_motion=not args.no_fit,
+        fit_motion=not args.no_fit and rank == 0,  # context parallel: process 0 fits and writes
         step_cache=settings["cache"],
         callback=lambda i, n, t, *_: log.info("step %d/%d (t=%.0f)", i + 1, n, float(t)),
     )
+    if rank != 0:
+        return args.out
     if settings["cache"] is not None:
         log.info("%s", describe_evaluations(result.evaluations))
     meta = {
@@ -269,6 +285,7 @@ def run(args: argparse.Namespace) -> Path:
         "offload": args.offload,
         "attention": args.attention,
         "compile": args.compile,
+        "context_parallel": None if processes == 1 else {"processes": processes, "mode": args.context_parallel},
         "lora": str(args.lora) if args.lora else None,
         "lora_scale": args.lora_scale,
         "body_model": "stand-in mannequin (NOT SMPL)" if body.is_standin else body.source,
@@ -283,6 +300,31 @@ def run(args: argparse.Namespace) -> Path:
         "timings_s": {"load": round(load_s, 3), **{k: round(v, 3) for k, v in result.timings.items()}},
     }
     return _write_run(args.out, result, meta)
+
+
+def _context_parallel_launch(args: argparse.Namespace, settings: dict) -> tuple[int, int]:
+    """(this process's rank, processes): (0, 1) without --context-parallel; else the torchrun group, each process on
+    its own GPU, after refusing what cannot run split."""
+    if args.context_parallel == "off":
+        return 0, 1
+    clashes = {
+        "--cache-threshold (each process would decide on its own tokens)": settings["cache"] is not None,
+        "--block-swap": args.block_swap > 0,
+        "--offload": args.offload,
+    }
+    if any(clashes.values()):
+        raise CoMoViError(
+            f"--context-parallel does not combine with {', '.join(k for k, v in clashes.items() if v)}: leave "
+            "those out (each GPU holds the whole model and 1/N of the tokens)"
+        )
+    from .model.parallel import init_process_group
+
+    rank, processes = init_process_group()
+    if torch.cuda.is_available():
+        args.device = f"cuda:{torch.cuda.current_device()}"
+    if processes == 1:
+        log.warning("--context-parallel with one process: launch with torchrun --nproc_per_node N (N GPUs)")
+    return rank, processes
 
 
 def _settings(args: argparse.Namespace) -> dict:

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import torch
 from diffusers import WanTransformer3DModel
 from diffusers.configuration_utils import ConfigMixin, register_to_config
+from diffusers.models._modeling_parallel import ContextParallelInput, ContextParallelOutput
 from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
@@ -54,12 +55,36 @@ def _zero_linear(dim: int) -> nn.Linear:
 _D = CoMoViConfig()  # the constructor's defaults are the dataclass's (the released 5B model)
 
 
+class _Tokens(nn.Module):
+    """Returns its inputs: a named place in the forward pass where context parallelism splits or gathers tokens."""
+
+    def forward(self, *tokens):
+        return tokens if len(tokens) > 1 else tokens[0]
+
+
 class CoMoViTransformer(ModelMixin, ConfigMixin):
     """Both branches, the coupling and the 3D head. Build it from a config with ``from_comovi_config``."""
 
     _supports_gradient_checkpointing = True
     _no_split_modules = ["WanTransformerBlock", "SMPLDecoderLayer"]
     _repeated_blocks = ["WanTransformerBlock", "SMPLDecoderLayer"]  # what ``compile_repeated_blocks`` compiles
+    # context parallelism (``model.parallel``, diffusers' hooks): each process keeps 1/N of the tokens of both branches
+    # (the same positions in each, so the per-token coupling stays local); self-attention exchanges them (Ulysses or
+    # ring); the outputs and the 3D head's features are gathered. Per-token timesteps and RoPE are split alike.
+    _cp_plan = {
+        "timesteps_in": {0: ContextParallelInput(split_dim=1, expected_dims=2, split_output=True)},  # (B, L) only
+        "rgb.rope": {
+            0: ContextParallelInput(split_dim=1, expected_dims=4, split_output=True),
+            1: ContextParallelInput(split_dim=1, expected_dims=4, split_output=True),
+        },
+        "tokens_in": {  # its outputs: the tokens of both branches
+            0: ContextParallelInput(split_dim=1, expected_dims=3, split_output=True),
+            1: ContextParallelInput(split_dim=1, expected_dims=3, split_output=True),
+        },
+        "rgb.proj_out": ContextParallelOutput(gather_dim=1, expected_dims=3),
+        "motion.proj_out": ContextParallelOutput(gather_dim=1, expected_dims=3),
+        "fused_out": ContextParallelOutput(gather_dim=1, expected_dims=3),
+    }
 
     @register_to_config
     def __init__(
@@ -97,6 +122,7 @@ class CoMoViTransformer(ModelMixin, ConfigMixin):
             _zero_linear(dim) for _ in range(n_zero.get(config.interaction, config.num_motion_blocks))
         )
         self.smpl_head = SMPLHead(config) if config.has_smpl_head else None
+        self.tokens_in, self.timesteps_in, self.fused_out = _Tokens(), _Tokens(), _Tokens()  # context-parallel points
         self.gradient_checkpointing = False  # set by diffusers' enable_gradient_checkpointing()
         self.block_swap = None  # set by memory.enable_block_swap (diffusers group offload of layer pairs)
         self.layer_callback = None  # called with the layer index after each layer pair; may raise to cancel
@@ -198,7 +224,9 @@ class CoMoViTransformer(ModelMixin, ConfigMixin):
         rotary_emb = self.rgb.rope(rgb_latents)
         x_rgb = self.rgb.patch_embedding(rgb_latents).flatten(2).transpose(1, 2).contiguous()  # (B, L, D)
         x_motion = self.motion.patch_embedding(motion_latents).flatten(2).transpose(1, 2).contiguous()
+        x_rgb, x_motion = self.tokens_in(x_rgb, x_motion)
         # 2. time and text embeddings (shared)
+        timestep = self.timesteps_in(timestep)
         ts_len = timestep.shape[1] if timestep.ndim == 2 else None
         temb, timestep_proj, context, _ = self.rgb.condition_embedder(
             timestep.flatten() if ts_len else timestep, encoder_hidden_states, None, timestep_seq_len=ts_len
@@ -216,7 +244,7 @@ class CoMoViTransformer(ModelMixin, ConfigMixin):
         # 4. outputs
         smpl = None
         if self.smpl_head is not None and start_pose_6d is not None:
-            smpl = self.smpl_head(start_pose_6d, fused, grid[0])
+            smpl = self.smpl_head(start_pose_6d, self.fused_out(fused), grid[0])
         return CoMoViOutput(
             self._head(self.rgb, x_rgb, temb, grid), self._head(self.motion, x_motion, temb, grid), smpl
         )
