@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import functools
 import json
 import logging
 import math
@@ -283,6 +284,28 @@ def estimate_from_image(
     return motion, info
 
 
+def cached_estimator(path):
+    """``load_hmr2(path)``, kept for the next call while the file is unchanged (path, size and modification time):
+    a graph run again with another picture does not read the 2.7 GB checkpoint again. One estimator is kept."""
+    path = Path(path).resolve()
+    stat = path.stat() if path.is_file() else None
+    return _load_estimator(path, stat and (stat.st_size, stat.st_mtime_ns))
+
+
+@functools.lru_cache(maxsize=1)
+def _load_estimator(path: Path, version):
+    from .hmr.checkpoint import load_hmr2
+
+    return load_hmr2(path)
+
+
+@functools.lru_cache(maxsize=1)
+def _cached_detector(allow_download: bool):
+    from .hmr.detect import PersonDetector
+
+    return PersonDetector.from_pretrained(allow_download=allow_download)
+
+
 def estimate_start(
     body,
     image=None,
@@ -315,13 +338,9 @@ def estimate_start(
             )
         estimator = detector = None
         if estimator_path is not None:
-            from .hmr.checkpoint import load_hmr2
-
-            estimator = load_hmr2(estimator_path)
+            estimator = cached_estimator(estimator_path)
             if keypoints is None and mask is None:
-                from .hmr.detect import PersonDetector
-
-                detector = PersonDetector.from_pretrained(allow_download=allow_download)
+                detector = _cached_detector(allow_download)
         mask = None if mask is None else torch.as_tensor(mask).reshape(-1, *torch.as_tensor(mask).shape[-2:])[0]
         motion, _ = estimate_from_image(body, picture, estimator, keypoints, mask, detector, fov_degrees)
     return motion, overlay_preview(body, motion, picture)[None]

@@ -201,3 +201,32 @@ def test_cli_from_the_start_image(body, tmp_path):
     assert reprojection_error_px(body, fitted, keypoints) < 3.0 and not fitted.betas.any()
     assert main(common + ["--estimator", str(tmp_path / "missing.ckpt"), "--out", str(tmp_path / "c.npz")]) == 2
     assert not (tmp_path / "c.npz").exists()
+
+
+def test_the_estimator_file_is_read_once_until_it_changes(body, tmp_path, monkeypatch):
+    """estimate_start (the EstimateSMPL node's path) keeps the loaded estimator while its file is unchanged: a graph
+    run again with another picture does not read the checkpoint again; a rewritten file is read anew."""
+    import os
+
+    from comovi_core.estimate import _load_estimator, estimate_start
+    from comovi_core.hmr import checkpoint
+
+    params, camera = _truth()
+    keypoints = keypoints_of(body, *params, camera)
+    frame = {"people": [{"pose_keypoints_2d": keypoints.reshape(-1).tolist()}], "canvas_height": H, "canvas_width": W}
+    path = tmp_path / "hmr2_tiny.safetensors"
+    torch.manual_seed(0)
+    checkpoint.save_hmr2(HMR2(PRESETS["tiny"]).eval(), path)
+    reads = []
+    real = checkpoint.load_hmr2
+    monkeypatch.setattr(checkpoint, "load_hmr2", lambda p, *a, **k: reads.append(p) or real(p, *a, **k))
+    _load_estimator.cache_clear()
+    images = [torch.full((1, H, W, 3), v) for v in (0.3, 0.7)]
+    first, again = (estimate_start(body, im, [frame], estimator_path=path)[0] for im in images)
+    assert len(reads) == 1  # two pictures, one read
+    torch.manual_seed(1)
+    checkpoint.save_hmr2(HMR2(PRESETS["tiny"]).eval(), path)  # other weights, same size
+    os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 10**9))
+    changed, _ = estimate_start(body, images[1], [frame], estimator_path=path)
+    assert len(reads) == 2 and not np.allclose(changed.betas, again.betas)
+    _load_estimator.cache_clear()
