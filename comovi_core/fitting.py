@@ -264,22 +264,10 @@ def fit_motion(
     optimisation uses its own grad-enabled copies of the body model and the maps.
     """
     with torch.inference_mode(False), torch.enable_grad():
-        return _fit(
-            copy.deepcopy(body).to(device),
-            images.clone(),
-            start,
-            camera,
-            fps,
-            shading,
-            iterations,
-            max_side,
-            smooth,
-            device,
-            callback,
-            track_steps,
-            relabel_rounds,
-            splat_steps,
+        options = _FitOptions(
+            shading, iterations, max_side, smooth, device, callback, track_steps, relabel_rounds, splat_steps
         )
+        return _fit(copy.deepcopy(body).to(device), images.clone(), start, camera, fps, options)
 
 
 def _data_terms(model: PartStats, target: PartStats, present: torch.Tensor) -> torch.Tensor:
@@ -438,68 +426,69 @@ def _targets(images, shading, camera, depth, prior, device) -> tuple[PartStats, 
     return target, (target.count > 2e-4).float()  # (T, P) parts seen in the map (count = area in image units)
 
 
-def _fit(
-    body,
-    images,
-    start,
-    camera,
-    fps,
-    shading,
-    iterations,
-    max_side,
-    smooth,
-    device,
-    callback,
-    track_steps,
-    relabel_rounds,
-    splat_steps,
-) -> SMPLMotion:
+@dataclass(frozen=True)
+class _FitOptions:
+    """The tuning arguments of ``fit_motion``, passed to ``_fit`` as one value (see ``fit_motion``)."""
+
+    shading: str
+    iterations: int
+    max_side: int
+    smooth: float
+    device: object
+    callback: object
+    track_steps: int
+    relabel_rounds: int
+    splat_steps: int
+
+
+def _fit(body, images, start, camera, fps, o: _FitOptions) -> SMPLMotion:
+    """``fit_motion`` on a grad-enabled copy of the body model and the maps; ``o`` holds its other arguments."""
     output_camera = camera.resized(images.shape[1], images.shape[2])
     frames, depth = images.shape[0], float(start.transl[0, 2])
-    faces, part_ids = body.faces.to(device), body.part_ids.to(device)
+    faces, part_ids = body.faces.to(o.device), body.part_ids.to(o.device)
 
     def first(a):
-        return torch.as_tensor(np.asarray(a[:1], np.float32), device=device).repeat(frames, 1)
+        return torch.as_tensor(np.asarray(a[:1], np.float32), device=o.device).repeat(frames, 1)
 
     base = torch.cat([first(start.global_orient), first(start.body_pose), first(start.transl)], -1)  # (T, 75)
-    betas = torch.as_tensor(np.asarray(start.betas, np.float32), device=device)
+    betas = torch.as_tensor(np.asarray(start.betas, np.float32), device=o.device)
     full_images, full_camera = images.float().cpu(), output_camera
     if CROP:
         with torch.no_grad():
             start_uv = output_camera.project(body(base[:1, :3], base[:1, 3:72], betas, base[:1, 72:]).vertices[0]).cpu()
         full_images, full_camera = _crop_to_body(full_images, output_camera, start_uv)
-    images, camera = _downsample(full_images, full_camera, max_side)
-    total, done = progress_steps(frames, iterations, track_steps, relabel_rounds, splat_steps), [0]
+    images, camera = _downsample(full_images, full_camera, o.max_side)
+    total, done = progress_steps(frames, o.iterations, o.track_steps, o.relabel_rounds, o.splat_steps), [0]
 
     def on_step():
-        if callback is not None:
-            callback(done[0], total)
+        if o.callback is not None:
+            o.callback(done[0], total)
         done[0] += 1
 
     def decode(delta: torch.Tensor):
         """The part-summary cost of the map decoded with base + delta drawn as the prior (frame 0 is the start)."""
         q = base + torch.cat([delta.new_zeros(1, 75), delta])
         target, present = _targets(
-            images, shading, camera, depth, _levels(body, q, betas, faces, part_ids, camera), device
+            images, o.shading, camera, depth, _levels(body, q, betas, faces, part_ids, camera), o.device
         )
         present[0] = 0
         return _stats_cost(target, present, faces, part_ids, camera)
 
-    zero = torch.zeros(frames - 1, 75, device=device)
+    zero = torch.zeros(frames - 1, 75, device=o.device)
     # 1. all frames jointly from the start pose; the map decoded with the start pose as the prior
     cost = decode(zero)
-    delta, loss = _refine(body, zero, base, betas, cost, iterations, smooth, on_step)
-    if track_steps > 0:
+    delta, loss = _refine(body, zero, base, betas, cost, o.iterations, o.smooth, on_step)
+    if o.track_steps > 0:
         # 2. follow the motion frame by frame, then refine jointly; keep whichever explains the map better
         tracked = zero.clone()
-        _track(body, tracked, base, betas, cost, track_steps, smooth, on_step)
-        tracked, tracked_loss = _refine(body, tracked, base, betas, cost, iterations, smooth, on_step)
+        _track(body, tracked, base, betas, cost, o.track_steps, o.smooth, on_step)
+        tracked, tracked_loss = _refine(body, tracked, base, betas, cost, o.iterations, o.smooth, on_step)
         log.info("fit from the start pose: loss %.4g; tracked: %.4g", loss, tracked_loss)
         if tracked_loss < loss:
             delta, loss = tracked, tracked_loss
-    for _ in range(relabel_rounds):  # 3. decode again with the fitted body as the prior, refine
-        delta, loss = _refine(body, delta, base, betas, decode(delta), iterations // 2, smooth, on_step)
-    if splat_steps > 0 and shading != "flat":
+    for _ in range(o.relabel_rounds):  # 3. decode again with the fitted body as the prior, refine
+        delta, loss = _refine(body, delta, base, betas, decode(delta), o.iterations // 2, o.smooth, on_step)
+    if o.splat_steps > 0 and o.shading != "flat":
         delta = _splat_stage(
             body,
             delta,
@@ -509,13 +498,13 @@ def _fit(
             full_camera,
             faces,
             part_ids,
-            shading,
-            splat_steps,
-            smooth,
-            device,
+            o.shading,
+            o.splat_steps,
+            o.smooth,
+            o.device,
             on_step,
         )
-    log.info("fitted %d frames to the motion map (%d steps, loss %.4g)", frames, iterations, loss)
+    log.info("fitted %d frames to the motion map (%d steps, loss %.4g)", frames, o.iterations, loss)
     with torch.no_grad():
         q = (base + torch.cat([delta.new_zeros(1, 75), delta])).cpu().numpy()
     return SMPLMotion(q[:, :3], q[:, 3:72], start.betas, q[:, 72:], fps, output_camera, start.gender)

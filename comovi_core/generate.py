@@ -444,13 +444,11 @@ def _load_pipeline(args: argparse.Namespace, body):
         if args.compile:
             load_summary += f"; torch.compile: {compile_blocks(components['transformer'])} blocks"
     else:
-        from .components import load_components
+        from .components import TransformerOptions, load_components
         from .weights import resolve_weights
 
         base, comovi = resolve_weights(args.models, BASE_REPO, COMOVI_REPO, allow_download=not args.no_download)
-        components, load_summary = load_components(
-            base,
-            comovi,
+        options = TransformerOptions(
             args.model_config,
             dtype,
             args.device,
@@ -458,11 +456,11 @@ def _load_pipeline(args: argparse.Namespace, body):
             block_swap=args.block_swap,
             offload=args.offload,
             attention=args.attention,
-            vae_path=args.vae,
             lora=args.lora,
             lora_scale=args.lora_scale,
             compile=args.compile,
         )
+        components, load_summary = load_components(base, comovi, options, vae_path=args.vae)
     device = "cpu" if tiny else args.device
     pipe = CoMoViPipeline(body_model=body, device=device, offload=args.offload and not tiny, **components)
     return pipe, load_summary, dtype

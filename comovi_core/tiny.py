@@ -14,8 +14,10 @@ from .model.loading import build_model
 from .text import TinyTextEncoder
 
 
-def tiny_vae(seed: int = 3) -> AutoencoderKLWan:
-    """A Wan2.2-shaped VAE (z_dim 48, 16x spatial, 4x temporal, patch 2) with 8 base channels."""
+def tiny_vae(seed: int = 3, latents_mean: float = 0.0, latents_std: float = 1.0) -> AutoencoderKLWan:
+    """A Wan2.2-shaped VAE (z_dim 48, 16x spatial, 4x temporal, patch 2) with 8 base channels.
+
+    ``latents_mean`` / ``latents_std``: the latent statistics of every channel (the config's normalisation)."""
     torch.manual_seed(seed)
     return AutoencoderKLWan(
         base_dim=8,
@@ -29,8 +31,8 @@ def tiny_vae(seed: int = 3) -> AutoencoderKLWan:
         patch_size=2,
         scale_factor_spatial=16,
         scale_factor_temporal=4,
-        latents_mean=[0.0] * 48,
-        latents_std=[1.0] * 48,
+        latents_mean=[latents_mean] * 48,
+        latents_std=[latents_std] * 48,
     ).eval()
 
 

@@ -77,19 +77,19 @@ def write_pngs(folder: str | Path, frames: np.ndarray, first_index: int = 0) -> 
     return paths
 
 
+def _first_video_stream(path: str | Path) -> list[str]:
+    """The start of an ffmpeg command (imageio-ffmpeg's bundled binary) that reads the first video stream of
+    ``path``; the caller appends the output options."""
+    import imageio_ffmpeg
+
+    return [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", str(path), "-map", "0:v:0"]
+
+
 def read_video(path: str | Path, max_frames: int | None = None) -> np.ndarray:
     """Read a video into (T, H, W, 3) uint8 RGB, at most ``max_frames`` frames (decoding stops there); one ffmpeg
     call (imageio-ffmpeg's bundled binary)."""
-    import imageio_ffmpeg
-
     cmd = [
-        imageio_ffmpeg.get_ffmpeg_exe(),
-        "-hide_banner",
-        "-nostdin",
-        "-i",
-        str(path),
-        "-map",
-        "0:v:0",
+        *_first_video_stream(path),
         *(["-frames:v", str(max_frames)] if max_frames else []),
         "-f",
         "rawvideo",
@@ -109,16 +109,8 @@ def read_video(path: str | Path, max_frames: int | None = None) -> np.ndarray:
 
 def probe_video(path: str | Path) -> tuple[int, int, int]:
     """(frames, height, width) of a video's first video stream from its packets, without decoding a frame."""
-    import imageio_ffmpeg
-
     cmd = [
-        imageio_ffmpeg.get_ffmpeg_exe(),
-        "-hide_banner",
-        "-nostdin",
-        "-i",
-        str(path),
-        "-map",
-        "0:v:0",
+        *_first_video_stream(path),
         "-c",
         "copy",
         "-f",

@@ -7,7 +7,7 @@ import torch
 from comfy_api.latest import io
 from PIL import Image
 
-from ..comovi_core.components import AUTO_SIZE, load_components, load_transformer
+from ..comovi_core.components import AUTO_SIZE, TransformerOptions, load_components, load_transformer
 from ..comovi_core.conditioning import pad_to_aspect
 from ..comovi_core.errors import CoMoViError
 from ..comovi_core.fitting import progress_steps
@@ -67,17 +67,17 @@ class LoadCoMoVi(io.ComfyNode):
         if base == TINY_DEMO:
             return io.NodeOutput(_tiny_demo())
         files = [] if comovi == NO_COMOVI else [host.diffusion_model_path(comovi)]
-        components, summary = load_components(
-            host.diffusers_folder(base),
-            files,
-            size,
-            getattr(torch, precision),
-            host.torch_device(),
-            fp8=fp8_weights,
-            block_swap=block_swap,
-            offload=True,
-        )
+        options = _load_options(precision, fp8_weights, block_swap, size)
+        components, summary = load_components(host.diffusers_folder(base), files, options)
         return io.NodeOutput(ManagedCoMoVi(**components, summary=summary, offload=offload))
+
+
+def _load_options(precision: str, fp8_weights: bool, block_swap: int, size: str) -> TransformerOptions:
+    """The loaders' widgets (``_weight_options``) as ``TransformerOptions``. The weights always load into CPU
+    memory (``offload``): ``ManagedCoMoVi`` hands them to ComfyUI's model management, which places them."""
+    return TransformerOptions(
+        size, getattr(torch, precision), host.torch_device(), fp8=fp8_weights, block_swap=block_swap, offload=True
+    )
 
 
 def _weight_options() -> list:
@@ -137,15 +137,7 @@ class LoadCoMoViTransformer(io.ComfyNode):
         if base == TINY_DEMO:  # carries its own tiny VAE and text encoder: leave the sampler's vae/text inputs empty
             return io.NodeOutput(_tiny_demo())
         files = [host.diffusion_model_path(base)] + ([] if comovi == NO_COMOVI else [host.diffusion_model_path(comovi)])
-        transformer, summary = load_transformer(
-            files,
-            size,
-            getattr(torch, precision),
-            host.torch_device(),
-            fp8=fp8_weights,
-            block_swap=block_swap,
-            offload=True,
-        )
+        transformer, summary = load_transformer(files, _load_options(precision, fp8_weights, block_swap, size))
         return io.NodeOutput(ManagedCoMoVi(transformer, None, None, summary, offload))
 
 

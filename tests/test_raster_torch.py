@@ -9,6 +9,7 @@ import pytest
 import torch
 from _raycast_reference import raycast_motion_map
 
+from comovi_core.body.mannequin import uv_sphere_faces
 from comovi_core.camera import PinholeCamera
 from comovi_core.errors import CoMoViError
 from comovi_core.motion_map import raster_torch
@@ -31,18 +32,7 @@ def uv_sphere(rings: int, segs: int) -> tuple[np.ndarray, np.ndarray]:
     t, p = np.meshgrid(theta, phi, indexing="ij")
     ring_pts = np.stack((np.sin(t) * np.cos(p), np.cos(t), np.sin(t) * np.sin(p)), -1).reshape(-1, 3)
     verts = np.concatenate(([[0.0, 1.0, 0.0]], ring_pts, [[0.0, -1.0, 0.0]]))
-    last = rings * segs + 1
-
-    def ring(r, s):
-        return 1 + r * segs + s % segs
-
-    faces = [(0, ring(0, s + 1), ring(0, s)) for s in range(segs)]
-    for r in range(rings - 1):
-        for s in range(segs):
-            a, b, c, d = ring(r, s), ring(r, s + 1), ring(r + 1, s), ring(r + 1, s + 1)
-            faces += [(a, b, d), (a, d, c)]
-    faces += [(last, ring(rings - 1, s), ring(rings - 1, s + 1)) for s in range(segs)]
-    return verts, np.array(faces, dtype=np.int64)
+    return verts, uv_sphere_faces(rings, segs)
 
 
 def random_rotation(rng: np.random.Generator) -> np.ndarray:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-from diffusers import AutoencoderKLWan, WanImageToVideoPipeline, WanTransformer3DModel
+from diffusers import WanImageToVideoPipeline, WanTransformer3DModel
 
+import comovi_core.tiny
 from comovi_core.errors import CoMoViError
 from comovi_core.model.config import get_config
 from comovi_core.model.loading import build_model
@@ -18,25 +19,13 @@ FRAMES = 9
 
 
 def tiny_vae():
-    torch.manual_seed(3)
-    return AutoencoderKLWan(
-        base_dim=8,
-        z_dim=48,
-        dim_mult=[1, 1, 1, 1],
-        num_res_blocks=1,
-        temperal_downsample=[False, True, True],
-        is_residual=True,
-        in_channels=12,
-        out_channels=12,
-        patch_size=2,
-        scale_factor_spatial=16,
-        scale_factor_temporal=4,
-        latents_mean=[0.1] * 48,
-        latents_std=[1.5] * 48,
-    ).eval()
+    """The tiny preset's VAE with latent statistics other than 0 and 1, so that (de)normalisation is exercised."""
+    return comovi_core.tiny.tiny_vae(3, latents_mean=0.1, latents_std=1.5)
 
 
 def tiny_model(cfg=CFG):
+    """Random weights as in ``tiny.tiny_transformer``, except the coupling (``zero_linears``) and the 3D head, which
+    keep the weights they are built with."""
     torch.manual_seed(0)
     model = build_model(cfg, "cpu").eval()
     with torch.no_grad():

@@ -110,6 +110,13 @@ def _ellipsoid(rings: int, segs: int) -> tuple[np.ndarray, np.ndarray, np.ndarra
     radial = np.concatenate(([0.0], np.repeat(np.sin(theta), segs), [0.0]))
     cross = np.stack((np.cos(np.tile(phi, rings)), np.sin(np.tile(phi, rings))), -1)
     cross = np.concatenate(([[1.0, 0.0]], cross, [[1.0, 0.0]])) * radial[:, None]
+    return axial, cross, uv_sphere_faces(rings, segs)[:, ::-1].copy()  # flip to outward CCW
+
+
+def uv_sphere_faces(rings: int, segs: int) -> np.ndarray:
+    """Triangles (2 * rings * segs, 3) int64 of a UV sphere whose vertices are the first pole (index 0),
+    ``rings`` rings of ``segs`` vertices each, then the last pole: fans at the poles, two triangles per quad.
+    Wound (0, ring 0 segment 1, ring 0 segment 0) first: outward for a pole at +y and angles about y."""
     last = rings * segs + 1
 
     def ring(r, s):
@@ -121,7 +128,7 @@ def _ellipsoid(rings: int, segs: int) -> tuple[np.ndarray, np.ndarray, np.ndarra
             a, b, c, d = ring(r, s), ring(r, s + 1), ring(r + 1, s), ring(r + 1, s + 1)
             faces += [(a, b, d), (a, d, c)]
     faces += [(last, ring(rings - 1, s), ring(rings - 1, s + 1)) for s in range(segs)]
-    return axial, cross, np.array(faces, dtype=np.int64)[:, ::-1].copy()  # flip to outward CCW
+    return np.array(faces, dtype=np.int64)
 
 
 def _frame(axis: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

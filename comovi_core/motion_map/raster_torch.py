@@ -44,7 +44,8 @@ import torch
 
 from ..camera import PinholeCamera
 from ..errors import CoMoViError
-from .shading import BACKGROUND, check_shading, shade
+from .render import check_frame_inputs
+from .shading import BACKGROUND, shade
 
 log = logging.getLogger(__name__)
 
@@ -120,18 +121,14 @@ class _Runs:
         return _Runs(*(getattr(self, f.name)[index] for f in fields(self)))
 
 
-def _check_inputs(vertices, faces, colors, normals) -> None:
-    if vertices.ndim != 3 or vertices.shape[-1] != 3:
-        raise CoMoViError(f"vertices must have shape (T, V, 3), got {tuple(vertices.shape)}")
-    if faces.ndim != 2 or faces.shape[-1] != 3 or faces.shape[0] == 0:
-        raise CoMoViError(f"faces must have shape (F, 3) with F > 0, got {tuple(faces.shape)}")
+def _check_inputs(vertices, faces, colors, normals, shading: str) -> None:
+    """``render.check_frame_inputs``, then what this rasteriser needs too: integer faces indexing the vertices
+    (int32 counts), all inputs on one device."""
+    check_frame_inputs(vertices, faces, colors, normals, shading)
     if faces.dtype.is_floating_point or faces.dtype == torch.bool:
         raise CoMoViError(f"faces must hold integer vertex indices, got dtype {faces.dtype}")
     if faces.shape[0] >= 2**31:  # face indices are int32
         raise CoMoViError(f"at most {2**31 - 1} faces can be rasterised, got {faces.shape[0]}")
-    for name, t in (("colors", colors), ("normals", normals)):
-        if t.shape != vertices.shape:
-            raise CoMoViError(f"{name} must have the shape of vertices {tuple(vertices.shape)}, got {tuple(t.shape)}")
     devices = {t.device for t in (vertices, faces, colors, normals)}
     if len(devices) != 1:
         raise CoMoViError(f"vertices, faces, colors and normals must be on one device, got {sorted(map(str, devices))}")
@@ -340,8 +337,7 @@ def render_frames(
     faces: (F, 3) int. Returns images (T, H, W, 3) float32 in [0, 1] (white background) and depth
     (T, H, W) float32 camera z (0 where empty).
     """
-    check_shading(shading)
-    _check_inputs(vertices, faces, colors, normals)
+    _check_inputs(vertices, faces, colors, normals, shading)
     faces = faces.long()
     (num_frames, num_verts), num_faces = vertices.shape[:2], faces.shape[0]
     height, width = camera.height, camera.width

@@ -62,7 +62,8 @@ import torch
 
 from ..camera import PinholeCamera
 from ..errors import BackendUnavailableError, CoMoViError
-from .shading import AMBIENT, DIFFUSE, LIGHT_POSITION, SPECULAR, check_shading
+from .render import check_frame_inputs
+from .shading import AMBIENT, DIFFUSE, LIGHT_POSITION, SPECULAR
 
 log = logging.getLogger(__name__)
 
@@ -355,18 +356,6 @@ def _shader_sources(shading: str, defines: dict) -> dict[str, str]:
 # --------------------------------------------------------------------------------------------------
 
 
-def _check_inputs(vertices, faces, colors, normals) -> None:
-    if vertices.ndim != 3 or vertices.shape[-1] != 3:
-        raise CoMoViError(f"vertices must have shape (T, V, 3), got {tuple(vertices.shape)}")
-    for name, value in (("colors", colors), ("normals", normals)):
-        if tuple(value.shape) != tuple(vertices.shape):
-            raise CoMoViError(
-                f"{name} must have the shape of vertices {tuple(vertices.shape)}, got {tuple(value.shape)}"
-            )
-    if faces.ndim != 2 or faces.shape[-1] != 3 or faces.shape[0] == 0:
-        raise CoMoViError(f"faces must have shape (F, 3) with F > 0, got {tuple(faces.shape)}")
-
-
 def _depth_range(vertices: np.ndarray) -> tuple[float, float]:
     """(znear, zfar) enclosing all vertices in front of the camera; vertices: (T, V, 3) OpenCV."""
     z = vertices[..., 2]
@@ -411,8 +400,7 @@ def render_frames(
     faces: (F, 3) int. Returns images (T, H, W, 3) float32 in [0, 1] (white background) and depth
     (T, H, W) float32 camera z (0 where empty), on the device of ``vertices``.
     """
-    check_shading(shading)
-    _check_inputs(vertices, faces, colors, normals)
+    check_frame_inputs(vertices, faces, colors, normals, shading)
     require_available()
     import pyrender
 
