@@ -247,6 +247,7 @@ def fit_motion(
     track_steps: int = TRACK_STEPS,
     relabel_rounds: int = RELABEL_ROUNDS,
     splat_steps: int = SPLAT_STEPS,
+    flip_steps: int = FLIP_STEPS,
 ) -> SMPLMotion:
     """images (T, H, W, 3) in [0, 1] (frame 0 shows ``start``'s frame 0) -> a SMPLMotion of T frames.
 
@@ -259,13 +260,23 @@ def fit_motion(
     ``relabel_rounds`` times with the fitted body as the prior, each followed by ``iterations // 2`` joint steps.
     Then the colour stage (comovi_v1 only; see the module docstring): ``splat_steps`` joint steps refine the
     fit, a frame-by-frame colour pass (``SPLAT_TRACK_STEPS`` per frame and splat size) with ``splat_steps``
-    joint steps tracks from the start, and the better colour match wins.
+    joint steps tracks from the start, and the better colour match wins. Each tracked keyframe also tries every
+    limb mirrored in depth with ``flip_steps`` steps (``_track``; 0: no flips, faster and blind to depth mirrors).
     Works inside ``torch.inference_mode``/``no_grad`` (hosts such as ComfyUI run nodes that way): the
     optimisation uses its own grad-enabled copies of the body model and the maps.
     """
     with torch.inference_mode(False), torch.enable_grad():
         options = _FitOptions(
-            shading, iterations, max_side, smooth, device, callback, track_steps, relabel_rounds, splat_steps
+            shading,
+            iterations,
+            max_side,
+            smooth,
+            device,
+            callback,
+            track_steps,
+            relabel_rounds,
+            splat_steps,
+            flip_steps,
         )
         return _fit(copy.deepcopy(body).to(device), images.clone(), start, camera, fps, options)
 
@@ -296,15 +307,15 @@ def keyframes(frames: int, most: int | None = None) -> list[int]:
     return sorted(set(range(0, frames, stride)) | {frames - 1})
 
 
-def _track(body, delta, base, betas, frame_cost, steps, smooth, on_step):
+def _track(body, delta, base, betas, frame_cost, steps, smooth, on_step, flip_steps=FLIP_STEPS):
     """Frame by frame over ``keyframes``, fit each frame alone for ``steps`` steps per stage from the previous
     one's fit; frames between keyframes are interpolated linearly.
 
     ``frame_cost`` is one callable ``(vertices (1, V, 3), frame) -> scalar`` or a sequence of them, run one
     after the other (e.g. coarse to fine); the joint prior over the frame and the two before it is added.
     After the stages each limb is tried mirrored in depth (``fit_flip``): the mirror and (in a copy) the current
-    pose get ``FLIP_STEPS`` more steps of the last cost each; the mirror replaces the pose only when it ends
-    ``FLIP_MARGIN`` cheaper, so without a flip the track is what it was without the trial.
+    pose get ``flip_steps`` more steps of the last cost each (0: no flips); the mirror replaces the pose only when
+    it ends ``FLIP_MARGIN`` cheaper, so without a flip the track is what it was without the trial.
     base (T, 75) is the start pose every frame; delta (T-1, 75) is filled in place."""
     costs = frame_cost if isinstance(frame_cost, (list, tuple)) else [frame_cost]
     parents = body.smpl.parents.tolist()
@@ -338,13 +349,13 @@ def _track(body, delta, base, betas, frame_cost, steps, smooth, on_step):
         x = done[-1:].clone()  # (1, 75) start from the previous keyframe
         for cost in costs:
             x, _ = descend(cost, x, frame, done, steps)
-        for limb in LIMBS if FLIP_STEPS > 0 else ():
+        for limb in LIMBS if flip_steps > 0 else ():
             with torch.no_grad():
                 q = base[frame] + x[0]
                 joints = body(q[None, :3], q[None, 3:72], betas, q[None, 72:]).joints[0]
                 mirror = mirrored_limb(parents, joints, q, limb) - base[frame]
-            mirror, mirror_loss = descend(costs[-1], mirror[None], frame, done, FLIP_STEPS)
-            _, loss = descend(costs[-1], x, frame, done, FLIP_STEPS)  # the same steps, for a fair comparison only
+            mirror, mirror_loss = descend(costs[-1], mirror[None], frame, done, flip_steps)
+            _, loss = descend(costs[-1], x, frame, done, flip_steps)  # the same steps, for a fair comparison only
             if mirror_loss < (1 - FLIP_MARGIN) * loss:  # clearly better: a near tie is noise, keep the track
                 log.debug("frame %d: limb %s mirrored in depth (%.4g -> %.4g)", frame, limb, loss, mirror_loss)
                 x = mirror
@@ -439,6 +450,7 @@ class _FitOptions:
     track_steps: int
     relabel_rounds: int
     splat_steps: int
+    flip_steps: int
 
 
 def _fit(body, images, start, camera, fps, o: _FitOptions) -> SMPLMotion:
@@ -481,7 +493,7 @@ def _fit(body, images, start, camera, fps, o: _FitOptions) -> SMPLMotion:
     if o.track_steps > 0:
         # 2. follow the motion frame by frame, then refine jointly; keep whichever explains the map better
         tracked = zero.clone()
-        _track(body, tracked, base, betas, cost, o.track_steps, o.smooth, on_step)
+        _track(body, tracked, base, betas, cost, o.track_steps, o.smooth, on_step, o.flip_steps)
         tracked, tracked_loss = _refine(body, tracked, base, betas, cost, o.iterations, o.smooth, on_step)
         log.info("fit from the start pose: loss %.4g; tracked: %.4g", loss, tracked_loss)
         if tracked_loss < loss:
@@ -503,6 +515,7 @@ def _fit(body, images, start, camera, fps, o: _FitOptions) -> SMPLMotion:
             o.smooth,
             o.device,
             on_step,
+            o.flip_steps,
         )
     log.info("fitted %d frames to the motion map (%d steps, loss %.4g)", frames, o.iterations, loss)
     with torch.no_grad():
@@ -510,14 +523,16 @@ def _fit(body, images, start, camera, fps, o: _FitOptions) -> SMPLMotion:
     return SMPLMotion(q[:, :3], q[:, 3:72], start.betas, q[:, 72:], fps, output_camera, start.gender)
 
 
-def _splat_stage(body, delta, base, betas, images, camera, faces, part_ids, shading, steps, smooth, device, on_step):
+def _splat_stage(
+    body, delta, base, betas, images, camera, faces, part_ids, shading, steps, smooth, device, on_step, flip_steps
+):
     """4. Compare colours instead of decoded labels (``fit_splat``): refine the summary fit ``delta``, and
     track the motion again from the start pose coarse to fine; keep whichever matches the map's colours better."""
     targets, splat_camera = splat_targets(images, camera, SPLAT_SIDE, SPLAT_SIGMAS)
     costs = [_splat_cost(targets[s].to(device), faces, part_ids, splat_camera, shading, s) for s in SPLAT_SIGMAS]
     refined, loss = _refine(body, delta, base, betas, costs[-1], steps, smooth, on_step, lr=SPLAT_LR)
     tracked = torch.zeros_like(delta)
-    _track(body, tracked, base, betas, costs, SPLAT_TRACK_STEPS, smooth, on_step)
+    _track(body, tracked, base, betas, costs, SPLAT_TRACK_STEPS, smooth, on_step, flip_steps)
     tracked, tracked_loss = _refine(body, tracked, base, betas, costs[-1], steps, smooth, on_step, lr=SPLAT_LR)
     log.info("colour fit: refined summary fit %.4g, tracked %.4g", loss, tracked_loss)
     plausible = [(c_loss, c) for c_loss, c in ((loss, refined), (tracked_loss, tracked)) if _plausible(base, c)]

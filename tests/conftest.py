@@ -39,3 +39,19 @@ def ext(tmp_path_factory):
     nodes = {n.define_schema().node_id: n for n in asyncio.run(extension.get_node_list())}
     yield {"module": module, "nodes": nodes, "base": base, "folder_paths": folder_paths}
     sys.path.remove(str(STUB))
+
+
+# fit_motion's effort for tests of its plumbing (pipeline, nodes): every stage runs, with few steps and no limb
+# flips (its accuracy is measured by tests/test_fitting.py and benchmarks/bench_fit_motion.py at the defaults).
+QUICK_FIT = dict(iterations=40, track_steps=10, relabel_rounds=1, splat_steps=10, flip_steps=0)
+
+
+@pytest.fixture
+def quick_fit(monkeypatch):
+    """The pipeline's motion fit with ``QUICK_FIT`` (5 frames of 64x64: 21 s of CPU instead of 104 s)."""
+    import functools
+
+    from comovi_core import fitting
+
+    monkeypatch.setattr(fitting, "fit_motion", functools.partial(fitting.fit_motion, **QUICK_FIT))
+    return QUICK_FIT

@@ -64,7 +64,7 @@ def _call(pipe, **kw):
     return pipe(**args)
 
 
-def test_same_seed_same_output_and_motion_without_a_head():
+def test_same_seed_same_output_and_motion_without_a_head(quick_fit):
     pipe = _pipe()
     a, b, c = _call(pipe), _call(pipe), _call(pipe, seed=4)
     assert torch.equal(a.rgb, b.rgb) and torch.equal(a.motion_map, b.motion_map)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import subprocess
 import sys
 from pathlib import Path
@@ -156,7 +157,7 @@ def test_export_node_writes_inside_the_output_folder(ext):
     assert (out / "comovi" / "afile").read_text() == "x"
 
 
-def test_cogeneration_nodes_on_tiny_weights(ext):
+def test_cogeneration_nodes_on_tiny_weights(ext, quick_fit, monkeypatch):
     import comfy.model_management as mm
     import comfy.utils
     from tiny_files import write_tiny_weights
@@ -187,11 +188,16 @@ def test_cogeneration_nodes_on_tiny_weights(ext):
     assert torch.equal(again[0], video)  # same seed, same output
     head, comovi.transformer.smpl_head = comovi.transformer.smpl_head, None  # weights without a 3D head
     assert nodes["CoMoViDualSampler"].execute(*args, False).args[2] is None  # fit_motion off: no motion
+    sampler_module = sys.modules[nodes["CoMoViDualSampler"].__module__]  # its bar counts the fit's steps too
+    fitting = sys.modules[sampler_module.__name__.rsplit(".nodes.", 1)[0] + ".comovi_core.fitting"]  # the host's copy
+    monkeypatch.setattr(fitting, "fit_motion", functools.partial(fitting.fit_motion, **quick_fit))
+    effort = {k: v for k, v in quick_fit.items() if k != "flip_steps"}
+    monkeypatch.setattr(sampler_module, "progress_steps", functools.partial(sampler_module.progress_steps, **effort))
     fitted = nodes["CoMoViDualSampler"].execute(*args, True).args[2]
     bar = comfy.utils.ProgressBar.instances[-1]
-    # 2 sampler steps + the fit: 2 x 300 summary steps + 4 tracked frames + 150 relabel steps + colour stage (2 x
-    # 60 + 4)
-    assert bar.current == bar.total == 2 + 2 * 300 + 4 + 150 + 2 * 60 + 4
+    # 2 sampler steps + the fit: 2 x 40 summary steps + 4 tracked frames + 20 relabel steps + colour stage (2 x 10 + 4)
+    assert bar.current == bar.total == 2 + 2 * 40 + 4 + 20 + 2 * 10 + 4
+    assert effort and sampler_module.progress_steps.func(5) == 2 * 300 + 4 + 150 + 2 * 60 + 4  # at the defaults
     assert fitted.num_frames == 5 and np.allclose(fitted.body_pose[0], start.body_pose[0], atol=1e-6)
     comovi.transformer.smpl_head = head
     mm.INTERRUPT["flag"] = True  # cancelled between layers, not only between steps
