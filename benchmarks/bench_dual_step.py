@@ -1,6 +1,7 @@
 """Step time of the dual-branch model vs one diffusers Wan branch, measured in the same run.
 
     python benchmarks/bench_dual_step.py [--preset medium] [--frames 21 --size 16] [--threads 1] [--repeats 7]
+        [--release PATH_TO_A_COMOVI_CHECKOUT]
 
 Default: the issue's medium config (dim 384, 4 heads, FFN 1024, 4 layers) on 21x16x16 latents
 (1,344 tokens per branch), CPU, fp32, no head, 1 torch thread. Each repeat times one dual step and one
@@ -21,6 +22,7 @@ from comovi_core.model.config import get_config
 from comovi_core.model.loading import build_model
 
 TARGET = 2.05
+RELEASE_TARGET = 1.0  # issue: ours no slower than the release at 1,344 and 5,376 tokens
 
 
 def main() -> None:
@@ -30,6 +32,11 @@ def main() -> None:
     p.add_argument("--size", type=int, default=16, help="latent height and width")
     p.add_argument("--device", default="cpu", help="torch device")
     p.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"), help="weights and activations")
+    p.add_argument(
+        "--release",
+        help="a checkout of IGL-HKUST/CoMoVi (the folder holding comovi/): also time the release's dual model and "
+        "print ours/release",
+    )
     add_timing_args(p)
     args = p.parse_args()
     set_threads(args.threads)
@@ -50,6 +57,11 @@ def main() -> None:
             "dual step": lambda: dual(lat, lat, t, ctx),
             "single Wan": lambda: single(lat, t, ctx, return_dict=False),
         }
+        if args.release:
+            from release_model import release_model, release_step
+
+            release = release_model(args.release, cfg, args.device, dtype)
+            cases["release dual"] = lambda: release_step(release, lat, t, ctx)
         s = interleaved(cases, args.repeats, args.warmup, clock)
     print(
         f"preset {args.preset}: dim {cfg.hidden_size}, {cfg.num_layers} layers, latents {args.frames}x{args.size}x"
@@ -59,6 +71,10 @@ def main() -> None:
     print_case("dual step", s["dual step"])
     print_case("single Wan", s["single Wan"])
     print_ratio("dual/single", ratios(s["dual step"], s["single Wan"]), TARGET)
+    if args.release:
+        print_case("release dual", s["release dual"])
+        print_ratio("release/single", ratios(s["release dual"], s["single Wan"]), None)
+        print_ratio("ours/release", ratios(s["dual step"], s["release dual"]), RELEASE_TARGET)
 
 
 if __name__ == "__main__":
