@@ -11,6 +11,7 @@ from ..comovi_core.components import AUTO_SIZE, TransformerOptions, load_compone
 from ..comovi_core.conditioning import pad_to_aspect
 from ..comovi_core.errors import CoMoViError
 from ..comovi_core.fitting import progress_steps
+from ..comovi_core.model.memory import ATTENTION_BACKENDS
 from ..comovi_core.pipeline import DEFAULT_NEGATIVE, CoMoViPipeline
 from ..comovi_core.sampling import MODES, SOLVERS
 from ..comovi_core.step_cache import describe_evaluations
@@ -28,10 +29,15 @@ TINY_SUMMARY = (
 )
 
 
-def _tiny_demo() -> ManagedCoMoVi:
+def _tiny_demo(attention: str = "sdpa", compile: bool = False) -> ManagedCoMoVi:
+    from ..comovi_core.model.memory import compile_blocks, set_attention_backend
     from ..comovi_core.tiny import tiny_components
 
-    return ManagedCoMoVi(**tiny_components(0), summary=TINY_SUMMARY)
+    components, summary = tiny_components(0), TINY_SUMMARY
+    set_attention_backend(components["transformer"], attention, host.torch_device())
+    if compile:
+        summary += f"; torch.compile: {compile_blocks(components['transformer'])} blocks"
+    return ManagedCoMoVi(**components, summary=summary)
 
 
 class LoadCoMoVi(io.ComfyNode):
@@ -63,25 +69,37 @@ class LoadCoMoVi(io.ComfyNode):
         )
 
     @classmethod
-    def execute(cls, base, comovi, precision, fp8_weights, block_swap, offload, size) -> io.NodeOutput:
+    def execute(
+        cls, base, comovi, precision, fp8_weights, block_swap, offload, size, attention="sdpa", compile=False
+    ) -> io.NodeOutput:
         if base == TINY_DEMO:
-            return io.NodeOutput(_tiny_demo())
+            return io.NodeOutput(_tiny_demo(attention, compile))
         files = [] if comovi == NO_COMOVI else [host.diffusion_model_path(comovi)]
-        options = _load_options(precision, fp8_weights, block_swap, size)
+        options = _load_options(precision, fp8_weights, block_swap, size, attention, compile)
         components, summary = load_components(host.diffusers_folder(base), files, options)
         return io.NodeOutput(ManagedCoMoVi(**components, summary=summary, offload=offload))
 
 
-def _load_options(precision: str, fp8_weights: bool, block_swap: int, size: str) -> TransformerOptions:
+def _load_options(
+    precision: str, fp8_weights: bool, block_swap: int, size: str, attention: str = "sdpa", compile: bool = False
+) -> TransformerOptions:
     """The loaders' widgets (``_weight_options``) as ``TransformerOptions``. The weights always load into CPU
     memory (``offload``): ``ManagedCoMoVi`` hands them to ComfyUI's model management, which places them."""
     return TransformerOptions(
-        size, getattr(torch, precision), host.torch_device(), fp8=fp8_weights, block_swap=block_swap, offload=True
+        size,
+        getattr(torch, precision),
+        host.torch_device(),
+        fp8=fp8_weights,
+        block_swap=block_swap,
+        offload=True,
+        attention=attention,
+        compile=compile,
     )
 
 
 def _weight_options() -> list:
-    """The loaders' shared widgets, in this order: precision, fp8_weights, block_swap, offload, size."""
+    """The loaders' shared widgets, in this order: precision, fp8_weights, block_swap, offload, size, attention,
+    compile (the last two added later: templates saved before them load with their defaults)."""
     return [
         io.Combo.Input("precision", options=["bfloat16", "float16", "float32"], default="bfloat16"),
         io.Boolean.Input(
@@ -100,6 +118,18 @@ def _weight_options() -> list:
             options=list(SIZES),
             default=SIZES[0],
             tooltip="size of the weight files; auto reads it from them (a named size must match)",
+        ),
+        io.Combo.Input(
+            "attention",
+            options=list(ATTENTION_BACKENDS),
+            default="sdpa",
+            tooltip="attention kernel (diffusers' dispatcher): sdpa = PyTorch's choice, works everywhere; flash, "
+            "sage, xformers need their package and a CUDA GPU (refused when the model loads otherwise)",
+        ),
+        io.Boolean.Input(
+            "compile",
+            default=False,
+            tooltip="torch.compile the transformer blocks: the first run compiles (minutes), later runs are faster",
         ),
     ]
 
@@ -133,11 +163,14 @@ class LoadCoMoViTransformer(io.ComfyNode):
         )
 
     @classmethod
-    def execute(cls, base, comovi, precision, fp8_weights, block_swap, offload, size) -> io.NodeOutput:
+    def execute(
+        cls, base, comovi, precision, fp8_weights, block_swap, offload, size, attention="sdpa", compile=False
+    ) -> io.NodeOutput:
         if base == TINY_DEMO:  # carries its own tiny VAE and text encoder: leave the sampler's vae/text inputs empty
-            return io.NodeOutput(_tiny_demo())
+            return io.NodeOutput(_tiny_demo(attention, compile))
         files = [host.diffusion_model_path(base)] + ([] if comovi == NO_COMOVI else [host.diffusion_model_path(comovi)])
-        transformer, summary = load_transformer(files, _load_options(precision, fp8_weights, block_swap, size))
+        options = _load_options(precision, fp8_weights, block_swap, size, attention, compile)
+        transformer, summary = load_transformer(files, options)
         return io.NodeOutput(ManagedCoMoVi(transformer, None, None, summary, offload))
 
 

@@ -573,3 +573,32 @@ def test_block_swap_and_fp8_under_comfyui_management(ext):
         and swapped.transformer.block_swap.moves > 0
     )
     assert (nodes["CoMoViDualSampler"].execute(fp8, *args).args[0] - want).abs().max() < 0.05
+
+
+def test_loaders_set_the_attention_kernel_and_compile(ext):
+    """The loaders' attention and compile widgets reach the transformer (single files and the tiny demo); a kernel
+    the device cannot run is refused when the model loads, with what it needs."""
+    from tiny_files import write_tiny_weights
+
+    from comovi_core.model.memory import attention_backend
+
+    CoMoViError = sys.modules["comovi_ext.comovi_core.errors"].CoMoViError  # the extension's own copy of the class
+
+    models = ext["base"] / "models"
+    write_tiny_weights(
+        models / "diffusers" / "Wan2.2-TI2V-5B-Diffusers", models / "diffusion_models" / "comovi_tiny.safetensors"
+    )
+    nodes = ext["nodes"]
+    files = ("Wan2.2-TI2V-5B-Diffusers", "comovi_tiny.safetensors", "float32", False, 0, False, "tiny")
+    loaded = nodes["CoMoViLoadModels"].execute(*files, "sdpa_math", False).args[0]
+    assert attention_backend(loaded.transformer) == "sdpa_math"
+    assert attention_backend(nodes["CoMoViLoadModels"].execute(*files).args[0].transformer) == "sdpa"  # old templates
+    tiny = "tiny demo (random weights, built in memory: pictures are noise)"
+    demo = nodes["CoMoViLoadTransformer"].execute(tiny, "none", "bfloat16", False, 0, False, "auto", "sdpa_math", True)
+    assert attention_backend(demo.args[0].transformer) == "sdpa_math"
+    blocks = sum(
+        1 for m in demo.args[0].transformer.modules() if type(m).__name__ in ("WanTransformerBlock", "SMPLDecoderLayer")
+    )
+    assert f"torch.compile: {blocks} blocks" in demo.args[0].summary
+    with pytest.raises(CoMoViError, match="attention backend 'flash' needs flash-attn .* and a CUDA GPU"):
+        nodes["CoMoViLoadModels"].execute(*files, "flash", False)
