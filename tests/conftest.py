@@ -55,3 +55,13 @@ def quick_fit(monkeypatch):
 
     monkeypatch.setattr(fitting, "fit_motion", functools.partial(fitting.fit_motion, **QUICK_FIT))
     return QUICK_FIT
+
+
+@pytest.fixture
+def fresh_accelerate_state():
+    """accelerate's state is process-wide (one precision per process, as in a real run): reset it after a test that
+    trains in-process (modules that train use it for every test: ``pytestmark``)."""
+    yield
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state(reset_partial_state=True)

@@ -116,20 +116,12 @@ def test_every_safetensors_reader_maps_a_cut_file_to_one_error(bad_safetensors):
             shard_meta(path)
 
 
-@pytest.fixture
-def _fresh_accelerate_state():
-    yield
-    from accelerate.state import AcceleratorState
-
-    AcceleratorState._reset_state(reset_partial_state=True)
-
-
 def _cut(path) -> None:
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
 
 
-def test_resume_from_a_cut_training_state_is_refused(tmp_path, caplog, _fresh_accelerate_state):
+def test_resume_from_a_cut_training_state_is_refused(tmp_path, caplog, fresh_accelerate_state):
     out = tmp_path / "run"
     argv = [
         "--preset",
@@ -154,7 +146,7 @@ def test_resume_from_a_cut_training_state_is_refused(tmp_path, caplog, _fresh_ac
     assert {p: p.stat().st_mtime_ns for p in out.rglob("*")} == before  # nothing new, nothing rewritten
 
 
-def test_train_refuses_a_cache_with_a_cut_shard_before_work(tmp_path, caplog, _fresh_accelerate_state, monkeypatch):
+def test_train_refuses_a_cache_with_a_cut_shard_before_work(tmp_path, caplog, fresh_accelerate_state, monkeypatch):
     from comovi_core.prepare import main as prepare_main
 
     cache = tmp_path / "cache"

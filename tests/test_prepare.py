@@ -21,13 +21,7 @@ from comovi_core.data_order import EpochOrder, sample_index
 from comovi_core.errors import CoMoViError, TrainingDataError
 from comovi_core.train_data import synthetic_clips, write_clip
 
-
-@pytest.fixture(autouse=True)
-def _fresh_accelerate_state():
-    yield
-    from accelerate.state import AcceleratorState
-
-    AcceleratorState._reset_state(reset_partial_state=True)
+pytestmark = pytest.mark.usefixtures("fresh_accelerate_state")
 
 
 @pytest.fixture(scope="module")

@@ -30,13 +30,7 @@ def body():
     return load_body_model(None)
 
 
-@pytest.fixture(autouse=True)
-def _fresh_accelerate_state():
-    """accelerate's state is process-wide (one precision per process, as in a real run): reset it between tests."""
-    yield
-    from accelerate.state import AcceleratorState
-
-    AcceleratorState._reset_state(reset_partial_state=True)
+pytestmark = pytest.mark.usefixtures("fresh_accelerate_state")
 
 
 def _snapshot(model):

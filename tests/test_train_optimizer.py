@@ -18,12 +18,7 @@ pytest.importorskip("bitsandbytes", reason="the dev extra installs bitsandbytes"
 RUN = ["--preset", "tiny", "--synthetic", "2", "--stage", "2", "--grad-accum", "2", "--save-every", "2"]
 
 
-@pytest.fixture(autouse=True)
-def _fresh_accelerate_state():
-    yield
-    from accelerate.state import AcceleratorState
-
-    AcceleratorState._reset_state(reset_partial_state=True)
+pytestmark = pytest.mark.usefixtures("fresh_accelerate_state")
 
 
 def _rows(folder):

@@ -24,12 +24,7 @@ RUN = ["--preset", "tiny", "--synthetic", "2", "--stage", "2", "--steps", "4", "
 VALIDATE = ["--validate-every", "2", "--validate-steps", "3"]
 
 
-@pytest.fixture(autouse=True)
-def _fresh_accelerate_state():
-    yield
-    from accelerate.state import AcceleratorState
-
-    AcceleratorState._reset_state(reset_partial_state=True)
+pytestmark = pytest.mark.usefixtures("fresh_accelerate_state")
 
 
 @pytest.fixture(scope="module")
