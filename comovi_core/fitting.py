@@ -307,7 +307,7 @@ def keyframes(frames: int, most: int | None = None) -> list[int]:
     return sorted(set(range(0, frames, stride)) | {frames - 1})
 
 
-def _track(body, delta, base, betas, frame_cost, steps, smooth, on_step, flip_steps=FLIP_STEPS):
+def _track(body, delta, base, betas, frame_cost, steps, smooth, on_step, flip_steps):
     """Frame by frame over ``keyframes``, fit each frame alone for ``steps`` steps per stage from the previous
     one's fit; frames between keyframes are interpolated linearly.
 

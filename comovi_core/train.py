@@ -350,17 +350,27 @@ def load_training_model(cfg: TrainConfig, init: list):
     return load_model(get_config(cfg.preset), init, dtype=compute_dtype(cfg), device=_device())[0]
 
 
+def load_vae(preset: str, vae_path: Path | None, seed: int = 0, device=None):
+    """The VAE of ``preset``: the tiny one from ``seed`` (as ``tiny_components``), else the Wan2.2 VAE at
+    ``vae_path`` (any layout ``load_wan22_vae`` reads, fp32) on ``device``."""
+    if preset == "tiny":
+        from .tiny import tiny_vae
+
+        return tiny_vae(seed + 3)
+    from .vae_loading import load_wan22_vae
+
+    return load_wan22_vae(vae_path, torch.float32).to(device or _device())
+
+
 def load_codecs(preset: str, base: Path | None, vae_path: Path | None = None, seed: int = 0, device=None):
     """(VAE, text encoder) of ``preset``: the tiny ones from ``seed`` (as ``tiny_components``), else the Wan2.2 VAE
     (fp32; ``vae_path`` or the base folder's vae/) and umT5 (the base folder's text_encoder/ + tokenizer/)."""
     if preset == "tiny":
         from .text import TinyTextEncoder
-        from .tiny import tiny_vae
 
         config = get_config("tiny")
-        return tiny_vae(seed + 3), TinyTextEncoder(config.text_dim, config.text_len, seed)
+        return load_vae(preset, None, seed), TinyTextEncoder(config.text_dim, config.text_len, seed)
     from .text import UMT5TextEncoder
-    from .vae_loading import load_wan22_vae
 
     if base is None:
         raise CoMoViError(
@@ -368,35 +378,34 @@ def load_codecs(preset: str, base: Path | None, vae_path: Path | None = None, se
             "(models/Wan2.2-TI2V-5B-Diffusers)"
         )
     device = device or _device()
-    vae = load_wan22_vae(vae_path or base, torch.float32).to(device)
-    return vae, UMT5TextEncoder(base, device, torch.bfloat16, get_config(preset).text_len)
+    return load_vae(preset, vae_path or base, seed, device), UMT5TextEncoder(
+        base, device, torch.bfloat16, get_config(preset).text_len
+    )
 
 
 def _validation_vae(cfg: TrainConfig, vae_path: Path | None):
     """A --cache run's VAE, loaded only to decode validation samples: tiny's, or --vae's; None otherwise."""
-    if not cfg.validate_every or (cfg.preset != "tiny" and vae_path is None):
-        if cfg.validate_every:
-            log.info("validation samples are saved as latents only: give --vae to also get their videos")
+    if not cfg.validate_every:
         return None
-    if cfg.preset == "tiny":
-        from .tiny import tiny_vae
+    if cfg.preset != "tiny" and vae_path is None:
+        log.info("validation samples are saved as latents only: give --vae to also get their videos")
+        return None
+    return load_vae(cfg.preset, vae_path, cfg.seed)
 
-        return tiny_vae(cfg.seed + 3)
-    from .vae_loading import load_wan22_vae
 
-    return load_wan22_vae(vae_path, torch.float32)
+def _process_state():
+    """accelerate's view of this process (its GPU and rank under accelerate/torchrun)."""
+    from accelerate import PartialState
+
+    return PartialState(cpu=not torch.cuda.is_available())
 
 
 def _is_main_process() -> bool:
-    from accelerate import PartialState
-
-    return PartialState(cpu=not torch.cuda.is_available()).is_main_process
+    return _process_state().is_main_process
 
 
 def _device() -> torch.device:
-    from accelerate import PartialState
-
-    return PartialState(cpu=not torch.cuda.is_available()).device  # this process's GPU under accelerate/torchrun
+    return _process_state().device
 
 
 def load_components(cfg: TrainConfig, init: list, vae_path: Path | None = None):
@@ -454,7 +463,9 @@ def make_config(args: argparse.Namespace) -> TrainConfig:
         import importlib.util
 
         if importlib.util.find_spec("bitsandbytes") is None:
-            raise CoMoViError("--optimizer adamw8bit needs bitsandbytes: pip install bitsandbytes (or the train extra)")
+            raise CoMoViError(
+                "--optimizer adamw8bit needs bitsandbytes: pip install bitsandbytes (or the adam8bit extra)"
+            )
     if cfg.lora and is_sharded(cfg):
         raise CoMoViError(
             f"--lora trains adapters of a few hundred MB: run it with --sharding ddp (the default), not {cfg.sharding}"

@@ -147,9 +147,7 @@ def _flatten(prefix: str, value, tensors: dict, values: dict) -> None:
     """One optimizer state entry: tensors (this process's part) to ``tensors``, nested dicts (bitsandbytes' quantisation
     state) key by key, anything else (a Python step count) to ``values`` (JSON)."""
     if isinstance(value, torch.Tensor):
-        value = local_part(value.detach()).contiguous()
-        shared = value.numel() and any(t.numel() and t.data_ptr() == value.data_ptr() for t in tensors.values())
-        tensors[prefix] = value.clone() if shared else value  # bitsandbytes shares its quantisation maps
+        tensors[prefix] = local_part(value.detach()).contiguous()
     elif isinstance(value, dict):
         for key, item in value.items():
             _flatten(f"{prefix}/{key}", item, tensors, values)
@@ -163,6 +161,11 @@ def _optimizer_to_files(optimizer, names: list[str]) -> tuple[dict[str, torch.Te
     tensors, values = {}, {}
     for i, per_param in state["state"].items():
         _flatten(names[i], per_param, tensors, values)
+    seen = set()  # safetensors refuses shared storage: bitsandbytes shares its quantisation maps between parameters
+    for key, tensor in tensors.items():
+        if tensor.numel() and tensor.data_ptr() in seen:
+            tensors[key] = tensor.clone()
+        seen.add(tensor.data_ptr())
     return tensors, state["param_groups"], values
 
 

@@ -14,6 +14,7 @@ import sys
 
 import pytest
 from safetensors.torch import load_file
+from train_runs import metrics_rows
 
 from comovi_core import cache_write, prepare, train
 from comovi_core.body.smpl import load_body_model
@@ -266,7 +267,7 @@ def test_caches_of_several_sizes_train_together_each_clip_at_its_size(tmp_path, 
     out = tmp_path / "run"
     flags = ["--preset", "tiny", "--stage", "2", "--steps", "4", "--grad-accum", "1", "--out", str(out)]
     assert train.main([*flags, "--cache", str(tmp_path / "square"), str(tmp_path / "wide")]) == 0
-    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    rows = metrics_rows(out)
     # one epoch of 4 clips, one per step: 2 x 3 x 2 x 2 = 24 tokens (9x64x64), 2 x 2 x 1 x 2 = 8 (5x32x64)
     assert sorted(r["tokens"] for r in rows) == [8, 8, 24, 24]
     assert all(r["loss_smpl"] > 0 for r in rows)  # the 3D head trains on both sizes (4 and 8 SMPL frames)

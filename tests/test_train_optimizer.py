@@ -3,11 +3,10 @@ resumes bit-identically; refused where it cannot work."""
 
 from __future__ import annotations
 
-import json
-
 import pytest
 import torch
 from safetensors.torch import load_file
+from train_runs import metrics_rows
 
 from comovi_core.body.smpl import load_body_model
 from comovi_core.errors import CoMoViError
@@ -21,14 +20,10 @@ RUN = ["--preset", "tiny", "--synthetic", "2", "--stage", "2", "--grad-accum", "
 pytestmark = pytest.mark.usefixtures("fresh_accelerate_state")
 
 
-def _rows(folder):
-    return [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
-
-
 def test_8bit_moments_learn_like_adamw_in_a_third_of_the_state_and_resume_bit_identical(tmp_path, caplog):
     assert main([*RUN, "--optimizer", "adamw8bit", "--steps", "4", "--out", str(tmp_path / "8bit")]) == 0
     assert main([*RUN, "--steps", "4", "--out", str(tmp_path / "adamw")]) == 0
-    eight, full = _rows(tmp_path / "8bit"), _rows(tmp_path / "adamw")
+    eight, full = metrics_rows(tmp_path / "8bit"), metrics_rows(tmp_path / "adamw")
     assert eight[0]["loss"] == full[0]["loss"]  # the same first batch
     assert [r["loss"] for r in eight] == pytest.approx([r["loss"] for r in full], rel=1e-3)  # measured 2.3e-6 apart
     state = load_file(str(tmp_path / "8bit" / "state_000004" / "optimizer.safetensors"))

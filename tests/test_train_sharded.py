@@ -10,7 +10,7 @@ import shutil
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
-from train_runs import run_train
+from train_runs import metrics_rows, run_train
 
 from comovi_core.consolidate import consolidate
 from comovi_core.errors import CoMoViError
@@ -57,8 +57,7 @@ def test_fsdp2_makes_the_ddp_update_and_writes_one_shard_per_process(runs):
     assert _max_diff(a, b) < 1e-5  # measured 1.03e-6 (gradient sums in another order)
     start = tiny_transformer(0).state_dict()
     assert any(not torch.equal(a[k], start[k]) for k in a if k.startswith("zero_linears."))  # it trained
-    rows = [json.loads(line) for line in (runs / "fsdp" / "metrics.jsonl").read_text().splitlines()]
-    ref = [json.loads(line) for line in (runs / "ddp" / "metrics.jsonl").read_text().splitlines()]
+    rows, ref = metrics_rows(runs / "fsdp"), metrics_rows(runs / "ddp")
     assert [r["grad_norm"] for r in rows] == pytest.approx([r["grad_norm"] for r in ref], rel=1e-5)
     for name in ("val_loss_motion", "val_loss_video", "val_loss_smpl"):
         assert rows[1][name] == pytest.approx(ref[1][name], rel=1e-5), name

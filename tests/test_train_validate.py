@@ -4,11 +4,10 @@ the same as without validation."""
 
 from __future__ import annotations
 
-import json
-
 import pytest
 import torch
 from safetensors.torch import load_file
+from train_runs import metrics_rows
 
 from comovi_core.body.smpl import load_body_model
 from comovi_core.model.loading import load_model
@@ -35,15 +34,11 @@ def runs(tmp_path_factory):
     return root
 
 
-def _rows(folder):
-    return [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
-
-
 def test_validation_changes_no_update_and_logs_at_its_steps(runs):
     for step in (2, 4):
         a, b = (load_file(str(runs / d / f"step_{step:06d}.safetensors")) for d in ("val", "plain"))
         assert all(torch.equal(a[k], b[k]) for k in a), step  # bit-identical
-    rows, plain = _rows(runs / "val"), _rows(runs / "plain")
+    rows, plain = metrics_rows(runs / "val"), metrics_rows(runs / "plain")
     assert [r["loss"] for r in rows] == [r["loss"] for r in plain]
     names = ("val_loss_motion", "val_loss_video", "val_loss_smpl")
     assert [[n in r for n in names] for r in rows] == [[False] * 3, [True] * 3, [False] * 3, [True] * 3]
@@ -56,7 +51,7 @@ def test_validation_losses_and_sample_come_from_that_steps_weights(runs):
     vae, text = load_codecs("tiny", None, seed=cfg.seed)
     data = ClipData(synthetic_clips(body, 2, cfg.frames, cfg.height, cfg.width, cfg.seed), vae, text, False)
     first = data.read(0, 0, torch.device("cpu"))
-    rows = {r["step"]: r for r in _rows(runs / "val")}
+    rows = {r["step"]: r for r in metrics_rows(runs / "val")}
     for step in (2, 4):
         model = load_model(None, runs / "val" / f"step_{step:06d}.safetensors", dtype=torch.float32)[0]
         generator = torch.Generator().manual_seed(cfg.seed + VALIDATION_SEED_OFFSET)
@@ -133,7 +128,7 @@ def test_a_cache_run_validates_on_its_first_clip(tmp_path):
         )
         == 0
     )
-    row = _rows(tmp_path / "run")[-1]
+    row = metrics_rows(tmp_path / "run")[-1]
     assert row["step"] == 2 and row["val_loss_motion"] > 0 and "val_loss_smpl" not in row  # stage 1: motion only
     saved = load_file(str(tmp_path / "run" / "validation" / "step_000002.safetensors"))
     assert saved["rgb"].shape == saved["motion_map"].shape == (1, 48, 3, 4, 4)

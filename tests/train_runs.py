@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import subprocess
 import sys
@@ -27,3 +28,8 @@ def run_train(args: list[str], out: Path, processes: int = 1) -> subprocess.Comp
     )
     assert done.returncode == 0, done.stderr[-3000:]
     return done
+
+
+def metrics_rows(run: Path) -> list[dict]:
+    """The lines of a run's ``metrics.jsonl``, one dict per optimizer step."""
+    return [json.loads(line) for line in (Path(run) / "metrics.jsonl").read_text().splitlines()]

@@ -21,20 +21,17 @@ MODES = ("ulysses", "ring")
 
 
 def init_process_group() -> tuple[int, int]:
-    """(rank, world size) of this process under torchrun / accelerate, the default group set up once."""
-    import torch.distributed as dist
+    """(rank, world size) of this process under torchrun / accelerate launch: accelerate's ``PartialState`` sets up
+    the default group (NCCL on GPUs, one per process; gloo without)."""
+    if "WORLD_SIZE" not in os.environ:
+        raise CoMoViError(
+            "context parallelism runs one process per GPU: launch with torchrun --nproc_per_node N -m ... "
+            "(or accelerate launch)"
+        )
+    from accelerate import PartialState
 
-    if not dist.is_initialized():
-        if "WORLD_SIZE" not in os.environ:
-            raise CoMoViError(
-                "context parallelism runs one process per GPU: launch with torchrun --nproc_per_node N -m ... "
-                "(or accelerate launch)"
-            )
-        backend = "nccl" if torch.cuda.is_available() else "gloo"
-        dist.init_process_group(backend)
-        if torch.cuda.is_available():
-            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
-    return dist.get_rank(), dist.get_world_size()
+    state = PartialState(cpu=not torch.cuda.is_available())
+    return state.process_index, state.num_processes
 
 
 def check_split(model, latent_shape: tuple, processes: int, mode: str = "ulysses") -> None:
