@@ -48,6 +48,7 @@ from .body.parts import NUM_PARTS
 from .camera import PinholeCamera
 from .cli import run_cli
 from .errors import CoMoViError
+from .fit_contact import Contacts, foot_masks, planted_feet
 from .fit_flip import LIMBS, mirrored_limb
 from .fit_prior import joint_limits, smoothness, stillness
 from .fit_splat import SPLAT_SIGMA, body_splat, projected_vertex_area, splat_cost, splat_targets
@@ -72,6 +73,7 @@ LIMIT_WEIGHT = 10.0  # weight of the joint limits (``fit_prior``), per squared r
 FLIP_STEPS = 10  # steps given to each depth-mirrored limb (and the current pose) per keyframe; 0: no flips
 FLIP_MARGIN = 0.03  # a mirrored limb replaces the pose only if its objective is this fraction lower
 STILL_WEIGHT = 0.01  # pull of every joint toward the start pose (``fit_prior.stillness``), per squared radian
+CONTACT_STEPS = 30  # joint steps of the last stage, which keeps feet the map shows standing planted (0: off)
 CROP = True  # fit in the window the body moves in (``_crop_to_body``), not the whole frame
 CROP_MARGIN = 0.15  # margin around that window, a fraction of its longer side (+ 4 pixels)
 BODY_THRESHOLD = 0.1  # a map pixel is body where a channel is this far below the white background
@@ -224,12 +226,13 @@ def progress_steps(
     track_steps: int = TRACK_STEPS,
     relabel_rounds: int = RELABEL_ROUNDS,
     splat_steps: int = SPLAT_STEPS,
+    contact_steps: int = CONTACT_STEPS,
 ) -> int:
     """How many times ``fit_motion`` calls its callback for a clip of ``frames`` frames (comovi_v1 shading)."""
     tracked = len(keyframes(frames)) - 1 if frames > 1 else 0
     first = (2 * iterations + tracked) if track_steps > 0 else iterations
     splat = (2 * splat_steps + tracked) if splat_steps > 0 else 0
-    return first + relabel_rounds * (iterations // 2) + splat
+    return first + relabel_rounds * (iterations // 2) + splat + contact_steps
 
 
 def fit_motion(
@@ -248,6 +251,7 @@ def fit_motion(
     relabel_rounds: int = RELABEL_ROUNDS,
     splat_steps: int = SPLAT_STEPS,
     flip_steps: int = FLIP_STEPS,
+    contact_steps: int = CONTACT_STEPS,
 ) -> SMPLMotion:
     """images (T, H, W, 3) in [0, 1] (frame 0 shows ``start``'s frame 0) -> a SMPLMotion of T frames.
 
@@ -262,6 +266,10 @@ def fit_motion(
     fit, a frame-by-frame colour pass (``SPLAT_TRACK_STEPS`` per frame and splat size) with ``splat_steps``
     joint steps tracks from the start, and the better colour match wins. Each tracked keyframe also tries every
     limb mirrored in depth with ``flip_steps`` steps (``_track``; 0: no flips, faster and blind to depth mirrors).
+    Last, feet the map shows standing still (``fit_contact``, looked for around the fit's feet) are locked where
+    they stand by ``contact_steps`` joint steps of the last cost plus the planted feet's term; the result's
+    ``foot_contact`` says which foot stands in which frame (all False when none does; None with ``contact_steps``
+    0, not looked for).
     Works inside ``torch.inference_mode``/``no_grad`` (hosts such as ComfyUI run nodes that way): the
     optimisation uses its own grad-enabled copies of the body model and the maps.
     """
@@ -277,6 +285,7 @@ def fit_motion(
             relabel_rounds,
             splat_steps,
             flip_steps,
+            contact_steps,
         )
         return _fit(copy.deepcopy(body).to(device), images.clone(), start, camera, fps, options)
 
@@ -369,16 +378,22 @@ def _track(body, delta, base, betas, frame_cost, steps, smooth, on_step, flip_st
     delta.copy_(full[1:])
 
 
-def _refine(body, delta, base, betas, cost, iterations, smooth, on_step, lr=0.02) -> tuple[torch.Tensor, float]:
-    """Fit all frames jointly (``cost(vertices (T, V, 3)) -> (T,)`` over frames 1.. + smoothness) for
-    ``iterations`` Adam steps from ``delta`` (T-1, 75). Returns the optimised delta and its final loss."""
+def _refine(
+    body, delta, base, betas, cost, iterations, smooth, on_step, lr=0.02, contacts: Contacts | None = None
+) -> tuple[torch.Tensor, float]:
+    """Fit all frames jointly (``cost(vertices (T, V, 3)) -> (T,)`` over frames 1.. + smoothness, + the planted
+    feet's term of ``contacts``) for ``iterations`` Adam steps from ``delta`` (T-1, 75). Returns the optimised
+    delta and its final loss."""
     delta = delta.clone().requires_grad_(True)
     optimiser = torch.optim.Adam([delta], lr=lr)
     loss = torch.zeros(())
     for step in range(iterations + 1):
         q = base + torch.cat([delta.new_zeros(1, 75), delta])
         g, p, t = q[:, :3], q[:, 3:72], q[:, 72:]
-        data = cost(body(g, p, betas, t).vertices) + LIMIT_WEIGHT * joint_limits(p)
+        vertices = body(g, p, betas, t).vertices
+        data = cost(vertices) + LIMIT_WEIGHT * joint_limits(p)
+        if contacts is not None:
+            data = data + contacts.term(vertices)
         data = data + STILL_WEIGHT * stillness(p, base[:, 3:72])
         loss = data[1:].mean() + smooth * smoothness(g, p, t)
         if step == iterations:  # the final loss, of the returned delta
@@ -451,6 +466,7 @@ class _FitOptions:
     relabel_rounds: int
     splat_steps: int
     flip_steps: int
+    contact_steps: int
 
 
 def _fit(body, images, start, camera, fps, o: _FitOptions) -> SMPLMotion:
@@ -470,7 +486,8 @@ def _fit(body, images, start, camera, fps, o: _FitOptions) -> SMPLMotion:
             start_uv = output_camera.project(body(base[:1, :3], base[:1, 3:72], betas, base[:1, 72:]).vertices[0]).cpu()
         full_images, full_camera = _crop_to_body(full_images, output_camera, start_uv)
     images, camera = _downsample(full_images, full_camera, o.max_side)
-    total, done = progress_steps(frames, o.iterations, o.track_steps, o.relabel_rounds, o.splat_steps), [0]
+    total = progress_steps(frames, o.iterations, o.track_steps, o.relabel_rounds, o.splat_steps, o.contact_steps)
+    done = [0]
 
     def on_step():
         if o.callback is not None:
@@ -500,7 +517,8 @@ def _fit(body, images, start, camera, fps, o: _FitOptions) -> SMPLMotion:
             delta, loss = tracked, tracked_loss
     for _ in range(o.relabel_rounds):  # 3. decode again with the fitted body as the prior, refine
         delta, loss = _refine(body, delta, base, betas, decode(delta), o.iterations // 2, o.smooth, on_step)
-    if o.splat_steps > 0 and o.shading != "flat":
+    colour = o.splat_steps > 0 and o.shading != "flat"
+    if colour:
         delta = _splat_stage(
             body,
             delta,
@@ -517,10 +535,43 @@ def _fit(body, images, start, camera, fps, o: _FitOptions) -> SMPLMotion:
             on_step,
             o.flip_steps,
         )
+    contact = None
+    if o.contact_steps > 0:  # 5. lock the feet the map shows standing
+        lock_cost = _colour_cost(full_images, full_camera, faces, part_ids, o.shading, o.device) if colour else None
+        delta, contact = _lock_feet(
+            body, delta, base, betas, full_images, full_camera, part_ids, lock_cost or decode(delta), o, on_step
+        )
     log.info("fitted %d frames to the motion map (%d steps, loss %.4g)", frames, o.iterations, loss)
     with torch.no_grad():
         q = (base + torch.cat([delta.new_zeros(1, 75), delta])).cpu().numpy()
-    return SMPLMotion(q[:, :3], q[:, 3:72], start.betas, q[:, 72:], fps, output_camera, start.gender)
+    return SMPLMotion(q[:, :3], q[:, 3:72], start.betas, q[:, 72:], fps, output_camera, start.gender, contact)
+
+
+def _lock_feet(body, delta, base, betas, images, camera, part_ids, cost, o: _FitOptions, on_step):
+    """Find the feet ``images`` show standing (around the fit base + delta) and refine the fit with their term
+    for ``o.contact_steps`` steps -> (delta, (T, 2) bool foot contact). Without a standing foot the fit stays."""
+    with torch.no_grad():
+        q = base + torch.cat([delta.new_zeros(1, 75), delta])
+        vertices = body(q[:, :3], q[:, 3:72], betas, q[:, 72:]).vertices
+    masks = foot_masks(part_ids)
+    contacts = Contacts(planted_feet(images, vertices, masks, camera), masks)
+    log.info("planted feet: %d of %d foot-frames", contacts.planted, 2 * (q.shape[0] - 1))
+    if not contacts.planted:
+        for _ in range(o.contact_steps):
+            on_step()
+        return delta, contacts.standing().numpy()
+    lr = SPLAT_LR if o.splat_steps > 0 and o.shading != "flat" else 0.02
+    locked, _ = _refine(body, delta, base, betas, cost, o.contact_steps, o.smooth, on_step, lr, contacts)
+    if not _plausible(base, locked):
+        log.warning("locking the feet moved the body behind the camera or to non-finite poses; kept the fit")
+        return delta, contacts.standing().numpy()
+    return locked, contacts.standing().numpy()
+
+
+def _colour_cost(images, camera, faces, part_ids, shading, device):
+    """The colour stage's finest cost (``fit_splat``) for ``images`` (T, H, W, 3) seen by ``camera``."""
+    targets, splat_camera = splat_targets(images, camera, SPLAT_SIDE, SPLAT_SIGMAS[-1:])
+    return _splat_cost(targets[SPLAT_SIGMAS[-1]].to(device), faces, part_ids, splat_camera, shading, SPLAT_SIGMAS[-1])
 
 
 def _splat_stage(

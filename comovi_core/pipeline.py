@@ -58,7 +58,14 @@ class GenerationResult:
             "against the "
             f"motion map: silhouette IoU {q['silhouette_iou']:.2f}, part agreement {q['part_agreement']:.2f}, "
             f"normal error {q['normal_error_deg']:.1f} deg"
-        )
+        ) + self._describe_feet()
+
+    def _describe_feet(self) -> str:
+        contact = self.motion.foot_contact
+        if contact is None:
+            return ""
+        left, right = (int(n) for n in contact.sum(0))
+        return f"; feet standing (locked): left {left}, right {right} of {contact.shape[0]} frames"
 
 
 def start_pose_6d(motion: SMPLMotion) -> torch.Tensor:

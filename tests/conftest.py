@@ -43,7 +43,7 @@ def ext(tmp_path_factory):
 
 # fit_motion's effort for tests of its plumbing (pipeline, nodes): every stage runs, with few steps and no limb
 # flips (its accuracy is measured by tests/test_fitting.py and benchmarks/bench_fit_motion.py at the defaults).
-QUICK_FIT = dict(iterations=40, track_steps=10, relabel_rounds=1, splat_steps=10, flip_steps=0)
+QUICK_FIT = dict(iterations=40, track_steps=10, relabel_rounds=1, splat_steps=10, flip_steps=0, contact_steps=10)
 
 
 @pytest.fixture

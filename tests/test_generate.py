@@ -92,6 +92,9 @@ def test_same_seed_same_output_and_motion_without_a_head(quick_fit):
         "fitted to the generated motion map" in fitted.describe_motion()
         and "silhouette IoU" in fitted.describe_motion()
     )
+    contact = fitted.motion.foot_contact  # the fit looked for standing feet and says what it found
+    assert contact.shape == (5, 2) and contact.dtype == np.bool_
+    assert f"left {int(contact[:, 0].sum())}, right {int(contact[:, 1].sum())} of 5 frames" in fitted.describe_motion()
     assert unfitted.motion_quality == {} and "no 3D motion" in unfitted.describe_motion()
 
 

@@ -12,6 +12,8 @@ A plain ``.npz`` (no pickles) with smplx names; ``T`` frames:
     principal_point  (2,)    (cx, cy) pixels          } pixel centres at (c + 0.5, r + 0.5)
     image_size       (2,)    (H, W) pixels            }
     gender           ()      optional str: neutral | male | female
+    foot_contact     (T, 2)  optional bool: the left and the right foot stand still since an earlier frame
+                             (found by the fit where the motion map shows it: ``comovi_core.fit_contact``)
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ class SMPLMotion:
     fps: float  # frames per second
     camera: PinholeCamera  # intrinsics and image size
     gender: str = "neutral"  # which SMPL model the parameters are for
+    foot_contact: np.ndarray | None = None  # (T, 2) bool, left and right foot planted; None: not known
 
     def __post_init__(self) -> None:
         self.global_orient = _check(self.global_orient, "global_orient", (None, 3))
@@ -46,6 +49,13 @@ class SMPLMotion:
         self.body_pose = _check(self.body_pose, "body_pose", (t, 69))
         self.betas = _check(self.betas, "betas", (10,))
         self.transl = _check(self.transl, "transl", (t, 3))
+        if self.foot_contact is not None:
+            self.foot_contact = np.asarray(self.foot_contact)
+            if self.foot_contact.shape != (t, 2) or self.foot_contact.dtype != np.bool_:
+                raise CoMoViError(
+                    f"'foot_contact' must be a (T, 2) = ({t}, 2) bool array (left, right foot planted), got "
+                    f"{self.foot_contact.dtype} {self.foot_contact.shape}"
+                )
         if not np.isfinite(self.fps) or self.fps <= 0:
             raise CoMoViError(f"fps must be a positive number, got {self.fps}")
         self.fps = float(self.fps)
@@ -77,6 +87,7 @@ class SMPLMotion:
             self.fps,
             self.camera,
             self.gender,
+            None if self.foot_contact is None else self.foot_contact[pick],
         )
 
 
@@ -92,6 +103,10 @@ def concat_motions(first: SMPLMotion, second: SMPLMotion, skip_shared_frame: boo
     def join(a, b):
         return np.concatenate([a, b[start:]])
 
+    contact = None  # known only when both halves know it
+    if first.foot_contact is not None and second.foot_contact is not None:
+        contact = join(first.foot_contact, second.foot_contact)
+
     return SMPLMotion(
         join(first.global_orient, second.global_orient),
         join(first.body_pose, second.body_pose),
@@ -100,6 +115,7 @@ def concat_motions(first: SMPLMotion, second: SMPLMotion, skip_shared_frame: boo
         first.fps,
         first.camera,
         first.gender,
+        contact,
     )
 
 
@@ -127,10 +143,12 @@ def save_motion(path: str | Path, motion: SMPLMotion) -> Path:
     path = Path(path)
     check_motion_target(path)
     cam = motion.camera
+    optional = {} if motion.foot_contact is None else {"foot_contact": motion.foot_contact}
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as fh:
             np.savez(
                 fh,
+                **optional,
                 format_version=np.int64(FORMAT_VERSION),
                 global_orient=motion.global_orient,
                 body_pose=motion.body_pose,
@@ -191,6 +209,7 @@ def load_motion(path: str | Path) -> SMPLMotion:
             float(arrays["fps"]),
             camera,
             str(arrays.get("gender", "neutral")),
+            arrays.get("foot_contact"),
         )
     except CoMoViError as exc:
         raise CoMoViError(f"{path}: {exc}") from exc
