@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import save_file
+from tiny_files import write_tiny_camerahmr
 
 from comovi_core.body.rotations import axis_angle_to_matrix
 from comovi_core.camera import PinholeCamera
@@ -38,7 +39,6 @@ from comovi_core.hmr.checkpoint import (
     infer_config,
     load_estimator,
     read_tensors,
-    save_estimator,
 )
 from comovi_core.hmr.config import CAMERAHMR_PRESETS, FLNET_PRESETS, CameraHMRConfig
 from comovi_core.hmr.crop import crop_person
@@ -66,17 +66,9 @@ def _rel(a, b) -> float:
 
 
 @pytest.fixture()
-def tiny_files(reference, tmp_path):
+def tiny_files(tmp_path):
     """The fixture's networks as the release names its files, in one folder (our .safetensors, config inside)."""
-    camerahmr = load_camerahmr(
-        _write(tmp_path / "a.safetensors", _state(reference, "state.")), CAMERAHMR_PRESETS["tiny"]
-    )
-    flnet = load_flnet(_write(tmp_path / "b.safetensors", _state(reference, "flnet.state.")), FLNET_PRESETS["tiny"])
-    folder = tmp_path / "smpl_estimators"
-    folder.mkdir()
-    return save_estimator(camerahmr, folder / "camerahmr_checkpoint_cleaned.safetensors"), save_estimator(
-        flnet, folder / "cam_model_cleaned.safetensors"
-    )
+    return write_tiny_camerahmr(tmp_path / "smpl_estimators")
 
 
 def _write(path: Path, state: dict) -> Path:

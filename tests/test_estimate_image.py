@@ -4,11 +4,11 @@ network, the refinement toward keypoints (acceptance measurement with golden num
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from tiny_files import write_tiny_camerahmr
 
 from comovi_core.body.mannequin import demo_motion
 from comovi_core.body.rotations import axis_angle_to_matrix, matrix_to_axis_angle
@@ -233,29 +233,6 @@ def test_the_estimator_file_is_read_once_until_it_changes(body, tmp_path, monkey
     _load_estimator.cache_clear()
 
 
-def _tiny_camerahmr_files(folder):
-    """The CameraHMR parity fixture's tiny random-weight networks, saved as a user places the release's files."""
-    from safetensors.torch import save_file
-
-    from comovi_core.hmr.camerahmr_checkpoint import load_camerahmr, load_flnet
-    from comovi_core.hmr.checkpoint import save_estimator
-    from comovi_core.hmr.config import CAMERAHMR_PRESETS, FLNET_PRESETS
-    from comovi_core.weights import read_safetensors
-
-    reference = read_safetensors(Path(__file__).parent / "data" / "camerahmr_tiny" / "reference.safetensors")
-    folder.mkdir(parents=True, exist_ok=True)
-    files = []
-    for prefix, load, config, name in (
-        ("state.", load_camerahmr, CAMERAHMR_PRESETS["tiny"], "camerahmr_checkpoint_cleaned.safetensors"),
-        ("flnet.state.", load_flnet, FLNET_PRESETS["tiny"], "cam_model_cleaned.safetensors"),
-    ):
-        state = {k.removeprefix(prefix): v for k, v in reference.items() if k.startswith(prefix)}
-        state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}  # stored in fp16
-        save_file(state, folder / name)
-        files.append(save_estimator(load(folder / name, config), folder / name))
-    return files
-
-
 def test_camerahmr_through_estimate_start_places_the_body_at_its_focal_length(body, tmp_path, caplog):
     """estimate_start with tiny random-weight CameraHMR + FLNet files side by side (the EstimateSMPL node's path):
     the start pose's camera has FLNet's focal length (not the 50-degree default), the log says so; with the focal
@@ -267,7 +244,7 @@ def test_camerahmr_through_estimate_start_places_the_body_at_its_focal_length(bo
     from comovi_core.hmr.checkpoint import load_estimator
     from comovi_core.hmr.fl_net import estimate_camera
 
-    camerahmr, _ = _tiny_camerahmr_files(tmp_path / "smpl_estimators")
+    camerahmr, _ = write_tiny_camerahmr(tmp_path / "smpl_estimators")
     image = torch.rand(1, H, W, 3, generator=torch.Generator().manual_seed(0))
     mask = torch.zeros(1, H, W)
     mask[0, 100:600, 500:700] = 1
@@ -299,7 +276,7 @@ def test_cli_with_camerahmr_writes_the_estimated_camera(body, tmp_path):
     from comovi_core.hmr.checkpoint import load_estimator
     from comovi_core.hmr.fl_net import estimate_camera
 
-    camerahmr, _ = _tiny_camerahmr_files(tmp_path / "smpl_estimators")
+    camerahmr, _ = write_tiny_camerahmr(tmp_path / "smpl_estimators")
     params, camera = _truth()
     keypoints = keypoints_of(body, *params, camera)
     frame = {"people": [{"pose_keypoints_2d": keypoints.reshape(-1).tolist()}], "canvas_height": H, "canvas_width": W}
