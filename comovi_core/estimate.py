@@ -423,7 +423,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     )
     p.add_argument("--download", action="store_true", help="allow downloading the detector from Hugging Face")
     p.add_argument("--person", type=int, default=0, help="which person of the keypoints JSON to use")
-    p.add_argument("--fov", type=float, default=50.0, help="vertical field of view of the start image, degrees")
+    p.add_argument(
+        "--fov",
+        type=float,
+        default=50.0,
+        help="vertical field of view of the start image, degrees (CameraHMR with its FLNet estimates it instead)",
+    )
     p.add_argument("--body-model", type=Path, help="SMPL file or folder; default: the stand-in mannequin (not SMPL)")
     p.add_argument("--fps", type=float, default=16.0, help="frame rate stored in the motion")
     return p.parse_args(argv)

@@ -81,7 +81,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--fov",
         type=float,
         default=50.0,
-        help="--keypoints/--estimator: vertical field of view of the start image's camera, degrees",
+        help="--keypoints/--estimator: vertical field of view of the start image's camera, degrees (CameraHMR "
+        "with its FLNet estimates it instead)",
     )
     p.add_argument(
         "--body-model",

@@ -188,6 +188,8 @@ def test_files_are_told_apart_and_flnet_is_found_next_to_camerahmr(reference, ti
     camerahmr_file, flnet_file = tiny_files
     assert find_focal_net(camerahmr_file) == flnet_file
     assert load_estimator(camerahmr_file, None).focal_net is None
+    with pytest.raises(CoMoViError, match="focal network .* not found: download CameraHMR's cam_model_cleaned"):
+        load_estimator(camerahmr_file, tmp_path / "missing.ckpt")
     with pytest.raises(CoMoViError, match="is CameraHMR's focal-length network"):
         load_estimator(flnet_file)
 

@@ -327,6 +327,11 @@ def load_estimator(path: str | Path, focal_net=AUTO, device="cpu", dtype=torch.f
 
     model = load_camerahmr(path, tensors=tensors, device=device, dtype=dtype)
     focal_path = resolve_focal_net(path, focal_net)
+    if focal_path is not None and not focal_path.is_file():
+        raise CoMoViError(
+            f"focal network {focal_path} not found: download CameraHMR's cam_model_cleaned.ckpt (see README, "
+            "'Start pose') into models/smpl_estimators, or choose none to use the field of view"
+        )
     if focal_path is not None:
         focal = load_flnet(focal_path, device=device, dtype=dtype)
     elif focal_net == AUTO and any(k.removeprefix("model.").startswith("cam_model.") for k in tensors):
