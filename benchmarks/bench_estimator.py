@@ -1,13 +1,17 @@
-"""Start-pose estimator: accuracy of the refinement (stand-in body, no weights) and HMR 2.0 time per image.
+"""Start-pose estimator: accuracy of the refinement (stand-in body, no weights) and the networks' time per image.
 
     python benchmarks/bench_estimator.py [--cases 2] [--skip-timing] [--threads 1] [--repeats 7] [--device cpu]
+    python benchmarks/bench_estimator.py --skip-accuracy --estimator camerahmr --threads 1
 
 1. Refinement (``comovi_core.estimate_eval.refinement_trial``): the stand-in body with a known pose, shape and
    camera, a start perturbed like an HMR error (15 deg per joint, 0.1 on betas, 20 % depth), refined toward
    keypoints projected from the truth; MPJPE (root-aligned), PA-MPJPE, silhouette IoU against the true render
    and translation error before and after, next to the keypoint-only fit from the rest pose.
-2. Timing: the real-size HMR 2.0 (ViT-H backbone, 6-layer head, random weights) on one 256 x 256 crop, after a
-   warm-up, CPU time at fixed threads (CUDA events on a GPU), median and spread; peak memory (RSS, or CUDA).
+2. Timing: the real-size network with random weights, after a warm-up, CPU time at fixed threads (CUDA events
+   on a GPU), median and spread; peak memory (RSS, or CUDA). ``--estimator hmr2``: HMR 2.0 (ViT-H backbone,
+   6-layer head) on one 256 x 256 crop. ``--estimator camerahmr``: CameraHMR (the same ViT-H, CLIFF head) on one
+   crop with its box information, and FLNet (HRNet-W48) on the whole picture fitted into 256 x 256, once per
+   picture. One estimator per run, so the peak RSS is that estimator's.
 """
 
 from __future__ import annotations
@@ -51,24 +55,42 @@ def accuracy(cases: int) -> None:
             )
 
 
-def timing(args) -> None:
-    from comovi_core.hmr.config import PRESETS
-    from comovi_core.hmr.model import HMR2
-
+def _networks(name: str, device: str) -> tuple[dict, int, str]:
+    """-> ({case: callable}, parameters, description) for the real-size estimator ``name``, random weights."""
     torch.manual_seed(0)
-    model = HMR2(PRESETS["vit-h"]).eval().to(args.device)
-    params = sum(p.numel() for p in model.parameters())
-    crop = torch.randn(1, 3, 256, 256, device=args.device)
+    crop = torch.randn(1, 3, 256, 256, device=device)
+    if name == "hmr2":
+        from comovi_core.hmr.config import PRESETS
+        from comovi_core.hmr.model import HMR2
+
+        model = HMR2(PRESETS["vit-h"]).eval().to(device)
+        return {"HMR2 ViT-H crop": lambda: model(crop)}, sum(p.numel() for p in model.parameters()), "HMR 2.0 ViT-H"
+    from comovi_core.hmr.camerahmr import CameraHMR
+    from comovi_core.hmr.config import CAMERAHMR_PRESETS, FLNET_PRESETS
+    from comovi_core.hmr.fl_net import FLNet
+
+    model = CameraHMR(CAMERAHMR_PRESETS["vit-h"]).eval().to(device)
+    flnet = FLNet(FLNET_PRESETS["w48"]).eval().to(device)
+    info = torch.tensor([[0.1, -0.05, 0.4]], device=device)
+    picture = torch.randn(1, 3, 256, 256, device=device)
+    cases = {"CameraHMR ViT-H crop": lambda: model(crop, info), "FLNet W48 picture": lambda: flnet(picture)}
+    params = sum(p.numel() for m in (model, flnet) for p in m.parameters())
+    return cases, params, "CameraHMR ViT-H + FLNet W48"
+
+
+def timing(args) -> None:
+    cases, params, what = _networks(args.estimator, args.device)
     if args.device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
     with torch.inference_mode():
-        seconds = interleaved({"HMR2 ViT-H": lambda: model(crop)}, args.repeats, args.warmup, clock_for(args.device))
+        seconds = interleaved(cases, args.repeats, args.warmup, clock_for(args.device))
     clock = clock_for(args.device)
     print(
-        f"HMR 2.0 ViT-H ({params / 1e6:.0f} M parameters, random weights), one crop, {args.device}, "
+        f"{what} ({params / 1e6:.0f} M parameters, random weights), {args.device}, "
         f"{torch.get_num_threads()} threads, {clock.kind}"
     )
-    print_case("HMR2 ViT-H", seconds["HMR2 ViT-H"])
+    for name in cases:
+        print_case(name, seconds[name])
     if args.device.startswith("cuda"):
         print(f"  peak CUDA memory: {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB")
     print(f"  peak RSS of this process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB")
@@ -78,7 +100,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--cases", type=int, default=2, help=f"refinement cases to run (1..{len(CASES)})")
     p.add_argument("--skip-timing", action="store_true", help="only the refinement accuracy")
-    p.add_argument("--skip-accuracy", action="store_true", help="only the HMR 2.0 timing")
+    p.add_argument("--skip-accuracy", action="store_true", help="only the network timing")
+    p.add_argument("--estimator", choices=("hmr2", "camerahmr"), default="hmr2", help="which network to time")
     p.add_argument("--device", default="cpu", help="torch device for the timing")
     add_timing_args(p)
     args = p.parse_args()

@@ -1,9 +1,10 @@
 """Estimate the start SMPL pose (pose, shape, place in the camera) from the start image and/or 2D keypoints.
 
 Image path (``estimate_from_image``): a person box (from the keypoints, a mask, or a detector), the HMR 2.0
-network (4D-Humans, MIT) on the crop -> SMPL pose, betas and a weak-perspective camera, turned into a
-translation for the start image's camera (HMR 2.0 estimates no focal length: the field of view sets it, and
-the result says so). With keypoints, a short refinement then moves the body so its joints reproject onto
+network (4D-Humans, MIT) or CameraHMR (research licence) on the crop -> SMPL pose, betas and a crop camera,
+turned into a translation for the start image's camera. HMR 2.0 estimates no focal length: the field of view
+sets it. CameraHMR's FLNet estimates it from the picture when its file lies next to CameraHMR's; the result
+says which. With keypoints, a short refinement then moves the body so its joints reproject onto
 them, pulled toward the network's pose and shape and kept within joint limits.
 
 Keypoint path (``estimate_start_pose``, the fallback without estimator weights): the body is fitted from
@@ -14,6 +15,8 @@ front/back from their labels; it cannot know depth along the view ray of limbs (
 hips); expect a few centimetres of systematic offset on real images.
 
     python -m comovi_core.estimate IMAGE.png --estimator models/smpl_estimators/hmr2.ckpt --out start.npz
+    python -m comovi_core.estimate IMAGE.png --estimator models/smpl_estimators/camerahmr_checkpoint_cleaned.ckpt \
+        [--focal-net auto|none|FILE] --out start.npz
     python -m comovi_core.estimate IMAGE.png --keypoints POSE.json [--estimator ...] --out start.npz
     python -m comovi_core.estimate POSE.json --out start.npz [--body-model models/smpl] [--fov 50]
 
@@ -230,10 +233,11 @@ def estimate_from_image(
 ) -> tuple[SMPLMotion, dict]:
     """The start pose from the start image ``image`` (H, W, 3) RGB in [0, 1] -> (one-frame SMPLMotion, info).
 
-    ``estimator``: an ``HMR2`` module (``comovi_core.hmr.checkpoint.load_hmr2``) or None for the keypoint fit.
-    The person box comes from ``keypoints`` (18, 3) COCO-18 pixels, else ``mask`` (H, W), else ``detector``
-    (a callable image -> box, e.g. ``comovi_core.hmr.detect.PersonDetector``). ``info`` says which estimator,
-    which focal length (field of view here: HMR 2.0 estimates none), which box, and the keypoint error."""
+    ``estimator``: an ``HMR2`` module or a ``CameraHMREstimator`` (``comovi_core.hmr.checkpoint.load_estimator``)
+    or None for the keypoint fit. The person box comes from ``keypoints`` (18, 3) COCO-18 pixels, else ``mask``
+    (H, W), else ``detector`` (a callable image -> box, e.g. ``comovi_core.hmr.detect.PersonDetector``). ``info``
+    says which estimator, which focal length (the field of view, or CameraHMR's estimate: then the motion's camera
+    is that focal's), which box, and the keypoint error."""
     image = torch.as_tensor(image)
     if image.ndim != 3 or image.shape[-1] != 3:
         raise CoMoViError(f"the start image must be (H, W, 3) RGB, got {tuple(image.shape)}")
@@ -249,7 +253,7 @@ def estimate_from_image(
     if estimator is None:
         if keypoints is None:
             raise CoMoViError(
-                "no estimator weights and no keypoints: put HMR 2.0 in models/smpl_estimators (see "
+                "no estimator weights and no keypoints: put HMR 2.0 or CameraHMR in models/smpl_estimators (see "
                 "README, 'Start pose'), or connect body keypoints (DWPose / OpenPose)"
             )
         motion = estimate_start_pose(body, keypoints, height, width, fov_degrees, fps=fps)
@@ -268,35 +272,46 @@ def estimate_from_image(
         else:
             raise CoMoViError("no person box: give body keypoints, a MASK of the person, or a detector")
         est = estimate_body(estimator, image, box, camera, focal)
+        camera, focal = est.camera, est.focal_source
         params = (est.global_orient, est.body_pose, est.betas, est.transl)
         if keypoints is not None:
             params = refine_to_keypoints(body, camera, params, keypoints, iterations)
         orient, pose, betas, transl = (p.numpy()[None] for p in params)
         motion = SMPLMotion(orient, pose, betas[0], transl, fps, camera)
         info = {
-            "estimator": "HMR 2.0" + (" + keypoint refinement" if keypoints is not None else ""),
+            "estimator": est.backend + (" + keypoint refinement" if keypoints is not None else ""),
             "focal": focal,
             "box": [round(float(v), 1) for v in box],
         }
     if keypoints is not None:
         info["reprojection_px"] = reprojection_error_px(body, motion, keypoints)
-    log.info("start pose: %s, focal from the %s, person box %s", info["estimator"], focal, info["box"])
+    log.info("start pose: %s; focal length: %s; person box %s", info["estimator"], focal, info["box"])
     return motion, info
 
 
-def cached_estimator(path):
-    """``load_hmr2(path)``, kept for the next call while the file is unchanged (path, size and modification time):
-    a graph run again with another picture does not read the 2.7 GB checkpoint again. One estimator is kept."""
+def _version(path: Path | None):
+    stat = path.stat() if path is not None and path.is_file() else None
+    return stat and (stat.st_size, stat.st_mtime_ns)
+
+
+def cached_estimator(path, focal_net="auto"):
+    """``load_estimator(path, focal_net)``, kept for the next call while the files are unchanged (path, size and
+    modification time of the estimator and of its FLNet file): a graph run again with another picture does not read
+    the 2.7 GB checkpoint again. One estimator is kept. ``focal_net``: CameraHMR's FLNet file, "auto" (the one next
+    to ``path``) or None (the field of view sets the focal length)."""
+    from .hmr.checkpoint import resolve_focal_net
+
     path = Path(path).resolve()
-    stat = path.stat() if path.is_file() else None
-    return _load_estimator(path, stat and (stat.st_size, stat.st_mtime_ns))
+    focal_path = resolve_focal_net(path, focal_net) if path.is_file() else None
+    focal_path = focal_path and focal_path.resolve()
+    return _load_estimator(path, _version(path), focal_net, focal_path, _version(focal_path))
 
 
 @functools.lru_cache(maxsize=1)
-def _load_estimator(path: Path, version):
-    from .hmr.checkpoint import load_hmr2
+def _load_estimator(path: Path, version, focal_net, focal_path, focal_version):
+    from .hmr import checkpoint
 
-    return load_hmr2(path)
+    return checkpoint.load_estimator(path, focal_net)  # the FLNet path and version only key the cache
 
 
 @functools.lru_cache(maxsize=1)
@@ -315,9 +330,11 @@ def estimate_start(
     estimator_path=None,
     fov_degrees: float = 50.0,
     allow_download: bool = False,
+    focal_net="auto",
 ) -> tuple[SMPLMotion, torch.Tensor]:
-    """What a graph gives (IMAGE (1, H, W, 3), POSE_KEYPOINT frames, MASK (1, H, W), an estimator file) -> the
-    start pose and a preview (1, H, W, 3) of the body over the picture (over white without a picture)."""
+    """What a graph gives (IMAGE (1, H, W, 3), POSE_KEYPOINT frames, MASK (1, H, W), an estimator file and, for
+    CameraHMR, its FLNet file or "auto" / None) -> the start pose and a preview (1, H, W, 3) of the body over the
+    picture (over white without a picture)."""
     keypoints = size = None
     if pose_frames is not None:
         frames = pose_frames if isinstance(pose_frames, list) else [pose_frames]
@@ -338,7 +355,7 @@ def estimate_start(
             )
         estimator = detector = None
         if estimator_path is not None:
-            estimator = cached_estimator(estimator_path)
+            estimator = cached_estimator(estimator_path, focal_net)
             if keypoints is None and mask is None:
                 detector = _cached_detector(allow_download)
         mask = None if mask is None else torch.as_tensor(mask).reshape(-1, *torch.as_tensor(mask).shape[-2:])[0]
@@ -389,7 +406,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument(
         "--estimator",
         type=Path,
-        help="HMR 2.0 checkpoint (.ckpt or .safetensors); without it the body is fitted to the keypoints only",
+        help="HMR 2.0 or CameraHMR checkpoint (.ckpt or .safetensors); without it the body is fitted to the "
+        "keypoints only",
+    )
+    p.add_argument(
+        "--focal-net",
+        default="auto",
+        help="CameraHMR only: its focal-length network FLNet (cam_model_cleaned.ckpt); 'auto' finds it next to "
+        "--estimator, 'none' uses --fov instead",
     )
     p.add_argument(
         "--detector",
@@ -399,10 +423,22 @@ def parse_args(argv=None) -> argparse.Namespace:
     )
     p.add_argument("--download", action="store_true", help="allow downloading the detector from Hugging Face")
     p.add_argument("--person", type=int, default=0, help="which person of the keypoints JSON to use")
-    p.add_argument("--fov", type=float, default=50.0, help="vertical field of view of the start image, degrees")
+    p.add_argument(
+        "--fov",
+        type=float,
+        default=50.0,
+        help="vertical field of view of the start image, degrees (CameraHMR with its FLNet estimates it instead)",
+    )
     p.add_argument("--body-model", type=Path, help="SMPL file or folder; default: the stand-in mannequin (not SMPL)")
     p.add_argument("--fps", type=float, default=16.0, help="frame rate stored in the motion")
     return p.parse_args(argv)
+
+
+def focal_net_arg(value: str | None):
+    """--focal-net on the command line -> ``load_estimator``'s focal_net: "auto", None ("none") or a path."""
+    if value is None or value.lower() == "none":
+        return None
+    return "auto" if value.lower() == "auto" else Path(value)
 
 
 def load_image(path: Path) -> torch.Tensor:
@@ -431,9 +467,9 @@ def run(args: argparse.Namespace) -> SMPLMotion:
                 raise CoMoViError(f"the keypoints are for a {size} canvas but the image is {tuple(image.shape[:2])}")
         estimator = detector = None
         if args.estimator is not None:
-            from .hmr.checkpoint import load_hmr2
+            from .hmr.checkpoint import load_estimator
 
-            estimator = load_hmr2(args.estimator)
+            estimator = load_estimator(args.estimator, focal_net_arg(args.focal_net))
             if keypoints is None:
                 from .hmr.detect import DETECTOR_REPO, PersonDetector
 

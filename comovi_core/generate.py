@@ -63,8 +63,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument(
         "--estimator",
         type=Path,
-        help="start pose estimated from --image with this HMR 2.0 checkpoint (.ckpt or .safetensors; with "
-        "--keypoints, refined to them); see README 'Start pose'",
+        help="start pose estimated from --image with this HMR 2.0 or CameraHMR checkpoint (.ckpt or "
+        ".safetensors; with --keypoints, refined to them); see README 'Start pose'",
+    )
+    p.add_argument(
+        "--focal-net",
+        default="auto",
+        help="--estimator CameraHMR: its focal-length network FLNet (cam_model_cleaned.ckpt); 'auto' finds it "
+        "next to the estimator, 'none' uses --fov",
     )
     p.add_argument(
         "--download-detector",
@@ -75,7 +81,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--fov",
         type=float,
         default=50.0,
-        help="--keypoints/--estimator: vertical field of view of the start image's camera, degrees",
+        help="--keypoints/--estimator: vertical field of view of the start image's camera, degrees (CameraHMR "
+        "with its FLNet estimates it instead)",
     )
     p.add_argument(
         "--body-model",
@@ -353,7 +360,7 @@ def _settings(args: argparse.Namespace) -> dict:
         if args.image is None:
             raise CoMoViError("--estimator estimates the start pose from --image: give the start image")
         if not args.estimator.is_file():
-            raise CoMoViError(f"--estimator {args.estimator} is not a file: give the HMR 2.0 checkpoint")
+            raise CoMoViError(f"--estimator {args.estimator} is not a file: give the HMR 2.0 or CameraHMR checkpoint")
     return settings
 
 
@@ -393,8 +400,8 @@ def _start_pose(args: argparse.Namespace, body, inputs: dict, settings: dict):
     if args.estimator is not None:
         import numpy as np
 
-        from .estimate import estimate_from_image
-        from .hmr.checkpoint import load_hmr2
+        from .estimate import estimate_from_image, focal_net_arg
+        from .hmr.checkpoint import load_estimator
 
         image = torch.from_numpy(np.asarray(inputs["image"], np.float32) / 255.0)  # (H, W, 3)
         detector = None
@@ -405,7 +412,7 @@ def _start_pose(args: argparse.Namespace, body, inputs: dict, settings: dict):
         motion, info = estimate_from_image(
             body,
             image,
-            load_hmr2(args.estimator),
+            load_estimator(args.estimator, focal_net_arg(args.focal_net)),
             None if keypoints is None else keypoints[0],
             None,
             detector,

@@ -13,6 +13,8 @@ from .sockets import PoseKeypoint, SMPLModel, SMPLMotion
 
 DEMO_CHOICE = "demo: mannequin waving (built-in)"
 KEYPOINT_FIT = "none: fit to the keypoints"
+FOCAL_AUTO = "auto: FLNet next to the CameraHMR file"
+FOCAL_NONE = "none: use fov_degrees"
 
 
 class LoadSMPLModel(io.ComfyNode):
@@ -70,9 +72,10 @@ class EstimateSMPL(io.ComfyNode):
             node_id="CoMoViEstimateSMPL",
             display_name="Estimate SMPL Start Pose (CoMoVi)",
             category="CoMoVi/body",
-            description="The start pose and camera for the sampler from the start IMAGE (HMR 2.0 in "
-            "models/smpl_estimators) and/or body keypoints (DWPose / OpenPose), with a preview of the "
-            "body over the picture. Without estimator weights the body is fitted to the keypoints.",
+            description="The start pose and camera for the sampler from the start IMAGE (HMR 2.0 or CameraHMR "
+            "in models/smpl_estimators) and/or body keypoints (DWPose / OpenPose), with a preview of the "
+            "body over the picture. Without estimator weights the body is fitted to the keypoints. CameraHMR "
+            "also estimates the focal length when its FLNet file (cam_model_cleaned.ckpt) lies next to it.",
             inputs=[
                 SMPLModel.Input("smpl_model"),
                 PoseKeypoint.Input(
@@ -87,13 +90,14 @@ class EstimateSMPL(io.ComfyNode):
                     min=10.0,
                     max=120.0,
                     step=1.0,
-                    tooltip="vertical field of view of the camera (HMR 2.0 estimates no focal length)",
+                    tooltip="vertical field of view of the camera (HMR 2.0 estimates no focal length; "
+                    "CameraHMR with its FLNet file estimates it and ignores this)",
                 ),
                 io.Combo.Input(
                     "estimator",
                     options=[KEYPOINT_FIT] + host.estimator_files(),
                     default=KEYPOINT_FIT,
-                    tooltip="HMR 2.0 checkpoint in models/smpl_estimators; the keypoint fit needs none",
+                    tooltip="HMR 2.0 or CameraHMR checkpoint in models/smpl_estimators; the keypoint fit needs none",
                 ),
                 io.Boolean.Input(
                     "download_detector",
@@ -103,6 +107,14 @@ class EstimateSMPL(io.ComfyNode):
                 ),
                 io.Image.Input("image", optional=True, tooltip="the start image"),
                 io.Mask.Input("mask", optional=True, tooltip="the person, when the picture holds several"),
+                io.Combo.Input(
+                    "focal_network",
+                    options=[FOCAL_AUTO, FOCAL_NONE] + host.estimator_files(),
+                    default=FOCAL_AUTO,
+                    optional=True,
+                    tooltip="CameraHMR only: its focal-length network (FLNet, cam_model_cleaned.ckpt in "
+                    "models/smpl_estimators), found next to the CameraHMR file by default",
+                ),
             ],
             outputs=[SMPLMotion.Output(display_name="start_pose"), io.Image.Output(display_name="preview")],
         )
@@ -118,10 +130,13 @@ class EstimateSMPL(io.ComfyNode):
         download_detector=False,
         image=None,
         mask=None,
+        focal_network=FOCAL_AUTO,
     ) -> io.NodeOutput:
         path = None if estimator == KEYPOINT_FIT else host.estimator_path(estimator)
+        focal = {FOCAL_AUTO: "auto", FOCAL_NONE: None}.get(focal_network, focal_network)
+        focal = host.estimator_path(focal) if focal not in ("auto", None) else focal
         return io.NodeOutput(
-            *estimate_start(smpl_model, image, pose_keypoint, person, mask, path, fov_degrees, download_detector)
+            *estimate_start(smpl_model, image, pose_keypoint, person, mask, path, fov_degrees, download_detector, focal)
         )
 
 

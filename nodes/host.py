@@ -13,7 +13,7 @@ from ..comovi_core.atomic import check_writable_folder
 from ..comovi_core.errors import CoMoViError
 
 SMPL_FOLDER = "smpl"
-ESTIMATOR_FOLDER = "smpl_estimators"  # HMR 2.0 checkpoints (.ckpt / .safetensors)
+ESTIMATOR_FOLDER = "smpl_estimators"  # HMR 2.0, CameraHMR and FLNet checkpoints (.ckpt / .safetensors)
 LORA_FOLDER = "loras"
 STANDIN_CHOICE = "built-in mannequin (NOT SMPL, demo only)"
 

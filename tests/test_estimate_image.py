@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from tiny_files import write_tiny_camerahmr
 
 from comovi_core.body.mannequin import demo_motion
 from comovi_core.body.rotations import axis_angle_to_matrix, matrix_to_axis_angle
@@ -230,3 +231,60 @@ def test_the_estimator_file_is_read_once_until_it_changes(body, tmp_path, monkey
     changed, _ = estimate_start(body, images[1], [frame], estimator_path=path)
     assert len(reads) == 2 and not np.allclose(changed.betas, again.betas)
     _load_estimator.cache_clear()
+
+
+def test_camerahmr_through_estimate_start_places_the_body_at_its_focal_length(body, tmp_path, caplog):
+    """estimate_start with tiny random-weight CameraHMR + FLNet files side by side (the EstimateSMPL node's path):
+    the start pose's camera has FLNet's focal length (not the 50-degree default), the log says so; with the focal
+    network switched off the field of view sets it. The body is in front of the camera in both."""
+    import logging
+
+    from comovi_core.camera import PinholeCamera
+    from comovi_core.estimate import _load_estimator, estimate_start
+    from comovi_core.hmr.checkpoint import load_estimator
+    from comovi_core.hmr.fl_net import estimate_camera
+
+    camerahmr, _ = write_tiny_camerahmr(tmp_path / "smpl_estimators")
+    image = torch.rand(1, H, W, 3, generator=torch.Generator().manual_seed(0))
+    mask = torch.zeros(1, H, W)
+    mask[0, 100:600, 500:700] = 1
+    expected, vfov = estimate_camera(load_estimator(camerahmr).focal_net, image[0])
+    default = PinholeCamera.default_for(H, W, 50.0)
+    assert abs(expected.focal_length[1] / default.focal_length[1] - 1) > 0.1
+    _load_estimator.cache_clear()
+    with caplog.at_level(logging.INFO, logger="comovi_core.estimate"):
+        motion, preview = estimate_start(body, image, None, mask=mask, estimator_path=camerahmr)
+    assert preview.shape == (1, H, W, 3) and motion.num_frames == 1
+    assert motion.global_orient.shape == (1, 3) and motion.body_pose.shape == (1, 69) and motion.betas.shape == (10,)
+    assert motion.camera == expected and motion.transl[0, 2] > 0
+    assert f"CameraHMR; focal length: estimated by CameraHMR (vertical field of view {vfov:.1f} degrees)" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="comovi_core.estimate"):
+        fov_motion, _ = estimate_start(body, image, None, mask=mask, estimator_path=camerahmr, focal_net=None)
+    assert fov_motion.camera == default and fov_motion.transl[0, 2] > 0
+    assert "CameraHMR; focal length: field of view 50 degrees" in caplog.text
+    _load_estimator.cache_clear()
+
+
+def test_cli_with_camerahmr_writes_the_estimated_camera(body, tmp_path):
+    """`python -m comovi_core.estimate IMAGE --keypoints JSON --estimator CAMERAHMR [--focal-net none]`: the motion's
+    camera is FLNet's (found next to the estimator), or the --fov one with --focal-net none."""
+    from PIL import Image
+
+    from comovi_core.body.motion_file import load_motion
+    from comovi_core.estimate import main
+    from comovi_core.hmr.checkpoint import load_estimator
+    from comovi_core.hmr.fl_net import estimate_camera
+
+    camerahmr, _ = write_tiny_camerahmr(tmp_path / "smpl_estimators")
+    params, camera = _truth()
+    keypoints = keypoints_of(body, *params, camera)
+    frame = {"people": [{"pose_keypoints_2d": keypoints.reshape(-1).tolist()}], "canvas_height": H, "canvas_width": W}
+    (tmp_path / "pose.json").write_text(json.dumps([frame]))
+    Image.fromarray(np.full((H, W, 3), 128, np.uint8)).save(tmp_path / "start.png")
+    common = [str(tmp_path / "start.png"), "--keypoints", str(tmp_path / "pose.json"), "--estimator", str(camerahmr)]
+    assert main(common + ["--out", str(tmp_path / "a.npz")]) == 0
+    expected, _ = estimate_camera(load_estimator(camerahmr).focal_net, torch.full((H, W, 3), 128 / 255))
+    assert load_motion(tmp_path / "a.npz").camera == expected
+    assert main(common + ["--focal-net", "none", "--fov", "40", "--out", str(tmp_path / "b.npz")]) == 0
+    assert load_motion(tmp_path / "b.npz").camera == PinholeCamera.default_for(H, W, 40.0)

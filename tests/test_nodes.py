@@ -427,6 +427,40 @@ def test_estimate_node_from_the_start_image(ext):
         node.execute(model, None, 0, 50.0)
 
 
+def test_estimate_node_with_camerahmr_and_its_focal_network(ext):
+    """CameraHMR and its FLNet file in models/smpl_estimators (tiny, random weights): both are listed, the focal
+    network is found next to CameraHMR by default and sets the start pose's camera; 'none' gives the fov_degrees
+    camera, a chosen FLNet file the same as 'auto'; FLNet chosen as the estimator says what to choose instead."""
+    from tiny_files import write_tiny_camerahmr
+
+    body_nodes = sys.modules["comovi_ext.nodes.body_nodes"]
+    folder = ext["base"] / "models" / "smpl_estimators"
+    camerahmr, flnet = write_tiny_camerahmr(folder)
+    node = ext["nodes"]["CoMoViEstimateSMPL"]
+    inputs = {i.id: i for i in node.define_schema().inputs}
+    assert [i.id for i in node.define_schema().inputs][-1] == "focal_network"  # appended: saved graphs keep working
+    assert {"camerahmr_checkpoint_cleaned.safetensors", "cam_model_cleaned.safetensors"} <= set(
+        inputs["estimator"].options
+    ) and inputs["focal_network"].options[:2] == [body_nodes.FOCAL_AUTO, body_nodes.FOCAL_NONE]
+    model = ext["nodes"]["CoMoViLoadSMPLModel"].execute("built-in mannequin (NOT SMPL, demo only)").args[0]
+    image = torch.rand(1, 352, 640, 3, generator=torch.Generator().manual_seed(0))
+    mask = torch.zeros(1, 352, 640)
+    mask[0, 60:300, 260:380] = 1
+    args = (model, None, 0, 50.0, "camerahmr_checkpoint_cleaned.safetensors", False, image, mask)
+    estimator = sys.modules["comovi_ext.comovi_core.hmr.checkpoint"].load_estimator(camerahmr)
+    fl_net = sys.modules["comovi_ext.comovi_core.hmr.fl_net"]
+    expected, _ = fl_net.estimate_camera(estimator.focal_net, image[0])
+    start, preview = node.execute(*args).args
+    assert start.camera == expected and start.transl[0, 2] > 0 and preview.shape == (1, 352, 640, 3)
+    chosen, _ = node.execute(*args, "cam_model_cleaned.safetensors").args
+    assert chosen.camera == expected
+    fov, _ = node.execute(*args, body_nodes.FOCAL_NONE).args
+    assert fov.camera == sys.modules["comovi_ext.comovi_core.camera"].PinholeCamera.default_for(352, 640, 50.0)
+    error = sys.modules["comovi_ext.comovi_core.errors"].CoMoViError
+    with pytest.raises(error, match="is CameraHMR's focal-length network"):
+        node.execute(model, None, 0, 50.0, "cam_model_cleaned.safetensors", False, image, mask)
+
+
 class _HostVAE:
     """ComfyUI's VAE calling convention around a diffusers VAE: (T, H, W, 3) in [0, 1] in, raw latents out;
     decode gives (1, T, H, W, 3) in [0, 1]."""

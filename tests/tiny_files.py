@@ -37,3 +37,26 @@ def write_tiny_weights(base: Path, comovi_file: Path) -> None:
             relative_attention_num_buckets=8,
         )
     ).save_pretrained(base / "text_encoder")
+
+
+def write_tiny_camerahmr(folder: Path) -> list[Path]:
+    """The CameraHMR parity fixture's tiny random-weight networks, saved as a user places the release's files."""
+    from safetensors.torch import save_file
+
+    from comovi_core.hmr.camerahmr_checkpoint import load_camerahmr, load_flnet
+    from comovi_core.hmr.checkpoint import save_estimator
+    from comovi_core.hmr.config import CAMERAHMR_PRESETS, FLNET_PRESETS
+    from comovi_core.weights import read_safetensors
+
+    reference = read_safetensors(Path(__file__).parent / "data" / "camerahmr_tiny" / "reference.safetensors")
+    folder.mkdir(parents=True, exist_ok=True)
+    files = []
+    for prefix, load, config, name in (
+        ("state.", load_camerahmr, CAMERAHMR_PRESETS["tiny"], "camerahmr_checkpoint_cleaned.safetensors"),
+        ("flnet.state.", load_flnet, FLNET_PRESETS["tiny"], "cam_model_cleaned.safetensors"),
+    ):
+        state = {k.removeprefix(prefix): v for k, v in reference.items() if k.startswith(prefix)}
+        state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}  # stored in fp16
+        save_file(state, folder / name)
+        files.append(save_estimator(load(folder / name, config), folder / name))
+    return files

@@ -1,4 +1,5 @@
-"""Load HMR 2.0 weights from the official Lightning ``.ckpt`` (restricted unpickling) or a ``.safetensors`` file.
+"""Load estimator weights (HMR 2.0; CameraHMR and FLNet in ``camerahmr_checkpoint``) from the official Lightning
+``.ckpt`` (restricted unpickling) or a ``.safetensors`` file, and tell from its tensors which network a file holds.
 
 The ``.ckpt`` is a torch zip archive whose pickle also holds the training hyper-parameters (yacs ``CfgNode``),
 optimiser state and Lightning bookkeeping. ``torch.load`` runs with our pickle module: tensors, storages and
@@ -90,11 +91,11 @@ restricted_pickle.__dict__["load"] = lambda *a, **k: RestrictedUnpickler(*a, **k
 
 
 def read_tensors(path: str | Path) -> dict[str, torch.Tensor]:
-    """Every tensor of an HMR 2.0 checkpoint (``.ckpt`` / ``.pt`` / ``.pth`` or ``.safetensors``), by name."""
+    """Every tensor of an estimator checkpoint (``.ckpt`` / ``.pt`` / ``.pth`` or ``.safetensors``), by name."""
     path = Path(path)
     if not path.is_file():
         raise CoMoViError(
-            f"estimator checkpoint {path} not found: download HMR 2.0 (see README, 'Start pose') "
+            f"estimator checkpoint {path} not found: download HMR 2.0 or CameraHMR (see README, 'Start pose') "
             "and place it in models/smpl_estimators"
         )
     if path.suffix == ".safetensors":
@@ -107,7 +108,7 @@ def read_tensors(path: str | Path) -> dict[str, torch.Tensor]:
         raise CoMoViError(f"{path} is not a readable PyTorch checkpoint ({exc}): download it again") from exc
     state = data.get("state_dict", data) if isinstance(data, dict) else None
     if not isinstance(state, dict):
-        raise CoMoViError(f"{path} holds no state_dict: expected the HMR 2.0 Lightning checkpoint (.ckpt)")
+        raise CoMoViError(f"{path} holds no state_dict: expected an HMR 2.0 or CameraHMR checkpoint (.ckpt)")
     return {k: v for k, v in state.items() if isinstance(v, torch.Tensor)}
 
 
@@ -171,15 +172,17 @@ def convert_state_dict(official: dict[str, torch.Tensor]) -> dict[str, torch.Ten
 VIT_HEADS = {1280: 16, 1024: 16, 768: 12, 384: 6}  # ViT-H, -L, -B, -S: heads are not visible in tensor shapes
 
 
-def infer_config(state: dict[str, torch.Tensor]) -> HMR2Config:
-    """The architecture from tensor shapes (our layout): any ViT size and head depth of the family loads."""
+def infer_config(state: dict[str, torch.Tensor], base: HMR2Config | None = None) -> HMR2Config:
+    """The architecture from tensor shapes (our layout): any ViT size and head depth of the family loads.
+    ``base`` gives what shapes do not show (crop size, statistics) and the class (HMR2Config or CameraHMRConfig)."""
+    base = base or HMR2Config()
+    name = "CameraHMR" if type(base).__name__ == "CameraHMRConfig" else "HMR 2.0"
     try:
         embed = state["backbone.layernorm.weight"].shape[0]
         tokens = state["backbone.embeddings.position_embeddings"].shape[1] - 1
-        base = HMR2Config()
         config = base.replace(
             embed_dim=embed,
-            num_heads=VIT_HEADS.get(embed, 0),
+            num_heads=VIT_HEADS.get(embed, 1),  # unknown widths: refused below
             depth=1 + max(int(k.split(".")[2]) for k in state if k.startswith("backbone.layers.")),
             patch_size=state["backbone.embeddings.patch_embeddings.projection.weight"].shape[-1],
             head_dim=state["head.token_embedding.weight"].shape[0],
@@ -188,62 +191,153 @@ def infer_config(state: dict[str, torch.Tensor]) -> HMR2Config:
             head_mlp_dim=state["head.layers.0.ff.net.0.proj.weight"].shape[0],
         )
     except (KeyError, ValueError) as exc:
-        raise CoMoViError(f"the estimator checkpoint lacks {exc}: is it an HMR 2.0 checkpoint?") from exc
-    if config.num_heads == 0 or tokens != config.grid[0] * config.grid[1]:
+        raise CoMoViError(f"the estimator checkpoint lacks {exc}: is it an {name} checkpoint?") from exc
+    if embed not in VIT_HEADS or tokens != config.grid[0] * config.grid[1]:
         raise CoMoViError(
-            f"unknown HMR 2.0 variant (ViT width {embed}, {tokens} image tokens): the released ViT-H "
-            "checkpoint (epoch=35-step=1000000.ckpt) is the one supported"
+            f"unknown {name} variant (ViT width {embed}, {tokens} image tokens): the released ViT-H "
+            "checkpoint is the one supported"
         )
     return config
 
 
-def _stored_config(path: Path) -> HMR2Config | None:
-    """The ``hmr2_config`` JSON a converted .safetensors may carry in its metadata (``save_hmr2``)."""
+# what a converted .safetensors of ours stores in its metadata: kind -> (metadata key, the network's name)
+_METADATA = {
+    "hmr2": ("hmr2_config", "HMR 2.0"),
+    "camerahmr": ("camerahmr_config", "CameraHMR"),
+    "flnet": ("flnet_config", "FLNet"),
+}
+
+
+def _config_class(kind: str):
+    from .config import CameraHMRConfig, FLNetConfig
+
+    return {"hmr2": HMR2Config, "camerahmr": CameraHMRConfig, "flnet": FLNetConfig}[kind]
+
+
+def _stored_config(path: Path, kind: str = "hmr2"):
+    """The config JSON a converted .safetensors may carry in its metadata (``save_estimator``), else None."""
     if path.suffix != ".safetensors":
         return None
     from ..weights import open_safetensors
 
+    key, name = _METADATA[kind]
     with open_safetensors(path) as fh:
-        text = (fh.metadata() or {}).get("hmr2_config")
+        text = (fh.metadata() or {}).get(key)
     if text is None:
         return None
     fields = json.loads(text)
     fields = {k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()}
     try:
-        return HMR2Config(**fields)
+        return _config_class(kind)(**fields)
     except TypeError as exc:
-        raise CoMoViError(f"{path}: its hmr2_config metadata does not describe HMR 2.0 ({exc})") from exc
+        raise CoMoViError(f"{path}: its {key} metadata does not describe {name} ({exc})") from exc
 
 
-def save_hmr2(model, path: str | Path) -> Path:
-    """Our layout as .safetensors with the config in the metadata (a converted checkpoint, no pickle)."""
+def save_estimator(model, path: str | Path) -> Path:
+    """Our layout (HMR2, CameraHMR or FLNet) as .safetensors with the config in the metadata (no pickle)."""
     from safetensors.torch import save_file
 
+    kind = next(k for k in ("flnet", "camerahmr", "hmr2") if isinstance(model.config, _config_class(k)))
     save_file(
         {k: v.contiguous() for k, v in model.state_dict().items()},
         str(path),
-        metadata={"hmr2_config": json.dumps(dataclasses.asdict(model.config))},
+        metadata={_METADATA[kind][0]: json.dumps(dataclasses.asdict(model.config))},
     )
     return Path(path)
 
 
-def load_hmr2(path: str | Path, config: HMR2Config | None = None, device="cpu", dtype=torch.float32):
-    """An ``HMR2`` module in eval mode with the weights of ``path``; missing or unexpected tensors are an error."""
-    from .model import HMR2
+save_hmr2 = save_estimator
 
-    state = convert_state_dict(read_tensors(path))
-    config = config or _stored_config(Path(path)) or infer_config(state)
+
+def estimator_kind(tensors: dict[str, torch.Tensor], path: str | Path = "the file") -> str:
+    """Which network a checkpoint holds, from its tensors (official or our layout): "hmr2", "camerahmr" (the
+    query token carries box information and mean parameters) or "flnet" (an HRNet with a two-angle readout)."""
+    keys = {k.removeprefix("model."): k for k in tensors}
+    if "fc3.weight" in keys and any(k.startswith("backbone.stage4.") for k in keys):
+        return "flnet"
+    for name in ("smpl_head.transformer.to_token_embedding.weight", "head.token_embedding.weight"):
+        if name in keys:
+            return "hmr2" if tensors[keys[name]].shape[-1] == 1 else "camerahmr"
+    raise CoMoViError(
+        f"{path} is neither HMR 2.0, CameraHMR nor CameraHMR's focal network (FLNet) (first tensors: "
+        f"{sorted(keys)[:3]}): place only those checkpoints in models/smpl_estimators (see README, 'Start pose')"
+    )
+
+
+def load_into(model_cls, config, state: dict[str, torch.Tensor], path, name: str, device="cpu", dtype=torch.float32):
+    """``model_cls(config)`` in eval mode with ``state`` (our layout); missing or unexpected tensors are an error."""
     with torch.device("meta"):
-        model = HMR2(config)
+        model = model_cls(config)
     missing = sorted(set(model.state_dict()) - set(state))
     unexpected = sorted(set(state) - set(model.state_dict()))
     if missing or unexpected:
         raise CoMoViError(
-            f"{path} does not fit HMR 2.0: {len(missing)} tensors missing (e.g. {missing[:3]}), "
+            f"{path} does not fit {name}: {len(missing)} tensors missing (e.g. {missing[:3]}), "
             f"{len(unexpected)} unexpected (e.g. {unexpected[:3]}); download the official checkpoint"
         )
     try:
         model.load_state_dict(state, assign=True)
     except RuntimeError as exc:
-        raise CoMoViError(f"{path}: tensor shapes do not fit HMR 2.0 ({exc})") from exc
+        raise CoMoViError(f"{path}: tensor shapes do not fit {name} ({exc})") from exc
     return model.to(device=device, dtype=dtype).eval()
+
+
+def load_hmr2(path: str | Path, config: HMR2Config | None = None, device="cpu", dtype=torch.float32, tensors=None):
+    """An ``HMR2`` module in eval mode with the weights of ``path`` (``tensors``: already read from it)."""
+    from .model import HMR2
+
+    state = convert_state_dict(read_tensors(path) if tensors is None else tensors)
+    config = config or _stored_config(Path(path)) or infer_config(state)
+    return load_into(HMR2, config, state, path, "HMR 2.0", device, dtype)
+
+
+AUTO = "auto"  # load_estimator's focal_net: FLNet next to the CameraHMR file, else the copy inside it
+
+
+def resolve_focal_net(path: str | Path, focal_net=AUTO) -> Path | None:
+    """The FLNet file ``load_estimator`` reads for ``path``: ``focal_net`` itself, the one found next to ``path``
+    (``AUTO``), or None (``focal_net`` None, or nothing found: then a copy inside the CameraHMR file is used)."""
+    if focal_net is None:
+        return None
+    if focal_net != AUTO:
+        return Path(focal_net)
+    from .camerahmr_checkpoint import find_focal_net
+
+    return find_focal_net(path)
+
+
+def load_estimator(path: str | Path, focal_net=AUTO, device="cpu", dtype=torch.float32):
+    """The body estimator in ``path``, by what it holds: an ``HMR2`` module, or a ``CameraHMREstimator`` (CameraHMR
+    and, for the picture's focal length, FLNet from ``focal_net``: a file, ``AUTO`` or None for none)."""
+    tensors = read_tensors(path)
+    kind = estimator_kind(tensors, path)
+    if kind == "flnet":
+        raise CoMoViError(
+            f"{Path(path).name} is CameraHMR's focal-length network (FLNet), not a body estimator: choose the "
+            "CameraHMR checkpoint (camerahmr_checkpoint_cleaned.ckpt); FLNet is found next to it"
+        )
+    if kind == "hmr2":
+        if focal_net not in (None, AUTO):
+            log.warning(
+                "%s is HMR 2.0: the focal network %s is not used (HMR 2.0 takes the field of view)", path, focal_net
+            )
+        return load_hmr2(path, device=device, dtype=dtype, tensors=tensors)
+    from .camerahmr import CameraHMREstimator
+    from .camerahmr_checkpoint import load_camerahmr, load_flnet
+
+    model = load_camerahmr(path, tensors=tensors, device=device, dtype=dtype)
+    focal_path = resolve_focal_net(path, focal_net)
+    if focal_path is not None and not focal_path.is_file():
+        raise CoMoViError(
+            f"focal network {focal_path} not found: download CameraHMR's cam_model_cleaned.ckpt (see README, "
+            "'Start pose') into models/smpl_estimators, or choose none to use the field of view"
+        )
+    if focal_path is not None:
+        focal = load_flnet(focal_path, device=device, dtype=dtype)
+    elif focal_net == AUTO and any(k.removeprefix("model.").startswith("cam_model.") for k in tensors):
+        focal = load_flnet(path, tensors=tensors, device=device, dtype=dtype)
+    else:
+        focal = None
+        if focal_net == AUTO:
+            log.warning("no FLNet (cam_model_cleaned.ckpt) next to %s: the field of view sets the focal length", path)
+    return CameraHMREstimator(model, focal)

@@ -1,4 +1,5 @@
-"""Configuration of the HMR 2.0 network (4D-Humans), with named presets (``PRESETS``)."""
+"""Configurations of the image estimators with named presets: HMR 2.0 (4D-Humans, ``PRESETS``), CameraHMR
+(``CAMERAHMR_PRESETS``) and CameraHMR's focal-length network FLNet (``FLNET_PRESETS``)."""
 
 from __future__ import annotations
 
@@ -64,4 +65,56 @@ PRESETS: dict[str, HMR2Config] = {
         head_dim_head=16,
         head_mlp_dim=64,
     ),  # tests and the parity fixture
+}
+
+
+@dataclass(frozen=True)
+class CameraHMRConfig(HMR2Config):
+    """CameraHMR (Patel and Black, 3DV 2025): HMR 2.0's ViT-H and decoder; only the head's token differs (CLIFF:
+    the box's place and size in the full image, divided by the focal length, and the mean parameters)."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.npose != 144:
+            raise CoMoViError(f"CameraHMR predicts 24 SMPL rotations, got num_body_joints={self.num_body_joints}")
+
+    @property
+    def token_dim(self) -> int:
+        """bbox info (3) + mean pose (6D, 144) + mean betas (10) + mean camera (3)."""
+        return 3 + self.npose + 10 + 3
+
+
+CAMERAHMR_PRESETS: dict[str, CameraHMRConfig] = {
+    "vit-h": CameraHMRConfig(),  # the released CameraHMR (camerahmr_checkpoint_cleaned.ckpt)
+    "tiny": CameraHMRConfig(
+        **{**dataclasses.asdict(PRESETS["tiny"]), "image_size": 96, "crop_width": 32}
+    ),  # tests: the reference cuts 32 columns off each side of the crop, so the tiny crop is 96 -> 96 x 32
+}
+
+
+@dataclass(frozen=True)
+class FLNetConfig:
+    """CameraHMR's field-of-view network: HRNet on the whole picture, its four branches pooled, a linear readout."""
+
+    image_size: int = 256  # side of the square the whole picture is fitted into (white borders)
+    width: int = 48  # HRNet channels of the highest-resolution branch (W48); branch b has width * 2**b
+    stem_blocks: int = 4  # bottleneck blocks after the stem (64 -> 256 channels)
+    stage_modules: tuple[int, int, int] = (1, 4, 3)  # multi-resolution modules of stages 2, 3, 4
+    stage_blocks: int = 4  # basic blocks per branch in each module
+    hidden: int = 1024  # width of the readout layer
+    image_mean: tuple[float, float, float] = (0.485, 0.456, 0.406)  # channel mean, images in 0..1
+    image_std: tuple[float, float, float] = (0.229, 0.224, 0.225)  # channel std
+
+    @property
+    def features(self) -> int:
+        """Channels of the pooled feature: the four branches concatenated (15 * width; 720 for W48)."""
+        return 15 * self.width
+
+    def replace(self, **changes) -> FLNetConfig:
+        return dataclasses.replace(self, **changes)
+
+
+FLNET_PRESETS: dict[str, FLNetConfig] = {
+    "w48": FLNetConfig(),  # the released FLNet (cam_model_cleaned.ckpt)
+    "tiny": FLNetConfig(image_size=64, width=4, stem_blocks=1, stage_modules=(1, 1, 1), stage_blocks=1, hidden=16),
 }

@@ -80,13 +80,16 @@ def _gaussian_blur(image: torch.Tensor, sigma: float) -> torch.Tensor:
     return out[0]
 
 
-def crop_person(image: torch.Tensor, window: tuple[float, float, float], config: HMR2Config) -> torch.Tensor:
-    """(H, W, 3) RGB in [0, 1] -> (3, S, S) normalised crop of the square ``window`` (cx, cy, side), S = image_size."""
+def crop_person(
+    image: torch.Tensor, window: tuple[float, float, float], config: HMR2Config, antialias: bool = True
+) -> torch.Tensor:
+    """(H, W, 3) RGB in [0, 1] -> (3, S, S) normalised crop of the square ``window`` (cx, cy, side), S = image_size.
+    ``antialias``: blur before a strong shrink, as HMR 2.0's demo (CameraHMR's samples the picture directly)."""
     cx, cy, side = window
     s = config.image_size
     img = image.permute(2, 0, 1).float()  # (3, H, W)
     shrink = side / s / 2.0
-    if shrink > 1.1:
+    if antialias and shrink > 1.1:
         img = _gaussian_blur(img, (shrink - 1) / 2)
     h, w = img.shape[1:]
     j = torch.arange(s, dtype=torch.float32)

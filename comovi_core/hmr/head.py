@@ -50,12 +50,13 @@ class DecoderLayer(nn.Module):
 
 
 class SMPLHead(nn.Module):
-    """(B, N, embed_dim) image tokens -> HMR2Output."""
+    """(B, N, embed_dim) image tokens -> HMR2Output. ``token_dim``: width of the query token (HMR 2.0: a single
+    zero; CameraHMR: its CLIFF token of box information and mean parameters)."""
 
-    def __init__(self, config: HMR2Config):
+    def __init__(self, config: HMR2Config, token_dim: int = 1):
         super().__init__()
         self.config = config
-        self.token_embedding = nn.Linear(1, config.head_dim)
+        self.token_embedding = nn.Linear(token_dim, config.head_dim)
         self.pos_embedding = nn.Parameter(torch.zeros(1, 1, config.head_dim))
         self.layers = nn.ModuleList(DecoderLayer(config) for _ in range(config.head_depth))
         self.decpose = nn.Linear(config.head_dim, config.npose)
@@ -66,9 +67,10 @@ class SMPLHead(nn.Module):
         self.register_buffer("init_betas", torch.zeros(1, 10))
         self.register_buffer("init_cam", torch.tensor([[0.9, 0.0, 0.0]]))
 
-    def forward(self, context: torch.Tensor) -> HMR2Output:
+    def forward(self, context: torch.Tensor, token: torch.Tensor | None = None) -> HMR2Output:
         b = context.shape[0]
-        x = self.token_embedding(context.new_zeros(b, 1, 1)) + self.pos_embedding  # (B, 1, D) the zero token
+        token = context.new_zeros(b, 1, 1) if token is None else token  # (B, 1, token_dim)
+        x = self.token_embedding(token) + self.pos_embedding  # (B, 1, D)
         for layer in self.layers:
             x = layer(x, context)
         x = x[:, 0]  # (B, D)
