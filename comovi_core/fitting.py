@@ -612,6 +612,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument(
         "--splat-steps", type=int, default=SPLAT_STEPS, help="joint steps of each colour refinement (0: off)"
     )
+    p.add_argument(
+        "--contact-steps",
+        type=int,
+        default=CONTACT_STEPS,
+        help="joint steps locking the feet the map shows standing (0: off, no foot_contact in the output)",
+    )
     p.add_argument("--fps", type=float, help="frame rate of the fitted motion (default: the start motion's)")
     return p.parse_args(argv)
 
@@ -621,10 +627,10 @@ def run(args: argparse.Namespace) -> SMPLMotion:
     from .body.smpl import load_body_model
     from .video import read_video
 
-    if args.steps < 1 or args.track_steps < 0 or args.splat_steps < 0:
+    if args.steps < 1 or min(args.track_steps, args.splat_steps, args.contact_steps) < 0:
         raise CoMoViError(
-            f"--steps must be >= 1, --track-steps and --splat-steps >= 0; got {args.steps}, "
-            f"{args.track_steps} and {args.splat_steps}"
+            f"--steps must be >= 1, --track-steps, --splat-steps and --contact-steps >= 0; got {args.steps}, "
+            f"{args.track_steps}, {args.splat_steps} and {args.contact_steps}"
         )
     if args.fps is not None and not args.fps > 0:
         raise CoMoViError(f"--fps must be above 0, got {args.fps}")
@@ -647,6 +653,7 @@ def run(args: argparse.Namespace) -> SMPLMotion:
         iterations=args.steps,
         track_steps=args.track_steps,
         splat_steps=args.splat_steps,
+        contact_steps=args.contact_steps,
     )
     save_motion(args.out, motion)
     log.info("wrote %s (%d frames)", args.out, motion.num_frames)

@@ -223,3 +223,9 @@ def test_cli_fits_a_motion_map_video(scene, tmp_path, caplog):
         assert sorted(tmp_path.rglob("*")) == before
         caplog.clear()
     assert main([str(tmp_path / "map.mp4"), *args, "--fps", "0"]) == 2 and "--fps must be above 0" in caplog.text
+    caplog.clear()
+    assert main([str(tmp_path / "map.mp4"), *args, "--contact-steps", "-1"]) == 2
+    assert "--contact-steps >= 0; got 2, 0, 60 and -1" in caplog.text
+    assert fitted.foot_contact is not None and fitted.foot_contact.shape == (5, 2)  # looked for by default
+    assert main([str(tmp_path / "map.mp4"), *args, "--contact-steps", "0"]) == 0
+    assert load_motion(tmp_path / "fit.npz").foot_contact is None  # not looked for
