@@ -4,6 +4,14 @@
 SMPLTransformerDecoderHead of github.com/shubham-goel/4D-Humans) with the ``tiny`` preset and seeded random
 weights: input crop, the official-layout state dict, outputs. ``official_keys.json`` lists every tensor name
 and shape of the released (ViT-H) Lightning module's state dict, built from the reference code on the meta device.
+
+``preprocess.safetensors`` was made by running the demo's preprocessing of 4D-Humans (commit 6ec7965:
+``ViTDetDataset`` with MODEL.IMAGE_SIZE 48, BBOX_SHAPE 192:256, ImageNet mean/std; and ``cam_crop_to_full`` at the
+demo's focal, EXTRA.FOCAL_LENGTH 5000 / 256 * max(W, H)) on a synthetic 120 x 90 picture (uint8 RGB, fed to the
+reference as BGR like ``cv2.imread``) with four person boxes: inside, partly outside, and two over the whole picture
+that shrink it 5.6x and 16.7x (anti-alias blur sigma 0.91 and 3.7, reaching the picture's edges). It holds the
+picture, boxes, the reference's normalised crops (float32), box centres and sizes, a crop camera per box and the
+full-image translations (float64).
 """
 
 from __future__ import annotations
@@ -11,12 +19,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from comovi_core.errors import CoMoViError
 from comovi_core.hmr.checkpoint import convert_state_dict, infer_config, load_hmr2, official_to_ours, read_tensors
 from comovi_core.hmr.config import PRESETS
+from comovi_core.hmr.crop import crop_camera_to_full, crop_person, square_window
 from comovi_core.hmr.model import HMR2
 from comovi_core.weights import read_safetensors
 
@@ -131,3 +141,44 @@ def test_bad_checkpoints_say_what_to_do(reference, tmp_path):
         load_hmr2(tmp_path / "partial.safetensors", PRESETS["tiny"])
     with pytest.raises(CoMoViError, match="unexpected tensor"):
         official_to_ours("vision_model.encoder.weight")
+
+
+@pytest.fixture(scope="module")
+def preprocess():
+    return read_safetensors(DATA / "preprocess.safetensors")
+
+
+def test_crop_window_and_pixels_match_the_reference_preprocessing(preprocess):
+    """Measured when written (grey levels, 0..255): boxes 0-1 max 0.500, the reference's crop is uint8 (cv2
+    warpAffine on the unblurred uint8 picture rounds), i.e. 0.0088 in normalised units; boxes 2-3 (blurred,
+    float) max 0.0002 and 0.204 (0.0036 normalised): cv2 interpolates at 1/32-pixel steps, we exactly.
+    Before the blur repeated the edge pixels (it reflected them), boxes 2-3 were off by up to 0.73 and 22 levels."""
+    config = PRESETS["tiny"].replace(image_size=preprocess["crops"].shape[-1], crop_width=32)
+    image = preprocess["image_rgb"].float() / 255  # (90, 120, 3) RGB
+    std = torch.tensor(config.image_std)[:, None, None]
+    for i, box in enumerate(preprocess["boxes"].numpy()):
+        cx, cy, side = window = square_window(box)
+        np.testing.assert_allclose([cx, cy], preprocess["box_center"][i].numpy(), atol=1e-5)
+        assert side == pytest.approx(float(preprocess["box_size"][i]), rel=1e-6)
+        ours = crop_person(image, window, config)
+        assert (ours - preprocess["crops"][i]).abs().max() < 0.009, i  # normalised units
+        levels = ((ours - preprocess["crops"][i]) * std * 255).abs().max()
+        assert levels < (0.501 if i < 2 else 0.25), (i, float(levels))
+    # the fixture exercises the blur and the channel order: without either, the crops are far off
+    blurred = preprocess["crops"][3]
+    assert (crop_person(image, square_window(preprocess["boxes"][3].numpy()), config, False) - blurred).abs().max() > 1
+    assert (
+        crop_person(image.flip(-1), square_window(preprocess["boxes"][0].numpy()), config) - preprocess["crops"][0]
+    ).abs().max() > 1
+
+
+def test_crop_camera_goes_to_the_full_image_as_the_reference(preprocess):
+    """Relative error measured when written: 4e-10 to 6e-8 (our float32 camera against the float64 reference)."""
+    height, width = preprocess["image_rgb"].shape[:2]
+    focal = float(preprocess["focal_length"])
+    assert focal == pytest.approx(5000 / 256 * 120)  # the demo's focal for this picture (ViT-H crop of 256)
+    for i, box in enumerate(preprocess["boxes"].numpy()):
+        cam = preprocess["pred_cam"][i].float()
+        t = crop_camera_to_full(cam, square_window(box), (width / 2, height / 2), focal)
+        expected = preprocess["transl"][i]
+        assert float((t.double() - expected).norm() / expected.norm()) < 1e-5, i

@@ -67,7 +67,8 @@ def square_window(box: np.ndarray, aspect_wh: tuple[float, float] = (192, 256)) 
 
 
 def _gaussian_blur(image: torch.Tensor, sigma: float) -> torch.Tensor:
-    """(3, H, W) -> blurred with a separable Gaussian (truncated at 4 sigma, edges reflected)."""
+    """(3, H, W) -> blurred with a separable Gaussian truncated at 4 sigma, the edge pixels repeated outside the
+    picture: as the reference's ``skimage.filters.gaussian`` (scipy's ``mode="nearest"``, ``truncate=4``)."""
     radius = max(1, int(4 * sigma + 0.5))
     x = torch.arange(-radius, radius + 1, dtype=image.dtype)
     kernel = torch.exp(-0.5 * (x / sigma) ** 2)
@@ -76,7 +77,7 @@ def _gaussian_blur(image: torch.Tensor, sigma: float) -> torch.Tensor:
     for shape in ((1, 1, 1, -1), (1, 1, -1, 1)):
         k = kernel.reshape(shape).expand(3, 1, *kernel.reshape(shape).shape[2:])
         pad = (radius, radius, 0, 0) if shape[-1] == -1 else (0, 0, radius, radius)
-        out = F.conv2d(F.pad(out, pad, mode="reflect"), k, groups=3)
+        out = F.conv2d(F.pad(out, pad, mode="replicate"), k, groups=3)
     return out[0]
 
 
