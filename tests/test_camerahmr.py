@@ -105,6 +105,25 @@ def test_tiny_camerahmr_matches_the_reference_implementation(reference, tmp_path
         assert _rel(model(crop, info * 2).body_pose, out.body_pose) > 1e-3
 
 
+def test_a_file_without_the_mean_parameters_takes_them_from_smpl_mean_params(reference, tmp_path):
+    """The release fills the head's start values from smpl_mean_params.npz and loads with strict=False: a checkpoint
+    without them needs that file next to it, and then loads to the same network."""
+    import numpy as np
+
+    state = _state(reference, "state.")
+    means = {name: state.pop(f"smpl_head.init_{name}")[0].numpy() for name in ("body_pose", "betas", "cam")}
+    path = _write(tmp_path / "camerahmr_checkpoint_cleaned.safetensors", state)
+    with pytest.raises(CoMoViError, match="put smpl_mean_params.npz .* next to it"):
+        load_camerahmr(path, CAMERAHMR_PRESETS["tiny"])
+    np.savez(tmp_path / "smpl_mean_params.npz", pose=means["body_pose"], shape=means["betas"], cam=means["cam"])
+    model = load_camerahmr(path, CAMERAHMR_PRESETS["tiny"])
+    torch.testing.assert_close(model.head.init_cam, reference["state.smpl_head.init_cam"], rtol=0, atol=0)
+    torch.testing.assert_close(model.head.init_body_pose, reference["state.smpl_head.init_body_pose"], rtol=0, atol=0)
+    np.savez(tmp_path / "smpl_mean_params.npz", pose=means["body_pose"])  # not the right arrays
+    with pytest.raises(CoMoViError, match="is not SMPL mean parameters"):
+        load_camerahmr(path, CAMERAHMR_PRESETS["tiny"])
+
+
 def test_tiny_flnet_matches_the_reference_implementation(reference, tmp_path):
     """Measured when written: field-of-view output and pooled HRNet features equal the reference's exactly."""
     flnet = load_flnet(_write(tmp_path / "fl.safetensors", _state(reference, "flnet.state.")), FLNET_PRESETS["tiny"])

@@ -6,6 +6,10 @@ them: the head's dense-keypoint readout ``smpl_head.deckp`` (2D keypoints for a 
 module's SMPL layers and ``initialized`` flag, and ``cam_model.*``, a copy of FLNet the training module carries
 (read as the focal network only when no FLNet file is found, see ``checkpoint.load_estimator``).
 
+The head's start values (``init_body_pose``, ``init_betas``, ``init_cam``) are buffers the release fills from
+``smpl_mean_params.npz`` when it builds the network and then loads the checkpoint with ``strict=False``; a file
+without them is completed from ``smpl_mean_params.npz`` next to it (downloaded with the checkpoints).
+
 FLNet's ``cam_model_cleaned.ckpt`` already has our names; dropped: ``backbone.final_layer`` (HRNet's heat-map
 layer, not on FLNet's path) and ``fc2`` (built by the release but skipped by its forward: fc1 -> fc3).
 """
@@ -14,6 +18,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from ..errors import CoMoViError
@@ -71,8 +76,32 @@ def load_camerahmr(path, config: CameraHMRConfig | None = None, tensors=None, de
 
     tensors = read_tensors(path) if tensors is None else tensors
     state = convert_state_dict({k: v for k, v in tensors.items() if camerahmr_to_ours(k) is not None})
+    state = _with_mean_params(state, Path(path))
     config = config or _stored_config(Path(path), "camerahmr") or infer_config(state, CameraHMRConfig())
     return load_into(CameraHMR, config, state, path, "CameraHMR", device, dtype)
+
+
+MEAN_PARAMS = {"head.init_body_pose": "pose", "head.init_betas": "shape", "head.init_cam": "cam"}
+
+
+def _with_mean_params(state: dict[str, torch.Tensor], path: Path) -> dict[str, torch.Tensor]:
+    """``state`` with the head's start values read from ``smpl_mean_params.npz`` next to ``path`` where the file
+    has none (plain arrays: no pickles)."""
+    missing = [name for name in MEAN_PARAMS if name not in state]
+    if not missing:
+        return state
+    source = path.parent / "smpl_mean_params.npz"
+    if not source.is_file():
+        raise CoMoViError(
+            f"{path} has no SMPL mean parameters ({', '.join(missing)}): put smpl_mean_params.npz (downloaded with "
+            f"CameraHMR's checkpoints, scripts/fetch_demo_data.sh) next to it, in {path.parent}"
+        )
+    try:
+        with np.load(source, allow_pickle=False) as npz:
+            values = {name: torch.from_numpy(np.asarray(npz[MEAN_PARAMS[name]], np.float32))[None] for name in missing}
+    except (KeyError, ValueError, OSError) as exc:
+        raise CoMoViError(f"{source} is not SMPL mean parameters (arrays pose, shape, cam): {exc}") from exc
+    return {**state, **values}
 
 
 def load_flnet(path, config: FLNetConfig | None = None, tensors=None, device="cpu", dtype=torch.float32):
