@@ -65,7 +65,10 @@ RELABEL_ROUNDS = 1  # times the map is decoded again with the fitted body as a p
 TRACK_KEYFRAMES = 17  # most frames a frame-by-frame pass visits (longer clips: every k-th frame, see keyframes)
 SPLAT_STEPS = 60  # joint steps of each colour (splat) refinement (0: no colour stage)
 SPLAT_TRACK_STEPS = 30  # steps per frame and per splat size of the colour stage's frame-by-frame pass
-SPLAT_SIGMAS = (3.0, SPLAT_SIGMA)  # splat sizes of the colour stage, coarse to fine (pixels at SPLAT_SIDE)
+# splat sizes of each frame-by-frame pass of the colour stage, coarse to fine (pixels at SPLAT_SIDE); each pass is
+# a candidate, and the one whose colours match best wins (a coarser start widens the basin: see _splat_stage)
+SPLAT_SCHEDULES = ((3.0, SPLAT_SIGMA), (6.0, 3.0, SPLAT_SIGMA))
+SPLAT_SIGMAS = tuple(sorted({s for schedule in SPLAT_SCHEDULES for s in schedule}, reverse=True))  # all of them
 SPLAT_SIDE = 384  # longer image side the colour stage compares at (thin limbs need more pixels than labels do)
 SPLAT_LR = 0.01  # Adam step of the colour stage's joint refinements
 SMOOTH = 0.05  # weight of the temporal smoothness prior (``fit_prior``: a strong one flattens fast motions)
@@ -231,7 +234,7 @@ def progress_steps(
     """How many times ``fit_motion`` calls its callback for a clip of ``frames`` frames (comovi_v1 shading)."""
     tracked = len(keyframes(frames)) - 1 if frames > 1 else 0
     first = (2 * iterations + tracked) if track_steps > 0 else iterations
-    splat = (2 * splat_steps + tracked) if splat_steps > 0 else 0
+    splat = splat_steps + len(SPLAT_SCHEDULES) * (splat_steps + tracked) if splat_steps > 0 else 0
     return first + relabel_rounds * (iterations // 2) + splat + contact_steps
 
 
@@ -263,8 +266,9 @@ def fit_motion(
     Labels are decoded with the start pose drawn as a prior (``decode_motion_map(prior=...)``); then
     ``relabel_rounds`` times with the fitted body as the prior, each followed by ``iterations // 2`` joint steps.
     Then the colour stage (comovi_v1 only; see the module docstring): ``splat_steps`` joint steps refine the
-    fit, a frame-by-frame colour pass (``SPLAT_TRACK_STEPS`` per frame and splat size) with ``splat_steps``
-    joint steps tracks from the start, and the better colour match wins. Each tracked keyframe also tries every
+    fit, and per ``SPLAT_SCHEDULES`` entry (splat sizes, coarse to fine) a frame-by-frame colour pass
+    (``SPLAT_TRACK_STEPS`` per frame and splat size) with ``splat_steps`` joint steps tracks from the start; the
+    best colour match wins. Each tracked keyframe also tries every
     limb mirrored in depth with ``flip_steps`` steps (``_track``; 0: no flips, faster and blind to depth mirrors).
     Last, feet the map shows standing still (``fit_contact``, looked for around the fit's feet) are locked where
     they stand by ``contact_steps`` joint steps of the last cost plus the planted feet's term; the result's
@@ -577,16 +581,27 @@ def _colour_cost(images, camera, faces, part_ids, shading, device):
 def _splat_stage(
     body, delta, base, betas, images, camera, faces, part_ids, shading, steps, smooth, device, on_step, flip_steps
 ):
-    """4. Compare colours instead of decoded labels (``fit_splat``): refine the summary fit ``delta``, and
-    track the motion again from the start pose coarse to fine; keep whichever matches the map's colours better."""
+    """4. Compare colours instead of decoded labels (``fit_splat``): refine the summary fit ``delta``, and track
+    the motion again from the start pose coarse to fine once per ``SPLAT_SCHEDULES`` entry; keep whichever matches
+    the map's colours best (all end on the finest splat, so their costs compare).
+
+    Two schedules because the basin a pass can find depends on the splat size relative to the body: on the
+    ``kick`` map of benchmarks/bench_fit_motion.py (degraded, the fit's crop: body ~300 px tall) the 3-1.5 px pass
+    bent the knee backwards for a thigh swung toward the camera (MPJPE 62 mm, colour cost 0.174; 0.143 at the
+    truth) while a 6-3-1.5 px pass found the kick (10 mm, 0.143); on ``arms`` it was the other way round (43 mm at
+    0.161 against 70 mm at 0.165), and the cost told them apart both times."""
     targets, splat_camera = splat_targets(images, camera, SPLAT_SIDE, SPLAT_SIGMAS)
-    costs = [_splat_cost(targets[s].to(device), faces, part_ids, splat_camera, shading, s) for s in SPLAT_SIGMAS]
-    refined, loss = _refine(body, delta, base, betas, costs[-1], steps, smooth, on_step, lr=SPLAT_LR)
-    tracked = torch.zeros_like(delta)
-    _track(body, tracked, base, betas, costs, SPLAT_TRACK_STEPS, smooth, on_step, flip_steps)
-    tracked, tracked_loss = _refine(body, tracked, base, betas, costs[-1], steps, smooth, on_step, lr=SPLAT_LR)
-    log.info("colour fit: refined summary fit %.4g, tracked %.4g", loss, tracked_loss)
-    plausible = [(c_loss, c) for c_loss, c in ((loss, refined), (tracked_loss, tracked)) if _plausible(base, c)]
+    costs = {s: _splat_cost(targets[s].to(device), faces, part_ids, splat_camera, shading, s) for s in SPLAT_SIGMAS}
+    finest = costs[SPLAT_SIGMAS[-1]]
+    refined, loss = _refine(body, delta, base, betas, finest, steps, smooth, on_step, lr=SPLAT_LR)
+    candidates = [(loss, refined)]
+    for schedule in SPLAT_SCHEDULES:
+        tracked = torch.zeros_like(delta)
+        _track(body, tracked, base, betas, [costs[s] for s in schedule], SPLAT_TRACK_STEPS, smooth, on_step, flip_steps)
+        tracked, tracked_loss = _refine(body, tracked, base, betas, finest, steps, smooth, on_step, lr=SPLAT_LR)
+        candidates.append((tracked_loss, tracked))
+    log.info("colour fit: refined summary fit %.4g, tracked %s", loss, ", ".join(f"{c[0]:.4g}" for c in candidates[1:]))
+    plausible = [(c_loss, c) for c_loss, c in candidates if _plausible(base, c)]
     if not plausible:  # e.g. a map that shows no body: the colour cost pushed the body away; keep the summary fit
         log.warning("colour stage moved the body behind the camera or to non-finite poses; kept the summary fit")
         return delta
