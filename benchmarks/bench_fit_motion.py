@@ -136,7 +136,8 @@ PLANTED = {"kick": 0}  # motions whose foot (0 left, 1 right) stays planted: tra
 
 def foot_drift_mm(body, fitted: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
     """Vertices (T, V, 3) of a fit and of the truth -> how far (mm) the fit's feet moved from frame 0 over the
-    frames where the true foot has not moved (within 2 mm); empty if no foot stands."""
+    frames where the true foot has not moved from there (within 2 mm; frame 0, the given start, included); empty if
+    no foot stands."""
     masks = foot_masks(body.part_ids)
     true_feet, fitted_feet = foot_centres(truth, masks), foot_centres(fitted, masks)  # (T, 2, 3)
     standing = (true_feet - true_feet[:1]).norm(dim=-1) < 0.002
