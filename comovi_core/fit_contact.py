@@ -95,15 +95,6 @@ class Contacts:
         """vertices (T, V, 3) of every frame -> (T,)."""
         return CONTACT_WEIGHT * slip(foot_centres(vertices, self.masks), self.anchors.to(vertices.device))
 
-    def frame_term(self, vertices: torch.Tensor, frame: int, previous: torch.Tensor, previous_frame: int):
-        """One frame's term while tracking: vertices (1, V, 3) of ``frame``; previous (1, V, 3) the fit of an
-        earlier frame. A foot planted since ``previous_frame`` or before stays where it is there; a run that
-        began after it has no fitted anchor yet and adds nothing."""
-        anchors = self.anchors[frame]
-        planted = ((anchors >= 0) & (anchors <= previous_frame)).to(vertices.dtype).to(vertices.device)  # (2,)
-        moved = foot_centres(vertices, self.masks)[0] - foot_centres(previous, self.masks)[0]  # (2, 3)
-        return CONTACT_WEIGHT * (moved.square().sum(-1) * 1e4 * planted).sum()
-
     def standing(self) -> torch.Tensor:
         """(T, 2) bool: the foot stands in this frame, including the first frame of each planted run."""
         standing = self.anchors >= 0

@@ -521,9 +521,9 @@ def _fit(body, images, start, camera, fps, o: _FitOptions) -> SMPLMotion:
             delta, loss = tracked, tracked_loss
     for _ in range(o.relabel_rounds):  # 3. decode again with the fitted body as the prior, refine
         delta, loss = _refine(body, delta, base, betas, decode(delta), o.iterations // 2, o.smooth, on_step)
-    colour = o.splat_steps > 0 and o.shading != "flat"
-    if colour:
-        delta = _splat_stage(
+    last_cost, last_lr = None, 0.02  # the cost and step size the feet are locked with: the colour stage's, if it ran
+    if o.splat_steps > 0 and o.shading != "flat":
+        delta, last_cost = _splat_stage(
             body,
             delta,
             base,
@@ -541,9 +541,19 @@ def _fit(body, images, start, camera, fps, o: _FitOptions) -> SMPLMotion:
         )
     contact = None
     if o.contact_steps > 0:  # 5. lock the feet the map shows standing
-        lock_cost = _colour_cost(full_images, full_camera, faces, part_ids, o.shading, o.device) if colour else None
+        last_lr = SPLAT_LR if last_cost is not None else last_lr
         delta, contact = _lock_feet(
-            body, delta, base, betas, full_images, full_camera, part_ids, lock_cost or decode(delta), o, on_step
+            body,
+            delta,
+            base,
+            betas,
+            full_images,
+            full_camera,
+            part_ids,
+            last_cost or decode(delta),
+            last_lr,
+            o,
+            on_step,
         )
     log.info("fitted %d frames to the motion map (%d steps, loss %.4g)", frames, o.iterations, loss)
     with torch.no_grad():
@@ -551,9 +561,10 @@ def _fit(body, images, start, camera, fps, o: _FitOptions) -> SMPLMotion:
     return SMPLMotion(q[:, :3], q[:, 3:72], start.betas, q[:, 72:], fps, output_camera, start.gender, contact)
 
 
-def _lock_feet(body, delta, base, betas, images, camera, part_ids, cost, o: _FitOptions, on_step):
-    """Find the feet ``images`` show standing (around the fit base + delta) and refine the fit with their term
-    for ``o.contact_steps`` steps -> (delta, (T, 2) bool foot contact). Without a standing foot the fit stays."""
+def _lock_feet(body, delta, base, betas, images, camera, part_ids, cost, lr, o: _FitOptions, on_step):
+    """Find the feet ``images`` show standing (around the fit base + delta) and refine the fit with ``cost`` plus
+    their term for ``o.contact_steps`` steps of ``lr`` -> (delta, (T, 2) bool foot contact). Without a standing
+    foot the fit stays."""
     with torch.no_grad():
         q = base + torch.cat([delta.new_zeros(1, 75), delta])
         vertices = body(q[:, :3], q[:, 3:72], betas, q[:, 72:]).vertices
@@ -564,7 +575,6 @@ def _lock_feet(body, delta, base, betas, images, camera, part_ids, cost, o: _Fit
         for _ in range(o.contact_steps):
             on_step()
         return delta, contacts.standing().numpy()
-    lr = SPLAT_LR if o.splat_steps > 0 and o.shading != "flat" else 0.02
     locked, _ = _refine(body, delta, base, betas, cost, o.contact_steps, o.smooth, on_step, lr, contacts)
     if not _plausible(base, locked):
         log.warning("locking the feet moved the body behind the camera or to non-finite poses; kept the fit")
@@ -572,18 +582,13 @@ def _lock_feet(body, delta, base, betas, images, camera, part_ids, cost, o: _Fit
     return locked, contacts.standing().numpy()
 
 
-def _colour_cost(images, camera, faces, part_ids, shading, device):
-    """The colour stage's finest cost (``fit_splat``) for ``images`` (T, H, W, 3) seen by ``camera``."""
-    targets, splat_camera = splat_targets(images, camera, SPLAT_SIDE, SPLAT_SIGMAS[-1:])
-    return _splat_cost(targets[SPLAT_SIGMAS[-1]].to(device), faces, part_ids, splat_camera, shading, SPLAT_SIGMAS[-1])
-
-
 def _splat_stage(
     body, delta, base, betas, images, camera, faces, part_ids, shading, steps, smooth, device, on_step, flip_steps
 ):
     """4. Compare colours instead of decoded labels (``fit_splat``): refine the summary fit ``delta``, and track
     the motion again from the start pose coarse to fine once per ``SPLAT_SCHEDULES`` entry; keep whichever matches
-    the map's colours best (all end on the finest splat, so their costs compare).
+    the map's colours best (all end on the finest splat, so their costs compare). Returns that fit and the finest
+    splat cost (the feet are locked with it).
 
     Two schedules because the basin a pass can find depends on the splat size relative to the body: on the
     ``kick`` map of benchmarks/bench_fit_motion.py (degraded, the fit's crop: body ~300 px tall) the 3-1.5 px pass
@@ -604,8 +609,8 @@ def _splat_stage(
     plausible = [(c_loss, c) for c_loss, c in candidates if _plausible(base, c)]
     if not plausible:  # e.g. a map that shows no body: the colour cost pushed the body away; keep the summary fit
         log.warning("colour stage moved the body behind the camera or to non-finite poses; kept the summary fit")
-        return delta
-    return min(plausible, key=lambda pair: pair[0])[1]
+        return delta, finest
+    return min(plausible, key=lambda pair: pair[0])[1], finest
 
 
 def _plausible(base: torch.Tensor, delta: torch.Tensor) -> bool:
