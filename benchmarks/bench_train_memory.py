@@ -5,13 +5,14 @@
 Builds the dual model of the preset on the meta device, marks what each stage trains (``trainable_parameters``,
 as ``train`` does) and adds up, per GPU, bytes of weights, gradients and optimizer state for each strategy, with
 the precision scheme of ``comovi_core.train`` (trained parameters fp32 masters + two fp32 AdamW moments, frozen
-ones bf16; DeepSpeed keeps bf16 working copies and fp32 masters in the optimizer):
+ones bf16; train's DeepSpeed path keeps bf16 working copies and fp32 masters in the optimizer):
 
     ddp        every GPU: frozen bf16 + trained fp32 + fp32 grads + AdamW            2F + 16T
     ddp_8bit   ddp with --optimizer adamw8bit (two 8-bit moments + block scales)    2F + 10T
-    zero2      bf16 copy of all weights on every GPU; grads, masters, moments /N       2P + 14T/N
-    zero3      everything /N, plus the gathered bf16 weights of the running layer     (2P + 14T)/N + G
-    zero3_cpu  zero3 with the optimizer (masters, moments) in host RAM                (2P + 2T)/N + G
+    zero2      train --sharding zero2: bf16 weights on every GPU; grads, masters, moments /N   2P + 14T/N
+    zero2_cpu  train --sharding zero2_offload: zero2, grads and optimizer in host RAM          2P
+    zero3      train --sharding zero3: everything /N, plus the gathered running layer          (2P + 14T)/N + G
+    zero3_cpu  train --sharding zero3_offload: weights, grads, optimizer in host RAM           G  (host: (2P + 14T)/N)
     fsdp2      train --sharding fsdp2: everything /N, bf16 copy of the running layer   (2F + 16T)/N + G
     fsdp2_cpu  train --sharding fsdp2_offload: shards, grads, AdamW in host RAM         G  (host: (2F + 16T)/N)
     lora       one GPU: all weights frozen bf16, rank-r adapters (fp32, AdamW) on the layers train --lora adapts
@@ -49,8 +50,9 @@ def per_gpu(p: int, t: int, gathered: int, n: int, lora: int) -> dict[str, tuple
         "ddp": (2 * f + 4 * t, 4 * t, 8 * t),
         "ddp_8bit": (2 * f + 4 * t, 4 * t, 2 * t + 2 * 4 * t / 256),  # bitsandbytes: fp32 absmax per 256 values
         "zero2": (2 * p, 2 * t / n, 12 * t / n),
+        "zero2_cpu": (2 * p, 0.0, 0.0),
         "zero3": (2 * p / n + gathered, 2 * t / n, 12 * t / n),
-        "zero3_cpu": (2 * p / n + gathered, 2 * t / n, 0.0),
+        "zero3_cpu": (gathered, 0.0, 0.0),
         "fsdp2": ((2 * f + 4 * t) / n + gathered, 4 * t / n, 8 * t / n),
         "fsdp2_cpu": (gathered, 0.0, 0.0),
         "lora": (2 * p + 4 * lora, 4 * lora, 8 * lora),

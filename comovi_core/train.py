@@ -77,6 +77,7 @@ import dataclasses
 import json
 import logging
 import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -89,7 +90,7 @@ from .cli import run_cli
 from .conditioning import check_video_size
 from .errors import CoMoViError
 from .model.config import get_config
-from .train_shard import is_sharded, load_from_rank0, shard_model
+from .train_shard import LAUNCHER_KEYS, is_sharded, launcher_sharding, load_from_rank0, shard_model
 from .train_step import (  # noqa: F401  (re-exported: the public training API lives here)
     LOSS_NAMES,
     TrainConfig,
@@ -106,6 +107,7 @@ from .train_step import (  # noqa: F401  (re-exported: the public training API l
     training_step,
 )
 from .train_validate import Validation
+from .train_zero import is_zero, require_deepspeed, zero_engine
 
 log = logging.getLogger("comovi_core.train")
 
@@ -130,9 +132,10 @@ def _accelerator(cfg: TrainConfig, out: Path, tensorboard: bool):
 
 
 def _gradient_sync(accelerator, model, sharded: bool, last: bool):
-    """Gradients are averaged over the processes on the last micro-batch of a step only."""
+    """Gradients are averaged over the processes on the last micro-batch of a step only (DeepSpeed: by itself)."""
     if sharded:
-        model.set_requires_gradient_sync(last)
+        if hasattr(model, "set_requires_gradient_sync"):  # FSDP2
+            model.set_requires_gradient_sync(last)
         return contextlib.nullcontext()
     return contextlib.nullcontext() if last else accelerator.no_sync(model)
 
@@ -169,7 +172,7 @@ def train(
 
     out = Path(out)
     accelerator = accelerator or _accelerator(cfg, out, tensorboard)
-    sharded = is_sharded(cfg)
+    sharded, zero = is_sharded(cfg), is_zero(cfg)
     named = prepare_for_training(model, cfg)
     if sharded:  # FSDP2 puts new (sharded) parameters in place: look the trained ones up again by name
         trained = {n for n, _ in named}
@@ -180,15 +183,20 @@ def train(
     params = [p for _, p in named]
     optimizer = make_optimizer(params, cfg)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(1.0, (step + 1) / max(1, cfg.warmup)))
+    engine = None
+    if zero:  # DeepSpeed ZeRO: the engine holds the model and steps the optimizer (train_zero)
+        groups = optimizer.state_dict()["param_groups"]
+        model = engine = zero_engine(model, optimizer, cfg, accelerator.device)
+        engine.comovi_groups = groups
     if resume is None:
         refuse_overwrite(out)
         done = 0
     else:
-        done = load_training_state(Path(resume), named, optimizer, schedule, cfg, accelerator.process_index)
+        done = load_training_state(Path(resume), named, optimizer, schedule, cfg, accelerator.process_index, engine)
     out.mkdir(parents=True, exist_ok=True)
     if accelerator.is_main_process:
         remove_debris(out)
-    if not sharded:  # DDP through accelerate; FSDP2 already does the gradient communication itself
+    if not sharded and not zero:  # DDP through accelerate; FSDP2 and DeepSpeed do the gradient communication
         model, optimizer = accelerator.prepare(model, optimizer)
     if isinstance(clips, list):
         vae.to(accelerator.device)
@@ -215,12 +223,16 @@ def train(
             context = clips.empty_context(accelerator.device) if drop_text(cfg, generator) else sample.context
             tokens += 2 * sample.x0_rgb[0, 0].numel() // 4  # both branches, patches of 1x2x2 latents
             last = k == cfg.grad_accum - 1
-            with _gradient_sync(accelerator, model, sharded, last):  # all-reduce (reduce-scatter) once per step
+            with _gradient_sync(accelerator, model, sharded or zero, last):  # all-reduce once per step
                 losses = latent_training_step(
                     model, body, sample.x0_rgb, sample.x0_motion, sample.motion, context, cfg, generator
                 )
                 loss = sum(losses.values()) / cfg.grad_accum
-                accelerator.backward(loss)
+                if zero:  # DeepSpeed counts micro-batches in step(): it reduces and updates on the last one
+                    engine.backward(loss, scale_wrt_gas=False)
+                    engine.step()
+                else:
+                    accelerator.backward(loss)
             total += loss.detach().item()
             for name, value in losses.items():
                 parts[name] += value.detach().item() / cfg.grad_accum
@@ -229,11 +241,14 @@ def train(
         tokens = int(accelerator.reduce(torch.tensor([tokens], device=accelerator.device), "sum"))  # all processes
         if not math.isfinite(total):
             raise CoMoViError(f"the loss became {total} at step {step}; lower --lr")
-        grad_norm = _clip_gradients(accelerator, params, cfg.clip, sharded)
         lr = schedule.get_last_lr()[0]  # the rate this step's update uses
-        optimizer.step()
+        if zero:  # clipped and stepped by the engine on the last micro-batch
+            grad_norm = float(engine.get_global_grad_norm())
+        else:
+            grad_norm = _clip_gradients(accelerator, params, cfg.clip, sharded)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
         schedule.step()
-        optimizer.zero_grad(set_to_none=True)
         history.append(total)
         seconds = time.perf_counter() - tick
         samples = cfg.grad_accum * accelerator.num_processes
@@ -248,7 +263,8 @@ def train(
         }
         if torch.cuda.is_available():
             row["peak_memory_gb"] = torch.cuda.max_memory_allocated() / 2**30
-        if validation.due(step) and (sharded or accelerator.is_main_process):  # sharded: every process takes part
+        everyone = sharded or (zero and cfg.sharding.startswith("zero3"))  # split parameters: all take part
+        if validation.due(step) and (everyone or accelerator.is_main_process):
             row.update(
                 validation.run(
                     accelerator.unwrap_model(model), body, step, accelerator.device, accelerator.is_main_process
@@ -259,7 +275,7 @@ def train(
             log.info("step %d/%d  %s", step, cfg.steps, "  ".join(f"{k} {v:.4g}" for k, v in row.items()))
         if step % cfg.save_every == 0 or step == cfg.steps:
             save_training_state(
-                accelerator, model, named, optimizer, schedule, cfg, step, total, out, compute_dtype(cfg)
+                accelerator, model, named, optimizer, schedule, cfg, step, total, out, compute_dtype(cfg), engine
             )
     metrics.close()
     clips.close()
@@ -445,6 +461,12 @@ def make_config(args: argparse.Namespace) -> TrainConfig:
 
         manifests = read_manifests(args.cache, values)
         defaults.update(zip(("frames", "height", "width"), cache_size(manifests[0])))
+    launcher = launcher_sharding(os.environ)
+    if launcher and values.setdefault("sharding", launcher) != launcher:
+        raise CoMoViError(
+            f"--sharding {values['sharding']} and the accelerate config's {launcher} disagree: drop --sharding (the "
+            "config decides) or launch with a MULTI_GPU config (configs/accelerate/one_node_8_gpus.yaml)"
+        )
     cfg = TrainConfig(preset=args.preset, **{**defaults, **values})
     if cfg.stage not in (1, 2):
         raise CoMoViError(f"--stage must be 1 or 2, got {cfg.stage}")
@@ -454,8 +476,10 @@ def make_config(args: argparse.Namespace) -> TrainConfig:
     _check_numbers(cfg)
     if args.synthetic < 0:
         raise CoMoViError(f"--synthetic is a number of clips, got {args.synthetic}; e.g. --synthetic 4")
+    if is_zero(cfg):
+        require_deepspeed(cfg.sharding)
     if cfg.optimizer == "adamw8bit":
-        if is_sharded(cfg):
+        if is_sharded(cfg) or is_zero(cfg):
             raise CoMoViError(
                 f"--optimizer adamw8bit (bitsandbytes) does not take sharded parameters: use it with --sharding ddp, "
                 f"or --optimizer adamw with --sharding {cfg.sharding} (its moments are split over the processes)"
@@ -466,7 +490,7 @@ def make_config(args: argparse.Namespace) -> TrainConfig:
             raise CoMoViError(
                 "--optimizer adamw8bit needs bitsandbytes: pip install bitsandbytes (or the adam8bit extra)"
             )
-    if cfg.lora and is_sharded(cfg):
+    if cfg.lora and (is_sharded(cfg) or is_zero(cfg)):
         raise CoMoViError(
             f"--lora trains adapters of a few hundred MB: run it with --sharding ddp (the default), not {cfg.sharding}"
         )
@@ -527,6 +551,8 @@ def run(args: argparse.Namespace) -> Path:
     from .train_state import refuse_overwrite, resolve_resume
 
     cfg = make_config(args)
+    for key in LAUNCHER_KEYS:  # --sharding carries it now: the loop drives FSDP2/DeepSpeed, not accelerate's plugins
+        os.environ.pop(key, None)
     check_writable_folder(args.out, "--out run folder")
     _check_init_files(args.init)
     resume = resolve_resume(args.resume, args.out)

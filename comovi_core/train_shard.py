@@ -21,11 +21,24 @@ import warnings
 
 import torch
 
-SHARDINGS = ("ddp", "fsdp2", "fsdp2_offload")
+from .errors import CoMoViError
+from .train_zero import ZERO_SHARDINGS
+
+SHARDINGS = ("ddp", "fsdp2", "fsdp2_offload", *ZERO_SHARDINGS)
 
 
 def is_sharded(cfg) -> bool:
     return cfg.sharding.startswith("fsdp2")
+
+
+def ensure_process_group(device: torch.device) -> None:
+    """One process (no torchrun): a process group of one, e.g. for fsdp2_offload or zero3_offload on one GPU."""
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        dist.init_process_group(
+            "nccl" if device.type == "cuda" else "gloo", store=dist.HashStore(), rank=0, world_size=1
+        )
 
 
 def shard_model(model, cfg, device: torch.device):
@@ -36,10 +49,7 @@ def shard_model(model, cfg, device: torch.device):
 
     from .train_step import compute_dtype
 
-    if not dist.is_initialized():  # one process (no torchrun): a group of one, e.g. for fsdp2_offload on one GPU
-        dist.init_process_group(
-            "nccl" if device.type == "cuda" else "gloo", store=dist.HashStore(), rank=0, world_size=1
-        )
+    ensure_process_group(device)
     mesh = init_device_mesh(device.type, (dist.get_world_size(),))
     options = {
         "mesh": mesh,
@@ -101,3 +111,30 @@ def shard_like(full: torch.Tensor, like) -> torch.Tensor:
     local = chunks[rank] if rank < len(chunks) else full[:0]
     local = local.to(device=local_part(like).device, dtype=like.dtype).contiguous()
     return DTensor.from_local(local, mesh, like.placements, run_check=False, shape=like.shape, stride=like.stride())
+
+
+# what ``accelerate launch`` puts in the environment for a DEEPSPEED or FSDP config (accelerate.utils.launch)
+LAUNCHER_KEYS = ("ACCELERATE_USE_DEEPSPEED", "ACCELERATE_USE_FSDP")
+
+
+def launcher_sharding(env) -> str | None:
+    """The --sharding an ``accelerate launch`` config asks for (distributed_type DEEPSPEED: zero_stage 2 or 3, CPU
+    offload of the optimizer; FSDP: FSDP2, offload_params), or None (MULTI_GPU, torchrun, one process)."""
+    if env.get("ACCELERATE_USE_DEEPSPEED", "").lower() == "true":
+        if env.get("ACCELERATE_DEEPSPEED_CONFIG_FILE"):
+            raise CoMoViError(
+                f"the accelerate config names a DeepSpeed config file ({env['ACCELERATE_DEEPSPEED_CONFIG_FILE']}); "
+                "comovi_core.train builds DeepSpeed's config from its own flags: give zero_stage and "
+                "offload_optimizer_device in the accelerate config instead (configs/accelerate/zero3_8_gpus.yaml)"
+            )
+        stage = env.get("ACCELERATE_DEEPSPEED_ZERO_STAGE", "2")
+        offload = env.get("ACCELERATE_DEEPSPEED_OFFLOAD_OPTIMIZER_DEVICE", "none").lower()
+        if stage not in ("2", "3") or offload not in ("none", "cpu"):
+            raise CoMoViError(
+                f"the accelerate config asks for DeepSpeed ZeRO stage {stage} with optimizer offload {offload}: "
+                "comovi_core.train runs zero_stage 2 or 3, offload_optimizer_device none or cpu"
+            )
+        return f"zero{stage}" + ("_offload" if offload == "cpu" else "")
+    if env.get("ACCELERATE_USE_FSDP", "").lower() == "true":
+        return "fsdp2_offload" if env.get("FSDP_OFFLOAD_PARAMS", "").lower() == "true" else "fsdp2"
+    return None

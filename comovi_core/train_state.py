@@ -202,23 +202,45 @@ def save_model(model, path: Path, cfg, meta: dict, dtype: torch.dtype, state: di
 
 
 def save_training_state(
-    accelerator, model, named_params, optimizer, schedule, cfg, step: int, loss: float, out: Path, dtype: torch.dtype
+    accelerator,
+    model,
+    named_params,
+    optimizer,
+    schedule,
+    cfg,
+    step: int,
+    loss: float,
+    out: Path,
+    dtype: torch.dtype,
+    engine=None,
 ) -> None:
     """Write ``step_N.safetensors`` (+ .json) and ``state_N/`` atomically. Called by every process; sharded
-    (--sharding fsdp2), every process writes its own shards of the state and process 0 the gathered model."""
+    (--sharding fsdp2, zero*), every process writes its own shards of the state and process 0 the gathered model
+    (``engine``: DeepSpeed's, for zero*)."""
+    from . import train_zero
+
     tmp, final = out / f".state_{step:06d}.partial", out / f"state_{step:06d}"
-    rank, count, sharded = accelerator.process_index, accelerator.num_processes, is_sharded(cfg)
+    rank, count = accelerator.process_index, accelerator.num_processes
+    sharded = is_sharded(cfg) or engine is not None
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
-    gathered = full_state_dict(model) if sharded else None  # collective: every process takes part
+    if engine is not None:  # collective: every process gathers each tensor and keeps its chunk
+        gathered = train_zero.gathered_model_state(engine, train_zero.zero_stage(cfg), accelerator.is_main_process)
+        zero_parts = train_zero.state_parts(engine, named_params, rank, count)
+    else:
+        gathered = full_state_dict(model) if sharded else None  # collective: every process takes part
     accelerator.wait_for_everyone()
     save_file(_rng_tensors(), str(tmp / f"rng_{rank}.safetensors"))
     names = [n for n, _ in named_params]
     if sharded or accelerator.is_main_process:
-        masters = {n: local_part(p.detach()).float().contiguous() for n, p in named_params}
-        tensors, groups, values = _optimizer_to_files(optimizer, names)
+        if engine is not None:
+            masters, tensors = zero_parts
+            groups, values = train_zero.param_groups(engine, engine.comovi_groups), {}
+        else:
+            masters = {n: local_part(p.detach()).float().contiguous() for n, p in named_params}
+            tensors, groups, values = _optimizer_to_files(optimizer, names)
         stems = {stem: shard_file_name(stem, rank, count) if sharded else f"{stem}.safetensors" for stem in STEMS}
         save_file(masters, str(tmp / stems["trainable"]))
         save_file(tensors, str(tmp / stems["optimizer"]))
@@ -236,7 +258,7 @@ def save_training_state(
             "train": dataclasses.asdict(cfg),
             "processes": count,
             "shards": count if sharded else 1,
-            "shapes": {n: list(p.shape) for n, p in named_params},
+            "shapes": {n: list(getattr(p, "ds_shape", p.shape)) for n, p in named_params},  # zero3: split
         }
         (tmp / "state.json").write_text(json.dumps(info, indent=1))
         if final.exists():  # only when a run is resumed from before this step on purpose
@@ -265,8 +287,11 @@ def prune_states(out: Path, keep: int) -> list[str]:
     return removed
 
 
-def load_training_state(state_dir: Path, named_params, optimizer, schedule, cfg, process_index: int) -> int:
-    """Restore master weights, optimizer, LR scheduler and RNG from ``state_dir``; returns its step."""
+def load_training_state(
+    state_dir: Path, named_params, optimizer, schedule, cfg, process_index: int, engine=None
+) -> int:
+    """Restore master weights, optimizer, LR scheduler and RNG from ``state_dir`` (``engine``: into DeepSpeed's
+    partitions, --sharding zero*); returns its step."""
     info = json.loads((state_dir / "state.json").read_text())
     now = dataclasses.asdict(cfg)
     saved = {**{f.name: f.default for f in dataclasses.fields(cfg)}, **info["train"]}  # fields added since: defaults
@@ -295,6 +320,13 @@ def load_training_state(state_dir: Path, named_params, optimizer, schedule, cfg,
             f"{len(names)}): resume with the model and stage it was saved with, or --resume none"
         )
     masters = StateTensors(state_dir, "trainable")
+    if engine is not None:
+        from .train_zero import load_state, zero_stage
+
+        groups = info["param_groups"]
+        load_state(engine, named_params, masters, StateTensors(state_dir, "optimizer"), groups, zero_stage(cfg))
+        _restore_schedule_and_rng(state_dir, schedule, info, process_index)
+        return int(info["step"])
     with torch.no_grad():
         for name, p in named_params:
             local_part(p).copy_(local_part(shard_like(masters[name], p)))
@@ -310,6 +342,11 @@ def load_training_state(state_dir: Path, named_params, optimizer, schedule, cfg,
         name, _, field = key.partition("/")
         _nest(per_param.setdefault(names.index(name), {}), field, value)
     optimizer.load_state_dict({"state": per_param, "param_groups": info["param_groups"]})
+    _restore_schedule_and_rng(state_dir, schedule, info, process_index)
+    return int(info["step"])
+
+
+def _restore_schedule_and_rng(state_dir: Path, schedule, info: dict, process_index: int) -> None:
     schedule.load_state_dict(info["scheduler"])
     rng_file = state_dir / f"rng_{process_index}.safetensors"
     rng = read_safetensors(rng_file if rng_file.is_file() else state_dir / "rng_0.safetensors", STATE_FIX)
@@ -318,7 +355,6 @@ def load_training_state(state_dir: Path, named_params, optimizer, schedule, cfg,
     if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
         torch.cuda.set_rng_state_all(cuda)
     log.info("resumed from %s (step %d)", state_dir, info["step"])
-    return int(info["step"])
 
 
 def _step_of(line: str) -> float:

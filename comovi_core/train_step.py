@@ -85,7 +85,9 @@ class TrainConfig:
         default="ddp",
         metadata={
             "help": "ddp: every process holds the whole model; fsdp2: parameters, gradients and AdamW state sharded "
-            "over the processes (torch FSDP2); fsdp2_offload: sharded and kept in CPU memory",
+            "over the processes (torch FSDP2); fsdp2_offload: sharded and kept in CPU memory; zero2 / zero3: DeepSpeed "
+            "ZeRO stage 2 (optimizer state and gradients split) / 3 (parameters too), _offload: in CPU memory "
+            "(needs deepspeed)",
             "choices": SHARDINGS,
         },
     )

@@ -143,7 +143,11 @@ def test_shipped_accelerate_configs_launch_one_process_per_gpu():
     folder = Path(__file__).resolve().parents[1] / "configs" / "accelerate"
     found = {p.name: ClusterConfig.from_yaml_file(str(p)) for p in sorted(folder.glob("*.yaml"))}
     assert {n: (c.distributed_type.value, c.num_machines, c.num_processes) for n, c in found.items()} == {
+        "fsdp2_8_gpus.yaml": ("FSDP", 1, 8),
         "one_node_8_gpus.yaml": ("MULTI_GPU", 1, 8),
         "two_nodes_16_gpus.yaml": ("MULTI_GPU", 2, 16),
+        "zero2_8_gpus.yaml": ("DEEPSPEED", 1, 8),
+        "zero3_8_gpus.yaml": ("DEEPSPEED", 1, 8),
+        "zero3_offload_8_gpus.yaml": ("DEEPSPEED", 1, 8),
     }
     assert {c.mixed_precision for c in found.values()} == {"bf16"}  # as train's default --precision

@@ -15,14 +15,19 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def run_train(args: list[str], out: Path, processes: int = 1) -> subprocess.CompletedProcess:
-    """Run ``comovi_core.train`` with ``args`` into ``out`` on ``processes`` CPU processes (gloo); fails loudly."""
-    launch = (
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(processes), "--master_port"]
-        + [str(free_port())]
-        if processes > 1
-        else [sys.executable]
-    )
+def run_train(
+    args: list[str], out: Path, processes: int = 1, accelerate_config: Path | None = None
+) -> subprocess.CompletedProcess:
+    """Run ``comovi_core.train`` with ``args`` into ``out`` on ``processes`` CPU processes (gloo); fails loudly.
+    ``accelerate_config``: started by ``accelerate launch --config_file`` (its process count set to ``processes``)."""
+    if accelerate_config is not None:
+        launch = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(accelerate_config)]
+        launch += ["--num_processes", str(processes), "--main_process_port", str(free_port())]
+    elif processes > 1:
+        launch = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(processes), "--master_port"]
+        launch += [str(free_port())]
+    else:
+        launch = [sys.executable]
     done = subprocess.run(
         [*launch, "-m", "comovi_core.train", *args, "--out", str(out)], capture_output=True, text=True, timeout=300
     )

@@ -23,7 +23,7 @@ derived sizes. Gradient checkpointing, attention backends, group offload and reg
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 from diffusers import WanTransformer3DModel
@@ -38,8 +38,10 @@ from .config import CoMoViConfig
 from .smpl_head import SMPLHead
 
 
-@dataclass
-class CoMoViOutput:
+class CoMoViOutput(NamedTuple):
+    """A tuple, so that hooks that follow a module's output tensors see them (DeepSpeed ZeRO-3 gathers parameters
+    for the backward pass from them)."""
+
     rgb: torch.Tensor  # (B, C, F, H, W) predicted flow of the RGB branch
     motion: torch.Tensor  # (B, C, F, H, W) predicted flow of the motion branch
     smpl_6d: torch.Tensor | None  # (B, P, 144) poses of frames 1..F-1 (6D), None without a head
