@@ -126,8 +126,9 @@ def trainable_parameters(model, stage: int) -> list[torch.nn.Parameter]:
 
 
 def prepare_for_training(model, cfg: TrainConfig) -> list[tuple[str, torch.nn.Parameter]]:
-    """Freeze and cast for the stage: trained parameters become fp32 master weights, frozen ones the compute dtype
-    (bf16 under --precision bf16); with --lora only the injected adapters train (``comovi_core.lora``).
+    """Freeze and cast for the stage: trained parameters become fp32 master weights (under DeepSpeed: its
+    optimizer's), frozen ones the compute dtype (bf16 under --precision bf16); with --lora only the injected
+    adapters train (``comovi_core.lora``).
     Returns the trained (name, parameter) pairs in a fixed order."""
     if cfg.lora:
         from .lora import add_lora, parse_targets
@@ -138,8 +139,10 @@ def prepare_for_training(model, cfg: TrainConfig) -> list[tuple[str, torch.nn.Pa
         }
     else:
         trained = {id(p) for p in trainable_parameters(model, cfg.stage)}
+    # DeepSpeed (--sharding zero*) keeps the fp32 masters in its optimizer and the model in the compute dtype
+    master = compute_dtype(cfg) if cfg.sharding.startswith("zero") else torch.float32
     for p in model.parameters():
-        p.data = p.data.float() if id(p) in trained else p.data.to(compute_dtype(cfg))
+        p.data = p.data.to(master) if id(p) in trained else p.data.to(compute_dtype(cfg))
     model.train()
     if cfg.gradient_checkpointing:  # diffusers' mechanism (ModelMixin)
         model.enable_gradient_checkpointing()

@@ -5,8 +5,8 @@ dtype); zero3 also splits the parameters, so a block's full weights exist only w
 split optimizer state (zero3: the parameters too) in CPU memory. Under --precision bf16 DeepSpeed holds the whole
 model in bf16, the trained parameters included, with fp32 master partitions in the optimizer: the forward computes
 in bf16 as under FSDP2 (norm weights included), not under autocast over fp32 masters as DDP does. Floating buffers
-(RoPE tables) go back to the dtype they had. Every process builds the whole model before DeepSpeed splits it (FSDP2
-builds it on the meta device instead).
+(RoPE tables) go back to the dtype they had. Every process builds the whole model in the compute dtype before
+DeepSpeed splits it (22 GB of host memory each at real size; FSDP2 builds it on the meta device instead).
 
 The loop stays ours (``train.train``): the engine's backward and step run once per micro-batch, and DeepSpeed reduces
 and updates on a step's last one. It clips at --clip. The LR schedule is ours, on the same param groups.
