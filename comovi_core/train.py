@@ -107,7 +107,7 @@ from .train_step import (  # noqa: F401  (re-exported: the public training API l
     training_step,
 )
 from .train_validate import Validation
-from .train_zero import is_zero, require_deepspeed, zero_engine
+from .train_zero import build_split, is_zero, require_deepspeed, zero_engine, zero_stage
 
 log = logging.getLogger("comovi_core.train")
 
@@ -173,6 +173,8 @@ def train(
     out = Path(out)
     accelerator = accelerator or _accelerator(cfg, out, tensorboard)
     sharded, zero = is_sharded(cfg), is_zero(cfg)
+    if zero and zero_stage(cfg) == 3:  # split as it is built: no process holds the whole model
+        model = build_split(model, cfg, accelerator.device, accelerator.is_main_process)
     named = prepare_for_training(model, cfg)
     if sharded:  # FSDP2 puts new (sharded) parameters in place: look the trained ones up again by name
         trained = {n for n, _ in named}
@@ -347,11 +349,11 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def load_training_model(cfg: TrainConfig, init: list):
     """The model for ``cfg`` in the compute dtype (``train`` then makes the trained parameters fp32 masters). The
-    tiny preset builds random weights in memory (then ``init`` on top). Sharded (--sharding fsdp2), only process 0
-    reads weights; the others build the model on the meta device (``train`` hands them their shards)."""
+    tiny preset builds random weights in memory (then ``init`` on top). Sharded (--sharding fsdp2*, zero3*), only
+    process 0 reads weights; the others build the model on the meta device (``train`` hands them their shards)."""
     from .model.loading import build_model, load_model, open_checkpoint, resolve_config
 
-    if is_sharded(cfg) and not _is_main_process():
+    if (is_sharded(cfg) or (is_zero(cfg) and zero_stage(cfg) == 3)) and not _is_main_process():
         config = resolve_config([open_checkpoint(p) for p in init], get_config(cfg.preset)) if init else None
         return build_model(config or get_config(cfg.preset), "meta").to(compute_dtype(cfg))
 

@@ -5,8 +5,9 @@ dtype); zero3 also splits the parameters, so a block's full weights exist only w
 split optimizer state (zero3: the parameters too) in CPU memory. Under --precision bf16 DeepSpeed holds the whole
 model in bf16, the trained parameters included, with fp32 master partitions in the optimizer: the forward computes
 in bf16 as under FSDP2 (norm weights included), not under autocast over fp32 masters as DDP does. Floating buffers
-(RoPE tables) go back to the dtype they had. Every process builds the whole model in the compute dtype before
-DeepSpeed splits it (22 GB of host memory each at real size; FSDP2 builds it on the meta device instead).
+(RoPE tables) go back to the dtype they had. zero3 builds the model split (``build_split``: process 0
+reads the weights, the others start from the meta device); zero2, which keeps whole bf16 weights on every GPU
+anyway, builds it whole in every process (22 GB of host memory each at real size).
 
 The loop stays ours (``train.train``): the engine's backward and step run once per micro-batch, and DeepSpeed reduces
 and updates on a step's last one. It clips at --clip. The LR schedule is ours, on the same param groups.
@@ -30,7 +31,8 @@ import torch
 from .errors import CoMoViError
 
 ZERO_SHARDINGS = ("zero2", "zero2_offload", "zero3", "zero3_offload")
-MOMENTS = ("exp_avg", "exp_avg_sq")  # torch AdamW's per-element state
+MOMENTS = ("exp_avg", "exp_avg_sq")
+log = logging.getLogger("comovi_core.train")  # torch AdamW's per-element state
 
 
 def is_zero(cfg) -> bool:
@@ -71,14 +73,7 @@ def zero_config(cfg) -> dict:
 
 def zero_engine(model, optimizer, cfg, device: torch.device):
     """Hand ``model`` and its ``optimizer`` to DeepSpeed; returns the engine (call it like the model)."""
-    require_deepspeed(cfg.sharding)
-    from .train_shard import ensure_process_group
-
-    ensure_process_group(device)
-    os.environ.setdefault("LOCAL_RANK", "0")  # one process started without a launcher (a group of one)
-    import deepspeed
-
-    logging.getLogger("DeepSpeed").setLevel(logging.WARNING)
+    deepspeed = _deepspeed(cfg, device)
     dtypes = {name: b.dtype for name, b in model.named_buffers()}
     engine, *_ = deepspeed.initialize(model=model, optimizer=optimizer, config=zero_config(cfg))
     for name, buffer in list(engine.module.named_buffers()):
@@ -86,6 +81,50 @@ def zero_engine(model, optimizer, cfg, device: torch.device):
             owner, _, leaf = name.rpartition(".")
             engine.module.get_submodule(owner)._buffers[leaf] = buffer.to(dtypes[name])
     return engine
+
+
+def _deepspeed(cfg, device: torch.device):
+    """DeepSpeed, imported once the processes are a group (one process: a group of one, LOCAL_RANK 0)."""
+    require_deepspeed(cfg.sharding)
+    from .train_shard import ensure_process_group
+
+    ensure_process_group(device)
+    os.environ.setdefault("LOCAL_RANK", "0")  # one process started without a launcher
+    import deepspeed
+
+    logging.getLogger("DeepSpeed").setLevel(logging.WARNING)
+    return deepspeed
+
+
+def build_split(model, cfg, device: torch.device, is_main: bool):
+    """zero3: the model built again under ``deepspeed.zero.Init`` (each parameter split over the processes as it is
+    made, so no process holds the whole model), filled from ``model``: process 0's full model; elsewhere the same
+    model on the meta device (``load_training_model``). Every process calls it; returns the split model."""
+    import torch.distributed as dist
+
+    from .model.loading import build_model
+
+    deepspeed = _deepspeed(cfg, device)
+    full = model.state_dict() if is_main else {}
+    # the dtype follows the config (bf16 or fp32); torch.nn.functional.linear is left as it is
+    with deepspeed.zero.Init(config_dict_or_path=zero_config(cfg), mem_efficient_linear=False):
+        split = build_model(model.comovi_config, "cpu")
+    for name, p in split.named_parameters():
+        with deepspeed.zero.GatheredParameters([p], modifier_rank=0), torch.no_grad():
+            if is_main:
+                p.data.copy_(full[name])
+    for name, buffer in split.named_buffers():  # not split: process 0's (RoPE tables are also made alike)
+        if name in full:
+            buffer.copy_(full[name])
+        dist.broadcast(buffer.data, src=0)
+    held = sum(p.ds_tensor.numel() for p in split.parameters())
+    log.info(
+        "process %d holds %d of the model's %d parameter values (zero3: split as built)",
+        dist.get_rank(),
+        held,
+        sum(p.ds_numel for p in split.parameters()),
+    )
+    return split
 
 
 def _chunk(full: torch.Tensor, rank: int, count: int) -> torch.Tensor:

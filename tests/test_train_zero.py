@@ -5,6 +5,7 @@ other stage with any process count, fp32 masters under bf16, and DeepSpeed chose
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -48,7 +49,8 @@ def runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("zero")
     saves = ["--grad-accum", "1", "--save-every", "1"]
     # as a user starts it: accelerate launch with the shipped ZeRO-3 config (eight processes there, two here)
-    run_train([*COMMON, *saves, *VALIDATE], root / "zero3", 2, CONFIGS / "zero3_8_gpus.yaml")
+    done = run_train([*COMMON, *saves, *VALIDATE], root / "zero3", 2, CONFIGS / "zero3_8_gpus.yaml")
+    (root / "zero3.log").write_text(done.stderr)
     run_train([*COMMON, *saves, "--sharding", "zero2"], root / "zero2", 2)
     run_train([*COMMON, *saves, *VALIDATE], root / "ddp", 2)
     return root
@@ -66,6 +68,10 @@ def test_zero_stages_make_the_ddp_update_and_write_one_shard_per_process(runs):
         assert _max_diff(_step2(runs / stage), _step2(runs / "ddp")) < 2e-5
         rows, ref = metrics_rows(runs / stage), metrics_rows(runs / "ddp")
         assert [r["grad_norm"] for r in rows] == pytest.approx([r["grad_norm"] for r in ref], rel=1e-5)
+    # zero3 splits the model as it is built (process 1 built it on the meta device): each holds half
+    pattern = r"process (\d) holds (\d+) of the model's (\d+) parameter values"
+    held = re.findall(pattern, (runs / "zero3.log").read_text())
+    assert sorted(held) == [("0", "409336", "818672"), ("1", "409336", "818672")]
     start = tiny_transformer(0).state_dict()
     zero3 = _step2(runs / "zero3")
     assert any(not torch.equal(zero3[k], start[k]) for k in zero3 if k.startswith("zero_linears."))  # it trained
