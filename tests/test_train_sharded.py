@@ -10,7 +10,7 @@ import shutil
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
-from train_runs import metrics_rows, run_train
+from train_runs import cut_after_step1, max_diff, metrics_rows, run_train
 
 from comovi_core.consolidate import consolidate
 from comovi_core.errors import CoMoViError
@@ -24,19 +24,6 @@ from comovi_core.train_state import StateTensors
 # Adam eps 1e-8 as in test_train's DDP test (with 1e-10 a ~0 gradient element may take a full step in one run only).
 COMMON = ["--preset", "tiny", "--synthetic", "2", "--stage", "2", "--steps", "2", "--adam-eps", "1e-8"]
 STEP2 = "step_000002.safetensors"
-
-
-def _max_diff(a: dict, b: dict) -> float:
-    assert a.keys() == b.keys()
-    return max(float((a[k].float() - b[k].float()).abs().max()) for k in a)
-
-
-def _resume_from_step1(source, target):
-    """A copy of ``source`` cut after step 1 (as a run killed after its first save)."""
-    target.mkdir()
-    shutil.copytree(source / "state_000001", target / "state_000001")
-    for suffix in (".safetensors", ".json"):
-        shutil.copy(source / f"step_000001{suffix}", target)
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +41,7 @@ def test_fsdp2_makes_the_ddp_update_and_writes_one_shard_per_process(runs):
     assert fsdp["first_loss"] == pytest.approx(ddp["first_loss"], rel=1e-6)  # measured: equal
     assert fsdp["last_loss"] == pytest.approx(ddp["last_loss"], rel=1e-6)
     a, b = (load_file(str(runs / d / STEP2)) for d in ("fsdp", "ddp"))
-    assert _max_diff(a, b) < 1e-5  # measured 1.03e-6 (gradient sums in another order)
+    assert max_diff(a, b) < 1e-5  # measured 1.03e-6 (gradient sums in another order)
     start = tiny_transformer(0).state_dict()
     assert any(not torch.equal(a[k], start[k]) for k in a if k.startswith("zero_linears."))  # it trained
     rows, ref = metrics_rows(runs / "fsdp"), metrics_rows(runs / "ddp")
@@ -62,7 +49,7 @@ def test_fsdp2_makes_the_ddp_update_and_writes_one_shard_per_process(runs):
     for name in ("val_loss_motion", "val_loss_video", "val_loss_smpl"):
         assert rows[1][name] == pytest.approx(ref[1][name], rel=1e-5), name
     samples = [load_file(str(runs / d / "validation" / "step_000002.safetensors")) for d in ("fsdp", "ddp")]
-    assert _max_diff(*samples) < 1e-4
+    assert max_diff(*samples) < 1e-4
     state = runs / "fsdp" / "state_000002"
     names = sorted(p.name for p in state.glob("*.safetensors"))
     assert names == [
@@ -83,16 +70,16 @@ def test_fsdp2_makes_the_ddp_update_and_writes_one_shard_per_process(runs):
 
 def test_sharded_state_resumes_bit_identical_and_under_another_strategy(runs, tmp_path):
     unbroken = load_file(str(runs / "fsdp" / STEP2))
-    _resume_from_step1(runs / "fsdp", tmp_path / "same")
+    cut_after_step1(runs / "fsdp", tmp_path / "same")
     done = run_train([*COMMON, "--grad-accum", "1", "--sharding", "fsdp2"], tmp_path / "same", 2)
     assert "resumed from" in done.stderr
-    assert _max_diff(load_file(str(tmp_path / "same" / STEP2)), unbroken) == 0.0  # measured: bit-identical
+    assert max_diff(load_file(str(tmp_path / "same" / STEP2)), unbroken) == 0.0  # measured: bit-identical
     # the same state, one process (all shards joined): data parallel with twice the accumulation, then one process
     # of FSDP2 with its shards, gradients and AdamW state in CPU memory (a process group of one)
     for sharding in ("ddp", "fsdp2_offload"):
-        _resume_from_step1(runs / "fsdp", tmp_path / sharding)
+        cut_after_step1(runs / "fsdp", tmp_path / sharding)
         run_train([*COMMON, "--grad-accum", "2", "--sharding", sharding], tmp_path / sharding)
-        assert _max_diff(load_file(str(tmp_path / sharding / STEP2)), unbroken) < 1e-6  # measured 1.2e-7, 1.5e-8
+        assert max_diff(load_file(str(tmp_path / sharding / STEP2)), unbroken) < 1e-6  # measured 1.2e-7, 1.5e-8
 
 
 def test_consolidated_state_equals_the_checkpoint_and_loads_on_the_base(runs, tmp_path, caplog):
@@ -101,10 +88,10 @@ def test_consolidated_state_equals_the_checkpoint_and_loads_on_the_base(runs, tm
     joined = load_file(str(out))
     info = json.loads((runs / "fsdp" / "state_000002" / "state.json").read_text())
     assert sorted(joined) == sorted(info["names"]) and len(joined) == 120  # motion branch, zero-linears, 3D head
-    assert _max_diff(joined, {k: step[k] for k in joined}) == 0.0  # tiny trains in fp32: the masters are the model
+    assert max_diff(joined, {k: step[k] for k in joined}) == 0.0  # tiny trains in fp32: the masters are the model
     save_checkpoint(tiny_transformer(0), tmp_path / "base.safetensors")
     model, _ = load_model(None, [tmp_path / "base.safetensors", out], dtype=torch.float32)
-    assert _max_diff(model.state_dict(), step) == 0.0
+    assert max_diff(model.state_dict(), step) == 0.0
     half = consolidate(runs / "fsdp" / "state_000002", tmp_path / "s2_bf16.safetensors", torch.bfloat16)
     assert {t.dtype for t in load_file(str(half)).values()} == {torch.bfloat16}
 

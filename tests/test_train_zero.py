@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import load_file
-from train_runs import metrics_rows, run_train
+from train_runs import cut_after_step1, max_diff, metrics_rows, run_train
 
 from comovi_core.consolidate import consolidate
 from comovi_core.errors import CoMoViError
@@ -27,21 +26,8 @@ VALIDATE = ["--validate-every", "2", "--validate-steps", "2"]
 CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "accelerate"
 
 
-def _max_diff(a: dict, b: dict) -> float:
-    assert a.keys() == b.keys()
-    return max(float((a[k].float() - b[k].float()).abs().max()) for k in a)
-
-
 def _step2(run) -> dict:
     return load_file(str(run / STEP2))
-
-
-def _resume_from_step1(source, target):
-    """A copy of ``source`` cut after step 1 (as a run killed after its first save)."""
-    target.mkdir()
-    shutil.copytree(source / "state_000001", target / "state_000001")
-    for suffix in (".safetensors", ".json"):
-        shutil.copy(source / f"step_000001{suffix}", target)
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +51,7 @@ def test_zero_stages_make_the_ddp_update_and_write_one_shard_per_process(runs):
         assert summary["last_loss"] == pytest.approx(ddp["last_loss"], rel=1e-6)
         # measured 3.4e-6 for both: gradient sums in another order, and DeepSpeed's AdamW also decays the weights of
         # the 3D head's fusion layers that get no gradient (torch's AdamW skips them under DDP)
-        assert _max_diff(_step2(runs / stage), _step2(runs / "ddp")) < 2e-5
+        assert max_diff(_step2(runs / stage), _step2(runs / "ddp")) < 2e-5
         rows, ref = metrics_rows(runs / stage), metrics_rows(runs / "ddp")
         assert [r["grad_norm"] for r in rows] == pytest.approx([r["grad_norm"] for r in ref], rel=1e-5)
     # zero3 splits the model as it is built (process 1 built it on the meta device): each holds half
@@ -79,7 +65,7 @@ def test_zero_stages_make_the_ddp_update_and_write_one_shard_per_process(runs):
     for name in ("val_loss_motion", "val_loss_video", "val_loss_smpl"):  # zero3: every process takes part
         assert rows[1][name] == pytest.approx(ref[1][name], rel=1e-5), name
     samples = [load_file(str(runs / d / "validation" / "step_000002.safetensors")) for d in ("zero3", "ddp")]
-    assert _max_diff(*samples) < 1e-4
+    assert max_diff(*samples) < 1e-4
     state = runs / "zero3" / "state_000002"
     info = json.loads((state / "state.json").read_text())
     assert info["shards"] == 2 and info["train"]["sharding"] == "zero3"  # from the accelerate config
@@ -91,7 +77,7 @@ def test_zero_stages_make_the_ddp_update_and_write_one_shard_per_process(runs):
     assert moments[f"{name}/exp_avg"].shape == (96, 96) and float(moments[f"{name}/step"]) == 2.0
     assert (
         consolidate(state, runs / "zero3.safetensors")
-        and _max_diff(load_file(str(runs / "zero3.safetensors")), {k: zero3[k] for k in info["names"]}) == 0.0
+        and max_diff(load_file(str(runs / "zero3.safetensors")), {k: zero3[k] for k in info["names"]}) == 0.0
     )
 
 
@@ -109,11 +95,11 @@ def test_zero_stages_make_the_ddp_update_and_write_one_shard_per_process(runs):
 def test_zero_state_resumes_bit_identical_and_under_another_strategy(
     runs, tmp_path, source, sharding, processes, tolerance
 ):
-    _resume_from_step1(runs / source, tmp_path / "run")
+    cut_after_step1(runs / source, tmp_path / "run")
     accumulate = str(2 // processes)
     done = run_train([*COMMON, "--grad-accum", accumulate, "--sharding", sharding], tmp_path / "run", processes)
     assert "resumed from" in done.stderr
-    assert _max_diff(_step2(tmp_path / "run"), _step2(runs / source)) <= tolerance
+    assert max_diff(_step2(tmp_path / "run"), _step2(runs / source)) <= tolerance
 
 
 def test_bf16_zero_keeps_fp32_masters_so_every_trained_tensor_moves(tmp_path):

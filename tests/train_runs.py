@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import socket
 import subprocess
 import sys
@@ -38,3 +39,17 @@ def run_train(
 def metrics_rows(run: Path) -> list[dict]:
     """The lines of a run's ``metrics.jsonl``, one dict per optimizer step."""
     return [json.loads(line) for line in (Path(run) / "metrics.jsonl").read_text().splitlines()]
+
+
+def max_diff(a: dict, b: dict) -> float:
+    """Largest absolute difference between two state dicts with the same keys."""
+    assert a.keys() == b.keys()
+    return max(float((a[k].float() - b[k].float()).abs().max()) for k in a)
+
+
+def cut_after_step1(source: Path, target: Path) -> None:
+    """A copy of the run ``source`` cut after step 1 (as a run killed after its first save)."""
+    target.mkdir()
+    shutil.copytree(source / "state_000001", target / "state_000001")
+    for suffix in (".safetensors", ".json"):
+        shutil.copy(source / f"step_000001{suffix}", target)
