@@ -12,6 +12,10 @@ median against the target, and the per-repeat ratio of each backend to the first
     python benchmarks/bench_motion_map.py                      # torch backend, 81 frames at 704x1280
     python benchmarks/bench_motion_map.py --backends torch --frames 33 --shading flat
     python benchmarks/bench_motion_map.py --backends torch,pyrender   # OpenGL too (target <= 4 s)
+    python benchmarks/bench_motion_map.py --backends torch,torch_depth --frames 9 --height 352 --width 640
+
+``torch_depth`` is the torch backend's depth alone (``raster_torch.render_depth``: no normals, colours or
+shading), what the motion fit's visibility test draws at every optimisation step.
 
 Writes no files.
 """
@@ -43,6 +47,7 @@ from timing import (
 from comovi_core.body.mannequin import demo_motion
 from comovi_core.body.smpl import camera_vertices, load_body_model
 from comovi_core.camera import PinholeCamera
+from comovi_core.motion_map.raster_torch import render_depth
 from comovi_core.motion_map.render import iter_motion_maps
 
 log = logging.getLogger("bench_motion_map")
@@ -89,6 +94,12 @@ def make_case(backend: str, vertices, faces, part_ids, camera, shading: str, fra
         render_gl.require_available()  # a clear error, saying what to install, when there is no OpenGL
         device = "cpu"
     vertices, faces, part_ids = vertices.to(device), faces.to(device), part_ids.to(device)
+    if backend == "torch_depth":
+
+        def depth(verts: torch.Tensor) -> int:
+            return sum(int((render_depth(v, faces, camera) > 0).sum()) for v in verts.split(frames_per_chunk))
+
+        return (lambda: depth(vertices)), (lambda: depth(vertices[:frames_per_chunk]))
 
     def run(verts: torch.Tensor) -> int:
         covered = 0
@@ -99,8 +110,12 @@ def make_case(backend: str, vertices, faces, part_ids, camera, shading: str, fra
     return (lambda: run(vertices)), (lambda: run(vertices[:frames_per_chunk]))
 
 
-BACKENDS = ("torch", "pyrender")
-TARGET_S = {"torch": 15.0, "pyrender": 4.0}  # default target per backend for the whole clip (median time)
+BACKENDS = ("torch", "pyrender", "torch_depth")
+TARGET_S = {
+    "torch": 15.0,
+    "pyrender": 4.0,
+    "torch_depth": 15.0,
+}  # default target per backend for the whole clip (median time)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

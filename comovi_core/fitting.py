@@ -54,6 +54,7 @@ from .fit_prior import joint_limits, smoothness, stillness
 from .fit_splat import SPLAT_SIGMA, body_splat, projected_vertex_area, splat_cost, splat_targets
 from .motion_map.colors import vertex_normals
 from .motion_map.decode import DecodedMotionMap, decode_motion_map, levels_of
+from .motion_map.raster_torch import render_depth
 from .motion_map.render import render_motion_map
 
 log = logging.getLogger("comovi_core.fitting")  # the same name when run as `python -m`
@@ -162,10 +163,11 @@ def visible_vertices(
 ) -> torch.Tensor:
     """vertices (T, V, 3) in camera space -> (T, V) float, 1 where a vertex is not hidden behind the body.
 
-    Renders the body's depth at the camera's resolution (no gradient) and keeps vertices within
-    ``tolerance`` metres of the drawn surface at their pixel (or on no drawn pixel: silhouette)."""
+    Renders the body's depth alone at the camera's resolution (``render_depth``: no gradient, no colours, the
+    depth of a rendered map bit for bit) and keeps vertices within ``tolerance`` metres of the drawn surface at
+    their pixel (or on no drawn pixel: silhouette). ``part_ids`` is not needed for that; kept for callers."""
     with torch.no_grad():
-        depth = render_motion_map(vertices.detach(), faces, part_ids, camera, "flat", "torch").depth  # (T, H, W)
+        depth = render_depth(vertices.detach(), faces, camera)  # (T, H, W)
         uv = camera.project(vertices.detach())
         col = uv[..., 0].long().clamp(0, camera.width - 1)
         row = uv[..., 1].long().clamp(0, camera.height - 1)
@@ -327,7 +329,8 @@ def _track(body, delta, base, betas, frame_cost, steps, smooth, on_step, flip_st
     ``frame_cost`` is one callable ``(vertices (1, V, 3), frame) -> scalar`` or a sequence of them, run one
     after the other (e.g. coarse to fine); the joint prior over the frame and the two before it is added.
     After the stages each limb is tried mirrored in depth (``fit_flip``): the mirror and (in a copy) the current
-    pose get ``flip_steps`` more steps of the last cost each (0: no flips); the mirror replaces the pose only when
+    pose get ``flip_steps`` more steps of the last cost each (0: no flips; the current pose's are taken once and
+    reused until a mirror replaces it: the descent is deterministic); the mirror replaces the pose only when
     it ends ``FLIP_MARGIN`` cheaper, so without a flip the track is what it was without the trial.
     base (T, 75) is the start pose every frame; delta (T-1, 75) is filled in place."""
     costs = frame_cost if isinstance(frame_cost, (list, tuple)) else [frame_cost]
@@ -362,16 +365,18 @@ def _track(body, delta, base, betas, frame_cost, steps, smooth, on_step, flip_st
         x = done[-1:].clone()  # (1, 75) start from the previous keyframe
         for cost in costs:
             x, _ = descend(cost, x, frame, done, steps)
+        loss = None  # the objective after flip_steps more steps from x (deterministic: computed once per x)
         for limb in LIMBS if flip_steps > 0 else ():
             with torch.no_grad():
                 q = base[frame] + x[0]
                 joints = body(q[None, :3], q[None, 3:72], betas, q[None, 72:]).joints[0]
                 mirror = mirrored_limb(parents, joints, q, limb) - base[frame]
             mirror, mirror_loss = descend(costs[-1], mirror[None], frame, done, flip_steps)
-            _, loss = descend(costs[-1], x, frame, done, flip_steps)  # the same steps, for a fair comparison only
+            if loss is None:  # the same steps, for a fair comparison only
+                _, loss = descend(costs[-1], x, frame, done, flip_steps)
             if mirror_loss < (1 - FLIP_MARGIN) * loss:  # clearly better: a near tie is noise, keep the track
                 log.debug("frame %d: limb %s mirrored in depth (%.4g -> %.4g)", frame, limb, loss, mirror_loss)
-                x = mirror
+                x, loss = mirror, None
         previous = visit[i - 1]
         with torch.no_grad():
             full[frame] = x[0]

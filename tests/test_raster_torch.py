@@ -14,7 +14,7 @@ from comovi_core.camera import PinholeCamera
 from comovi_core.errors import CoMoViError
 from comovi_core.motion_map import raster_torch
 from comovi_core.motion_map.colors import vertex_colors, vertex_normals
-from comovi_core.motion_map.raster_torch import NEAR_PLANE, render_frames
+from comovi_core.motion_map.raster_torch import NEAR_PLANE, render_depth, render_frames
 from comovi_core.motion_map.render import render_motion_map
 
 COLOR_TOL = 2 / 255
@@ -267,6 +267,22 @@ def test_small_work_chunks_give_identical_pictures(monkeypatch):
     chunked_images, chunked_depth = render_frames(vertices, faces, colors, normals, CAMERA_2, "comovi_v1")
     assert torch.equal(images, chunked_images) and torch.equal(depth, chunked_depth)
     assert max(split_into) > 3  # the work really was split
+
+
+def test_depth_alone_is_bit_identical_to_the_rendered_depth(monkeypatch):
+    """``render_depth`` (the fit's visibility test) draws the same depth as ``render_frames`` (checked against the
+    ray caster above), also in small chunks of frames, rows and shaded pixels, and from float64 vertices."""
+    vertices, faces, colors, normals = moving_spheres(3)
+    _, depth = render_frames(vertices, faces, colors, normals, CAMERA_2, "comovi_v1")
+    assert int((depth > 0).sum()) > 1000
+    assert torch.equal(render_depth(vertices, faces, CAMERA_2), depth)
+    assert torch.equal(render_depth(vertices.double(), faces.int(), CAMERA_2), depth)
+    monkeypatch.setattr(raster_torch, "MAX_BUFFER_PIXELS", CAMERA_2.height * CAMERA_2.width)
+    monkeypatch.setattr(raster_torch, "MAX_ROWS", 40)
+    monkeypatch.setattr(raster_torch, "MAX_SHADE_PIXELS", 700)
+    assert torch.equal(render_depth(vertices, faces, CAMERA_2), depth)
+    with pytest.raises(CoMoViError, match=r"vertices must be \(T, V, 3\)"):
+        render_depth(vertices[0], faces, CAMERA_2)
 
 
 @pytest.mark.parametrize("focal", [64.0, 50.0], ids=["vertices-on-centres", "vertices-near-centres"])

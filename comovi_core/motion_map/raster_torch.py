@@ -271,6 +271,31 @@ def _zbuffer(pf: _Faces, keys: torch.Tensor, num_faces: int, height: int, width:
             _splat_runs(runs[r_start:r_end], keys)
 
 
+def _weights(
+    pixel: torch.Tensor, face: torch.Tensor, pf: _Faces, num_faces: int, height: int, width: int
+) -> tuple[torch.Tensor, list[torch.Tensor], torch.Tensor]:
+    """Covered pixels (M,) int64 into (T * H * W) and their faces (M,) int32 -> the frame (M,) of each pixel, its
+    screen barycentrics weighted by 1/z of their corners (3 x (M,) float64) and their sum, 1/z at the pixel (M,)."""
+    frame = torch.div(pixel, height * width, rounding_mode="floor")
+    in_frame = pixel - frame * (height * width)
+    row = torch.div(in_frame, width, rounding_mode="floor")
+    col = in_frame - row * width
+    inst = (frame * num_faces + face).to(torch.int32)  # (M,)
+
+    def at(t):
+        return t.index_select(0, inst)  # (N,) -> (M,) float64
+
+    dx = col.to(torch.float64) + 0.5 - at(pf.x0)
+    dy = row.to(torch.float64) + 0.5 - at(pf.y0)
+    b1 = at(pf.a1) * dx + at(pf.e1) * dy
+    b2 = at(pf.a2) * dx + at(pf.e2) * dy
+    # screen barycentrics b_k, weighted by 1/z_k; the clamp only matters on faces seen almost edge-on,
+    # where rounding could push b far outside [0, 1] and give colours from outside the face
+    b0 = 1 - b1 - b2
+    weighted = [b.clamp_min_(0).mul_(at(iz)) for b, iz in ((b0, pf.iz0), (b1, pf.iz1), (b2, pf.iz2))]  # 3 x (M,)
+    return frame, weighted, weighted[0] + weighted[1] + weighted[2]
+
+
 def _shade_pixels(
     pixel: torch.Tensor,
     face: torch.Tensor,
@@ -288,24 +313,7 @@ def _shade_pixels(
     per channel is much faster than gathering rows); corners (3, F) int32 the faces' vertex indices;
     num_verts = V. Returns colours (M, 3) and depths (M,), float32.
     """
-    frame = torch.div(pixel, height * width, rounding_mode="floor")
-    in_frame = pixel - frame * (height * width)
-    row = torch.div(in_frame, width, rounding_mode="floor")
-    col = in_frame - row * width
-    inst = (frame * corners.shape[1] + face).to(torch.int32)  # (M,)
-
-    def at(t):
-        return t.index_select(0, inst)  # (N,) -> (M,) float64
-
-    dx = col.to(torch.float64) + 0.5 - at(pf.x0)
-    dy = row.to(torch.float64) + 0.5 - at(pf.y0)
-    b1 = at(pf.a1) * dx + at(pf.e1) * dy
-    b2 = at(pf.a2) * dx + at(pf.e2) * dy
-    # screen barycentrics b_k, weighted by 1/z_k; the clamp only matters on faces seen almost edge-on,
-    # where rounding could push b far outside [0, 1] and give colours from outside the face
-    b0 = 1 - b1 - b2
-    weighted = [b.clamp_min_(0).mul_(at(iz)) for b, iz in ((b0, pf.iz0), (b1, pf.iz1), (b2, pf.iz2))]  # 3 x (M,)
-    inv_z = weighted[0] + weighted[1] + weighted[2]  # (M,)
+    frame, weighted, inv_z = _weights(pixel, face, pf, corners.shape[1], height, width)
     first_vertex = (frame * num_verts).to(torch.int32)  # (M,) the frame's vertex 0 in (T * V)
     mixed = torch.empty((9, pixel.numel()), dtype=torch.float32, device=pixel.device)  # (9, M)
     value = torch.empty_like(mixed)
@@ -321,6 +329,31 @@ def _shade_pixels(
     color, normal, point = (mixed[c : c + 3].T.contiguous() for c in (0, 3, 6))  # (M, 3) each
     shaded = shade(color, normal, point, shading).clamp_(0.0, 1.0)
     return shaded, inv_z.reciprocal_().to(torch.float32)
+
+
+def _covered(vertices: torch.Tensor, faces: torch.Tensor, camera: PinholeCamera):
+    """Rasterise chunk by chunk -> yields (frame slice, its faces' set-up, covered pixels (M,) int64 into the chunk's
+    T' * H * W, the face (M,) int32 that won each) in pieces of at most ``MAX_SHADE_PIXELS``."""
+    (num_frames, num_verts), num_faces = vertices.shape[:2], faces.shape[0]
+    height, width = camera.height, camera.width
+    if max(height * width, num_verts, num_faces) >= 2**31:  # pixel, vertex and face indices are int32
+        raise CoMoViError(
+            f"a {height}x{width} image of a mesh with {num_verts} vertices and {num_faces} faces is too large for "
+            "the torch renderer; render at a lower resolution or with a smaller mesh"
+        )
+    step = max(1, min(MAX_BUFFER_PIXELS // (height * width), MAX_FACE_INSTANCES // num_faces, (2**31 - 1) // num_verts))
+    buffer = torch.empty(min(step, num_frames) * height * width, dtype=torch.int64, device=vertices.device)
+    for start in range(0, num_frames, step):
+        chunk = slice(start, start + step)
+        verts = vertices[chunk]
+        keys = buffer[: verts.shape[0] * height * width]
+        pf = _project_faces(verts, faces, camera)
+        _zbuffer(pf, keys, num_faces, height, width)
+        covered = torch.nonzero(keys >= 0).squeeze(1)  # (M,) flat pixel indices
+        for first in range(0, covered.numel(), MAX_SHADE_PIXELS):
+            pixel = covered[first : first + MAX_SHADE_PIXELS]
+            yield chunk, pf, pixel, (keys.index_select(0, pixel.to(torch.int32)) & _FACE_MASK).to(torch.int32)
+        log.debug("torch rasterizer: frames %d-%d, %d pixels covered", start, start + len(verts) - 1, len(covered))
 
 
 def render_frames(
@@ -339,34 +372,35 @@ def render_frames(
     """
     _check_inputs(vertices, faces, colors, normals, shading)
     faces = faces.long()
-    (num_frames, num_verts), num_faces = vertices.shape[:2], faces.shape[0]
-    height, width = camera.height, camera.width
-    if max(height * width, num_verts, num_faces) >= 2**31:  # pixel, vertex and face indices are int32
-        raise CoMoViError(
-            f"a {height}x{width} image of a mesh with {num_verts} vertices and {num_faces} faces is too large for "
-            "the torch renderer; render at a lower resolution or with a smaller mesh"
-        )
+    (num_frames, num_verts), height, width = vertices.shape[:2], camera.height, camera.width
     device = vertices.device
     images = torch.full((num_frames, height, width, 3), BACKGROUND, dtype=torch.float32, device=device)
     depth = torch.zeros((num_frames, height, width), dtype=torch.float32, device=device)
     corners = faces.T.to(torch.int32).contiguous()  # (3, F)
-    step = max(1, min(MAX_BUFFER_PIXELS // (height * width), MAX_FACE_INSTANCES // num_faces, (2**31 - 1) // num_verts))
-    buffer = torch.empty(min(step, num_frames) * height * width, dtype=torch.int64, device=device)
+    attributes, done = None, None
     with torch.no_grad():
-        for start in range(0, num_frames, step):
-            chunk = slice(start, start + step)
-            verts = vertices[chunk]
-            keys = buffer[: verts.shape[0] * height * width]
-            pf = _project_faces(verts, faces, camera)
-            _zbuffer(pf, keys, num_faces, height, width)
-            attributes = torch.cat((colors[chunk], normals[chunk], verts), -1).to(torch.float32)  # (T', V, 9)
-            attributes = attributes.reshape(-1, 9).T.contiguous()  # (9, T' * V)
-            covered = torch.nonzero(keys >= 0).squeeze(1)  # (M,) flat pixel indices
-            for first in range(0, covered.numel(), MAX_SHADE_PIXELS):
-                pixel = covered[first : first + MAX_SHADE_PIXELS]
-                face = (keys.index_select(0, pixel.to(torch.int32)) & _FACE_MASK).to(torch.int32)
-                shaded, z = _shade_pixels(pixel, face, pf, attributes, corners, num_verts, shading, height, width)
-                images[chunk].view(-1, 3).index_copy_(0, pixel, shaded)
-                depth[chunk].view(-1).index_copy_(0, pixel, z)
-            log.debug("torch rasterizer: frames %d-%d, %d pixels covered", start, start + len(verts) - 1, len(covered))
+        for chunk, pf, pixel, face in _covered(vertices, faces, camera):
+            if chunk != done:  # per-vertex colour, normal and position of the chunk's frames
+                verts = vertices[chunk]
+                attributes = torch.cat((colors[chunk], normals[chunk], verts), -1).to(torch.float32)  # (T', V, 9)
+                attributes, done = attributes.reshape(-1, 9).T.contiguous(), chunk  # (9, T' * V)
+            shaded, z = _shade_pixels(pixel, face, pf, attributes, corners, num_verts, shading, height, width)
+            images[chunk].view(-1, 3).index_copy_(0, pixel, shaded)
+            depth[chunk].view(-1).index_copy_(0, pixel, z)
     return images, depth
+
+
+def render_depth(vertices: torch.Tensor, faces: torch.Tensor, camera: PinholeCamera) -> torch.Tensor:
+    """Only the depth of ``render_frames`` (bit-identical), without colours, normals or shading: (T, V, 3)
+    camera-space vertices, (F, 3) faces -> (T, H, W) float32 camera z, 0 where empty (no gradient)."""
+    if vertices.ndim != 3 or vertices.shape[-1] != 3 or faces.ndim != 2 or faces.shape[-1] != 3:
+        raise CoMoViError(
+            f"vertices must be (T, V, 3) and faces (F, 3), got {tuple(vertices.shape)} and {tuple(faces.shape)}"
+        )
+    vertices, faces = vertices.to(torch.float32), faces.long()  # as render_motion_map passes them
+    depth = torch.zeros((vertices.shape[0], camera.height, camera.width), dtype=torch.float32, device=vertices.device)
+    with torch.no_grad():
+        for chunk, pf, pixel, face in _covered(vertices, faces, camera):
+            _, _, inv_z = _weights(pixel, face, pf, faces.shape[0], camera.height, camera.width)
+            depth[chunk].view(-1).index_copy_(0, pixel, inv_z.reciprocal_().to(torch.float32))
+    return depth
