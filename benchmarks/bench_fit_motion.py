@@ -14,9 +14,9 @@ fit/hold in mm (a ratio is meaningless where a motion barely moves that limb), a
 for motions with a planted foot the drift of the fitted planted feet from where they stand (mean and max
 mm over the frames a true foot has not moved) and the pelvis's error in camera space (mm), and
 the seconds per frame of the fit (CPU time, ``time.process_time``, or with ``--device cuda`` CUDA events; torch
-threads fixed by ``--threads``; after one untimed warm-up fit). The fit is timed ``--repeats`` times (default 7) and the time is reported as
-median [min-max]; the fit itself is deterministic, so its errors do not change between repeats. With
-``--repeats`` below 7 (accuracy only, faster) no time is reported.
+threads fixed by ``--threads``; after one untimed warm-up fit). The fit is timed ``--repeats`` times (default 7)
+and the time is reported as median [min-max]; the fit itself is deterministic, so its errors do not change between
+repeats. With ``--repeats`` below 7 (accuracy only, faster) no time is reported.
 
 Motions (all on the stand-in mannequin's demo camera, 3 m away): ``arms`` (shoulders, collars, elbows
 and wrists sweep widely), ``kick`` (the left foot stays planted while the right leg swings forward and
