@@ -184,6 +184,15 @@ def start_of(motion: SMPLMotion) -> SMPLMotion:
     )
 
 
+def timed_fit(clock, body, images: torch.Tensor, truth: SMPLMotion, **kwargs) -> tuple[SMPLMotion, float]:
+    """Fit ``images`` from the start of ``truth`` -> (the fitted motion, seconds by ``clock``)."""
+    fitted = []
+    seconds = clock.time(
+        lambda: fitted.append(fit_motion(body, images, start_of(truth), truth.camera, truth.fps, **kwargs))
+    )
+    return fitted[0], seconds
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--frames", type=int, default=9, help="frames per motion")
@@ -199,7 +208,7 @@ def main() -> None:
     set_threads(args.threads)
     logging.getLogger("comovi_core").setLevel(logging.ERROR)
     body = load_body_model(None)
-    kwargs = {"device": args.device} if args.steps is None else {"iterations": args.steps, "device": args.device}
+    kwargs = {"device": args.device} | ({} if args.steps is None else {"iterations": args.steps})
     clock = clock_for(args.device)
     print(
         f"{args.frames} frames, {args.height}x{args.width}, steps {args.steps or 'default'}, threads {args.threads}, "
@@ -236,12 +245,8 @@ def main() -> None:
             ).images
             for condition in args.conditions.split(","):
                 images = condition_maps(maps, condition)
-                seconds = []
-                start, fits = start_of(truth), []
-                for _ in range(max(args.repeats, 1)):
-                    run = lambda: fits.append(fit_motion(body, images, start, truth.camera, truth.fps, **kwargs))  # noqa: B023, E731
-                    seconds.append(clock.time(run) / args.frames)
-                fitted = fits[-1]
+                fits = [timed_fit(clock, body, images, truth, **kwargs) for _ in range(max(args.repeats, 1))]
+                fitted, seconds = fits[-1][0], [t / args.frames for _, t in fits]
                 with torch.no_grad():
                     fit_out = camera_vertices(body, fitted)
                     fit_err = joint_errors_mm(fit_out.joints, posed.joints)

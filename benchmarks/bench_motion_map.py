@@ -111,11 +111,8 @@ def make_case(backend: str, vertices, faces, part_ids, camera, shading: str, fra
 
 
 BACKENDS = ("torch", "pyrender", "torch_depth")
-TARGET_S = {
-    "torch": 15.0,
-    "pyrender": 4.0,
-    "torch_depth": 15.0,
-}  # default target per backend for the whole clip (median time)
+# default target per backend for the whole clip (median time)
+TARGET_S = {"torch": 15.0, "pyrender": 4.0, "torch_depth": 15.0}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

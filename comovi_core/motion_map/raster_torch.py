@@ -332,8 +332,8 @@ def _shade_pixels(
 
 
 def _covered(vertices: torch.Tensor, faces: torch.Tensor, camera: PinholeCamera):
-    """Rasterise chunk by chunk -> yields (frame slice, its faces' set-up, covered pixels (M,) int64 into the chunk's
-    T' * H * W, the face (M,) int32 that won each) in pieces of at most ``MAX_SHADE_PIXELS``."""
+    """Rasterise chunk by chunk -> yields (frame slice, its faces' set-up, [(covered pixels (M,) int64 into the
+    chunk's T' * H * W, the face (M,) int32 that won each)] in pieces of at most ``MAX_SHADE_PIXELS``)."""
     (num_frames, num_verts), num_faces = vertices.shape[:2], faces.shape[0]
     height, width = camera.height, camera.width
     if max(height * width, num_verts, num_faces) >= 2**31:  # pixel, vertex and face indices are int32
@@ -350,10 +350,9 @@ def _covered(vertices: torch.Tensor, faces: torch.Tensor, camera: PinholeCamera)
         pf = _project_faces(verts, faces, camera)
         _zbuffer(pf, keys, num_faces, height, width)
         covered = torch.nonzero(keys >= 0).squeeze(1)  # (M,) flat pixel indices
-        for first in range(0, covered.numel(), MAX_SHADE_PIXELS):
-            pixel = covered[first : first + MAX_SHADE_PIXELS]
-            yield chunk, pf, pixel, (keys.index_select(0, pixel.to(torch.int32)) & _FACE_MASK).to(torch.int32)
         log.debug("torch rasterizer: frames %d-%d, %d pixels covered", start, start + len(verts) - 1, len(covered))
+        pieces = [covered[first : first + MAX_SHADE_PIXELS] for first in range(0, covered.numel(), MAX_SHADE_PIXELS)]
+        yield chunk, pf, [(p, (keys.index_select(0, p.to(torch.int32)) & _FACE_MASK).to(torch.int32)) for p in pieces]
 
 
 def render_frames(
@@ -377,16 +376,14 @@ def render_frames(
     images = torch.full((num_frames, height, width, 3), BACKGROUND, dtype=torch.float32, device=device)
     depth = torch.zeros((num_frames, height, width), dtype=torch.float32, device=device)
     corners = faces.T.to(torch.int32).contiguous()  # (3, F)
-    attributes, done = None, None
     with torch.no_grad():
-        for chunk, pf, pixel, face in _covered(vertices, faces, camera):
-            if chunk != done:  # per-vertex colour, normal and position of the chunk's frames
-                verts = vertices[chunk]
-                attributes = torch.cat((colors[chunk], normals[chunk], verts), -1).to(torch.float32)  # (T', V, 9)
-                attributes, done = attributes.reshape(-1, 9).T.contiguous(), chunk  # (9, T' * V)
-            shaded, z = _shade_pixels(pixel, face, pf, attributes, corners, num_verts, shading, height, width)
-            images[chunk].view(-1, 3).index_copy_(0, pixel, shaded)
-            depth[chunk].view(-1).index_copy_(0, pixel, z)
+        for chunk, pf, pieces in _covered(vertices, faces, camera):
+            attributes = torch.cat((colors[chunk], normals[chunk], vertices[chunk]), -1).to(torch.float32)  # (T', V, 9)
+            attributes = attributes.reshape(-1, 9).T.contiguous()  # (9, T' * V): colour, normal, position
+            for pixel, face in pieces:
+                shaded, z = _shade_pixels(pixel, face, pf, attributes, corners, num_verts, shading, height, width)
+                images[chunk].view(-1, 3).index_copy_(0, pixel, shaded)
+                depth[chunk].view(-1).index_copy_(0, pixel, z)
     return images, depth
 
 
@@ -400,7 +397,8 @@ def render_depth(vertices: torch.Tensor, faces: torch.Tensor, camera: PinholeCam
     vertices, faces = vertices.to(torch.float32), faces.long()  # as render_motion_map passes them
     depth = torch.zeros((vertices.shape[0], camera.height, camera.width), dtype=torch.float32, device=vertices.device)
     with torch.no_grad():
-        for chunk, pf, pixel, face in _covered(vertices, faces, camera):
-            _, _, inv_z = _weights(pixel, face, pf, faces.shape[0], camera.height, camera.width)
-            depth[chunk].view(-1).index_copy_(0, pixel, inv_z.reciprocal_().to(torch.float32))
+        for chunk, pf, pieces in _covered(vertices, faces, camera):
+            for pixel, face in pieces:
+                _, _, inv_z = _weights(pixel, face, pf, faces.shape[0], camera.height, camera.width)
+                depth[chunk].view(-1).index_copy_(0, pixel, inv_z.reciprocal_().to(torch.float32))
     return depth
