@@ -3,7 +3,7 @@
     python benchmarks/bench_estimator.py [--cases 2] [--skip-timing] [--threads 1] [--repeats 7] [--device cpu]
     python benchmarks/bench_estimator.py --skip-accuracy --estimator camerahmr --threads 1
 
-1. Refinement (``comovi_core.estimate_eval.refinement_trial``): the stand-in body with a known pose, shape and
+1. Refinement (``comovi_core.evaluation.start_pose.refinement_trial``): the stand-in body with a known pose, shape and
    camera, a start perturbed like an HMR error (15 deg per joint, 0.1 on betas, 20 % depth), refined toward
    keypoints projected from the truth; MPJPE (root-aligned), PA-MPJPE, silhouette IoU against the true render
    and translation error before and after, next to the keypoint-only fit from the rest pose.
@@ -25,7 +25,7 @@ from timing import add_timing_args, check_repeats, clock_for, interleaved, print
 from comovi_core.body.mannequin import demo_motion
 from comovi_core.body.rotations import axis_angle_to_matrix, matrix_to_axis_angle
 from comovi_core.body.smpl import load_body_model
-from comovi_core.estimate_eval import refinement_trial
+from comovi_core.evaluation.start_pose import refinement_trial
 
 CASES = ((3, 0.6), (6, 2.8), (1, -1.2), (5, 0.0))  # (demo frame, extra turn about the vertical, radians)
 
@@ -60,14 +60,14 @@ def _networks(name: str, device: str) -> tuple[dict, int, str]:
     torch.manual_seed(0)
     crop = torch.randn(1, 3, 256, 256, device=device)
     if name == "hmr2":
-        from comovi_core.hmr.config import PRESETS
-        from comovi_core.hmr.model import HMR2
+        from comovi_core.recovery.hmr.config import PRESETS
+        from comovi_core.recovery.hmr.model import HMR2
 
         model = HMR2(PRESETS["vit-h"]).eval().to(device)
         return {"HMR2 ViT-H crop": lambda: model(crop)}, sum(p.numel() for p in model.parameters()), "HMR 2.0 ViT-H"
-    from comovi_core.hmr.camerahmr import CameraHMR
-    from comovi_core.hmr.config import CAMERAHMR_PRESETS, FLNET_PRESETS
-    from comovi_core.hmr.fl_net import FLNet
+    from comovi_core.recovery.hmr.camerahmr import CameraHMR
+    from comovi_core.recovery.hmr.config import CAMERAHMR_PRESETS, FLNET_PRESETS
+    from comovi_core.recovery.hmr.fl_net import FLNet
 
     model = CameraHMR(CAMERAHMR_PRESETS["vit-h"]).eval().to(device)
     flnet = FLNet(FLNET_PRESETS["w48"]).eval().to(device)

@@ -1,4 +1,4 @@
-"""Accuracy and speed of recovering SMPL from a motion map (``comovi_core.fitting``), on known motions.
+"""Accuracy and speed of recovering SMPL from a motion map (``comovi_core.recovery.fitting``), on known motions.
 
     OMP_NUM_THREADS=1 python benchmarks/bench_fit_motion.py --frames 9 --steps 300 \
         --motions arms,turn,demo --bodies standin,big --conditions float,8bit,degraded
@@ -41,10 +41,10 @@ from comovi_core.body.mannequin import demo_motion
 from comovi_core.body.motion_file import SMPLMotion
 from comovi_core.body.rotations import axis_angle_to_matrix, matrix_to_axis_angle
 from comovi_core.body.smpl import camera_vertices, load_body_model
-from comovi_core.fit_contact import foot_centres, foot_masks
-from comovi_core.fitting import fit_motion
 from comovi_core.motion_map.degrade import HARSH, WAN22_VAE, degrade_motion_map
 from comovi_core.motion_map.render import render_motion_map
+from comovi_core.recovery.contact import foot_centres, foot_masks
+from comovi_core.recovery.fitting import fit_motion
 
 ARM_JOINTS = [16, 17, 18, 19, 20, 21, 22, 23]  # shoulders, elbows, wrists, hands
 LEG_JOINTS = [1, 2, 4, 5, 7, 8, 10, 11]  # hips, knees, ankles, feet

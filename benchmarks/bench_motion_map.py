@@ -44,9 +44,9 @@ from timing import (
     verdict,
 )
 
+from comovi_core.body.camera import PinholeCamera
 from comovi_core.body.mannequin import demo_motion
 from comovi_core.body.smpl import camera_vertices, load_body_model
-from comovi_core.camera import PinholeCamera
 from comovi_core.motion_map.raster_torch import render_depth
 from comovi_core.motion_map.render import iter_motion_maps
 

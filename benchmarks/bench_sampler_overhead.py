@@ -2,7 +2,7 @@
 
     python benchmarks/bench_sampler_overhead.py [--preset medium] [--steps 6] [--frames 21 --size 16] [--repeats 7]
 
-Runs ``comovi_core.sampling.sample`` (UniPC, CFG on: both branches, batch 2) ``--repeats`` times after a
+Runs ``comovi_core.inference.sampling.sample`` (UniPC, CFG on: both branches, batch 2) ``--repeats`` times after a
 warm-up and times the transformer's forward calls with hooks, in CPU time at fixed torch threads (CUDA
 events on a GPU); everything else in the loop (input composition, per-token timesteps, CFG mix, the joint
 scheduler step) is overhead. Per repeat: overhead / loop total; the verdict is on its median.
@@ -17,9 +17,9 @@ import resource
 import torch
 from timing import add_timing_args, check_repeats, clock_for, describe, print_ratio, set_threads
 
+from comovi_core.inference.sampling import sample
 from comovi_core.model.config import get_config
 from comovi_core.model.loading import build_model
-from comovi_core.sampling import sample
 
 TARGET = 0.03
 

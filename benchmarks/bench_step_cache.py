@@ -3,7 +3,7 @@
     OMP_NUM_THREADS=1 python benchmarks/bench_step_cache.py [--train-steps 600] [--steps 40] \\
         [--thresholds 0 0.02 0.05 0.1 0.2] [--repeats 7]
 
-1. Trains the ``tiny`` preset on synthetic mannequin clips with ``comovi_core.train``'s micro-batch
+1. Trains the ``tiny`` preset on synthetic mannequin clips with ``comovi_core.training.train``'s micro-batch
    (``training_step``: stage-2 losses motion + video + SMPL, text dropout for CFG) with every parameter trained,
    since random weights make outputs that mean nothing. Prints the loss curve and, at each checkpoint, how much a
    fixed-seed sample still changes since the previous checkpoint (small = the samples are stable).
@@ -29,13 +29,13 @@ from timing import add_timing_args, check_repeats, clock_for, interleaved, ratio
 
 from comovi_core.body.rotations import rot6d_to_axis_angle
 from comovi_core.body.smpl import load_body_model
-from comovi_core.pipeline import start_pose_6d
-from comovi_core.sampling import sample
-from comovi_core.step_cache import StepCacheConfig
-from comovi_core.tiny import tiny_components
-from comovi_core.train import TrainConfig, draw_clip, micro_batch_generator, training_step
-from comovi_core.train_data import synthetic_clips
-from comovi_core.vae import encode_frames
+from comovi_core.codecs.vae import encode_frames
+from comovi_core.inference.pipeline import start_pose_6d
+from comovi_core.inference.sampling import sample
+from comovi_core.inference.tiny import tiny_components
+from comovi_core.model.step_cache import StepCacheConfig
+from comovi_core.training.data import synthetic_clips
+from comovi_core.training.train import TrainConfig, draw_clip, micro_batch_generator, training_step
 
 FEWER, DEVIATION = 1.7, 0.01  # the issue's target
 

@@ -4,7 +4,7 @@
 
 Builds the dual model of the preset on the meta device, marks what each stage trains (``trainable_parameters``,
 as ``train`` does) and adds up, per GPU, bytes of weights, gradients and optimizer state for each strategy, with
-the precision scheme of ``comovi_core.train`` (trained parameters fp32 masters + two fp32 AdamW moments, frozen
+the precision scheme of ``comovi_core.training.train`` (trained parameters fp32 masters + two fp32 AdamW moments, frozen
 ones bf16; train's DeepSpeed path keeps bf16 working copies and fp32 masters in the optimizer):
 
     ddp        every GPU: frozen bf16 + trained fp32 + fp32 grads + AdamW            2F + 16T
@@ -36,8 +36,8 @@ def count(params) -> int:
 
 def lora_params(model, stage: int, rank: int) -> int:
     """Parameters of rank-``rank`` adapters (A: r x in, B: out x r) on the Linear layers ``train --lora`` adapts by
-    default in ``stage`` (``comovi_core.lora.DEFAULT_TARGETS``)."""
-    from comovi_core.lora import DEFAULT_TARGETS, target_modules
+    default in ``stage`` (``comovi_core.model.lora.DEFAULT_TARGETS``)."""
+    from comovi_core.model.lora import DEFAULT_TARGETS, target_modules
 
     layers = [model.get_submodule(n) for n in target_modules(model, DEFAULT_TARGETS[stage])]
     return sum(rank * (m.in_features + m.out_features) for m in layers)
@@ -71,7 +71,7 @@ def main() -> None:
     args = p.parse_args()
     from comovi_core.model.config import get_config
     from comovi_core.model.loading import build_model
-    from comovi_core.train import trainable_parameters
+    from comovi_core.training.train import trainable_parameters
 
     cfg = get_config(args.preset)
     model = build_model(cfg, "meta")

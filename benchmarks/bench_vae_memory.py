@@ -20,7 +20,7 @@ import sys
 CHILD = r"""
 import json, sys, time, torch
 from diffusers import AutoencoderKLWan
-from comovi_core.vae_loading import WAN22_LATENTS_MEAN, WAN22_LATENTS_STD
+from comovi_core.codecs.vae_files import WAN22_LATENTS_MEAN, WAN22_LATENTS_STD
 height, width, frames = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
 tiled, device = sys.argv[4] == "1", sys.argv[5]
 torch.manual_seed(0)

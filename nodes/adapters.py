@@ -6,9 +6,9 @@ import logging
 
 import torch
 
+from ..comovi_core.codecs.vae import PixelCodec
+from ..comovi_core.codecs.vae_files import WAN22_LATENTS_MEAN, WAN22_LATENTS_STD
 from ..comovi_core.errors import CoMoViError
-from ..comovi_core.vae import PixelCodec
-from ..comovi_core.vae_loading import WAN22_LATENTS_MEAN, WAN22_LATENTS_STD
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ from comfy_api.latest import io
 from ..comovi_core.body.mannequin import demo_motion
 from ..comovi_core.body.motion_file import concat_motions, load_motion
 from ..comovi_core.body.smpl import load_body_model
-from ..comovi_core.estimate import estimate_start
+from ..comovi_core.recovery.estimate import estimate_start
 from . import host
 from .sockets import PoseKeypoint, SMPLModel, SMPLMotion
 

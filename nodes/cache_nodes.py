@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from comfy_api.latest import io
 
-from ..comovi_core.step_cache import StepCacheConfig
+from ..comovi_core.model.step_cache import StepCacheConfig
 from .sockets import StepCache
 
 

@@ -6,8 +6,8 @@ from comfy_api.latest import io
 
 from ..comovi_core.body.motion_file import save_motion
 from ..comovi_core.errors import CoMoViError
-from ..comovi_core.export import write_bvh, write_obj_sequence
-from ..comovi_core.export_gltf import write_glb
+from ..comovi_core.export.cli import write_bvh, write_obj_sequence
+from ..comovi_core.export.gltf import write_glb
 from . import host
 from .sockets import SMPLModel, SMPLMotion
 

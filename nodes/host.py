@@ -9,8 +9,8 @@ import comfy.model_management
 import comfy.utils
 import folder_paths
 
-from ..comovi_core.atomic import check_writable_folder
 from ..comovi_core.errors import CoMoViError
+from ..comovi_core.files.atomic import check_writable_folder
 
 SMPL_FOLDER = "smpl"
 ESTIMATOR_FOLDER = "smpl_estimators"  # HMR 2.0, CameraHMR and FLNet checkpoints (.ckpt / .safetensors)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from comfy_api.latest import io
 
-from ..comovi_core.lora import with_lora
+from ..comovi_core.model.lora import with_lora
 from . import host
 from .sockets import CoMoViModels
 

@@ -7,14 +7,14 @@ import torch
 from comfy_api.latest import io
 from PIL import Image
 
-from ..comovi_core.components import AUTO_SIZE, TransformerOptions, load_components, load_transformer
-from ..comovi_core.conditioning import pad_to_aspect
 from ..comovi_core.errors import CoMoViError
-from ..comovi_core.fitting import progress_steps
+from ..comovi_core.inference.components import AUTO_SIZE, TransformerOptions, load_components, load_transformer
+from ..comovi_core.inference.inputs import pad_to_aspect
+from ..comovi_core.inference.pipeline import DEFAULT_NEGATIVE, CoMoViPipeline
+from ..comovi_core.inference.sampling import MODES, SOLVERS
 from ..comovi_core.model.memory import ATTENTION_BACKENDS
-from ..comovi_core.pipeline import DEFAULT_NEGATIVE, CoMoViPipeline
-from ..comovi_core.sampling import MODES, SOLVERS
-from ..comovi_core.step_cache import describe_evaluations
+from ..comovi_core.model.step_cache import describe_evaluations
+from ..comovi_core.recovery.fitting import progress_steps
 from . import host
 from .adapters import conditioning_embeds, vae_codec
 from .managed import ManagedCoMoVi
@@ -30,8 +30,8 @@ TINY_SUMMARY = (
 
 
 def _tiny_demo(attention: str = "sdpa", compile: bool = False) -> ManagedCoMoVi:
+    from ..comovi_core.inference.tiny import tiny_components
     from ..comovi_core.model.memory import compile_blocks, set_attention_backend
-    from ..comovi_core.tiny import tiny_components
 
     components, summary = tiny_components(0), TINY_SUMMARY
     set_attention_backend(components["transformer"], attention, host.torch_device())

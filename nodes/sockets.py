@@ -8,4 +8,4 @@ CoMoViModels = io.Custom(
     "COMOVI_MODELS"
 )  # nodes.managed.ManagedCoMoVi: transformer, vae, text_encoder under ComfyUI model management
 PoseKeypoint = io.Custom("POSE_KEYPOINT")  # OpenPose-style dicts from comfyui_controlnet_aux (DWPose / OpenPose)
-StepCache = io.Custom("COMOVI_STEP_CACHE")  # comovi_core.step_cache.StepCacheConfig
+StepCache = io.Custom("COMOVI_STEP_CACHE")  # comovi_core.model.step_cache.StepCacheConfig

@@ -51,7 +51,7 @@ def quick_fit(monkeypatch):
     """The pipeline's motion fit with ``QUICK_FIT`` (5 frames of 64x64: 21 s of CPU instead of 104 s)."""
     import functools
 
-    from comovi_core import fitting
+    from comovi_core.recovery import fitting
 
     monkeypatch.setattr(fitting, "fit_motion", functools.partial(fitting.fit_motion, **QUICK_FIT))
     return QUICK_FIT

@@ -7,8 +7,8 @@ import re
 
 import pytest
 
-import comovi_core.train
-from comovi_core.train import main as train_main
+import comovi_core.training.train
+from comovi_core.training.train import main as train_main
 
 
 def _files(folder) -> list[str]:
@@ -23,7 +23,7 @@ def no_work(monkeypatch):
         pytest.fail("work started before the bad input was refused")
 
     for name in ("load_body_model", "load_components", "load_training_model"):
-        monkeypatch.setattr(comovi_core.train, name, work)
+        monkeypatch.setattr(comovi_core.training.train, name, work)
 
 
 @pytest.mark.parametrize(
@@ -79,7 +79,7 @@ def bad_safetensors(tmp_path):
 
 
 def test_inspect_and_train_init_refuse_cut_or_foreign_safetensors(tmp_path, caplog, no_work, bad_safetensors):
-    from comovi_core.checkpoint import main as checkpoint_main
+    from comovi_core.model.inspect import main as checkpoint_main
 
     before = _files(tmp_path)
     for path in bad_safetensors:
@@ -100,10 +100,10 @@ def test_inspect_and_train_init_refuse_cut_or_foreign_safetensors(tmp_path, capl
 
 def test_every_safetensors_reader_maps_a_cut_file_to_one_error(bad_safetensors):
     """The shared helper (weights.checked_safe_open) behind load_model, the VAE, LoRA, training states and caches."""
-    from comovi_core.cache_write import shard_meta
     from comovi_core.errors import CoMoViError
-    from comovi_core.lora import read_lora
-    from comovi_core.weights import read_safetensors
+    from comovi_core.files.weights import read_safetensors
+    from comovi_core.model.lora import read_lora
+    from comovi_core.training.cache_write import shard_meta
 
     for path in bad_safetensors:
         with pytest.raises(CoMoViError, match=f"{re.escape(str(path))} is incomplete or not a safetensors file"):
@@ -147,7 +147,7 @@ def test_resume_from_a_cut_training_state_is_refused(tmp_path, caplog, fresh_acc
 
 
 def test_train_refuses_a_cache_with_a_cut_shard_before_work(tmp_path, caplog, fresh_accelerate_state, monkeypatch):
-    from comovi_core.prepare import main as prepare_main
+    from comovi_core.training.prepare import main as prepare_main
 
     cache = tmp_path / "cache"
     prepare = [
@@ -172,7 +172,7 @@ def test_train_refuses_a_cache_with_a_cut_shard_before_work(tmp_path, caplog, fr
     _cut(cache / "shard_000001.safetensors")
     before = _files(tmp_path)
     for name in ("load_body_model", "load_training_model"):
-        monkeypatch.setattr(comovi_core.train, name, lambda *_, **__: pytest.fail("work started"))
+        monkeypatch.setattr(comovi_core.training.train, name, lambda *_, **__: pytest.fail("work started"))
     assert train_main(["--preset", "tiny", "--cache", str(cache), "--steps", "1", "--out", str(tmp_path / "r")]) == 2
     assert "shard_000001.safetensors is incomplete or not a safetensors file" in caplog.text
     assert "run the prepare command again" in caplog.text
@@ -195,13 +195,13 @@ def no_body(monkeypatch):
     """Loading a body model (the first real work of the export, motion-map, estimate and evaluate CLIs) fails the
     test."""
     import comovi_core.body.smpl
-    import comovi_core.export
+    import comovi_core.export.cli
 
     def work(*_, **__):
         pytest.fail("work started before the bad --out was refused")
 
     monkeypatch.setattr(comovi_core.body.smpl, "load_body_model", work)
-    monkeypatch.setattr(comovi_core.export, "load_body_model", work)
+    monkeypatch.setattr(comovi_core.export.cli, "load_body_model", work)
 
 
 @pytest.mark.parametrize(
@@ -218,7 +218,7 @@ def no_body(monkeypatch):
 def test_export_refuses_an_out_under_a_file_or_a_folder_as_file(
     tmp_path, caplog, motion_file, no_body, fmt, out, message
 ):
-    from comovi_core.export import main as export_main
+    from comovi_core.export.cli import main as export_main
 
     (tmp_path / "file").write_text("x")
     (tmp_path / "folder.bvh").mkdir()
@@ -248,9 +248,9 @@ def test_save_motion_refuses_a_path_under_a_file_or_a_folder(tmp_path):
 
 
 def test_motion_map_estimate_and_evaluate_refuse_a_bad_out_before_work(tmp_path, caplog, motion_file, no_body):
-    from comovi_core.estimate import main as estimate_main
-    from comovi_core.evaluate import main as evaluate_main
+    from comovi_core.evaluation.run import main as evaluate_main
     from comovi_core.motion_map.__main__ import main as motion_map_main
+    from comovi_core.recovery.estimate import main as estimate_main
 
     (tmp_path / "file").write_text("x")
     (tmp_path / "folder.mp4").mkdir()
@@ -293,7 +293,7 @@ def test_obj_export_leaves_no_stale_frames_and_never_deletes_other_files(tmp_pat
 
     from comovi_core.body.mannequin import demo_motion
     from comovi_core.body.smpl import load_body_model
-    from comovi_core.export import write_obj_sequence
+    from comovi_core.export.cli import write_obj_sequence
 
     body, seq = load_body_model(None), tmp_path / "seq"
     write_obj_sequence(seq, body, demo_motion(num_frames=9))
@@ -329,7 +329,7 @@ def test_a_staged_folder_appears_whole_or_not_at_all(tmp_path, monkeypatch):
     failure while publishing into a used folder leaves it without its completion marker, the user's files kept."""
     import os
 
-    from comovi_core.atomic import staged_folder
+    from comovi_core.files.atomic import staged_folder
 
     def run_files(name):
         return name in ("a.txt", "b.txt")

@@ -10,9 +10,9 @@ from synthetic_smpl import smpl_like_arrays, write_chumpy_pickle, write_npz, wri
 from comovi_core.body.mannequin import REST_JOINTS, mannequin_arrays
 from comovi_core.body.model_file import find_model_file, load_model_data
 from comovi_core.body.parts import JOINT_PART_INDEX, PART_NAMES, parts_from_segmentation
-from comovi_core.body.safe_pickle import load_pickle_arrays
 from comovi_core.body.smpl import BodyModel, load_body_model
 from comovi_core.errors import BodyModelNotFoundError, CoMoViError, UnsafePickleError
+from comovi_core.files.safe_pickle import load_pickle_arrays
 
 KEYS = ("v_template", "shapedirs", "posedirs", "J_regressor", "weights", "kintree_table", "f")
 

@@ -21,11 +21,12 @@ import torch
 from safetensors.torch import save_file
 from tiny_files import write_tiny_camerahmr
 
+from comovi_core.body.camera import PinholeCamera
 from comovi_core.body.rotations import axis_angle_to_matrix
-from comovi_core.camera import PinholeCamera
 from comovi_core.errors import CoMoViError
-from comovi_core.hmr.camerahmr import CameraHMR, CameraHMREstimator, bbox_info, crop_window
-from comovi_core.hmr.camerahmr_checkpoint import (
+from comovi_core.files.weights import read_safetensors
+from comovi_core.recovery.hmr.camerahmr import CameraHMR, CameraHMREstimator, bbox_info, crop_window
+from comovi_core.recovery.hmr.camerahmr_loading import (
     camerahmr_to_ours,
     find_focal_net,
     flnet_to_ours,
@@ -33,18 +34,17 @@ from comovi_core.hmr.camerahmr_checkpoint import (
     load_camerahmr,
     load_flnet,
 )
-from comovi_core.hmr.checkpoint import (
+from comovi_core.recovery.hmr.config import CAMERAHMR_PRESETS, FLNET_PRESETS, CameraHMRConfig
+from comovi_core.recovery.hmr.crop import crop_person
+from comovi_core.recovery.hmr.estimator import estimate_body
+from comovi_core.recovery.hmr.fl_net import FLNet, flnet_input
+from comovi_core.recovery.hmr.loading import (
     convert_state_dict,
     estimator_kind,
     infer_config,
     load_estimator,
     read_tensors,
 )
-from comovi_core.hmr.config import CAMERAHMR_PRESETS, FLNET_PRESETS, CameraHMRConfig
-from comovi_core.hmr.crop import crop_person
-from comovi_core.hmr.estimator import estimate_body
-from comovi_core.hmr.fl_net import FLNet, flnet_input
-from comovi_core.weights import read_safetensors
 
 DATA = Path(__file__).parent / "data" / "camerahmr_tiny"
 

@@ -14,10 +14,10 @@ import pytest
 from train_runs import free_port
 
 from comovi_core.errors import CoMoViError
-from comovi_core.generate import main
+from comovi_core.files.video import read_video
+from comovi_core.inference.generate import main
+from comovi_core.inference.tiny import tiny_transformer
 from comovi_core.model.parallel import check_split, enable_context_parallel
-from comovi_core.tiny import tiny_transformer
-from comovi_core.video import read_video
 
 TINY = ["-m", "comovi_core.generate", "--preset", "tiny", "--steps", "4"]
 

@@ -12,8 +12,13 @@ from comovi_core.body.mannequin import demo_motion
 from comovi_core.body.rotations import axis_angle_to_matrix, matrix_to_axis_angle
 from comovi_core.body.smpl import load_body_model
 from comovi_core.errors import CoMoViError
-from comovi_core.estimate import OPENPOSE_TO_SMPL, estimate_start_pose, keypoints_from_pose_json, reprojection_error_px
-from comovi_core.metrics import motion_errors
+from comovi_core.evaluation.metrics import motion_errors
+from comovi_core.recovery.estimate import (
+    OPENPOSE_TO_SMPL,
+    estimate_start_pose,
+    keypoints_from_pose_json,
+    reprojection_error_px,
+)
 
 H, W = 704, 1280
 
@@ -103,7 +108,7 @@ def test_cli_writes_the_start_pose_from_a_pose_json(body, tmp_path):
     import json
 
     from comovi_core.body.motion_file import load_motion
-    from comovi_core.estimate import main
+    from comovi_core.recovery.estimate import main
 
     _, _, keypoints, truth = _posed(body, 3, 0.6)
     frame = {"people": [{"pose_keypoints_2d": keypoints.reshape(-1).tolist()}], "canvas_height": H, "canvas_width": W}

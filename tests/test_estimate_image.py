@@ -10,17 +10,23 @@ import pytest
 import torch
 from tiny_files import write_tiny_camerahmr
 
+from comovi_core.body.camera import PinholeCamera
 from comovi_core.body.mannequin import demo_motion
 from comovi_core.body.rotations import axis_angle_to_matrix, matrix_to_axis_angle
 from comovi_core.body.smpl import load_body_model
-from comovi_core.camera import PinholeCamera
 from comovi_core.errors import CoMoViError
-from comovi_core.estimate import estimate_from_image
-from comovi_core.estimate_eval import keypoints_of, refinement_trial
-from comovi_core.hmr.config import PRESETS
-from comovi_core.hmr.crop import box_from_mask, box_from_points, crop_camera_to_full, crop_person, square_window
-from comovi_core.hmr.detect import PersonDetector, select_person
-from comovi_core.hmr.model import HMR2
+from comovi_core.evaluation.start_pose import keypoints_of, refinement_trial
+from comovi_core.recovery.estimate import estimate_from_image
+from comovi_core.recovery.hmr.config import PRESETS
+from comovi_core.recovery.hmr.crop import (
+    box_from_mask,
+    box_from_points,
+    crop_camera_to_full,
+    crop_person,
+    square_window,
+)
+from comovi_core.recovery.hmr.detect import PersonDetector, select_person
+from comovi_core.recovery.hmr.model import HMR2
 
 H, W = 704, 1280
 
@@ -182,8 +188,8 @@ def test_cli_from_the_start_image(body, tmp_path):
     from PIL import Image
 
     from comovi_core.body.motion_file import load_motion
-    from comovi_core.estimate import main, reprojection_error_px
-    from comovi_core.hmr.checkpoint import save_hmr2
+    from comovi_core.recovery.estimate import main, reprojection_error_px
+    from comovi_core.recovery.hmr.loading import save_hmr2
 
     params, camera = _truth()
     keypoints = keypoints_of(body, *params, camera)
@@ -209,8 +215,8 @@ def test_the_estimator_file_is_read_once_until_it_changes(body, tmp_path, monkey
     run again with another picture does not read the checkpoint again; a rewritten file is read anew."""
     import os
 
-    from comovi_core.estimate import _load_estimator, estimate_start
-    from comovi_core.hmr import checkpoint
+    from comovi_core.recovery.estimate import _load_estimator, estimate_start
+    from comovi_core.recovery.hmr import loading as checkpoint
 
     params, camera = _truth()
     keypoints = keypoints_of(body, *params, camera)
@@ -239,10 +245,10 @@ def test_camerahmr_through_estimate_start_places_the_body_at_its_focal_length(bo
     network switched off the field of view sets it. The body is in front of the camera in both."""
     import logging
 
-    from comovi_core.camera import PinholeCamera
-    from comovi_core.estimate import _load_estimator, estimate_start
-    from comovi_core.hmr.checkpoint import load_estimator
-    from comovi_core.hmr.fl_net import estimate_camera
+    from comovi_core.body.camera import PinholeCamera
+    from comovi_core.recovery.estimate import _load_estimator, estimate_start
+    from comovi_core.recovery.hmr.fl_net import estimate_camera
+    from comovi_core.recovery.hmr.loading import load_estimator
 
     camerahmr, _ = write_tiny_camerahmr(tmp_path / "smpl_estimators")
     image = torch.rand(1, H, W, 3, generator=torch.Generator().manual_seed(0))
@@ -252,14 +258,14 @@ def test_camerahmr_through_estimate_start_places_the_body_at_its_focal_length(bo
     default = PinholeCamera.default_for(H, W, 50.0)
     assert abs(expected.focal_length[1] / default.focal_length[1] - 1) > 0.1
     _load_estimator.cache_clear()
-    with caplog.at_level(logging.INFO, logger="comovi_core.estimate"):
+    with caplog.at_level(logging.INFO, logger="comovi_core.recovery.estimate"):
         motion, preview = estimate_start(body, image, None, mask=mask, estimator_path=camerahmr)
     assert preview.shape == (1, H, W, 3) and motion.num_frames == 1
     assert motion.global_orient.shape == (1, 3) and motion.body_pose.shape == (1, 69) and motion.betas.shape == (10,)
     assert motion.camera == expected and motion.transl[0, 2] > 0
     assert f"CameraHMR; focal length: estimated by CameraHMR (vertical field of view {vfov:.1f} degrees)" in caplog.text
     caplog.clear()
-    with caplog.at_level(logging.INFO, logger="comovi_core.estimate"):
+    with caplog.at_level(logging.INFO, logger="comovi_core.recovery.estimate"):
         fov_motion, _ = estimate_start(body, image, None, mask=mask, estimator_path=camerahmr, focal_net=None)
     assert fov_motion.camera == default and fov_motion.transl[0, 2] > 0
     assert "CameraHMR; focal length: field of view 50 degrees" in caplog.text
@@ -272,9 +278,9 @@ def test_cli_with_camerahmr_writes_the_estimated_camera(body, tmp_path):
     from PIL import Image
 
     from comovi_core.body.motion_file import load_motion
-    from comovi_core.estimate import main
-    from comovi_core.hmr.checkpoint import load_estimator
-    from comovi_core.hmr.fl_net import estimate_camera
+    from comovi_core.recovery.estimate import main
+    from comovi_core.recovery.hmr.fl_net import estimate_camera
+    from comovi_core.recovery.hmr.loading import load_estimator
 
     camerahmr, _ = write_tiny_camerahmr(tmp_path / "smpl_estimators")
     params, camera = _truth()

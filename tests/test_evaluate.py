@@ -13,8 +13,8 @@ from comovi_core.body.mannequin import demo_motion
 from comovi_core.body.motion_file import SMPLMotion, load_motion, save_motion
 from comovi_core.body.smpl import camera_vertices, load_body_model
 from comovi_core.errors import CoMoViError
-from comovi_core.evaluate import consistency, main
-from comovi_core.metrics import map_consistency, motion_errors
+from comovi_core.evaluation.metrics import map_consistency, motion_errors
+from comovi_core.evaluation.run import consistency, main
 from comovi_core.motion_map.decode import decode_motion_map
 from comovi_core.motion_map.render import render_motion_map
 
@@ -95,7 +95,7 @@ def test_consistency_of_a_motion_with_its_own_motion_map(body):
 
 
 def test_cli_on_a_generate_output(tmp_path, caplog):
-    from comovi_core.generate import main as generate
+    from comovi_core.inference.generate import main as generate
 
     run = tmp_path / "run"
     assert generate(["--preset", "tiny", "--frames", "5", "--steps", "2", "--out", str(run)]) == 0

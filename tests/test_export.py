@@ -10,7 +10,7 @@ from comovi_core.body.mannequin import demo_motion
 from comovi_core.body.motion_file import save_motion
 from comovi_core.body.parts import SMPL_JOINT_NAMES
 from comovi_core.body.smpl import camera_vertices, load_body_model
-from comovi_core.export import main
+from comovi_core.export.cli import main
 
 TO_WORLD = np.diag([1.0, -1.0, -1.0])
 

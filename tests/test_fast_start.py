@@ -86,7 +86,7 @@ def test_cli_help_prints_usage_and_imports_nothing_heavy():
         assert code == 0, f"{name} --help exited with {code}"
         assert text.startswith(f"usage: python -m comovi_core.{name}"), f"{name} --help printed {text[:200]!r}"
         assert "--help" in text and len(text.splitlines()) >= 4
-    assert "comovi_core.cli" in found["modules"] and "comovi_core.sampling" in found["modules"]
+    assert "comovi_core.errors" in found["modules"] and "comovi_core.inference.sampling" in found["modules"]
     assert _heavy(found["modules"]) == [], "importing the CLIs for --help loaded heavy libraries"
 
 

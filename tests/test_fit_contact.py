@@ -11,9 +11,9 @@ import torch
 
 from comovi_core.body.motion_file import SMPLMotion
 from comovi_core.body.smpl import camera_vertices, load_body_model
-from comovi_core.fit_contact import CONTACT_WEIGHT, Contacts, foot_centres, foot_masks, planted_feet
 from comovi_core.motion_map.degrade import WAN22_VAE, degrade_motion_map
 from comovi_core.motion_map.render import render_motion_map
+from comovi_core.recovery.contact import CONTACT_WEIGHT, Contacts, foot_centres, foot_masks, planted_feet
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 from bench_fit_motion import MOTIONS, plant_foot  # noqa: E402
@@ -123,7 +123,7 @@ def test_the_fit_locks_the_standing_foot(body):
     drift (mm over frames 1-4) falls; the fit reports it standing in every frame and the kicking foot nowhere."""
     from conftest import QUICK_FIT
 
-    from comovi_core.fitting import fit_motion
+    from comovi_core.recovery.fitting import fit_motion
 
     truth, vertices, maps = _scene(body, "kick", frames=5)
     maps = degrade_motion_map(maps, WAN22_VAE, seed=0)

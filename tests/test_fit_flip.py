@@ -1,4 +1,4 @@
-"""Depth-mirrored limbs (``comovi_core.fit_flip``): the joints keep their pixels, their depths swap sides."""
+"""Depth-mirrored limbs (``comovi_core.recovery.flip``): the joints keep their pixels, their depths swap sides."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import torch
 
 from comovi_core.body.mannequin import demo_motion
 from comovi_core.body.smpl import load_body_model
-from comovi_core.fit_flip import LIMBS, global_rotations, mirrored_limb
+from comovi_core.recovery.flip import LIMBS, global_rotations, mirrored_limb
 
 
 def _joints(body, q):

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import torch
 
+from comovi_core.body.camera import PinholeCamera
 from comovi_core.body.mannequin import demo_motion
-from comovi_core.camera import PinholeCamera
-from comovi_core.fit_prior import joint_limits, smoothness, stillness
-from comovi_core.fitting import _crop_to_body
+from comovi_core.recovery.fitting import _crop_to_body
+from comovi_core.recovery.prior import joint_limits, smoothness, stillness
 
 
 def test_joint_limits_are_zero_on_natural_poses_and_grow_past_a_limit():

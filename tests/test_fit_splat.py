@@ -1,4 +1,4 @@
-"""The colour data term of the motion fit (comovi_core.fit_splat): splat arithmetic, parity with the renderer."""
+"""The colour data term of the motion fit (comovi_core.recovery.splat): splat arithmetic, parity with the renderer."""
 
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ import torch
 
 from comovi_core.body.mannequin import demo_motion
 from comovi_core.body.smpl import camera_vertices, load_body_model
-from comovi_core.fit_splat import blur_to, body_splat, projected_vertex_area, splat, splat_cost, splat_targets
-from comovi_core.fitting import visible_vertices
 from comovi_core.motion_map.colors import vertex_normals
 from comovi_core.motion_map.degrade import WAN22_VAE, degrade_motion_map
 from comovi_core.motion_map.render import render_motion_map
+from comovi_core.recovery.fitting import visible_vertices
+from comovi_core.recovery.splat import blur_to, body_splat, projected_vertex_area, splat, splat_cost, splat_targets
 
 
 def test_one_splat_is_a_unit_gaussian_over_white():
@@ -112,8 +112,8 @@ def test_colour_stage_improves_the_fit_on_a_degraded_map():
     from pathlib import Path
 
     from comovi_core.body.motion_file import SMPLMotion
-    from comovi_core.fitting import fit_motion
-    from comovi_core.metrics import motion_errors
+    from comovi_core.evaluation.metrics import motion_errors
+    from comovi_core.recovery.fitting import fit_motion
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
     from bench_fit_motion import arms_motion

@@ -9,10 +9,10 @@ import torch
 from comovi_core.body.mannequin import demo_motion
 from comovi_core.body.motion_file import SMPLMotion
 from comovi_core.body.smpl import camera_vertices, load_body_model
-from comovi_core.fitting import body_stats, fit_motion, map_stats
-from comovi_core.metrics import motion_errors
+from comovi_core.evaluation.metrics import motion_errors
 from comovi_core.motion_map.decode import decode_motion_map
 from comovi_core.motion_map.render import render_motion_map
+from comovi_core.recovery.fitting import body_stats, fit_motion, map_stats
 
 
 @pytest.fixture(scope="module")
@@ -138,9 +138,9 @@ def test_decoding_with_a_prior_and_without_blur_halo_on_degraded_maps():
     import sys
     from pathlib import Path
 
-    from comovi_core.fitting import _downsample
     from comovi_core.motion_map.decode import levels_of
     from comovi_core.motion_map.degrade import WAN22_VAE, degrade_motion_map
+    from comovi_core.recovery.fitting import _downsample
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
     from bench_fit_motion import arms_motion
@@ -190,8 +190,8 @@ def test_cli_fits_a_motion_map_video(scene, tmp_path, caplog):
     """`python -m comovi_core.fitting VIDEO --start START.npz --out OUT.npz`: the fit has the video's frames and the
     start pose's frame 0 and camera; bad input is a one-line error (exit 2)."""
     from comovi_core.body.motion_file import load_motion, save_motion
-    from comovi_core.fitting import main
-    from comovi_core.video import mp4_writer, to_uint8
+    from comovi_core.files.video import mp4_writer, to_uint8
+    from comovi_core.recovery.fitting import main
 
     body, truth, posed, maps = scene
     with mp4_writer(tmp_path / "map.mp4", 96, 160, truth.fps) as send:

@@ -14,12 +14,12 @@ from PIL import Image
 from comovi_core.body.mannequin import demo_motion
 from comovi_core.body.motion_file import load_motion, save_motion
 from comovi_core.body.smpl import load_body_model
-from comovi_core.conditioning import MAX_IMAGE_PIXELS, load_image, pad_to_aspect
 from comovi_core.errors import CoMoViError
-from comovi_core.generate import main
-from comovi_core.pipeline import CoMoViPipeline
-from comovi_core.tiny import tiny_components
-from comovi_core.video import read_video
+from comovi_core.files.video import read_video
+from comovi_core.inference.generate import main
+from comovi_core.inference.inputs import MAX_IMAGE_PIXELS, load_image, pad_to_aspect
+from comovi_core.inference.pipeline import CoMoViPipeline
+from comovi_core.inference.tiny import tiny_components
 
 
 def test_tiny_preset_writes_every_output_quickly(tmp_path):
@@ -81,7 +81,7 @@ def test_same_seed_same_output_and_motion_without_a_head(quick_fit):
     )
     np.testing.assert_allclose(fitted.motion.body_pose[0], start.body_pose[0], atol=1e-6)  # frame 0 is the given start
     assert torch.equal(fitted.rgb, unfitted.rgb) and "fit" in fitted.timings
-    from comovi_core.evaluate import consistency
+    from comovi_core.evaluation.run import consistency
 
     again = consistency(
         pipe.body_model, fitted.motion, fitted.motion_map, pipe.render_backend
@@ -137,9 +137,11 @@ def test_bad_cli_inputs_fail_before_work_and_write_nothing(tmp_path, caplog, arg
 
 
 def test_unwritable_output_folder_is_refused_before_generating(tmp_path, caplog, monkeypatch):
-    import comovi_core.pipeline
+    import comovi_core.inference.pipeline
 
-    monkeypatch.setattr(comovi_core.pipeline.CoMoViPipeline, "__call__", lambda *a, **k: pytest.fail("generation ran"))
+    monkeypatch.setattr(
+        comovi_core.inference.pipeline.CoMoViPipeline, "__call__", lambda *a, **k: pytest.fail("generation ran")
+    )
     (tmp_path / "file").write_text("x")
     assert main(["--preset", "tiny", "--out", str(tmp_path / "file")]) == 2 and "is a file, not a folder" in caplog.text
     assert main(["--preset", "tiny", "--out", str(tmp_path / "file" / "run")]) == 2 and "which is a file" in caplog.text
@@ -192,7 +194,7 @@ def test_images_are_converted_padded_and_limited(tmp_path, monkeypatch):
         float(gray[:, 0, 32].min()) == 1.0 and float(gray[:, 32, 32].max()) == 0.0
     )  # white bands above, image in the middle
     assert float(pad_to_aspect(load_image(tmp_path / "rgba.png"), 32, 32).min()) == 1.0  # transparent -> white
-    monkeypatch.setattr("comovi_core.conditioning.MAX_IMAGE_PIXELS", 100)
+    monkeypatch.setattr("comovi_core.inference.inputs.MAX_IMAGE_PIXELS", 100)
     with pytest.raises(CoMoViError, match="resize it first"):
         load_image(tmp_path / "gray.png")
     assert MAX_IMAGE_PIXELS == 64_000_000
@@ -213,7 +215,7 @@ def test_images_are_converted_padded_and_limited(tmp_path, monkeypatch):
 
 
 def test_video_to_motion_from_a_file(tmp_path, caplog):
-    from comovi_core.video import mp4_writer
+    from comovi_core.files.video import mp4_writer
 
     frames = (np.random.default_rng(0).random((9, 96, 160, 3)) * 255).astype(np.uint8)  # another size and aspect
     with mp4_writer(tmp_path / "in.mp4", 96, 160, 16) as send:
@@ -307,7 +309,7 @@ def test_vae_from_another_folder_or_the_original_single_file(tmp_path):
     from safetensors.torch import save_file
     from tiny_files import write_tiny_weights
 
-    from comovi_core.vae_loading import diffusers_to_original_vae_key, load_wan22_vae
+    from comovi_core.codecs.vae_files import diffusers_to_original_vae_key, load_wan22_vae
 
     base = tmp_path / "models" / "Wan2.2-TI2V-5B-Diffusers"
     write_tiny_weights(base, tmp_path / "models" / "CoMoVi" / "comovi.safetensors")
@@ -358,7 +360,7 @@ def test_vae_from_another_folder_or_the_original_single_file(tmp_path):
 def test_start_pose_estimated_from_keypoints_json(tmp_path, caplog):
     """--keypoints: the start pose is fitted to an OpenPose/DWPose JSON of the start image (here 96x64, another
     aspect than the 128x128 output; the camera is padded like the image)."""
-    from comovi_core.estimate import OPENPOSE_TO_SMPL, estimate_start_pose
+    from comovi_core.recovery.estimate import OPENPOSE_TO_SMPL, estimate_start_pose
 
     body = load_body_model(None)
     truth = demo_motion(num_frames=2, height=96, width=64)
@@ -469,10 +471,10 @@ def test_start_pose_estimated_from_the_image_with_an_hmr_checkpoint(tmp_path, ca
     """--image + --estimator (+ --keypoints for the person box and the refinement): the start pose is the one
     ``estimate_from_image`` gives for that picture, and meta.json says so; without --image it is refused."""
     from comovi_core.body.smpl import camera_vertices
-    from comovi_core.estimate import OPENPOSE_TO_SMPL, estimate_from_image, read_pose_json
-    from comovi_core.hmr.checkpoint import load_hmr2, save_hmr2
-    from comovi_core.hmr.config import PRESETS
-    from comovi_core.hmr.model import HMR2
+    from comovi_core.recovery.estimate import OPENPOSE_TO_SMPL, estimate_from_image, read_pose_json
+    from comovi_core.recovery.hmr.config import PRESETS
+    from comovi_core.recovery.hmr.loading import load_hmr2, save_hmr2
+    from comovi_core.recovery.hmr.model import HMR2
 
     torch.manual_seed(0)
     save_hmr2(HMR2(PRESETS["tiny"]).eval(), tmp_path / "hmr2.safetensors")

@@ -24,11 +24,11 @@ import pytest
 import torch
 
 from comovi_core.errors import CoMoViError
-from comovi_core.hmr.checkpoint import convert_state_dict, infer_config, load_hmr2, official_to_ours, read_tensors
-from comovi_core.hmr.config import PRESETS
-from comovi_core.hmr.crop import crop_camera_to_full, crop_person, square_window
-from comovi_core.hmr.model import HMR2
-from comovi_core.weights import read_safetensors
+from comovi_core.files.weights import read_safetensors
+from comovi_core.recovery.hmr.config import PRESETS
+from comovi_core.recovery.hmr.crop import crop_camera_to_full, crop_person, square_window
+from comovi_core.recovery.hmr.loading import convert_state_dict, infer_config, load_hmr2, official_to_ours, read_tensors
+from comovi_core.recovery.hmr.model import HMR2
 
 DATA = Path(__file__).parent / "data" / "hmr2_tiny"
 

@@ -10,18 +10,18 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-import comovi_core.tiny
+import comovi_core.inference.tiny
 from comovi_core.body.smpl import load_body_model
 from comovi_core.errors import CoMoViError
-from comovi_core.generate import main as generate_main
-from comovi_core.lora import add_lora, apply_lora, parse_targets, with_lora
+from comovi_core.files.video import read_video
+from comovi_core.inference.generate import main as generate_main
 from comovi_core.model.config import get_config
 from comovi_core.model.loading import load_model
+from comovi_core.model.lora import add_lora, apply_lora, parse_targets, with_lora
 from comovi_core.model.saving import save_checkpoint
-from comovi_core.train import TrainConfig, train, training_step
-from comovi_core.train import main as train_main
-from comovi_core.train_data import synthetic_clips
-from comovi_core.video import read_video
+from comovi_core.training.data import synthetic_clips
+from comovi_core.training.train import TrainConfig, train, training_step
+from comovi_core.training.train import main as train_main
 
 pytest.importorskip("peft")  # training with --lora needs it (the dev extra installs it)
 
@@ -81,7 +81,7 @@ def _forward(model):
 def run(tmp_path_factory):
     """A 20-step stage-1 rank-8 LoRA run on one synthetic clip (tiny preset, fp32)."""
     body = load_body_model(None)
-    parts = comovi_core.tiny.tiny_components(0)
+    parts = comovi_core.inference.tiny.tiny_components(0)
     model = parts["transformer"]
     base = {k: v.clone() for k, v in model.state_dict().items()}
     clips = synthetic_clips(body, 1, 9, 64, 64, seed=0)
@@ -113,7 +113,7 @@ def test_lora_trains_only_the_adapters_and_the_loss_falls(run):
     assert {n for n, p in model.named_parameters() if p.requires_grad} == set(adapters)
     # 2 motion blocks x (8 attention + 2 FFN linears), each with lora_A and lora_B
     assert len(adapters) == 2 * 10 * 2 and all(k.startswith("motion.blocks.") for k in adapters)
-    fresh = comovi_core.tiny.tiny_transformer(0)
+    fresh = comovi_core.inference.tiny.tiny_transformer(0)
     init = dict(add_lora(fresh, RANK, RANK, parse_targets("", 1), seed=0))  # the run's adapters before training
     assert all(not torch.equal(init[k], adapters[k]) for k in adapters)  # every adapter moved
     assert all(float(adapters[k].abs().max()) > 0 for k in adapters if ".lora_B." in k)  # B started at zero
@@ -130,7 +130,9 @@ def test_lora_checkpoint_holds_only_adapters_and_is_small(run, tmp_path):
     assert meta["rank"] == RANK and meta["alpha"] == RANK and meta["targets"] == ["motion_attn", "motion_ffn"]
     assert meta["preset"] == "tiny" and meta["stage"] == 1 and meta["step"] == 20
     assert json.loads(file.with_suffix(".json").read_text())["rank"] == RANK
-    full = save_checkpoint(comovi_core.tiny.tiny_transformer(0), tmp_path / "full.safetensors", dtype=torch.float32)
+    full = save_checkpoint(
+        comovi_core.inference.tiny.tiny_transformer(0), tmp_path / "full.safetensors", dtype=torch.float32
+    )
     ratio = file.stat().st_size / full.stat().st_size
     assert ratio < 0.05, ratio  # measured 4.0 % (132 kB vs 3.29 MB; tiny: dim 96, rank 8)
     assert not list(run["out"].glob(".*"))  # written atomically: no temp files left
@@ -138,7 +140,7 @@ def test_lora_checkpoint_holds_only_adapters_and_is_small(run, tmp_path):
 
 def test_round_trip_fresh_base_plus_lora_equals_the_trained_model(run, tmp_path):
     trained = _forward(run["model"])
-    base_model = comovi_core.tiny.tiny_transformer(0)
+    base_model = comovi_core.inference.tiny.tiny_transformer(0)
     base = _forward(base_model)
     merged = with_lora(base_model, run["file"])
     assert torch.equal(_forward(base_model), base)  # with_lora leaves the given model alone
@@ -147,7 +149,7 @@ def test_round_trip_fresh_base_plus_lora_equals_the_trained_model(run, tmp_path)
     full = save_checkpoint(base_model, tmp_path / "base.safetensors", dtype=torch.float32)
     loaded, report = load_model(get_config("tiny"), full, dtype=torch.float32, lora=run["file"])
     assert torch.equal(_forward(loaded), _forward(merged)) and "LoRA step_000020.safetensors" in report.summary()
-    half = comovi_core.tiny.tiny_transformer(0)
+    half = comovi_core.inference.tiny.tiny_transformer(0)
     assert apply_lora(half, run["file"], 0.0) == 20 and torch.equal(_forward(half), base)  # scale 0: the base
 
 
@@ -163,14 +165,14 @@ def test_generate_with_lora_differs_from_base_and_equals_merging_by_hand(run, tm
     assert not np.array_equal(base[1], lora[1]) and not np.array_equal(base[0], lora[0])
     assert all(np.array_equal(a, b) for a, b in zip(base, zero))
     assert json.loads((tmp_path / "lora" / "meta.json").read_text())["lora"] == str(run["file"])
-    build = comovi_core.tiny.tiny_components
+    build = comovi_core.inference.tiny.tiny_components
 
     def by_hand(seed):
         parts = build(seed)
         apply_lora(parts["transformer"], run["file"])
         return parts
 
-    monkeypatch.setattr(comovi_core.tiny, "tiny_components", by_hand)
+    monkeypatch.setattr(comovi_core.inference.tiny, "tiny_components", by_hand)
     hand = outputs("hand")
     assert all(np.array_equal(a, b) for a, b in zip(hand, lora))
 
@@ -202,7 +204,7 @@ def test_lora_run_resumes_bit_identical(tmp_path):
 
 
 def test_bad_lora_files_and_flags_say_which_file_and_the_fix(run, tmp_path, caplog):
-    model = comovi_core.tiny.tiny_transformer(0)
+    model = comovi_core.inference.tiny.tiny_transformer(0)
     full = save_checkpoint(model, tmp_path / "full.safetensors", dtype=torch.float32)
     with pytest.raises(CoMoViError, match=r"full\.safetensors is not a CoMoVi LoRA file .*full model checkpoint"):
         apply_lora(model, full)
@@ -247,7 +249,7 @@ def test_comfyui_lora_node_merges_into_a_copy_and_keeps_the_loaded_model(run, ex
     loaded = loader.execute(demo, "none (base only: untrained copy)", "float32", False, 0, False, "tiny").args[0]
     base = _forward(loaded.transformer)
     with_node = node.execute(loaded, "walk.safetensors", 0.5).args[0]
-    by_hand = comovi_core.tiny.tiny_transformer(0)
+    by_hand = comovi_core.inference.tiny.tiny_transformer(0)
     apply_lora(by_hand, run["file"], 0.5)
     assert torch.equal(_forward(with_node.transformer), _forward(by_hand))
     assert torch.equal(_forward(loaded.transformer), base)  # the loader's output is unchanged

@@ -6,9 +6,9 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from comovi_core.checkpoint import main as checkpoint_main
 from comovi_core.errors import CoMoViError
 from comovi_core.model.config import get_config
+from comovi_core.model.inspect import main as checkpoint_main
 from comovi_core.model.loading import build_model, load_model, open_checkpoint
 from comovi_core.model.saving import save_checkpoint
 
@@ -146,7 +146,7 @@ def test_inspect_cli(tmp_path, capsys):
 
 def test_truncated_or_foreign_files_get_a_clear_error(tmp_path, capsys, caplog):
     """A download cut short or a file that is not safetensors: one message that says to fetch it again."""
-    from comovi_core.vae_loading import load_wan22_vae
+    from comovi_core.codecs.vae_files import load_wan22_vae
 
     save_file({"x": torch.zeros(1000)}, str(tmp_path / "good.safetensors"))
     data = (tmp_path / "good.safetensors").read_bytes()

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
+from comovi_core.body.camera import PinholeCamera
 from comovi_core.body.mannequin import demo_motion
 from comovi_core.body.motion_file import SMPLMotion, load_motion, save_motion
-from comovi_core.camera import PinholeCamera
 from comovi_core.errors import CoMoViError
 
 
@@ -90,7 +90,7 @@ def test_padded_camera_follows_the_padded_image(size):
     import torch
     from PIL import Image, ImageDraw
 
-    from comovi_core.conditioning import pad_to_aspect
+    from comovi_core.inference.inputs import pad_to_aspect
 
     h, w = size
     cam = PinholeCamera((0.9 * w, 0.9 * w), (w / 2 + 7, h / 2 - 5), (h, w))

@@ -8,9 +8,9 @@ import pytest
 import torch
 from _raycast_reference import raycast_motion_map
 
+from comovi_core.body.camera import PinholeCamera
 from comovi_core.body.mannequin import demo_motion
 from comovi_core.body.smpl import camera_vertices, load_body_model
-from comovi_core.camera import PinholeCamera
 from comovi_core.motion_map import render_gl
 from comovi_core.motion_map.decode import decode_motion_map
 from comovi_core.motion_map.render import iter_motion, render_motion, render_motion_map

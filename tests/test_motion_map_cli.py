@@ -9,9 +9,9 @@ from PIL import Image
 from comovi_core.body.mannequin import demo_motion
 from comovi_core.body.motion_file import save_motion
 from comovi_core.body.smpl import camera_vertices, load_body_model
+from comovi_core.files.video import read_video, to_uint8
 from comovi_core.motion_map.__main__ import main
 from comovi_core.motion_map.render import render_motion_map
-from comovi_core.video import read_video, to_uint8
 
 
 def test_demo_writes_video_and_exact_pngs(tmp_path):

@@ -354,7 +354,7 @@ def test_video_to_motion_takes_a_video_of_another_size(ext):
 def test_estimate_node_reads_pose_keypoints(ext):
     """POSE_KEYPOINT as comfyui_controlnet_aux gives it (a list of OpenPose-style frame dicts) -> a start pose."""
     from comovi_core.body.mannequin import demo_motion
-    from comovi_core.estimate import OPENPOSE_TO_SMPL, reprojection_error_px
+    from comovi_core.recovery.estimate import OPENPOSE_TO_SMPL, reprojection_error_px
 
     model = ext["nodes"]["CoMoViLoadSMPLModel"].execute("built-in mannequin (NOT SMPL, demo only)").args[0]
     truth = demo_motion(num_frames=4, height=352, width=640)
@@ -384,10 +384,10 @@ def test_estimate_node_from_the_start_image(ext):
     """IMAGE + POSE_KEYPOINT + an estimator from models/smpl_estimators (a tiny HMR2 here) -> the start pose on the
     image's camera and a preview with the body drawn over the picture; IMAGE + MASK without keypoints works too."""
     from comovi_core.body.mannequin import demo_motion
-    from comovi_core.estimate import OPENPOSE_TO_SMPL, reprojection_error_px
-    from comovi_core.hmr.checkpoint import save_hmr2
-    from comovi_core.hmr.config import PRESETS
-    from comovi_core.hmr.model import HMR2
+    from comovi_core.recovery.estimate import OPENPOSE_TO_SMPL, reprojection_error_px
+    from comovi_core.recovery.hmr.config import PRESETS
+    from comovi_core.recovery.hmr.loading import save_hmr2
+    from comovi_core.recovery.hmr.model import HMR2
 
     folder = ext["base"] / "models" / "smpl_estimators"
     folder.mkdir(parents=True, exist_ok=True)
@@ -447,15 +447,15 @@ def test_estimate_node_with_camerahmr_and_its_focal_network(ext):
     mask = torch.zeros(1, 352, 640)
     mask[0, 60:300, 260:380] = 1
     args = (model, None, 0, 50.0, "camerahmr_checkpoint_cleaned.safetensors", False, image, mask)
-    estimator = sys.modules["comovi_ext.comovi_core.hmr.checkpoint"].load_estimator(camerahmr)
-    fl_net = sys.modules["comovi_ext.comovi_core.hmr.fl_net"]
+    estimator = sys.modules["comovi_ext.comovi_core.recovery.hmr.loading"].load_estimator(camerahmr)
+    fl_net = sys.modules["comovi_ext.comovi_core.recovery.hmr.fl_net"]
     expected, _ = fl_net.estimate_camera(estimator.focal_net, image[0])
     start, preview = node.execute(*args).args
     assert start.camera == expected and start.transl[0, 2] > 0 and preview.shape == (1, 352, 640, 3)
     chosen, _ = node.execute(*args, "cam_model_cleaned.safetensors").args
     assert chosen.camera == expected
     fov, _ = node.execute(*args, body_nodes.FOCAL_NONE).args
-    assert fov.camera == sys.modules["comovi_ext.comovi_core.camera"].PinholeCamera.default_for(352, 640, 50.0)
+    assert fov.camera == sys.modules["comovi_ext.comovi_core.body.camera"].PinholeCamera.default_for(352, 640, 50.0)
     error = sys.modules["comovi_ext.comovi_core.errors"].CoMoViError
     with pytest.raises(error, match="is CameraHMR's focal-length network"):
         node.execute(model, None, 0, 50.0, "cam_model_cleaned.safetensors", False, image, mask)
@@ -481,9 +481,9 @@ def test_single_files_with_the_hosts_vae_and_conditioning(ext):
     """Single-file transformer + ComfyUI-style VAE and CONDITIONING give what the diffusers-folder path gives."""
     from tiny_files import write_tiny_weights
 
+    from comovi_core.codecs.vae_files import WAN22_LATENTS_MEAN, WAN22_LATENTS_STD
+    from comovi_core.inference.tiny import tiny_transformer
     from comovi_core.model.saving import save_checkpoint
-    from comovi_core.tiny import tiny_transformer
-    from comovi_core.vae_loading import WAN22_LATENTS_MEAN, WAN22_LATENTS_STD
 
     models = ext["base"] / "models"
     write_tiny_weights(

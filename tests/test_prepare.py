@@ -16,11 +16,11 @@ import pytest
 from safetensors.torch import load_file
 from train_runs import metrics_rows
 
-from comovi_core import cache_write, prepare, train
 from comovi_core.body.smpl import load_body_model
-from comovi_core.data_order import EpochOrder, sample_index
 from comovi_core.errors import CoMoViError, TrainingDataError
-from comovi_core.train_data import synthetic_clips, write_clip
+from comovi_core.training import cache_write, prepare, train
+from comovi_core.training.data import synthetic_clips, write_clip
+from comovi_core.training.data_order import EpochOrder, sample_index
 
 pytestmark = pytest.mark.usefixtures("fresh_accelerate_state")
 
@@ -78,11 +78,11 @@ def test_training_on_the_cache_equals_training_on_the_clips_without_vae_or_text_
         raise AssertionError("a codec was loaded for a --cache run")
 
     for module, name in (
-        ("comovi_core.train", "load_codecs"),
-        ("comovi_core.tiny", "tiny_vae"),
-        ("comovi_core.text", "TinyTextEncoder"),
-        ("comovi_core.text", "UMT5TextEncoder"),
-        ("comovi_core.vae_loading", "load_wan22_vae"),
+        ("comovi_core.training.train", "load_codecs"),
+        ("comovi_core.inference.tiny", "tiny_vae"),
+        ("comovi_core.codecs.text", "TinyTextEncoder"),
+        ("comovi_core.codecs.text", "UMT5TextEncoder"),
+        ("comovi_core.codecs.vae_files", "load_wan22_vae"),
     ):
         monkeypatch.setattr(f"{module}.{name}", refuse)
     assert train.main([*run, "--cache", str(tmp_path / "cache"), "--out", str(tmp_path / "cached")]) == 0
@@ -164,7 +164,7 @@ def test_a_bad_clip_is_skipped_with_its_reason_and_nothing_usable_fails(tmp_path
     report = json.loads((tmp_path / "cache" / "report.json").read_text())
     assert report["usable"] == 1 and [s["clip"] for s in report["skipped"]] == ["clip_001", "clip_002"]
     assert report["skipped"][0]["reasons"] == [
-        (f"{data / 'clip_001'}: missing ['caption.txt']; see comovi_core.train_data for the layout")
+        (f"{data / 'clip_001'}: missing ['caption.txt']; see comovi_core.training.data for the layout")
     ]
     assert "motion_map.mp4: not a readable video" in report["skipped"][1]["reasons"][0]
     assert "re-encode it as H.264 mp4" in report["skipped"][1]["reasons"][0]

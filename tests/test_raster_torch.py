@@ -9,8 +9,8 @@ import pytest
 import torch
 from _raycast_reference import raycast_motion_map
 
+from comovi_core.body.camera import PinholeCamera
 from comovi_core.body.mannequin import uv_sphere_faces
-from comovi_core.camera import PinholeCamera
 from comovi_core.errors import CoMoViError
 from comovi_core.motion_map import raster_torch
 from comovi_core.motion_map.colors import vertex_colors, vertex_normals

@@ -17,7 +17,7 @@ import pytest
 import torch
 from _raycast_reference import raycast_motion_map
 
-from comovi_core.camera import PinholeCamera
+from comovi_core.body.camera import PinholeCamera
 from comovi_core.errors import BackendUnavailableError
 from comovi_core.motion_map import render_gl
 from comovi_core.motion_map.colors import vertex_colors, vertex_normals

@@ -1,4 +1,4 @@
-"""Step caching (comovi_core.step_cache): off is exact, the schedule is exact, the pair skips together, reuse adds
+"""Step caching (comovi_core.model.step_cache): off is exact, the schedule is exact, the pair skips together, reuse adds
 residuals."""
 
 from __future__ import annotations
@@ -11,10 +11,10 @@ import pytest
 import torch
 
 from comovi_core.errors import CoMoViError
-from comovi_core.generate import main
-from comovi_core.sampling import sample
-from comovi_core.step_cache import StepCache, StepCacheConfig, describe_evaluations, modulated_input, relative_l1
-from comovi_core.tiny import tiny_transformer
+from comovi_core.inference.generate import main
+from comovi_core.inference.sampling import sample
+from comovi_core.inference.tiny import tiny_transformer
+from comovi_core.model.step_cache import StepCache, StepCacheConfig, describe_evaluations, modulated_input, relative_l1
 
 HUGE = 1e9
 

@@ -7,8 +7,8 @@ import torch
 from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import PreTrainedTokenizerFast, UMT5Config, UMT5EncoderModel
 
+from comovi_core.codecs.text import UMT5TextEncoder, pad_embeddings
 from comovi_core.errors import CoMoViError
-from comovi_core.text import UMT5TextEncoder, pad_embeddings
 
 
 @pytest.fixture(scope="module")

@@ -16,13 +16,13 @@ from train_runs import run_train
 from comovi_core.body.motion_file import save_motion
 from comovi_core.body.smpl import load_body_model
 from comovi_core.errors import CoMoViError
+from comovi_core.files.video import mp4_writer
+from comovi_core.inference.tiny import tiny_components
 from comovi_core.model.config import get_config
 from comovi_core.model.loading import load_model
-from comovi_core.tiny import tiny_components
-from comovi_core.train import TrainConfig, load_components, main, train, training_step
-from comovi_core.train_data import check_clips, load_clips, synthetic_clips
-from comovi_core.train_step import drop_text, micro_batch_generator, sample_sigma, shifted_sigmas
-from comovi_core.video import mp4_writer
+from comovi_core.training.data import check_clips, load_clips, synthetic_clips
+from comovi_core.training.step import drop_text, micro_batch_generator, sample_sigma, shifted_sigmas
+from comovi_core.training.train import TrainConfig, load_components, main, train, training_step
 
 
 @pytest.fixture(scope="module")

@@ -10,8 +10,8 @@ from train_runs import metrics_rows
 
 from comovi_core.body.smpl import load_body_model
 from comovi_core.errors import CoMoViError
-from comovi_core.train import TrainConfig, load_components, main, make_config, parse_args, train
-from comovi_core.train_data import synthetic_clips
+from comovi_core.training.data import synthetic_clips
+from comovi_core.training.train import TrainConfig, load_components, main, make_config, parse_args, train
 
 pytest.importorskip("bitsandbytes", reason="the dev extra installs bitsandbytes")  # CI installs it: never skipped there
 RUN = ["--preset", "tiny", "--synthetic", "2", "--stage", "2", "--grad-accum", "2", "--save-every", "2"]

@@ -12,13 +12,13 @@ import torch
 from safetensors.torch import load_file, save_file
 from train_runs import cut_after_step1, max_diff, metrics_rows, run_train
 
-from comovi_core.consolidate import consolidate
 from comovi_core.errors import CoMoViError
+from comovi_core.inference.tiny import tiny_transformer
 from comovi_core.model.loading import load_model
 from comovi_core.model.saving import save_checkpoint
-from comovi_core.tiny import tiny_transformer
-from comovi_core.train import make_config, parse_args
-from comovi_core.train_state import StateTensors
+from comovi_core.training.consolidate import consolidate
+from comovi_core.training.state import StateTensors
+from comovi_core.training.train import make_config, parse_args
 
 # stage 2 (zero-linears, motion branch, 3D head train), 2 steps of 2 micro-batches: 2 processes x 1 or 1 x 2.
 # Adam eps 1e-8 as in test_train's DDP test (with 1e-10 a ~0 gradient element may take a full step in one run only).

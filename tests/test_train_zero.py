@@ -13,11 +13,11 @@ import torch
 from safetensors.torch import load_file
 from train_runs import cut_after_step1, max_diff, metrics_rows, run_train
 
-from comovi_core.consolidate import consolidate
 from comovi_core.errors import CoMoViError
-from comovi_core.tiny import tiny_transformer
-from comovi_core.train import make_config, parse_args
-from comovi_core.train_state import StateTensors
+from comovi_core.inference.tiny import tiny_transformer
+from comovi_core.training.consolidate import consolidate
+from comovi_core.training.state import StateTensors
+from comovi_core.training.train import make_config, parse_args
 
 # as tests/test_train_sharded.py: tiny stage 2, 2 steps of 2 micro-batches (2 processes x 1, or 1 x 2)
 COMMON = ["--preset", "tiny", "--synthetic", "2", "--stage", "2", "--steps", "2", "--adam-eps", "1e-8"]
@@ -130,11 +130,11 @@ def test_zero_flags_are_refused_with_the_fix(tmp_path, monkeypatch):
 
 def test_shipped_accelerate_configs_choose_the_sharding():
     """What ``accelerate launch --config_file`` puts in the environment for each shipped config (accelerate's own
-    argument handling), and the --sharding comovi_core.train makes of it."""
+    argument handling), and the --sharding comovi_core.training.train makes of it."""
     from accelerate.commands.launch import _validate_launch_command, launch_command_parser
     from accelerate.utils.launch import prepare_deepspeed_cmd_env, prepare_multi_gpu_env
 
-    from comovi_core.train_shard import launcher_sharding
+    from comovi_core.training.sharding import launcher_sharding
 
     chosen = {}
     for path in sorted(CONFIGS.glob("*.yaml")):

@@ -9,16 +9,16 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from comovi_core.errors import CoMoViError
-from comovi_core.tiny import tiny_vae
-from comovi_core.vae import PixelCodec, decode_latents, encode_frames
-from comovi_core.vae_loading import (
+from comovi_core.codecs.vae import PixelCodec, decode_latents, encode_frames
+from comovi_core.codecs.vae_files import (
     WAN22_LATENTS_MEAN,
     WAN22_LATENTS_STD,
     diffusers_to_original_vae_key,
     load_wan22_vae,
     original_to_diffusers_vae_key,
 )
+from comovi_core.errors import CoMoViError
+from comovi_core.inference.tiny import tiny_vae
 
 DATA = Path(__file__).parent / "data" / "wan22_vae_tiny"
 ORIGINAL = DATA / "wan22_vae_original_tiny.safetensors"

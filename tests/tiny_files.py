@@ -7,9 +7,9 @@ from pathlib import Path
 from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import PreTrainedTokenizerFast, UMT5Config, UMT5EncoderModel
 
+from comovi_core.inference.tiny import tiny_transformer, tiny_vae
 from comovi_core.model.config import get_config
 from comovi_core.model.saving import save_checkpoint
-from comovi_core.tiny import tiny_transformer, tiny_vae
 
 
 def write_tiny_weights(base: Path, comovi_file: Path) -> None:
@@ -43,10 +43,10 @@ def write_tiny_camerahmr(folder: Path) -> list[Path]:
     """The CameraHMR parity fixture's tiny random-weight networks, saved as a user places the release's files."""
     from safetensors.torch import save_file
 
-    from comovi_core.hmr.camerahmr_checkpoint import load_camerahmr, load_flnet
-    from comovi_core.hmr.checkpoint import save_estimator
-    from comovi_core.hmr.config import CAMERAHMR_PRESETS, FLNET_PRESETS
-    from comovi_core.weights import read_safetensors
+    from comovi_core.files.weights import read_safetensors
+    from comovi_core.recovery.hmr.camerahmr_loading import load_camerahmr, load_flnet
+    from comovi_core.recovery.hmr.config import CAMERAHMR_PRESETS, FLNET_PRESETS
+    from comovi_core.recovery.hmr.loading import save_estimator
 
     reference = read_safetensors(Path(__file__).parent / "data" / "camerahmr_tiny" / "reference.safetensors")
     folder.mkdir(parents=True, exist_ok=True)

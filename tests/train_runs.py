@@ -19,7 +19,9 @@ def free_port() -> int:
 def run_train(
     args: list[str], out: Path, processes: int = 1, accelerate_config: Path | None = None
 ) -> subprocess.CompletedProcess:
-    """Run ``comovi_core.train`` with ``args`` into ``out`` on ``processes`` CPU processes (gloo); fails loudly.
+    """Run ``python -m comovi_core.train`` with ``args`` into ``out`` on ``processes`` CPU processes (gloo).
+
+    Fails loudly.
     ``accelerate_config``: started by ``accelerate launch --config_file`` (its process count set to ``processes``)."""
     if accelerate_config is not None:
         launch = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(accelerate_config)]

@@ -219,7 +219,7 @@ def demo_motion(num_frames: int = 33, height: int = 704, width: int = 1280, fps:
     """
     import torch
 
-    from ..camera import PinholeCamera
+    from .camera import PinholeCamera
     from .motion_file import SMPLMotion
     from .rotations import axis_angle_to_matrix, matrix_to_axis_angle
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import BodyModelNotFoundError, CoMoViError
+from ..files.safe_pickle import load_pickle_arrays
 from .parts import SEGMENTATION_FILENAME, load_segmentation, parts_from_skinning
-from .safe_pickle import load_pickle_arrays
 
 NUM_JOINTS = 24
 NUM_POSE_BASIS = (NUM_JOINTS - 1) * 9  # 207

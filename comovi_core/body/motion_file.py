@@ -13,7 +13,7 @@ A plain ``.npz`` (no pickles) with smplx names; ``T`` frames:
     image_size       (2,)    (H, W) pixels            }
     gender           ()      optional str: neutral | male | female
     foot_contact     (T, 2)  optional bool: the left and the right foot stand still since an earlier frame
-                             (found by the fit where the motion map shows it: ``comovi_core.fit_contact``)
+                             (found by the fit where the motion map shows it: ``comovi_core.recovery.contact``)
 """
 
 from __future__ import annotations
@@ -23,9 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..atomic import atomic_path, check_writable_file
-from ..camera import PinholeCamera
 from ..errors import CoMoViError
+from ..files.atomic import atomic_path, check_writable_file
+from .camera import PinholeCamera
 
 FORMAT_VERSION = 1
 

@@ -33,9 +33,9 @@ from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
 from ..errors import CoMoViError
-from ..step_cache import StepCache
 from .config import CoMoViConfig
 from .smpl_head import SMPLHead
+from .step_cache import StepCache
 
 
 class CoMoViOutput(NamedTuple):
@@ -235,7 +235,7 @@ class CoMoViTransformer(ModelMixin, ConfigMixin):
         )
         timestep_proj = timestep_proj.unflatten(2 if ts_len else 1, (6, -1))
 
-        # 3. coupled blocks; a step cache may instead add each branch's last residual (comovi_core.step_cache)
+        # 3. coupled blocks; a step cache may instead add each branch's last residual (comovi_core.model.step_cache)
         def blocks(x_rgb, x_motion):
             return self._blocks(x_rgb, x_motion, context, timestep_proj, rotary_emb)
 

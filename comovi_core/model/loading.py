@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from ..errors import CoMoViError
-from ..weights import open_safetensors
+from ..files.weights import open_safetensors
 from .config import CoMoViConfig
 from .keys import part_of, release_to_ours, wan_original_to_diffusers
 from .sizes import describe_size, infer_config, reconcile, stored_config
@@ -251,7 +251,7 @@ def load_model(
     lora_scale: float = 1.0,
 ) -> tuple[CoMoViTransformer, LoadReport]:
     """Build the model and fill it from ``paths`` (loaded in order, later files win); then merge the LoRA file
-    ``lora`` (if given) into the weights at ``lora_scale`` (``comovi_core.lora.apply_lora``).
+    ``lora`` (if given) into the weights at ``lora_scale`` (``comovi_core.model.lora.apply_lora``).
 
     ``config``: None reads the model size from the files (``resolve_config``); a config is checked against them."""
     checkpoints = [open_checkpoint(p) for p in ([paths] if isinstance(paths, (str, Path)) else paths)]
@@ -301,7 +301,7 @@ def load_model(
         )
     report = LoadReport(loaded, copied, zeroed, unexpected, model.smpl_head is not None)
     if lora is not None:
-        from ..lora import apply_lora
+        from .lora import apply_lora
 
         report.lora = f"LoRA {Path(lora).name} at scale {lora_scale:g}: {apply_lora(model, lora, lora_scale)} layers"
     log.info("%s", report.summary())

@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING
 import torch
 from safetensors.torch import save_file
 
-from ..atomic import atomic_path
 from ..errors import CoMoViError
+from ..files.atomic import atomic_path
 from .keys import ours_to_release, wan_diffusers_to_original
 
 if TYPE_CHECKING:  # the model imports diffusers (seconds)

@@ -18,8 +18,7 @@ from pathlib import Path
 
 import torch
 
-from ..cli import run_cli
-from ..errors import CoMoViError
+from ..errors import CoMoViError, run_cli
 from .render import BACKENDS
 from .shading import DEFAULT_SHADING, SHADINGS
 
@@ -77,11 +76,11 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def run(args: argparse.Namespace) -> Path:
-    from ..atomic import check_writable_file, check_writable_folder
     from ..body.mannequin import demo_motion
     from ..body.motion_file import load_motion
     from ..body.smpl import load_body_model
-    from ..video import check_video_size, mp4_writer, to_uint8, write_pngs
+    from ..files.atomic import check_writable_file, check_writable_folder
+    from ..files.video import check_video_size, mp4_writer, to_uint8, write_pngs
     from .render import iter_motion
 
     if args.out.suffix.lower() != ".mp4":

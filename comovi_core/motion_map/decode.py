@@ -35,8 +35,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from ..body.camera import PinholeCamera
 from ..body.parts import NUM_PARTS
-from ..camera import PinholeCamera
 from ..errors import CoMoViError
 from .shading import AMBIENT, DIFFUSE, LIGHT_POSITION, SPECULAR, check_shading
 

@@ -42,7 +42,7 @@ from dataclasses import dataclass, fields
 
 import torch
 
-from ..camera import PinholeCamera
+from ..body.camera import PinholeCamera
 from ..errors import CoMoViError
 from .render import check_frame_inputs
 from .shading import BACKGROUND, shade

@@ -29,8 +29,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ..body.camera import PinholeCamera
 from ..body.smpl import camera_vertices
-from ..camera import PinholeCamera
 from ..errors import BackendUnavailableError, CoMoViError
 from .colors import vertex_colors, vertex_normals
 from .shading import check_shading

@@ -60,7 +60,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import torch
 
-from ..camera import PinholeCamera
+from ..body.camera import PinholeCamera
 from ..errors import BackendUnavailableError, CoMoViError
 from .render import check_frame_inputs
 from .shading import AMBIENT, DIFFUSE, LIGHT_POSITION, SPECULAR

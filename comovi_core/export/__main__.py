@@ -1,0 +1,9 @@
+"""`python -m comovi_core.export`: write BVH, OBJ or GLB files from a motion
+
+The code lives in `comovi_core.export.cli`."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

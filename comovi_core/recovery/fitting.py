@@ -1,0 +1,692 @@
+"""Recover a SMPL motion from a motion-map video by fitting the body to it (when no 3D head is loaded).
+
+The motion map tells, per pixel, which body part is seen and its surface normal. For every frame and
+part we summarise the decoded pixels by their count, 2D centroid, 2D covariance and mean normal, and
+fit the body so that the same summaries of its camera-facing vertices (soft-weighted by how much each
+vertex faces the camera) match, with a smoothness prior over time. Frame 0 stays the given start pose
+(shape, pose and camera are known there). Summaries instead of a differentiable rasteriser keep it
+fast and dependency-free. Occlusion is handled without gradient: each step renders the current pose's
+depth and drops hidden vertices from the body's summaries (without this the data term at the true
+pose was 3x its value with it, and a fit started at the truth drifted ~35-40 mm away, stand-in
+``arms`` motion of benchmarks/bench_fit_motion.py).
+
+The fit works in the window the body moves in (``_crop_to_body``: the map's non-background pixels over
+all frames and the start pose, plus a margin), so its pixels go to the body, not to empty background.
+Maps are decoded at a reduced resolution of that window (``max_side``, nearest-neighbour so the colours
+stay exact). Priors (``fit_prior``): a weak temporal smoothness (a strong one flattened fast motions) and
+joint limits. Frame-by-frame passes visit at most ``TRACK_KEYFRAMES`` frames of a long clip (every k-th
+frame, the rest interpolated) and the joint fits refine every frame.
+
+Labels decoded from a generated map are wrong where the VAE blurred colours across part borders, and
+those errors pull the summaries far off (measured: a summary fit worse than holding the start pose on
+the VAE-like degraded ``arms`` map). A colour stage follows (``fit_splat``, ``splat_steps`` > 0): the
+posed body is splatted with its motion-map colours and compared with the map colour by colour at
+``SPLAT_SIDE``; it refines the summary fit and, separately, tracks the motion again from the start pose
+coarse to fine; the one whose colours match better is returned.
+
+    python -m comovi_core.fitting motion_map.mp4 --start start.npz --out motion.npz [--body-model models/smpl]
+
+fits the body to a motion-map video (e.g. a generate run's ``motion_map.mp4``) from the start pose
+(frame 0 of ``--start``, its camera padded to the video's size as ``generate`` does).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import logging
+import math
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..body.camera import PinholeCamera
+from ..body.motion_file import SMPLMotion
+from ..body.parts import NUM_PARTS
+from ..errors import CoMoViError, run_cli
+from ..motion_map.colors import vertex_normals
+from ..motion_map.decode import DecodedMotionMap, decode_motion_map, levels_of
+from ..motion_map.raster_torch import render_depth
+from ..motion_map.render import render_motion_map
+from .contact import Contacts, foot_masks, planted_feet
+from .flip import LIMBS, mirrored_limb
+from .prior import joint_limits, smoothness, stillness
+from .splat import SPLAT_SIGMA, body_splat, projected_vertex_area, splat_cost, splat_targets
+
+log = logging.getLogger("comovi_core.recovery.fitting")  # the same name when run as `python -m`
+FIT_STEPS = 300  # default optimisation steps
+TRACK_STEPS = 60  # default steps per frame of the frame-by-frame pass (0: fit only from the start pose)
+MIN_CONFIDENCE = 0.5  # decoded pixels below this confidence are ignored
+VISIBILITY_TOLERANCE = 0.01  # metres behind the drawn surface a vertex still counts as visible
+RELABEL_ROUNDS = 1  # times the map is decoded again with the fitted body as a prior, then refined
+TRACK_KEYFRAMES = 17  # most frames a frame-by-frame pass visits (longer clips: every k-th frame, see keyframes)
+SPLAT_STEPS = 60  # joint steps of each colour (splat) refinement (0: no colour stage)
+SPLAT_TRACK_STEPS = 30  # steps per frame and per splat size of the colour stage's frame-by-frame pass
+# splat sizes of each frame-by-frame pass of the colour stage, coarse to fine (pixels at SPLAT_SIDE); each pass is
+# a candidate, and the one whose colours match best wins (a coarser start widens the basin: see _splat_stage)
+SPLAT_SCHEDULES = ((3.0, SPLAT_SIGMA), (6.0, 3.0, SPLAT_SIGMA))
+SPLAT_SIGMAS = tuple(sorted({s for schedule in SPLAT_SCHEDULES for s in schedule}, reverse=True))  # all of them
+SPLAT_SIDE = 384  # longer image side the colour stage compares at (thin limbs need more pixels than labels do)
+SPLAT_LR = 0.01  # Adam step of the colour stage's joint refinements
+SMOOTH = 0.05  # weight of the temporal smoothness prior (``fit_prior``: a strong one flattens fast motions)
+LIMIT_WEIGHT = 10.0  # weight of the joint limits (``fit_prior``), per squared radian beyond a limit
+FLIP_STEPS = 10  # steps given to each depth-mirrored limb (and the current pose) per keyframe; 0: no flips
+FLIP_MARGIN = 0.03  # a mirrored limb replaces the pose only if its objective is this fraction lower
+STILL_WEIGHT = 0.01  # pull of every joint toward the start pose (``fit_prior.stillness``), per squared radian
+CONTACT_STEPS = 30  # joint steps of the last stage, which keeps feet the map shows standing planted (0: off)
+CROP = True  # fit in the window the body moves in (``_crop_to_body``), not the whole frame
+CROP_MARGIN = 0.15  # margin around that window, a fraction of its longer side (+ 4 pixels)
+BODY_THRESHOLD = 0.1  # a map pixel is body where a channel is this far below the white background
+
+
+@dataclass
+class PartStats:
+    count: torch.Tensor  # (T, P) pixels (or projected vertex area) per part, in image units (see _image_units)
+    centroid: torch.Tensor  # (T, P, 2) in image units
+    covariance: torch.Tensor  # (T, P, 2, 2) in image units squared
+    normal: torch.Tensor  # (T, P, 3) unit mean normal
+
+
+def _stats(weights: torch.Tensor, points: torch.Tensor, normals: torch.Tensor, parts: torch.Tensor) -> PartStats:
+    """weights (T, N), points (T, N, 2), normals (T, N, 3), parts (N,) in 0..P-1 -> per-part summaries."""
+    frames = weights.shape[0]
+    values = torch.cat(
+        [
+            weights[..., None],
+            weights[..., None] * points,
+            weights[..., None] * normals,
+            weights[..., None] * (points[..., :, None] * points[..., None, :]).flatten(-2),
+        ],
+        -1,
+    )  # (T, N, 10)
+    sums = values.new_zeros(frames, NUM_PARTS, values.shape[-1]).index_add_(1, parts, values)  # (T, P, 10)
+    count = sums[..., 0]
+    safe = count.clamp_min(1e-6)[..., None]
+    centroid = sums[..., 1:3] / safe
+    covariance = (sums[..., 6:10] / safe).unflatten(-1, (2, 2)) - centroid[..., :, None] * centroid[..., None, :]
+    normal = torch.nn.functional.normalize(sums[..., 3:6], dim=-1, eps=1e-6)
+    return PartStats(count, centroid, covariance, normal)
+
+
+def _image_units(uv: torch.Tensor, camera: PinholeCamera) -> torch.Tensor:
+    """Pixels -> centred units of the longer image side (keeps second moments well conditioned in float32)."""
+    side = float(max(camera.height, camera.width))
+    return (uv - uv.new_tensor([camera.width / 2, camera.height / 2])) / side
+
+
+def _inliers(points: torch.Tensor, parts: torch.Tensor) -> torch.Tensor:
+    """Per part, keep pixels within 3 robust deviations (median, MAD) of the part's median on both axes.
+
+    Decoding mislabels a few percent of pixels (colour ambiguities, video coding); scattered far from
+    the part they are given, they would drag its centroid and spread."""
+    keep = torch.zeros_like(parts, dtype=torch.bool)
+    for part in parts.unique():
+        idx = (parts == part).nonzero().squeeze(1)
+        xy = points[idx]
+        median = xy.median(0).values
+        mad = (xy - median).abs().median(0).values * 1.4826 + 1e-3
+        keep[idx] = ((xy - median).abs() <= 3 * mad).all(-1)
+    return keep
+
+
+def map_stats(decoded: DecodedMotionMap, camera: PinholeCamera) -> PartStats:
+    """Per-frame, per-part summaries of a decoded motion map (body pixels only, outliers dropped)."""
+    frames, height, width = decoded.mask.shape
+    v, u = torch.meshgrid(torch.arange(height) + 0.5, torch.arange(width) + 0.5, indexing="ij")
+    points = _image_units(torch.stack((u, v), -1).reshape(-1, 2).float(), camera)
+    out = []
+    for t in range(frames):  # pixels differ per frame: one scatter per frame
+        body = decoded.mask[t].reshape(-1)
+        if decoded.confidence is not None:  # drop pixels whose label most of their neighbourhood contradicts
+            body = body & (decoded.confidence[t].reshape(-1) >= MIN_CONFIDENCE)
+        xy, parts, normals = (
+            points[body],
+            decoded.part[t].reshape(-1)[body],
+            decoded.normal[t].reshape(-1, 3)[body].float(),
+        )
+        keep = _inliers(xy, parts)
+        pixel_area = torch.full((1, int(keep.sum())), 1 / float(max(height, width)) ** 2)
+        out.append(_stats(pixel_area, xy[keep][None], normals[keep][None], parts[keep]))
+    return PartStats(*(torch.cat([getattr(o, f) for o in out]) for f in ("count", "centroid", "covariance", "normal")))
+
+
+def visible_vertices(
+    vertices: torch.Tensor,
+    faces: torch.Tensor,
+    part_ids: torch.Tensor,
+    camera: PinholeCamera,
+    tolerance: float = VISIBILITY_TOLERANCE,
+) -> torch.Tensor:
+    """vertices (T, V, 3) in camera space -> (T, V) float, 1 where a vertex is not hidden behind the body.
+
+    Renders the body's depth alone at the camera's resolution (``render_depth``: no gradient, no colours, the
+    depth of a rendered map bit for bit) and keeps vertices within ``tolerance`` metres of the drawn surface at
+    their pixel (or on no drawn pixel: silhouette). ``part_ids`` is not needed for that; kept for callers."""
+    with torch.no_grad():
+        depth = render_depth(vertices.detach(), faces, camera)  # (T, H, W)
+        uv = camera.project(vertices.detach())
+        col = uv[..., 0].long().clamp(0, camera.width - 1)
+        row = uv[..., 1].long().clamp(0, camera.height - 1)
+        drawn = depth[torch.arange(depth.shape[0], device=depth.device)[:, None], row, col]  # (T, V)
+        return ((drawn == 0) | (vertices[..., 2].detach() <= drawn + tolerance)).float()
+
+
+def body_stats(
+    vertices: torch.Tensor,
+    faces: torch.Tensor,
+    part_ids: torch.Tensor,
+    camera: PinholeCamera,
+    visibility: torch.Tensor | None = None,
+) -> PartStats:
+    """The same summaries for a posed body: each vertex weighs a third of the projected area of its
+    camera-facing faces, so vertex sums approximate pixel sums of the visible surface. ``visibility``
+    (T, V) (see ``visible_vertices``) drops vertices hidden behind other parts; without it occluded
+    surface still counts (measured: it doubles to triples the data term at the true pose)."""
+    uv = _image_units(camera.project(vertices), camera)  # (T, V, 2)
+    weights = projected_vertex_area(uv, faces)
+    if visibility is not None:
+        weights = weights * visibility
+    return _stats(weights, uv, vertex_normals(vertices, faces), part_ids)
+
+
+def _crop_to_body(
+    images: torch.Tensor, camera: PinholeCamera, start_uv: torch.Tensor
+) -> tuple[torch.Tensor, PinholeCamera]:
+    """Cut the frames to the window the body moves in (map pixels away from the white background over all
+    frames, and the start pose's projection ``start_uv`` (V, 2)), with a margin: the fit then spends its
+    pixels on the body, not on empty background."""
+    height, width = images.shape[1:3]
+    drawn = ((1 - images).amax(-1) > BODY_THRESHOLD).any(0)  # (H, W)
+    rows, cols = drawn.any(1).nonzero()[:, 0], drawn.any(0).nonzero()[:, 0]
+    lo = start_uv.amin(0).floor()
+    hi = start_uv.amax(0).ceil()
+    if len(rows):
+        lo = torch.minimum(lo, torch.stack((cols[0], rows[0])).float())
+        hi = torch.maximum(hi, torch.stack((cols[-1], rows[-1])).float() + 1)
+    margin = CROP_MARGIN * (hi - lo).amax() + 4
+    left, top = (int(v) for v in (lo - margin).floor().clamp_min(0))
+    right, bottom = int((hi[0] + margin).ceil().clamp(max=width)), int((hi[1] + margin).ceil().clamp(max=height))
+    if right - left < 16 or bottom - top < 16:  # nothing sensible to crop to (a body off screen): keep the frame
+        return images, camera
+    return images[:, top:bottom, left:right], camera.cropped(top, left, bottom - top, right - left)
+
+
+def _downsample(images: torch.Tensor, camera: PinholeCamera, max_side: int) -> tuple[torch.Tensor, PinholeCamera]:
+    scale = max_side / max(camera.height, camera.width)
+    if scale >= 1:
+        return images, camera
+    height, width = max(16, round(camera.height * scale)), max(16, round(camera.width * scale))
+    rows = ((torch.arange(height) + 0.5) * camera.height / height).long()
+    cols = ((torch.arange(width) + 0.5) * camera.width / width).long()
+    return images[:, rows][:, :, cols], camera.resized(height, width)
+
+
+def progress_steps(
+    frames: int,
+    iterations: int = FIT_STEPS,
+    track_steps: int = TRACK_STEPS,
+    relabel_rounds: int = RELABEL_ROUNDS,
+    splat_steps: int = SPLAT_STEPS,
+    contact_steps: int = CONTACT_STEPS,
+) -> int:
+    """How many times ``fit_motion`` calls its callback for a clip of ``frames`` frames (comovi_v1 shading)."""
+    tracked = len(keyframes(frames)) - 1 if frames > 1 else 0
+    first = (2 * iterations + tracked) if track_steps > 0 else iterations
+    splat = splat_steps + len(SPLAT_SCHEDULES) * (splat_steps + tracked) if splat_steps > 0 else 0
+    return first + relabel_rounds * (iterations // 2) + splat + contact_steps
+
+
+def fit_motion(
+    body,
+    images: torch.Tensor,
+    start: SMPLMotion,
+    camera: PinholeCamera,
+    fps: float,
+    shading: str = "comovi_v1",
+    iterations: int = FIT_STEPS,
+    max_side: int = 192,
+    smooth: float = SMOOTH,
+    device="cpu",
+    callback=None,
+    track_steps: int = TRACK_STEPS,
+    relabel_rounds: int = RELABEL_ROUNDS,
+    splat_steps: int = SPLAT_STEPS,
+    flip_steps: int = FLIP_STEPS,
+    contact_steps: int = CONTACT_STEPS,
+) -> SMPLMotion:
+    """images (T, H, W, 3) in [0, 1] (frame 0 shows ``start``'s frame 0) -> a SMPLMotion of T frames.
+
+    Two fits, and the one whose loss is lower wins: (1) all frames jointly from the start pose,
+    ``iterations`` Adam steps; (2) with ``track_steps`` > 0, frame by frame from the previous frame's fit
+    (``track_steps`` steps each), then jointly as (1). Both model occlusion (``visible_vertices``).
+    ``callback(step, total)`` is called after each joint step and each tracked frame, ``total`` =
+    ``progress_steps(T, iterations, track_steps, relabel_rounds)`` times (progress, cancellation).
+    Labels are decoded with the start pose drawn as a prior (``decode_motion_map(prior=...)``); then
+    ``relabel_rounds`` times with the fitted body as the prior, each followed by ``iterations // 2`` joint steps.
+    Then the colour stage (comovi_v1 only; see the module docstring): ``splat_steps`` joint steps refine the
+    fit, and per ``SPLAT_SCHEDULES`` entry (splat sizes, coarse to fine) a frame-by-frame colour pass
+    (``SPLAT_TRACK_STEPS`` per frame and splat size) with ``splat_steps`` joint steps tracks from the start; the
+    best colour match wins. Each tracked keyframe also tries every
+    limb mirrored in depth with ``flip_steps`` steps (``_track``; 0: no flips, faster and blind to depth mirrors).
+    Last, feet the map shows standing still (``fit_contact``, looked for around the fit's feet) are locked where
+    they stand by ``contact_steps`` joint steps of the last cost plus the planted feet's term; the result's
+    ``foot_contact`` says which foot stands in which frame (all False when none does; None with ``contact_steps``
+    0, not looked for).
+    Works inside ``torch.inference_mode``/``no_grad`` (hosts such as ComfyUI run nodes that way): the
+    optimisation uses its own grad-enabled copies of the body model and the maps.
+    """
+    with torch.inference_mode(False), torch.enable_grad():
+        options = _FitOptions(
+            shading,
+            iterations,
+            max_side,
+            smooth,
+            device,
+            callback,
+            track_steps,
+            relabel_rounds,
+            splat_steps,
+            flip_steps,
+            contact_steps,
+        )
+        return _fit(copy.deepcopy(body).to(device), images.clone(), start, camera, fps, options)
+
+
+def _data_terms(model: PartStats, target: PartStats, present: torch.Tensor) -> torch.Tensor:
+    """Per-frame data term (T,): robust distance between the body's and the map's part summaries.
+
+    present (T, P) in {0, 1}: parts seen in the map (and frames that move)."""
+    # parts much smaller in the map than the body says are occluded there: trust them less
+    weight = present * (target.count / model.count.detach().clamp_min(1e-6)).clamp(max=1).square()  # (T, P)
+    centroid = (model.centroid - target.centroid).square().sum(-1) / 0.02**2
+    size = target.covariance.diagonal(dim1=-2, dim2=-1).sum(-1, keepdim=True)[..., None]  # (T, P, 1, 1)
+    spread = ((model.covariance - target.covariance) / (0.1 * size + 1e-4)).square().sum((-1, -2))
+    normal = 1 - (model.normal * target.normal).sum(-1)
+    robust = torch.log1p(centroid) + torch.log1p(spread) + normal  # Cauchy on the 2D terms: outliers saturate
+    return (weight * robust).sum(-1) / weight.sum(-1).clamp_min(1)
+
+
+def _slice(stats: PartStats, index) -> PartStats:
+    return PartStats(stats.count[index], stats.centroid[index], stats.covariance[index], stats.normal[index])
+
+
+def keyframes(frames: int, most: int | None = None) -> list[int]:
+    """Frames the frame-by-frame passes visit: all of a short clip; of a longer one, every k-th frame and the
+    last, at most ``most`` (default ``TRACK_KEYFRAMES``) in all (the joint fit then refines every frame)."""
+    most = TRACK_KEYFRAMES if most is None else most
+    stride = max(1, math.ceil((frames - 1) / max(most - 1, 1)))
+    return sorted(set(range(0, frames, stride)) | {frames - 1})
+
+
+def _track(body, delta, base, betas, frame_cost, steps, smooth, on_step, flip_steps):
+    """Frame by frame over ``keyframes``, fit each frame alone for ``steps`` steps per stage from the previous
+    one's fit; frames between keyframes are interpolated linearly.
+
+    ``frame_cost`` is one callable ``(vertices (1, V, 3), frame) -> scalar`` or a sequence of them, run one
+    after the other (e.g. coarse to fine); the joint prior over the frame and the two before it is added.
+    After the stages each limb is tried mirrored in depth (``fit_flip``): the mirror and (in a copy) the current
+    pose get ``flip_steps`` more steps of the last cost each (0: no flips; the current pose's are taken once and
+    reused until a mirror replaces it: the descent is deterministic); the mirror replaces the pose only when
+    it ends ``FLIP_MARGIN`` cheaper, so without a flip the track is what it was without the trial.
+    base (T, 75) is the start pose every frame; delta (T-1, 75) is filled in place."""
+    costs = frame_cost if isinstance(frame_cost, (list, tuple)) else [frame_cost]
+    parents = body.smpl.parents.tolist()
+    visit = keyframes(base.shape[0])
+    full = torch.cat([delta.new_zeros(1, 75), delta.detach()])  # (T, 75), frame 0 is the start
+
+    def objective(cost, x, frame, done):
+        q = base[frame : frame + 1] + x  # (1, 75)
+        loss = cost(body(q[:, :3], q[:, 3:72], betas, q[:, 72:]).vertices, frame)
+        loss = loss + LIMIT_WEIGHT * joint_limits(q[:, 3:72]).sum()
+        loss = loss + STILL_WEIGHT * stillness(q[:, 3:72], base[frame, 3:72]).sum()
+        if done.shape[0] == 2:  # continue the motion smoothly
+            seq = torch.cat([base[frame - 2 : frame] + done, q])  # (3, 75)
+            loss = loss + smooth * smoothness(seq[:, :3], seq[:, 3:72], seq[:, 72:])
+        return loss
+
+    def descend(cost, x, frame, done, n):
+        """n Adam steps from x (1, 75) -> (x, its objective)."""
+        x = x.detach().clone().requires_grad_(True)
+        optimiser = torch.optim.Adam([x], lr=0.02)
+        for _ in range(n):
+            loss = objective(cost, x, frame, done)
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+        with torch.no_grad():
+            return x.detach(), float(objective(cost, x, frame, done))
+
+    for i, frame in enumerate(visit[1:], 1):
+        done = full[visit[max(0, i - 2) : i]].clone()  # (<= 2, 75) fitted before
+        x = done[-1:].clone()  # (1, 75) start from the previous keyframe
+        for cost in costs:
+            x, _ = descend(cost, x, frame, done, steps)
+        loss = None  # the objective after flip_steps more steps from x (deterministic: computed once per x)
+        for limb in LIMBS if flip_steps > 0 else ():
+            with torch.no_grad():
+                q = base[frame] + x[0]
+                joints = body(q[None, :3], q[None, 3:72], betas, q[None, 72:]).joints[0]
+                mirror = mirrored_limb(parents, joints, q, limb) - base[frame]
+            mirror, mirror_loss = descend(costs[-1], mirror[None], frame, done, flip_steps)
+            if loss is None:  # the same steps, for a fair comparison only
+                _, loss = descend(costs[-1], x, frame, done, flip_steps)
+            if mirror_loss < (1 - FLIP_MARGIN) * loss:  # clearly better: a near tie is noise, keep the track
+                log.debug("frame %d: limb %s mirrored in depth (%.4g -> %.4g)", frame, limb, loss, mirror_loss)
+                x, loss = mirror, None
+        previous = visit[i - 1]
+        with torch.no_grad():
+            full[frame] = x[0]
+            for between in range(previous + 1, frame):  # linear in the pose parameters
+                w = (between - previous) / (frame - previous)
+                full[between] = (1 - w) * full[previous] + w * full[frame]
+        on_step()
+    delta.copy_(full[1:])
+
+
+def _refine(
+    body, delta, base, betas, cost, iterations, smooth, on_step, lr=0.02, contacts: Contacts | None = None
+) -> tuple[torch.Tensor, float]:
+    """Fit all frames jointly (``cost(vertices (T, V, 3)) -> (T,)`` over frames 1.. + smoothness, + the planted
+    feet's term of ``contacts``) for ``iterations`` Adam steps from ``delta`` (T-1, 75). Returns the optimised
+    delta and its final loss."""
+    delta = delta.clone().requires_grad_(True)
+    optimiser = torch.optim.Adam([delta], lr=lr)
+    loss = torch.zeros(())
+    for step in range(iterations + 1):
+        q = base + torch.cat([delta.new_zeros(1, 75), delta])
+        g, p, t = q[:, :3], q[:, 3:72], q[:, 72:]
+        vertices = body(g, p, betas, t).vertices
+        data = cost(vertices) + LIMIT_WEIGHT * joint_limits(p)
+        if contacts is not None:
+            data = data + contacts.term(vertices)
+        data = data + STILL_WEIGHT * stillness(p, base[:, 3:72])
+        loss = data[1:].mean() + smooth * smoothness(g, p, t)
+        if step == iterations:  # the final loss, of the returned delta
+            break
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+        on_step()
+    return delta.detach(), float(loss.detach())
+
+
+def _stats_cost(target: PartStats, present: torch.Tensor, faces, part_ids, camera: PinholeCamera):
+    """The part-summary data term as ``cost(vertices, frame=None)``: (T,) for all frames, or one frame's scalar."""
+
+    def cost(vertices: torch.Tensor, frame: int | None = None) -> torch.Tensor:
+        model = body_stats(vertices, faces, part_ids, camera, visible_vertices(vertices, faces, part_ids, camera))
+        if frame is None:
+            return _data_terms(model, target, present)
+        return _data_terms(model, _slice(target, [frame]), present[[frame]]).sum()
+
+    return cost
+
+
+def _splat_cost(target: torch.Tensor, faces, part_ids, camera: PinholeCamera, shading: str, sigma: float):
+    """The colour data term (``fit_splat``) against ``target`` (T, H, W, 3) already blurred for ``sigma``."""
+
+    def cost(vertices: torch.Tensor, frame: int | None = None) -> torch.Tensor:
+        visibility = visible_vertices(vertices, faces, part_ids, camera)
+        area = projected_vertex_area(camera.project(vertices), faces) * visibility
+        image = body_splat(vertices, vertex_normals(vertices, faces), area, part_ids, camera, shading, sigma)
+        if frame is None:
+            return splat_cost(image, target)
+        return splat_cost(image, target[frame : frame + 1]).sum()
+
+    return cost
+
+
+def _pose(orient, pose, transl, delta) -> torch.Tensor:
+    """The start pose (T, 75) plus the fitted change (T-1, 75) of frames 1.. -> (T, 75) (orient, pose, transl)."""
+    return torch.cat([orient, pose, transl], -1) + torch.cat([delta.new_zeros(1, 75), delta])
+
+
+def _levels(body, q, betas, faces, part_ids, camera) -> torch.Tensor:
+    """Poses q (T, 75) -> (T, H, W) semantic levels of the body drawn flat (a prior for decoding)."""
+    with torch.no_grad():
+        vertices = body(q[:, :3], q[:, 3:72], betas, q[:, 72:]).vertices
+        return levels_of(render_motion_map(vertices, faces, part_ids, camera, "flat", "torch").images).cpu()
+
+
+def _targets(images, shading, camera, depth, prior, device) -> tuple[PartStats, torch.Tensor]:
+    """Decode the map (with ``prior`` levels, comovi_v1 only) -> its part summaries and (T, P) parts present.
+    Callers zero ``present`` on frame 0 of a clip (the given start)."""
+    decoded = decode_motion_map(images, shading, camera, depth, prior=prior if shading != "flat" else None)
+    target = map_stats(decoded, camera)
+    target = PartStats(*(x.to(device) for x in (target.count, target.centroid, target.covariance, target.normal)))
+    return target, (target.count > 2e-4).float()  # (T, P) parts seen in the map (count = area in image units)
+
+
+@dataclass(frozen=True)
+class _FitOptions:
+    """The tuning arguments of ``fit_motion``, passed to ``_fit`` as one value (see ``fit_motion``)."""
+
+    shading: str
+    iterations: int
+    max_side: int
+    smooth: float
+    device: object
+    callback: object
+    track_steps: int
+    relabel_rounds: int
+    splat_steps: int
+    flip_steps: int
+    contact_steps: int
+
+
+def _fit(body, images, start, camera, fps, o: _FitOptions) -> SMPLMotion:
+    """``fit_motion`` on a grad-enabled copy of the body model and the maps; ``o`` holds its other arguments."""
+    output_camera = camera.resized(images.shape[1], images.shape[2])
+    frames, depth = images.shape[0], float(start.transl[0, 2])
+    faces, part_ids = body.faces.to(o.device), body.part_ids.to(o.device)
+
+    def first(a):
+        return torch.as_tensor(np.asarray(a[:1], np.float32), device=o.device).repeat(frames, 1)
+
+    base = torch.cat([first(start.global_orient), first(start.body_pose), first(start.transl)], -1)  # (T, 75)
+    betas = torch.as_tensor(np.asarray(start.betas, np.float32), device=o.device)
+    full_images, full_camera = images.float().cpu(), output_camera
+    if CROP:
+        with torch.no_grad():
+            start_uv = output_camera.project(body(base[:1, :3], base[:1, 3:72], betas, base[:1, 72:]).vertices[0]).cpu()
+        full_images, full_camera = _crop_to_body(full_images, output_camera, start_uv)
+    images, camera = _downsample(full_images, full_camera, o.max_side)
+    total = progress_steps(frames, o.iterations, o.track_steps, o.relabel_rounds, o.splat_steps, o.contact_steps)
+    done = [0]
+
+    def on_step():
+        if o.callback is not None:
+            o.callback(done[0], total)
+        done[0] += 1
+
+    def decode(delta: torch.Tensor):
+        """The part-summary cost of the map decoded with base + delta drawn as the prior (frame 0 is the start)."""
+        q = base + torch.cat([delta.new_zeros(1, 75), delta])
+        target, present = _targets(
+            images, o.shading, camera, depth, _levels(body, q, betas, faces, part_ids, camera), o.device
+        )
+        present[0] = 0
+        return _stats_cost(target, present, faces, part_ids, camera)
+
+    zero = torch.zeros(frames - 1, 75, device=o.device)
+    # 1. all frames jointly from the start pose; the map decoded with the start pose as the prior
+    cost = decode(zero)
+    delta, loss = _refine(body, zero, base, betas, cost, o.iterations, o.smooth, on_step)
+    if o.track_steps > 0:
+        # 2. follow the motion frame by frame, then refine jointly; keep whichever explains the map better
+        tracked = zero.clone()
+        _track(body, tracked, base, betas, cost, o.track_steps, o.smooth, on_step, o.flip_steps)
+        tracked, tracked_loss = _refine(body, tracked, base, betas, cost, o.iterations, o.smooth, on_step)
+        log.info("fit from the start pose: loss %.4g; tracked: %.4g", loss, tracked_loss)
+        if tracked_loss < loss:
+            delta, loss = tracked, tracked_loss
+    for _ in range(o.relabel_rounds):  # 3. decode again with the fitted body as the prior, refine
+        delta, loss = _refine(body, delta, base, betas, decode(delta), o.iterations // 2, o.smooth, on_step)
+    last_cost, last_lr = None, 0.02  # the cost and step size the feet are locked with: the colour stage's, if it ran
+    if o.splat_steps > 0 and o.shading != "flat":
+        delta, last_cost = _splat_stage(
+            body,
+            delta,
+            base,
+            betas,
+            full_images,
+            full_camera,
+            faces,
+            part_ids,
+            o.shading,
+            o.splat_steps,
+            o.smooth,
+            o.device,
+            on_step,
+            o.flip_steps,
+        )
+    contact = None
+    if o.contact_steps > 0:  # 5. lock the feet the map shows standing
+        last_lr = SPLAT_LR if last_cost is not None else last_lr
+        delta, contact = _lock_feet(
+            body,
+            delta,
+            base,
+            betas,
+            full_images,
+            full_camera,
+            part_ids,
+            last_cost or decode(delta),
+            last_lr,
+            o,
+            on_step,
+        )
+    log.info("fitted %d frames to the motion map (%d steps, loss %.4g)", frames, o.iterations, loss)
+    with torch.no_grad():
+        q = (base + torch.cat([delta.new_zeros(1, 75), delta])).cpu().numpy()
+    return SMPLMotion(q[:, :3], q[:, 3:72], start.betas, q[:, 72:], fps, output_camera, start.gender, contact)
+
+
+def _lock_feet(body, delta, base, betas, images, camera, part_ids, cost, lr, o: _FitOptions, on_step):
+    """Find the feet ``images`` show standing (around the fit base + delta) and refine the fit with ``cost`` plus
+    their term for ``o.contact_steps`` steps of ``lr`` -> (delta, (T, 2) bool foot contact). Without a standing
+    foot the fit stays."""
+    with torch.no_grad():
+        q = base + torch.cat([delta.new_zeros(1, 75), delta])
+        vertices = body(q[:, :3], q[:, 3:72], betas, q[:, 72:]).vertices
+    masks = foot_masks(part_ids)
+    contacts = Contacts(planted_feet(images, vertices, masks, camera), masks)
+    log.info("planted feet: %d of %d foot-frames", contacts.planted, 2 * (q.shape[0] - 1))
+    if not contacts.planted:
+        for _ in range(o.contact_steps):
+            on_step()
+        return delta, contacts.standing().numpy()
+    locked, _ = _refine(body, delta, base, betas, cost, o.contact_steps, o.smooth, on_step, lr, contacts)
+    if not _plausible(base, locked):
+        log.warning("locking the feet moved the body behind the camera or to non-finite poses; kept the fit")
+        return delta, contacts.standing().numpy()
+    return locked, contacts.standing().numpy()
+
+
+def _splat_stage(
+    body, delta, base, betas, images, camera, faces, part_ids, shading, steps, smooth, device, on_step, flip_steps
+):
+    """4. Compare colours instead of decoded labels (``fit_splat``): refine the summary fit ``delta``, and track
+    the motion again from the start pose coarse to fine once per ``SPLAT_SCHEDULES`` entry; keep whichever matches
+    the map's colours best (all end on the finest splat, so their costs compare). Returns that fit and the finest
+    splat cost (the feet are locked with it).
+
+    Two schedules because the basin a pass can find depends on the splat size relative to the body: on the
+    ``kick`` map of benchmarks/bench_fit_motion.py (degraded, the fit's crop: body ~300 px tall) the 3-1.5 px pass
+    bent the knee backwards for a thigh swung toward the camera (MPJPE 62 mm, colour cost 0.174; 0.143 at the
+    truth) while a 6-3-1.5 px pass found the kick (10 mm, 0.143); on ``arms`` it was the other way round (43 mm at
+    0.161 against 70 mm at 0.165), and the cost told them apart both times."""
+    targets, splat_camera = splat_targets(images, camera, SPLAT_SIDE, SPLAT_SIGMAS)
+    costs = {s: _splat_cost(targets[s].to(device), faces, part_ids, splat_camera, shading, s) for s in SPLAT_SIGMAS}
+    finest = costs[SPLAT_SIGMAS[-1]]
+    refined, loss = _refine(body, delta, base, betas, finest, steps, smooth, on_step, lr=SPLAT_LR)
+    candidates = [(loss, refined)]
+    for schedule in SPLAT_SCHEDULES:
+        tracked = torch.zeros_like(delta)
+        _track(body, tracked, base, betas, [costs[s] for s in schedule], SPLAT_TRACK_STEPS, smooth, on_step, flip_steps)
+        tracked, tracked_loss = _refine(body, tracked, base, betas, finest, steps, smooth, on_step, lr=SPLAT_LR)
+        candidates.append((tracked_loss, tracked))
+    log.info("colour fit: refined summary fit %.4g, tracked %s", loss, ", ".join(f"{c[0]:.4g}" for c in candidates[1:]))
+    plausible = [(c_loss, c) for c_loss, c in candidates if _plausible(base, c)]
+    if not plausible:  # e.g. a map that shows no body: the colour cost pushed the body away; keep the summary fit
+        log.warning("colour stage moved the body behind the camera or to non-finite poses; kept the summary fit")
+        return delta, finest
+    return min(plausible, key=lambda pair: pair[0])[1], finest
+
+
+def _plausible(base: torch.Tensor, delta: torch.Tensor) -> bool:
+    """All poses finite and the body stays in front of the camera (at least a quarter of the start's depth)."""
+    q = base + torch.cat([delta.new_zeros(1, 75), delta])
+    return bool(torch.isfinite(q).all()) and bool((q[:, 74] > 0.25 * base[0, 74]).all())
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m comovi_core.fitting", description=__doc__.split("\n\n")[0])
+    p.add_argument("motion_map", type=Path, help="motion-map video (.mp4, comovi_v1 shading) to fit the body to")
+    p.add_argument("--start", type=Path, required=True, help="SMPL motion (.npz) whose frame 0 is the video's frame 0")
+    p.add_argument("--out", type=Path, required=True, help="where to write the fitted motion (.npz)")
+    p.add_argument("--body-model", type=Path, help="SMPL file or folder; default: the stand-in mannequin (not SMPL)")
+    p.add_argument("--steps", type=int, default=FIT_STEPS, help="optimisation steps of the joint fit")
+    p.add_argument(
+        "--track-steps", type=int, default=TRACK_STEPS, help="steps per frame of the frame-by-frame pass (0: off)"
+    )
+    p.add_argument(
+        "--splat-steps", type=int, default=SPLAT_STEPS, help="joint steps of each colour refinement (0: off)"
+    )
+    p.add_argument(
+        "--contact-steps",
+        type=int,
+        default=CONTACT_STEPS,
+        help="joint steps locking the feet the map shows standing (0: off, no foot_contact in the output)",
+    )
+    p.add_argument("--fps", type=float, help="frame rate of the fitted motion (default: the start motion's)")
+    return p.parse_args(argv)
+
+
+def run(args: argparse.Namespace) -> SMPLMotion:
+    from ..body.motion_file import check_motion_target, load_motion, save_motion
+    from ..body.smpl import load_body_model
+    from ..files.video import read_video
+
+    if args.steps < 1 or min(args.track_steps, args.splat_steps, args.contact_steps) < 0:
+        raise CoMoViError(
+            f"--steps must be >= 1, --track-steps, --splat-steps and --contact-steps >= 0; got {args.steps}, "
+            f"{args.track_steps}, {args.splat_steps} and {args.contact_steps}"
+        )
+    if args.fps is not None and not args.fps > 0:
+        raise CoMoViError(f"--fps must be above 0, got {args.fps}")
+    check_motion_target(args.out, "--out file")
+    if not args.motion_map.is_file():
+        raise CoMoViError(f"motion-map video not found: {args.motion_map}")
+    start = load_motion(args.start).frame(0)
+    try:
+        images = torch.from_numpy(read_video(args.motion_map)).float() / 255  # (T, H, W, 3)
+    except (OSError, RuntimeError, StopIteration) as exc:
+        raise CoMoViError(f"could not read the video {args.motion_map}: {exc}") from exc
+    camera = start.camera.padded_to(images.shape[1], images.shape[2])
+    body = load_body_model(args.body_model)
+    motion = fit_motion(
+        body,
+        images,
+        start,
+        camera,
+        start.fps if args.fps is None else args.fps,
+        iterations=args.steps,
+        track_steps=args.track_steps,
+        splat_steps=args.splat_steps,
+        contact_steps=args.contact_steps,
+    )
+    save_motion(args.out, motion)
+    log.info("wrote %s (%d frames)", args.out, motion.num_frames)
+    return motion
+
+
+def main(argv=None) -> int:
+    return run_cli(parse_args, run, log, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
