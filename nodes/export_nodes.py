@@ -6,8 +6,9 @@ from comfy_api.latest import io
 
 from ..comovi_core.body.motion_file import save_motion
 from ..comovi_core.errors import CoMoViError
-from ..comovi_core.export.cli import write_bvh, write_obj_sequence
+from ..comovi_core.export.bvh import write_bvh
 from ..comovi_core.export.gltf import write_glb
+from ..comovi_core.export.obj import write_obj_sequence
 from . import host
 from .sockets import SMPLModel, SMPLMotion
 

@@ -293,7 +293,7 @@ def test_obj_export_leaves_no_stale_frames_and_never_deletes_other_files(tmp_pat
 
     from comovi_core.body.mannequin import demo_motion
     from comovi_core.body.smpl import load_body_model
-    from comovi_core.export.cli import write_obj_sequence
+    from comovi_core.export.obj import write_obj_sequence
 
     body, seq = load_body_model(None), tmp_path / "seq"
     write_obj_sequence(seq, body, demo_motion(num_frames=9))

@@ -38,13 +38,8 @@ from comovi_core.recovery.hmr.config import CAMERAHMR_PRESETS, FLNET_PRESETS, Ca
 from comovi_core.recovery.hmr.crop import crop_person
 from comovi_core.recovery.hmr.estimator import estimate_body
 from comovi_core.recovery.hmr.fl_net import FLNet, flnet_input
-from comovi_core.recovery.hmr.loading import (
-    convert_state_dict,
-    estimator_kind,
-    infer_config,
-    load_estimator,
-    read_tensors,
-)
+from comovi_core.recovery.hmr.loading import estimator_kind, load_estimator
+from comovi_core.recovery.hmr.state_dict import convert_state_dict, infer_estimator_config, read_tensors
 
 DATA = Path(__file__).parent / "data" / "camerahmr_tiny"
 
@@ -147,7 +142,7 @@ def test_every_tensor_of_the_official_checkpoints_is_mapped():
     expected = {"smpl_head.deckp", "cam_model", "smpl", "smpl_layer", "smpl_gt", "smpl_gt_male", "smpl_gt_female"}
     assert dropped == expected | {"initialized"}
     state = convert_state_dict({k: v for k, v in official.items() if camerahmr_to_ours(k) is not None})
-    config = infer_config(state, CameraHMRConfig())
+    config = infer_estimator_config(state, CameraHMRConfig())
     assert config == CAMERAHMR_PRESETS["vit-h"]
     with torch.device("meta"):
         model = CameraHMR(config)

@@ -272,6 +272,32 @@ def test_camerahmr_through_estimate_start_places_the_body_at_its_focal_length(bo
     _load_estimator.cache_clear()
 
 
+def test_an_implausible_field_of_view_falls_back_to_the_given_one(body, tmp_path, monkeypatch, caplog):
+    """A focal network that answers 0.1 degrees (a broken file) is not used: the start pose keeps the given field of
+    view, and a warning names the value and the range."""
+    import logging
+    import math
+
+    from comovi_core.body.camera import PinholeCamera
+    from comovi_core.recovery.estimate import _load_estimator, estimate_start
+    from comovi_core.recovery.hmr.fl_net import FLNet, estimate_camera
+    from comovi_core.recovery.hmr.loading import load_estimator
+
+    camerahmr, _ = write_tiny_camerahmr(tmp_path / "smpl_estimators")
+    image = torch.rand(1, H, W, 3, generator=torch.Generator().manual_seed(0))
+    mask = torch.zeros(1, H, W)
+    mask[0, 100:600, 500:700] = 1
+    monkeypatch.setattr(FLNet, "forward", lambda self, x: torch.tensor([[0.0, math.radians(0.1)]]).to(x))
+    _load_estimator.cache_clear()
+    camera, degrees = estimate_camera(load_estimator(camerahmr).focal_net, image[0])
+    assert camera is None and degrees == pytest.approx(0.1)
+    with caplog.at_level(logging.INFO):
+        motion, _ = estimate_start(body, image, None, mask=mask, estimator_path=camerahmr, fov_degrees=40.0)
+    assert motion.camera == PinholeCamera.default_for(H, W, 40.0) and motion.transl[0, 2] > 0
+    assert "vertical field of view of 0.1 degrees, outside 5-150" in caplog.text
+    _load_estimator.cache_clear()
+
+
 def test_cli_with_camerahmr_writes_the_estimated_camera(body, tmp_path):
     """`python -m comovi_core.estimate IMAGE --keypoints JSON --estimator CAMERAHMR [--focal-net none]`: the motion's
     camera is FLNet's (found next to the estimator), or the --fov one with --focal-net none."""

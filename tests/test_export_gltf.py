@@ -14,8 +14,8 @@ from scipy.spatial.transform import Rotation
 from comovi_core.body.mannequin import demo_motion
 from comovi_core.body.motion_file import SMPLMotion
 from comovi_core.body.smpl import camera_vertices, load_body_model
-from comovi_core.export.cli import CAMERA_TO_WORLD
 from comovi_core.export.gltf import write_glb
+from comovi_core.export.skeleton import CAMERA_TO_WORLD
 
 COMPONENTS = {5126: np.float32, 5125: np.uint32, 5123: np.uint16}
 WIDTH = {"SCALAR": 1, "VEC3": 3, "VEC4": 4, "MAT4": 16}

@@ -15,9 +15,10 @@ from comovi_core.body.mannequin import demo_motion
 from comovi_core.body.motion_file import load_motion, save_motion
 from comovi_core.body.smpl import load_body_model
 from comovi_core.errors import CoMoViError
+from comovi_core.files.images import MAX_IMAGE_PIXELS, load_image
 from comovi_core.files.video import read_video
 from comovi_core.inference.generate import main
-from comovi_core.inference.inputs import MAX_IMAGE_PIXELS, load_image, pad_to_aspect
+from comovi_core.inference.inputs import pad_to_aspect
 from comovi_core.inference.pipeline import CoMoViPipeline
 from comovi_core.inference.tiny import tiny_components
 
@@ -194,7 +195,7 @@ def test_images_are_converted_padded_and_limited(tmp_path, monkeypatch):
         float(gray[:, 0, 32].min()) == 1.0 and float(gray[:, 32, 32].max()) == 0.0
     )  # white bands above, image in the middle
     assert float(pad_to_aspect(load_image(tmp_path / "rgba.png"), 32, 32).min()) == 1.0  # transparent -> white
-    monkeypatch.setattr("comovi_core.inference.inputs.MAX_IMAGE_PIXELS", 100)
+    monkeypatch.setattr("comovi_core.files.images.MAX_IMAGE_PIXELS", 100)
     with pytest.raises(CoMoViError, match="resize it first"):
         load_image(tmp_path / "gray.png")
     assert MAX_IMAGE_PIXELS == 64_000_000

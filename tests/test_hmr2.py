@@ -27,8 +27,14 @@ from comovi_core.errors import CoMoViError
 from comovi_core.files.weights import read_safetensors
 from comovi_core.recovery.hmr.config import PRESETS
 from comovi_core.recovery.hmr.crop import crop_camera_to_full, crop_person, square_window
-from comovi_core.recovery.hmr.loading import convert_state_dict, infer_config, load_hmr2, official_to_ours, read_tensors
+from comovi_core.recovery.hmr.loading import load_hmr2
 from comovi_core.recovery.hmr.model import HMR2
+from comovi_core.recovery.hmr.state_dict import (
+    convert_state_dict,
+    infer_estimator_config,
+    official_to_ours,
+    read_tensors,
+)
 
 DATA = Path(__file__).parent / "data" / "hmr2_tiny"
 
@@ -71,7 +77,7 @@ def test_every_tensor_of_the_official_checkpoint_is_mapped():
     assert {k.split(".")[0] for k in dropped} == {"discriminator", "smpl", "initialized"}
     official = {k: torch.empty(shape, device="meta") for k, shape in keys.items()}
     state = convert_state_dict(official)
-    config = infer_config(state)
+    config = infer_estimator_config(state)
     assert config == PRESETS["vit-h"]
     with torch.device("meta"):
         model = HMR2(config)

@@ -21,7 +21,7 @@ from ..body.motion_file import SMPLMotion
 from ..body.parts import SMPL_JOINT_NAMES
 from ..body.smpl import BodyModel
 from ..files.atomic import atomic_path
-from .cli import CAMERA_TO_WORLD, _rest_joints
+from .skeleton import CAMERA_TO_WORLD, rest_joints
 
 _FLOAT, _UINT, _USHORT = 5126, 5125, 5123
 _ARRAY, _ELEMENTS = 34962, 34963
@@ -68,7 +68,7 @@ def _skin_sets(weights: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
 
 def glb_bytes(model: BodyModel, motion: SMPLMotion) -> bytes:
     """The ``.glb`` file for ``motion`` on ``model`` (see the module docstring)."""
-    rest = _rest_joints(model, motion.betas)  # (24, 3), SMPL model space (y up)
+    rest = rest_joints(model, motion.betas)  # (24, 3), SMPL model space (y up)
     parents = [-1] + model.smpl.parents.tolist()[1:]
     with torch.no_grad():
         betas = torch.from_numpy(np.asarray(motion.betas, np.float32))[None]

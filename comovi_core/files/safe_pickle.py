@@ -1,4 +1,5 @@
-"""Restricted unpickling of SMPL model files.
+"""Restricted unpickling: one unpickler that resolves only the globals it is given (SMPL model files here,
+estimator checkpoints in ``recovery.hmr.state_dict``).
 
 Official SMPL ``.pkl`` files are Python-2 pickles that hold chumpy ``Ch`` objects and scipy sparse
 matrices. We read them WITHOUT importing chumpy (unmaintained, broken on current numpy) and without
@@ -10,6 +11,8 @@ from __future__ import annotations
 
 import io
 import pickle
+import types
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -87,19 +90,39 @@ _ALLOWED[("copy_reg", "_reconstructor")] = _reconstructor
 _ALLOWED[("copyreg", "_reconstructor")] = _reconstructor
 
 
+def _refuse_smpl(module: str, name: str) -> Any:
+    raise UnsafePickleError(
+        f"refusing to load '{module}.{name}' from a pickle: SMPL model files only hold arrays. "
+        "The file is not an official SMPL model or has been tampered with; re-download it from "
+        "https://smpl.is.tue.mpg.de"
+    )
+
+
 class RestrictedUnpickler(pickle.Unpickler):
-    """Resolves only the globals in ``_ALLOWED``; anything else raises UnsafePickleError."""
+    """Resolves only the globals in ``allowed`` ((module, name) -> object); any other global goes to ``unknown``
+    (module, name) -> object, which refuses it or returns an inert stand-in. Nothing named by the file is imported."""
+
+    def __init__(self, file, *, allowed: Mapping[tuple[str, str], Any], unknown: Callable[[str, str], Any], **kwargs):
+        super().__init__(file, **kwargs)
+        self._allowed = allowed
+        self._unknown = unknown
 
     def find_class(self, module: str, name: str) -> Any:
-        try:
-            found = _ALLOWED[(module, name)]
-        except KeyError:
-            raise UnsafePickleError(
-                f"refusing to load '{module}.{name}' from a pickle: SMPL model files only hold arrays. "
-                "The file is not an official SMPL model or has been tampered with; re-download it from "
-                "https://smpl.is.tue.mpg.de"
-            ) from None
-        return found
+        found = self._allowed.get((module, name))
+        return self._unknown(module, name) if found is None else found
+
+
+def pickle_module(allowed: Mapping[tuple[str, str], Any], unknown: Callable[[str, str], Any]) -> types.ModuleType:
+    """A module to pass as ``torch.load(..., pickle_module=...)`` whose unpickler is ``RestrictedUnpickler``."""
+    module = types.ModuleType("comovi_restricted_pickle")
+
+    class Unpickler(RestrictedUnpickler):
+        def __init__(self, file, **kwargs):
+            super().__init__(file, allowed=allowed, unknown=unknown, **kwargs)
+
+    module.Unpickler = Unpickler
+    module.__dict__["load"] = lambda file, **kwargs: Unpickler(file, **kwargs).load()
+    return module
 
 
 def _to_array(value: Any, key: str) -> Any:
@@ -140,7 +163,7 @@ def load_pickle_arrays(path: str | Path) -> dict[str, Any]:
     """Read a (possibly chumpy) SMPL pickle into plain numpy arrays and strings."""
     raw = Path(path).read_bytes()
     try:
-        obj = RestrictedUnpickler(io.BytesIO(raw), encoding="latin1").load()
+        obj = RestrictedUnpickler(io.BytesIO(raw), allowed=_ALLOWED, unknown=_refuse_smpl, encoding="latin1").load()
     except UnsafePickleError:
         raise
     except Exception as exc:  # a corrupt or truncated file: say which one

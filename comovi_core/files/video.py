@@ -23,7 +23,7 @@ def to_uint8(images) -> np.ndarray:
     return np.clip(np.rint(arr * 255.0), 0, 255).astype(np.uint8)
 
 
-def check_video_size(height: int, width: int) -> None:
+def check_mp4_size(height: int, width: int) -> None:
     if height % 2 or width % 2:
         raise CoMoViError(
             f"mp4 (H.264, yuv420p) needs an even height and width, got {height}x{width}; use an even size or "
@@ -39,7 +39,7 @@ def mp4_writer(path: str | Path, height: int, width: int, fps: float, crf: int =
     path = Path(path)
     if path.suffix.lower() != ".mp4":
         raise CoMoViError(f"video output must end in .mp4, got {path.name}")
-    check_video_size(height, width)
+    check_mp4_size(height, width)
     with atomic_path(path) as tmp:
         gen = imageio_ffmpeg.write_frames(
             str(tmp),

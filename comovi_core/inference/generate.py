@@ -366,8 +366,8 @@ def _settings(args: argparse.Namespace) -> dict:
 def _read_inputs(args: argparse.Namespace, settings: dict) -> dict:
     """Read every input file before the heavy work: keypoints, the given motion or video, the start image."""
     from ..body.motion_file import load_motion
+    from ..files.images import load_image
     from ..recovery.estimate import read_pose_json
-    from .inputs import load_image
 
     if args.vae is not None and not args.vae.exists():
         raise CoMoViError(f"--vae {args.vae} does not exist")

@@ -8,8 +8,6 @@ from PIL import Image
 
 from ..errors import CoMoViError
 
-MAX_IMAGE_PIXELS = 64_000_000  # larger inputs are refused before any decoding work
-
 
 def check_video_size(height: int, width: int, num_frames: int) -> None:
     """H, W multiples of 32; frames = 4k+1 (Wan2.2 VAE: 16x spatial, 4x temporal, patch 2)."""
@@ -28,28 +26,6 @@ def check_video_size(height: int, width: int, num_frames: int) -> None:
 def check_steps(steps: int) -> None:
     if steps < 1:
         raise CoMoViError(f"the number of denoising steps must be at least 1, got {steps}; the release uses 50")
-
-
-def load_image(path) -> Image.Image:
-    """Open an image as RGB, refusing absurd sizes; grayscale and RGBA are converted (alpha over white)."""
-    try:
-        image = Image.open(path)
-    except Image.DecompressionBombError as exc:  # PIL refuses the header of a huge image before we see its size
-        raise CoMoViError(
-            f"the start image {path} is far above {MAX_IMAGE_PIXELS // 1_000_000} megapixels ({exc}); resize it first"
-        ) from exc
-    except (OSError, ValueError) as exc:
-        raise CoMoViError(f"could not read the start image {path}: {exc}") from exc
-    if image.width * image.height > MAX_IMAGE_PIXELS:
-        raise CoMoViError(
-            f"the start image is {image.width}x{image.height}; images above {MAX_IMAGE_PIXELS // 1_000_000} "
-            "megapixels are refused, resize it first"
-        )
-    if image.mode in ("RGBA", "LA", "P"):
-        image = image.convert("RGBA")
-        white = Image.new("RGBA", image.size, (255, 255, 255, 255))
-        image = Image.alpha_composite(white, image)
-    return image.convert("RGB")
 
 
 def pad_to_aspect(image: Image.Image, height: int, width: int) -> torch.Tensor:

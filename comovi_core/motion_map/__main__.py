@@ -80,7 +80,7 @@ def run(args: argparse.Namespace) -> Path:
     from ..body.motion_file import load_motion
     from ..body.smpl import load_body_model
     from ..files.atomic import check_writable_file, check_writable_folder
-    from ..files.video import check_video_size, mp4_writer, to_uint8, write_pngs
+    from ..files.video import check_mp4_size, mp4_writer, to_uint8, write_pngs
     from .render import iter_motion
 
     if args.out.suffix.lower() != ".mp4":
@@ -92,7 +92,7 @@ def run(args: argparse.Namespace) -> Path:
     camera = motion.camera
     if args.height or args.width:
         camera = camera.resized(args.height or camera.height, args.width or camera.width)
-    check_video_size(camera.height, camera.width)
+    check_mp4_size(camera.height, camera.width)
     model = load_body_model(args.body_model, args.gender, device=args.device)
     if model.is_standin:
         log.warning("rendering the stand-in mannequin: this is NOT SMPL; pass --body-model for real SMPL motion maps")

@@ -44,7 +44,7 @@ import torch
 
 from ..body.camera import PinholeCamera
 from ..errors import CoMoViError
-from .render import check_frame_inputs
+from .backend_inputs import check_frame_inputs
 from .shading import BACKGROUND, shade
 
 log = logging.getLogger(__name__)

@@ -62,7 +62,7 @@ import torch
 
 from ..body.camera import PinholeCamera
 from ..errors import BackendUnavailableError, CoMoViError
-from .render import check_frame_inputs
+from .backend_inputs import check_frame_inputs
 from .shading import AMBIENT, DIFFUSE, LIGHT_POSITION, SPECULAR
 
 log = logging.getLogger(__name__)

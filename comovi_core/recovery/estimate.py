@@ -41,6 +41,7 @@ from ..body.camera import PinholeCamera
 from ..body.motion_file import SMPLMotion
 from ..body.rotations import axis_angle_to_matrix, matrix_to_axis_angle
 from ..errors import CoMoViError, run_cli
+from ..files.images import image_tensor
 from .prior import joint_limits
 
 log = logging.getLogger("comovi_core.recovery.estimate")
@@ -308,9 +309,9 @@ def cached_estimator(path, focal_net="auto"):
 
 @functools.lru_cache(maxsize=1)
 def _load_estimator(path: Path, version, focal_net, focal_path, focal_version):
-    from .hmr import loading as checkpoint
+    from .hmr.loading import load_estimator
 
-    return checkpoint.load_estimator(path, focal_net)  # the FLNet path and version only key the cache
+    return load_estimator(path, focal_net)  # the FLNet path and version only key the cache
 
 
 @functools.lru_cache(maxsize=1)
@@ -440,13 +441,6 @@ def focal_net_arg(value: str | None):
     return "auto" if value.lower() == "auto" else Path(value)
 
 
-def load_image(path: Path) -> torch.Tensor:
-    """An image file -> (H, W, 3) RGB float in [0, 1] (read and checked by ``conditioning.load_image``)."""
-    from ..inference.inputs import load_image as open_image
-
-    return torch.from_numpy(np.asarray(open_image(path), np.float32) / 255.0)
-
-
 def run(args: argparse.Namespace) -> SMPLMotion:
     from ..body.motion_file import check_motion_target, save_motion
     from ..body.smpl import load_body_model
@@ -458,7 +452,7 @@ def run(args: argparse.Namespace) -> SMPLMotion:
         motion = estimate_start_pose(body, keypoints, height, width, args.fov, fps=args.fps)
         info = {"estimator": "keypoint fit", "reprojection_px": reprojection_error_px(body, motion, keypoints)}
     else:
-        image = load_image(args.source)
+        image = image_tensor(args.source)
         keypoints = None
         if args.keypoints is not None:
             keypoints, size = read_pose_json(args.keypoints, args.person)

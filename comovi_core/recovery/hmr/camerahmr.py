@@ -18,7 +18,7 @@ from torch import nn
 from .backbone import ViTBackbone
 from .config import CameraHMRConfig
 from .fl_net import FLNet
-from .head import HMR2Output, SMPLHead
+from .head import HMR2Output, HMRDecoderHead
 
 
 class CameraHMR(nn.Module):
@@ -28,7 +28,7 @@ class CameraHMR(nn.Module):
         super().__init__()
         self.config = config
         self.backbone = ViTBackbone(config)
-        self.head = SMPLHead(config, token_dim=config.token_dim)
+        self.head = HMRDecoderHead(config, token_dim=config.token_dim)
 
     def forward(self, crop: torch.Tensor, bbox_info: torch.Tensor) -> HMR2Output:
         margin = (self.config.image_size - self.config.crop_width) // 2

@@ -4,7 +4,7 @@ CameraHMR's ``camerahmr_checkpoint_cleaned.ckpt`` names its tensors as HMR 2.0 d
 ``smpl_head.*``), so the same renaming applies (``official_to_ours``). Dropped, because the estimate does not use
 them: the head's dense-keypoint readout ``smpl_head.deckp`` (2D keypoints for a training loss), the training
 module's SMPL layers and ``initialized`` flag, and ``cam_model.*``, a copy of FLNet the training module carries
-(read as the focal network only when no FLNet file is found, see ``checkpoint.load_estimator``).
+(read as the focal network only when no FLNet file is found, see ``loading.load_estimator``).
 
 The head's start values (``init_body_pose``, ``init_betas``, ``init_cam``) are buffers the release fills from
 ``smpl_mean_params.npz`` when it builds the network and then loads the checkpoint with ``strict=False``; a file
@@ -23,7 +23,14 @@ import torch
 
 from ...errors import CoMoViError
 from .config import CameraHMRConfig, FLNetConfig
-from .loading import _stored_config, convert_state_dict, infer_config, load_into, official_to_ours, read_tensors
+from .state_dict import (
+    convert_state_dict,
+    infer_estimator_config,
+    load_into,
+    official_to_ours,
+    read_tensors,
+    stored_estimator_config,
+)
 
 CAMERAHMR_IGNORED = ("smpl_head.deckp.", "smpl.", "smpl_layer.", "smpl_gt", "initialized", "cam_model.")
 FLNET_IGNORED = ("backbone.final_layer.", "fc2.")
@@ -77,7 +84,9 @@ def load_camerahmr(path, config: CameraHMRConfig | None = None, tensors=None, de
     tensors = read_tensors(path) if tensors is None else tensors
     state = convert_state_dict({k: v for k, v in tensors.items() if camerahmr_to_ours(k) is not None})
     state = _with_mean_params(state, Path(path))
-    config = config or _stored_config(Path(path), "camerahmr") or infer_config(state, CameraHMRConfig())
+    config = (
+        config or stored_estimator_config(Path(path), "camerahmr") or infer_estimator_config(state, CameraHMRConfig())
+    )
     return load_into(CameraHMR, config, state, path, "CameraHMR", device, dtype)
 
 
@@ -116,7 +125,7 @@ def load_flnet(path, config: FLNetConfig | None = None, tensors=None, device="cp
         name = flnet_to_ours(key)
         if name is not None:
             state[name] = tensor
-    config = config or _stored_config(Path(path), "flnet") or infer_flnet_config(state)
+    config = config or stored_estimator_config(Path(path), "flnet") or infer_flnet_config(state)
     return load_into(FLNet, config, state, path, "FLNet (CameraHMR's focal network)", device, dtype)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import numpy as np
@@ -12,8 +13,10 @@ from ...body.rotations import matrix_to_axis_angle
 from ...errors import CoMoViError
 from .camerahmr import CameraHMREstimator, bbox_info, crop_window
 from .crop import crop_camera_to_full, crop_person, square_window
-from .fl_net import estimate_camera
+from .fl_net import PLAUSIBLE_VFOV_DEGREES, estimate_camera
 from .model import HMR2
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -56,8 +59,21 @@ def _estimate_camerahmr(
 ) -> BodyEstimate:
     """CameraHMR as the release's demo: FLNet's camera, the box's longer side as a square crop, the box info."""
     if estimator.focal_net is not None:
-        camera, vfov = estimate_camera(estimator.focal_net, image)
-        focal_source = f"estimated by CameraHMR (vertical field of view {vfov:.1f} degrees)"
+        estimated, vfov = estimate_camera(estimator.focal_net, image)
+        if estimated is None:
+            low, high = PLAUSIBLE_VFOV_DEGREES
+            log.warning(
+                "the focal-length network gave a vertical field of view of %.3g degrees, outside %g-%g: is its file "
+                "the released cam_model_cleaned.ckpt? Using the given field of view instead (%s)",
+                vfov,
+                low,
+                high,
+                focal_source,
+            )
+            focal_source = f"{focal_source} (FLNet's {vfov:.3g} degrees was implausible)"
+        else:
+            camera = estimated
+            focal_source = f"estimated by CameraHMR (vertical field of view {vfov:.1f} degrees)"
     model = estimator.model
     window = crop_window(box)
     param = next(model.parameters())

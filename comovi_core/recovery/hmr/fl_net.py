@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -195,16 +194,21 @@ def flnet_input(image: torch.Tensor, config: FLNetConfig) -> torch.Tensor:
     return ((canvas - mean) / std).permute(2, 0, 1)
 
 
+PLAUSIBLE_VFOV_DEGREES = (5.0, 150.0)  # a 200 mm telephoto lens to a wide fisheye; outside it the file is broken
+
+
 @torch.no_grad()
-def estimate_camera(flnet: FLNet, image: torch.Tensor) -> tuple[PinholeCamera, float]:
-    """(H, W, 3) RGB in [0, 1] -> (the centred camera of FLNet's focal length, vertical field of view in degrees)."""
+def estimate_camera(flnet: FLNet, image: torch.Tensor) -> tuple[PinholeCamera | None, float]:
+    """(H, W, 3) RGB in [0, 1] -> (the centred camera of FLNet's focal length, vertical field of view in degrees).
+
+    The camera is None when the field of view is not finite or outside ``PLAUSIBLE_VFOV_DEGREES`` (a broken or
+    wrong file): the caller then keeps its own field of view."""
     h, w = image.shape[:2]
     param = next(flnet.parameters())
     vfov = float(flnet(flnet_input(image.cpu(), flnet.config)[None].to(param))[0, 1])
-    if not (math.isfinite(vfov) and 0.0 < vfov < math.pi):
-        raise CoMoViError(
-            f"the field-of-view network gave {vfov:.3g} radians for the vertical field of view: is its checkpoint "
-            "the released cam_model_cleaned.ckpt? Choose 'none' for the focal network to use fov_degrees instead"
-        )
+    degrees = math.degrees(vfov) if math.isfinite(vfov) else vfov
+    low, high = PLAUSIBLE_VFOV_DEGREES
+    if not (math.isfinite(vfov) and low <= degrees <= high):
+        return None, degrees
     focal = h / (2 * math.tan(vfov / 2))
-    return PinholeCamera((focal, focal), (w / 2, h / 2), (h, w)), float(np.degrees(vfov))
+    return PinholeCamera((focal, focal), (w / 2, h / 2), (h, w)), degrees

@@ -49,7 +49,7 @@ class DecoderLayer(nn.Module):
         return x + self.ff(self.norm3(x))
 
 
-class SMPLHead(nn.Module):
+class HMRDecoderHead(nn.Module):
     """(B, N, embed_dim) image tokens -> HMR2Output. ``token_dim``: width of the query token (HMR 2.0: a single
     zero; CameraHMR: its CLIFF token of box information and mean parameters)."""
 

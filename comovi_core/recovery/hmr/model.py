@@ -7,7 +7,7 @@ from torch import nn
 
 from .backbone import ViTBackbone
 from .config import HMR2Config
-from .head import HMR2Output, SMPLHead
+from .head import HMR2Output, HMRDecoderHead
 
 
 class HMR2(nn.Module):
@@ -19,7 +19,7 @@ class HMR2(nn.Module):
         super().__init__()
         self.config = config
         self.backbone = ViTBackbone(config)
-        self.head = SMPLHead(config)
+        self.head = HMRDecoderHead(config)
 
     def forward(self, crop: torch.Tensor) -> HMR2Output:
         margin = (self.config.image_size - self.config.crop_width) // 2
