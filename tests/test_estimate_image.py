@@ -218,9 +218,8 @@ def test_the_estimator_file_is_read_once_until_it_changes(body, tmp_path, monkey
     from comovi_core.recovery.estimate import _load_estimator, estimate_start
     from comovi_core.recovery.hmr import loading as checkpoint
 
-    params, camera = _truth()
-    keypoints = keypoints_of(body, *params, camera)
-    frame = {"people": [{"pose_keypoints_2d": keypoints.reshape(-1).tolist()}], "canvas_height": H, "canvas_width": W}
+    mask = torch.zeros(1, H, W)  # a person box from a mask: no keypoint refinement, the cache is what is tested
+    mask[0, 100:600, 500:700] = 1
     path = tmp_path / "hmr2_tiny.safetensors"
     torch.manual_seed(0)
     checkpoint.save_hmr2(HMR2(PRESETS["tiny"]).eval(), path)
@@ -229,12 +228,12 @@ def test_the_estimator_file_is_read_once_until_it_changes(body, tmp_path, monkey
     monkeypatch.setattr(checkpoint, "load_hmr2", lambda p, *a, **k: reads.append(p) or real(p, *a, **k))
     _load_estimator.cache_clear()
     images = [torch.full((1, H, W, 3), v) for v in (0.3, 0.7)]
-    first, again = (estimate_start(body, im, [frame], estimator_path=path)[0] for im in images)
+    first, again = (estimate_start(body, im, None, mask=mask, estimator_path=path)[0] for im in images)
     assert len(reads) == 1  # two pictures, one read
     torch.manual_seed(1)
     checkpoint.save_hmr2(HMR2(PRESETS["tiny"]).eval(), path)  # other weights, same size
     os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 10**9))
-    changed, _ = estimate_start(body, images[1], [frame], estimator_path=path)
+    changed, _ = estimate_start(body, images[1], None, mask=mask, estimator_path=path)
     assert len(reads) == 2 and not np.allclose(changed.betas, again.betas)
     _load_estimator.cache_clear()
 
