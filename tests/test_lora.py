@@ -20,7 +20,8 @@ from comovi_core.model.loading import load_model
 from comovi_core.model.lora import add_lora, apply_lora, parse_targets, with_lora
 from comovi_core.model.saving import save_checkpoint
 from comovi_core.training.data import synthetic_clips
-from comovi_core.training.train import TrainConfig, train, training_step
+from comovi_core.training.step import training_step
+from comovi_core.training.train import TrainConfig, train
 from comovi_core.training.train import main as train_main
 
 pytest.importorskip("peft")  # training with --lora needs it (the dev extra installs it)

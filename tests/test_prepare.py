@@ -78,7 +78,7 @@ def test_training_on_the_cache_equals_training_on_the_clips_without_vae_or_text_
         raise AssertionError("a codec was loaded for a --cache run")
 
     for module, name in (
-        ("comovi_core.training.train", "load_codecs"),
+        ("comovi_core.codecs.loading", "load_codecs"),
         ("comovi_core.inference.tiny", "tiny_vae"),
         ("comovi_core.codecs.text", "TinyTextEncoder"),
         ("comovi_core.codecs.text", "UMT5TextEncoder"),
