@@ -206,7 +206,7 @@ def test_two_ranks_prepare_disjoint_shards_and_the_last_one_writes_the_manifest(
 
 CHILD = """
 import json, sys
-from comovi_core import prepare, train
+from comovi_core.training import prepare, train
 
 def peak_mb():  # VmHWM: this process's peak resident memory since the last reset
     return int(next(l for l in open("/proc/self/status") if l.startswith("VmHWM")).split()[1]) / 1024
