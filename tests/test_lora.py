@@ -89,7 +89,7 @@ def run(tmp_path_factory):
     context = parts["text_encoder"]([clips[0].caption])
     start = _eval_loss(model, parts, body, clips[0], context)
     out = tmp_path_factory.mktemp("lora_run")
-    summary = train(CFG, model, parts["vae"], parts["text_encoder"], clips, out, body)
+    summary = train(CFG, model, clips, out, body=body, vae=parts["vae"], text_encoder=parts["text_encoder"])
     end = _eval_loss(model.eval(), parts, body, clips[0], context)
     from accelerate.state import AcceleratorState
 

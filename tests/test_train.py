@@ -78,7 +78,7 @@ def test_stage1_trains_only_the_motion_branch_and_learns(tmp_path, body):
     )
     context = text([clips[0].caption])
     start_loss = _eval_loss(model, vae, body, clips[0], context, cfg)
-    train(cfg, model, vae, text, clips, tmp_path, body)
+    train(cfg, model, clips, tmp_path, body=body, vae=vae, text_encoder=text)
     end_loss = _eval_loss(model.eval(), vae, body, clips[0], context, cfg)
     assert _changed(before, model, "motion.")
     for prefix in ("rgb.", "zero_linears.", "smpl_head."):
@@ -105,7 +105,7 @@ def test_stage2_freezes_rgb_and_checkpoint_loads_back(tmp_path, body):
         gradient_checkpointing=True,
         precision="fp32",
     )
-    train(cfg, model, vae, text, clips, tmp_path, body)
+    train(cfg, model, clips, tmp_path, body=body, vae=vae, text_encoder=text)
     assert not _changed(before, model, "rgb.")
     for prefix in ("motion.", "zero_linears.", "smpl_head."):
         assert _changed(before, model, prefix), prefix
@@ -219,7 +219,7 @@ def test_bf16_precision_keeps_fp32_masters_so_every_trained_tensor_moves_at_lr_2
     model, vae, text = load_training_components(cfg, [])
     assert {p.dtype for p in model.parameters()} == {torch.bfloat16}
     before = {k: v.detach().clone() for k, v in model.named_parameters()}
-    train(cfg, model, vae, text, synthetic_clips(body, 2, 9, 64, 64), tmp_path, body)
+    train(cfg, model, synthetic_clips(body, 2, 9, 64, 64), tmp_path, body=body, vae=vae, text_encoder=text)
     trained = ("motion.", "zero_linears.", "smpl_head.")
     params = dict(model.named_parameters())
     assert all(p.dtype == (torch.float32 if k.startswith(trained) else torch.bfloat16) for k, p in params.items())

@@ -52,7 +52,7 @@ def test_8bit_moments_with_fp32_masters_move_every_trained_tensor_at_lr_2e5(tmp_
     )  # fmt: skip
     model, vae, text = load_training_components(cfg, [])
     before = {k: v.detach().float().clone() for k, v in model.named_parameters()}
-    train(cfg, model, vae, text, synthetic_clips(body, 2, 9, 64, 64), tmp_path, body)
+    train(cfg, model, synthetic_clips(body, 2, 9, 64, 64), tmp_path, body=body, vae=vae, text_encoder=text)
     trained = ("motion.", "zero_linears.", "smpl_head.")
     params = dict(model.named_parameters())
     unused = {"smpl_head.fusion.0.weight", "smpl_head.fusion.0.bias"}  # no gradient in any precision (test_train)

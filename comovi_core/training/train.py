@@ -103,18 +103,20 @@ log = logging.getLogger("comovi_core.training.train")
 def train(
     cfg: TrainConfig,
     model,
-    vae,
-    text_encoder,
     clips,
     out: Path,
+    *,
     body,
+    vae=None,
+    text_encoder=None,
     accelerator=None,
     resume: Path | None = None,
     tensorboard: bool = False,
 ) -> dict:
     """The training loop, from scratch or from the state folder ``resume``, under the --sharding strategy
     (``strategies``). ``clips``: a list of ``Clip`` (encoded with ``vae`` and ``text_encoder`` as they are used) or a
-    prepared cache (``cache.CacheData``; ``vae`` and ``text_encoder`` are then unused, None).
+    prepared cache (``cache.CacheData``; ``vae`` is then only for the validation sample, ``text_encoder`` unused).
+    ``body``: the body model of the stage-2 SMPL loss.
     Returns a summary (first/last loss of this invocation, steps, seconds, processes, resumed_from)."""
     from .data import ClipData
     from .data_order import EpochOrder, sample_index
@@ -454,7 +456,9 @@ def run(args: argparse.Namespace) -> Path:
             else load_clips(args.data, cfg.frames, cfg.height, cfg.width)
         )
         model, vae, text = load_training_components(cfg, args.init, args.vae)
-    summary = train(cfg, model, vae, text, data, args.out, body, resume=resume, tensorboard=args.tensorboard)
+    summary = train(
+        cfg, model, data, args.out, body=body, vae=vae, text_encoder=text, resume=resume, tensorboard=args.tensorboard
+    )
     from accelerate import PartialState
 
     if PartialState().is_main_process and summary["first_loss"] is None:
