@@ -22,7 +22,7 @@ def no_work(monkeypatch):
     def work(*_, **__):
         pytest.fail("work started before the bad input was refused")
 
-    for name in ("load_body_model", "load_components", "load_training_model"):
+    for name in ("load_body_model", "load_training_components", "load_training_model"):
         monkeypatch.setattr(comovi_core.training.train, name, work)
 
 

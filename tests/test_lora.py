@@ -20,7 +20,8 @@ from comovi_core.model.loading import load_model
 from comovi_core.model.lora import add_lora, apply_lora, parse_targets, with_lora
 from comovi_core.model.saving import save_checkpoint
 from comovi_core.training.data import synthetic_clips
-from comovi_core.training.train import TrainConfig, train, training_step
+from comovi_core.training.step import training_step
+from comovi_core.training.train import TrainConfig, train
 from comovi_core.training.train import main as train_main
 
 pytest.importorskip("peft")  # training with --lora needs it (the dev extra installs it)
@@ -88,7 +89,7 @@ def run(tmp_path_factory):
     context = parts["text_encoder"]([clips[0].caption])
     start = _eval_loss(model, parts, body, clips[0], context)
     out = tmp_path_factory.mktemp("lora_run")
-    summary = train(CFG, model, parts["vae"], parts["text_encoder"], clips, out, body)
+    summary = train(CFG, model, clips, out, body=body, vae=parts["vae"], text_encoder=parts["text_encoder"])
     end = _eval_loss(model.eval(), parts, body, clips[0], context)
     from accelerate.state import AcceleratorState
 

@@ -78,7 +78,7 @@ def test_training_on_the_cache_equals_training_on_the_clips_without_vae_or_text_
         raise AssertionError("a codec was loaded for a --cache run")
 
     for module, name in (
-        ("comovi_core.training.train", "load_codecs"),
+        ("comovi_core.codecs.loading", "load_codecs"),
         ("comovi_core.inference.tiny", "tiny_vae"),
         ("comovi_core.codecs.text", "TinyTextEncoder"),
         ("comovi_core.codecs.text", "UMT5TextEncoder"),
@@ -206,7 +206,7 @@ def test_two_ranks_prepare_disjoint_shards_and_the_last_one_writes_the_manifest(
 
 CHILD = """
 import json, sys
-from comovi_core import prepare, train
+from comovi_core.training import prepare, train
 
 def peak_mb():  # VmHWM: this process's peak resident memory since the last reset
     return int(next(l for l in open("/proc/self/status") if l.startswith("VmHWM")).split()[1]) / 1024

@@ -21,8 +21,8 @@ from comovi_core.inference.tiny import tiny_components
 from comovi_core.model.config import get_config
 from comovi_core.model.loading import load_model
 from comovi_core.training.data import check_clips, load_clips, synthetic_clips
-from comovi_core.training.step import drop_text, micro_batch_generator, sample_sigma, shifted_sigmas
-from comovi_core.training.train import TrainConfig, load_components, main, train, training_step
+from comovi_core.training.step import drop_text, micro_batch_generator, sample_sigma, shifted_sigmas, training_step
+from comovi_core.training.train import TrainConfig, load_training_components, main, train
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +78,7 @@ def test_stage1_trains_only_the_motion_branch_and_learns(tmp_path, body):
     )
     context = text([clips[0].caption])
     start_loss = _eval_loss(model, vae, body, clips[0], context, cfg)
-    train(cfg, model, vae, text, clips, tmp_path, body)
+    train(cfg, model, clips, tmp_path, body=body, vae=vae, text_encoder=text)
     end_loss = _eval_loss(model.eval(), vae, body, clips[0], context, cfg)
     assert _changed(before, model, "motion.")
     for prefix in ("rgb.", "zero_linears.", "smpl_head."):
@@ -105,7 +105,7 @@ def test_stage2_freezes_rgb_and_checkpoint_loads_back(tmp_path, body):
         gradient_checkpointing=True,
         precision="fp32",
     )
-    train(cfg, model, vae, text, clips, tmp_path, body)
+    train(cfg, model, clips, tmp_path, body=body, vae=vae, text_encoder=text)
     assert not _changed(before, model, "rgb.")
     for prefix in ("motion.", "zero_linears.", "smpl_head."):
         assert _changed(before, model, prefix), prefix
@@ -197,9 +197,10 @@ def test_two_processes_equal_one_with_twice_the_accumulation(tmp_path):
 
 
 def test_bf16_precision_keeps_fp32_masters_so_every_trained_tensor_moves_at_lr_2e5(tmp_path, body):
-    """The real path (``load_components`` gives the model in bf16, as ``load_model`` does for real presets; ``train``
-    makes the trained parameters fp32 masters and runs bf16 autocast): after 3 steps at the paper's lr 2e-5 every
-    trained tensor has moved, nearly every element (pure bf16 moved 12 % of elements: updates below half an ulp)."""
+    """The real path (``load_training_components`` gives the model in bf16, as ``load_model`` does for real presets;
+    ``train`` makes the trained parameters fp32 masters and runs bf16 autocast): after 3 steps at the paper's lr 2e-5
+    every trained tensor has moved, nearly every element (pure bf16 moved 12 % of elements: updates below half an
+    ulp)."""
     cfg = TrainConfig(
         preset="tiny",
         stage=2,
@@ -215,10 +216,10 @@ def test_bf16_precision_keeps_fp32_masters_so_every_trained_tensor_moves_at_lr_2
         gradient_checkpointing=False,
         precision="bf16",
     )
-    model, vae, text = load_components(cfg, [])
+    model, vae, text = load_training_components(cfg, [])
     assert {p.dtype for p in model.parameters()} == {torch.bfloat16}
     before = {k: v.detach().clone() for k, v in model.named_parameters()}
-    train(cfg, model, vae, text, synthetic_clips(body, 2, 9, 64, 64), tmp_path, body)
+    train(cfg, model, synthetic_clips(body, 2, 9, 64, 64), tmp_path, body=body, vae=vae, text_encoder=text)
     trained = ("motion.", "zero_linears.", "smpl_head.")
     params = dict(model.named_parameters())
     assert all(p.dtype == (torch.float32 if k.startswith(trained) else torch.bfloat16) for k, p in params.items())

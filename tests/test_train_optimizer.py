@@ -11,7 +11,7 @@ from train_runs import metrics_rows
 from comovi_core.body.smpl import load_body_model
 from comovi_core.errors import CoMoViError
 from comovi_core.training.data import synthetic_clips
-from comovi_core.training.train import TrainConfig, load_components, main, make_config, parse_args, train
+from comovi_core.training.train import TrainConfig, load_training_components, main, make_config, parse_args, train
 
 pytest.importorskip("bitsandbytes", reason="the dev extra installs bitsandbytes")  # CI installs it: never skipped there
 RUN = ["--preset", "tiny", "--synthetic", "2", "--stage", "2", "--grad-accum", "2", "--save-every", "2"]
@@ -50,9 +50,9 @@ def test_8bit_moments_with_fp32_masters_move_every_trained_tensor_at_lr_2e5(tmp_
         preset="tiny", stage=2, steps=3, lr=2e-5, warmup=1, grad_accum=1, frames=9, height=64, width=64,
         save_every=100, gradient_checkpointing=False, precision="bf16", optimizer="adamw8bit",
     )  # fmt: skip
-    model, vae, text = load_components(cfg, [])
+    model, vae, text = load_training_components(cfg, [])
     before = {k: v.detach().float().clone() for k, v in model.named_parameters()}
-    train(cfg, model, vae, text, synthetic_clips(body, 2, 9, 64, 64), tmp_path, body)
+    train(cfg, model, synthetic_clips(body, 2, 9, 64, 64), tmp_path, body=body, vae=vae, text_encoder=text)
     trained = ("motion.", "zero_linears.", "smpl_head.")
     params = dict(model.named_parameters())
     unused = {"smpl_head.fusion.0.weight", "smpl_head.fusion.0.bias"}  # no gradient in any precision (test_train)

@@ -10,13 +10,14 @@ from safetensors.torch import load_file
 from train_runs import metrics_rows
 
 from comovi_core.body.smpl import load_body_model
+from comovi_core.codecs.loading import load_codecs
 from comovi_core.files.video import probe_video
 from comovi_core.inference.pipeline import start_pose_6d
 from comovi_core.inference.sampling import sample
 from comovi_core.model.loading import load_model
 from comovi_core.training.data import ClipData, synthetic_clips
 from comovi_core.training.step import latent_training_step
-from comovi_core.training.train import load_codecs, main, make_config, parse_args
+from comovi_core.training.train import main, make_config, parse_args
 from comovi_core.training.validate import VALIDATION_DRAWS, VALIDATION_GUIDANCE, VALIDATION_SEED_OFFSET
 
 RUN = ["--preset", "tiny", "--synthetic", "2", "--stage", "2", "--steps", "4", "--save-every", "2"]

@@ -7,8 +7,7 @@ from pathlib import Path
 
 import torch
 
-from ..codecs.text import UMT5TextEncoder
-from ..codecs.vae_files import load_wan22_vae
+from ..codecs.loading import load_text_encoder, load_vae
 from ..model.config import get_config
 from ..model.loading import load_model
 from ..model.memory import compile_blocks, enable_block_swap, enable_fp8_storage, set_attention_backend
@@ -52,12 +51,10 @@ def load_components(
     ``vae_path``: another Wan2.2 VAE (a diffusers folder or the original single file); default ``base/vae``.
     """
     transformer, summary = load_transformer([Path(base) / "transformer", *comovi_files], options)
-    vae = load_wan22_vae(vae_path or Path(base) / "vae", torch.float32)
-    if not options.offload:
-        vae.to(options.device)
-    vae.enable_tiling()  # 81 frames at 704x1280 decode within 24 GB
     device = "cpu" if options.offload else options.device
-    text = UMT5TextEncoder(base, device, options.dtype, transformer.comovi_config.text_len)
+    vae = load_vae(vae_path or Path(base) / "vae", device=None if options.offload else options.device)
+    vae.enable_tiling()  # 81 frames at 704x1280 decode within 24 GB
+    text = load_text_encoder(base, device=device, dtype=options.dtype, text_len=transformer.comovi_config.text_len)
     return dict(transformer=transformer, vae=vae, text_encoder=text), summary
 
 

@@ -1,6 +1,6 @@
 """Join a training state into one weights file: ``python -m comovi_core.consolidate RUN/state_N --out FILE``.
 
-A state folder (``train_state``) holds the fp32 master weights of the trained parameters, as one file or, after a
+A state folder (``training.state``) holds the fp32 master weights of the trained parameters, as one file or, after a
 sharded run (--sharding fsdp2), as one shard file per process. This writes them as one safetensors file in our
 layout (with the model config), which ``load_model`` stacks on the base weights like any CoMoVi file:
 

@@ -210,10 +210,10 @@ def run(args: argparse.Namespace) -> Path:
         else:
             todo.append(k)
     if todo:
-        from .train import load_codecs
+        from ..codecs.loading import load_codecs
 
         device = _device(args.device)
-        vae, text = load_codecs(args.preset, args.base, args.vae, args.seed, device)
+        vae, text = load_codecs(args.preset, args.base, vae_path=args.vae, seed=args.seed, device=device)
         vae.to(device)
         write_empty_prompt(args.out, text)
         for n, k in enumerate(todo):

@@ -10,7 +10,7 @@ state in CPU memory (the update runs on the CPU).
 Only process 0 reads the weights: the others build the model on the meta device and receive their shards from
 it (``load_from_rank0``), so a node holds one full copy in host memory, not one per GPU.
 Checkpoints: ``step_N.safetensors`` is gathered (process 0 writes the whole model, as without sharding); the
-resumable state is written by every process as its own shard files (``train_state``), which
+resumable state is written by every process as its own shard files (``training.state``), which
 ``python -m comovi_core.consolidate`` joins into one file and any later run (any process count, sharded or not)
 resumes from.
 """
@@ -22,23 +22,7 @@ import warnings
 import torch
 
 from ..errors import CoMoViError
-from .zero import ZERO_SHARDINGS
-
-SHARDINGS = ("ddp", "fsdp2", "fsdp2_offload", *ZERO_SHARDINGS)
-
-
-def is_sharded(cfg) -> bool:
-    return cfg.sharding.startswith("fsdp2")
-
-
-def ensure_process_group(device: torch.device) -> None:
-    """One process (no torchrun): a process group of one, e.g. for fsdp2_offload or zero3_offload on one GPU."""
-    import torch.distributed as dist
-
-    if not dist.is_initialized():
-        dist.init_process_group(
-            "nccl" if device.type == "cuda" else "gloo", store=dist.HashStore(), rank=0, world_size=1
-        )
+from .distributed import compute_dtype, ensure_process_group
 
 
 def shard_model(model, cfg, device: torch.device):
@@ -46,8 +30,6 @@ def shard_model(model, cfg, device: torch.device):
     import torch.distributed as dist
     from torch.distributed.device_mesh import init_device_mesh
     from torch.distributed.fsdp import CPUOffloadPolicy, MixedPrecisionPolicy, OffloadPolicy, fully_shard
-
-    from .step import compute_dtype
 
     ensure_process_group(device)
     mesh = init_device_mesh(device.type, (dist.get_world_size(),))

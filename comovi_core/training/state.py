@@ -7,7 +7,7 @@ A run folder (``--out``) holds, for each saved step N (6 digits)::
     state_N/                          what resuming needs, nothing of which is in the checkpoint:
         trainable.safetensors         fp32 master weights of the trained parameters, by parameter name
         optimizer.safetensors         AdamW moments and step counts, ``<parameter name>/<key>``
-                                      (--sharding fsdp2: ``trainable-rank<r>-of-<n>.safetensors`` and
+                                      (--sharding fsdp2, zero*: ``trainable-rank<r>-of-<n>.safetensors`` and
                                       ``optimizer-rank<r>-of-<n>.safetensors``, each process's shard of every tensor,
                                       dim 0 in rank order; ``StateTensors`` joins them, so a run resumes with any
                                       process count or strategy; ``python -m comovi_core.consolidate`` writes one file)
@@ -31,6 +31,7 @@ import os
 import re
 import shutil
 from pathlib import Path
+from typing import Any, Protocol
 
 import torch
 from safetensors.torch import save_file
@@ -39,7 +40,8 @@ from ..errors import CoMoViError
 from ..files.atomic import atomic_path
 from ..files.weights import checked_safe_open, read_safetensors
 from ..model.saving import save_checkpoint
-from .sharding import full_state_dict, is_sharded, local_part, shard_like
+from .distributed import compute_dtype
+from .sharding import local_part, shard_like
 
 log = logging.getLogger("comovi_core.training.train")
 
@@ -201,60 +203,62 @@ def save_model(model, path: Path, cfg, meta: dict, dtype: torch.dtype, state: di
     )
 
 
-def save_training_state(
-    accelerator,
-    model,
-    named_params,
-    optimizer,
-    schedule,
-    cfg,
-    step: int,
-    loss: float,
-    out: Path,
-    dtype: torch.dtype,
-    engine=None,
-) -> None:
-    """Write ``step_N.safetensors`` (+ .json) and ``state_N/`` atomically. Called by every process; sharded
-    (--sharding fsdp2, zero*), every process writes its own shards of the state and process 0 the gathered model
-    (``engine``: DeepSpeed's, for zero*)."""
-    from . import zero as train_zero
+class Resumable(Protocol):
+    """What ``save_training_state`` and ``load_training_state`` need of the run: its sharding strategy
+    (``strategies.Strategy``), which knows where the model, the fp32 masters and the optimizer state live."""
 
+    accelerator: Any
+    cfg: Any
+    named: list[tuple[str, torch.nn.Parameter]]  # the trained parameters, by name
+    schedule: Any  # the LR scheduler
+    sharded_state: bool  # every process writes its own shards of the state (else process 0 writes it whole)
+
+    def unwrapped_model(self) -> torch.nn.Module: ...
+
+    def gathered_model(self) -> dict[str, torch.Tensor] | None:
+        """The whole model's tensors on process 0 ({} elsewhere) when no process holds them whole; None when the
+        model's own tensors are whole. Collective."""
+
+    def state_parts(self) -> tuple[dict, dict, list[dict], dict]:
+        """(fp32 masters, optimizer tensors by ``<name>/<key>``, param groups, non-tensor optimizer values): what this
+        process writes."""
+
+    def restore(self, masters: StateTensors, optimizer_tensors: StateTensors, info: dict) -> None:
+        """Set the fp32 masters and the optimizer state from a saved state (any strategy's, any process count)."""
+
+
+def save_training_state(run: Resumable, out: Path, *, step: int, loss: float) -> None:
+    """Write ``step_N.safetensors`` (+ .json) and ``state_N/`` atomically. Called by every process; with a sharded
+    state (``run.sharded_state``) every process writes its own shards of the state and process 0 the gathered model."""
+    accelerator, cfg, named_params = run.accelerator, run.cfg, run.named
     tmp, final = out / f".state_{step:06d}.partial", out / f"state_{step:06d}"
     rank, count = accelerator.process_index, accelerator.num_processes
-    sharded = is_sharded(cfg) or engine is not None
+    sharded = run.sharded_state
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
-    if engine is not None:  # collective: every process gathers each tensor and keeps its chunk
-        gathered = train_zero.gathered_model_state(engine, train_zero.zero_stage(cfg), accelerator.is_main_process)
-        zero_parts = train_zero.state_parts(engine, named_params, rank, count)
-    else:
-        gathered = full_state_dict(model) if sharded else None  # collective: every process takes part
+    gathered = run.gathered_model()  # collective where the parameters are split: every process takes part
     accelerator.wait_for_everyone()
     save_file(_rng_tensors(), str(tmp / f"rng_{rank}.safetensors"))
     names = [n for n, _ in named_params]
     if sharded or accelerator.is_main_process:
-        if engine is not None:
-            masters, tensors = zero_parts
-            groups, values = train_zero.param_groups(engine, engine.comovi_groups), {}
-        else:
-            masters = {n: local_part(p.detach()).float().contiguous() for n, p in named_params}
-            tensors, groups, values = _optimizer_to_files(optimizer, names)
+        masters, tensors, groups, values = run.state_parts()  # collective under ZeRO (every process writes)
         stems = {stem: shard_file_name(stem, rank, count) if sharded else f"{stem}.safetensors" for stem in STEMS}
         save_file(masters, str(tmp / stems["trainable"]))
         save_file(tensors, str(tmp / stems["optimizer"]))
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         meta = {"step": step, "train": dataclasses.asdict(cfg), "loss": loss, "processes": count}
-        save_model(accelerator.unwrap_model(model), out / f"step_{step:06d}.safetensors", cfg, meta, dtype, gathered)
+        path = out / f"step_{step:06d}.safetensors"
+        save_model(run.unwrapped_model(), path, cfg, meta, compute_dtype(cfg), gathered)
         info = {
             "step": step,
             "loss": loss,
             "names": names,
             "param_groups": groups,
             "optimizer_values": values,
-            "scheduler": schedule.state_dict(),
+            "scheduler": run.schedule.state_dict(),
             "train": dataclasses.asdict(cfg),
             "processes": count,
             "shards": count if sharded else 1,
@@ -266,6 +270,35 @@ def save_training_state(
         os.replace(tmp, final)
         prune_states(out, cfg.keep_states)
     accelerator.wait_for_everyone()
+
+
+def optimizer_state_parts(named_params, optimizer) -> tuple[dict, dict, list[dict], dict]:
+    """``Resumable.state_parts`` of a torch optimizer over (possibly FSDP2-sharded) parameters: this process's part of
+    every fp32 master and optimizer tensor, the param groups and the non-tensor values."""
+    masters = {n: local_part(p.detach()).float().contiguous() for n, p in named_params}
+    tensors, groups, values = _optimizer_to_files(optimizer, [n for n, _ in named_params])
+    return masters, tensors, groups, values
+
+
+def restore_optimizer_state(named_params, optimizer, masters: StateTensors, flat: StateTensors, info: dict) -> None:
+    """``Resumable.restore`` for a torch optimizer over (possibly FSDP2-sharded) parameters: each process takes its
+    part of every saved tensor."""
+    names = [n for n, _ in named_params]
+    with torch.no_grad():
+        for name, p in named_params:
+            local_part(p).copy_(local_part(shard_like(masters[name], p)))
+    params = dict(named_params)
+    per_param: dict[int, dict] = {}
+    for key in flat.keys():
+        name, _, field = key.partition("/")
+        value = flat[key]
+        like = params[name]
+        value = shard_like(value, like) if value.shape == like.shape and value.ndim else value  # moments: this part
+        _nest(per_param.setdefault(names.index(name), {}), field, value)
+    for key, value in info.get("optimizer_values", {}).items():
+        name, _, field = key.partition("/")
+        _nest(per_param.setdefault(names.index(name), {}), field, value)
+    optimizer.load_state_dict({"state": per_param, "param_groups": info["param_groups"]})
 
 
 def prune_states(out: Path, keep: int) -> list[str]:
@@ -287,11 +320,10 @@ def prune_states(out: Path, keep: int) -> list[str]:
     return removed
 
 
-def load_training_state(
-    state_dir: Path, named_params, optimizer, schedule, cfg, process_index: int, engine=None
-) -> int:
-    """Restore master weights, optimizer, LR scheduler and RNG from ``state_dir`` (``engine``: into DeepSpeed's
-    partitions, --sharding zero*); returns its step."""
+def load_training_state(run: Resumable, state_dir: Path) -> int:
+    """Restore master weights, optimizer (through ``run.restore``), LR scheduler and RNG from ``state_dir``; returns
+    its step."""
+    cfg, named_params = run.cfg, run.named
     info = json.loads((state_dir / "state.json").read_text())
     now = dataclasses.asdict(cfg)
     saved = {**{f.name: f.default for f in dataclasses.fields(cfg)}, **info["train"]}  # fields added since: defaults
@@ -319,30 +351,8 @@ def load_training_state(
             f"{state_dir}: its trained parameters differ from this run's ({len(info['names'])} vs "
             f"{len(names)}): resume with the model and stage it was saved with, or --resume none"
         )
-    masters = StateTensors(state_dir, "trainable")
-    if engine is not None:
-        from .zero import load_state, zero_stage
-
-        groups = info["param_groups"]
-        load_state(engine, named_params, masters, StateTensors(state_dir, "optimizer"), groups, zero_stage(cfg))
-        _restore_schedule_and_rng(state_dir, schedule, info, process_index)
-        return int(info["step"])
-    with torch.no_grad():
-        for name, p in named_params:
-            local_part(p).copy_(local_part(shard_like(masters[name], p)))
-    flat, params = StateTensors(state_dir, "optimizer"), dict(named_params)
-    per_param: dict[int, dict] = {}
-    for key in flat.keys():
-        name, _, field = key.partition("/")
-        value = flat[key]
-        like = params[name]
-        value = shard_like(value, like) if value.shape == like.shape and value.ndim else value  # moments: this part
-        _nest(per_param.setdefault(names.index(name), {}), field, value)
-    for key, value in info.get("optimizer_values", {}).items():
-        name, _, field = key.partition("/")
-        _nest(per_param.setdefault(names.index(name), {}), field, value)
-    optimizer.load_state_dict({"state": per_param, "param_groups": info["param_groups"]})
-    _restore_schedule_and_rng(state_dir, schedule, info, process_index)
+    run.restore(StateTensors(state_dir, "trainable"), StateTensors(state_dir, "optimizer"), info)
+    _restore_schedule_and_rng(state_dir, run.schedule, info, run.accelerator.process_index)
     return int(info["step"])
 
 

@@ -1,6 +1,6 @@
 """One training micro-batch (docs/training.md): the training config, what each stage trains, noise levels and losses.
 
-Split from ``comovi_core.training.train`` (the loop and CLI); see its docstring for the recipe and the precision scheme.
+The loop and the command are ``comovi_core.training.train``; its docstring gives the recipe and the precision scheme.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from ..body.rotations import axis_angle_to_rot6d, rot6d_to_axis_angle
 from ..codecs.vae import encode_frames
 from ..inference.sampling import NUM_TRAIN_TIMESTEPS, first_frame_mask, token_timesteps
-from .sharding import SHARDINGS
+from .distributed import SHARDINGS, compute_dtype
 
 PRECISIONS = ("bf16", "fp32")
 OPTIMIZERS = ("adamw", "adamw8bit")
@@ -102,10 +102,6 @@ def make_optimizer(params: list, cfg: TrainConfig) -> torch.optim.Optimizer:
 
         return bitsandbytes.optim.AdamW8bit(params, **options)
     return torch.optim.AdamW(params, **options)
-
-
-def compute_dtype(cfg: TrainConfig) -> torch.dtype:
-    return torch.bfloat16 if cfg.precision == "bf16" else torch.float32
 
 
 def lora_alpha(cfg: TrainConfig) -> float:

@@ -26,10 +26,11 @@ clips of a shard in an order drawn from (--seed, epoch, shard) (``training.data_
 i of step t reads sample (t-1)*P*A + i and draws its noise, timestep and text dropout from seed (--seed, t, i),
 where i counts over all P processes: N processes with --grad-accum A give the same update as one process with
 --grad-accum N*A, and a cache of one shard the same as its clips held in memory.
---sharding fsdp2 shards parameters, gradients and AdamW
-state over the processes instead of copying them (torch FSDP2, ``train_shard``; fsdp2_offload: in host memory);
-states are then written as one shard per process and resume under any process count or strategy
-(``python -m comovi_core.consolidate`` joins one into a single file).
+--sharding picks how the processes share the model (``strategies``, one loop for all): ddp (default) copies it to
+every process; fsdp2 shards parameters, gradients and AdamW state over the processes (torch FSDP2, ``sharding``;
+fsdp2_offload: in host memory); zero2/zero3 hand them to DeepSpeed ZeRO (``zero``). Sharded states are written as
+one shard per process and resume under any process count or strategy (``python -m comovi_core.consolidate`` joins
+one into a single file).
 
 Precision (--precision bf16, the default for real presets): the trained parameters are fp32 master weights (AdamW
 updates of lr 2e-5 are below half a bf16 ulp of most weights and would vanish in pure bf16), the frozen ones are
@@ -41,11 +42,11 @@ the fp32 masters go to the resumable state. --precision fp32 (tiny's default) co
 accelerate's state is process-wide: one precision per process.
 
 Resuming (--resume, default latest): each save writes ``step_N.safetensors`` (the model) and ``state_N/`` (fp32
-masters, optimizer, LR scheduler, RNG; the step is the data position), both atomically (``train_state``). A run
+masters, optimizer, LR scheduler, RNG; the step is the data position), both atomically (``state``). A run
 killed and started again with the same command continues from the newest complete state and ends bit-identical
 to an unbroken one. A fresh run (--resume none) refuses an --out that already holds checkpoints. A --cache run resumes
 from the same cache.
-Data: every clip is checked (sizes, lengths, SMPL per frame; ``train_data.check_clips``) before anything loads;
+Data: every clip is checked (sizes, lengths, SMPL per frame; ``data.check_clips``) before anything loads;
 a cache was checked when it was prepared, and its size and preset are checked against the flags.
 Metrics: ``metrics.jsonl`` in --out (each loss, lr, grad norm, throughput), TensorBoard with --tensorboard.
 
@@ -59,7 +60,7 @@ warm-up, gradient accumulation, clipping; checkpoints are safetensors + JSON (lo
 Recipe, as the release's stage scripts run it (where paper and release differ the release wins, docs/training.md):
 --timestep-sampling uniform draws one of the 1000 training sigmas of the shift-5 flow-matching schedule uniformly,
 without loss weighting (release ``--uniform_sampling``, weighting scheme "none"); logit_normal (the paper's
-"SD3-style" density, on s directly, unshifted; this script's only sampling before) is the option. AdamW eps 1e-10
+"SD3-style" density, on s directly, unshifted) is the option. AdamW eps 1e-10
 (release ``--adam_epsilon``; torch's default is 1e-8), betas (0.9, 0.999), lr 2e-5 with 100 warm-up steps then
 constant, weight decay 3e-2, clip 0.5; the release puts the RGB branch in the optimizer at lr 0, we freeze it.
 Text dropout is 0 as in the release (its dropout line is commented out); --text-dropout p trains the empty prompt
@@ -73,7 +74,6 @@ at its own size (batch 1 per micro-batch, so sizes never mix within one forward 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import json
 import logging
@@ -90,190 +90,101 @@ from ..errors import CoMoViError, run_cli
 from ..files.atomic import atomic_path, check_writable_folder
 from ..inference.inputs import check_video_size
 from ..model.config import get_config
-from .sharding import LAUNCHER_KEYS, is_sharded, launcher_sharding, load_from_rank0, shard_model
-from .step import (
-    LOSS_NAMES,
-    TrainConfig,
-    compute_dtype,
-    drop_text,
-    latent_training_step,
-    make_optimizer,
-    micro_batch_generator,
-    prepare_for_training,
-)
+from .distributed import compute_dtype, is_sharded, is_zero, splits_parameters
+from .sharding import LAUNCHER_KEYS, launcher_sharding
+from .step import LOSS_NAMES, TrainConfig, drop_text, latent_training_step, micro_batch_generator
+from .strategies import make_accelerator, make_strategy
 from .validate import Validation
-from .zero import build_split, is_zero, require_deepspeed, zero_engine, zero_stage
+from .zero import require_deepspeed
 
 log = logging.getLogger("comovi_core.training.train")
-
-
-def _accelerator(cfg: TrainConfig, out: Path, tensorboard: bool):
-    from accelerate import Accelerator, DistributedDataParallelKwargs
-    from accelerate.utils import ProjectConfiguration, is_tensorboard_available
-
-    if tensorboard and not is_tensorboard_available():
-        raise CoMoViError(
-            "--tensorboard needs the tensorboard package: pip install tensorboard "
-            "(or drop --tensorboard; metrics.jsonl is always written)"
-        )
-    return Accelerator(
-        cpu=not torch.cuda.is_available(),  # without GPUs, processes talk over gloo
-        mixed_precision="bf16" if cfg.precision == "bf16" else "no",
-        log_with="tensorboard" if tensorboard else None,
-        project_config=ProjectConfiguration(project_dir=str(out), logging_dir=str(out / "tensorboard")),
-        # stage 2: the 3D head sees no gradient on clips without SMPL
-        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=cfg.stage == 2)],
-    )
-
-
-def _gradient_sync(accelerator, model, sharded: bool, last: bool):
-    """Gradients are averaged over the processes on the last micro-batch of a step only (DeepSpeed: by itself)."""
-    if sharded:
-        if hasattr(model, "set_requires_gradient_sync"):  # FSDP2
-            model.set_requires_gradient_sync(last)
-        return contextlib.nullcontext()
-    return contextlib.nullcontext() if last else accelerator.no_sync(model)
-
-
-def _clip_gradients(accelerator, params, clip: float, sharded: bool) -> float:
-    """Clip the gradient norm over all processes; returns the norm before clipping."""
-    if not sharded:
-        return float(accelerator.clip_grad_norm_(params, clip))
-    from torch.distributed.tensor import DTensor
-
-    norm = torch.nn.utils.clip_grad_norm_(params, clip)  # over the shards of every process
-    return float(norm.full_tensor() if isinstance(norm, DTensor) else norm)
 
 
 def train(
     cfg: TrainConfig,
     model,
-    vae,
-    text_encoder,
     clips,
     out: Path,
+    *,
     body,
+    vae=None,
+    text_encoder=None,
     accelerator=None,
     resume: Path | None = None,
     tensorboard: bool = False,
 ) -> dict:
-    """The training loop (data parallel through accelerate), from scratch or from the state folder ``resume``.
-    ``clips``: a list of ``Clip`` (encoded with ``vae`` and ``text_encoder`` as they are used) or a prepared cache
-    (``train_cache.CacheData``; ``vae`` and ``text_encoder`` are then unused, None).
+    """The training loop, from scratch or from the state folder ``resume``, under the --sharding strategy
+    (``strategies``). ``clips``: a list of ``Clip`` (encoded with ``vae`` and ``text_encoder`` as they are used) or a
+    prepared cache (``cache.CacheData``; ``vae`` is then only for the validation sample, ``text_encoder`` unused).
+    ``body``: the body model of the stage-2 SMPL loss.
     Returns a summary (first/last loss of this invocation, steps, seconds, processes, resumed_from)."""
     from .data import ClipData
     from .data_order import EpochOrder, sample_index
-    from .state import MetricsLog, load_training_state, refuse_overwrite, remove_debris, save_training_state
+    from .state import MetricsLog, refuse_overwrite, remove_debris
 
     out = Path(out)
-    accelerator = accelerator or _accelerator(cfg, out, tensorboard)
-    sharded, zero = is_sharded(cfg), is_zero(cfg)
-    if zero and zero_stage(cfg) == 3:  # split as it is built: no process holds the whole model
-        model = build_split(model, cfg, accelerator.device, accelerator.is_main_process)
-    named = prepare_for_training(model, cfg)
-    if sharded:  # FSDP2 puts new (sharded) parameters in place: look the trained ones up again by name
-        trained = {n for n, _ in named}
-        full = model.state_dict() if accelerator.is_main_process else {}
-        load_from_rank0(shard_model(model, cfg, accelerator.device), full, accelerator.device)
-        del full
-        named = [(n, p) for n, p in model.named_parameters() if n in trained]
-    params = [p for _, p in named]
-    optimizer = make_optimizer(params, cfg)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(1.0, (step + 1) / max(1, cfg.warmup)))
-    engine = None
-    if zero:  # DeepSpeed ZeRO: the engine holds the model and steps the optimizer (train_zero)
-        groups = optimizer.state_dict()["param_groups"]
-        model = engine = zero_engine(model, optimizer, cfg, accelerator.device)
-        engine.comovi_groups = groups
+    accelerator = accelerator or make_accelerator(cfg, out, tensorboard)
+    device, rank, processes = accelerator.device, accelerator.process_index, accelerator.num_processes
     if resume is None:
         refuse_overwrite(out)
-        done = 0
-    else:
-        done = load_training_state(Path(resume), named, optimizer, schedule, cfg, accelerator.process_index, engine)
+    strategy = make_strategy(cfg, accelerator)
+    done = strategy.prepare(model, resume)
     out.mkdir(parents=True, exist_ok=True)
     if accelerator.is_main_process:
         remove_debris(out)
-    if not sharded and not zero:  # DDP through accelerate; FSDP2 and DeepSpeed do the gradient communication
-        model, optimizer = accelerator.prepare(model, optimizer)
     if isinstance(clips, list):
-        vae.to(accelerator.device)
+        vae.to(device)
         clips = ClipData(clips, vae, text_encoder, cfg.text_dropout > 0)
     elif vae is not None:  # a cache run's VAE (--vae): only to decode the validation sample
-        vae.to(accelerator.device)
+        vae.to(device)
     validation = Validation(cfg, clips, out, vae)
     order = EpochOrder(cfg.seed, clips.sizes)
     metrics = MetricsLog(out, accelerator, done, tensorboard, dataclasses.asdict(cfg))
-    stage_losses = (
-        LOSS_NAMES[:1]
-        if cfg.stage == 1
-        else LOSS_NAMES[:2] + (("smpl",) if accelerator.unwrap_model(model).smpl_head is not None else ())
-    )
+    has_smpl_head = strategy.unwrapped_model().smpl_head is not None
+    stage_losses = LOSS_NAMES[:1] if cfg.stage == 1 else LOSS_NAMES[:2] + (("smpl",) if has_smpl_head else ())
     history, start = [], time.perf_counter()
     for step in range(done + 1, cfg.steps + 1):
         tick, total, parts, tokens = time.perf_counter(), 0.0, dict.fromkeys(LOSS_NAMES, 0.0), 0
         for k in range(cfg.grad_accum):
-            generator = micro_batch_generator(cfg.seed, step, accelerator.process_index * cfg.grad_accum + k)
-            sample = clips.read(
-                *order(sample_index(step, accelerator.process_index, accelerator.num_processes, cfg.grad_accum, k)),
-                accelerator.device,
-            )
-            context = clips.empty_context(accelerator.device) if drop_text(cfg, generator) else sample.context
+            generator = micro_batch_generator(cfg.seed, step, rank * cfg.grad_accum + k)
+            sample = clips.read(*order(sample_index(step, rank, processes, cfg.grad_accum, k)), device)
+            context = clips.empty_context(device) if drop_text(cfg, generator) else sample.context
             tokens += 2 * sample.x0_rgb[0, 0].numel() // 4  # both branches, patches of 1x2x2 latents
-            last = k == cfg.grad_accum - 1
-            with _gradient_sync(accelerator, model, sharded or zero, last):  # all-reduce once per step
+            with strategy.micro_batch(last=k == cfg.grad_accum - 1):  # gradients averaged once per step
                 losses = latent_training_step(
-                    model, body, sample.x0_rgb, sample.x0_motion, sample.motion, context, cfg, generator
+                    strategy.model, body, sample.x0_rgb, sample.x0_motion, sample.motion, context, cfg, generator
                 )
                 loss = sum(losses.values()) / cfg.grad_accum
-                if zero:  # DeepSpeed counts micro-batches in step(): it reduces and updates on the last one
-                    engine.backward(loss, scale_wrt_gas=False)
-                    engine.step()
-                else:
-                    accelerator.backward(loss)
+                strategy.backward(loss)
             total += loss.detach().item()
             for name, value in losses.items():
                 parts[name] += value.detach().item() / cfg.grad_accum
-        reduced = accelerator.reduce(torch.tensor([total, *parts.values()], device=accelerator.device), "mean")
+        reduced = accelerator.reduce(torch.tensor([total, *parts.values()], device=device), "mean")
         total, parts = float(reduced[0]), dict(zip(LOSS_NAMES, reduced[1:].tolist()))
-        tokens = int(accelerator.reduce(torch.tensor([tokens], device=accelerator.device), "sum"))  # all processes
+        tokens = int(accelerator.reduce(torch.tensor([tokens], device=device), "sum"))  # all processes
         if not math.isfinite(total):
             raise CoMoViError(f"the loss became {total} at step {step}; lower --lr")
-        lr = schedule.get_last_lr()[0]  # the rate this step's update uses
-        if zero:  # clipped and stepped by the engine on the last micro-batch
-            grad_norm = float(engine.get_global_grad_norm())
-        else:
-            grad_norm = _clip_gradients(accelerator, params, cfg.clip, sharded)
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-        schedule.step()
+        grad_norm, lr = strategy.step()
         history.append(total)
         seconds = time.perf_counter() - tick
-        samples = cfg.grad_accum * accelerator.num_processes
         row = {
             "loss": total,
             **{f"loss_{n}": parts[n] for n in stage_losses},
             "lr": lr,
             "grad_norm": grad_norm,
-            "samples_per_s": samples / seconds,
+            "samples_per_s": cfg.grad_accum * processes / seconds,
             "tokens": tokens,
             "tokens_per_s": tokens / seconds,
         }
         if torch.cuda.is_available():
             row["peak_memory_gb"] = torch.cuda.max_memory_allocated() / 2**30
-        everyone = sharded or (zero and cfg.sharding.startswith("zero3"))  # split parameters: all take part
-        if validation.due(step) and (everyone or accelerator.is_main_process):
-            row.update(
-                validation.run(
-                    accelerator.unwrap_model(model), body, step, accelerator.device, accelerator.is_main_process
-                )
-            )
+        if validation.due(step) and (strategy.splits_parameters or accelerator.is_main_process):
+            row.update(validation.run(strategy.unwrapped_model(), body, step, device, accelerator.is_main_process))
         metrics.log(step, row)
         if (step % cfg.log_every == 0 or step == done + 1) and accelerator.is_main_process:
             log.info("step %d/%d  %s", step, cfg.steps, "  ".join(f"{k} {v:.4g}" for k, v in row.items()))
         if step % cfg.save_every == 0 or step == cfg.steps:
-            save_training_state(
-                accelerator, model, named, optimizer, schedule, cfg, step, total, out, compute_dtype(cfg), engine
-            )
+            strategy.save(out, step=step, loss=total)
     metrics.close()
     clips.close()
     summary = {
@@ -281,7 +192,7 @@ def train(
         "first_loss": history[0] if history else None,
         "last_loss": history[-1] if history else None,
         "seconds": time.perf_counter() - start,
-        "processes": accelerator.num_processes,
+        "processes": processes,
         "resumed_from": done,
     }
     if accelerator.is_main_process and history:
@@ -348,7 +259,7 @@ def load_training_model(cfg: TrainConfig, init: list):
     process 0 reads weights; the others build the model on the meta device (``train`` hands them their shards)."""
     from ..model.loading import build_model, load_model, open_checkpoint, resolve_config
 
-    if (is_sharded(cfg) or (is_zero(cfg) and zero_stage(cfg) == 3)) and not _is_main_process():
+    if splits_parameters(cfg) and not _is_main_process():
         config = resolve_config([open_checkpoint(p) for p in init], get_config(cfg.preset)) if init else None
         return build_model(config or get_config(cfg.preset), "meta").to(compute_dtype(cfg))
 
@@ -363,39 +274,6 @@ def load_training_model(cfg: TrainConfig, init: list):
     return load_model(get_config(cfg.preset), init, dtype=compute_dtype(cfg), device=_device())[0]
 
 
-def load_vae(preset: str, vae_path: Path | None, seed: int = 0, device=None):
-    """The VAE of ``preset``: the tiny one from ``seed`` (as ``tiny_components``), else the Wan2.2 VAE at
-    ``vae_path`` (any layout ``load_wan22_vae`` reads, fp32) on ``device``."""
-    if preset == "tiny":
-        from ..inference.tiny import tiny_vae
-
-        return tiny_vae(seed + 3)
-    from ..codecs.vae_files import load_wan22_vae
-
-    return load_wan22_vae(vae_path, torch.float32).to(device or _device())
-
-
-def load_codecs(preset: str, base: Path | None, vae_path: Path | None = None, seed: int = 0, device=None):
-    """(VAE, text encoder) of ``preset``: the tiny ones from ``seed`` (as ``tiny_components``), else the Wan2.2 VAE
-    (fp32; ``vae_path`` or the base folder's vae/) and umT5 (the base folder's text_encoder/ + tokenizer/)."""
-    if preset == "tiny":
-        from ..codecs.text import TinyTextEncoder
-
-        config = get_config("tiny")
-        return load_vae(preset, None, seed), TinyTextEncoder(config.text_dim, config.text_len, seed)
-    from ..codecs.text import UMT5TextEncoder
-
-    if base is None:
-        raise CoMoViError(
-            "the VAE and the text encoder come from the base Wan2.2-TI2V-5B diffusers folder: give it "
-            "(models/Wan2.2-TI2V-5B-Diffusers)"
-        )
-    device = device or _device()
-    return load_vae(preset, vae_path or base, seed, device), UMT5TextEncoder(
-        base, device, torch.bfloat16, get_config(preset).text_len
-    )
-
-
 def _validation_vae(cfg: TrainConfig, vae_path: Path | None):
     """A --cache run's VAE, loaded only to decode validation samples: tiny's, or --vae's; None otherwise."""
     if not cfg.validate_every:
@@ -403,7 +281,9 @@ def _validation_vae(cfg: TrainConfig, vae_path: Path | None):
     if cfg.preset != "tiny" and vae_path is None:
         log.info("validation samples are saved as latents only: give --vae to also get their videos")
         return None
-    return load_vae(cfg.preset, vae_path, cfg.seed)
+    from ..codecs.loading import load_vae
+
+    return load_vae(vae_path, preset=cfg.preset, seed=cfg.seed, device=None if cfg.preset == "tiny" else _device())
 
 
 def _process_state():
@@ -421,10 +301,16 @@ def _device() -> torch.device:
     return _process_state().device
 
 
-def load_components(cfg: TrainConfig, init: list, vae_path: Path | None = None):
-    """(model, vae, text encoder) for ``cfg``: ``load_training_model`` + ``load_codecs``."""
-    base = Path(init[0]) if init and cfg.preset != "tiny" else None
-    return (load_training_model(cfg, init), *load_codecs(cfg.preset, base, vae_path, cfg.seed))
+def load_training_components(cfg: TrainConfig, init: list, vae_path: Path | None = None):
+    """(model, vae, text encoder) for ``cfg``: ``load_training_model`` + ``codecs.loading.load_codecs`` (the VAE and
+    umT5 from the base folder, the first of ``init``) on this process's device."""
+    from ..codecs import loading
+
+    tiny = cfg.preset == "tiny"  # tiny's codecs are made on the CPU
+    base = Path(init[0]) if init and not tiny else None
+    model = load_training_model(cfg, init)
+    device = None if tiny else _device()
+    return (model, *loading.load_codecs(cfg.preset, base, vae_path=vae_path, seed=cfg.seed, device=device))
 
 
 def make_config(args: argparse.Namespace) -> TrainConfig:
@@ -569,8 +455,10 @@ def run(args: argparse.Namespace) -> Path:
             if args.synthetic
             else load_clips(args.data, cfg.frames, cfg.height, cfg.width)
         )
-        model, vae, text = load_components(cfg, args.init, args.vae)
-    summary = train(cfg, model, vae, text, data, args.out, body, resume=resume, tensorboard=args.tensorboard)
+        model, vae, text = load_training_components(cfg, args.init, args.vae)
+    summary = train(
+        cfg, model, data, args.out, body=body, vae=vae, text_encoder=text, resume=resume, tensorboard=args.tensorboard
+    )
     from accelerate import PartialState
 
     if PartialState().is_main_process and summary["first_loss"] is None:

@@ -9,8 +9,9 @@ in bf16 as under FSDP2 (norm weights included), not under autocast over fp32 mas
 reads the weights, the others start from the meta device); zero2, which keeps whole bf16 weights on every GPU
 anyway, builds it whole in every process (22 GB of host memory each at real size).
 
-The loop stays ours (``train.train``): the engine's backward and step run once per micro-batch, and DeepSpeed reduces
-and updates on a step's last one. It clips at --clip. The LR schedule is ours, on the same param groups.
+The loop stays ours (``train.train`` through ``strategies.ZeROStrategy``): the engine's backward and step run once
+per micro-batch, and DeepSpeed reduces and updates on a step's last one. It clips at --clip. The LR schedule is ours,
+on the same param groups.
 
 States use our format, not DeepSpeed's pickled checkpoints. Each process gathers every trained tensor's fp32 master
 and AdamW moments (DeepSpeed's ``safe_get_full_*``) and writes its dim-0 chunk, as the FSDP2 path does. So a ZeRO
@@ -29,18 +30,10 @@ import os
 import torch
 
 from ..errors import CoMoViError
+from .distributed import ensure_process_group, zero_stage
 
-ZERO_SHARDINGS = ("zero2", "zero2_offload", "zero3", "zero3_offload")
 MOMENTS = ("exp_avg", "exp_avg_sq")
 log = logging.getLogger("comovi_core.training.train")  # torch AdamW's per-element state
-
-
-def is_zero(cfg) -> bool:
-    return cfg.sharding.startswith("zero")
-
-
-def zero_stage(cfg) -> int:
-    return 3 if cfg.sharding.startswith("zero3") else 2
 
 
 def require_deepspeed(sharding: str) -> None:
@@ -86,8 +79,6 @@ def zero_engine(model, optimizer, cfg, device: torch.device):
 def _deepspeed(cfg, device: torch.device):
     """DeepSpeed, imported once the processes are a group (one process: a group of one, LOCAL_RANK 0)."""
     require_deepspeed(cfg.sharding)
-    from .sharding import ensure_process_group
-
     ensure_process_group(device)
     os.environ.setdefault("LOCAL_RANK", "0")  # one process started without a launcher
     import deepspeed
@@ -128,7 +119,7 @@ def build_split(model, cfg, device: torch.device, is_main: bool):
 
 
 def _chunk(full: torch.Tensor, rank: int, count: int) -> torch.Tensor:
-    """This process's dim-0 part of ``full`` in FSDP2's ``torch.chunk`` order (``train_shard.shard_like``)."""
+    """This process's dim-0 part of ``full`` in FSDP2's ``torch.chunk`` order (``sharding.shard_like``)."""
     if not full.ndim:
         return full.detach().cpu().clone()
     chunks = full.chunk(count, dim=0)
