@@ -6,7 +6,7 @@ import pytest
 import torch
 from diffusers import WanImageToVideoPipeline, WanTransformer3DModel
 
-import comovi_core.inference.tiny
+import comovi_core.codecs.tiny
 from comovi_core.codecs.vae import decode_latents, encode_frames
 from comovi_core.errors import CoMoViError
 from comovi_core.inference.sampling import make_scheduler, sample
@@ -20,7 +20,7 @@ FRAMES = 9
 
 def tiny_vae():
     """The tiny preset's VAE with latent statistics other than 0 and 1, so that (de)normalisation is exercised."""
-    return comovi_core.inference.tiny.tiny_vae(3, latents_mean=0.1, latents_std=1.5)
+    return comovi_core.codecs.tiny.tiny_vae(3, latents_mean=0.1, latents_std=1.5)
 
 
 def tiny_model(cfg=CFG):

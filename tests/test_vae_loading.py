@@ -9,6 +9,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
+from comovi_core.codecs.tiny import tiny_vae
 from comovi_core.codecs.vae import PixelCodec, decode_latents, encode_frames
 from comovi_core.codecs.vae_files import (
     WAN22_LATENTS_MEAN,
@@ -18,7 +19,6 @@ from comovi_core.codecs.vae_files import (
     original_to_diffusers_vae_key,
 )
 from comovi_core.errors import CoMoViError
-from comovi_core.inference.tiny import tiny_vae
 
 DATA = Path(__file__).parent / "data" / "wan22_vae_tiny"
 ORIGINAL = DATA / "wan22_vae_original_tiny.safetensors"

@@ -7,7 +7,8 @@ from pathlib import Path
 from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import PreTrainedTokenizerFast, UMT5Config, UMT5EncoderModel
 
-from comovi_core.inference.tiny import tiny_transformer, tiny_vae
+from comovi_core.codecs.tiny import tiny_vae
+from comovi_core.inference.tiny import tiny_transformer
 from comovi_core.model.config import get_config
 from comovi_core.model.saving import save_checkpoint
 

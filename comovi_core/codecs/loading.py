@@ -1,6 +1,6 @@
 """Load the codecs: the VAE and the text encoder, for inference, training and cache preparation alike.
 
-The tiny preset's are random ones made from a seed (as ``inference.tiny.tiny_components``); any other preset's are
+The tiny preset's are random ones made from a seed (``codecs.tiny``); any other preset's are
 the Wan2.2 VAE (fp32, any layout ``vae_files.load_wan22_vae`` reads) and umT5 (the base Wan2.2-TI2V-5B diffusers
 folder's text_encoder/ + tokenizer/).
 """
@@ -20,7 +20,7 @@ def load_vae(path: Path | None, *, preset: str | None = None, seed: int = 0, dev
     """The VAE at ``path`` (a diffusers folder, its vae/ folder, or the original single file) in fp32, moved to
     ``device`` when one is given; for ``preset`` tiny, the tiny VAE made from ``seed`` (on the CPU)."""
     if preset == TINY:
-        from ..inference.tiny import tiny_vae
+        from .tiny import tiny_vae
 
         return tiny_vae(seed + 3)
     from .vae_files import load_wan22_vae
