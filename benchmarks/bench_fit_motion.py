@@ -44,7 +44,7 @@ from comovi_core.body.smpl import camera_vertices, load_body_model
 from comovi_core.motion_map.degrade import HARSH, WAN22_VAE, degrade_motion_map
 from comovi_core.motion_map.render import render_motion_map
 from comovi_core.recovery.contact import foot_centres, foot_masks
-from comovi_core.recovery.fitting import fit_motion
+from comovi_core.recovery.fitting import FitOptions, fit_motion
 
 ARM_JOINTS = [16, 17, 18, 19, 20, 21, 22, 23]  # shoulders, elbows, wrists, hands
 LEG_JOINTS = [1, 2, 4, 5, 7, 8, 10, 11]  # hips, knees, ankles, feet
@@ -185,10 +185,12 @@ def start_of(motion: SMPLMotion) -> SMPLMotion:
 
 
 def timed_fit(clock, body, images: torch.Tensor, truth: SMPLMotion, **kwargs) -> tuple[SMPLMotion, float]:
-    """Fit ``images`` from the start of ``truth`` -> (the fitted motion, seconds by ``clock``)."""
+    """Fit ``images`` from the start of ``truth`` (``kwargs``: ``fit_motion``'s options, device) -> (the fitted
+    motion, seconds by ``clock``)."""
     fitted = []
+    start = start_of(truth)
     seconds = clock.time(
-        lambda: fitted.append(fit_motion(body, images, start_of(truth), truth.camera, truth.fps, **kwargs))
+        lambda: fitted.append(fit_motion(body, images, start=start, camera=truth.camera, fps=truth.fps, **kwargs))
     )
     return fitted[0], seconds
 
@@ -208,7 +210,8 @@ def main() -> None:
     set_threads(args.threads)
     logging.getLogger("comovi_core").setLevel(logging.ERROR)
     body = load_body_model(None)
-    kwargs = {"device": args.device} | ({} if args.steps is None else {"iterations": args.steps})
+    options = FitOptions() if args.steps is None else FitOptions(iterations=args.steps)
+    kwargs = {"device": args.device, "options": options}
     clock = clock_for(args.device)
     print(
         f"{args.frames} frames, {args.height}x{args.width}, steps {args.steps or 'default'}, threads {args.threads}, "
@@ -227,7 +230,13 @@ def main() -> None:
                 camera_vertices(body, warm).vertices, body.faces, body.part_ids, warm.camera, "comovi_v1", "torch"
             ).images
         fit_motion(
-            body, warm_maps, start_of(warm), warm.camera, warm.fps, iterations=2, track_steps=0, device=args.device
+            body,
+            warm_maps,
+            start=start_of(warm),
+            camera=warm.camera,
+            fps=warm.fps,
+            options=FitOptions(iterations=2, track_steps=0),
+            device=args.device,
         )
     for motion_name in args.motions.split(","):
         for body_name in args.bodies.split(","):

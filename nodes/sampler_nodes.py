@@ -9,7 +9,7 @@ from PIL import Image
 
 from ..comovi_core.errors import CoMoViError
 from ..comovi_core.inference.components import AUTO_SIZE, TransformerOptions, load_components, load_transformer
-from ..comovi_core.inference.inputs import pad_to_aspect
+from ..comovi_core.inference.inputs import check_inputs, pad_to_aspect
 from ..comovi_core.inference.pipeline import DEFAULT_NEGATIVE, CoMoViPipeline
 from ..comovi_core.inference.sampling import MODES, SOLVERS
 from ..comovi_core.model.memory import ATTENTION_BACKENDS
@@ -259,18 +259,31 @@ class DualSampler(io.ComfyNode):
         negative=None,
         step_cache=None,
     ) -> io.NodeOutput:
-        codec = vae_codec(vae) if vae is not None else comovi.vae
-        if codec is None:
-            raise CoMoViError(
-                "no VAE: connect Load VAE (wan2.2_vae.safetensors) to the sampler's vae input (in the template, "
-                "un-bypass the Load VAE node with Ctrl+B)"
-            )
         given = given_motion if mode == "motion_to_video" else None
         if mode == "video_to_motion" and given_video is not None:
             given = _video_frames(given_video, height, width)
         embeds = {
             k: conditioning_embeds(c, k) for k, c in (("positive", positive), ("negative", negative)) if c is not None
         }
+        check_inputs(
+            height=height,
+            width=width,
+            num_frames=length,
+            steps=steps,
+            guidance=cfg,
+            shift=shift,
+            prompt=prompt,
+            prompt_embeds=embeds.get("positive"),
+            mode=mode,
+            given=given,
+            names={"guidance": "cfg"},
+        )
+        codec = vae_codec(vae) if vae is not None else comovi.vae
+        if codec is None:
+            raise CoMoViError(
+                "no VAE: connect Load VAE (wan2.2_vae.safetensors) to the sampler's vae input (in the template, "
+                "un-bypass the Load VAE node with Ctrl+B)"
+            )
         pipe = CoMoViPipeline(
             comovi.transformer,
             codec,
@@ -286,7 +299,7 @@ class DualSampler(io.ComfyNode):
             result = pipe(
                 _image(start_image[0], height, width),
                 prompt,
-                start_pose,
+                start=start_pose,
                 num_frames=length,
                 steps=steps,
                 guidance=cfg,

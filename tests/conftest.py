@@ -11,6 +11,8 @@ sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT))
 STUB = ROOT / "tests" / "comfy_stub"
 
+from comovi_core.recovery.fitting import FitOptions  # noqa: E402  (after ROOT joins sys.path)
+
 
 @pytest.fixture(autouse=True)
 def _quiet_logs(caplog):
@@ -43,7 +45,7 @@ def ext(tmp_path_factory):
 
 # fit_motion's effort for tests of its plumbing (pipeline, nodes): every stage runs, with few steps and no limb
 # flips (its accuracy is measured by tests/test_fitting.py and benchmarks/bench_fit_motion.py at the defaults).
-QUICK_FIT = dict(iterations=40, track_steps=10, relabel_rounds=1, splat_steps=10, flip_steps=0, contact_steps=10)
+QUICK_FIT = FitOptions(iterations=40, track_steps=10, relabel_rounds=1, splat_steps=10, flip_steps=0, contact_steps=10)
 
 
 @pytest.fixture
@@ -53,7 +55,7 @@ def quick_fit(monkeypatch):
 
     from comovi_core.recovery import fitting
 
-    monkeypatch.setattr(fitting, "fit_motion", functools.partial(fitting.fit_motion, **QUICK_FIT))
+    monkeypatch.setattr(fitting, "fit_motion", functools.partial(fitting.fit_motion, options=QUICK_FIT))
     return QUICK_FIT
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -133,7 +134,8 @@ def test_the_fit_locks_the_standing_foot(body):
     masks = foot_masks(body.part_ids)
     drift = {}
     for steps in (0, 30):
-        fitted = fit_motion(body, maps, start, truth.camera, truth.fps, **{**QUICK_FIT, "contact_steps": steps})
+        options = dataclasses.replace(QUICK_FIT, contact_steps=steps)
+        fitted = fit_motion(body, maps, start=start, camera=truth.camera, fps=truth.fps, options=options)
         with torch.no_grad():
             left = foot_centres(camera_vertices(body, fitted).vertices, masks)[:, 0]
         drift[steps] = float((left[1:] - left[:1]).norm(dim=-1).mean()) * 1000

@@ -113,7 +113,7 @@ def test_colour_stage_improves_the_fit_on_a_degraded_map():
 
     from comovi_core.body.motion_file import SMPLMotion
     from comovi_core.evaluation.metrics import motion_errors
-    from comovi_core.recovery.fitting import fit_motion
+    from comovi_core.recovery.fitting import FitOptions, fit_motion
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
     from bench_fit_motion import arms_motion
@@ -130,9 +130,8 @@ def test_colour_stage_improves_the_fit_on_a_degraded_map():
     )
     errors = []
     for splat_steps in (0, 40):
-        fitted = fit_motion(
-            body, degraded, start, truth.camera, truth.fps, iterations=60, track_steps=20, splat_steps=splat_steps
-        )
+        options = FitOptions(iterations=60, track_steps=20, splat_steps=splat_steps)
+        fitted = fit_motion(body, degraded, start=start, camera=truth.camera, fps=truth.fps, options=options)
         with torch.no_grad():
             errors.append(motion_errors(camera_vertices(body, fitted).joints, posed.joints)["mpjpe_mm"])
     assert errors[1] < 0.8 * errors[0], errors

@@ -12,7 +12,7 @@ from comovi_core.body.smpl import camera_vertices, load_body_model
 from comovi_core.evaluation.metrics import motion_errors
 from comovi_core.motion_map.decode import decode_motion_map
 from comovi_core.motion_map.render import render_motion_map
-from comovi_core.recovery.fitting import body_stats, fit_motion, map_stats
+from comovi_core.recovery.fitting import FitOptions, body_stats, fit_motion, map_stats
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +48,8 @@ def test_body_summaries_match_the_map_summaries_of_the_same_pose(scene):
 @pytest.mark.slow  # minutes on 2 cores: run by the CI's second step (pytest -m slow)
 def test_fit_recovers_a_known_motion(scene):
     body, truth, posed, maps = scene
-    fitted = fit_motion(body, maps, _start(truth), truth.camera, truth.fps, iterations=150, splat_steps=0)
+    options = FitOptions(iterations=150, splat_steps=0)
+    fitted = fit_motion(body, maps, start=_start(truth), camera=truth.camera, fps=truth.fps, options=options)
     held = SMPLMotion(
         np.repeat(truth.global_orient[:1], 17, 0),
         np.repeat(truth.body_pose[:1], 17, 0),
@@ -76,7 +77,9 @@ def test_fit_runs_inside_inference_mode_like_a_host():
         truth = demo_motion(num_frames=5, height=64, width=96)
         posed = camera_vertices(body, truth)
         maps = render_motion_map(posed.vertices, body.faces, body.part_ids, truth.camera, "comovi_v1", "torch").images
-        fitted = fit_motion(body, maps, _start(truth), truth.camera, truth.fps, iterations=40)
+        fitted = fit_motion(
+            body, maps, start=_start(truth), camera=truth.camera, fps=truth.fps, options=FitOptions(iterations=40)
+        )
     moved = np.abs(fitted.body_pose[1:] - truth.body_pose[:1]).max()
     assert moved > 0.01 and fitted.num_frames == 5  # the poses were optimised, not left at the start
 
@@ -111,7 +114,8 @@ def test_fit_is_the_same_on_float_and_8bit_maps():
     maps = render_motion_map(posed.vertices, body.faces, body.part_ids, truth.camera, "comovi_v1", "torch").images
     errors = []
     for images in (maps, torch.round(maps * 255) / 255):
-        fitted = fit_motion(body, images, _start(truth), truth.camera, truth.fps, iterations=60, splat_steps=0)
+        options = FitOptions(iterations=60, splat_steps=0)
+        fitted = fit_motion(body, images, start=_start(truth), camera=truth.camera, fps=truth.fps, options=options)
         with torch.no_grad():
             errors.append(motion_errors(camera_vertices(body, fitted).joints, posed.joints)["mpjpe_mm"])
     assert abs(errors[0] - errors[1]) < 5.0, errors

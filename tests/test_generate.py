@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -147,6 +149,21 @@ def test_unwritable_output_folder_is_refused_before_generating(tmp_path, caplog,
     assert main(["--preset", "tiny", "--out", str(tmp_path / "file")]) == 2 and "is a file, not a folder" in caplog.text
     assert main(["--preset", "tiny", "--out", str(tmp_path / "file" / "run")]) == 2 and "which is a file" in caplog.text
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file"] and (tmp_path / "file").read_text() == "x"
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux's /proc, which takes no new entries")
+def test_a_folder_that_takes_no_new_entries_is_refused_in_one_line(caplog, monkeypatch):
+    """/proc refuses new entries even to root, whose permission bits say writable: refused before generating."""
+    import comovi_core.inference.pipeline
+
+    monkeypatch.setattr(
+        comovi_core.inference.pipeline.CoMoViPipeline, "__call__", lambda *a, **k: pytest.fail("generation ran")
+    )
+    before = set(os.listdir("/proc"))
+    assert main(["--preset", "tiny", "--out", "/proc/comovi-run"]) == 2
+    assert "the --out folder /proc/comovi-run cannot be written" in caplog.text
+    assert "choose another --out folder" in caplog.text and "Traceback" not in caplog.text
+    assert not [name for name in set(os.listdir("/proc")) - before if "comovi" in name]
 
 
 def test_missing_weights_and_bad_start_pose(tmp_path, caplog):

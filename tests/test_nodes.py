@@ -189,16 +189,18 @@ def test_cogeneration_nodes_on_tiny_weights(ext, quick_fit, monkeypatch):
     head, comovi.transformer.smpl_head = comovi.transformer.smpl_head, None  # weights without a 3D head
     assert nodes["CoMoViDualSampler"].execute(*args, False).args[2] is None  # fit_motion off: no motion
     sampler_module = sys.modules[nodes["CoMoViDualSampler"].__module__]  # its bar counts the fit's steps too
-    fitting = sys.modules[sampler_module.__name__.rsplit(".nodes.", 1)[0] + ".comovi_core.fitting"]  # the host's copy
-    monkeypatch.setattr(fitting, "fit_motion", functools.partial(fitting.fit_motion, **quick_fit))
-    effort = {k: v for k, v in quick_fit.items() if k != "flip_steps"}
-    monkeypatch.setattr(sampler_module, "progress_steps", functools.partial(sampler_module.progress_steps, **effort))
+    host_package = sampler_module.__name__.rsplit(".nodes.", 1)[0]
+    fitting = sys.modules[host_package + ".comovi_core.recovery.fitting"]  # the host's copy
+    monkeypatch.setattr(fitting, "fit_motion", functools.partial(fitting.fit_motion, options=quick_fit))
+    monkeypatch.setattr(
+        sampler_module, "progress_steps", functools.partial(sampler_module.progress_steps, options=quick_fit)
+    )
     fitted = nodes["CoMoViDualSampler"].execute(*args, True).args[2]
     bar = comfy.utils.ProgressBar.instances[-1]
     # 2 sampler steps + the fit: 2 x 40 summary steps + 4 tracked frames + 20 relabel steps + colour stage (10 + two
     # passes of 4 tracked frames + 10) + 10 steps locking the feet (counted whether a foot stands or not)
     assert bar.current == bar.total == 2 + 2 * 40 + 4 + 20 + 10 + 2 * (4 + 10) + 10
-    assert effort and sampler_module.progress_steps.func(5) == 2 * 300 + 4 + 150 + 60 + 2 * (4 + 60) + 30  # defaults
+    assert sampler_module.progress_steps.func(5) == 2 * 300 + 4 + 150 + 60 + 2 * (4 + 60) + 30  # defaults
     assert fitted.num_frames == 5 and np.allclose(fitted.body_pose[0], start.body_pose[0], atol=1e-6)
     comovi.transformer.smpl_head = head
     mm.INTERRUPT["flag"] = True  # cancelled between layers, not only between steps

@@ -14,7 +14,9 @@ from ..errors import CoMoViError
 
 
 def check_writable_folder(folder: str | Path, what: str = "output folder") -> None:
-    """Refuse, before any work, a folder that is a file, lies under a file, or cannot be written."""
+    """Refuse, before any work, a folder that is a file, lies under a file, or cannot be written. Writability is
+    tried for real (an empty folder made and removed in the nearest existing folder): permission bits do not tell
+    it for root, nor for file systems such as /proc that refuse new entries."""
     folder = Path(folder)
     existing = next(p for p in (folder, *folder.parents) if p.exists())
     if existing == folder and not folder.is_dir():
@@ -23,6 +25,15 @@ def check_writable_folder(folder: str | Path, what: str = "output folder") -> No
         raise CoMoViError(f"the {what} {folder} lies under {existing}, which is a file: choose a folder elsewhere")
     if not os.access(existing, os.W_OK | os.X_OK):
         raise CoMoViError(f"the {what} {folder}: {existing} is not writable: choose a folder you can write to")
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".comovi-write-test-", dir=existing))
+    except OSError as exc:
+        raise CoMoViError(_unwritable(folder, what, existing, exc)) from None
+
+
+def _unwritable(folder: Path, what: str, existing: Path, exc: OSError) -> str:
+    reason = exc.strerror or type(exc).__name__
+    return f"the {what} {folder} cannot be written: {existing} takes no new entries ({reason}); choose another {what}"
 
 
 def check_writable_file(path: str | Path, what: str = "output file") -> None:
@@ -56,8 +67,11 @@ def staged_folder(folder: str | Path, ours: Callable[[str], bool], marker: str |
     """Yield an empty hidden folder beside ``folder`` to write into; only when the block succeeds are its files
     published into ``folder`` (``publish_folder``). On failure the staging folder is removed, ``folder`` untouched."""
     folder = Path(folder)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.partial-", dir=folder.parent))
+    try:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.partial-", dir=folder.parent))
+    except OSError as exc:  # refused after check_writable_folder passed (e.g. the folder changed meanwhile)
+        raise CoMoViError(_unwritable(folder, "output folder", folder.parent, exc)) from None
     try:
         yield staging
         publish_folder(staging, folder, ours, marker)

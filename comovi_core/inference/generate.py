@@ -211,13 +211,10 @@ def step_cache_config(args: argparse.Namespace) -> StepCacheConfig | None:
 
 
 def check_numbers(args: argparse.Namespace) -> None:
-    """Refuse rates and scales that cannot give a video (zero, negative, NaN) before any work."""
+    """Refuse the command line's own rates and scales that cannot give a video (zero, negative, NaN) before any work
+    (guidance and shift: ``check_inputs``)."""
     if not (args.fps > 0 and math.isfinite(args.fps)):
         raise CoMoViError(f"--fps must be a frame rate above 0, got {args.fps}; e.g. 16 (Wan2.2's rate)")
-    if not (args.shift > 0 and math.isfinite(args.shift)):
-        raise CoMoViError(f"--shift must be above 0, got {args.shift}; the release uses 5")
-    if not (args.guidance >= 0 and math.isfinite(args.guidance)):
-        raise CoMoViError(f"--guidance must be 0 or more, got {args.guidance}; e.g. 6 (1: no guidance)")
     if not 0 < args.fov < 180:
         raise CoMoViError(f"--fov is a vertical field of view in degrees, between 0 and 180, got {args.fov}; e.g. 50")
     if not math.isfinite(args.lora_scale):
@@ -251,7 +248,7 @@ def run(args: argparse.Namespace) -> Path:
     result = pipe(
         picture,
         settings["prompt"],
-        start,
+        start=start,
         num_frames=settings["frames"],
         steps=settings["steps"],
         guidance=args.guidance,
@@ -335,17 +332,23 @@ def _context_parallel_launch(args: argparse.Namespace, settings: dict) -> tuple[
 
 def _settings(args: argparse.Namespace) -> dict:
     """The run's sizes, steps and prompt (the preset's defaults where not given; 0 stays 0), all checked."""
-    from .inputs import check_steps, check_video_size
+    from .inputs import check_inputs
 
     defaults = TINY_DEFAULTS if args.preset == "tiny" else REAL_DEFAULTS
     settings = {k: defaults[k] if getattr(args, k) is None else getattr(args, k) for k in defaults}
-    check_video_size(settings["height"], settings["width"], settings["frames"])
-    check_steps(settings["steps"])
+    check_inputs(  # the given motion or video is read later (_read_inputs); the pipeline checks it
+        height=settings["height"],
+        width=settings["width"],
+        num_frames=settings["frames"],
+        steps=settings["steps"],
+        guidance=args.guidance,
+        shift=args.shift,
+        prompt=settings["prompt"],
+        names={"guidance": "--guidance", "shift": "--shift", "prompt": "--prompt"},
+    )
     check_numbers(args)
     settings["cache"] = step_cache_config(args)
     check_writable_folder(args.out, "--out folder")
-    if not settings["prompt"] or not settings["prompt"].strip():
-        raise CoMoViError("--prompt is empty: describe the motion, e.g. --prompt 'a woman does a cartwheel'")
     if args.mode == "video_to_motion" and not args.video:
         raise CoMoViError("--mode video_to_motion needs --video VIDEO.mp4")
     if args.mode == "motion_to_video" and not args.motion:

@@ -21,7 +21,7 @@ from ..codecs.vae import decode_latents, encode_frames
 from ..errors import CoMoViError
 from ..model.step_cache import StepCacheConfig
 from ..motion_map.render import render_motion
-from .inputs import check_steps, check_video_size
+from .inputs import check_inputs
 from .sampling import sample
 
 QUALITY_MAX_SIDE, QUALITY_MAX_FRAMES = 320, 17  # the motion-vs-map check samples pixels and frames (a cheap estimate)
@@ -148,8 +148,8 @@ class CoMoViPipeline:
         self,
         image: torch.Tensor,
         prompt: str,
-        start: SMPLMotion,
         *,
+        start: SMPLMotion,
         num_frames: int = 81,
         steps: int = 50,
         guidance: float = 6.0,
@@ -167,7 +167,10 @@ class CoMoViPipeline:
         fit_callback=None,
         step_cache: StepCacheConfig | None = None,
     ) -> GenerationResult:
-        """image (3, H, W) in [0, 1], already padded to the target size (``conditioning.pad_to_aspect``).
+        """image (3, H, W) in [0, 1], already padded to the target size (``inputs.pad_to_aspect``); ``prompt``:
+        the text (ignored where ``prompt_embeds`` are given); the rest is keyword-only. ``start``: frame 0 is the
+        start pose and camera. The request is checked first (``inputs.check_inputs``). ``given``: the SMPL motion
+        to follow (``motion_to_video``) or the video (T, H, W, 3) in [0, 1] to read (``video_to_motion``).
 
         Without a 3D head, ``fit_motion`` recovers the SMPL motion by fitting the body to the generated
         motion map (``comovi_core.recovery.fitting``; ``fit_callback(step, total)`` reports its progress).
@@ -176,10 +179,18 @@ class CoMoViPipeline:
         """
         # 1. check inputs
         _, height, width = image.shape
-        check_video_size(height, width, num_frames)
-        check_steps(steps)
-        if (not prompt or not prompt.strip()) and prompt_embeds is None:
-            raise CoMoViError("the prompt is empty: describe the motion, e.g. 'a woman does a cartwheel on a beach'")
+        check_inputs(
+            height=height,
+            width=width,
+            num_frames=num_frames,
+            steps=steps,
+            guidance=guidance,
+            shift=shift,
+            prompt=prompt,
+            prompt_embeds=prompt_embeds,
+            mode=mode,
+            given=given,
+        )
         camera = start.camera.padded_to(height, width)  # the start image is padded the same way
         timings = {}
         # 2. text
@@ -203,16 +214,16 @@ class CoMoViPipeline:
                     motion_cond,
                     (num_frames - 1) // 4 + 1,
                     prompt_embeds.to(self.device),
-                    _to(negative_prompt_embeds, self.device),
-                    start_pose_6d(start).to(self.device) if head else None,
-                    steps,
-                    guidance,
-                    shift,
-                    solver,
-                    generator,
-                    mode,
-                    given_latents,
-                    callback,
+                    negative_prompt_embeds=_to(negative_prompt_embeds, self.device),
+                    start_pose_6d=start_pose_6d(start).to(self.device) if head else None,
+                    steps=steps,
+                    guidance=guidance,
+                    shift=shift,
+                    solver=solver,
+                    generator=generator,
+                    mode=mode,
+                    given_latents=given_latents,
+                    callback=callback,
                     step_cache=step_cache,
                 )
         # 5. latents to frames
@@ -244,27 +255,18 @@ class CoMoViPipeline:
 
     def _encode_conditions(self, image, start, camera, num_frames, mode, given):
         """The start image and the start pose's motion map -> latent frame 0 of each branch; in the one-sided
-        modes also the given motion (rendered) or video -> its latents. -> (rgb_cond, motion_cond, given or None)"""
-        height, width = image.shape[1:]
+        modes also the given motion (rendered) or video (both checked by ``check_inputs``) -> its latents.
+        -> (rgb_cond, motion_cond, given or None)"""
         start_map = self.render_motion_maps(start, camera, frames=1)[0]  # (H, W, 3)
         given_latents = None
         with torch.no_grad(), self._on_device(self.vae):
             rgb_cond = encode_frames(self.vae, (image * 2 - 1)[None, :, None].to(self.device))
             motion_cond = encode_frames(self.vae, self._as_video(start_map[None]))
             if mode == "motion_to_video":
-                if not isinstance(given, SMPLMotion) or given.num_frames < num_frames:
-                    raise CoMoViError(f"motion_to_video needs a SMPL motion of at least {num_frames} frames")
                 given_latents = encode_frames(
                     self.vae, self._as_video(self.render_motion_maps(given, camera, num_frames))
                 )
             elif mode == "video_to_motion":
-                if not torch.is_tensor(given) or given.shape[0] < num_frames or given.shape[1:3] != (height, width):
-                    got = tuple(given.shape) if torch.is_tensor(given) else type(given).__name__
-                    raise CoMoViError(
-                        f"video_to_motion needs a video tensor (T >= {num_frames}, {height}, {width}, 3) "
-                        f"in [0, 1], got {got}: give at least {num_frames} frames, resized/padded to "
-                        f"{width}x{height}"
-                    )
                 given_latents = encode_frames(self.vae, self._as_video(given[:num_frames]))
         return rgb_cond, motion_cond, given_latents
 
@@ -285,7 +287,15 @@ class CoMoViPipeline:
             from ..recovery.fitting import fit_motion as fit
 
             with _timed(timings, "fit"):
-                smpl = fit(self.body_model, motion_map, start, camera, fps, device=self.device, callback=fit_callback)
+                smpl = fit(
+                    self.body_model,
+                    motion_map,
+                    start=start,
+                    camera=camera,
+                    fps=fps,
+                    device=self.device,
+                    callback=fit_callback,
+                )
             source = "fitted_to_motion_map"
         if smpl is not None:
             from ..evaluation.run import consistency

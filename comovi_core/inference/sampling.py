@@ -79,6 +79,7 @@ def sample(
     motion_condition: torch.Tensor,
     latent_frames: int,
     prompt_embeds: torch.Tensor,
+    *,
     negative_prompt_embeds: torch.Tensor | None = None,
     start_pose_6d: torch.Tensor | None = None,
     steps: int = 50,
@@ -93,9 +94,12 @@ def sample(
 ) -> SampleResult:
     """Run the joint loop. Conditions: (B, C, 1, h, w) normalised latents of the start frames.
 
+    ``latent_frames``: frames of the latent video (frame 0 included), ``prompt_embeds`` (B, text_len, D); the rest
+    is keyword-only. ``negative_prompt_embeds``: the unconditional branch of classifier-free guidance, used when
+    ``guidance`` > 1. ``start_pose_6d`` (B, 144): frame 0's pose for the 3D head (None without one).
     ``given_latents`` (B, C, f, h, w): the clean motion latents for ``motion_to_video`` or the clean
     RGB latents for ``video_to_motion``. ``step_cache``: reuse the block stack's residual on steps where
-    its input barely changed (``comovi_core.model.step_cache``); None computes every step, as always.
+    its input barely changed (``comovi_core.model.step_cache``); None computes every step.
     """
     if mode not in MODES:
         raise CoMoViError(f"unknown mode {mode!r}; choose one of {list(MODES)}")

@@ -224,46 +224,54 @@ def _downsample(images: torch.Tensor, camera: PinholeCamera, max_side: int) -> t
     return images[:, rows][:, :, cols], camera.resized(height, width)
 
 
-def progress_steps(
-    frames: int,
-    iterations: int = FIT_STEPS,
-    track_steps: int = TRACK_STEPS,
-    relabel_rounds: int = RELABEL_ROUNDS,
-    splat_steps: int = SPLAT_STEPS,
-    contact_steps: int = CONTACT_STEPS,
-) -> int:
-    """How many times ``fit_motion`` calls its callback for a clip of ``frames`` frames (comovi_v1 shading)."""
+@dataclass(frozen=True)
+class FitOptions:
+    """How hard ``fit_motion`` works: the steps of each stage and its tuning (defaults: the module's constants).
+
+    Fewer steps fit faster and less closely; 0 turns an optional stage off (see ``fit_motion`` for the stages)."""
+
+    iterations: int = FIT_STEPS  # Adam steps of each joint fit of all frames (relabel rounds: half of them)
+    track_steps: int = TRACK_STEPS  # steps per keyframe of the frame-by-frame pass (0: fit only from the start pose)
+    relabel_rounds: int = RELABEL_ROUNDS  # times the map is decoded again with the fitted body as the prior
+    splat_steps: int = SPLAT_STEPS  # joint steps of each colour (splat) refinement (0: no colour stage)
+    flip_steps: int = FLIP_STEPS  # steps for each depth-mirrored limb per tracked keyframe (0: no mirror tries)
+    contact_steps: int = CONTACT_STEPS  # joint steps locking the feet the map shows standing (0: not looked for)
+    max_side: int = 192  # longer image side the maps are decoded at (in the window the body moves in)
+    smooth: float = SMOOTH  # weight of the temporal smoothness prior
+
+
+def progress_steps(frames: int, options: FitOptions | None = None) -> int:
+    """How many times ``fit_motion`` calls its callback for a clip of ``frames`` frames (comovi_v1 shading) with
+    ``options`` (default: ``FitOptions()``)."""
+    o = FitOptions() if options is None else options
     tracked = len(keyframes(frames)) - 1 if frames > 1 else 0
-    first = (2 * iterations + tracked) if track_steps > 0 else iterations
-    splat = splat_steps + len(SPLAT_SCHEDULES) * (splat_steps + tracked) if splat_steps > 0 else 0
-    return first + relabel_rounds * (iterations // 2) + splat + contact_steps
+    first = (2 * o.iterations + tracked) if o.track_steps > 0 else o.iterations
+    splat = o.splat_steps + len(SPLAT_SCHEDULES) * (o.splat_steps + tracked) if o.splat_steps > 0 else 0
+    return first + o.relabel_rounds * (o.iterations // 2) + splat + o.contact_steps
 
 
 def fit_motion(
     body,
     images: torch.Tensor,
+    *,
     start: SMPLMotion,
     camera: PinholeCamera,
     fps: float,
     shading: str = "comovi_v1",
-    iterations: int = FIT_STEPS,
-    max_side: int = 192,
-    smooth: float = SMOOTH,
+    options: FitOptions | None = None,
     device="cpu",
     callback=None,
-    track_steps: int = TRACK_STEPS,
-    relabel_rounds: int = RELABEL_ROUNDS,
-    splat_steps: int = SPLAT_STEPS,
-    flip_steps: int = FLIP_STEPS,
-    contact_steps: int = CONTACT_STEPS,
 ) -> SMPLMotion:
     """images (T, H, W, 3) in [0, 1] (frame 0 shows ``start``'s frame 0) -> a SMPLMotion of T frames.
 
+    ``body``: the body model; ``images``: the motion-map video, drawn with ``shading``; the rest is keyword-only.
+    ``start``: frame 0's pose and shape, ``camera``: the camera of ``images``, ``fps``: the result's frame rate.
+    ``options`` (``FitOptions``, default ``FitOptions()``): the steps of each stage below.
     Two fits, and the one whose loss is lower wins: (1) all frames jointly from the start pose,
     ``iterations`` Adam steps; (2) with ``track_steps`` > 0, frame by frame from the previous frame's fit
     (``track_steps`` steps each), then jointly as (1). Both model occlusion (``visible_vertices``).
     ``callback(step, total)`` is called after each joint step and each tracked frame, ``total`` =
-    ``progress_steps(T, iterations, track_steps, relabel_rounds)`` times (progress, cancellation).
+    ``progress_steps(T, options)`` times (progress, cancellation).
     Labels are decoded with the start pose drawn as a prior (``decode_motion_map(prior=...)``); then
     ``relabel_rounds`` times with the fitted body as the prior, each followed by ``iterations // 2`` joint steps.
     Then the colour stage (comovi_v1 only; see the module docstring): ``splat_steps`` joint steps refine the
@@ -278,21 +286,10 @@ def fit_motion(
     Works inside ``torch.inference_mode``/``no_grad`` (hosts such as ComfyUI run nodes that way): the
     optimisation uses its own grad-enabled copies of the body model and the maps.
     """
+    options = FitOptions() if options is None else options
     with torch.inference_mode(False), torch.enable_grad():
-        options = _FitOptions(
-            shading,
-            iterations,
-            max_side,
-            smooth,
-            device,
-            callback,
-            track_steps,
-            relabel_rounds,
-            splat_steps,
-            flip_steps,
-            contact_steps,
-        )
-        return _fit(copy.deepcopy(body).to(device), images.clone(), start, camera, fps, options)
+        body = copy.deepcopy(body).to(device)
+        return _fit(body, images.clone(), start, camera, fps, options, shading, device, callback)
 
 
 def _data_terms(model: PartStats, target: PartStats, present: torch.Tensor) -> torch.Tensor:
@@ -460,58 +457,41 @@ def _targets(images, shading, camera, depth, prior, device) -> tuple[PartStats, 
     return target, (target.count > 2e-4).float()  # (T, P) parts seen in the map (count = area in image units)
 
 
-@dataclass(frozen=True)
-class _FitOptions:
-    """The tuning arguments of ``fit_motion``, passed to ``_fit`` as one value (see ``fit_motion``)."""
-
-    shading: str
-    iterations: int
-    max_side: int
-    smooth: float
-    device: object
-    callback: object
-    track_steps: int
-    relabel_rounds: int
-    splat_steps: int
-    flip_steps: int
-    contact_steps: int
-
-
-def _fit(body, images, start, camera, fps, o: _FitOptions) -> SMPLMotion:
-    """``fit_motion`` on a grad-enabled copy of the body model and the maps; ``o`` holds its other arguments."""
+def _fit(body, images, start, camera, fps, o: FitOptions, shading: str, device, callback) -> SMPLMotion:
+    """``fit_motion`` on a grad-enabled copy of the body model and the maps; ``o``: its steps and tuning."""
     output_camera = camera.resized(images.shape[1], images.shape[2])
     frames, depth = images.shape[0], float(start.transl[0, 2])
-    faces, part_ids = body.faces.to(o.device), body.part_ids.to(o.device)
+    faces, part_ids = body.faces.to(device), body.part_ids.to(device)
 
     def first(a):
-        return torch.as_tensor(np.asarray(a[:1], np.float32), device=o.device).repeat(frames, 1)
+        return torch.as_tensor(np.asarray(a[:1], np.float32), device=device).repeat(frames, 1)
 
     base = torch.cat([first(start.global_orient), first(start.body_pose), first(start.transl)], -1)  # (T, 75)
-    betas = torch.as_tensor(np.asarray(start.betas, np.float32), device=o.device)
+    betas = torch.as_tensor(np.asarray(start.betas, np.float32), device=device)
     full_images, full_camera = images.float().cpu(), output_camera
     if CROP:
         with torch.no_grad():
             start_uv = output_camera.project(body(base[:1, :3], base[:1, 3:72], betas, base[:1, 72:]).vertices[0]).cpu()
         full_images, full_camera = _crop_to_body(full_images, output_camera, start_uv)
     images, camera = _downsample(full_images, full_camera, o.max_side)
-    total = progress_steps(frames, o.iterations, o.track_steps, o.relabel_rounds, o.splat_steps, o.contact_steps)
+    total = progress_steps(frames, o)
     done = [0]
 
     def on_step():
-        if o.callback is not None:
-            o.callback(done[0], total)
+        if callback is not None:
+            callback(done[0], total)
         done[0] += 1
 
     def decode(delta: torch.Tensor):
         """The part-summary cost of the map decoded with base + delta drawn as the prior (frame 0 is the start)."""
         q = base + torch.cat([delta.new_zeros(1, 75), delta])
         target, present = _targets(
-            images, o.shading, camera, depth, _levels(body, q, betas, faces, part_ids, camera), o.device
+            images, shading, camera, depth, _levels(body, q, betas, faces, part_ids, camera), device
         )
         present[0] = 0
         return _stats_cost(target, present, faces, part_ids, camera)
 
-    zero = torch.zeros(frames - 1, 75, device=o.device)
+    zero = torch.zeros(frames - 1, 75, device=device)
     # 1. all frames jointly from the start pose; the map decoded with the start pose as the prior
     cost = decode(zero)
     delta, loss = _refine(body, zero, base, betas, cost, o.iterations, o.smooth, on_step)
@@ -526,7 +506,7 @@ def _fit(body, images, start, camera, fps, o: _FitOptions) -> SMPLMotion:
     for _ in range(o.relabel_rounds):  # 3. decode again with the fitted body as the prior, refine
         delta, loss = _refine(body, delta, base, betas, decode(delta), o.iterations // 2, o.smooth, on_step)
     last_cost, last_lr = None, 0.02  # the cost and step size the feet are locked with: the colour stage's, if it ran
-    if o.splat_steps > 0 and o.shading != "flat":
+    if o.splat_steps > 0 and shading != "flat":
         delta, last_cost = _splat_stage(
             body,
             delta,
@@ -536,10 +516,10 @@ def _fit(body, images, start, camera, fps, o: _FitOptions) -> SMPLMotion:
             full_camera,
             faces,
             part_ids,
-            o.shading,
+            shading,
             o.splat_steps,
             o.smooth,
-            o.device,
+            device,
             on_step,
             o.flip_steps,
         )
@@ -565,7 +545,7 @@ def _fit(body, images, start, camera, fps, o: _FitOptions) -> SMPLMotion:
     return SMPLMotion(q[:, :3], q[:, 3:72], start.betas, q[:, 72:], fps, output_camera, start.gender, contact)
 
 
-def _lock_feet(body, delta, base, betas, images, camera, part_ids, cost, lr, o: _FitOptions, on_step):
+def _lock_feet(body, delta, base, betas, images, camera, part_ids, cost, lr, o: FitOptions, on_step):
     """Find the feet ``images`` show standing (around the fit base + delta) and refine the fit with ``cost`` plus
     their term for ``o.contact_steps`` steps of ``lr`` -> (delta, (T, 2) bool foot contact). Without a standing
     foot the fit stays."""
@@ -668,16 +648,19 @@ def run(args: argparse.Namespace) -> SMPLMotion:
         raise CoMoViError(f"could not read the video {args.motion_map}: {exc}") from exc
     camera = start.camera.padded_to(images.shape[1], images.shape[2])
     body = load_body_model(args.body_model)
-    motion = fit_motion(
-        body,
-        images,
-        start,
-        camera,
-        start.fps if args.fps is None else args.fps,
+    options = FitOptions(
         iterations=args.steps,
         track_steps=args.track_steps,
         splat_steps=args.splat_steps,
         contact_steps=args.contact_steps,
+    )
+    motion = fit_motion(
+        body,
+        images,
+        start=start,
+        camera=camera,
+        fps=start.fps if args.fps is None else args.fps,
+        options=options,
     )
     save_motion(args.out, motion)
     log.info("wrote %s (%d frames)", args.out, motion.num_frames)
