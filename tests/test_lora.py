@@ -18,6 +18,7 @@ from comovi_core.inference.generate import main as generate_main
 from comovi_core.model.config import get_config
 from comovi_core.model.loading import load_model
 from comovi_core.model.lora import add_lora, apply_lora, parse_targets, with_lora
+from comovi_core.model.memory import enable_fp8_storage
 from comovi_core.model.saving import save_checkpoint
 from comovi_core.training.data import synthetic_clips
 from comovi_core.training.step import training_step
@@ -152,6 +153,18 @@ def test_round_trip_fresh_base_plus_lora_equals_the_trained_model(run, tmp_path)
     assert torch.equal(_forward(loaded), _forward(merged)) and "LoRA step_000020.safetensors" in report.summary()
     half = comovi_core.inference.tiny.tiny_transformer(0)
     assert apply_lora(half, run["file"], 0.0) == 20 and torch.equal(_forward(half), base)  # scale 0: the base
+    # fp8 storage set up before loading: each weight merged in bf16, then stored in fp8, as merging before fp8 did
+    fp8, _ = load_model(get_config("tiny"), full, lora=run["file"], storage_dtype=torch.float8_e4m3fn)
+    bf16, _ = load_model(get_config("tiny"), full, lora=run["file"])
+    enable_fp8_storage(bf16)
+    a, b = fp8.state_dict(), bf16.state_dict()
+    assert sum(v.dtype == torch.float8_e4m3fn for v in a.values()) == 80
+    assert all(
+        a[k].dtype == b[k].dtype and torch.equal(a[k].view(torch.uint8), b[k].view(torch.uint8))
+        if a[k].dtype == torch.float8_e4m3fn
+        else torch.equal(a[k], b[k])
+        for k in a
+    )
 
 
 def test_generate_with_lora_differs_from_base_and_equals_merging_by_hand(run, tmp_path, monkeypatch):

@@ -227,3 +227,33 @@ def test_resident_bytes_and_place_leave_block_swapped_pairs_alone():
     fp8 = _model()
     enable_fp8_storage(fp8, compute_dtype=torch.float32)
     assert total == 3471296 and resident_bytes(fp8) == 2279744  # the blocks' weights at 1 byte instead of 4
+
+
+def _bits(t: torch.Tensor) -> torch.Tensor:
+    return t.view(torch.uint8) if t.element_size() == 1 else t
+
+
+def test_fp8_storage_at_load_casts_each_tensor_as_it_is_read(tmp_path, monkeypatch):
+    """load_model(storage_dtype=fp8) gives the same weights, bit for bit, as loading in bf16 and then enabling fp8
+    storage, and every fp8-stored weight is placed in fp8: no bf16 copy of the model is ever held (at real size
+    the bf16 copy is 22 GB, the fp8 model 11 GB). A motion branch copied from the RGB weights gets its own tensors."""
+    from comovi_core.model import loading
+    from comovi_core.model.saving import save_checkpoint
+
+    path = save_checkpoint(_model(), tmp_path / "base.safetensors", "wan_original")  # RGB only: motion is copied
+    placed = {}
+    real = loading._set_tensor
+    monkeypatch.setattr(loading, "_set_tensor", lambda m, k, v: placed.setdefault(k, v.dtype) and real(m, k, v))
+    streamed, _ = loading.load_model(CFG, path, dtype=torch.bfloat16, storage_dtype=torch.float8_e4m3fn)
+    monkeypatch.setattr(loading, "_set_tensor", real)
+    later, _ = loading.load_model(CFG, path, dtype=torch.bfloat16)
+    enable_fp8_storage(later, compute_dtype=torch.bfloat16)
+    a, b = streamed.state_dict(), later.state_dict()
+    assert a.keys() == b.keys() and all(a[k].dtype == b[k].dtype and torch.equal(_bits(a[k]), _bits(b[k])) for k in a)
+    fp8 = [k for k, v in a.items() if v.dtype == torch.float8_e4m3fn]
+    assert len(fp8) == 80 and all(placed[k] == torch.float8_e4m3fn for k in fp8)
+    inputs = [x.to(torch.bfloat16) for x in _inputs()]
+    with torch.no_grad():
+        assert torch.equal(streamed(*inputs).rgb, later(*inputs).rgb)
+    rgb, motion = streamed.rgb.blocks[0].attn1.to_q.weight, streamed.motion.blocks[0].attn1.to_q.weight
+    assert torch.equal(_bits(rgb), _bits(motion)) and rgb.data_ptr() != motion.data_ptr()

@@ -10,7 +10,7 @@ import torch
 from ..codecs.loading import load_text_encoder, load_vae
 from ..model.config import get_config
 from ..model.loading import load_model
-from ..model.memory import compile_blocks, enable_block_swap, enable_fp8_storage, set_attention_backend
+from ..model.memory import FP8_STORAGE, compile_blocks, enable_block_swap, set_attention_backend
 
 AUTO_SIZE = "auto"  # read the model size from the weights (``model.loading.resolve_config``)
 
@@ -65,12 +65,17 @@ def load_transformer(paths: list[Path], options: TransformerOptions = Transforme
     ``options.device``.
     """
     config = None if options.model_config in (None, AUTO_SIZE) else get_config(options.model_config)
+    resident = not (options.offload or options.block_swap)  # every weight ends on options.device: stream it there
     transformer, report = load_model(
-        config, paths, dtype=options.dtype, device="cpu", lora=options.lora, lora_scale=options.lora_scale
+        config,
+        paths,
+        dtype=options.dtype,
+        device=options.device if resident else "cpu",
+        lora=options.lora,
+        lora_scale=options.lora_scale,
+        storage_dtype=FP8_STORAGE if options.fp8 else None,
     )
     set_attention_backend(transformer, options.attention, options.device)
-    if options.fp8:
-        enable_fp8_storage(transformer, compute_dtype=options.dtype)
     if options.block_swap:
         enable_block_swap(transformer, options.block_swap, options.device)
     elif not options.offload:

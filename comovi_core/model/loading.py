@@ -11,7 +11,8 @@ Accepted, detected by key names and shapes (never by file name):
 Several files load in order, later ones overriding earlier ones (base first, then CoMoVi on top, as
 the release does). A base alone gives an untrained copy: the motion branch copies the RGB branch and
 the zero-linears are zero. Tensors are read lazily with ``safe_open`` and assigned one at a time into
-a model built on the meta device, so peak host RAM stays near one copy of the weights.
+a model built on the meta device, each cast (and, with fp8 storage, stored in fp8) and moved to its device
+as it is read, so peak host RAM stays near one tensor beyond the weights that end in host memory.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ log = logging.getLogger(__name__)
 
 COMFY_PREFIXES = ("model.diffusion_model.", "diffusion_model.")
 FORMATS = ("wan_original", "wan_diffusers", "comovi_release", "comovi")
+FP8_DTYPES = (torch.float8_e4m3fn, torch.float8_e5m2)
 
 
 @dataclass
@@ -249,9 +251,15 @@ def load_model(
     device="cpu",
     lora=None,
     lora_scale: float = 1.0,
+    storage_dtype: torch.dtype | None = None,
 ) -> tuple[CoMoViTransformer, LoadReport]:
-    """Build the model and fill it from ``paths`` (loaded in order, later files win); then merge the LoRA file
-    ``lora`` (if given) into the weights at ``lora_scale`` (``comovi_core.model.lora.apply_lora``).
+    """Build the model and fill it from ``paths`` (loaded in order, later files win), one tensor at a time.
+
+    Each tensor is read from its file, cast to ``dtype``, merged with the LoRA file ``lora`` at ``lora_scale`` when
+    it adapts that layer (``comovi_core.model.lora.LoRAMerge``), cast to ``storage_dtype`` (e.g. fp8) when given and
+    the layer is stored so (``memory.enable_fp8_storage``, set up before loading), and moved to ``device``; so the
+    host never holds more than one tensor beyond what ends on ``device``. A motion-branch tensor missing from the
+    files is made from its RGB counterpart as that one is read.
 
     ``config``: None reads the model size from the files (``resolve_config``); a config is checked against them."""
     checkpoints = [open_checkpoint(p) for p in ([paths] if isinstance(paths, (str, Path)) else paths)]
@@ -259,37 +267,28 @@ def load_model(
         raise CoMoViError("no checkpoint given: pass the Wan2.2-TI2V-5B weights and/or the CoMoVi file")
     config = resolve_config(checkpoints, config)
     model = build_model(config, "meta")
-    expected = {k: p.shape for k, p in model.state_dict().items() if p.is_meta}
+    if storage_dtype is not None:
+        from .memory import enable_fp8_storage
+
+        enable_fp8_storage(model, compute_dtype=dtype, storage_dtype=storage_dtype)
+    meta = {k: p for k, p in model.state_dict().items() if p.is_meta}
     source: dict[str, TensorRef] = {}
     unexpected: dict[str, list[str]] = defaultdict(list)
     for ckpt in checkpoints:
         for key, ref in ckpt.tensors.items():
-            if key in expected:
+            if key in meta:
                 source[key] = ref
             else:
                 unexpected[str(ckpt.path)].append(ref.name)
         unexpected[str(ckpt.path)].extend(ckpt.unmapped)
     unexpected = {f: ks for f, ks in unexpected.items() if ks}
 
-    loaded, copied, zeroed = Counter(), 0, 0
-    for key, ref in _by_file(source):
-        value = ref.value.to(dtype) if ref.value.is_floating_point() else ref.value
-        if tuple(value.shape) != tuple(expected[key]):
-            raise CoMoViError(
-                f"{ref.file}: '{ref.name}' has shape {tuple(value.shape)}, the model expects "
-                f"{tuple(expected[key])} ({part_of(key)})"
-            )
-        _set_tensor(model, key, value.to(device))
-        loaded[part_of(key)] += 1
-    missing = [k for k in expected if k not in source]
-    still_missing = []
-    for key in missing:
+    copies, zeroed, still_missing = defaultdict(list), [], []
+    for key in (k for k in meta if k not in source):
         if key.startswith("motion.") and (rgb_key := _rgb_counterpart(key, config)) in source:
-            _set_tensor(model, key, model.get_parameter(rgb_key).detach().clone())
-            copied += 1
+            copies[rgb_key].append(key)
         elif key.startswith("zero_linears."):
-            _set_tensor(model, key, torch.zeros(expected[key], dtype=dtype, device=device))
-            zeroed += 1
+            zeroed.append(key)
         else:
             still_missing.append(key)
     if still_missing:
@@ -299,11 +298,39 @@ def load_model(
             f"the checkpoints leave parts of the model without weights: {parts}, e.g. {still_missing[:3]}; "
             "pass the base Wan2.2-TI2V-5B weights together with the CoMoVi file"
         )
-    report = LoadReport(loaded, copied, zeroed, unexpected, model.smpl_head is not None)
+    merge = None
     if lora is not None:
-        from .lora import apply_lora
+        from .lora import LoRAMerge
 
-        report.lora = f"LoRA {Path(lora).name} at scale {lora_scale:g}: {apply_lora(model, lora, lora_scale)} layers"
+        merge = LoRAMerge(model, lora, lora_scale)  # every adapter checked before any weight is read
+
+    def place_tensor(key: str, value: torch.Tensor) -> None:
+        if value.is_floating_point():
+            value = value.to(dtype)
+            module = key.removesuffix(".weight")
+            if merge is not None and key.endswith(".weight") and module in merge.pairs:
+                value = merge.merged(module, value)
+            value = value.to(meta[key].dtype if meta[key].dtype in FP8_DTYPES else dtype)
+        _set_tensor(model, key, value.to(device))
+
+    loaded = Counter()
+    for key, ref in _by_file(source):
+        if tuple(ref.value.shape) != tuple(meta[key].shape):
+            raise CoMoViError(
+                f"{ref.file}: '{ref.name}' has shape {tuple(ref.value.shape)}, the model expects "
+                f"{tuple(meta[key].shape)} ({part_of(key)})"
+            )
+        place_tensor(key, ref.value)
+        for target in copies.get(key, ()):
+            place_tensor(target, ref.value.clone())  # its own storage: the branches train apart
+        loaded[part_of(key)] += 1
+    for key in zeroed:
+        place_tensor(key, torch.zeros(meta[key].shape, dtype=dtype))
+    copied = sum(len(v) for v in copies.values())
+    report = LoadReport(loaded, copied, len(zeroed), unexpected, model.smpl_head is not None)
+    if merge is not None:
+        merge.log_merged()
+        report.lora = f"LoRA {Path(lora).name} at scale {lora_scale:g}: {len(merge.pairs)} layers"
     log.info("%s", report.summary())
     return model.eval(), report
 

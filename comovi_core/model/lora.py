@@ -149,7 +149,7 @@ def _pairs(path: Path, tensors: dict[str, torch.Tensor]) -> dict[str, tuple[torc
     return pairs
 
 
-def _delta(path: Path, model: torch.nn.Module, module: str, a, b, factor: float, meta: dict) -> torch.Tensor:
+def _check_adapter(path: Path, model: torch.nn.Module, module: str, a, b, meta: dict) -> None:
     trained_on = f"this LoRA was trained on preset {meta.get('preset')!r}; {FIX}"
     try:
         layer = model.get_submodule(module)
@@ -166,43 +166,66 @@ def _delta(path: Path, model: torch.nn.Module, module: str, a, b, factor: float,
             f"{path}: the adapter of '{module}' is {tuple(b.shape)} x {tuple(a.shape)} but the layer is "
             f"{out_f} x {in_f} ({trained_on})"
         )
-    return factor * (b.float() @ a.float())
+
+
+class LoRAMerge:
+    """The LoRA file ``path`` checked against ``model`` (which may be on the meta device), ready to merge.
+
+    Every adapter is checked when this is made, before any weight changes. ``delta(module)`` is the float32
+    ``scale * alpha / r * B @ A`` of one adapted Linear (made when asked for, so only one is in memory at a time);
+    ``merged(module, weight)`` is ``weight`` with it added, in ``weight``'s dtype."""
+
+    def __init__(self, model: torch.nn.Module, path: str | Path, scale: float = 1.0):
+        self.path, self.scale = Path(path), scale
+        tensors, self.meta = read_lora(self.path)
+        config, saved = getattr(model, "comovi_config", None), self.meta.get("config")
+        now = json.loads(json.dumps(config.to_dict())) if hasattr(config, "to_dict") else None
+        if saved is not None and now is not None and saved != now:
+            diff = {k: (saved.get(k), now.get(k)) for k in now if saved.get(k) != now.get(k)}
+            raise CoMoViError(
+                f"{self.path}: trained on preset {self.meta.get('preset')!r}, whose model differs from this one "
+                f"(the LoRA's vs this model's: {diff}); {FIX}"
+            )
+        self.factor = scale * float(self.meta["alpha"]) / int(self.meta["rank"])
+        self.pairs = _pairs(self.path, tensors)
+        for module, (a, b) in self.pairs.items():
+            _check_adapter(self.path, model, module, a, b, self.meta)
+
+    def delta(self, module: str) -> torch.Tensor:
+        a, b = self.pairs[module]
+        return self.factor * (b.float() @ a.float())
+
+    def merged(self, module: str, weight: torch.Tensor) -> torch.Tensor:
+        return (weight.float() + self.delta(module).to(weight.device)).to(weight.dtype)
+
+    def log_merged(self) -> None:
+        log.info(
+            "LoRA %s merged at scale %g into %d layers (rank %s, alpha %s, targets %s)",
+            self.path.name,
+            self.scale,
+            len(self.pairs),
+            self.meta["rank"],
+            self.meta["alpha"],
+            self.meta.get("targets"),
+        )
 
 
 def apply_lora(model: torch.nn.Module, path: str | Path, scale: float = 1.0) -> int:
     """Merge the LoRA file ``path`` into ``model``'s weights in place: W += scale * alpha / r * B @ A.
     Every adapter is checked before any weight changes. Returns the number of layers changed."""
-    path = Path(path)
-    tensors, meta = read_lora(path)
-    config, saved = getattr(model, "comovi_config", None), meta.get("config")
-    now = json.loads(json.dumps(config.to_dict())) if hasattr(config, "to_dict") else None
-    if saved is not None and now is not None and saved != now:
-        diff = {k: (saved.get(k), now.get(k)) for k in now if saved.get(k) != now.get(k)}
-        raise CoMoViError(
-            f"{path}: trained on preset {meta.get('preset')!r}, whose model differs from this one "
-            f"(the LoRA's vs this model's: {diff}); {FIX}"
-        )
-    factor = scale * float(meta["alpha"]) / int(meta["rank"])
-    deltas = {m: _delta(path, model, m, a, b, factor, meta) for m, (a, b) in _pairs(path, tensors).items()}
+    merge = LoRAMerge(model, path, scale)
+    for module in merge.pairs:
+        if model.get_submodule(module).weight.dtype in (torch.float8_e4m3fn, torch.float8_e5m2):
+            raise CoMoViError(
+                f"{path}: the weights are stored in fp8; apply the LoRA before fp8 storage "
+                "(turn fp8_weights off, or load with lora=... so it is merged first)"
+            )
     with torch.no_grad():
-        for module, delta in deltas.items():
+        for module in merge.pairs:
             weight = model.get_submodule(module).weight
-            if weight.dtype in (torch.float8_e4m3fn, torch.float8_e5m2):
-                raise CoMoViError(
-                    f"{path}: the weights are stored in fp8; apply the LoRA before fp8 storage "
-                    "(turn fp8_weights off, or load with lora=... so it is merged first)"
-                )
-            weight.copy_((weight.float() + delta.to(weight.device)).to(weight.dtype))
-    log.info(
-        "LoRA %s merged at scale %g into %d layers (rank %s, alpha %s, targets %s)",
-        path.name,
-        scale,
-        len(deltas),
-        meta["rank"],
-        meta["alpha"],
-        meta.get("targets"),
-    )
-    return len(deltas)
+            weight.copy_(merge.merged(module, weight))
+    merge.log_merged()
+    return len(merge.pairs)
 
 
 def with_lora(model: torch.nn.Module, path: str | Path, scale: float = 1.0) -> torch.nn.Module:

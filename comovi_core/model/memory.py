@@ -24,12 +24,17 @@ if TYPE_CHECKING:  # the model imports diffusers (seconds); the ComfyUI adapters
 log = logging.getLogger(__name__)
 
 
+FP8_STORAGE = torch.float8_e4m3fn  # how fp8 weight storage stores the branches' Linear weights
+
+
 def enable_fp8_storage(
     model: CoMoViTransformer,
     compute_dtype: torch.dtype = torch.bfloat16,
-    storage_dtype: torch.dtype = torch.float8_e4m3fn,
+    storage_dtype: torch.dtype = FP8_STORAGE,
 ) -> None:
-    """Store both branches' weights in ``storage_dtype``; compute in ``compute_dtype``."""
+    """Store both branches' weights in ``storage_dtype``; compute in ``compute_dtype``. On a model built on the meta
+    device it only sets the dtypes, so that ``loading.load_model(storage_dtype=...)`` casts each tensor as it reads
+    it."""
     for branch in (model.rgb, model.motion):
         branch.enable_layerwise_casting(storage_dtype=storage_dtype, compute_dtype=compute_dtype)
 
