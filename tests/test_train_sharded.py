@@ -68,6 +68,7 @@ def test_fsdp2_makes_the_ddp_update_and_writes_one_shard_per_process(runs):
     assert torch.equal(torch.cat([h[name] for h in halves]), a[name].float())
 
 
+@pytest.mark.slow  # eight more runs (about 25 s on 2 cores): the CI's second step (pytest -m slow)
 def test_sharded_state_resumes_bit_identical_and_under_another_strategy(runs, tmp_path):
     unbroken = load_file(str(runs / "fsdp" / STEP2))
     cut_after_step1(runs / "fsdp", tmp_path / "same")

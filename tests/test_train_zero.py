@@ -42,6 +42,9 @@ def runs(tmp_path_factory):
     return root
 
 
+# The parity and resume matrix below shares three 2-process runs (about 2 minutes on 2 cores): it runs in the CI's
+# second step (pytest -m slow); the default set keeps the bf16 run, the flags and the configs.
+@pytest.mark.slow
 def test_zero_stages_make_the_ddp_update_and_write_one_shard_per_process(runs):
     ddp = json.loads((runs / "ddp" / "summary.json").read_text())
     for stage in ("zero2", "zero3"):
@@ -81,6 +84,7 @@ def test_zero_stages_make_the_ddp_update_and_write_one_shard_per_process(runs):
     )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("source", "sharding", "processes", "tolerance"),
     [
