@@ -1,6 +1,6 @@
 """Block swap: our former swapper vs diffusers' group offload, per forward of the dual model.
 
-    python benchmarks/bench_block_swap.py [--preset medium] [--pairs 2] [--device cpu] [--repeats 7]
+    python benchmarks/bench_block_swap.py [--preset medium] [--pairs 2] [--device cpu] [--repeats 7] [--smoke]
 
 Cases, interleaved within each repeat (``timing.py``): ``plain`` (no offload), ``swapper`` (the removed
 ``BlockSwap``, reproduced here as forward hooks: each pair ``.to(device)`` before its layer and ``.to(cpu)``
@@ -25,7 +25,17 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from timing import add_timing_args, check_repeats, clock_for, interleaved, print_case, print_ratio, ratios, set_threads
+from timing import (
+    add_timing_args,
+    check_repeats,
+    clock_for,
+    interleaved,
+    parse_args,
+    print_case,
+    print_ratio,
+    ratios,
+    set_threads,
+)
 
 from comovi_core.model.config import get_config
 from comovi_core.model.loading import build_model
@@ -84,6 +94,9 @@ def _count_groups(groups, traffic: Traffic, model) -> None:
         )[1]
 
 
+SMOKE = {"preset": "tiny", "pairs": 1, "size": 4, "frames": 1}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--preset", default="medium", help="model size preset (comovi_core.model.config.PRESETS)")
@@ -92,7 +105,7 @@ def main() -> None:
     p.add_argument("--size", type=int, default=16, help="latent height = width")
     p.add_argument("--frames", type=int, default=3, help="latent frames")
     add_timing_args(p)
-    args = p.parse_args()
+    args = parse_args(p, SMOKE)
     check_repeats(args.repeats)
     set_threads(args.threads)
     cfg = get_config(args.preset, smpl_layers=0)

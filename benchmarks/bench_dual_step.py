@@ -1,7 +1,7 @@
 """Step time of the dual-branch model vs one diffusers Wan branch, measured in the same run.
 
     python benchmarks/bench_dual_step.py [--preset medium] [--frames 21 --size 16] [--threads 1] [--repeats 7]
-        [--release PATH_TO_A_COMOVI_CHECKOUT]
+        [--release PATH_TO_A_COMOVI_CHECKOUT] [--smoke]
 
 Default: the issue's medium config (dim 384, 4 heads, FFN 1024, 4 layers) on 21x16x16 latents
 (1,344 tokens per branch), CPU, fp32, no head, 1 torch thread. Each repeat times one dual step and one
@@ -16,13 +16,14 @@ import argparse
 
 import torch
 from diffusers import WanTransformer3DModel
-from timing import add_timing_args, clock_for, interleaved, print_case, print_ratio, ratios, set_threads
+from timing import add_timing_args, clock_for, interleaved, parse_args, print_case, print_ratio, ratios, set_threads
 
 from comovi_core.model.config import get_config
 from comovi_core.model.loading import build_model
 
 TARGET = 2.05
 RELEASE_TARGET = 1.0  # issue: ours no slower than the release at 1,344 and 5,376 tokens
+SMOKE = {"preset": "tiny", "frames": 2, "size": 4}
 
 
 def main() -> None:
@@ -38,7 +39,7 @@ def main() -> None:
         "print ours/release",
     )
     add_timing_args(p)
-    args = p.parse_args()
+    args = parse_args(p, SMOKE)
     set_threads(args.threads)
     dtype = getattr(torch, args.dtype)
     cfg = get_config(args.preset, smpl_layers=0)

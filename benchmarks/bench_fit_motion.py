@@ -4,6 +4,7 @@
         --motions arms,turn,demo --bodies standin,big --conditions float,8bit,degraded
     python benchmarks/bench_fit_motion.py --device cuda --frames 81 --motions demo --bodies standin \
         --conditions degraded        # the GPU speed target: <= 30 s for 81 frames (s/frame x 81)
+    python benchmarks/bench_fit_motion.py --smoke   # seconds on a CPU: 3 small frames, few steps
 
 For every motion x body x condition: render the motion as a comovi_v1 motion map (torch rasteriser),
 optionally round it to 8 bits or degrade it like a VAE round trip (``comovi_core.motion_map.degrade``,
@@ -35,7 +36,7 @@ import statistics
 
 import numpy as np
 import torch
-from timing import MIN_REPEATS, add_timing_args, clock_for, set_threads
+from timing import MIN_REPEATS, add_timing_args, clock_for, parse_args, set_threads
 
 from comovi_core.body.mannequin import demo_motion
 from comovi_core.body.motion_file import SMPLMotion
@@ -49,6 +50,19 @@ from comovi_core.recovery.fitting import FitOptions, fit_motion
 ARM_JOINTS = [16, 17, 18, 19, 20, 21, 22, 23]  # shoulders, elbows, wrists, hands
 LEG_JOINTS = [1, 2, 4, 5, 7, 8, 10, 11]  # hips, knees, ankles, feet
 BODIES = {"standin": np.zeros(10), "big": np.array([2.5, 2.0, 0, 0, 0, 0, 0, 0, 0, 0])}
+SMOKE = {
+    "frames": 3,
+    "height": 48,
+    "width": 80,
+    "steps": 2,
+    "motions": "demo",
+    "bodies": "standin",
+    "conditions": "degraded",
+    "warmup": 0,  # the warm-up fit runs the fit's default colour stage (~15 s at any size)
+}
+# --smoke: the fit's stages with few steps, without the colour stage (its frame-by-frame pass alone takes ~9 s at
+# any size) and limb flips; the full run measures the fit's defaults
+SMOKE_FIT = {"track_steps": 2, "relabel_rounds": 1, "splat_steps": 0, "flip_steps": 0, "contact_steps": 2}
 
 
 def _with_pose(base: SMPLMotion, global_orient: np.ndarray, body_pose: np.ndarray, transl: np.ndarray) -> SMPLMotion:
@@ -206,11 +220,13 @@ def main() -> None:
     p.add_argument("--conditions", default="float,8bit,degraded", help="comma-separated: float, 8bit, degraded, harsh")
     p.add_argument("--device", default="cpu", help="where the fit runs, e.g. cpu or cuda (timed with CUDA events)")
     add_timing_args(p)
-    args = p.parse_args()
+    args = parse_args(p, SMOKE)
     set_threads(args.threads)
     logging.getLogger("comovi_core").setLevel(logging.ERROR)
     body = load_body_model(None)
-    options = FitOptions() if args.steps is None else FitOptions(iterations=args.steps)
+    options = FitOptions(
+        **({} if args.steps is None else {"iterations": args.steps}) | (SMOKE_FIT if args.smoke else {})
+    )
     kwargs = {"device": args.device, "options": options}
     clock = clock_for(args.device)
     print(

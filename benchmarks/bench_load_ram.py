@@ -1,6 +1,7 @@
 """Peak host RAM while loading a checkpoint, relative to the size of the weights (target: near 1x).
 
     python benchmarks/bench_load_ram.py [--preset medium] [--layers 12]
+    python benchmarks/bench_load_ram.py --smoke   # seconds on a CPU: 2 layers, FFN 512 (33 MiB of weights)
 
 Saves a model of the preset (bf16) in the release's CoMoVi layout to a temporary folder, then, in a
 fresh child process, loads it with ``load_model`` and reports the peak resident memory above the
@@ -17,7 +18,9 @@ import tempfile
 from pathlib import Path
 
 import torch
+from timing import parse_args
 
+SMOKE = {"layers": 2, "ffn": 512}
 CHILD = r"""
 import json, sys, torch
 from comovi_core.model.config import CoMoViConfig
@@ -44,7 +47,7 @@ def main() -> None:
     p.add_argument("--preset", default="medium", help="model preset")
     p.add_argument("--layers", type=int, default=24, help="layers (more layers = more weights to load)")
     p.add_argument("--ffn", type=int, default=8192, help="feed-forward size")
-    args = p.parse_args()
+    args = parse_args(p, SMOKE)
     from comovi_core.model.config import get_config
     from comovi_core.model.loading import build_model
     from comovi_core.model.saving import save_checkpoint

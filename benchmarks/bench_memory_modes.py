@@ -1,6 +1,7 @@
 """Transformer weights resident on the GPU per memory mode, counted on the real-size model (meta device).
 
     python benchmarks/bench_memory_modes.py [--preset wan2.2-ti2v-5b]
+    python benchmarks/bench_memory_modes.py --smoke   # the tiny preset (2 layer pairs)
 
 No GPU needed: the model is built on the meta device (no memory), the modes are applied as the loader
 applies them, and the bytes of the tensors that would live on the GPU are summed: bf16 weights, fp8
@@ -15,12 +16,14 @@ from __future__ import annotations
 import argparse
 
 import torch
+from timing import parse_args
 
 from comovi_core.model.config import get_config
 from comovi_core.model.loading import build_model
 from comovi_core.model.memory import enable_fp8_storage
 
 GIB = 2**30
+SMOKE = {"preset": "tiny", "swap": [0, 1, 2]}
 
 
 def _bytes(tensors) -> int:
@@ -31,7 +34,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--preset", default="wan2.2-ti2v-5b", help="model size preset")
     p.add_argument("--swap", type=int, nargs="+", default=[0, 10, 20, 30], help="layer pairs swapped to CPU memory")
-    args = p.parse_args()
+    args = parse_args(p, SMOKE)
     config = get_config(args.preset)
     rows = []
     for storage in ("bf16", "fp8"):

@@ -13,6 +13,7 @@ median against the target, and the per-repeat ratio of each backend to the first
     python benchmarks/bench_motion_map.py --backends torch --frames 33 --shading flat
     python benchmarks/bench_motion_map.py --backends torch,pyrender   # OpenGL too (target <= 4 s)
     python benchmarks/bench_motion_map.py --backends torch,torch_depth --frames 9 --height 352 --width 640
+    python benchmarks/bench_motion_map.py --smoke                      # seconds on a CPU: 2 small frames
 
 ``torch_depth`` is the torch backend's depth alone (``raster_torch.render_depth``: no normals, colours or
 shading), what the motion fit's visibility test draws at every optimisation step.
@@ -43,6 +44,7 @@ from timing import (
     set_threads,
     verdict,
 )
+from timing import parse_args as parse_with_smoke
 
 from comovi_core.body.camera import PinholeCamera
 from comovi_core.body.mannequin import demo_motion
@@ -113,6 +115,7 @@ def make_case(backend: str, vertices, faces, part_ids, camera, shading: str, fra
 BACKENDS = ("torch", "pyrender", "torch_depth")
 # default target per backend for the whole clip (median time)
 TARGET_S = {"torch": 15.0, "pyrender": 4.0, "torch_depth": 15.0}
+SMOKE = {"backends": "torch,torch_depth", "frames": 2, "height": 64, "width": 112, "frames_per_chunk": 2}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -133,7 +136,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help=f"target total seconds for the whole clip (PASS/FAIL); default per backend: {TARGET_S}",
     )
     add_timing_args(parser)
-    return parser.parse_args(argv)
+    return parse_with_smoke(parser, SMOKE, argv)
 
 
 def main(argv: list[str] | None = None) -> int:

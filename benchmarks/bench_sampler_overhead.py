@@ -1,6 +1,7 @@
 """Per-step cost of the joint sampler outside the transformer, and peak host RAM.
 
     python benchmarks/bench_sampler_overhead.py [--preset medium] [--steps 6] [--frames 21 --size 16] [--repeats 7]
+        [--smoke]
 
 Runs ``comovi_core.inference.sampling.sample`` (UniPC, CFG on: both branches, batch 2) ``--repeats`` times after a
 warm-up and times the transformer's forward calls with hooks, in CPU time at fixed torch threads (CUDA
@@ -15,13 +16,14 @@ import argparse
 import resource
 
 import torch
-from timing import add_timing_args, check_repeats, clock_for, describe, print_ratio, set_threads
+from timing import add_timing_args, check_repeats, clock_for, describe, parse_args, print_ratio, set_threads
 
 from comovi_core.inference.sampling import sample
 from comovi_core.model.config import get_config
 from comovi_core.model.loading import build_model
 
 TARGET = 0.03
+SMOKE = {"preset": "tiny", "steps": 2, "frames": 2, "size": 4}
 
 
 def main() -> None:
@@ -33,7 +35,7 @@ def main() -> None:
     p.add_argument("--solver", default="unipc", choices=("unipc", "euler"), help="flow-matching solver")
     p.add_argument("--device", default="cpu", help="torch device")
     add_timing_args(p)
-    args = p.parse_args()
+    args = parse_args(p, SMOKE)
     check_repeats(args.repeats)
     set_threads(args.threads)
     cfg = get_config(args.preset)

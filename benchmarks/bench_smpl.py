@@ -1,6 +1,6 @@
 """SMPL forward time for a whole clip (target: 81 frames in <= 0.1 s of CPU time at 1 thread).
 
-    python benchmarks/bench_smpl.py [--frames 81] [--body-model models/smpl] [--threads 1] [--repeats 20]
+    python benchmarks/bench_smpl.py [--frames 81] [--body-model models/smpl] [--threads 1] [--repeats 20] [--smoke]
 
 Times ``BodyModel`` (smplx's SMPL on safely loaded arrays) for a whole clip in one batched call, after a
 warm-up, in CPU time at fixed torch threads (CUDA events on a GPU); prints the median and spread, and the
@@ -12,11 +12,12 @@ from __future__ import annotations
 import argparse
 
 import torch
-from timing import add_timing_args, clock_for, interleaved, print_case, set_threads, verdict
+from timing import add_timing_args, clock_for, interleaved, parse_args, print_case, set_threads, verdict
 
 from comovi_core.body.smpl import load_body_model
 
 TARGET_S = 0.1
+SMOKE = {"frames": 4, "repeats": 7}
 
 
 def main() -> None:
@@ -27,7 +28,7 @@ def main() -> None:
     )
     p.add_argument("--device", default="cpu", help="torch device")
     add_timing_args(p, repeats=20)
-    args = p.parse_args()
+    args = parse_args(p, SMOKE)
     set_threads(args.threads)
     model = load_body_model(args.body_model, device=args.device)
     g = torch.Generator().manual_seed(0)

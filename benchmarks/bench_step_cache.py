@@ -2,11 +2,13 @@
 
     OMP_NUM_THREADS=1 python benchmarks/bench_step_cache.py [--train-steps 600] [--steps 40] \\
         [--thresholds 0 0.02 0.05 0.1 0.2] [--repeats 7]
+    python benchmarks/bench_step_cache.py --smoke   # seconds on a CPU: a few training steps, small clips
 
-1. Trains the ``tiny`` preset on synthetic mannequin clips with ``comovi_core.training.train``'s micro-batch
-   (``training_step``: stage-2 losses motion + video + SMPL, text dropout for CFG) with every parameter trained,
-   since random weights make outputs that mean nothing. Prints the loss curve and, at each checkpoint, how much a
-   fixed-seed sample still changes since the previous checkpoint (small = the samples are stable).
+1. Trains the ``tiny`` preset on synthetic mannequin clips with ``comovi_core.training.train``'s micro-batch (the
+   clips in its epoch order, ``ClipData`` encoding them with the VAE, ``drop_text`` for CFG, ``latent_training_step``:
+   stage-2 losses motion + video + SMPL) with every parameter trained, since random weights make outputs that mean
+   nothing. Prints the loss curve and, at each checkpoint, how much a fixed-seed sample still changes since the
+   previous checkpoint (small = the samples are stable).
 2. From the start frame and pose of a clip it did not train on (UniPC, CFG), samples uncached and per threshold:
    transformer evaluations computed of ``--steps``, deviation of the final RGB and motion latents (relative L2 over
    the generated latent frames) and of the 3D joints decoded from the head's poses (mean per-joint distance, mm,
@@ -25,7 +27,7 @@ import time
 
 import numpy as np
 import torch
-from timing import add_timing_args, check_repeats, clock_for, interleaved, ratios, set_threads, spread
+from timing import add_timing_args, check_repeats, clock_for, interleaved, parse_args, ratios, set_threads, spread
 
 from comovi_core.body.rotations import rot6d_to_axis_angle
 from comovi_core.body.smpl import load_body_model
@@ -34,10 +36,20 @@ from comovi_core.inference.pipeline import start_pose_6d
 from comovi_core.inference.sampling import sample
 from comovi_core.inference.tiny import tiny_components
 from comovi_core.model.step_cache import StepCacheConfig
-from comovi_core.training.data import synthetic_clips
-from comovi_core.training.train import TrainConfig, draw_clip, micro_batch_generator, training_step
+from comovi_core.training.data import ClipData, synthetic_clips
+from comovi_core.training.data_order import EpochOrder, sample_index
+from comovi_core.training.step import TrainConfig, drop_text, latent_training_step, micro_batch_generator
 
 FEWER, DEVIATION = 1.7, 0.01  # the issue's target
+SMOKE = {
+    "train_steps": 4,
+    "check_every": 2,
+    "clips": 2,
+    "size": 32,
+    "frames": 5,
+    "steps": 4,
+    "thresholds": [0.0, 0.1],
+}
 
 
 def train(cfg: TrainConfig, model, vae, text, body, clips, probe, check_every: int) -> None:
@@ -54,8 +66,8 @@ def train(cfg: TrainConfig, model, vae, text, body, clips, probe, check_every: i
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: min(1.0, (step + 1) / cfg.warmup) * decay(step)
     )
-    with torch.no_grad():
-        contexts = {c: text([c]) for c in {clip.caption for clip in clips} | {""}}
+    data = ClipData(clips, vae, text, cfg.text_dropout > 0)  # as train: prompts encoded once, clips per read
+    order = EpochOrder(cfg.seed, data.sizes)
     print(
         f"training the tiny preset, all parameters, {len(clips)} synthetic clips "
         f"{cfg.frames}x{cfg.height}x{cfg.width}, "
@@ -65,8 +77,9 @@ def train(cfg: TrainConfig, model, vae, text, body, clips, probe, check_every: i
     history, previous, start = [], None, time.process_time()
     for step in range(1, cfg.steps + 1):
         generator = micro_batch_generator(cfg.seed, step, 0)
-        clip, caption = draw_clip(cfg, clips, generator)
-        losses = training_step(model, vae, body, clip, contexts[caption], cfg, generator)
+        batch = data.read(*order(sample_index(step, 0, 1, 1, 0)), "cpu")  # one process, no accumulation
+        context = data.empty_context("cpu") if drop_text(cfg, generator) else batch.context
+        losses = latent_training_step(model, body, batch.x0_rgb, batch.x0_motion, batch.motion, context, cfg, generator)
         sum(losses.values()).backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
         optimizer.step()
@@ -148,7 +161,7 @@ def main() -> None:
         "--cache-end", type=float, default=StepCacheConfig.end, help="steps from this fraction on always compute"
     )
     add_timing_args(p)
-    args = p.parse_args()
+    args = parse_args(p, SMOKE)
     check_repeats(args.repeats)
     set_threads(args.threads)
     logging.basicConfig(level=logging.WARNING)

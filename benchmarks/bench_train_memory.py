@@ -1,6 +1,7 @@
 """Per-GPU memory of fine-tuning at real size, by sharding strategy, counted on the meta device (no weights, no GPU).
 
     python benchmarks/bench_train_memory.py [--gpus 8] [--height 704 --width 1280 --frames 81] [--lora-rank 64]
+    python benchmarks/bench_train_memory.py --smoke   # the tiny preset at 64x64x5 on 2 GPUs, rank 4
 
 Builds the dual model of the preset on the meta device, marks what each stage trains (``trainable_parameters``,
 as ``train`` does) and adds up, per GPU, bytes of weights, gradients and optimizer state for each strategy, with
@@ -27,7 +28,10 @@ from __future__ import annotations
 
 import argparse
 
+from timing import parse_args
+
 GIB = 2**30
+SMOKE = {"preset": "tiny", "gpus": 2, "height": 64, "width": 64, "frames": 5, "lora_rank": 4}
 
 
 def count(params) -> int:
@@ -68,10 +72,10 @@ def main() -> None:
     p.add_argument("--frames", type=int, default=81, help="frames per clip (4k+1)")
     p.add_argument("--lora-rank", type=int, default=64, help="LoRA rank")
     p.add_argument("--budget", type=float, default=80.0, help="GPU memory to compare against, GiB")
-    args = p.parse_args()
+    args = parse_args(p, SMOKE)
     from comovi_core.model.config import get_config
     from comovi_core.model.loading import build_model
-    from comovi_core.training.train import trainable_parameters
+    from comovi_core.training.step import trainable_parameters
 
     cfg = get_config(args.preset)
     model = build_model(cfg, "meta")

@@ -1,6 +1,7 @@
 """Working memory of the real-size Wan2.2 VAE decode, tiled vs untiled, at two resolutions (CPU, random weights).
 
     python benchmarks/bench_vae_memory.py [--sizes 176x320 352x640] [--latent-frames 2]
+    python benchmarks/bench_vae_memory.py --smoke   # seconds on a CPU: a narrow VAE (8/16 channels), 128x128
 
 Each run is a fresh child process: it builds the real Wan2.2 VAE architecture (705M parameters, fp32)
 with random weights, resets the peak-RSS counter, decodes ``--latent-frames`` latent frames and
@@ -17,16 +18,21 @@ import json
 import subprocess
 import sys
 
+from timing import parse_args
+
+# one size: each decode is a fresh process that imports diffusers (~5 CPU s), so two sizes would double the time
+SMOKE = {"sizes": ["128x128"], "latent_frames": 1, "base_dim": 8, "decoder_base_dim": 16}
+
 CHILD = r"""
 import json, sys, time, torch
 from diffusers import AutoencoderKLWan
 from comovi_core.codecs.vae_files import WAN22_LATENTS_MEAN, WAN22_LATENTS_STD
 height, width, frames = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
-tiled, device = sys.argv[4] == "1", sys.argv[5]
+tiled, device, base_dim, decoder_base_dim = sys.argv[4] == "1", sys.argv[5], int(sys.argv[6]), int(sys.argv[7])
 torch.manual_seed(0)
 torch.set_num_threads(1)  # fixed threads: CPU time compares between runs and machines
-vae = AutoencoderKLWan(base_dim=160, decoder_base_dim=256, z_dim=48, is_residual=True, in_channels=12, out_channels=12,
-                       patch_size=2, scale_factor_spatial=16, scale_factor_temporal=4,
+vae = AutoencoderKLWan(base_dim=base_dim, decoder_base_dim=decoder_base_dim, z_dim=48, is_residual=True,
+                       in_channels=12, out_channels=12, patch_size=2, scale_factor_spatial=16, scale_factor_temporal=4,
                        latents_mean=list(WAN22_LATENTS_MEAN), latents_std=list(WAN22_LATENTS_STD)).eval().to(device)
 if tiled:
     vae.enable_tiling()
@@ -54,9 +60,11 @@ print(json.dumps({"work_gib": (peak_kib() - base) / 2**20, "seconds": seconds, "
 """
 
 
-def run(height: int, width: int, frames: int, tiled: bool, device: str) -> dict:
+def run(height: int, width: int, frames: int, tiled: bool, device: str, dims: tuple[int, int] = (160, 256)) -> dict:
+    """One decode in a fresh process; ``dims``: the VAE's encoder and decoder base channels (real: 160, 256)."""
+    flag = "1" if tiled else "0"
     out = subprocess.run(
-        [sys.executable, "-c", CHILD, str(height), str(width), str(frames), "1" if tiled else "0", device],
+        [sys.executable, "-c", CHILD, str(height), str(width), str(frames), flag, device, *map(str, dims)],
         capture_output=True,
         text=True,
         check=True,
@@ -69,12 +77,16 @@ def main() -> None:
     p.add_argument("--sizes", nargs="+", default=["176x320", "352x640"], help="HxW output sizes, multiples of 16")
     p.add_argument("--latent-frames", type=int, default=2, help="latent frames decoded (2 -> 5 video frames)")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
-    args = p.parse_args()
+    p.add_argument("--base-dim", type=int, default=160, help="VAE encoder base channels (160: the real Wan2.2 VAE)")
+    p.add_argument(
+        "--decoder-base-dim", type=int, default=256, help="VAE decoder base channels (256: the real Wan2.2 VAE)"
+    )
+    args = parse_args(p, SMOKE)
     rows = {}
     for size in args.sizes:
         h, w = (int(v) for v in size.split("x"))
         for tiled in (False, True):
-            r = run(h, w, args.latent_frames, tiled, args.device)
+            r = run(h, w, args.latent_frames, tiled, args.device, (args.base_dim, args.decoder_base_dim))
             rows[(size, tiled)] = r
             print(
                 f"{size:>9} {'tiled' if tiled else 'untiled':>7}: working memory {r['work_gib']:.2f} GiB, "

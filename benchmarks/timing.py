@@ -10,6 +10,9 @@ and its median over >= 7 repeats, with its spread, is the figure to judge.
     p = argparse.ArgumentParser(); add_timing_args(p); args = p.parse_args(); set_threads(args.threads)
     samples = interleaved({"ours": run_a, "theirs": run_b}, args.repeats, args.warmup, clock_for(device))
     print_case("ours", samples["ours"]); print_ratio("ours/theirs", ratios(samples["ours"], samples["theirs"]), 1.0)
+
+Every benchmark also takes ``--smoke`` (``parse_args``): tiny sizes that run in seconds on a CPU through the same
+code as the full run, so that the benchmarks keep working (``tests/test_benchmarks.py`` runs them all).
 """
 
 from __future__ import annotations
@@ -34,6 +37,32 @@ def add_timing_args(parser: argparse.ArgumentParser, repeats: int = MIN_REPEATS,
     )
     parser.add_argument("--repeats", type=int, default=repeats, help=f"timed repeats per case (at least {MIN_REPEATS})")
     parser.add_argument("--warmup", type=int, default=warmup, help="untimed runs of each case first")
+
+
+def parse_args(
+    parser: argparse.ArgumentParser, smoke: dict[str, object], argv: list[str] | None = None
+) -> argparse.Namespace:
+    """``parser.parse_args`` with ``--smoke`` added: it makes ``smoke`` (argument dest -> value) the defaults, so a
+    tiny run that takes seconds on a CPU goes through the same code as the full one; flags given still win."""
+    options = {a.dest: a.option_strings[0] for a in parser._actions if a.option_strings}
+    unknown = sorted(set(smoke) - set(options))
+    if unknown:
+        raise ValueError(f"smoke sizes for arguments the parser does not have: {unknown}")
+
+    def shown(value):
+        return " ".join(map(str, value)) if isinstance(value, (list, tuple)) else value
+
+    sizes = ", ".join(options[d] if v is True else f"{options[d]} {shown(v)}" for d, v in smoke.items())
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help=f"tiny sizes that run in seconds on a CPU, through the same code (defaults become: {sizes})",
+    )
+    args = parser.parse_args(argv)
+    if args.smoke:
+        parser.set_defaults(**smoke)
+        args = parser.parse_args(argv)
+    return args
 
 
 def check_repeats(repeats: int) -> None:

@@ -1,4 +1,5 @@
 import asyncio
+import dataclasses
 import importlib.util
 import logging
 import sys
@@ -46,17 +47,20 @@ def ext(tmp_path_factory):
 # fit_motion's effort for tests of its plumbing (pipeline, nodes): every stage runs, with few steps and no limb
 # flips (its accuracy is measured by tests/test_fitting.py and benchmarks/bench_fit_motion.py at the defaults).
 QUICK_FIT = FitOptions(iterations=40, track_steps=10, relabel_rounds=1, splat_steps=10, flip_steps=0, contact_steps=10)
+# The pipeline's and the nodes' plumbing: QUICK_FIT without the colour stage, whose frame-by-frame passes cost about
+# 20 s of CPU at any size (5 frames of 64x64: 2 s instead of 25 s); tests/test_fit_splat.py covers that stage.
+PLUMBING_FIT = dataclasses.replace(QUICK_FIT, splat_steps=0)
 
 
 @pytest.fixture
 def quick_fit(monkeypatch):
-    """The pipeline's motion fit with ``QUICK_FIT`` (5 frames of 64x64: 21 s of CPU instead of 104 s)."""
+    """The pipeline's motion fit with ``PLUMBING_FIT``."""
     import functools
 
     from comovi_core.recovery import fitting
 
-    monkeypatch.setattr(fitting, "fit_motion", functools.partial(fitting.fit_motion, options=QUICK_FIT))
-    return QUICK_FIT
+    monkeypatch.setattr(fitting, "fit_motion", functools.partial(fitting.fit_motion, options=PLUMBING_FIT))
+    return PLUMBING_FIT
 
 
 @pytest.fixture

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 
@@ -38,3 +39,24 @@ def test_spread_verdict_and_minimum_repeats():
     assert timing.verdict(values, 4.0).endswith("PASS") and timing.verdict(values, 3.9, "s") == "median <= 3.9 s: FAIL"
     with pytest.raises(SystemExit, match="at least 7"):
         timing.interleaved({"a": lambda: None}, 6, 0, timing.CpuClock())
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser()
+    p.add_argument("--frames", type=int, default=81)
+    p.add_argument("--sizes", nargs="+", default=["352x640"])
+    timing.add_timing_args(p)
+    return p
+
+
+def test_smoke_sizes_become_defaults_and_flags_still_win(capsys):
+    smoke = {"frames": 2, "sizes": ["64x64"], "repeats": 7}
+    plain = timing.parse_args(_parser(), smoke, [])
+    assert (plain.smoke, plain.frames, plain.sizes, plain.repeats) == (False, 81, ["352x640"], 7)
+    args = timing.parse_args(_parser(), smoke, ["--smoke", "--frames", "5"])
+    assert (args.smoke, args.frames, args.sizes, args.repeats) == (True, 5, ["64x64"], 7)
+    with pytest.raises(SystemExit):
+        timing.parse_args(_parser(), smoke, ["--help"])
+    assert "(defaults become: --frames 2, --sizes 64x64, --repeats 7)" in " ".join(capsys.readouterr().out.split())
+    with pytest.raises(ValueError, match=r"\['height'\]"):
+        timing.parse_args(_parser(), {"height": 64}, [])
