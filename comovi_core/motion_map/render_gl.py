@@ -36,8 +36,7 @@ How the picture is made (and why it matches the torch backend and the release's 
   into camera z (0 where nothing was drawn); it is the coverage.
 * Speed. One OffscreenRenderer per call (created at the start, freed at the end: no state survives a
   call); per frame only the mesh node is replaced, i.e. one vertex-buffer upload, and copying the
-  read-back frame into the output overlaps drawing the next. On a 2-core CPU machine (llvmpipe,
-  OSMesa) 81 frames of 704 x 1280 take about 1.3-2.3 s (see ``_pick`` and
+  read-back frame into the output overlaps drawing the next (timings: docs/motion_map.md,
   benchmarks/bench_motion_map.py).
 
 Platform. PyOpenGL binds its windowing platform (GLX, EGL, OSMesa) once, when ``OpenGL.platform`` is
@@ -199,10 +198,8 @@ def _is_software(gl_renderer: str) -> bool:
 def _pick(results: dict[str, tuple[bool, str]]) -> str | None:
     """EGL on real hardware, else OSMesa, else EGL on a software rasteriser; None if neither works.
 
-    Measured on a 2-core CPU-only machine where both are Mesa's llvmpipe (one ``render_frames`` call,
-    81 frames of 704 x 1280, body about 75% of the image height): OSMesa 1.3-2.3 s wall, 2.05 s of
-    CPU; EGL 2.4-3.9 s wall, 3.5 s of CPU. pyrender's EGL path draws into a 4x multisampled
-    framebuffer and resolves it with a blit; OSMesa draws into a plain buffer.
+    Where both are Mesa's llvmpipe, OSMesa is the faster (docs/motion_map.md): pyrender's EGL path draws into a
+    4x multisampled framebuffer and resolves it with a blit; OSMesa draws into a plain buffer.
     """
     egl_ok, egl_renderer = results.get("egl", (False, ""))
     if egl_ok and not _is_software(egl_renderer):

@@ -6,9 +6,8 @@ fit the body so that the same summaries of its camera-facing vertices (soft-weig
 vertex faces the camera) match, with a smoothness prior over time. Frame 0 stays the given start pose
 (shape, pose and camera are known there). Summaries instead of a differentiable rasteriser keep it
 fast and dependency-free. Occlusion is handled without gradient: each step renders the current pose's
-depth and drops hidden vertices from the body's summaries (without this the data term at the true
-pose was 3x its value with it, and a fit started at the truth drifted ~35-40 mm away, stand-in
-``arms`` motion of benchmarks/bench_fit_motion.py).
+depth and drops hidden vertices from the body's summaries: hidden surface would otherwise pull a fit
+away from the true pose (docs/fitting.md, "Why it is built this way").
 
 The fit works in the window the body moves in (``_crop_to_body``: the map's non-background pixels over
 all frames and the start pose, plus a margin), so its pixels go to the body, not to empty background.
@@ -18,8 +17,8 @@ joint limits. Frame-by-frame passes visit at most ``TRACK_KEYFRAMES`` frames of 
 frame, the rest interpolated) and the joint fits refine every frame.
 
 Labels decoded from a generated map are wrong where the VAE blurred colours across part borders, and
-those errors pull the summaries far off (measured: a summary fit worse than holding the start pose on
-the VAE-like degraded ``arms`` map). A colour stage follows (``fit_splat``, ``splat_steps`` > 0): the
+those errors pull the summaries far off (on a VAE-like degraded map, further than holding the start pose). A
+colour stage follows (``fit_splat``, ``splat_steps`` > 0): the
 posed body is splatted with its motion-map colours and compared with the map colour by colour at
 ``SPLAT_SIDE``; it refines the summary fit and, separately, tracks the motion again from the start pose
 coarse to fine; the one whose colours match better is returned.
@@ -184,7 +183,7 @@ def body_stats(
     """The same summaries for a posed body: each vertex weighs a third of the projected area of its
     camera-facing faces, so vertex sums approximate pixel sums of the visible surface. ``visibility``
     (T, V) (see ``visible_vertices``) drops vertices hidden behind other parts; without it occluded
-    surface still counts (measured: it doubles to triples the data term at the true pose)."""
+    surface still counts, and the data term at the true pose is no longer its minimum."""
     uv = _image_units(camera.project(vertices), camera)  # (T, V, 2)
     weights = projected_vertex_area(uv, faces)
     if visibility is not None:
@@ -574,11 +573,9 @@ def _splat_stage(
     the map's colours best (all end on the finest splat, so their costs compare). Returns that fit and the finest
     splat cost (the feet are locked with it).
 
-    Two schedules because the basin a pass can find depends on the splat size relative to the body: on the
-    ``kick`` map of benchmarks/bench_fit_motion.py (degraded, the fit's crop: body ~300 px tall) the 3-1.5 px pass
-    bent the knee backwards for a thigh swung toward the camera (MPJPE 62 mm, colour cost 0.174; 0.143 at the
-    truth) while a 6-3-1.5 px pass found the kick (10 mm, 0.143); on ``arms`` it was the other way round (43 mm at
-    0.161 against 70 mm at 0.165), and the cost told them apart both times."""
+    Two schedules because the basin a pass can find depends on the splat size relative to the body: a fine start
+    can bend a knee backwards where a coarse one finds the kick, and on other motions the other way round; the
+    colour cost tells them apart (docs/fitting.md, "Why it is built this way")."""
     targets, splat_camera = splat_targets(images, camera, SPLAT_SIDE, SPLAT_SIGMAS)
     costs = {s: _splat_cost(targets[s].to(device), faces, part_ids, splat_camera, shading, s) for s in SPLAT_SIGMAS}
     finest = costs[SPLAT_SIGMAS[-1]]

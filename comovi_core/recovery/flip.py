@@ -2,12 +2,10 @@
 
 A limb that swings toward the camera draws almost the same silhouette as one that swings away by the same
 angle; only the shading of its normals tells them apart, and near the rest pose (where tracking starts)
-that cue is weak, so a frame-by-frame fit can commit to the mirror image and keep it (measured on
-benchmarks/bench_fit_motion.py ``arms``, stand-in body, 8-bit maps: the right upper arm went forwards
-instead of backwards, elbow 236 mm off, ratio 0.77 of holding still). ``mirrored_limb`` reflects both
+that cue is weak, so a frame-by-frame fit can commit to the mirror image and keep it. ``mirrored_limb`` reflects both
 segments of an arm or a leg across the plane through its root joint normal to the view ray, so the joints
 stay near their pixels while their depths swap sides; the tracker refines that candidate and the
-current pose alike for a few steps and keeps the cheaper one (0.77 -> 0.12 on that case).
+current pose alike for a few steps and keeps the cheaper one.
 """
 
 from __future__ import annotations

@@ -2,22 +2,19 @@
 
 Smoothness penalises second differences of the pose over frames (jitter), not motion itself. Its
 weight matters: at a low frame rate a real motion has large second differences, and a strong prior
-then flattens it (measured on benchmarks/bench_fit_motion.py ``demo``, 9 frames: weight 1.0 left the
-fit at 0.86 of holding the start pose, 0.05 at 0.34), so the default weight is small.
+then flattens it, so the default weight is small (docs/fitting.md, "Why it is built this way").
 
 Joint limits keep each frame a pose a body can make, whatever the map says: elbows and knees are
 hinges (they bend one way about one axis, as SMPLify's bending prior has it in SMPL's axis-angle
 convention, and barely rotate about the other two), and no joint rotates further than its range from
 the rest pose. The hinge axes matter for the fit: a limb's twist about its own axis is nearly invisible
 in a motion map (a twisted cylinder draws the same), so without them a fit can trade a twisted shoulder
-for an elbow bent sideways (measured: benchmarks/bench_fit_motion.py ``arms``, stand-in body, float
-maps, the right wrist 475 mm off at ratio 0.64 of holding still).
+for an elbow bent sideways.
 
 Stillness is a weak pull of every joint toward the start pose. Where the map shows a rotation it is
 outweighed; where it cannot (twists), it keeps the joint where it started instead of letting the
-twist drift along the arm (shoulder -2 rad, elbow +1, wrist +1 draws like no twist at all). With the
-hinge limits and a pull of 0.01 per squared radian the case above went from 0.64 to 0.13; at 0.003
-the drift stayed (0.79).
+twist drift along the arm (shoulder -2 rad, elbow +1, wrist +1 draws like no twist at all). The pull is
+0.01 per squared radian: a weaker one lets the drift stay.
 """
 
 from __future__ import annotations
