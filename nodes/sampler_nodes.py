@@ -11,7 +11,7 @@ from ..comovi_core.errors import CoMoViError
 from ..comovi_core.inference.components import AUTO_SIZE, TransformerOptions, load_components, load_transformer
 from ..comovi_core.inference.inputs import check_inputs, pad_to_aspect
 from ..comovi_core.inference.pipeline import DEFAULT_NEGATIVE, CoMoViPipeline
-from ..comovi_core.inference.sampling import MODES, SOLVERS
+from ..comovi_core.inference.sampling import GENERATION_MODES, SOLVERS
 from ..comovi_core.model.memory import ATTENTION_BACKENDS
 from ..comovi_core.model.step_cache import describe_evaluations
 from ..comovi_core.recovery.fitting import progress_steps
@@ -197,7 +197,7 @@ class DualSampler(io.ComfyNode):
                 io.Float.Input("shift", default=5.0, min=0.0, max=20.0, step=0.1),
                 io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFF, control_after_generate=True),
                 io.Combo.Input("solver", options=list(SOLVERS), default="unipc"),
-                io.Combo.Input("mode", options=list(MODES), default="cogenerate"),
+                io.Combo.Input("mode", options=list(GENERATION_MODES), default="cogenerate"),
                 io.Boolean.Input(
                     "fit_motion",
                     default=True,

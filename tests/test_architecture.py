@@ -133,3 +133,24 @@ def test_the_graph_sees_function_level_and_sibling_imports():
     graph = import_graph()
     assert "comovi_core.motion_map.render_gl" in graph["comovi_core.motion_map.render"]  # `from . import render_gl`
     assert "comovi_core.recovery.hmr.camerahmr_loading" in graph["comovi_core.recovery.hmr.loading"]  # in a function
+
+
+# Names many modules define on purpose: each command's entry points, and the renderer backends' shared interface.
+SHARED_NAMES = {"main", "parse_args", "run", "render_frames"}
+
+
+def test_no_concept_is_defined_in_two_places():
+    """Public classes, functions and constants have one home: a name defined at the top of two modules is either
+    one concept written twice or two concepts sharing a name."""
+    homes: dict[str, list[str]] = {}
+    for path in CORE.rglob("*.py"):
+        for node in ast.parse(path.read_text()).body:
+            names = []
+            if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+                names = [node.name]
+            elif isinstance(node, ast.Assign):
+                names = [t.id for t in node.targets if isinstance(t, ast.Name) and t.id.isupper()]
+            for name in names:
+                if not name.startswith("_") and name not in SHARED_NAMES:
+                    homes.setdefault(name, []).append(str(path.relative_to(ROOT)))
+    assert {name: where for name, where in homes.items() if len(where) > 1} == {}

@@ -28,7 +28,7 @@ from ..errors import CoMoViError, run_cli
 from ..files.atomic import check_writable_folder, staged_folder
 from ..model.memory import ATTENTION_BACKENDS
 from ..model.step_cache import StepCacheConfig, describe_evaluations
-from .sampling import MODES, SOLVERS
+from .sampling import GENERATION_MODES, SOLVERS
 
 log = logging.getLogger("comovi_core.inference.generate")
 
@@ -88,7 +88,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         type=Path,
         help="SMPL model file or folder (models/smpl); default: the stand-in mannequin (not SMPL)",
     )
-    p.add_argument("--mode", default="cogenerate", choices=MODES, help="what is generated and what is given")
+    p.add_argument("--mode", default="cogenerate", choices=GENERATION_MODES, help="what is generated and what is given")
     p.add_argument("--motion", type=Path, help="motion_to_video: the SMPL motion (.npz) to follow")
     p.add_argument(
         "--video",

@@ -32,14 +32,14 @@ def check_inputs(
 
     The rules: ``height``/``width`` positive multiples of 32 and ``num_frames`` = 4k+1 >= 5 (``check_video_size``);
     ``steps`` >= 1; ``guidance`` finite and >= 0 (<= 1: no classifier-free guidance); ``shift`` finite and > 0; a
-    non-blank ``prompt`` unless ``prompt_embeds`` are given; ``mode`` one of ``sampling.MODES``; in
+    non-blank ``prompt`` unless ``prompt_embeds`` are given; ``mode`` one of ``sampling.GENERATION_MODES``; in
     ``motion_to_video`` ``given`` a ``SMPLMotion`` of at least ``num_frames`` frames, in ``video_to_motion`` a video
     tensor (T >= ``num_frames``, height, width, 3) (``given`` is not looked at in ``cogenerate``).
     ``names`` says how the caller's users call ``guidance``, ``shift`` and ``prompt`` (e.g. ``{"shift": "--shift"}``
     for a command line); the messages use those names.
     """
     from ..body.motion_file import SMPLMotion
-    from .sampling import MODES
+    from .sampling import GENERATION_MODES
 
     names = {**NAMES, **(names or {})}
     check_video_size(height, width, num_frames)
@@ -53,8 +53,8 @@ def check_inputs(
         raise CoMoViError(
             f"{names['prompt']} is empty: describe the motion, e.g. 'a woman does a cartwheel on a beach'"
         )
-    if mode not in MODES:
-        raise CoMoViError(f"unknown mode {mode!r}; choose one of {list(MODES)}")
+    if mode not in GENERATION_MODES:
+        raise CoMoViError(f"unknown mode {mode!r}; choose one of {list(GENERATION_MODES)}")
     if mode == "motion_to_video" and not (isinstance(given, SMPLMotion) and given.num_frames >= num_frames):
         raise CoMoViError(f"motion_to_video needs a SMPL motion of at least {num_frames} frames")
     if mode == "video_to_motion" and not (

@@ -31,7 +31,7 @@ from ..errors import CoMoViError
 from ..model.step_cache import StepCache, StepCacheConfig
 
 SOLVERS = ("unipc", "euler")
-MODES = ("cogenerate", "motion_to_video", "video_to_motion")
+GENERATION_MODES = ("cogenerate", "motion_to_video", "video_to_motion")
 NUM_TRAIN_TIMESTEPS = 1000
 
 
@@ -101,8 +101,8 @@ def sample(
     RGB latents for ``video_to_motion``. ``step_cache``: reuse the block stack's residual on steps where
     its input barely changed (``comovi_core.model.step_cache``); None computes every step.
     """
-    if mode not in MODES:
-        raise CoMoViError(f"unknown mode {mode!r}; choose one of {list(MODES)}")
+    if mode not in GENERATION_MODES:
+        raise CoMoViError(f"unknown mode {mode!r}; choose one of {list(GENERATION_MODES)}")
     if (mode == "cogenerate") != (given_latents is None):
         raise CoMoViError(f"mode {mode!r} {'needs' if mode != 'cogenerate' else 'takes no'} given latents")
     b, c, _, h, w = rgb_condition.shape

@@ -8,6 +8,10 @@ from __future__ import annotations
 
 import re
 
+# The file layouts of the transformer's weights (docs/file_formats.md): ours, the release's, and the base Wan2.2
+# RGB branch as an original/ComfyUI single file or a diffusers folder.
+LAYOUTS = ("comovi", "comovi_release", "wan_original", "wan_diffusers")
+
 # original Wan name <-> diffusers name; {n} = block index, {p} = weight | bias
 _WAN_PAIRS: list[tuple[str, str]] = [
     ("patch_embedding.{p}", "patch_embedding.{p}"),

@@ -38,7 +38,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 COMFY_PREFIXES = ("model.diffusion_model.", "diffusion_model.")
-FORMATS = ("wan_original", "wan_diffusers", "comovi_release", "comovi")
 FP8_DTYPES = (torch.float8_e4m3fn, torch.float8_e5m2)
 
 
@@ -53,7 +52,7 @@ class TensorRef:
 @dataclass
 class Checkpoint:
     path: Path  # what the user gave
-    format: str  # one of FORMATS
+    format: str  # one of keys.LAYOUTS
     tensors: dict[str, TensorRef]  # our key -> where it is stored
     unmapped: list[str] = field(default_factory=list)  # stored keys with no place in the model
     config: dict | None = None  # our JSON meta (format "comovi") or diffusers config.json

@@ -31,7 +31,7 @@ from ..files.weights import open_safetensors
 
 log = logging.getLogger(__name__)
 
-META_KEY = "comovi_lora"
+LORA_META_KEY = "comovi_lora"
 ADAPTER = "default"  # peft's adapter name inside the training model
 _BLOCK_ATTN = r"blocks\.\d+\.attn[12]\.(to_q|to_k|to_v|to_out\.0)"
 _BLOCK_FFN = r"blocks\.\d+\.ffn\.net\.(0\.proj|2)"
@@ -105,9 +105,9 @@ def lora_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 def save_lora(model: torch.nn.Module, path: str | Path, meta: dict) -> Path:
     """Write the adapters of ``model`` (only them) + ``meta`` (rank, alpha, targets, preset, ...) atomically."""
     path = Path(path)
-    info = {"format": META_KEY, **meta}
+    info = {"format": LORA_META_KEY, **meta}
     with atomic_path(path) as tmp:
-        save_file(lora_state(model), str(tmp), metadata={META_KEY: json.dumps(info)})
+        save_file(lora_state(model), str(tmp), metadata={LORA_META_KEY: json.dumps(info)})
     with atomic_path(path.with_suffix(".json")) as tmp:
         tmp.write_text(json.dumps(info, indent=1))
     return path
@@ -122,12 +122,12 @@ def read_lora(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
             "e.g. runs/lora/step_002000.safetensors)"
         )
     with open_safetensors(path) as fh:
-        meta = (fh.metadata() or {}).get(META_KEY)
+        meta = (fh.metadata() or {}).get(LORA_META_KEY)
         keys = list(fh.keys())
         if meta is None:
             kind = "a full model checkpoint" if any(".lora_" not in k for k in keys) else "a LoRA of another tool"
             raise CoMoViError(
-                f"{path} is not a CoMoVi LoRA file (it looks like {kind}: no '{META_KEY}' metadata): "
+                f"{path} is not a CoMoVi LoRA file (it looks like {kind}: no '{LORA_META_KEY}' metadata): "
                 "load full checkpoints as the model (--models / load_model / the loader's comovi input), "
                 "LoRA files written by python -m comovi_core.train --lora as the LoRA"
             )

@@ -17,7 +17,7 @@ import torch
 
 from ..errors import CoMoViError
 
-MODES = ("ulysses", "ring")
+CONTEXT_PARALLEL_MODES = ("ulysses", "ring")
 
 
 def init_process_group() -> tuple[int, int]:
@@ -59,8 +59,8 @@ def enable_context_parallel(model, processes: int, mode: str = "ulysses"):
         raise CoMoViError(
             "ring attention needs a GPU attention backend that returns log-sum-exp (flash, cuDNN): use mode ulysses"
         )
-    if mode not in MODES:
-        raise CoMoViError(f"unknown context-parallel mode {mode!r}; choose one of {list(MODES)}")
+    if mode not in CONTEXT_PARALLEL_MODES:
+        raise CoMoViError(f"unknown context-parallel mode {mode!r}; choose one of {list(CONTEXT_PARALLEL_MODES)}")
     degree = {"ulysses_degree": processes} if mode == "ulysses" else {"ring_degree": processes}
     if torch.cuda.is_available():
         model.enable_parallelism(config=ContextParallelConfig(**degree))

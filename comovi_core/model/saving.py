@@ -12,12 +12,10 @@ from safetensors.torch import save_file
 
 from ..errors import CoMoViError
 from ..files.atomic import atomic_path
-from .keys import ours_to_release, wan_diffusers_to_original
+from .keys import LAYOUTS, ours_to_release, wan_diffusers_to_original
 
 if TYPE_CHECKING:  # the model imports diffusers (seconds)
     from .dual import CoMoViTransformer
-
-LAYOUTS = ("comovi", "comovi_release", "wan_original", "wan_diffusers")
 
 
 def _state(

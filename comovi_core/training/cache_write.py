@@ -19,11 +19,11 @@ from ..files.atomic import atomic_path
 from ..files.weights import open_safetensors
 from .cache_format import (
     CACHE_FIX,
+    CACHE_META_KEY,
     EMPTY_PROMPT,
     FORMAT,
     LATENT_DTYPES,
     MANIFEST,
-    META_KEY,
     REPORT,
     SMPL_KEYS,
     bucket_name,
@@ -44,7 +44,7 @@ def write_json(path: Path, value) -> None:
 
 def shard_meta(path: Path) -> dict:
     with open_safetensors(path, CACHE_FIX) as handle:
-        return json.loads(handle.metadata()[META_KEY])
+        return json.loads(handle.metadata()[CACHE_META_KEY])
 
 
 def _encode(clip_dir: Path, config: dict, vae, text_encoder, device) -> tuple[dict, dict]:
@@ -106,7 +106,7 @@ def build_shard(out: Path, index: int, data: Path, sources: list[str], config: d
         "shapes": {key: list(tensors[f"0.{key}"].shape) for key in ("rgb", "motion_map")} if clips else {},
     }
     with atomic_path(out / shard_name(index)) as tmp:
-        save_file(tensors, str(tmp), metadata={META_KEY: json.dumps(meta)})
+        save_file(tensors, str(tmp), metadata={CACHE_META_KEY: json.dumps(meta)})
     return meta
 
 
