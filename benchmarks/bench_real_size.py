@@ -358,7 +358,12 @@ def child_load(job: dict) -> dict:
     from comovi_core.inference.components import TransformerOptions, load_transformer
 
     _warm_imports()
+    if job.get("backend", "mmap") != "mmap":  # what checked_safe_open would do with safetensors' pread backend
+        from safetensors import safe_open
 
+        import comovi_core.files.weights as weights
+
+        weights.checked_safe_open = lambda path, fix="": safe_open(str(path), framework="pt", backend=job["backend"])
     options = TransformerOptions(model_config=None, dtype=torch.bfloat16, device=job["device"], fp8=job["fp8"])
     with PeakSampler() as peak:
         transformer, summary = load_transformer([Path(p) for p in job["paths"]], options)
@@ -511,6 +516,12 @@ def main(argv=None) -> int:
     p.add_argument("--target-gib", type=float, default=16.0, help="the load peak to stay under (a 32 GB machine)")
     p.add_argument("--timeout", type=float, default=1800.0, help="seconds after which a child is stopped")
     p.add_argument("--guidance", type=float, default=6.0, help="guidance of the step (> 1: CFG, a batch of 2)")
+    p.add_argument(
+        "--backend",
+        default="mmap",
+        choices=["mmap", "pread"],
+        help="how the loads read safetensors (safetensors >= 0.8 safe_open backend; mmap: what comovi_core does)",
+    )
     p.add_argument("--step-size", default="5x64x64", help="frames x height x width of the denoising step")
     p.add_argument("--vae-size", default="5x704x1280", help="frames x height x width of the VAE encode/decode")
     p.add_argument("--skip", nargs="*", default=[], choices=["diffusers", "meta", "step", "vae"], help="parts to skip")
@@ -555,13 +566,15 @@ def _bench(args, preset: str, cache: Path) -> int:
         if "step" in args.skip
         else dict(frames=sf, height=sh, width=sw, vae=str(files["vae"]), guidance=args.guidance)
     )
-    cases = [("comfy+comovi fp8", [files["comfy"], files["comovi"]], True, "cpu", step)]
+    tag = "" if args.backend == "mmap" else f", {args.backend}"
+    cases = [(f"comfy+comovi fp8{tag}", [files["comfy"], files["comovi"]], True, "cpu", step)]
     if "diffusers" not in args.skip:
-        cases.append(("diffusers+comovi fp8", [files["diffusers"], files["comovi"]], True, "cpu", None))
+        cases.append((f"diffusers+comovi fp8{tag}", [files["diffusers"], files["comovi"]], True, "cpu", None))
     if "meta" not in args.skip:
-        cases.append(("comfy+comovi bf16 -> meta", [files["comfy"], files["comovi"]], False, "meta", None))
+        cases.append((f"comfy+comovi bf16 -> meta{tag}", [files["comfy"], files["comovi"]], False, "meta", None))
     for name, paths, fp8, device, step_job in cases:
-        r = run(dict(kind="load", paths=[str(x) for x in paths], fp8=fp8, device=device, step=step_job))
+        job = dict(kind="load", paths=[str(x) for x in paths], fp8=fp8, device=device, step=step_job)
+        r = run({**job, "backend": args.backend})
         if "error" in r:
             print(f"load[{name}]: FAILED {r['error']}", flush=True)
             problems.append(f"load[{name}] {r['error']}")
