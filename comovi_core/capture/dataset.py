@@ -48,9 +48,9 @@ from ..files.atomic import atomic_path, check_writable_folder, staged_folder
 
 log = logging.getLogger("comovi_core.capture")
 
-VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v")
-CLIP_FILES = ("rgb.mp4", "motion_map.mp4", "motion.npz", "caption.txt", "capture.json")  # capture.json last
-REPORT, SUMMARY, SETTINGS = "report.jsonl", "summary.json", "capture.json"
+_VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v")
+_CLIP_FILES = ("rgb.mp4", "motion_map.mp4", "motion.npz", "caption.txt", "capture.json")  # capture.json last
+_REPORT, _SUMMARY, _SETTINGS = "report.jsonl", "summary.json", "capture.json"
 DEFAULT_CAPTION_PROMPT = (
     "Describe in one sentence what the person in this video does, their appearance and the setting. "
     "Start with 'A person' or 'A man' or 'A woman'."
@@ -464,7 +464,7 @@ def _write_clip(folder: Path, rgb: np.ndarray, motion, caption: str, record: dic
     from ..motion_map.render import render_motion
 
     maps = render_motion(body, motion, backend=args.renderer).images
-    with staged_folder(folder, CLIP_FILES.__contains__, "capture.json") as staging:
+    with staged_folder(folder, _CLIP_FILES.__contains__, "capture.json") as staging:
         for name, frames in (("rgb.mp4", rgb), ("motion_map.mp4", to_uint8(maps.cpu()))):
             with mp4_writer(staging / name, args.height, args.width, args.fps) as send:
                 send(frames)
@@ -587,7 +587,7 @@ class _Report:
     """report.jsonl (appended, one line per clip and run) and summary.json (rewritten), in the dataset folder."""
 
     def __init__(self, folder: Path):
-        self.path, self.records = folder / REPORT, []
+        self.path, self.records = folder / _REPORT, []
         if self.path.is_file():
             lines = self.path.read_text().splitlines()
             for line in lines:
@@ -628,7 +628,7 @@ class _Report:
             "failed_by_reason": dict(Counter(c for r in latest if r["status"] == "failed" for c in set(r["codes"]))),
             "settings": settings,
         }
-        path, text = self.path.parent / SUMMARY, json.dumps(summary, indent=1) + "\n"
+        path, text = self.path.parent / _SUMMARY, json.dumps(summary, indent=1) + "\n"
         if not path.is_file() or path.read_text() != text:  # a run with nothing to do rewrites nothing
             with atomic_path(path) as tmp:
                 tmp.write_text(text)
@@ -669,7 +669,7 @@ def _find_videos(inputs: list[Path], out: Path) -> list[Path]:
     found = []
     for path in inputs:
         if path.is_dir():
-            found += sorted(p for p in path.rglob("*") if p.suffix.lower() in VIDEO_SUFFIXES and p.is_file())
+            found += sorted(p for p in path.rglob("*") if p.suffix.lower() in _VIDEO_SUFFIXES and p.is_file())
         else:
             found.append(path)
     unique = {}
@@ -678,7 +678,7 @@ def _find_videos(inputs: list[Path], out: Path) -> list[Path]:
         if out not in resolved.parents and not any(part.startswith(".") for part in p.parts[-1:]):
             unique.setdefault(resolved, p)
     if not unique:
-        raise CoMoViError(f"no videos found in {[str(p) for p in inputs]} (looked for {', '.join(VIDEO_SUFFIXES)})")
+        raise CoMoViError(f"no videos found in {[str(p) for p in inputs]} (looked for {', '.join(_VIDEO_SUFFIXES)})")
     return list(unique.values())
 
 
@@ -712,7 +712,7 @@ def _settings(args, frames: int) -> dict:
 
 
 def _check_settings(out: Path, settings: dict) -> None:
-    path = out / SETTINGS
+    path = out / _SETTINGS
     if path.is_file():
         old = json.loads(path.read_text())
         changed = {k: (old.get(k), v) for k, v in settings.items() if old.get(k) != v}
@@ -732,12 +732,12 @@ def _clean_debris(out: Path) -> None:
     for path in out.glob(".*"):
         if path.is_dir() and ".partial-" in path.name:
             shutil.rmtree(path, ignore_errors=True)
-        elif path.is_file() and path.name.startswith(tuple(f".{n}." for n in (REPORT, SUMMARY, SETTINGS))):
+        elif path.is_file() and path.name.startswith(tuple(f".{n}." for n in (_REPORT, _SUMMARY, _SETTINGS))):
             path.unlink(missing_ok=True)
 
 
 def _complete(folder: Path) -> bool:
-    return all((folder / name).is_file() for name in CLIP_FILES)
+    return all((folder / name).is_file() for name in _CLIP_FILES)
 
 
 def _plan(args, videos: list[Path], report: _Report) -> tuple[list[dict], list[dict]]:
@@ -799,7 +799,7 @@ def run(args: argparse.Namespace, capture: Callable | None = None) -> dict:
         summary["rejected"],
         summary["rejected_by_reason"],
         summary["failed"],
-        args.out / REPORT,
+        args.out / _REPORT,
     )
     if summary["failed"]:
         first = next(r for r in reversed(report.records) if r["status"] == "failed")
