@@ -28,6 +28,7 @@ CLIS = (
     "export",
     "checkpoint",
     "motion_map",
+    "capture",
 )
 
 # Runs each CLI as `python -m` would (run_name="__main__") with --help, in one fresh interpreter.
