@@ -206,9 +206,10 @@ def diffusers_to_original_vae_key(key: str, num_res_blocks: int) -> str:
 
 def _read_single_file(path: Path) -> dict[str, torch.Tensor]:
     if path.suffix == ".safetensors":
-        from ..files.weights import read_safetensors
+        from ..files.weights import open_safetensors
 
-        return read_safetensors(path)
+        with open_safetensors(path, reader="copy") as fh:  # tensors of their own, not pages of the mapped file
+            return {name: fh.get_tensor(name) for name in fh.keys()}
     if path.suffix in (".pth", ".pt", ".ckpt"):
         try:
             data = torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
@@ -308,7 +309,8 @@ def load_wan22_vae(path: str | Path, dtype: torch.dtype = torch.float32, latents
         raise CoMoViError(f"{path}: a diffusers-named VAE file needs its config: load the vae/ folder instead")
     config = _config_from_original(sd)
     config.update(_latent_stats(config["z_dim"], latents_mean, latents_std))
-    converted = {original_to_diffusers_vae_key(k): v.to(dtype) for k, v in sd.items()}
+    # one tensor at a time, each stored tensor let go as its converted copy is made: never both whole copies
+    converted = {original_to_diffusers_vae_key(k): sd.pop(k).to(dtype) for k in list(sd)}
     with torch.device("meta"):
         vae = AutoencoderKLWan(**config)
     missing, unexpected = vae.load_state_dict(converted, strict=False, assign=True)

@@ -11,21 +11,30 @@ from ..errors import CoMoViError
 log = logging.getLogger(__name__)
 
 
-def checked_safe_open(path: str | Path, fix: str = "download or save it again"):
+def checked_safe_open(path: str | Path, fix: str = "download or save it again", reader: str = "mmap"):
     """``safe_open`` (lazy, one tensor at a time) with a truncated or foreign file as a clear CoMoViError; every
-    safetensors reader of the library goes through here. ``fix`` ends the message (how to get a good file)."""
+    safetensors reader of the library goes through here. ``fix`` ends the message (how to get a good file).
+
+    ``reader``: "mmap" maps the file, and tensors read from it may stay backed by the mapped pages; "copy" reads
+    each tensor into memory of its own (safetensors >= 0.8 ``backend="pread"``, else mmap), so a loader that keeps
+    what it reads holds no mapped pages beyond the tensor at hand, and resident memory is what the model holds."""
     from safetensors import SafetensorError, safe_open
 
     try:
+        if reader == "copy":
+            try:
+                return safe_open(str(path), framework="pt", backend="pread")
+            except TypeError:  # safetensors < 0.8: no choice of reader
+                pass
         return safe_open(str(path), framework="pt")
     except (SafetensorError, OSError, ValueError) as exc:
         raise CoMoViError(f"{path} is incomplete or not a safetensors file ({exc}): {fix}") from exc
 
 
 @contextlib.contextmanager
-def open_safetensors(path: str | Path, fix: str = "download or save it again"):
+def open_safetensors(path: str | Path, fix: str = "download or save it again", reader: str = "mmap"):
     """``checked_safe_open`` as a context manager (the file is unmapped on exit)."""
-    with checked_safe_open(path, fix) as fh:
+    with checked_safe_open(path, fix, reader) as fh:
         yield fh
 
 

@@ -353,6 +353,6 @@ def _by_file(source: dict[str, TensorRef]):
     for key, ref in source.items():
         by_file[ref.file].append((key, ref))
     for file, items in by_file.items():
-        with open_safetensors(file) as fh:
+        with open_safetensors(file, reader="copy") as fh:  # no mapped pages held: resident memory is the model
             for key, ref in items:
                 yield key, _Loaded(ref, fh.get_tensor(ref.name))
