@@ -244,8 +244,38 @@ def check_vae_memory(out: str) -> None:
     assert _float(_find(rf"^at 128x128: tiled / untiled working memory = ({NUM})$", out)[0][0]) > 0
 
 
+def check_capture(out: str) -> None:
+    _find(r"^noisy oracle: 3 deg per joint, 2 cm at the root, 5% outlier frames x8; 16 frames at 30 fps, 64x112$", out)
+    rows = _find(
+        rf"^ +(demo|kick) \| +({NUM}) +({NUM}) +({NUM}) \| +({NUM}) +({NUM}) +({NUM}) \| +({NUM}) +({NUM}) \| "
+        rf" *({NUM}) +({NUM}) \| "
+        rf"(\d+) foot-frames planted; outliers \[[\d, ]+\] confidence ({NUM}) max, others ({NUM}) median$",
+        out,
+        2,
+    )
+    for name, *figures, raw_skate, skate, _planted, outlier, usual in rows:
+        raw, smooth, ratio, raw_accel, accel, accel_ratio, raw_lag, lag = (_float(v) for v in figures)
+        if name == "kick":  # the left foot stands throughout: smoothing and locking keep it stiller
+            assert 0 <= _float(skate) < _float(raw_skate) / 2
+        assert 0 < smooth < raw and ratio == pytest.approx(smooth / raw, abs=0.01), name  # smoothing helps
+        assert 0 < accel < raw_accel / 3 and accel_ratio < 1 / 3, name
+        assert abs(lag) < 0.5 and abs(raw_lag) < 0.5, name  # no lag
+        assert _float(outlier) < 0.5 < _float(usual) <= 1, name  # outlier frames are distrusted
+    assert int(rows[1][-3]) > 0  # kick: the planted foot is found
+    (verdicts,) = _find(
+        rf"^overall: MPJPE {NUM} -> {NUM} mm \(x{NUM}, target <= 0\.80: (PASS)\); acceleration error {NUM} -> "
+        rf"{NUM} mm/frame\^2 \({NUM}x lower, target >= 3: (PASS)\); lag at most {NUM} frames \(target 0: (PASS)\)$",
+        out,
+    )
+    assert verdicts == ("PASS", "PASS", "PASS")
+    _find(r"^per-frame estimator: HMR 2\.0 tiny, random weights, 4 frames of 480x640, CPU time, threads 1", out)
+    rates = _find(rf"^  batch +(\d+): +({NUM}) frames/s \(\d+ ms/frame\)$", out, 2)
+    assert [int(b) for b, _ in rates] == [4, 1] and all(_float(r) > 0 for _, r in rates)
+
+
 CHECKS = {
     "bench_block_swap.py": check_block_swap,
+    "bench_capture.py": check_capture,
     "bench_dual_step.py": check_dual_step,
     "bench_estimator.py": check_estimator,
     "bench_fit_motion.py": check_fit_motion,

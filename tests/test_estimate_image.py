@@ -151,6 +151,12 @@ def test_detector_wrapper_on_a_tiny_random_rt_detr():
     best = int(torch.where(labels == 0, scores, torch.zeros_like(scores)).argmax())
     cx, cy, w, h = (out.pred_boxes[0, best] * torch.tensor([80, 48, 80, 48])).tolist()
     np.testing.assert_allclose(box, [cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], rtol=1e-5)
+    # every person for a video's tracker: the same boxes, the dog's queries left out, the score threshold applied
+    boxes, found = detector.detect(image, min_score=0.0)
+    assert len(boxes) == int((labels == 0).sum()) and found.shape == (len(boxes),)
+    np.testing.assert_allclose(boxes[int(np.argmax(found))], box, rtol=1e-6)
+    threshold = float(np.median(found))
+    assert len(detector.detect(image, min_score=threshold)[0]) == int((found >= threshold).sum())
 
 
 def test_image_path_with_a_tiny_hmr2_and_refinement(body):

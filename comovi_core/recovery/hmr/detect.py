@@ -72,9 +72,21 @@ class PersonDetector:
             ) from exc
         return cls(model)
 
-    @torch.no_grad()
     def __call__(self, image: torch.Tensor, min_score: float = MIN_SCORE, rule: str = "largest") -> np.ndarray:
         """(H, W, 3) RGB in [0, 1] -> (4,) the chosen person's box x0, y0, x1, y1 in pixels."""
+        boxes, scores, labels = self._detections(image)
+        return select_person(boxes, scores, labels, self.person_label, min_score, rule)
+
+    def detect(self, image: torch.Tensor, min_score: float = MIN_SCORE) -> tuple[np.ndarray, np.ndarray]:
+        """(H, W, 3) RGB in [0, 1] -> every person detected: boxes (N, 4) x0, y0, x1, y1 in pixels, scores (N,)
+        >= ``min_score`` (N may be 0). The form ``comovi_core.capture`` tracks a person through a video with."""
+        boxes, scores, labels = self._detections(image)
+        keep = (labels == self.person_label) & (scores >= min_score)
+        return boxes[keep].astype(np.float32), scores[keep].astype(np.float32)
+
+    @torch.no_grad()
+    def _detections(self, image: torch.Tensor) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(H, W, 3) -> boxes (Q, 4) in pixels, scores (Q,), labels (Q,) of all the network's queries."""
         h, w = image.shape[:2]
         pixels = F.interpolate(
             image.permute(2, 0, 1)[None].float(),
@@ -89,6 +101,4 @@ class PersonDetector:
         scores, labels = probs.max(-1)
         cxcywh = out.pred_boxes[0].float() * torch.tensor([w, h, w, h])
         boxes = torch.cat([cxcywh[:, :2] - cxcywh[:, 2:] / 2, cxcywh[:, :2] + cxcywh[:, 2:] / 2], -1)
-        return select_person(
-            boxes.cpu().numpy(), scores.cpu().numpy(), labels.cpu().numpy(), self.person_label, min_score, rule
-        )
+        return boxes.cpu().numpy(), scores.cpu().numpy(), labels.cpu().numpy()
