@@ -31,6 +31,7 @@ from comovi_core.motion_map.render import render_motion
 
 SIZE = ["--height", "64", "--width", "96", "--clip-seconds", "1", "--fps", "8", "--renderer", "torch"]
 FRAMES = 9  # 1 s at 8 fps, 4k+1
+LOAD_ESTIMATOR = dataset._load_estimator  # before the stand-ins replace it
 
 
 @pytest.fixture(scope="module")
@@ -396,3 +397,33 @@ def test_caption_tables_sidecars_and_the_captioner(tmp_path, videos, estimator, 
     assert loads == [("qwen", "what happens?")]  # once for both clips
     assert (out / "u_01" / "caption.txt").read_text() == "a person, as the model saw it\n"
     assert _report(out)[-1]["caption_source"] == "captioner"
+
+
+def test_the_real_capture_with_a_tiny_hmr2_writes_clips_training_reads(tmp_path, videos, monkeypatch):
+    """End to end with the capture core itself (``capture.video.capture_motion``), a tiny random-weight HMR 2.0
+    file and the detector stand-in giving every person's box: the clip folders pass the training checks, each
+    motion has one shape and the clip camera, and the report keeps the capture's confidence."""
+    from comovi_core.recovery.hmr.config import PRESETS
+    from comovi_core.recovery.hmr.loading import save_hmr2
+    from comovi_core.recovery.hmr.model import HMR2
+    from comovi_core.training.data import check_clips
+
+    folder, _ = videos
+    torch.manual_seed(0)
+    path = save_hmr2(HMR2(PRESETS["tiny"]).eval(), tmp_path / "hmr2_tiny.safetensors")
+    monkeypatch.setattr(dataset, "_load_estimator", LOAD_ESTIMATOR)  # the real loader (stand_ins replaced it)
+
+    def detections(image):
+        box = _person_box(image)
+        return (np.zeros((0, 4), np.float32), np.zeros(0, np.float32)) if box is None else (box[None], np.ones(1))
+
+    monkeypatch.setattr(dataset, "_load_detector", lambda args: detections)
+    out = tmp_path / "clips"
+    argv = [str(folder / "walk.mp4"), "--out", str(out), "--estimator", str(path), "--min-confidence", "0"]
+    assert run_cli(dataset.parse_args, dataset.run, dataset.log, [*argv, *SIZE, "--clips-per-video", "1"]) == 0
+    (clip_dir,) = check_clips(out, FRAMES, 64, 96)
+    motion = load_motion(clip_dir / "motion.npz")
+    assert motion.num_frames == FRAMES and motion.betas.shape == (10,) and motion.camera.image_size == (64, 96)
+    assert np.isfinite(motion.body_pose).all() and (motion.transl[:, 2] > 0).all()
+    (line,) = _report(out)
+    assert line["status"] == "kept" and 0 <= line["confidence"]["min"] <= line["confidence"]["mean"] <= 1

@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import csv
 import dataclasses
+import functools
 import hashlib
 import json
 import logging
@@ -358,12 +359,13 @@ def _load_estimator(args):
     return load_estimator(args.estimator, focal_net_arg(args.focal_net), device=_device(args))
 
 
-def _load_detector(args):
+def _load_detector(args) -> Callable:
+    """image (H, W, 3) -> (boxes (N, 4), scores (N,)) of every person: what ``capture_motion`` tracks."""
     from ..recovery.hmr.detect import DETECTOR_REPO, PersonDetector
 
     detector = PersonDetector.from_pretrained(args.detector or DETECTOR_REPO, args.allow_download)
     detector.model.to(_device(args))
-    return detector
+    return functools.partial(detector.detect, min_score=args.min_score)
 
 
 def _capture_function() -> Callable:
