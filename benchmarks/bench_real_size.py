@@ -18,7 +18,7 @@ Printed lines (one per measurement; ``--smoke`` prints the same lines):
     load[LAYOUT fp8]: wall, cpu, peak (anon, file), resident               ``load_transformer`` (the generate path)
         with fp8 storage on the CPU. wall/cpu: seconds of the load (cpu: all threads of the child). peak: VmHWM
         above nothing (the whole process, libraries included; baseline printed apart), its split into anonymous
-        memory and mapped file pages (RssAnon / RssFile sampled every 20 ms; file pages of the mmap'd
+        memory and mapped file pages (RssAnon / RssFile sampled every 20 ms; file pages of mmap.d
         safetensors are clean page cache the kernel can drop, anon is what must fit). resident: resident_bytes.
     load[LAYOUT bf16 -> meta]: the bf16 path streaming each tensor to a device that keeps nothing in host memory
         (``device="meta"`` stands in for a GPU): the host peak a GPU load needs.
@@ -358,12 +358,12 @@ def child_load(job: dict) -> dict:
     from comovi_core.inference.components import TransformerOptions, load_transformer
 
     _warm_imports()
-    if job.get("backend", "mmap") != "mmap":  # what checked_safe_open would do with safetensors' pread backend
-        from safetensors import safe_open
+    if job.get("reader", "copy") != "copy":  # the loader's reader swapped, to compare (the library reads "copy")
+        import functools
 
-        import comovi_core.files.weights as weights
+        import comovi_core.model.loading as loading
 
-        weights.checked_safe_open = lambda path, fix="": safe_open(str(path), framework="pt", backend=job["backend"])
+        loading.open_safetensors = functools.partial(loading.open_safetensors, reader=job["reader"])
     options = TransformerOptions(model_config=None, dtype=torch.bfloat16, device=job["device"], fp8=job["fp8"])
     with PeakSampler() as peak:
         transformer, summary = load_transformer([Path(p) for p in job["paths"]], options)
@@ -517,10 +517,11 @@ def main(argv=None) -> int:
     p.add_argument("--timeout", type=float, default=1800.0, help="seconds after which a child is stopped")
     p.add_argument("--guidance", type=float, default=6.0, help="guidance of the step (> 1: CFG, a batch of 2)")
     p.add_argument(
-        "--backend",
-        default="mmap",
-        choices=["mmap", "pread"],
-        help="how the loads read safetensors (safetensors >= 0.8 safe_open backend; mmap: what comovi_core does)",
+        "--reader",
+        default="copy",
+        choices=["copy", "mmap"],
+        help="how the loads read safetensors (files.weights.checked_safe_open): copy (what comovi_core does: each "
+        "tensor in memory of its own, safetensors' pread reader) or mmap (tensors may stay backed by the mapped file)",
     )
     p.add_argument("--step-size", default="5x64x64", help="frames x height x width of the denoising step")
     p.add_argument("--vae-size", default="5x704x1280", help="frames x height x width of the VAE encode/decode")
@@ -566,7 +567,7 @@ def _bench(args, preset: str, cache: Path) -> int:
         if "step" in args.skip
         else dict(frames=sf, height=sh, width=sw, vae=str(files["vae"]), guidance=args.guidance)
     )
-    tag = "" if args.backend == "mmap" else f", {args.backend}"
+    tag = "" if args.reader == "copy" else f", {args.reader}"
     cases = [(f"comfy+comovi fp8{tag}", [files["comfy"], files["comovi"]], True, "cpu", step)]
     if "diffusers" not in args.skip:
         cases.append((f"diffusers+comovi fp8{tag}", [files["diffusers"], files["comovi"]], True, "cpu", None))
@@ -574,7 +575,7 @@ def _bench(args, preset: str, cache: Path) -> int:
         cases.append((f"comfy+comovi bf16 -> meta{tag}", [files["comfy"], files["comovi"]], False, "meta", None))
     for name, paths, fp8, device, step_job in cases:
         job = dict(kind="load", paths=[str(x) for x in paths], fp8=fp8, device=device, step=step_job)
-        r = run({**job, "backend": args.backend})
+        r = run({**job, "reader": args.reader})
         if "error" in r:
             print(f"load[{name}]: FAILED {r['error']}", flush=True)
             problems.append(f"load[{name}] {r['error']}")

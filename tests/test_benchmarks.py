@@ -273,6 +273,28 @@ def check_capture(out: str) -> None:
     assert [int(b) for b, _ in rates] == [4, 1] and all(_float(r) > 0 for _, r in rates)
 
 
+def check_real_size(out: str) -> None:
+    files = _find(rf"^file\[(\w+):[^\]]+\]: ({NUM}) GiB, (\d+) tensors, (?:written in {NUM} s|cached)$", out, None)
+    assert {kind for kind, *_ in files} == {"comfy", "diffusers", "comovi", "vae"}
+    assert all(_float(gib) >= 0 and int(n) > 0 for _, gib, n in files)  # tiny: 0.00 GiB
+    loads = _find(
+        rf"^load\[(comfy\+comovi fp8|diffusers\+comovi fp8|comfy\+comovi bf16 -> meta)\]: "
+        rf"wall ({NUM}) s, cpu ({NUM}) s, peak ({NUM}) GiB \(anon ({NUM}), file ({NUM})\), resident ({NUM}) GiB",
+        out,
+        3,
+    )
+    for _, wall, cpu, peak, anon, file, resident in loads:
+        assert _float(wall) >= 0 and _float(cpu) >= 0 and _float(peak) >= _float(anon) > 0 and _float(file) >= 0
+        assert _float(resident) >= 0
+    patchers = _find(r"^patcher\[[^\]]+\]: size .* GiB: (equal)$", out, 2)  # the ModelPatcher's size is the truth
+    assert patchers == [("equal",), ("equal",)]
+    (step,) = _find(rf"^step\[5x64x64 fp8\]: denoise ({NUM}) s, .*finite (yes), motion (3d_head), guidance 6$", out)
+    assert _float(step[0]) > 0
+    (vae,) = _find(rf"^vae\[5x64x64\]: encode ({NUM}) s, decode ({NUM}) s, .*tiled, finite (yes)$", out)
+    assert _float(vae[0]) > 0 and _float(vae[1]) > 0
+    _find(rf"^summary\[tiny\]: highest load peak {NUM} GiB, highest of all {NUM} GiB \(target 16 GiB\): ok$", out)
+
+
 CHECKS = {
     "bench_block_swap.py": check_block_swap,
     "bench_capture.py": check_capture,
@@ -282,6 +304,7 @@ CHECKS = {
     "bench_load_ram.py": check_load_ram,
     "bench_memory_modes.py": check_memory_modes,
     "bench_motion_map.py": check_motion_map,
+    "bench_real_size.py": check_real_size,
     "bench_sampler_overhead.py": check_sampler_overhead,
     "bench_smpl.py": check_smpl,
     "bench_step_cache.py": check_step_cache,
