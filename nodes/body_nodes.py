@@ -7,6 +7,8 @@ from comfy_api.latest import io
 from ..comovi_core.body.mannequin import demo_motion
 from ..comovi_core.body.motion_file import concat_motions, load_motion
 from ..comovi_core.body.smpl import load_body_model
+from ..comovi_core.capture.video import capture_from_graph
+from ..comovi_core.motion_map.overlay import overlay_motion
 from ..comovi_core.recovery.estimate import estimate_start
 from . import host
 from .sockets import PoseKeypoint, SMPLModel, SMPLMotion
@@ -15,6 +17,13 @@ DEMO_CHOICE = "demo: mannequin waving (built-in)"
 KEYPOINT_FIT = "none: fit to the keypoints"
 FOCAL_AUTO = "auto: FLNet next to the CameraHMR file"
 FOCAL_NONE = "none: use fov_degrees"
+DEMO_ESTIMATOR = "tiny demo (random weights, built in memory: the motion is noise)"
+
+
+def _focal_net(choice: str):
+    """The focal_network combo -> ``cached_estimator``'s focal_net: "auto", None or a file path."""
+    focal = {FOCAL_AUTO: "auto", FOCAL_NONE: None}.get(choice, choice)
+    return host.estimator_path(focal) if focal not in ("auto", None) else focal
 
 
 class LoadSMPLModel(io.ComfyNode):
@@ -133,11 +142,83 @@ class EstimateSMPL(io.ComfyNode):
         focal_network=FOCAL_AUTO,
     ) -> io.NodeOutput:
         path = None if estimator == KEYPOINT_FIT else host.estimator_path(estimator)
-        focal = {FOCAL_AUTO: "auto", FOCAL_NONE: None}.get(focal_network, focal_network)
-        focal = host.estimator_path(focal) if focal not in ("auto", None) else focal
+        focal = _focal_net(focal_network)
         return io.NodeOutput(
             *estimate_start(smpl_model, image, pose_keypoint, person, mask, path, fov_degrees, download_detector, focal)
         )
+
+
+class VideoToSMPLMotion(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="CoMoViVideoToSMPLMotion",
+            display_name="Video to SMPL Motion (CoMoVi)",
+            category="CoMoVi/body",
+            description="The SMPL motion of the person in a video (HMR 2.0 or CameraHMR in models/smpl_estimators on "
+            "every frame, one body shape and one camera per clip, smoothed in rotation space, feet locked), with the "
+            "body drawn over the video and a verdict on the capture. The tiny demo estimator has random weights: "
+            "it shows the plumbing, its motion is noise.",
+            inputs=[
+                SMPLModel.Input("smpl_model"),
+                io.Image.Input("images", tooltip="the video's frames, e.g. from Load Video"),
+                io.Float.Input("fps", default=16.0, min=0.1, max=240.0, step=0.01, tooltip="the video's frame rate"),
+                io.Combo.Input(
+                    "estimator",
+                    options=[DEMO_ESTIMATOR] + host.estimator_files(),
+                    default=DEMO_ESTIMATOR,
+                    tooltip="HMR 2.0 or CameraHMR checkpoint in models/smpl_estimators; the tiny demo needs no "
+                    "file (random weights: noise) and takes the whole frame as the person",
+                ),
+                io.Float.Input(
+                    "smoothing",
+                    default=1.0,
+                    min=0.0,
+                    max=3.0,
+                    step=0.1,
+                    tooltip="temporal smoothing of the rotations, weighted by each frame's confidence: 0 off, "
+                    "1 default, 2 half the cutoff frequency (smoother, less detail)",
+                ),
+                io.Boolean.Input(
+                    "download_detector",
+                    default=False,
+                    tooltip="without a mask, fetch the person detector (RT-DETR, 172 MB) from Hugging Face if it "
+                    "is not cached",
+                ),
+                io.Mask.Input("mask", optional=True, tooltip="the person in every frame (or one mask for all)"),
+                io.Combo.Input(
+                    "focal_network",
+                    options=[FOCAL_AUTO, FOCAL_NONE] + host.estimator_files(),
+                    default=FOCAL_AUTO,
+                    optional=True,
+                    tooltip="CameraHMR only: its focal-length network (FLNet, cam_model_cleaned.ckpt in "
+                    "models/smpl_estimators), found next to the CameraHMR file by default; otherwise 50 degrees",
+                ),
+            ],
+            outputs=[
+                SMPLMotion.Output(display_name="smpl_motion"),
+                io.Image.Output(display_name="preview"),
+                io.String.Output(display_name="info"),
+            ],
+        )
+
+    @classmethod
+    def execute(
+        cls, smpl_model, images, fps, estimator, smoothing, download_detector, mask=None, focal_network=FOCAL_AUTO
+    ) -> io.NodeOutput:
+        path = None if estimator == DEMO_ESTIMATOR else host.estimator_path(estimator)
+        result = capture_from_graph(
+            smpl_model,
+            images,
+            fps,
+            estimator_path=path,
+            focal_net=_focal_net(focal_network),
+            masks=mask,
+            allow_download=download_detector,
+            smoothing=smoothing,
+        )
+        preview = overlay_motion(smpl_model.to(host.torch_device()), result.motion, images[..., :3])
+        return io.NodeOutput(result.motion, preview, result.summary())
 
 
 class SMPLMotionFrame(io.ComfyNode):

@@ -5,7 +5,14 @@ from __future__ import annotations
 from comfy_api.latest import ComfyExtension, io
 
 from . import host
-from .body_nodes import ConcatSMPLMotions, EstimateSMPL, LoadSMPLModel, LoadSMPLMotion, SMPLMotionFrame
+from .body_nodes import (
+    ConcatSMPLMotions,
+    EstimateSMPL,
+    LoadSMPLModel,
+    LoadSMPLMotion,
+    SMPLMotionFrame,
+    VideoToSMPLMotion,
+)
 from .cache_nodes import CoMoViStepCache
 from .export_nodes import ExportSMPL
 from .lora_nodes import LoadCoMoViLora
@@ -18,6 +25,7 @@ NODES: list[type[io.ComfyNode]] = [
     EstimateSMPL,
     SMPLMotionFrame,
     ConcatSMPLMotions,
+    VideoToSMPLMotion,
     RenderMotionMap,
     PreviewSMPLOverlay,
     ExportSMPL,

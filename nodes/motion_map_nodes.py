@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from comfy_api.latest import io
 
-from ..comovi_core.motion_map.overlay import overlay
+from ..comovi_core.motion_map.overlay import overlay_motion
 from ..comovi_core.motion_map.render import BACKENDS, iter_motion
 from ..comovi_core.motion_map.shading import DEFAULT_SHADING, SHADINGS
 from . import host
@@ -79,10 +79,4 @@ class PreviewSMPLOverlay(io.ComfyNode):
 
     @classmethod
     def execute(cls, smpl_model, smpl_motion, video, opacity) -> io.NodeOutput:
-        camera = smpl_motion.camera.padded_to(video.shape[1], video.shape[2])
-        model = smpl_model.to(host.torch_device())
-        with torch.inference_mode():
-            chunks = list(iter_motion(model, smpl_motion, camera, "comovi_v1", "auto", frames=video.shape[0]))
-        rendered = torch.cat([c.images.cpu() for c in chunks])
-        mask = torch.cat([c.mask.cpu() for c in chunks])
-        return io.NodeOutput(overlay(video.cpu(), rendered, mask, opacity))
+        return io.NodeOutput(overlay_motion(smpl_model.to(host.torch_device()), smpl_motion, video, opacity))

@@ -16,7 +16,7 @@ from comovi_core.body.motion_file import SMPLMotion
 from comovi_core.body.smpl import camera_vertices, load_body_model
 from comovi_core.capture.smooth import lock_feet, smooth_motion
 from comovi_core.capture.track import boxes_from_keypoints, boxes_from_masks, track_person
-from comovi_core.capture.video import CaptureOptions, capture_motion, clip_camera
+from comovi_core.capture.video import CaptureOptions, capture_from_graph, capture_motion, clip_camera
 from comovi_core.errors import CoMoViError
 from comovi_core.motion_map.render import render_motion
 from comovi_core.recovery.contact import foot_centres, foot_masks
@@ -291,3 +291,61 @@ def test_a_rejection_names_its_reason(body, clip, tiny_hmr2):
     assert small.verdict == "rejected" and any(r.startswith("person too small (") for r in small.reasons)
     with pytest.raises(CoMoViError, match="no person found in any of the 6 frames"):
         capture_motion(maps.images, truth.fps, estimator=tiny_hmr2, body=body, boxes=np.full((6, 4), np.nan))
+
+
+# --- capture_from_graph: what the ComfyUI node calls -------------------------------------------------------------
+
+
+def test_capture_from_graph_demo_is_reproducible_and_needs_no_detector(body, clip):
+    truth, maps = clip
+    state = torch.random.get_rng_state()
+    first = capture_from_graph(body, maps.images, 16.0)
+    assert torch.equal(torch.random.get_rng_state(), state)  # the demo's fixed seed leaves the caller's RNG alone
+    second = capture_from_graph(body, maps.images, 16.0)
+    np.testing.assert_array_equal(first.motion.body_pose, second.motion.body_pose)
+    np.testing.assert_allclose(first.track.boxes, np.tile([0, 0, W, H], (6, 1)))  # the whole frame is the person
+    assert first.info["boxes"].startswith("the whole frame") and "noise" in first.info["estimator"]
+    assert first.motion.num_frames == 6 and first.motion.fps == 16.0 and first.verdict == "ok"
+    lines = first.summary().splitlines()
+    assert lines[0] == "ok: 6 frames at 16 fps" and lines[-1].startswith("mean confidence ")
+    masked = capture_from_graph(body, maps.images, 16.0, masks=maps.mask.float())
+    np.testing.assert_allclose(masked.track.boxes, np.stack(boxes_from_masks(maps.mask)))
+
+
+def test_capture_from_graph_with_an_estimator_file_uses_the_cached_estimator_and_detector(
+    body, clip, tiny_hmr2, monkeypatch
+):
+    import comovi_core.recovery.estimate as estimate
+
+    truth, maps = clip
+    calls = []
+    person = np.stack(boxes_from_masks(maps.mask))
+
+    class _Detector:
+        def detect(self, image, min_score=0.5):
+            t = next(i for i in range(6) if torch.equal(maps.images[i], image))
+            return np.stack([person[t], [0, 0, 8, 8]]).astype(np.float32), np.array([0.9, 0.3], np.float32)
+
+    monkeypatch.setattr(estimate, "cached_estimator", lambda path, focal: calls.append((path, focal)) or tiny_hmr2)
+    monkeypatch.setattr(estimate, "cached_detector", lambda allow: calls.append(allow) or _Detector())
+    result = capture_from_graph(
+        body, maps.images, 16.0, estimator_path="hmr2.ckpt", focal_net=None, allow_download=True
+    )
+    assert calls == [("hmr2.ckpt", None), True] and result.info["boxes"] == "detector"
+    np.testing.assert_allclose(result.track.boxes, person)  # the 0.3-score box is below min_score
+    assert result.info["estimator"] == "HMR 2.0"
+    calls.clear()
+    capture_from_graph(body, maps.images, 16.0, estimator_path="hmr2.ckpt", masks=maps.mask.float())
+    assert calls == [("hmr2.ckpt", "auto")]  # a mask: no detector loaded
+
+
+def test_capture_from_graph_refuses_what_it_cannot_capture(body, clip):
+    truth, maps = clip
+    with pytest.raises(CoMoViError, match="at least 2"):
+        capture_from_graph(body, maps.images[:1], 16.0)
+    with pytest.raises(CoMoViError, match="fps must be"):
+        capture_from_graph(body, maps.images, float("nan"))
+    with pytest.raises(CoMoViError, match="smoothing must be in 0..3"):
+        capture_from_graph(body, maps.images, 16.0, smoothing=4.0)
+    with pytest.raises(CoMoViError, match="IMAGE batch"):
+        capture_from_graph(body, maps.images[0], 16.0)

@@ -25,6 +25,7 @@ def test_registration(ext):
         "CoMoViPreviewSMPLOverlay",
         "CoMoViSMPLMotionFrame",
         "CoMoViConcatSMPLMotions",
+        "CoMoViVideoToSMPLMotion",
         "CoMoViExportSMPL",
         "CoMoViLoadModels",
         "CoMoViLoadTransformer",
@@ -108,6 +109,85 @@ def test_overlay_preview_blends_the_body_on_the_video(ext):
     assert preview.shape == (5, 88, 160, 3) and torch.equal(preview[~body], video[~body])  # background untouched
     torch.testing.assert_close(preview[body], 0.5 * video[body] + 0.5 * maps[:5][body])
     assert 0.02 < float(body.float().mean()) < 0.6  # the body covers ~3.5% of this wide frame
+
+
+@functools.lru_cache(maxsize=1)
+def _mannequin_video(frames: int = 12, height: int = 80, width: int = 128):
+    """A rendered mannequin clip as a video loader gives it: (T, H, W, 3) frames and (T, H, W) masks of the person."""
+    from comovi_ext.comovi_core.body.mannequin import demo_motion
+    from comovi_ext.comovi_core.body.smpl import load_body_model
+    from comovi_ext.comovi_core.motion_map.render import render_motion
+
+    maps = render_motion(
+        load_body_model(None), demo_motion(num_frames=frames, height=height, width=width), backend="torch"
+    )
+    return maps.images.float(), maps.mask.float()
+
+
+def _acceleration(body, motion) -> float:
+    """Mean second difference (metres per frame squared) of the body's joints in the camera."""
+    from comovi_ext.comovi_core.body.smpl import camera_vertices
+
+    with torch.no_grad():
+        joints = camera_vertices(body, motion).joints
+    return float((joints[2:] - 2 * joints[1:-1] + joints[:-2]).norm(dim=-1).mean())
+
+
+def test_video_to_motion_node_with_the_tiny_demo_estimator(ext):
+    from comovi_ext.comovi_core.motion_map.overlay import overlay_motion
+
+    nodes = ext["nodes"]
+    node = nodes["CoMoViVideoToSMPLMotion"]
+    model = nodes["CoMoViLoadSMPLModel"].execute("built-in mannequin (NOT SMPL, demo only)").args[0]
+    video, masks = _mannequin_video()
+    demo = node.define_schema().inputs[3].options[0]
+    assert demo.startswith("tiny demo") and "noise" in demo
+    motion, preview, info = node.execute(model, video, 16.0, demo, 1.0, False).args
+    assert motion.num_frames == 12 and motion.fps == 16.0 and motion.betas.shape == (10,)
+    assert motion.body_pose.shape == (12, 69) and motion.camera.image_size == (80, 128)
+    assert preview.shape == video.shape and preview.dtype == torch.float32
+    torch.testing.assert_close(preview, overlay_motion(model, motion, video))  # the overlay node's drawing
+    assert (
+        not torch.equal(preview, video)
+        and "person boxes from the whole frame" in info
+        and "noise" in info
+        and "mean confidence" in info
+    )
+    # with a mask the person's box comes from it; the same random network sees other crops
+    masked, _, info = node.execute(model, video, 16.0, demo, 1.0, False, mask=masks).args
+    assert masked.num_frames == 12 and "person boxes from masks" in info
+    assert not np.allclose(masked.body_pose, motion.body_pose)
+    # one mask for the whole clip is used for every frame
+    assert node.execute(model, video, 16.0, demo, 1.0, False, mask=masks[:1]).args[0].num_frames == 12
+
+
+def test_video_to_motion_smoothing_lowers_the_acceleration(ext):
+    nodes = ext["nodes"]
+    node = nodes["CoMoViVideoToSMPLMotion"]
+    model = nodes["CoMoViLoadSMPLModel"].execute("built-in mannequin (NOT SMPL, demo only)").args[0]
+    video, masks = _mannequin_video()
+    demo = node.define_schema().inputs[3].options[0]
+    raw = node.execute(model, video, 16.0, demo, 0.0, False, mask=masks).args[0]
+    smooth = node.execute(model, video, 16.0, demo, 1.0, False, mask=masks).args[0]
+    assert not np.allclose(raw.body_pose, smooth.body_pose)
+    assert _acceleration(model, smooth) < 0.7 * _acceleration(model, raw)
+
+
+def test_video_to_motion_bad_inputs_say_how_to_fix_them(ext):
+    nodes = ext["nodes"]
+    node = nodes["CoMoViVideoToSMPLMotion"]
+    model = nodes["CoMoViLoadSMPLModel"].execute("built-in mannequin (NOT SMPL, demo only)").args[0]
+    video, masks = _mannequin_video()
+    demo = node.define_schema().inputs[3].options[0]
+    CoMoViError = sys.modules["comovi_ext.comovi_core.errors"].CoMoViError
+    with pytest.raises(CoMoViError, match=r"1 frame\(s\): a motion needs at least 2.*frame_load_cap"):
+        node.execute(model, video[:1], 16.0, demo, 1.0, False)
+    with pytest.raises(CoMoViError, match="fps must be the video's frame rate, a positive number, got 0"):
+        node.execute(model, video, 0.0, demo, 1.0, False)
+    with pytest.raises(CoMoViError, match=r"the mask is \(12, 40, 64\) but the video is \(12, 80, 128\)"):
+        node.execute(model, video, 16.0, demo, 1.0, False, mask=masks[:, ::2, ::2])
+    with pytest.raises(CoMoViError, match="no person found in any of the 12 frames"):
+        node.execute(model, video, 16.0, demo, 1.0, False, mask=torch.zeros_like(masks))
 
 
 def test_interrupt_stops_rendering(ext):

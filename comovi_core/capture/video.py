@@ -17,6 +17,8 @@
 
 from __future__ import annotations
 
+import copy
+import functools
 import logging
 import math
 import time
@@ -74,6 +76,17 @@ class CaptureResult:
     verdict: str  # "ok" or "rejected"
     reasons: list[str]  # why it was rejected (and warnings, which start with "warning:")
     info: dict = field(default_factory=dict)  # estimator name, focal length source, shape rule, timings
+
+    def summary(self) -> str:
+        """A few lines for a person: the verdict and its reasons, the estimator, boxes, focal length, confidence."""
+        lines = [f"{self.verdict}: {self.motion.num_frames} frames at {self.motion.fps:g} fps"]
+        lines += [f"- {reason}" for reason in self.reasons]
+        lines += [
+            f"estimator: {self.info.get('estimator')}; person boxes from {self.info.get('boxes')}",
+            f"focal length: {self.info.get('focal_source')}",
+            f"mean confidence {float(self.confidence.mean()):.2f} (lowest {float(self.confidence.min()):.2f})",
+        ]
+        return "\n".join(lines)
 
 
 class BatchEstimator(Protocol):
@@ -287,3 +300,81 @@ def capture_motion(
         "estimate_fps": len(frames) / max(seconds["estimate"], 1e-9),
     }
     return CaptureResult(motion, confidence.astype(np.float32), track, verdict, reasons, info)
+
+
+DEMO_SEED = 0  # the tiny demo estimator's weights: the same random network on every run
+
+
+def demo_estimator():
+    """A tiny HMR 2.0 (``PRESETS["tiny"]``) with random weights from ``DEMO_SEED``, built in memory: it needs no file
+    and shows the plumbing of a capture in seconds on a CPU. Its bodies are noise, not estimates."""
+    from ..recovery.hmr.config import PRESETS
+    from ..recovery.hmr.model import HMR2
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(DEMO_SEED)
+        return HMR2(PRESETS["tiny"]).eval()
+
+
+def capture_from_graph(
+    body,
+    images: torch.Tensor,
+    fps: float,
+    *,
+    estimator_path=None,
+    focal_net="auto",
+    masks=None,
+    allow_download: bool = False,
+    smoothing: float = 1.0,
+) -> CaptureResult:
+    """What a graph gives (IMAGE (T, H, W, C) in [0, 1] from a video loader, its frame rate, an estimator file,
+    a MASK (T, H, W) or (1, H, W) of the person) -> ``capture_motion``'s result.
+
+    ``estimator_path`` None: the tiny demo estimator (``demo_estimator``, random weights); without a mask the whole
+    frame is then the person's box, so the demo needs no detector. With an HMR 2.0 or CameraHMR file the loaded
+    estimator is kept while the file is unchanged (``recovery.estimate.cached_estimator``; ``focal_net``: CameraHMR's
+    FLNet file, "auto" or None) and, without a mask, the RT-DETR person detector finds every person in each frame
+    (from the local cache; fetched only with ``allow_download``). ``smoothing``: ``CaptureOptions.smoothing``."""
+    if not isinstance(images, torch.Tensor) or images.ndim != 4 or images.shape[-1] < 3:
+        shape = tuple(images.shape) if hasattr(images, "shape") else type(images).__name__
+        raise CoMoViError(f"the video must be an IMAGE batch (T, H, W, 3) from a video loader, got {shape}")
+    if len(images) < 2:
+        raise CoMoViError(
+            f"the video has {len(images)} frame(s): a motion needs at least 2; load more frames "
+            "(e.g. raise frame_load_cap in the video loader)"
+        )
+    if not (isinstance(fps, (int, float)) and math.isfinite(fps) and fps > 0):
+        raise CoMoViError(f"fps must be the video's frame rate, a positive number, got {fps}: set it (e.g. 16 or 30)")
+    if not 0.0 <= smoothing <= 3.0:
+        raise CoMoViError(f"smoothing must be in 0..3 (0 off, 1 default), got {smoothing}")
+    frames = images[..., :3].float().cpu()
+    if masks is not None:
+        masks = torch.as_tensor(masks).float().cpu()
+        masks = masks[None] if masks.ndim == 2 else masks
+        masks = masks.expand(len(frames), -1, -1) if masks.ndim == 3 and len(masks) == 1 else masks
+        if tuple(masks.shape) != tuple(frames.shape[:3]):
+            raise CoMoViError(
+                f"the mask is {tuple(masks.shape)} but the video is {tuple(frames.shape[:3])} (T, H, W): give one mask "
+                "per frame (or one for all) at the video's size"
+            )
+    body = copy.deepcopy(body).cpu().float()  # the graph's model may sit on the GPU; the capture poses on the CPU
+    boxes = detector = None
+    if estimator_path is None:
+        estimator = demo_estimator()
+        if masks is None:
+            height, width = frames.shape[1:3]
+            boxes = np.tile(np.array([0, 0, width, height], np.float32), (len(frames), 1))
+    else:
+        from ..recovery.estimate import cached_detector, cached_estimator
+
+        estimator = cached_estimator(estimator_path, focal_net)
+        if masks is None:
+            detector = functools.partial(cached_detector(allow_download).detect, min_score=CaptureOptions.min_score)
+    options = CaptureOptions(smoothing=smoothing)
+    result = capture_motion(
+        frames, fps, estimator=estimator, body=body, detector=detector, boxes=boxes, masks=masks, options=options
+    )
+    if estimator_path is None:
+        result.info["estimator"] = "tiny demo HMR 2.0 (random weights: the motion is noise)"
+        result.info["boxes"] = result.info["boxes"] if boxes is None else "the whole frame (the demo needs no detector)"
+    return result

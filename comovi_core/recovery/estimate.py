@@ -315,7 +315,8 @@ def _load_estimator(path: Path, version, focal_net, focal_path, focal_version):
 
 
 @functools.lru_cache(maxsize=1)
-def _cached_detector(allow_download: bool):
+def cached_detector(allow_download: bool):
+    """The RT-DETR person detector (``PersonDetector.from_pretrained``), loaded once and kept."""
     from .hmr.detect import PersonDetector
 
     return PersonDetector.from_pretrained(allow_download=allow_download)
@@ -357,7 +358,7 @@ def estimate_start(
         if estimator_path is not None:
             estimator = cached_estimator(estimator_path, focal_net)
             if keypoints is None and mask is None:
-                detector = _cached_detector(allow_download)
+                detector = cached_detector(allow_download)
         mask = None if mask is None else torch.as_tensor(mask).reshape(-1, *torch.as_tensor(mask).shape[-2:])[0]
         motion, _ = estimate_from_image(body, picture, estimator, keypoints, mask, detector, fov_degrees)
     return motion, overlay_preview(body, motion, picture)[None]
