@@ -26,6 +26,18 @@ def _focal_net(choice: str):
     return host.estimator_path(focal) if focal not in ("auto", None) else focal
 
 
+def _focal_network_input(more: str = "") -> io.Combo.Input:
+    """The optional CameraHMR focal-network choice both estimating nodes end with."""
+    return io.Combo.Input(
+        "focal_network",
+        options=[FOCAL_AUTO, FOCAL_NONE] + host.estimator_files(),
+        default=FOCAL_AUTO,
+        optional=True,
+        tooltip="CameraHMR only: its focal-length network (FLNet, cam_model_cleaned.ckpt in "
+        "models/smpl_estimators), found next to the CameraHMR file by default" + more,
+    )
+
+
 class LoadSMPLModel(io.ComfyNode):
     @classmethod
     def define_schema(cls):
@@ -116,14 +128,7 @@ class EstimateSMPL(io.ComfyNode):
                 ),
                 io.Image.Input("image", optional=True, tooltip="the start image"),
                 io.Mask.Input("mask", optional=True, tooltip="the person, when the picture holds several"),
-                io.Combo.Input(
-                    "focal_network",
-                    options=[FOCAL_AUTO, FOCAL_NONE] + host.estimator_files(),
-                    default=FOCAL_AUTO,
-                    optional=True,
-                    tooltip="CameraHMR only: its focal-length network (FLNet, cam_model_cleaned.ckpt in "
-                    "models/smpl_estimators), found next to the CameraHMR file by default",
-                ),
+                _focal_network_input(),
             ],
             outputs=[SMPLMotion.Output(display_name="start_pose"), io.Image.Output(display_name="preview")],
         )
@@ -186,14 +191,7 @@ class VideoToSMPLMotion(io.ComfyNode):
                     "is not cached",
                 ),
                 io.Mask.Input("mask", optional=True, tooltip="the person in every frame (or one mask for all)"),
-                io.Combo.Input(
-                    "focal_network",
-                    options=[FOCAL_AUTO, FOCAL_NONE] + host.estimator_files(),
-                    default=FOCAL_AUTO,
-                    optional=True,
-                    tooltip="CameraHMR only: its focal-length network (FLNet, cam_model_cleaned.ckpt in "
-                    "models/smpl_estimators), found next to the CameraHMR file by default; otherwise 50 degrees",
-                ),
+                _focal_network_input("; otherwise 50 degrees"),
             ],
             outputs=[
                 SMPLMotion.Output(display_name="smpl_motion"),
