@@ -289,9 +289,9 @@ def check_real_size(out: str) -> None:
     patchers = _find(r"^patcher\[[^\]]+\]: size .* GiB: (equal)$", out, 2)  # the ModelPatcher's size is the truth
     assert patchers == [("equal",), ("equal",)]
     (step,) = _find(rf"^step\[5x64x64 fp8\]: denoise ({NUM}) s, .*finite (yes), motion (3d_head), guidance 6$", out)
-    assert _float(step[0]) > 0
+    assert _float(step[0]) >= 0  # tiny: 0.0 s on an idle machine
     (vae,) = _find(rf"^vae\[5x64x64\]: encode ({NUM}) s, decode ({NUM}) s, .*tiled, finite (yes)$", out)
-    assert _float(vae[0]) > 0 and _float(vae[1]) > 0
+    assert _float(vae[0]) >= 0 and _float(vae[1]) >= 0  # tiny: may print 0.0 s
     _find(rf"^summary\[tiny\]: highest load peak {NUM} GiB, highest of all {NUM} GiB \(target 16 GiB\): ok$", out)
 
 

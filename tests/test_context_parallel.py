@@ -22,6 +22,7 @@ from comovi_core.model.parallel import check_split, enable_context_parallel
 TINY = ["-m", "comovi_core.generate", "--preset", "tiny", "--steps", "4"]
 
 
+@pytest.mark.slow  # two gloo processes (about 20 s on 2 cores): the CI's second step (pytest -m slow)
 def test_two_processes_generate_what_one_process_generates(tmp_path):
     """The same threads per process in both runs (sums in the same order): measured byte-identical videos and equal
     motion; the check allows float rounding (CI with 2 threads per process once gave videos 1 byte apart)."""

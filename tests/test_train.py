@@ -164,6 +164,7 @@ def test_clip_folders_and_cli_errors(tmp_path, body, caplog):
     assert "is not a folder" in caplog.text and not (tmp_path / "x").exists()
 
 
+@pytest.mark.slow  # two gloo processes (about 20 s on 2 cores): the CI's second step (pytest -m slow)
 def test_two_processes_equal_one_with_twice_the_accumulation(tmp_path):
     """Data parallel (torchrun, 2 CPU processes over gloo, --grad-accum 1) makes the same update as one process with
     --grad-accum 2: micro-batch i of a step draws the same clip, noise and timestep wherever it runs."""
