@@ -1,7 +1,5 @@
-"""What every export shares: the y-up world the files are written in, and the shaped rest skeleton.
-
-The camera frame of a motion file (OpenCV: y down, z forward) is turned 180 degrees about x, so the camera sits
-at the origin looking down -z, as Blender, Maya and Houdini expect. Units: metres.
+"""What every export shares: the y-up world the files are written in (``body.world.CAMERA_TO_WORLD``), and the
+shaped rest skeleton. Units: metres.
 """
 
 from __future__ import annotations
@@ -10,8 +8,9 @@ import numpy as np
 import torch
 
 from ..body.smpl import BodyModel
+from ..body.world import CAMERA_TO_WORLD
 
-CAMERA_TO_WORLD = np.diag([1.0, -1.0, -1.0])  # 180 degrees about x: OpenCV camera -> y-up world
+__all__ = ["CAMERA_TO_WORLD", "rest_joints"]
 
 
 def rest_joints(model: BodyModel, betas: np.ndarray) -> np.ndarray:

@@ -1,0 +1,67 @@
+"""The y-up world frame: moving a SMPL body rigidly by its root parameters equals moving its vertices."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from scipy.spatial.transform import Rotation
+
+from comovi_core.body.mannequin import demo_motion
+from comovi_core.body.smpl import camera_vertices, load_body_model
+from comovi_core.body.world import CAMERA_TO_WORLD, WorldMotion, motion_to_world, rigid_transform
+from comovi_core.errors import CoMoViError
+
+
+def _world_vertices(body, world: WorldMotion) -> np.ndarray:
+    with torch.no_grad():
+        out = body(
+            torch.as_tensor(world.global_orient, dtype=torch.float32),
+            torch.as_tensor(world.body_pose, dtype=torch.float32),
+            torch.as_tensor(world.betas, dtype=torch.float32),
+        )
+    return out.vertices.double().numpy() + world.transl[:, None]
+
+
+def test_a_camera_motion_in_the_world_has_the_turned_vertices():
+    body = load_body_model()  # the stand-in mannequin: same kinematics as SMPL
+    motion = demo_motion(num_frames=5)
+    motion.betas = np.linspace(-1, 1, 10).astype(np.float32)
+    want = camera_vertices(body, motion).vertices.double().numpy() @ CAMERA_TO_WORLD.T
+    got = _world_vertices(body, motion_to_world(body, motion))
+    assert np.abs(got - want).max() < 2e-5  # metres (float32 kinematics)
+
+
+def test_a_rigid_transform_moves_the_vertices_by_the_same_transform():
+    body = load_body_model()
+    motion = demo_motion(num_frames=3)
+    world = motion_to_world(body, motion)
+    turn = Rotation.from_euler("yx", [70, -20], degrees=True).as_matrix()
+    offset = np.array([0.3, -1.2, 2.0])
+    orient, transl = rigid_transform(body, world.global_orient, world.transl, world.betas, turn, offset)
+    moved = WorldMotion(orient, world.body_pose, world.betas, transl, world.fps)
+    want = _world_vertices(body, world) @ turn.T + offset
+    assert np.abs(_world_vertices(body, moved) - want).max() < 2e-5
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"body_pose": np.full((2, 69), np.nan)}, "body_pose in take.bvh contains NaN"),
+        ({"transl": np.zeros((3, 3))}, "transl in take.bvh must have shape (2, 3)"),
+        ({"global_orient": np.zeros((0, 3))}, "T >= 1 frames"),
+        ({"fps": 0.0}, "fps in take.bvh must be a positive number"),
+    ],
+)
+def test_a_bad_world_motion_says_what_is_wrong(change, message):
+    fields = dict(
+        global_orient=np.zeros((2, 3)),
+        body_pose=np.zeros((2, 69)),
+        betas=np.zeros(10),
+        transl=np.zeros((2, 3)),
+        fps=30.0,
+        source="take.bvh",
+    )
+    fields.update(change)
+    with pytest.raises(CoMoViError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        WorldMotion(**fields)
