@@ -9,7 +9,7 @@ from scipy.spatial.transform import Rotation
 
 from comovi_core.body.mannequin import demo_motion
 from comovi_core.body.smpl import camera_vertices, load_body_model
-from comovi_core.body.world import CAMERA_TO_WORLD, WorldMotion, motion_to_world, rigid_transform
+from comovi_core.body.world import CAMERA_TO_WORLD, WorldMotion, motion_to_world, resample, rigid_transform
 from comovi_core.errors import CoMoViError
 
 
@@ -65,3 +65,32 @@ def test_a_bad_world_motion_says_what_is_wrong(change, message):
     fields.update(change)
     with pytest.raises(CoMoViError, match=message.replace("(", r"\(").replace(")", r"\)")):
         WorldMotion(**fields)
+
+
+def _turning(fps: float, seconds: float) -> WorldMotion:
+    """A body turning about y at 90 degrees per second and walking along x at 1 m/s: known at any time."""
+    t = np.arange(int(round(seconds * fps)) + 1) / fps
+    orient = np.stack([np.zeros_like(t), np.radians(90) * t, np.zeros_like(t)], axis=1)
+    pose = np.zeros((len(t), 69))
+    pose[:, 3 * 3 + 0] = 0.5 * t  # left knee (joint 4) bends steadily: 0.5 rad/s about x
+    transl = np.stack([t, np.zeros_like(t), np.zeros_like(t)], axis=1)
+    return WorldMotion(orient, pose, np.zeros(10), transl, fps)
+
+
+def test_resampling_a_uniform_motion_gives_the_motion_at_the_new_times():
+    source = _turning(fps=30, seconds=2)
+    out = resample(source, 24)
+    want = _turning(fps=24, seconds=2)
+    assert out.num_frames == want.num_frames == 49 and out.fps == 24
+    assert np.abs(out.global_orient - want.global_orient).max() < 1e-9
+    assert np.abs(out.body_pose - want.body_pose).max() < 1e-9
+    assert np.abs(out.transl - want.transl).max() < 1e-12
+
+
+def test_resampling_takes_the_short_way_round():
+    orient = np.array([[0, np.radians(170), 0], [0, np.radians(-170), 0]])  # 20 degrees apart through 180
+    world = WorldMotion(orient, np.zeros((2, 69)), np.zeros(10), np.zeros((2, 3)), fps=1)
+    out = resample(world, 2)
+    mid = Rotation.from_rotvec(out.global_orient[1])
+    assert out.num_frames == 3
+    assert (mid.inv() * Rotation.from_euler("y", 180, degrees=True)).magnitude() < 1e-9  # not through 0 degrees
