@@ -8,8 +8,18 @@ import torch
 from scipy.spatial.transform import Rotation
 
 from comovi_core.body.mannequin import demo_motion
+from comovi_core.body.parts import PART_NAMES
 from comovi_core.body.smpl import camera_vertices, load_body_model
-from comovi_core.body.world import CAMERA_TO_WORLD, WorldMotion, motion_to_world, resample, rigid_transform
+from comovi_core.body.world import (
+    CAMERA_TO_WORLD,
+    FOOT_PARTS,
+    WorldMotion,
+    in_place,
+    motion_to_world,
+    on_ground,
+    resample,
+    rigid_transform,
+)
 from comovi_core.errors import CoMoViError
 
 
@@ -94,3 +104,23 @@ def test_resampling_takes_the_short_way_round():
     mid = Rotation.from_rotvec(out.global_orient[1])
     assert out.num_frames == 3
     assert (mid.inv() * Rotation.from_euler("y", 180, degrees=True)).magnitude() < 1e-9  # not through 0 degrees
+
+
+def test_in_place_keeps_the_root_over_the_origin_and_on_ground_stands_the_lowest_foot_on_y_0():
+    body = load_body_model()
+    world = motion_to_world(body, demo_motion(num_frames=6))
+    world.transl = world.transl + np.linspace(0, 1, 6)[:, None] * np.array([2.0, 0.3, -1.0])  # walks and rises
+    still = in_place(body, world)
+    with torch.no_grad():
+        rest_root = body(torch.zeros(1, 3), torch.zeros(1, 69), torch.as_tensor(world.betas)).joints[0, 0].numpy()
+    root = rest_root + still.transl
+    assert np.abs(root[:, [0, 2]]).max() < 1e-6
+    assert np.array_equal(still.transl[:, 1], world.transl[:, 1])  # the height is kept
+
+    grounded = on_ground(body, world)
+    verts = _world_vertices(body, grounded)
+    feet = torch.isin(body.part_ids, torch.tensor([PART_NAMES.index(p) for p in FOOT_PARTS])).numpy()
+    assert abs(verts[:, feet, 1].min()) < 1e-6
+    assert np.allclose(grounded.transl[:, [0, 2]], world.transl[:, [0, 2]])
+    lift = grounded.transl[:, 1] - world.transl[:, 1]
+    assert np.allclose(lift, lift[0])  # one shift for the whole clip

@@ -127,3 +127,33 @@ def resample(world: WorldMotion, fps: float) -> WorldMotion:
     out = Rotation.from_quat((wa * a + wb * b).reshape(-1, 4)).as_rotvec().reshape(len(times), 72)
     transl = world.transl[lower] * (1 - w) + world.transl[upper] * w
     return WorldMotion(out[:, :3], out[:, 3:], world.betas, transl, fps, world.gender, world.source)
+
+
+FOOT_PARTS = ("leftFoot", "leftToeBase", "rightFoot", "rightToeBase")
+
+
+def in_place(model: BodyModel, world: WorldMotion) -> WorldMotion:
+    """``world`` with the horizontal root motion removed: the root joint stays over the origin (x = z = 0) in
+    every frame; its height, the body's turn and the pose are kept."""
+    j = root_joint(model, world.betas)
+    transl = world.transl.copy()
+    transl[:, [0, 2]] = -j[[0, 2]]
+    return WorldMotion(world.global_orient, world.body_pose, world.betas, transl, world.fps, world.gender, world.source)
+
+
+def on_ground(model: BodyModel, world: WorldMotion) -> WorldMotion:
+    """``world`` moved up or down so that its lowest foot vertex over the whole clip is at y = 0."""
+    from .parts import PART_NAMES
+
+    feet = torch.isin(model.part_ids, torch.tensor([PART_NAMES.index(p) for p in FOOT_PARTS]))
+    if not bool(feet.any()):
+        raise CoMoViError(f"the body model {model.source} has no foot vertices to stand on")
+    with torch.no_grad():
+        out = model(
+            torch.as_tensor(world.global_orient, dtype=torch.float32),
+            torch.as_tensor(world.body_pose, dtype=torch.float32),
+            torch.as_tensor(world.betas, dtype=torch.float32),
+        )
+    lowest = (out.vertices[:, feet, 1].double().numpy() + world.transl[:, 1:2]).min()
+    transl = world.transl - np.array([0.0, lowest, 0.0])
+    return WorldMotion(world.global_orient, world.body_pose, world.betas, transl, world.fps, world.gender, world.source)
