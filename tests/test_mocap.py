@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import io
+import logging
 import math
 from pathlib import Path
 
@@ -258,3 +259,30 @@ def test_the_built_in_example_is_what_the_script_makes(body):
         for key, value in want.items():
             assert np.array_equal(npz[key], value), key
     assert EXAMPLE.stat().st_size < 50_000
+
+
+def test_load_motion_file_node_gives_the_core_result(ext):
+    node = ext["nodes"]["CoMoViLoadMotionFile"]
+    file_input = next(i for i in node.define_schema().inputs if i.id == "file")
+    assert file_input.options[0] == "example: walk (built-in AMASS file)"
+    model = ext["nodes"]["CoMoViLoadSMPLModel"].execute("built-in mannequin (NOT SMPL, demo only)").args[0]
+    got = node.execute(model, file_input.options[0], 16.0, 4.0, 1.1, 60.0, 384, 224, 45.0).args[0]
+    want = load_motion_file(
+        EXAMPLE, model, fps=16.0, distance=4.0, height=1.1, yaw=60.0, image_size=(224, 384), fov_degrees=45.0
+    )
+    for key in ("global_orient", "body_pose", "betas", "transl"):
+        assert np.array_equal(getattr(got, key), getattr(want, key)), key
+    assert got.fps == 16.0 and got.num_frames == 35 and vars(got.camera) == vars(want.camera)
+
+
+def test_load_motion_file_node_lists_the_input_folders_mocap_files(ext, caplog):
+    caplog.set_level(logging.WARNING)
+    clip = _clip(frames=4)
+    _write(ext["base"] / "input" / "dance_poses.npz", **clip)
+    (ext["base"] / "input" / "notes.txt").write_text("not a motion")
+    node = ext["nodes"]["CoMoViLoadMotionFile"]
+    options = next(i for i in node.define_schema().inputs if i.id == "file").options
+    assert "dance_poses.npz" in options and "notes.txt" not in options
+    model = ext["nodes"]["CoMoViLoadSMPLModel"].execute("built-in mannequin (NOT SMPL, demo only)").args[0]
+    motion = node.execute(model, "dance_poses.npz", 0.0, 5.0, 1.0, 0.0, 640, 352, 50.0).args[0]
+    assert motion.num_frames == 4 and motion.fps == 120.0 and motion.camera.image_size == (352, 640)
