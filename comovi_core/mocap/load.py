@@ -33,7 +33,8 @@ def load_motion_file(
 
     Mocap files (AMASS, BVH) have no camera: they are placed in front of one (``placement``: ``distance`` and
     ``height`` in metres, ``yaw`` in degrees, 0 = facing the camera; a centred camera of ``image_size`` (H, W) and
-    ``fov_degrees``). A CoMoVi ``motion.npz`` keeps its own camera and placement; only ``fps`` applies to it."""
+    ``fov_degrees``). A CoMoVi ``motion.npz`` keeps its own camera and placement; only ``fps`` applies to it (its
+    foot contacts, if any, are dropped when it is resampled)."""
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix == ".npz":

@@ -24,7 +24,7 @@ from ..errors import CoMoViError
 MIN_DEPTH = 0.1  # metres: a root joint closer to the camera plane than this cannot be drawn
 
 
-def facing(model: BodyModel, world: WorldMotion, frame: int = 0) -> np.ndarray:
+def facing(world: WorldMotion, frame: int = 0) -> np.ndarray:
     """(3,) the horizontal unit vector the body faces in ``frame`` (SMPL faces +z in its own frame); for a body
     lying face up or down, the way its head points."""
     from scipy.spatial.transform import Rotation  # on use: scipy costs ~0.4 s at ComfyUI start-up
@@ -47,7 +47,7 @@ def view_transform(
     if not math.isfinite(height) or not math.isfinite(yaw):
         raise CoMoViError(f"height and yaw must be finite numbers, got {height} and {yaw}")
     start = root_joint(model, world.betas) + world.transl[0]  # the root joint in frame 0
-    forward = facing(model, world)
+    forward = facing(world)
     eye = np.array([start[0], height, start[2]]) + distance * forward
     up = np.array([0.0, 1.0, 0.0])
     camera = np.stack([np.cross(up, forward), up, forward], axis=1)  # columns: its right, up and back in the world
