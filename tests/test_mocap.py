@@ -127,6 +127,15 @@ def test_smpl_poses_of_72_values_keep_their_own_hand_joints(body, tmp_path):
     assert np.abs(_world_joints(body, world) - want).max() < MM
 
 
+@pytest.mark.parametrize("width", [165, 66])
+def test_smplx_and_body_only_poses_give_the_smplh_body(body, tmp_path, width):
+    smplh_clip = _clip(frames=3)
+    clip = {**smplh_clip, "poses": np.concatenate([smplh_clip["poses"][:, :66], np.ones((3, width - 66))], axis=1)}
+    want = read_amass(_write(tmp_path / "smplh.npz", **smplh_clip), body)
+    got = read_amass(_write(tmp_path / f"w{width}.npz", **clip), body)
+    assert np.array_equal(got.body_pose, want.body_pose) and np.array_equal(got.transl, want.transl)
+
+
 def test_shape_frame_rate_and_gender_variants(body, tmp_path, caplog):
     clip = _clip(frames=2)
     del clip["mocap_framerate"]
