@@ -14,6 +14,7 @@ from .body_nodes import (
     VideoToSMPLMotion,
 )
 from .cache_nodes import CoMoViStepCache
+from .condition_nodes import RenderPoseConditions
 from .export_nodes import ExportSMPL
 from .lora_nodes import LoadCoMoViLora
 from .motion_map_nodes import PreviewSMPLOverlay, RenderMotionMap
@@ -28,6 +29,7 @@ NODES: list[type[io.ComfyNode]] = [
     VideoToSMPLMotion,
     RenderMotionMap,
     PreviewSMPLOverlay,
+    RenderPoseConditions,
     ExportSMPL,
     LoadCoMoVi,
     LoadCoMoViTransformer,

@@ -269,3 +269,26 @@ def test_bad_inputs_say_what_to_fix(mannequin):
     motion.transl[1:, 2] = -3.0  # edited after loading: frames 1 and 2 put the body behind the camera
     with pytest.raises(CoMoViError, match=r"behind the camera in 2 of 3 frames \(1, 2\)"):
         render_pose_conditions(mannequin, motion, backend="torch")
+
+
+def test_node_renders_every_kind_and_reports_progress(ext):
+    import comfy.utils
+
+    nodes = ext["nodes"]
+    model = nodes["CoMoViLoadSMPLModel"].execute("built-in mannequin (NOT SMPL, demo only)").args[0]
+    motion = nodes["CoMoViLoadSMPLMotion"].execute("demo: mannequin waving (built-in)").args[0]
+    skeleton, depth, normal, mesh, keypoints = (
+        nodes["CoMoViRenderPoseConditions"].execute(model, motion, 160, 88, 0.0, "torch").args
+    )
+    bar = comfy.utils.ProgressBar.instances[-1]
+    assert bar.current == bar.total == motion.num_frames == 33
+    for images in (skeleton, depth, normal, mesh):
+        assert images.shape == (33, 88, 160, 3) and images.dtype == torch.float32
+        assert 0.0 <= float(images.min()) and float(images.max()) <= 1.0
+    from comovi_ext.comovi_core.conditions.render import render_pose_conditions as ext_render  # the host's copy
+
+    ref = ext_render(model, motion, camera=motion.camera.resized(88, 160), backend="torch")
+    assert torch.equal(skeleton, ref.skeleton) and torch.equal(normal, ref.normal)
+    assert len(keypoints) == 33 and keypoints[0]["canvas_width"] == 160
+    with pytest.raises(ValueError, match="need a SMPL motion"):
+        nodes["CoMoViRenderPoseConditions"].execute(model, None, 0, 0, 0.0, "torch")
