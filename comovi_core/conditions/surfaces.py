@@ -47,7 +47,8 @@ def render_surfaces(vertices: torch.Tensor, faces: torch.Tensor, camera: Pinhole
     normals = vertex_normals(vertices, faces)  # (T, V, 3)
     images, depth = backend_render_frames(backend)(vertices, faces, normals * 0.5 + 0.5, normals, camera, "flat")
     mask = depth > 0
-    pixel_normals = F.normalize(images * 2 - 1, dim=-1, eps=1e-6) * mask[..., None]
+    pixel_normals = torch.zeros_like(images)
+    pixel_normals[mask] = F.normalize(images[mask] * 2 - 1, dim=-1, eps=1e-6)  # body pixels only: few of them
     return SurfaceFrames(depth, pixel_normals, mask)
 
 
@@ -55,24 +56,26 @@ def depth_image(depth: torch.Tensor, near: float, far: float) -> torch.Tensor:
     """(T, H, W) camera z (0: background) and the clip's z range -> (T, H, W, 3) grey in [0, 1]."""
     inv_near, inv_far = 1.0 / near, 1.0 / far
     mask = depth > 0
-    inverse = torch.where(mask, depth, torch.ones_like(depth)).reciprocal()
+    inverse = depth[mask].reciprocal()
+    grey = torch.zeros_like(depth)
     if inv_near > inv_far:
-        grey = DEPTH_FAR_VALUE + (1.0 - DEPTH_FAR_VALUE) * (inverse - inv_far) / (inv_near - inv_far)
+        scaled = (inverse - inv_far) / (inv_near - inv_far)  # 0 at the farthest vertex, 1 at the nearest
+        grey[mask] = (DEPTH_FAR_VALUE + (1.0 - DEPTH_FAR_VALUE) * scaled).clamp(0.0, 1.0)
     else:  # a clip whose body has a single depth
-        grey = torch.ones_like(inverse)
-    grey = torch.where(mask, grey.clamp(0.0, 1.0), torch.zeros_like(grey))
+        grey[mask] = 1.0
     return grey[..., None].expand(*grey.shape, 3).contiguous()
 
 
 def normal_image(surfaces: SurfaceFrames) -> torch.Tensor:
     """-> (T, H, W, 3) in [0, 1], the module docstring's normal colours."""
-    background = torch.tensor(NORMAL_BACKGROUND, dtype=torch.float32, device=surfaces.normals.device)
-    colors = (1.0 - surfaces.normals) * 0.5
-    return torch.where(surfaces.mask[..., None], colors, background).clamp(0.0, 1.0)
+    image = torch.tensor(NORMAL_BACKGROUND, dtype=torch.float32, device=surfaces.normals.device)
+    image = image.expand(surfaces.normals.shape).contiguous()
+    image[surfaces.mask] = ((1.0 - surfaces.normals[surfaces.mask]) * 0.5).clamp(0.0, 1.0)
+    return image
 
 
 def mesh_image(surfaces: SurfaceFrames) -> torch.Tensor:
     """-> (T, H, W, 3) grey in [0, 1], black background."""
-    grey = MESH_AMBIENT + MESH_DIFFUSE * (-surfaces.normals[..., 2]).clamp_min(0.0)
-    grey = torch.where(surfaces.mask, grey, torch.zeros_like(grey))
+    grey = torch.zeros(surfaces.mask.shape, dtype=torch.float32, device=surfaces.mask.device)
+    grey[surfaces.mask] = MESH_AMBIENT + MESH_DIFFUSE * (-surfaces.normals[surfaces.mask][:, 2]).clamp_min(0.0)
     return grey[..., None].expand(*grey.shape, 3).contiguous()
