@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 from smplx.lbs import batch_rodrigues
 
 from comovi_core.body.camera import PinholeCamera
@@ -292,3 +293,20 @@ def test_node_renders_every_kind_and_reports_progress(ext):
     assert len(keypoints) == 33 and keypoints[0]["canvas_width"] == 160
     with pytest.raises(ValueError, match="need a SMPL motion"):
         nodes["CoMoViRenderPoseConditions"].execute(model, None, 0, 0, 0.0, "torch")
+
+
+def test_command_writes_the_videos_keypoints_and_picture(tmp_path):
+    from comovi_core.conditions.__main__ import main
+    from comovi_core.files.video import probe_video
+
+    out = tmp_path / "conditions"
+    assert main(["--out", str(out), "--height", "88", "--width", "160", "--kinds", "skeleton", "depth"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["depth.mp4", "keypoints.json", "skeleton.mp4"]
+    assert probe_video(out / "skeleton.mp4") == (33, 88, 160)
+    frames = json.loads((out / "keypoints.json").read_text())
+    assert len(frames) == 33 and len(frames[0]["people"][0]["pose_keypoints_2d"]) == 54
+    picture = tmp_path / "picture.png"
+    assert main(["--picture", str(picture), "--height", "88", "--width", "160"]) == 0
+    width, height = Image.open(picture).size
+    assert width % 4 == 0 and 30 < height <= 88  # four panels, cropped to the body
+    assert main([]) == 2  # neither --out nor --picture
