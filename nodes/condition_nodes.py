@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from comfy_api.latest import io
 
-from ..comovi_core.conditions.render import iter_pose_conditions, join_conditions
+from ..comovi_core.conditions.render import render_pose_conditions
 from ..comovi_core.motion_map.render import BACKENDS
 from . import host
 from .sockets import PoseKeypoint, SMPLModel, SMPLMotion
@@ -58,11 +58,13 @@ class RenderPoseConditions(io.ComfyNode):
             camera = camera.resized(height or camera.height, width or camera.width)
         model = smpl_model.to(host.torch_device()) if isinstance(smpl_model, torch.nn.Module) else smpl_model
         progress = host.Progress(getattr(smpl_motion, "num_frames", 0))
-        chunks = []
         with torch.inference_mode():
-            options = {"camera": camera, "line_scale": line_scale, "backend": backend}
-            for chunk in iter_pose_conditions(model, smpl_motion, **options):
-                chunks.append(chunk)
-                progress.step(chunk.keypoints.num_frames)
-        out = join_conditions(chunks)
+            out = render_pose_conditions(
+                model,
+                smpl_motion,
+                camera=camera,
+                line_scale=line_scale,
+                backend=backend,
+                callback=lambda chunk: progress.step(chunk.keypoints.num_frames),
+            )
         return io.NodeOutput(out.skeleton, out.depth, out.normal, out.mesh, out.keypoints.openpose_frames())

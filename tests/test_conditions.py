@@ -293,6 +293,12 @@ def test_node_renders_every_kind_and_reports_progress(ext):
     assert len(keypoints) == 33 and keypoints[0]["canvas_width"] == 160
     with pytest.raises(ValueError, match="need a SMPL motion"):
         nodes["CoMoViRenderPoseConditions"].execute(model, None, 0, 0, 0.0, "torch")
+    import comfy.model_management as mm
+
+    mm.INTERRUPT["flag"] = True
+    with pytest.raises(mm.InterruptProcessingException):
+        nodes["CoMoViRenderPoseConditions"].execute(model, motion, 64, 36, 0.0, "torch")
+    assert comfy.utils.ProgressBar.instances[-1].current == 0  # stopped at the first chunk, not after all 33 frames
 
 
 def test_command_writes_the_videos_keypoints_and_picture(tmp_path):

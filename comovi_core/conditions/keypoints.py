@@ -89,7 +89,7 @@ class PoseKeypoints:
     """COCO-18 keypoints of T frames (order ``COCO18_NAMES``)."""
 
     camera_points: torch.Tensor  # (T, 18, 3) float32 camera space, metres
-    points: torch.Tensor  # (T, 18, 2) float32 image points (u, v), pixel centres at +0.5
+    points: torch.Tensor  # (T, 18, 2) float32 image points (u, v), pixel centres at +0.5; 0 where skipped
     confidence: torch.Tensor  # (T, 18) float32, 1 where the keypoint is drawn, 0 where it is skipped
     image_size: tuple[int, int]  # (H, W) of the image the points belong to
 

@@ -15,7 +15,7 @@ of the motion map's rasteriser; asking for the skeleton alone skips it.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -48,11 +48,11 @@ class PoseConditions:
 
 def check_condition_inputs(model, motion, kinds: Sequence[str]) -> None:
     """Refuse missing inputs and unknown kinds before any work, saying what to connect or choose."""
-    if not isinstance(model, BodyModel):
+    if not all(hasattr(model, a) for a in ("smpl", "faces", "is_standin")):
         raise CoMoViError(
             f"pose conditions need a SMPL body model (load one with Load SMPL Model), got {type(model).__name__}"
         )
-    if not isinstance(motion, SMPLMotion):
+    if not all(hasattr(motion, a) for a in ("camera", "full_pose", "num_frames")):
         raise CoMoViError(
             "pose conditions need a SMPL motion (from the CoMoVi sampler, Video To SMPL Motion or Load SMPL Motion), "
             f"got {type(motion).__name__}"
@@ -123,22 +123,26 @@ def iter_pose_conditions(
         yield PoseConditions(part, skeleton, depth, normal, mesh, start)
 
 
-def render_pose_conditions(model: BodyModel, motion: SMPLMotion, **options) -> PoseConditions:
-    """All pose conditions of ``motion`` at once; same arguments as ``iter_pose_conditions``."""
-    chunks = list(iter_pose_conditions(model, motion, **options))
-    return join_conditions(chunks)
+def render_pose_conditions(
+    model: BodyModel, motion: SMPLMotion, *, callback: Callable[[PoseConditions], None] | None = None, **options
+) -> PoseConditions:
+    """All pose conditions of ``motion`` at once, on the CPU; the other arguments as ``iter_pose_conditions``.
 
-
-def join_conditions(chunks: list[PoseConditions]) -> PoseConditions:
-    """Chunks of one clip, in order -> one ``PoseConditions``."""
-
-    def cat(kind):
-        images = [c.image(kind) for c in chunks]
-        return None if images[0] is None else torch.cat([i.cpu() for i in images])
-
-    first = chunks[0].keypoints
-    keypoints = PoseKeypoints(
-        *(torch.cat([getattr(c.keypoints, f) for c in chunks]) for f in ("camera_points", "points", "confidence")),
-        first.image_size,
+    callback(chunk) runs after each chunk of frames (progress; raising from it stops the render). The pictures are
+    filled in place chunk by chunk, so the peak memory is the result plus one chunk."""
+    images: dict[str, torch.Tensor] = {}
+    keypoints = []
+    for chunk in iter_pose_conditions(model, motion, **options):
+        for kind in CONDITION_KINDS:
+            image = chunk.image(kind)
+            if image is not None:
+                whole = images.setdefault(kind, torch.empty((motion.num_frames, *image.shape[1:]), dtype=image.dtype))
+                whole[chunk.first_frame : chunk.first_frame + image.shape[0]] = image
+        keypoints.append(chunk.keypoints)
+        if callback is not None:
+            callback(chunk)
+    joined = PoseKeypoints(
+        *(torch.cat([getattr(k, f).cpu() for k in keypoints]) for f in ("camera_points", "points", "confidence")),
+        keypoints[0].image_size,
     )
-    return PoseConditions(keypoints, *(cat(k) for k in CONDITION_KINDS), chunks[0].first_frame)
+    return PoseConditions(joined, *(images.get(k) for k in CONDITION_KINDS), 0)
