@@ -15,7 +15,7 @@ from comovi_core.body.camera import PinholeCamera
 from comovi_core.body.mannequin import demo_motion
 from comovi_core.body.motion_file import SMPLMotion
 from comovi_core.body.smpl import camera_vertices, load_body_model
-from comovi_core.conditions.keypoints import COCO18_NAMES, HEAD_FACE_OFFSETS, SMPL_FACE_VERTICES
+from comovi_core.conditions.keypoints import COCO18_NAMES, HEAD_FACE_OFFSETS, SMPL_FACE_VERTICES, project_keypoints
 from comovi_core.conditions.render import render_pose_conditions
 from comovi_core.conditions.skeleton import COLORS, LIMBS, limb_color, skeleton_style, stick_scale
 from comovi_core.errors import CoMoViError
@@ -339,3 +339,13 @@ def test_opengl_backend_draws_the_same_surfaces(mannequin):
     for kind in kinds:
         difference = (torch_out.image(kind)[both] - gl_out.image(kind)[both]).abs()
         assert float(difference.max()) < 2 / 255, kind  # measured: at most 0.8 / 255
+
+
+def test_keypoints_behind_the_camera_are_skipped():
+    camera = PinholeCamera.default_for(HEIGHT, WIDTH)
+    points = torch.tensor([[0.0, 0.0, 2.0], [0.1, 0.0, -1.0], [0.0, 0.2, 0.0]]).repeat(1, 6, 1)  # (1, 18, 3)
+    face_normals = torch.tensor([0.0, 0.0, -1.0]).expand(1, 5, 3)  # every face point faces the camera
+    keypoints = project_keypoints(points, face_normals, camera)
+    assert keypoints.confidence[0, :3].tolist() == [1.0, 0.0, 0.0]
+    assert torch.isfinite(keypoints.points).all() and keypoints.points[0, 1:3].abs().sum() == 0
+    assert keypoints.points[0, 0].tolist() == [WIDTH / 2, HEIGHT / 2]
