@@ -14,6 +14,7 @@ from .body_nodes import (
     VideoToSMPLMotion,
 )
 from .cache_nodes import CoMoViStepCache
+from .condition_nodes import RenderPoseConditions
 from .export_nodes import ExportSMPL
 from .lora_nodes import LoadCoMoViLora
 from .mocap_nodes import LoadMotionFile
@@ -30,6 +31,7 @@ NODES: list[type[io.ComfyNode]] = [
     VideoToSMPLMotion,
     RenderMotionMap,
     PreviewSMPLOverlay,
+    RenderPoseConditions,
     ExportSMPL,
     LoadCoMoVi,
     LoadCoMoViTransformer,

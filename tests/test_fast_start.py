@@ -29,6 +29,7 @@ CLIS = (
     "checkpoint",
     "motion_map",
     "capture",
+    "conditions",
 )
 
 # Runs each CLI as `python -m` would (run_name="__main__") with --help, in one fresh interpreter.

@@ -24,6 +24,7 @@ def test_registration(ext):
         "CoMoViEstimateSMPL",
         "CoMoViRenderMotionMap",
         "CoMoViPreviewSMPLOverlay",
+        "CoMoViRenderPoseConditions",
         "CoMoViSMPLMotionFrame",
         "CoMoViConcatSMPLMotions",
         "CoMoViVideoToSMPLMotion",

@@ -83,7 +83,8 @@ def resolve_backend(backend: str, device: torch.device, pixels: int | None = Non
     return chosen
 
 
-def _backend_fn(backend: str) -> Callable:
+def backend_render_frames(backend: str) -> Callable:
+    """The ``render_frames`` function of a concrete backend name (see the module docstring for its contract)."""
     if backend == "torch":
         from .raster_torch import render_frames
     elif backend == "pyrender":
@@ -129,7 +130,7 @@ def iter_motion_maps(
     part_ids = torch.as_tensor(part_ids, device=device).long()
     check_mesh(vertices, faces, part_ids)
     chosen = resolve_backend(backend, device, vertices.shape[0] * camera.height * camera.width)
-    render_frames = _backend_fn(chosen)
+    render_frames = backend_render_frames(chosen)
     for start in range(0, vertices.shape[0], max(1, frames_per_chunk)):
         verts = vertices[start : start + frames_per_chunk]
         normals = vertex_normals(verts, faces)
