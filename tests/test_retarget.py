@@ -368,3 +368,25 @@ def test_mixamo_names_without_the_prefix_and_a_named_skeleton(body, motion, tmp_
         assert np.abs(_joints(body, read_bvh(path, body, skeleton=skeleton, betas=motion.betas)) - want).max() < MM
     with pytest.raises(CoMoViError, match=r"has no bones \['pelvis'"):
         read_bvh(tmp_path / "m.bvh", body, skeleton="ue5")
+
+
+def test_a_z_up_file_is_turned_upright(body, motion, tmp_path):
+    from comovi_core.export.bvh import animation_bvh
+    from comovi_core.mocap.bvh import parse_bvh
+    from comovi_core.retarget.animation import SkeletonAnimation
+
+    path = write_bvh(tmp_path / "y.bvh", body, motion, ExportOptions(skeleton="mixamo"))
+    a = parse_bvh(path).animation
+    to_z = np.array([[1.0, 0, 0], [0, 0, -1], [0, 1, 0]])  # y up -> z up, +z forward -> -y forward
+    z_up = SkeletonAnimation(
+        a.names,
+        a.parents,
+        a.offsets @ to_z.T,
+        to_z @ a.rotations @ to_z.T,
+        a.root_position @ to_z.T,
+        a.fps,
+        a.end_sites,
+    )
+    (tmp_path / "z.bvh").write_text(animation_bvh(z_up))
+    back = read_bvh(tmp_path / "z.bvh", body, betas=motion.betas)
+    assert np.abs(_joints(body, back) - _joints(body, motion_to_world(body, motion))).max() < MM

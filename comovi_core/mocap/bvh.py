@@ -22,7 +22,7 @@ from ..body.smpl import BodyModel
 from ..body.world import WorldMotion
 from ..errors import CoMoViError
 from ..retarget.animation import SkeletonAnimation, rest_positions
-from ..retarget.mapping import from_skeleton
+from ..retarget.mapping import from_skeleton, shortest_turn
 from ..retarget.skeletons import SKELETONS, TargetSkeleton
 
 log = logging.getLogger(__name__)
@@ -224,6 +224,7 @@ def read_bvh(
         target = SKELETONS[skeleton]
     else:
         raise CoMoViError(f"skeleton must be 'auto' or one of {', '.join(SKELETONS)}, got {skeleton!r}")
+    animation = _upright(bvh.animation, target, path)
     log.info(
         "%s: %s skeleton, %d frames at %.4g fps, rest height %.4g file units (%s); root motion scaled to the body",
         path.name,
@@ -233,4 +234,32 @@ def read_bvh(
         bvh.height,
         bvh.unit if bvh.unit != "unknown" else "units not metres or centimetres",
     )
-    return from_skeleton(model, bvh.animation, target, betas=betas, source=str(path))
+    return from_skeleton(model, animation, target, betas=betas, source=str(path))
+
+
+def _upright(animation: SkeletonAnimation, skeleton: TargetSkeleton, path: Path) -> SkeletonAnimation:
+    """``animation`` turned into a y-up world when its rest skeleton stands along another axis (a Z-up file, as
+    3ds Max or Blender write without axis conversion): the axis nearest the pelvis-to-head direction becomes +y
+    by the shortest turn (so Z-up's -y forward becomes +z, SMPL's forward)."""
+    plain = [name.rsplit(":", 1)[-1] for name in animation.names]
+    pelvis, head = skeleton.mapped[0], skeleton.mapped[15]
+    if pelvis not in plain or head not in plain:
+        return animation  # from_skeleton names the missing bones
+    rest = rest_positions(animation)
+    up = rest[plain.index(head)] - rest[plain.index(pelvis)]
+    axis = int(np.argmax(np.abs(up)))
+    if axis == 1 and up[1] > 0:
+        return animation
+    was = np.eye(3)[axis] * np.sign(up[axis])
+    turn = shortest_turn(was, np.array([0.0, 1.0, 0.0]))
+    log.info("%s stands along %s: turned to y-up", path.name, ("-" if up[axis] < 0 else "+") + "xyz"[axis])
+    return SkeletonAnimation(
+        animation.names,
+        animation.parents,
+        animation.offsets @ turn.T,
+        turn @ animation.rotations @ turn.T,
+        animation.root_position @ turn.T,
+        animation.fps,
+        end_sites=None if animation.end_sites is None else animation.end_sites @ turn.T,
+        translations=None if animation.translations is None else animation.translations @ turn.T,
+    )
