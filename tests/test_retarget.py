@@ -390,3 +390,16 @@ def test_a_z_up_file_is_turned_upright(body, motion, tmp_path):
     (tmp_path / "z.bvh").write_text(animation_bvh(z_up))
     back = read_bvh(tmp_path / "z.bvh", body, betas=motion.betas)
     assert np.abs(_joints(body, back) - _joints(body, motion_to_world(body, motion))).max() < MM
+
+
+def test_cmu_through_the_library_round_trips(body, motion, tmp_path):
+    """CMU is not offered by the command or the node, but the library writes it and reads it back."""
+    from comovi_core.export.bvh import animation_bvh
+    from comovi_core.retarget.mapping import to_skeleton
+    from comovi_core.retarget.skeletons import CMU
+
+    world = motion_to_world(body, motion)
+    (tmp_path / "cmu.bvh").write_text(animation_bvh(to_skeleton(body, world, CMU)))
+    back = read_bvh(tmp_path / "cmu.bvh", body, betas=motion.betas)
+    assert np.abs(_joints(body, back) - _joints(body, world)).max() < MM
+    np.testing.assert_allclose(back.body_pose, world.body_pose, atol=1e-4)  # CMU has a bone for every SMPL joint

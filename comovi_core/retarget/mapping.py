@@ -144,10 +144,9 @@ def to_skeleton(model: BodyModel, world: WorldMotion, skeleton: TargetSkeleton) 
 
     offsets = positions - np.where(np.array(parents)[:, None] >= 0, positions[parents], 0.0)
     offsets[0] = 0.0  # the root's place is in root_position
-    pelvis = rest[0] + world.transl  # SMPL turns the body about the rest root joint
-    root = skeleton.bones[0]
-    if root.joint is None:  # a root on the floor: it follows the pelvis at its rest distance
-        pelvis = pelvis - (positions[names.index(skeleton.mapped[0])] - positions[0])
+    root_position = rest[0] + world.transl  # the pelvis: SMPL turns the body about the rest root joint
+    if skeleton.bones[0].joint is None:  # a root on the floor: it follows the pelvis at its rest distance
+        root_position = root_position - (positions[names.index(skeleton.mapped[0])] - positions[0])
     ends = np.zeros((len(names), 3))
     for b, bone in enumerate(skeleton.bones):
         if b in parents or bone.joint is None:
@@ -160,7 +159,7 @@ def to_skeleton(model: BodyModel, world: WorldMotion, skeleton: TargetSkeleton) 
         parents,
         offsets,
         rotations,
-        pelvis,
+        root_position,
         world.fps,
         end_sites=ends,
         joints=[b.joint for b in skeleton.bones],
@@ -186,14 +185,17 @@ def measured_alignment(rest: np.ndarray, file_rest: np.ndarray, bone_of: dict[in
         dst = np.array([file_rest[bone_of[c]] - file_rest[bone_of[j]] for c in kids])
         usable = [k for k in range(len(kids)) if np.linalg.norm(src[k]) > 1e-9 and np.linalg.norm(dst[k]) > 1e-9]
         src, dst = src[usable], dst[usable]
-        if len(src) >= 2 and np.linalg.matrix_rank(src / np.linalg.norm(src, axis=1, keepdims=True), tol=1e-6) >= 2:
-            unit = lambda v: v / np.linalg.norm(v, axis=1, keepdims=True)  # noqa: E731
-            align[j] = Rotation.align_vectors(unit(dst), unit(src))[0].as_matrix()
+        if len(src) >= 2 and np.linalg.matrix_rank(_unit_rows(src), tol=1e-6) >= 2:
+            align[j] = Rotation.align_vectors(_unit_rows(dst), _unit_rows(src))[0].as_matrix()
         elif len(src) >= 1:
             align[j] = shortest_turn(base @ src[0], dst[0]) @ base
         else:
             align[j] = base
     return align
+
+
+def _unit_rows(vectors: np.ndarray) -> np.ndarray:
+    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
 
 
 def leg_length(points: np.ndarray, index: dict[int, int] | None = None) -> float:
