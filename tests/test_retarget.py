@@ -333,9 +333,19 @@ def test_a_hand_written_cmu_file_arrives_with_its_pose(body, tmp_path, caplog):
         (lambda t: t.replace("\n100 93 0 ", "\n100 nan 0 ", 1), r"\(frame 2\) has NaN or infinite values"),
         (lambda t: t.split("Frames:")[0] + "Frames: 0\nFrame Time: 0.03\n", "it has 0 frames"),
         (lambda t: t.split("MOTION")[0], "no MOTION section"),
+        (lambda t: t.replace("OFFSET 0 -40 -3", "OFFSET 0 -40", 1), "the HIERARCHY is malformed"),
         (lambda t: t.replace("LeftUpLeg", "LeftThigh").replace("LowerBack", "Waist"), "unknown skeleton"),
     ],
-    ids=["truncated", "truncated-line", "channel-count", "nan", "zero-frames", "no-motion", "unknown-skeleton"],
+    ids=[
+        "truncated",
+        "truncated-line",
+        "channel-count",
+        "nan",
+        "zero-frames",
+        "no-motion",
+        "offset",
+        "unknown-skeleton",
+    ],
 )
 def test_bad_bvh_files_say_what_is_wrong(body, tmp_path, edit, message):
     path = tmp_path / "bad.bvh"

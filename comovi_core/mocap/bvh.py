@@ -115,8 +115,8 @@ def parse_bvh(path: str | Path) -> BVHFile:
                 k += 2 + count
             else:
                 raise _fail(path, f"unexpected word {word!r} in the HIERARCHY")
-    except (IndexError, ValueError) as err:
-        raise _fail(path, f"the HIERARCHY is malformed ({err})") from None
+    except (IndexError, ValueError, StopIteration) as err:
+        raise _fail(path, f"the HIERARCHY is malformed ({type(err).__name__}: {err})") from None
     if not names or stack:
         raise _fail(path, "the HIERARCHY has no joints or unbalanced braces")
     for b, chans in enumerate(channels):
