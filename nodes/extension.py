@@ -16,12 +16,14 @@ from .body_nodes import (
 from .cache_nodes import CoMoViStepCache
 from .export_nodes import ExportSMPL
 from .lora_nodes import LoadCoMoViLora
+from .mocap_nodes import LoadMotionFile
 from .motion_map_nodes import PreviewSMPLOverlay, RenderMotionMap
 from .sampler_nodes import DualSampler, LoadCoMoVi, LoadCoMoViTransformer
 
 NODES: list[type[io.ComfyNode]] = [
     LoadSMPLModel,
     LoadSMPLMotion,
+    LoadMotionFile,
     EstimateSMPL,
     SMPLMotionFrame,
     ConcatSMPLMotions,

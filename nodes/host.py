@@ -83,7 +83,8 @@ def input_file(name: str) -> str:
     return folder_paths.get_annotated_filepath(name)
 
 
-def input_files(extension: str) -> list[str]:
+def input_files(extension: str | tuple[str, ...]) -> list[str]:
+    """Files in ComfyUI's input folder whose names end with ``extension`` (or one of several), sorted."""
     folder = folder_paths.get_input_directory()
     return sorted(f for f in os.listdir(folder) if f.lower().endswith(extension)) if os.path.isdir(folder) else []
 

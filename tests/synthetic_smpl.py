@@ -65,3 +65,39 @@ def write_chumpy_pickle(path: Path, arrays: dict | None = None) -> Path:
             else:
                 sys.modules[k] = v
     return path
+
+
+SMPLH_HAND_JOINTS = 15  # per hand: five fingers of three joints
+
+
+def smplh_like_arrays() -> dict:
+    """The stand-in body in SMPL-H's layout (52 joints): SMPL's root and 21 body joints, then 15 joints per hand
+    (five chains of three from each wrist, all placed at SMPL's hand joint). Each hand's vertices are skinned to its
+    first finger joint, so with flat hands the body is SMPL's with joints 22 and 23 unposed."""
+    smpl = smpl_like_arrays()
+    parents, joints = list(smpl["kintree_table"][0, :22]), [smpl["J_regressor"][i] for i in range(22)]
+    weights = np.zeros((smpl["weights"].shape[0], 22 + 2 * SMPLH_HAND_JOINTS))
+    weights[:, :22] = smpl["weights"][:, :22]
+    for wrist, hand in ((20, 22), (21, 23)):
+        first = len(parents)
+        weights[:, first] = smpl["weights"][:, hand]
+        for finger in range(5):
+            chain = [first + 3 * finger + k for k in range(3)]
+            parents += [wrist, chain[0], chain[1]]
+            joints += [smpl["J_regressor"][hand]] * 3
+    posedirs = np.zeros(smpl["posedirs"].shape[:2] + (9 * (len(parents) - 1),))
+    posedirs[..., : 9 * 21] = smpl["posedirs"][..., : 9 * 21]  # the 21 body joints' correctives
+    kintree = np.stack([np.array(parents, np.int64), np.arange(len(parents))])
+    kintree[0, 0] = -1
+    return {
+        **smpl,
+        "J_regressor": np.stack(joints),
+        "weights": weights,
+        "kintree_table": kintree,
+        "posedirs": posedirs,
+        "J": np.stack(joints) @ smpl["v_template"],
+        "hands_componentsl": np.eye(3 * SMPLH_HAND_JOINTS),
+        "hands_componentsr": np.eye(3 * SMPLH_HAND_JOINTS),
+        "hands_meanl": np.zeros(3 * SMPLH_HAND_JOINTS),
+        "hands_meanr": np.zeros(3 * SMPLH_HAND_JOINTS),
+    }

@@ -20,6 +20,7 @@ def test_registration(ext):
     assert set(ext["nodes"]) == {
         "CoMoViLoadSMPLModel",
         "CoMoViLoadSMPLMotion",
+        "CoMoViLoadMotionFile",
         "CoMoViEstimateSMPL",
         "CoMoViRenderMotionMap",
         "CoMoViPreviewSMPLOverlay",
