@@ -4,6 +4,7 @@ wrong."""
 
 from __future__ import annotations
 
+import copy
 import logging
 
 import numpy as np
@@ -413,3 +414,17 @@ def test_cmu_through_the_library_round_trips(body, motion, tmp_path):
     back = read_bvh(tmp_path / "cmu.bvh", body, betas=motion.betas)
     assert np.abs(_joints(body, back) - _joints(body, world)).max() < MM
     np.testing.assert_allclose(back.body_pose, world.body_pose, atol=1e-4)  # CMU has a bone for every SMPL joint
+
+
+def test_load_motion_file_reads_our_bvh(body, motion, tmp_path):
+    """mocap.load (the Load Motion File node's core) reads a BVH through read_bvh: the pose arrives unchanged."""
+    from comovi_core.mocap.load import load_motion_file
+
+    motion = copy.deepcopy(motion)
+    motion.betas = np.zeros(10)  # a BVH has no betas: it is read onto the zero shape
+    path = write_bvh(tmp_path / "clip.bvh", body, motion, ExportOptions(skeleton="ue5"))
+    loaded = load_motion_file(path, body)
+    assert loaded.num_frames == 6 and loaded.fps == pytest.approx(16.0, rel=1e-5)
+    source = Rotation.from_rotvec(motion.body_pose.reshape(-1, 3)).as_matrix().reshape(6, 23, 3, 3)
+    result = Rotation.from_rotvec(loaded.body_pose.reshape(-1, 3)).as_matrix().reshape(6, 23, 3, 3)
+    np.testing.assert_allclose(result[:, :21], source[:, :21], atol=1e-4)  # UE5 has no bones for the hand tips
