@@ -109,3 +109,58 @@ def test_obj_sequence_and_bad_output(tmp_path, caplog):
     with pytest.raises(CoMoViError, match="which is a file"):
         save_motion(tmp_path / "m.npz" / "inner" / "x.npz", motion)
     torch.manual_seed(0)
+
+
+def _root_rows(text: str) -> tuple[np.ndarray, float, int]:
+    """The root's (x, y, z) of every frame, the frame time and the frame count of a BVH text."""
+    lines = text.splitlines()
+    at = lines.index("MOTION")
+    count, frame_time = int(lines[at + 1].split()[1]), float(lines[at + 2].split()[2])
+    return np.array([[float(v) for v in line.split()[:3]] for line in lines[at + 3 :] if line]), frame_time, count
+
+
+def test_in_place_ground_and_fps_do_what_they_say(tmp_path):
+    motion = demo_motion(num_frames=6)
+    save_motion(tmp_path / "m.npz", motion)
+    args = [str(tmp_path / "m.npz"), "--format", "bvh", "--skeleton", "mixamo"]
+    for name, extra in (("plain", []), ("place", ["--in-place"]), ("ground", ["--ground"]), ("fps", ["--fps", "8"])):
+        assert main(args + ["--out", str(tmp_path / f"{name}.bvh")] + extra) == 0
+    plain, frame_time, count = _root_rows((tmp_path / "plain.bvh").read_text())
+    assert (count, frame_time) == (6, 0.0625) and np.ptp(plain[:, 0]) > 0.1  # the demo sways along x
+    place, _, _ = _root_rows((tmp_path / "place.bvh").read_text())
+    np.testing.assert_allclose(place[:, [0, 2]], 0.0, atol=1e-6)  # no horizontal root motion
+    np.testing.assert_allclose(place[:, 1], plain[:, 1], atol=1e-6)  # the height stays
+    model = load_body_model(None)
+    lowest = (camera_vertices(model, motion).vertices.double().numpy() @ TO_WORLD.T)[..., 1].min()  # a foot
+    ground, _, _ = _root_rows((tmp_path / "ground.bvh").read_text())
+    np.testing.assert_allclose(ground - plain, np.tile([0.0, -lowest, 0.0], (6, 1)), atol=2e-6)
+    fps, frame_time, count = _root_rows((tmp_path / "fps.bvh").read_text())
+    assert (count, frame_time) == (3, 0.125)  # 6 frames at 16 fps -> 3 at 8 over the same time
+    np.testing.assert_allclose(fps, plain[::2], atol=1e-6)
+    assert "ROOT mixamorig:Hips" in (tmp_path / "fps.bvh").read_text()
+    # OBJ meshes follow the clip options too: on the ground, the lowest vertex of the clip is at y = 0
+    assert main([str(tmp_path / "m.npz"), "--format", "obj", "--out", str(tmp_path / "objs"), "--ground"]) == 0
+    ys = [
+        float(line.split()[2])
+        for f in sorted((tmp_path / "objs").iterdir())
+        for line in f.read_text().splitlines()
+        if line.startswith("v ")
+    ]
+    assert min(ys) == pytest.approx(0.0, abs=2e-6)
+
+
+def test_fbx_without_bpy_says_how_to_get_it(tmp_path, monkeypatch, caplog):
+    import sys
+
+    from comovi_core.errors import CoMoViError
+    from comovi_core.export.fbx import write_fbx
+
+    monkeypatch.setitem(sys.modules, "bpy", None)  # import bpy raises ImportError, installed or not
+    motion = demo_motion(num_frames=2)
+    with pytest.raises(CoMoViError, match="pip install bpy"):
+        write_fbx(tmp_path / "clip.fbx", load_body_model(None), motion)
+    save_motion(tmp_path / "m.npz", motion)
+    assert main([str(tmp_path / "m.npz"), "--format", "fbx", "--out", str(tmp_path / "clip.fbx")]) == 2
+    assert "pip install bpy" in caplog.text and not (tmp_path / "clip.fbx").exists()
+    assert main([str(tmp_path / "m.npz"), "--format", "fbx", "--out", str(tmp_path / "clip.glb")]) == 2
+    assert "must end in .fbx" in caplog.text

@@ -41,8 +41,8 @@ def _read_glb(path):
     return doc, accessor
 
 
-def _skinned(doc, accessor, frame):
-    """Evaluate the glTF scene at key ``frame``: node TRS hierarchy -> joint matrices -> linear blend skinning."""
+def _node_world(doc, accessor, frame) -> dict[int, np.ndarray]:
+    """Node index -> its (4, 4) world matrix at key ``frame`` of the animation (node TRS hierarchy)."""
     nodes = [dict(n) for n in doc["nodes"]]
     for channel in doc["animations"][0]["channels"]:
         sampler = doc["animations"][0]["samplers"][channel["sampler"]]
@@ -60,6 +60,12 @@ def _skinned(doc, accessor, frame):
 
     for root in doc["scenes"][0]["nodes"]:
         visit(root, np.eye(4))
+    return world
+
+
+def _skinned(doc, accessor, frame):
+    """Evaluate the glTF scene at key ``frame``: node TRS hierarchy -> joint matrices -> linear blend skinning."""
+    world = _node_world(doc, accessor, frame)
     skin = doc["skins"][0]
     ibm = accessor(skin["inverseBindMatrices"]).reshape(-1, 4, 4).transpose(0, 2, 1)  # stored column-major
     joint_mats = np.stack([world[j] @ ibm[k] for k, j in enumerate(skin["joints"])])
@@ -122,3 +128,34 @@ def test_cli_and_node_write_glb(scene, tmp_path, caplog):
     assert (tmp_path / "clip.glb").read_bytes() == reference.read_bytes()  # deterministic, same as the library call
     assert main([str(tmp_path / "m.npz"), "--format", "glb", "--out", str(tmp_path / "clip.gltf")]) == 2
     assert "must end in .glb" in caplog.text and not (tmp_path / "clip.gltf").exists()
+
+
+@pytest.mark.parametrize("skeleton", ["ue5", "mixamo", "vrm"])
+def test_retargeted_glb_bones_land_on_the_smpl_joints_and_skin_the_body(scene, skeleton, tmp_path):
+    from comovi_core.export.skeleton import ExportOptions
+
+    body, motion, _ = scene
+    path = write_glb(tmp_path / f"{skeleton}.glb", body, motion, ExportOptions(skeleton=skeleton))
+    doc, accessor = _read_glb(path)
+    names = [n["name"] for n in doc["nodes"]]
+    carried = {  # bone -> SMPL joint index, a few per skeleton
+        "ue5": {"pelvis": 0, "spine_03": 9, "neck_01": 12, "upperarm_l": 16, "hand_r": 21, "calf_l": 4, "ball_r": 11},
+        "mixamo": {"mixamorig:Hips": 0, "mixamorig:LeftForeArm": 18, "mixamorig:RightToeBase": 11},
+        "vrm": {"hips": 0, "upperChest": 9, "leftLowerArm": 18, "rightFoot": 8, "head": 15},
+    }[skeleton]
+    assert set(carried) <= set(names) and names[-1] == "body"
+    if skeleton == "ue5":
+        assert names[:2] == ["root", "pelvis"] and {"spine_04", "spine_05", "neck_02"} <= set(names)
+    reference = copy.deepcopy(body)
+    reference.smpl.posedirs.zero_()
+    with torch.no_grad():
+        joints = camera_vertices(body, motion).joints.double().numpy() @ CAMERA_TO_WORLD.T
+        want = camera_vertices(reference, motion).vertices.double().numpy() @ CAMERA_TO_WORLD.T
+    for frame in (0, 3, 5):
+        world = _node_world(doc, accessor, frame)
+        for bone, joint in carried.items():
+            assert np.abs(world[names.index(bone)][:3, 3] - joints[frame, joint]).max() < 1e-3  # within 1 mm
+        assert np.abs(_skinned(doc, accessor, frame) - want[frame]).max() < 1e-4  # the same skin as SMPL's
+    import trimesh
+
+    assert trimesh.load(path, force="mesh", process=False).vertices.shape == (6890, 3)

@@ -224,6 +224,14 @@ def test_export_node_writes_inside_the_output_folder(ext):
     assert open(paths[4], "rb").read(4) == b"glTF"
     assert load_motion(paths[0]).num_frames == 33 and "Frames: 33" in open(paths[1]).read()
     assert len(list((out / "comovi" / "clip_00001").glob("*.obj"))) == 33
+    # the widgets appended last: skeleton, in_place, ground, fps (a saved workflow without them exports as before)
+    name = export.execute(model, motion, "bvh", "comovi/mixamo", "mixamo", True, True, 8.0).args[0]
+    text = open(out / name).read()
+    assert "ROOT mixamorig:Hips" in text and "Frames: 17" in text and "Frame Time: 0.125000" in text
+    root = [line.split()[:3] for line in text.splitlines()[text.splitlines().index("MOTION") + 3 :]]
+    assert {float(r[0]) for r in root} == {0.0} and {float(r[2]) for r in root} == {0.0}  # in place
+    with pytest.raises(CoMoViError, match="skeleton must be one of smpl, mixamo, ue5, vrm"):
+        export.execute(model, motion, "bvh", "comovi/x", "maya")
     with pytest.raises(CoMoViError, match="outside ComfyUI's output folder"):
         export.execute(model, motion, "bvh", "../../escape")
     with pytest.raises(CoMoViError, match="no 3D head"):

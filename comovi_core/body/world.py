@@ -63,11 +63,16 @@ def _finite(value, name: str, what: str) -> np.ndarray:
     return arr
 
 
-def root_joint(model: BodyModel, betas: np.ndarray) -> np.ndarray:
-    """(3,) the root (pelvis) joint of the shaped body in the T-pose, model space: SMPL turns the body about it."""
+def rest_joints(model: BodyModel, betas: np.ndarray) -> np.ndarray:
+    """(24, 3) joints of the shaped body in the T-pose, SMPL model space (y up)."""
     with torch.no_grad():
         out = model(torch.zeros(1, 3), torch.zeros(1, 69), torch.as_tensor(np.asarray(betas), dtype=torch.float32))
-    return out.joints[0, 0].double().numpy()
+    return out.joints[0].double().numpy()
+
+
+def root_joint(model: BodyModel, betas: np.ndarray) -> np.ndarray:
+    """(3,) the root (pelvis) joint of the shaped body in the T-pose, model space: SMPL turns the body about it."""
+    return rest_joints(model, betas)[0]
 
 
 def rigid_transform(

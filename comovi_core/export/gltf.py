@@ -1,8 +1,11 @@
 """Export a SMPL motion as an animated, skinned glTF 2.0 binary (``.glb``): Blender, Unreal, Maya, Houdini, three.js.
 
-One file holds the shaped body mesh in its rest pose (T-pose, betas applied), a 24-joint skin with
-SMPL's skinning weights (the strongest 4, or 8 when a vertex has more, renormalised), and one animation:
-per-joint rotations and the root's translation, one key per motion frame at the motion's fps (LINEAR).
+One file holds the shaped body mesh in its rest pose (T-pose, betas applied), a skin on the skeleton's bones
+(SMPL's 24 joints, or a retargeted skeleton's: Mixamo, UE5, VRM) with SMPL's skinning weights moved onto the
+bones that carry their joints (the strongest 4, or 8 when a vertex has more, renormalised), and one animation:
+per-bone rotations and the root's translation, one key per motion frame (LINEAR). Bones rest in the skeleton's
+rest pose (UE5: the A-pose) with world-aligned axes, as in the BVH export; the inverse bind matrices bind the
+T-pose mesh to it. In-between bones (UE5 ``spine_04``) carry no vertices.
 World: y up, metres, the camera at the origin looking down -z (as the BVH/OBJ exports). glTF skinning
 is plain linear blend skinning, so SMPL's pose-corrective blend shapes are not included: expect
 millimetres of difference at bent joints (compare the OBJ sequence, which has them).
@@ -17,11 +20,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..body.mannequin import PARENTS
 from ..body.motion_file import SMPLMotion
-from ..body.parts import SMPL_JOINT_NAMES
 from ..body.smpl import BodyModel
 from ..files.atomic import atomic_path
-from .skeleton import CAMERA_TO_WORLD, rest_joints
+from ..retarget.animation import SkeletonAnimation, rest_positions
+from .skeleton import ExportOptions, export_animation, rest_joints
 
 _FLOAT, _UINT, _USHORT = 5126, 5125, 5123
 _ARRAY, _ELEMENTS = 34962, 34963
@@ -55,7 +59,7 @@ class _Buffer:
 
 
 def _skin_sets(weights: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
-    """(V, 24) weights -> one or two (joints (V, 4) uint16, weights (V, 4) float32) sets, renormalised."""
+    """(V, J) weights -> one or two (joints (V, 4) uint16, weights (V, 4) float32) sets, renormalised."""
     order = np.argsort(-weights, axis=1)[:, :8]
     top = np.take_along_axis(weights, order, axis=1)
     sets = 1 if np.all(top[:, 4:] <= 1e-8) else 2
@@ -66,50 +70,74 @@ def _skin_sets(weights: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
     ]
 
 
-def glb_bytes(model: BodyModel, motion: SMPLMotion) -> bytes:
-    """The ``.glb`` file for ``motion`` on ``model`` (see the module docstring)."""
-    rest = rest_joints(model, motion.betas)  # (24, 3), SMPL model space (y up)
-    parents = [-1] + model.smpl.parents.tolist()[1:]
+def _skin(model: BodyModel, betas: np.ndarray, animation: SkeletonAnimation) -> tuple[np.ndarray, np.ndarray]:
+    """(V, J) skinning weights on the animation's bones and (J, 4, 4) inverse bind matrices (row-major).
+
+    SMPL joint j's weights go to the bone that carries j, or to the nearest carried ancestor's (hand tips). That
+    bone's inverse bind matrix [A_j | -A_j r_j] (A_j its rest alignment, r_j SMPL's rest joint) binds the T-pose
+    mesh to the bone in the target's rest pose, so the skin follows SMPL's linear blend skinning exactly."""
+    rest = rest_joints(model, betas)
+    joints = animation.joints or list(range(24))
+    bind = np.tile(np.eye(3), (len(joints), 1, 1)) if animation.bind is None else animation.bind
+    bone_of = {j: b for b, j in enumerate(joints) if j is not None}
+    smpl_weights = model.smpl.lbs_weights.double().numpy()
+    weights = np.zeros((smpl_weights.shape[0], len(joints)))
+    for j in range(24):
+        carrier = j
+        while carrier not in bone_of:
+            carrier = PARENTS[carrier]
+        weights[:, bone_of[carrier]] += smpl_weights[:, j]
+    inverse_bind = np.tile(np.eye(4), (len(joints), 1, 1))
+    bone_rest = rest_positions(animation)
+    for b, j in enumerate(joints):
+        if j is None:  # carries no vertices: the inverse of its rest place
+            inverse_bind[b, :3, 3] = -bone_rest[b]
+        else:
+            inverse_bind[b, :3, :3] = bind[b]
+            inverse_bind[b, :3, 3] = -bind[b] @ rest[j]
+    return weights, inverse_bind
+
+
+def glb_bytes(model: BodyModel, motion: SMPLMotion, options: ExportOptions | None = None) -> bytes:
+    """The ``.glb`` file for ``motion`` on ``model``, on the skeleton and with the clip options of ``options``
+    (see the module docstring)."""
+    animation = export_animation(model, motion, options or ExportOptions())
+    count, frames, fps = len(animation.names), animation.num_frames, animation.fps
     with torch.no_grad():
         betas = torch.from_numpy(np.asarray(motion.betas, np.float32))[None]
         shaped = model.smpl.v_template + torch.einsum("bl,vcl->vc", betas, model.smpl.shapedirs[..., : betas.shape[1]])
     positions = shaped.double().numpy().astype(np.float32)
-    frames = motion.num_frames
-    poses = motion.full_pose.reshape(frames, 24, 3).astype(np.float64)
     from scipy.spatial.transform import Rotation  # on use: scipy costs ~0.4 s at ComfyUI start-up
 
-    local = Rotation.from_rotvec(poses.reshape(-1, 3)).as_matrix().reshape(frames, 24, 3, 3)
-    local[:, 0] = CAMERA_TO_WORLD @ local[:, 0]
-    quats = (
-        Rotation.from_matrix(local.reshape(-1, 3, 3)).as_quat().reshape(frames, 24, 4).astype(np.float32)
-    )  # x, y, z, w
-    root = ((rest[0] + motion.transl.astype(np.float64)) @ CAMERA_TO_WORLD.T).astype(np.float32)
+    quats = Rotation.from_matrix(animation.rotations.reshape(-1, 3, 3)).as_quat()  # x, y, z, w
+    quats = quats.reshape(frames, count, 4).astype(np.float32)
+    root = animation.root_position.astype(np.float32)
+    bone_weights, inverse_bind = _skin(model, np.asarray(motion.betas, np.float64), animation)
 
     buf = _Buffer()
     attributes = {"POSITION": buf.add(positions, "VEC3", _FLOAT, _ARRAY, bounds=True)}
-    for s, (joints, weights) in enumerate(_skin_sets(model.smpl.lbs_weights.double().numpy())):
+    for s, (joints, weights) in enumerate(_skin_sets(bone_weights)):
         attributes[f"JOINTS_{s}"] = buf.add(joints, "VEC4", _USHORT, _ARRAY)
         attributes[f"WEIGHTS_{s}"] = buf.add(weights, "VEC4", _FLOAT, _ARRAY)
     indices = buf.add(model.faces.numpy().astype(np.uint32).reshape(-1), "SCALAR", _UINT, _ELEMENTS)
-    inverse_bind = np.tile(np.eye(4, dtype=np.float32), (24, 1, 1))
-    inverse_bind[:, 3, :3] = -rest  # column-major storage: the translation sits in the last column
-    ibm = buf.add(inverse_bind.reshape(24, 16), "MAT4", _FLOAT)
-    times = buf.add((np.arange(frames, dtype=np.float32) / motion.fps), "SCALAR", _FLOAT, bounds=True)
+    stored = np.ascontiguousarray(inverse_bind.transpose(0, 2, 1)).astype(np.float32)  # glTF stores column-major
+    ibm = buf.add(stored.reshape(count, 16), "MAT4", _FLOAT)
+    times = buf.add((np.arange(frames, dtype=np.float32) / fps), "SCALAR", _FLOAT, bounds=True)
     samplers = [{"input": times, "output": buf.add(root, "VEC3", _FLOAT), "interpolation": "LINEAR"}]
     channels = [{"sampler": 0, "target": {"node": 0, "path": "translation"}}]
-    for j in range(24):
-        samplers.append({"input": times, "output": buf.add(quats[:, j], "VEC4", _FLOAT), "interpolation": "LINEAR"})
-        channels.append({"sampler": len(samplers) - 1, "target": {"node": j, "path": "rotation"}})
+    for b in range(count):
+        samplers.append({"input": times, "output": buf.add(quats[:, b], "VEC4", _FLOAT), "interpolation": "LINEAR"})
+        channels.append({"sampler": len(samplers) - 1, "target": {"node": b, "path": "rotation"}})
 
     nodes = []
-    for j in range(24):
-        offset = rest[j] - rest[parents[j]] if parents[j] >= 0 else root[0]
+    for b in range(count):
+        offset = animation.offsets[b] if animation.parents[b] >= 0 else root[0]
         node = {
-            "name": SMPL_JOINT_NAMES[j],
+            "name": animation.names[b],
             "translation": [float(v) for v in offset],
-            "rotation": quats[0, j].tolist(),
+            "rotation": quats[0, b].tolist(),
         }
-        children = [c for c in range(24) if parents[c] == j]
+        children = animation.children(b)
         if children:
             node["children"] = children
         nodes.append(node)
@@ -117,10 +145,10 @@ def glb_bytes(model: BodyModel, motion: SMPLMotion) -> bytes:
     document = {
         "asset": {"version": "2.0", "generator": "comovi_core.export.gltf"},
         "scene": 0,
-        "scenes": [{"nodes": [0, 24]}],
+        "scenes": [{"nodes": [0, count]}],
         "nodes": nodes,
         "meshes": [{"name": "smpl", "primitives": [{"attributes": attributes, "indices": indices}]}],
-        "skins": [{"joints": list(range(24)), "inverseBindMatrices": ibm, "skeleton": 0}],
+        "skins": [{"joints": list(range(count)), "inverseBindMatrices": ibm, "skeleton": 0}],
         "animations": [{"name": "motion", "samplers": samplers, "channels": channels}],
         "accessors": buf.accessors,
         "bufferViews": buf.views,
@@ -139,8 +167,9 @@ def glb_bytes(model: BodyModel, motion: SMPLMotion) -> bytes:
     )
 
 
-def write_glb(path: str | Path, model: BodyModel, motion: SMPLMotion) -> Path:
+def write_glb(path: str | Path, model: BodyModel, motion: SMPLMotion, options: ExportOptions | None = None) -> Path:
     path = Path(path)
+    data = glb_bytes(model, motion, options)
     with atomic_path(path) as tmp:
-        tmp.write_bytes(glb_bytes(model, motion))
+        tmp.write_bytes(data)
     return path
