@@ -37,7 +37,14 @@ def write_fbx(path: str | Path, model: BodyModel, motion: SMPLMotion, options: E
     with tempfile.TemporaryDirectory() as folder:
         glb = write_glb(Path(folder) / "motion.glb", model, motion, options)
         bpy.ops.wm.read_factory_settings(use_empty=True)
+        fps = motion.fps if options is None or not options.fps else options.fps
+        scene = bpy.context.scene  # the importer keys the glTF's seconds at the scene's rate: one key per frame
+        scene.render.fps, scene.render.fps_base = round(fps), round(fps) / fps
         bpy.ops.import_scene.gltf(filepath=str(glb))
+        # the glTF importer adds a display shape for bones (an unparented icosphere): not part of the motion
+        for obj in list(bpy.data.objects):
+            if obj.type != "ARMATURE" and obj.parent is None:
+                bpy.data.objects.remove(obj, do_unlink=True)
         with atomic_path(path) as tmp:
             bpy.ops.export_scene.fbx(filepath=str(tmp), bake_anim=True, add_leaf_bones=False)
     return path
