@@ -191,9 +191,11 @@ def test_off_image_keypoints_are_skipped_and_the_json_is_openpose(mannequin):
     assert frames[0]["canvas_width"] == WIDTH and frames[0]["canvas_height"] == HEIGHT
     flat = frames[0]["people"][0]["pose_keypoints_2d"]
     assert len(flat) == 54 and flat[3 * ankle : 3 * ankle + 3] == [0, 0, 0]
-    # the start-pose estimator reads them back as it reads DWPose's (comovi_core.recovery.estimate)
+    # the start-pose estimator reads them back as it reads DWPose's (comovi_core.recovery.estimate), in our camera
+    # convention again: the image points, 0 where skipped
     read, size = keypoints_from_pose_json(frames[0])
-    assert size == (HEIGHT, WIDTH) and np.allclose(read.reshape(-1), flat, atol=1e-6)
+    want = torch.cat((points, confidence[:, None]), -1).numpy()
+    assert size == (HEIGHT, WIDTH) and np.allclose(read, want, atol=1e-3)
     # OpenPose counts pixels from their centres: x = u - 0.5
     assert flat[:3] == pytest.approx([float(points[0, 0]) - 0.5, float(points[0, 1]) - 0.5, 1.0], abs=1e-3)
 

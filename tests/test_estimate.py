@@ -11,10 +11,10 @@ import torch
 from comovi_core.body.mannequin import demo_motion
 from comovi_core.body.rotations import axis_angle_to_matrix, matrix_to_axis_angle
 from comovi_core.body.smpl import load_body_model
+from comovi_core.conditions.keypoints import BODY_KEYPOINTS, joint_keypoints
 from comovi_core.errors import CoMoViError
 from comovi_core.evaluation.metrics import motion_errors
 from comovi_core.recovery.estimate import (
-    OPENPOSE_TO_SMPL,
     estimate_start_pose,
     keypoints_from_pose_json,
     reprojection_error_px,
@@ -42,10 +42,9 @@ def _posed(body, frame: int, yaw: float):
             None,
             torch.as_tensor(truth.transl[frame : frame + 1]),
         )
-    uv = truth.camera.project(out.joints[0])
     keypoints = np.zeros((18, 3), np.float32)
-    for coco, joint in OPENPOSE_TO_SMPL.items():
-        keypoints[coco] = [float(uv[joint, 0]), float(uv[joint, 1]), 1.0]
+    keypoints[list(BODY_KEYPOINTS), :2] = truth.camera.project(joint_keypoints(out.joints[0])).numpy()
+    keypoints[list(BODY_KEYPOINTS), 2] = 1.0
     return orient, out, keypoints, truth
 
 
@@ -77,10 +76,14 @@ def test_start_pose_from_keypoints(body, frame, yaw):
 
 
 def test_pose_json_in_pixels_or_normalised(body):
+    """OpenPose JSON counts pixels from their centres (x = column), our cameras from their corners (u = column +
+    0.5): pixel and normalised JSON both come back in our convention."""
     _, _, keypoints, _ = _posed(body, 3, 0.6)
-    pixels = {"people": [{"pose_keypoints_2d": keypoints.reshape(-1).tolist()}], "canvas_height": H, "canvas_width": W}
+    seen = keypoints[:, 2:] > 0
+    openpose = np.where(seen, keypoints - [0.5, 0.5, 0.0], keypoints)
+    pixels = {"people": [{"pose_keypoints_2d": openpose.reshape(-1).tolist()}], "canvas_height": H, "canvas_width": W}
     normalised = {
-        "people": [{"pose_keypoints_2d": (keypoints / [W, H, 1]).reshape(-1).tolist()}],
+        "people": [{"pose_keypoints_2d": (openpose / [W, H, 1]).reshape(-1).tolist()}],
         "canvas_height": H,
         "canvas_width": W,
     }

@@ -378,7 +378,8 @@ def test_vae_from_another_folder_or_the_original_single_file(tmp_path):
 def test_start_pose_estimated_from_keypoints_json(tmp_path, caplog):
     """--keypoints: the start pose is fitted to an OpenPose/DWPose JSON of the start image (here 96x64, another
     aspect than the 128x128 output; the camera is padded like the image)."""
-    from comovi_core.recovery.estimate import OPENPOSE_TO_SMPL, estimate_start_pose
+    from comovi_core.conditions.keypoints import BODY_KEYPOINTS, joint_keypoints
+    from comovi_core.recovery.estimate import estimate_start_pose, keypoints_from_pose_json
 
     body = load_body_model(None)
     truth = demo_motion(num_frames=2, height=96, width=64)
@@ -389,10 +390,10 @@ def test_start_pose_estimated_from_keypoints_json(tmp_path, caplog):
             None,
             torch.as_tensor(truth.transl[1:]),
         ).joints[0]
-    uv = truth.camera.project(joints)
+    uv = truth.camera.project(joint_keypoints(joints)) - 0.5  # OpenPose JSON: pixel centres at integers
     flat = [0.0] * 54
-    for coco, joint in OPENPOSE_TO_SMPL.items():
-        flat[3 * coco : 3 * coco + 3] = [float(uv[joint, 0]), float(uv[joint, 1]), 1.0]
+    for k, coco in enumerate(BODY_KEYPOINTS):
+        flat[3 * coco : 3 * coco + 3] = [float(uv[k, 0]), float(uv[k, 1]), 1.0]
     pose_json = {"people": [{"pose_keypoints_2d": flat}], "canvas_height": 96, "canvas_width": 64}
     (tmp_path / "pose.json").write_text(json.dumps([pose_json]))
     assert (
@@ -413,7 +414,7 @@ def test_start_pose_estimated_from_keypoints_json(tmp_path, caplog):
         == 0
     )
     motion = load_motion(tmp_path / "out" / "motion.npz")
-    expected = estimate_start_pose(body, np.asarray(flat, np.float32).reshape(18, 3), 96, 64)
+    expected = estimate_start_pose(body, keypoints_from_pose_json(pose_json)[0], 96, 64)
     np.testing.assert_allclose(motion.body_pose[0], expected.body_pose[0], atol=1e-5)
     assert motion.camera == expected.camera.padded_to(128, 128)
     meta = json.loads((tmp_path / "out" / "meta.json").read_text())
@@ -489,7 +490,8 @@ def test_start_pose_estimated_from_the_image_with_an_hmr_checkpoint(tmp_path, ca
     """--image + --estimator (+ --keypoints for the person box and the refinement): the start pose is the one
     ``estimate_from_image`` gives for that picture, and meta.json says so; without --image it is refused."""
     from comovi_core.body.smpl import camera_vertices
-    from comovi_core.recovery.estimate import OPENPOSE_TO_SMPL, estimate_from_image, read_pose_json
+    from comovi_core.conditions.keypoints import BODY_KEYPOINTS, joint_keypoints
+    from comovi_core.recovery.estimate import estimate_from_image, read_pose_json
     from comovi_core.recovery.hmr.config import PRESETS
     from comovi_core.recovery.hmr.loading import load_hmr2, save_hmr2
     from comovi_core.recovery.hmr.model import HMR2
@@ -499,10 +501,10 @@ def test_start_pose_estimated_from_the_image_with_an_hmr_checkpoint(tmp_path, ca
     body = load_body_model(None)
     truth = demo_motion(num_frames=1, height=96, width=64)
     with torch.no_grad():
-        uv = truth.camera.project(camera_vertices(body, truth).joints[0])
+        uv = truth.camera.project(joint_keypoints(camera_vertices(body, truth).joints[0])) - 0.5  # OpenPose JSON
     flat = [0.0] * 54
-    for coco, joint in OPENPOSE_TO_SMPL.items():
-        flat[3 * coco : 3 * coco + 3] = [float(uv[joint, 0]), float(uv[joint, 1]), 1.0]
+    for k, coco in enumerate(BODY_KEYPOINTS):
+        flat[3 * coco : 3 * coco + 3] = [float(uv[k, 0]), float(uv[k, 1]), 1.0]
     (tmp_path / "pose.json").write_text(
         json.dumps({"people": [{"pose_keypoints_2d": flat}], "canvas_height": 96, "canvas_width": 64})
     )

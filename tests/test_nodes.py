@@ -446,7 +446,8 @@ def test_video_to_motion_takes_a_video_of_another_size(ext):
 def test_estimate_node_reads_pose_keypoints(ext):
     """POSE_KEYPOINT as comfyui_controlnet_aux gives it (a list of OpenPose-style frame dicts) -> a start pose."""
     from comovi_core.body.mannequin import demo_motion
-    from comovi_core.recovery.estimate import OPENPOSE_TO_SMPL, reprojection_error_px
+    from comovi_core.conditions.keypoints import BODY_KEYPOINTS, joint_keypoints
+    from comovi_core.recovery.estimate import reprojection_error_px
 
     model = ext["nodes"]["CoMoViLoadSMPLModel"].execute("built-in mannequin (NOT SMPL, demo only)").args[0]
     truth = demo_motion(num_frames=4, height=352, width=640)
@@ -457,10 +458,10 @@ def test_estimate_node_reads_pose_keypoints(ext):
             None,
             torch.as_tensor(truth.transl[1:2]),
         ).joints[0]
-    uv = truth.camera.project(joints)
+    uv = truth.camera.project(joint_keypoints(joints)) - 0.5  # OpenPose JSON: pixel centres at integers
     flat = [0.0] * 54
-    for coco, joint in OPENPOSE_TO_SMPL.items():
-        flat[3 * coco : 3 * coco + 3] = [float(uv[joint, 0]), float(uv[joint, 1]), 0.9]
+    for k, coco in enumerate(BODY_KEYPOINTS):
+        flat[3 * coco : 3 * coco + 3] = [float(uv[k, 0]), float(uv[k, 1]), 0.9]
     frames = [
         {"people": [{"pose_keypoints_2d": flat, "face_keypoints_2d": None}], "canvas_height": 352, "canvas_width": 640}
     ]
@@ -476,7 +477,8 @@ def test_estimate_node_from_the_start_image(ext):
     """IMAGE + POSE_KEYPOINT + an estimator from models/smpl_estimators (a tiny HMR2 here) -> the start pose on the
     image's camera and a preview with the body drawn over the picture; IMAGE + MASK without keypoints works too."""
     from comovi_core.body.mannequin import demo_motion
-    from comovi_core.recovery.estimate import OPENPOSE_TO_SMPL, reprojection_error_px
+    from comovi_core.conditions.keypoints import BODY_KEYPOINTS, joint_keypoints
+    from comovi_core.recovery.estimate import reprojection_error_px
     from comovi_core.recovery.hmr.config import PRESETS
     from comovi_core.recovery.hmr.loading import save_hmr2
     from comovi_core.recovery.hmr.model import HMR2
@@ -496,10 +498,10 @@ def test_estimate_node_from_the_start_image(ext):
             None,
             torch.as_tensor(truth.transl[1:2]),
         ).joints[0]
-    uv = truth.camera.project(joints)
+    uv = truth.camera.project(joint_keypoints(joints)) - 0.5  # OpenPose JSON: pixel centres at integers
     flat = [0.0] * 54
-    for coco, joint in OPENPOSE_TO_SMPL.items():
-        flat[3 * coco : 3 * coco + 3] = [float(uv[joint, 0]), float(uv[joint, 1]), 0.9]
+    for k, coco in enumerate(BODY_KEYPOINTS):
+        flat[3 * coco : 3 * coco + 3] = [float(uv[k, 0]), float(uv[k, 1]), 0.9]
     frames = [
         {"people": [{"pose_keypoint_2d": None, "pose_keypoints_2d": flat}], "canvas_height": 352, "canvas_width": 640}
     ]

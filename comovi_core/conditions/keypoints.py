@@ -64,6 +64,8 @@ JOINT_KEYPOINTS: dict[int, int] = {
     if name not in FACE_KEYPOINTS and name != "neck"
 }
 SHOULDER_JOINTS = (SMPL_JOINT_NAMES.index("left_shoulder"), SMPL_JOINT_NAMES.index("right_shoulder"))
+# the 13 keypoints a skeleton alone gives (the 12 limb joints and the neck between the shoulders), COCO-18 order
+BODY_KEYPOINTS: tuple[int, ...] = tuple(sorted((NECK, *JOINT_KEYPOINTS)))
 HEAD_JOINT = SMPL_JOINT_NAMES.index("head")
 
 SMPL_NUM_VERTICES = 6890
@@ -112,6 +114,16 @@ class PoseKeypoints:
         ]
 
 
+def joint_keypoints(joints: torch.Tensor) -> torch.Tensor:
+    """SMPL joints (..., 24, 3) -> the ``BODY_KEYPOINTS`` made from them (..., 13, 3), in that order: the limb
+    keypoints are joints, the neck is the midpoint of the shoulders."""
+    rows = [
+        joints[..., list(SHOULDER_JOINTS), :].mean(-2) if k == NECK else joints[..., JOINT_KEYPOINTS[k], :]
+        for k in BODY_KEYPOINTS
+    ]
+    return torch.stack(rows, -2)
+
+
 def uses_smpl_face_vertices(model: BodyModel) -> bool:
     """Whether the face keypoints come from SMPL vertex ids (real SMPL topology) or from the head joint."""
     return not model.is_standin and model.smpl.v_template.shape[0] == SMPL_NUM_VERTICES
@@ -134,9 +146,7 @@ def camera_keypoints(model: BodyModel, body: BodyOutput, full_pose: torch.Tensor
     Returns points (T, 18, 3) and face_normals (T, 5, 3) unit, both float32."""
     joints, vertices = body.joints.to(torch.float32), body.vertices.to(torch.float32)
     points = torch.zeros(joints.shape[0], NUM_KEYPOINTS, 3, dtype=torch.float32, device=joints.device)
-    for keypoint, joint in JOINT_KEYPOINTS.items():
-        points[:, keypoint] = joints[:, joint]
-    points[:, NECK] = joints[:, list(SHOULDER_JOINTS)].mean(1)
+    points[:, list(BODY_KEYPOINTS)] = joint_keypoints(joints)
     face = list(FACE_INDICES)
     if uses_smpl_face_vertices(model):
         ids = torch.tensor(SMPL_FACE_VERTICES, device=vertices.device)

@@ -16,8 +16,9 @@ import torch
 
 from ..body.camera import PinholeCamera
 from ..body.rotations import axis_angle_to_matrix, matrix_to_axis_angle
+from ..conditions.keypoints import BODY_KEYPOINTS, joint_keypoints
 from ..motion_map.render import render_motion_map
-from ..recovery.estimate import OPENPOSE_TO_SMPL, estimate_start_pose, refine_to_keypoints
+from ..recovery.estimate import estimate_start_pose, refine_to_keypoints
 from .metrics import motion_errors
 
 
@@ -34,13 +35,12 @@ def perturb(
 
 
 def keypoints_of(body, orient, pose, betas, transl, camera: PinholeCamera) -> np.ndarray:
-    """COCO-18 keypoints (18, 3) projected from the body's joints (confidence 1 where SMPL has the joint)."""
+    """COCO-18 keypoints (18, 3) projected from the body's joints (confidence 1 for the 13 a skeleton gives)."""
     with torch.no_grad():
         joints = body(orient[None], pose[None], betas, transl[None]).joints[0]
-    uv = camera.project(joints)
     keypoints = np.zeros((18, 3), np.float32)
-    for coco, joint in OPENPOSE_TO_SMPL.items():
-        keypoints[coco] = [float(uv[joint, 0]), float(uv[joint, 1]), 1.0]
+    keypoints[list(BODY_KEYPOINTS), :2] = camera.project(joint_keypoints(joints)).numpy()
+    keypoints[list(BODY_KEYPOINTS), 2] = 1.0
     return keypoints
 
 

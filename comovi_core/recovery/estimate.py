@@ -11,8 +11,10 @@ Keypoint path (``estimate_start_pose``, the fallback without estimator weights):
 the rest pose so its joints project onto DWPose / OpenPose COCO-18 keypoints, with joint limits; both
 facing directions are tried. It can promise joints that reproject onto the keypoints and left/right,
 front/back from their labels; it cannot know depth along the view ray of limbs (a 2D skeleton fits several
-3D poses) nor body shape (betas stay zero). SMPL's joints are not OpenPose's anatomical points (notably the
-hips); expect a few centimetres of systematic offset on real images.
+3D poses) nor body shape (betas stay zero). The keypoints are those ``conditions.keypoints`` draws for a body (the
+neck between the shoulders, as DWPose makes it); SMPL's joints are not OpenPose's anatomical points (notably the
+hips), so expect a few centimetres of systematic offset on real images. OpenPose JSON counts pixels from their
+centres: ``keypoints_from_pose_json`` moves its points by half a pixel into our camera convention.
 
     python -m comovi_core.estimate IMAGE.png --estimator models/smpl_estimators/hmr2.ckpt --out start.npz
     python -m comovi_core.estimate IMAGE.png --estimator models/smpl_estimators/camerahmr_checkpoint_cleaned.ckpt \
@@ -40,28 +42,13 @@ import torch
 from ..body.camera import PinholeCamera
 from ..body.motion_file import SMPLMotion
 from ..body.rotations import axis_angle_to_matrix, matrix_to_axis_angle
+from ..conditions.keypoints import BODY_KEYPOINTS, joint_keypoints
 from ..errors import CoMoViError, run_cli
 from ..files.images import image_tensor
 from .prior import joint_limits
 
 log = logging.getLogger("comovi_core.recovery.estimate")
 
-# OpenPose COCO-18 keypoint index -> SMPL joint index (nose, eyes and ears have no SMPL joint)
-OPENPOSE_TO_SMPL: dict[int, int] = {
-    1: 12,
-    2: 17,
-    3: 19,
-    4: 21,
-    5: 16,
-    6: 18,
-    7: 20,
-    8: 2,
-    9: 5,
-    10: 8,
-    11: 1,
-    12: 4,
-    13: 7,
-}
 MIN_KEYPOINTS = 6
 _FLIP = (math.pi, 0.0, 0.0)  # SMPL y-up, facing +z -> camera y-down, facing the camera
 
@@ -86,6 +73,7 @@ def keypoints_from_pose_json(frame: dict, person: int = 0) -> tuple[np.ndarray, 
     if seen.any() and np.all(points[seen, :2] <= 1.0 + 1e-6):
         points[:, 0] *= width
         points[:, 1] *= height
+    points[seen, :2] += 0.5  # OpenPose counts pixels from their centres; our cameras from their corners
     return points.astype(np.float32), (height, width)
 
 
@@ -103,10 +91,10 @@ def read_pose_json(path: Path, person: int = 0) -> tuple[np.ndarray, tuple[int, 
     return keypoints_from_pose_json(frame, person)
 
 
-def _joint_targets(keypoints: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """-> (SMPL joint indices (K,), 2D targets (K, 2), confidences (K,)) for the mapped keypoints."""
-    idx = list(OPENPOSE_TO_SMPL)
-    kp = torch.as_tensor(keypoints[idx], dtype=torch.float32)
+def _joint_targets(keypoints: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    """-> (2D targets (13, 2), confidences (13,)) of the keypoints a skeleton gives (``BODY_KEYPOINTS``), the
+    points ``joint_keypoints`` makes from the body's joints."""
+    kp = torch.as_tensor(keypoints[list(BODY_KEYPOINTS)], dtype=torch.float32)
     conf = kp[:, 2].clamp(0, 1)
     if int((conf > 0.1).sum()) < MIN_KEYPOINTS:
         raise CoMoViError(
@@ -114,14 +102,14 @@ def _joint_targets(keypoints: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, t
             "of neck, shoulders, elbows, wrists, hips, knees and ankles are needed "
             "(is the whole body in view?)"
         )
-    return torch.tensor([OPENPOSE_TO_SMPL[i] for i in idx]), kp[:, :2], conf
+    return kp[:, :2], conf
 
 
-def _initial_translation(body, camera: PinholeCamera, joints_idx, targets, conf) -> torch.Tensor:
+def _initial_translation(body, camera: PinholeCamera, targets, conf) -> torch.Tensor:
     """Distance from the 2D vs 3D size of the visible skeleton; x, y from its 2D centre."""
     rest = body(torch.tensor([_FLIP]), torch.zeros(1, 69)).joints[0]  # (24, 3)
     seen = conf > 0.1
-    j3, j2 = rest[joints_idx[seen]], targets[seen]
+    j3, j2 = joint_keypoints(rest)[seen], targets[seen]
     size3 = (j3[:, :2] - j3[:, :2].mean(0)).norm(dim=-1).mean()
     size2 = (j2 - j2.mean(0)).norm(dim=-1).mean().clamp_min(1.0)
     z = float(camera.focal_length[1]) * float(size3) / float(size2)
@@ -133,20 +121,20 @@ def _initial_translation(body, camera: PinholeCamera, joints_idx, targets, conf)
     )
 
 
-def _fit(body, camera, joints_idx, targets, conf, yaw: float, iterations: int):
+def _fit(body, camera, targets, conf, yaw: float, iterations: int):
     flip = torch.tensor(_FLIP)
     turn = axis_angle_to_matrix(torch.tensor([0.0, yaw, 0.0]))
     start_orient = matrix_to_axis_angle(axis_angle_to_matrix(flip) @ turn)
     orient = start_orient.clone()[None].requires_grad_(True)
     pose = torch.zeros(1, 69, requires_grad=True)
-    transl = _initial_translation(body, camera, joints_idx, targets, conf)[None].requires_grad_(True)
+    transl = _initial_translation(body, camera, targets, conf)[None].requires_grad_(True)
     scale = 0.02 * max(camera.height, camera.width)
     # global first, then all
     for params, steps in (([orient, transl], iterations // 3), ([orient, pose, transl], iterations)):
         optimiser = torch.optim.Adam(params, lr=0.02)
         for _ in range(steps):
             joints = body(orient, pose, None, transl).joints[0]
-            error = (camera.project(joints[joints_idx]) - targets).square().sum(-1) / scale**2
+            error = (camera.project(joint_keypoints(joints)) - targets).square().sum(-1) / scale**2
             data = (conf * torch.log1p(error)).sum() / conf.sum()
             loss = data + 0.01 * pose.square().sum() + joint_limits(pose).sum()
             optimiser.zero_grad()
@@ -175,8 +163,8 @@ def estimate_start_pose(
     camera = PinholeCamera.default_for(height, width, fov_degrees)
     with torch.inference_mode(False), torch.enable_grad():
         body = copy.deepcopy(body).cpu().float()
-        joints_idx, targets, conf = _joint_targets(keypoints)
-        fits = [_fit(body, camera, joints_idx, targets, conf, yaw, iterations) for yaw in (0.0, math.pi)]
+        targets, conf = _joint_targets(keypoints)
+        fits = [_fit(body, camera, targets, conf, yaw, iterations) for yaw in (0.0, math.pi)]
     _, orient, pose, transl = min(fits, key=lambda f: f[0])
     return SMPLMotion(orient.numpy(), pose.numpy(), np.zeros(10, np.float32), transl.numpy(), fps, camera)
 
@@ -198,7 +186,7 @@ def refine_to_keypoints(
     """Move an estimate (global_orient (3,), body_pose (69,), betas (10,), transl (3,)) so its joints reproject
     onto COCO-18 ``keypoints``: first place and turn only (depth from the skeleton's size), then everything,
     pulled toward the estimate's pose and shape and held within joint limits. -> the same four tensors."""
-    joints_idx, targets, conf = _joint_targets(keypoints)
+    targets, conf = _joint_targets(keypoints)
     orient0, pose0, betas0, transl0 = (torch.as_tensor(t, dtype=torch.float32).reshape(1, -1) for t in start)
     orient, pose, betas, transl = (t.clone().requires_grad_(True) for t in (orient0, pose0, betas0, transl0))
     scale = 0.02 * max(camera.height, camera.width)
@@ -208,7 +196,7 @@ def refine_to_keypoints(
             optimiser = torch.optim.Adam(params, lr=0.01)
             for _ in range(steps):
                 joints = body(orient, pose, betas, transl).joints[0]
-                error = (camera.project(joints[joints_idx]) - targets).square().sum(-1) / scale**2
+                error = (camera.project(joint_keypoints(joints)) - targets).square().sum(-1) / scale**2
                 loss = (conf * torch.log1p(error)).sum() / conf.sum()
                 loss = loss + POSE_PULL * (pose - pose0).square().sum() + BETAS_PULL * (betas - betas0).square().sum()
                 loss = loss + LIMITS * joint_limits(pose).sum()
@@ -382,7 +370,7 @@ def overlay_preview(body, motion: SMPLMotion, picture: torch.Tensor, opacity: fl
 
 def reprojection_error_px(body, motion: SMPLMotion, keypoints: np.ndarray) -> float:
     """Mean confidence-weighted distance (pixels) between the motion's frame-0 joints and the keypoints."""
-    joints_idx, targets, conf = _joint_targets(keypoints)
+    targets, conf = _joint_targets(keypoints)
     with torch.no_grad():
         joints = body(
             torch.as_tensor(motion.global_orient[:1]),
@@ -390,7 +378,7 @@ def reprojection_error_px(body, motion: SMPLMotion, keypoints: np.ndarray) -> fl
             torch.as_tensor(motion.betas),
             torch.as_tensor(motion.transl[:1]),
         ).joints[0]
-    distance = (motion.camera.project(joints[joints_idx].float()) - targets).norm(dim=-1)
+    distance = (motion.camera.project(joint_keypoints(joints).float()) - targets).norm(dim=-1)
     return float((conf * distance).sum() / conf.sum())
 
 
