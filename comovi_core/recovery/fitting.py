@@ -249,7 +249,7 @@ def progress_steps(frames: int, options: FitOptions | None = None) -> int:
     first = (o.iterations + tracked if o.track_steps > 0 else 0) + (
         o.iterations if o.from_start or not o.track_steps else 0
     )
-    splat = o.splat_steps + len(SPLAT_SCHEDULES) * (o.splat_steps + tracked) if o.splat_steps > 0 else 0
+    splat = tracked + (1 + len(SPLAT_SCHEDULES)) * o.splat_steps if o.splat_steps > 0 else 0
     return first + o.relabel_rounds * (o.iterations // 2) + splat + o.contact_steps
 
 
@@ -321,31 +321,31 @@ def keyframes(frames: int, most: int | None = None) -> list[int]:
     return sorted(set(range(0, frames, stride)) | {frames - 1})
 
 
-def _track(body, delta, base, betas, frame_cost, steps, smooth, on_step, flip_steps):
+def _track(body, base, betas, schedules, steps, smooth, on_step, flip_steps) -> torch.Tensor:
     """Frame by frame over ``keyframes``, fit each frame alone for ``steps`` steps per stage from the previous
-    one's fit; frames between keyframes are interpolated linearly.
+    one's fit; frames between keyframes are interpolated linearly. Returns (C, T-1, 75): one track per schedule.
 
-    ``frame_cost`` is one ``_DataCost`` or a sequence of them, run one after the other (e.g. coarse to fine); the
-    joint prior over the frame and the two before it is added. After the stages each limb is tried mirrored in
-    depth (``fit_flip``): the current pose and every limb's mirror descend together, as one batch, for
-    ``flip_steps`` steps of the last cost (0: no flips); the cheapest mirror replaces the pose only when it ends
-    ``FLIP_MARGIN`` below the current pose, and then the remaining limbs are tried again from there, so without
-    a flip the track is what it was without the trial. base (T, 75) is the start pose every frame; delta (T-1, 75)
-    is filled in place."""
-    costs = frame_cost if isinstance(frame_cost, (list, tuple)) else [frame_cost]
+    ``schedules`` holds C sequences of ``_DataCost`` run one after the other (e.g. coarse to fine), one track each;
+    the tracks run together, aligned at their last stage, and the tracks at the same cost descend as one batch
+    (e.g. a 6-3-1.5 px and a 3-1.5 px colour schedule: the first stage alone, then both). The joint prior over the
+    frame and the two before it is added. After the stages each limb is tried mirrored in depth (``fit_flip``): every
+    track's pose and its limbs' mirrors descend together for ``flip_steps`` steps of the track's last cost
+    (0: no flips), and the cheapest mirror replaces a track's pose only when it ends ``FLIP_MARGIN`` below that pose,
+    so without a flip the track is what it was without the trial. base (T, 75) is the start pose every frame."""
     parents = body.smpl.parents.tolist()
     visit = keyframes(base.shape[0])
-    full = torch.cat([delta.new_zeros(1, 75), delta.detach()])  # (T, 75), frame 0 is the start
+    depth = max(len(schedule) for schedule in schedules)
+    full = base.new_zeros(len(schedules), base.shape[0], 75)  # (C, T, 75) change from the start; frame 0 stays
 
     def objective(cost, x, frame, done, visibility=None):
-        """x (B, 75) candidates for ``frame`` -> ((B,) objective, (B, V) the visibility it used)."""
+        """x (B, 75) candidates for ``frame`` after done (B, <= 2, 75) -> ((B,) objective, (B, V) visibility used)."""
         q = base[frame] + x  # (B, 75)
         vertices = body(q[:, :3], q[:, 3:72], betas, q[:, 72:]).vertices
         visibility = cost.visible(vertices) if visibility is None else visibility
         loss = cost(vertices, visibility, frame) + LIMIT_WEIGHT * joint_limits(q[:, 3:72])
         loss = loss + STILL_WEIGHT * stillness(q[:, 3:72], base[frame, 3:72])
-        if done.shape[0] == 2:  # continue the motion smoothly
-            seq = torch.cat([(base[frame - 2 : frame] + done).expand(x.shape[0], 2, 75), q[:, None]], 1)  # (B, 3, 75)
+        if done.shape[1] == 2:  # continue the motion smoothly
+            seq = torch.cat([base[frame - 2 : frame] + done, q[:, None]], 1)  # (B, 3, 75)
             loss = loss + smooth * smoothness(seq[..., :3], seq[..., 3:72], seq[..., 72:])
         return loss, visibility
 
@@ -362,32 +362,54 @@ def _track(body, delta, base, betas, frame_cost, steps, smooth, on_step, flip_st
         with torch.no_grad():
             return x.detach(), objective(cost, x, frame, done)[0]
 
+    def batched(pairs):
+        """[(track, cost)] -> {cost: the tracks at it}, in order (tracks at one cost descend as one batch)."""
+        groups = {}
+        for track, cost in pairs:
+            groups.setdefault(cost, []).append(track)
+        return groups.items()
+
     for i, frame in enumerate(visit[1:], 1):
-        done = full[visit[max(0, i - 2) : i]].clone()  # (<= 2, 75) fitted before
-        x = done[-1:].clone()  # (1, 75) start from the previous keyframe
-        for cost in costs:
-            x, _ = descend(cost, x, frame, done, steps)
-        limbs = list(LIMBS) if flip_steps > 0 else []
-        while limbs:
-            with torch.no_grad():
-                q = base[frame] + x[0]
-                joints = body(q[None, :3], q[None, 3:72], betas, q[None, 72:]).joints[0]
-                mirrors = torch.stack([mirrored_limb(parents, joints, q, limb) - base[frame] for limb in limbs])
-            tried, losses = descend(costs[-1], torch.cat([x, mirrors]), frame, done, flip_steps)
-            best = int(losses[1:].argmin())
-            if not losses[1 + best] < (1 - FLIP_MARGIN) * losses[0]:  # a near tie is noise: keep the track
-                break
-            log.debug("frame %d: limb %s mirrored in depth (%.4g -> %.4g)", frame, limbs[best], *losses[[0, 1 + best]])
-            x = tried[1 + best : 2 + best]
-            limbs.pop(best)
+        done = full[:, visit[max(0, i - 2) : i]].clone()  # (C, <= 2, 75) fitted before
+        x = done[:, -1].clone()  # (C, 75) each track starts from its previous keyframe
+        for stage in range(depth):
+            at = [(c, s[stage - depth + len(s)]) for c, s in enumerate(schedules) if stage - depth + len(s) >= 0]
+            for cost, tracks in batched(at):
+                x[tracks], _ = descend(cost, x[tracks], frame, done[tracks], steps)
+        for cost, tracks in batched([(c, s[-1]) for c, s in enumerate(schedules)] if flip_steps > 0 else []):
+            with torch.no_grad():  # per track: its pose, then one mirror per limb
+                q = base[frame] + x[tracks]  # (K, 75)
+                joints = body(q[:, :3], q[:, 3:72], betas, q[:, 72:]).joints
+                tries = (
+                    torch.stack(
+                        [
+                            torch.stack([q[k]] + [mirrored_limb(parents, joints[k], q[k], limb) for limb in LIMBS])
+                            for k in range(len(tracks))
+                        ]
+                    )
+                    - base[frame]
+                )  # (K, 1 + limbs, 75)
+            width = tries.shape[1]
+            before = done[tracks].repeat_interleave(width, 0)
+            tried, losses = descend(cost, tries.flatten(0, 1), frame, before, flip_steps)
+            tried, losses = tried.unflatten(0, (-1, width)), losses.unflatten(0, (-1, width))
+            for k, track in enumerate(tracks):
+                best = 1 + int(losses[k, 1:].argmin())
+                if losses[k, best] < (1 - FLIP_MARGIN) * losses[k, 0]:  # clearly better: a near tie is noise
+                    log.debug(
+                        "frame %d: limb %s mirrored in depth (%.4g -> %.4g)",
+                        frame,
+                        LIMBS[best - 1],
+                        *losses[k, [0, best]],
+                    )
+                    x[track] = tried[k, best]
         previous = visit[i - 1]
-        with torch.no_grad():
-            full[frame] = x[0]
-            for between in range(previous + 1, frame):  # linear in the pose parameters
-                w = (between - previous) / (frame - previous)
-                full[between] = (1 - w) * full[previous] + w * full[frame]
+        full[:, frame] = x
+        for between in range(previous + 1, frame):  # linear in the pose parameters
+            w = (between - previous) / (frame - previous)
+            full[:, between] = (1 - w) * full[:, previous] + w * full[:, frame]
         on_step()
-    delta.copy_(full[1:])
+    return full[:, 1:]
 
 
 def _refine(
@@ -518,8 +540,7 @@ def _fit(body, images, start, camera, fps, o: FitOptions, shading: str, device, 
     zero = torch.zeros(frames - 1, 75, device=device)
     cost = decode(zero)  # the map decoded with the start pose as the prior
     if o.track_steps > 0:  # 1. follow the motion frame by frame from the start pose, then refine all frames jointly
-        delta = zero.clone()
-        _track(body, delta, base, betas, cost, o.track_steps, o.smooth, on_step, o.flip_steps)
+        delta = _track(body, base, betas, [[cost]], o.track_steps, o.smooth, on_step, o.flip_steps)[0]
         delta, loss = _refine(body, delta, base, betas, cost, o.iterations, o.smooth, on_step)
     if o.track_steps == 0 or o.from_start:  # 2. all frames jointly from the start pose; the better fit stays
         fitted, fitted_loss = _refine(body, zero, base, betas, cost, o.iterations, o.smooth, on_step)
@@ -600,14 +621,12 @@ def _splat_stage(
     Two schedules because the basin a pass can find depends on the splat size relative to the body: a fine start
     can bend a knee backwards where a coarse one finds the kick, and on other motions the other way round; the
     colour cost tells them apart (docs/fitting.md, "Why it is built this way")."""
-    targets, splat_camera = splat_targets(images, camera, SPLAT_SIDE, SPLAT_SIGMAS)
-    costs = {s: _SplatCost(targets[s].to(device), faces, part_ids, splat_camera, shading, s) for s in SPLAT_SIGMAS}
+    costs = {s: _splat_cost_at(s, images, camera, faces, part_ids, shading, device) for s in SPLAT_SIGMAS}
     finest = costs[SPLAT_SIGMAS[-1]]
     refined, loss = _refine(body, delta, base, betas, finest, steps, smooth, on_step, lr=SPLAT_LR)
     candidates = [(loss, refined)]
-    for schedule in SPLAT_SCHEDULES:
-        tracked = torch.zeros_like(delta)
-        _track(body, tracked, base, betas, [costs[s] for s in schedule], SPLAT_TRACK_STEPS, smooth, on_step, flip_steps)
+    schedules = [[costs[s] for s in schedule] for schedule in SPLAT_SCHEDULES]
+    for tracked in _track(body, base, betas, schedules, SPLAT_TRACK_STEPS, smooth, on_step, flip_steps):
         tracked, tracked_loss = _refine(body, tracked, base, betas, finest, steps, smooth, on_step, lr=SPLAT_LR)
         candidates.append((tracked_loss, tracked))
     log.info("colour fit: refined summary fit %.4g, tracked %s", loss, ", ".join(f"{c[0]:.4g}" for c in candidates[1:]))
@@ -616,6 +635,14 @@ def _splat_stage(
         log.warning("colour stage moved the body behind the camera or to non-finite poses; kept the summary fit")
         return delta, finest
     return min(plausible, key=lambda pair: pair[0])[1], finest
+
+
+def _splat_cost_at(sigma: float, images, camera, faces, part_ids, shading: str, device) -> _SplatCost:
+    """The colour cost of a splat ``sigma`` pixels wide at ``SPLAT_SIDE``, compared at the resolution where that
+    splat is ``SPLAT_SIGMA`` pixels wide (``SPLAT_SIDE`` for the finest; a 2x wider one at half the side): the
+    same blurred picture in a quarter of the pixels, so the coarse passes cost a fraction of the fine one."""
+    targets, splat_camera = splat_targets(images, camera, round(SPLAT_SIDE * SPLAT_SIGMA / sigma), [SPLAT_SIGMA])
+    return _SplatCost(targets[SPLAT_SIGMA].to(device), faces, part_ids, splat_camera, shading, SPLAT_SIGMA)
 
 
 def _plausible(base: torch.Tensor, delta: torch.Tensor) -> bool:
