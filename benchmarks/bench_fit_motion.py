@@ -5,6 +5,8 @@
     python benchmarks/bench_fit_motion.py --device cuda --frames 81 --motions demo --bodies standin \
         --conditions degraded        # the GPU speed target: <= 30 s for 81 frames (s/frame x 81)
     python benchmarks/bench_fit_motion.py --smoke   # seconds on a CPU: 3 small frames, few steps
+    git worktree add /tmp/fit_old <commit>; OMP_NUM_THREADS=1 python benchmarks/bench_fit_motion.py \
+        --baseline /tmp/fit_old --frames 9 --motions demo --bodies standin --conditions degraded   # old vs new
 
 For every motion x body x condition: render the motion as a comovi_v1 motion map (torch rasteriser),
 optionally round it to 8 bits or degrade it like a VAE round trip (``comovi_core.motion_map.degrade``,
@@ -19,6 +21,11 @@ threads fixed by ``--threads``; after one untimed warm-up fit). The fit is timed
 and the time is reported as median [min-max]; the fit itself is deterministic, so its errors do not change between
 repeats. With ``--repeats`` below 7 (accuracy only, faster) no time is reported.
 
+``--baseline PATH`` compares with the fit of another checkout (e.g. the commit before a change, as a git worktree):
+its fit runs in a worker process that imports ``comovi_core`` from PATH, at its own defaults, and the two take turns
+on every repeat of every case (new, old, old, new, ...), so slow phases of a shared machine hit both alike. Each case
+then prints a row per code (column ``code``) and the per-repeat ratio of their CPU times, baseline/new.
+
 Motions (all on the stand-in mannequin's demo camera, 3 m away): ``arms`` (shoulders, collars, elbows
 and wrists sweep widely), ``kick`` (the left foot stays planted while the right leg swings forward and
 kicks, the supporting knee bends and the arms rise; the body's translation keeps the left foot still),
@@ -31,8 +38,14 @@ rotated progressively, normal(0, 0.5) rad, on top of the demo). Bodies: ``standi
 from __future__ import annotations
 
 import argparse
+import json
 import logging
+import os
 import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -209,6 +222,130 @@ def timed_fit(clock, body, images: torch.Tensor, truth: SMPLMotion, **kwargs) ->
     return fitted[0], seconds
 
 
+def case_truth(body, motion_name: str, body_name: str, frames: int, height: int, width: int) -> SMPLMotion:
+    """The known motion of one benchmark case (``MOTIONS`` x ``BODIES``; the planted motions' foot held still)."""
+    if motion_name not in MOTIONS or body_name not in BODIES:
+        raise SystemExit(f"unknown case {motion_name}/{body_name}: motions {sorted(MOTIONS)}, bodies {sorted(BODIES)}")
+    truth = MOTIONS[motion_name](frames, height, width)
+    truth = SMPLMotion(truth.global_orient, truth.body_pose, BODIES[body_name], truth.transl, truth.fps, truth.camera)
+    return plant_foot(body, truth, PLANTED[motion_name]) if motion_name in PLANTED else truth
+
+
+def warm_up(body, height: int, width: int, device: str) -> None:
+    """One short untimed fit: the first fit of a process pays one-off costs (allocator, kernels)."""
+    warm = demo_motion(num_frames=2, height=height, width=width)
+    with torch.no_grad():
+        warm_maps = render_motion_map(
+            camera_vertices(body, warm).vertices, body.faces, body.part_ids, warm.camera, "comovi_v1", "torch"
+        ).images
+    fit_motion(
+        body,
+        warm_maps,
+        start=start_of(warm),
+        camera=warm.camera,
+        fps=warm.fps,
+        options=FitOptions(iterations=2, track_steps=0),
+        device=device,
+    )
+
+
+def serve_baseline(args: argparse.Namespace) -> None:
+    """``--serve``: the fitting end of ``--baseline``, run with the baseline checkout first on ``PYTHONPATH``.
+
+    Reads one JSON request a line from stdin ({"motion", "body", "images": .npy path, "out": .npz path}), fits the
+    case's map with the ``comovi_core`` it imported (its ``FitOptions`` defaults, ``--steps`` if given), writes the
+    fitted poses to "out" and answers one JSON line {"seconds": ...} on stdout."""
+    body = load_body_model(None)
+    clock = clock_for(args.device)
+    options = FitOptions(**({} if args.steps is None else {"iterations": args.steps}))
+    for _ in range(args.warmup):
+        warm_up(body, args.height, args.width, args.device)
+    for line in sys.stdin:
+        request = json.loads(line)
+        truth = case_truth(body, request["motion"], request["body"], args.frames, args.height, args.width)
+        images = torch.from_numpy(np.load(request["images"]))
+        fitted, seconds = timed_fit(clock, body, images, truth, device=args.device, options=options)
+        np.savez(request["out"], global_orient=fitted.global_orient, body_pose=fitted.body_pose, transl=fitted.transl)
+        print(json.dumps({"seconds": seconds}), flush=True)
+
+
+class Baseline:
+    """The fit of another checkout (``--baseline PATH``), in a worker process that imports ``comovi_core`` from
+    there (``serve_baseline``); ``fit`` has ``timed_fit``'s shape, so the two codes can take turns."""
+
+    def __init__(self, root: Path, args: argparse.Namespace, scratch: Path):
+        if not (root / "comovi_core" / "recovery" / "fitting.py").is_file():
+            raise SystemExit(
+                f"--baseline {root}: no comovi_core/recovery/fitting.py there (give a checkout, e.g. "
+                "`git worktree add /tmp/fit_old HEAD~1`)"
+            )
+        self.root, self.scratch = root, scratch
+        self.commit = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+        ).stdout.strip() or str(root)
+        flags = ["--frames", str(args.frames), "--height", str(args.height), "--width", str(args.width)]
+        flags += ["--device", args.device, "--threads", str(args.threads), "--warmup", str(args.warmup)]
+        flags += [] if args.steps is None else ["--steps", str(args.steps)]
+        env = {**os.environ, "PYTHONPATH": str(root), "OMP_NUM_THREADS": str(args.threads)}
+        self.process = subprocess.Popen(
+            [sys.executable, __file__, "--serve", *flags],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+
+    def fit(
+        self, motion_name: str, body_name: str, images: torch.Tensor, truth: SMPLMotion
+    ) -> tuple[SMPLMotion, float]:
+        """Fit ``images`` (the case's map) in the baseline -> (its fitted motion, its seconds)."""
+        path = self.scratch / "images.npy"
+        np.save(path, images.numpy())
+        out = self.scratch / "fitted.npz"
+        request = {"motion": motion_name, "body": body_name, "images": str(path), "out": str(out)}
+        self.process.stdin.write(json.dumps(request) + "\n")
+        self.process.stdin.flush()
+        answer = self.process.stdout.readline()
+        if not answer:
+            raise SystemExit(f"the baseline fit ({self.root}) stopped; its error is printed above")
+        with np.load(out) as fitted:
+            motion = _with_pose(truth, fitted["global_orient"], fitted["body_pose"], fitted["transl"])
+        return motion, json.loads(answer)["seconds"]
+
+    def close(self) -> None:
+        self.process.stdin.close()
+        self.process.wait()
+
+
+def evaluate(body, fitted: SMPLMotion, posed, hold_err: torch.Tensor) -> dict:
+    """Accuracy of one fit against the true posed body -> the row's figures."""
+    with torch.no_grad():
+        fit_out = camera_vertices(body, fitted)
+        fit_err = joint_errors_mm(fit_out.joints, posed.joints)
+        drift = foot_drift_mm(body, fit_out.vertices, posed.vertices)
+        root = 1000 * (fit_out.joints[:, 0] - posed.joints[:, 0]).norm(dim=-1)
+    return {
+        "fit": float(fit_err.mean()),
+        "ratio": float(fit_err.mean() / hold_err.mean()),
+        "arms": f"{fit_err[:, ARM_JOINTS].mean():.0f}/{hold_err[:, ARM_JOINTS].mean():.0f}",
+        "legs": f"{fit_err[:, LEG_JOINTS].mean():.0f}/{hold_err[:, LEG_JOINTS].mean():.0f}",
+        "drift": f"{drift.mean():.0f} [max {drift.max():.0f}]" if drift.numel() else "-",
+        "pelvis": f"{root.mean():.0f}",
+    }
+
+
+def row(case: str, hold: float, figures: dict, seconds: list[float], code: str) -> str:
+    """One printed line: ``case``'s errors (``evaluate``), seconds per frame of each repeat, which code ran."""
+    timing = f"{statistics.median(seconds):.2f} [{min(seconds):.2f}-{max(seconds):.2f}]"
+    if len(seconds) < MIN_REPEATS:
+        timing = f"n/a (<{MIN_REPEATS} repeats)"
+    return (
+        f"{case} | {figures['fit']:6.1f} {hold:6.1f} {figures['ratio']:5.2f} |"
+        f" {figures['arms']:>9} {figures['legs']:>9}"
+        f" | {timing:>11} | {figures['drift']} | {figures['pelvis']}" + (f" | {code}" if code else "")
+    )
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--frames", type=int, default=9, help="frames per motion")
@@ -219,15 +356,23 @@ def main() -> None:
     p.add_argument("--bodies", default="standin,big", help=f"comma-separated, from {sorted(BODIES)}")
     p.add_argument("--conditions", default="float,8bit,degraded", help="comma-separated: float, 8bit, degraded, harsh")
     p.add_argument("--device", default="cpu", help="where the fit runs, e.g. cpu or cuda (timed with CUDA events)")
+    p.add_argument(
+        "--baseline",
+        type=Path,
+        help="a checkout of this repository to compare with (e.g. `git worktree add /tmp/fit_old HEAD~1`): its fit "
+        "runs in a worker process, taking turns with this one on every repeat of every case (at its own defaults)",
+    )
+    p.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)  # the worker end of --baseline
     add_timing_args(p)
     args = parse_args(p, SMOKE)
     set_threads(args.threads)
     logging.getLogger("comovi_core").setLevel(logging.ERROR)
+    if args.serve:
+        return serve_baseline(args)
     body = load_body_model(None)
     options = FitOptions(
         **({} if args.steps is None else {"iterations": args.steps}) | (SMOKE_FIT if args.smoke else {})
     )
-    kwargs = {"device": args.device, "options": options}
     clock = clock_for(args.device)
     print(
         f"{args.frames} frames, {args.height}x{args.width}, steps {args.steps or 'default'}, threads {args.threads}, "
@@ -235,33 +380,33 @@ def main() -> None:
     )
     print(
         f"{'motion':>8} {'body':>7} {'cond':>8} | {'fit':>6} {'hold':>6} {'ratio':>5} | {'arms mm':>9} "
-        f"{'legs mm':>9} | {'s/frame':>11} | planted feet drift mm | pelvis mm"
+        f"{'legs mm':>9} | {'s/frame':>11} | planted feet drift mm | pelvis mm" + (" | code" if args.baseline else "")
     )
     print(f"{'':>8} {'':>7} {'':>8} | {'MPJPE mm, root-relative':>19} | {'fit/hold':>9} {'fit/hold':>9} |")
-    ratios = []
-    if args.warmup:  # the first fit of a process pays one-off costs (allocator, kernels): not timed
-        warm = demo_motion(num_frames=2, height=args.height, width=args.width)
-        with torch.no_grad():
-            warm_maps = render_motion_map(
-                camera_vertices(body, warm).vertices, body.faces, body.part_ids, warm.camera, "comovi_v1", "torch"
-            ).images
-        fit_motion(
-            body,
-            warm_maps,
-            start=start_of(warm),
-            camera=warm.camera,
-            fps=warm.fps,
-            options=FitOptions(iterations=2, track_steps=0),
-            device=args.device,
+    with tempfile.TemporaryDirectory() as scratch:
+        baseline = None if args.baseline is None else Baseline(args.baseline.resolve(), args, Path(scratch))
+        try:
+            ratios = run_cases(args, body, options, clock, baseline)
+        finally:
+            if baseline is not None:
+                baseline.close()
+    for code, values in ratios.items():
+        print(
+            f"ratio fit/hold over {len(values)} cases{code}: median {statistics.median(values):.2f}, "
+            f"max {max(values):.2f} (issue 14 asks <= 0.5 on every case)"
         )
+
+
+def run_cases(args, body, options: FitOptions, clock, baseline: Baseline | None) -> dict[str, list[float]]:
+    """Fit every case (``timed_fit``; with ``baseline``, its fit and this one take turns: new, old, old, new, ...),
+    print its rows (and the CPU-time ratio old/new) -> fit/hold ratios per code ("" or " (new)", " (baseline)")."""
+    if args.warmup:  # the first fit of a process pays one-off costs (allocator, kernels): not timed
+        warm_up(body, args.height, args.width, args.device)
+    codes = ["new", "baseline"] if baseline is not None else [""]
+    ratios = {(f" ({code})" if code else ""): [] for code in codes}
     for motion_name in args.motions.split(","):
         for body_name in args.bodies.split(","):
-            truth = MOTIONS[motion_name](args.frames, args.height, args.width)
-            truth = SMPLMotion(
-                truth.global_orient, truth.body_pose, BODIES[body_name], truth.transl, truth.fps, truth.camera
-            )
-            if motion_name in PLANTED:
-                truth = plant_foot(body, truth, PLANTED[motion_name])
+            truth = case_truth(body, motion_name, body_name, args.frames, args.height, args.width)
             with torch.no_grad():
                 posed = camera_vertices(body, truth)
                 hold_err = joint_errors_mm(camera_vertices(body, held(truth)).joints, posed.joints)
@@ -270,32 +415,30 @@ def main() -> None:
             ).images
             for condition in args.conditions.split(","):
                 images = condition_maps(maps, condition)
-                fits = [timed_fit(clock, body, images, truth, **kwargs) for _ in range(max(args.repeats, 1))]
-                fitted, seconds = fits[-1][0], [t / args.frames for _, t in fits]
-                with torch.no_grad():
-                    fit_out = camera_vertices(body, fitted)
-                    fit_err = joint_errors_mm(fit_out.joints, posed.joints)
-                    drift = foot_drift_mm(body, fit_out.vertices, posed.vertices)
-                    root = 1000 * (fit_out.joints[:, 0] - posed.joints[:, 0]).norm(dim=-1)
-                ratio = float(fit_err.mean() / hold_err.mean())
-                arms = f"{fit_err[:, ARM_JOINTS].mean():.0f}/{hold_err[:, ARM_JOINTS].mean():.0f}"
-                legs = f"{fit_err[:, LEG_JOINTS].mean():.0f}/{hold_err[:, LEG_JOINTS].mean():.0f}"
-                ratios.append(ratio)
-                timing = f"{statistics.median(seconds):.2f} [{min(seconds):.2f}-{max(seconds):.2f}]"
-                if len(seconds) < MIN_REPEATS:
-                    timing = f"n/a (<{MIN_REPEATS} repeats)"
-                print(
-                    f"{motion_name:>8} {body_name:>7} {condition:>8} | {fit_err.mean():6.1f} "
-                    f"{hold_err.mean():6.1f} {ratio:5.2f} |"
-                    f" {arms:>9} {legs:>9} | {timing:>11} | "
-                    + (f"{drift.mean():.0f} [max {drift.max():.0f}]" if drift.numel() else "-")
-                    + f" | {root.mean():.0f}",
-                    flush=True,
-                )
-    print(
-        f"ratio fit/hold over {len(ratios)} cases: median {statistics.median(ratios):.2f}, max {max(ratios):.2f} "
-        f"(issue 14 asks <= 0.5 on every case)"
-    )
+                fits = {code: [] for code in codes}
+                for repeat in range(max(args.repeats, 1)):
+                    for code in codes if repeat % 2 == 0 else codes[::-1]:
+                        if code == "baseline":
+                            fits[code].append(baseline.fit(motion_name, body_name, images, truth))
+                        else:
+                            fits[code].append(
+                                timed_fit(clock, body, images, truth, device=args.device, options=options)
+                            )
+                case = f"{motion_name:>8} {body_name:>7} {condition:>8}"
+                seconds = {code: [t / args.frames for _, t in fits[code]] for code in codes}
+                for code in codes:
+                    figures = evaluate(body, fits[code][-1][0], posed, hold_err)
+                    ratios[f" ({code})" if code else ""].append(figures["ratio"])
+                    label = f"baseline {baseline.commit}" if code == "baseline" else code
+                    print(row(case, float(hold_err.mean()), figures, seconds[code], label), flush=True)
+                if baseline is not None and len(seconds["new"]) >= MIN_REPEATS:
+                    speedup = [old / new for old, new in zip(seconds["baseline"], seconds["new"])]
+                    print(
+                        f"{case} | CPU time baseline/new, per repeat: median {statistics.median(speedup):.2f} "
+                        f"[{min(speedup):.2f}-{max(speedup):.2f}]",
+                        flush=True,
+                    )
+    return ratios
 
 
 if __name__ == "__main__":

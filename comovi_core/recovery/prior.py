@@ -50,16 +50,17 @@ _MAX = torch.tensor([MAX_ANGLE[j] for j in range(1, 24)])
 
 
 def acceleration(x: torch.Tensor) -> torch.Tensor:
-    """(T, D) -> (T-2, D) second differences (smooth, without pulling toward stillness)."""
-    return x[2:] - 2 * x[1:-1] + x[:-2]
+    """(..., T, D) -> (..., T-2, D) second differences over frames (smooth, without pulling toward stillness)."""
+    return x[..., 2:, :] - 2 * x[..., 1:-1, :] + x[..., :-2, :]
 
 
 def smoothness(global_orient: torch.Tensor, body_pose: torch.Tensor, transl: torch.Tensor) -> torch.Tensor:
-    """Temporal smoothness of global_orient (T, 3), body_pose (T, 69), transl (T, 3): mean squared second
-    differences, those of transl (metres) weighted 10x those of the rotations (radians); 0 for T < 3."""
-    if global_orient.shape[0] < 3:
-        return global_orient.new_zeros(())
-    squared = (acceleration(x).square().sum(-1).mean() for x in (body_pose, global_orient, transl))
+    """Temporal smoothness of global_orient (..., T, 3), body_pose (..., T, 69), transl (..., T, 3): mean squared
+    second differences, those of transl (metres) weighted 10x those of the rotations (radians); 0 for T < 3.
+    Leading dimensions (e.g. candidate poses) are kept: (...,)."""
+    if global_orient.shape[-2] < 3:
+        return global_orient.new_zeros(global_orient.shape[:-2])
+    squared = (acceleration(x).square().sum(-1).mean(-1) for x in (body_pose, global_orient, transl))
     return sum(weight * term for weight, term in zip((1.0, 1.0, 10.0), squared))
 
 
