@@ -11,7 +11,7 @@ and an offset; SMPL turns the body about its root joint, not the origin, so ``tr
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -131,7 +131,7 @@ def resample(world: WorldMotion, fps: float) -> WorldMotion:
     wb = np.where(small, t, np.sin(t * angle) / sin)
     out = Rotation.from_quat((wa * a + wb * b).reshape(-1, 4)).as_rotvec().reshape(len(times), 72)
     transl = world.transl[lower] * (1 - w) + world.transl[upper] * w
-    return WorldMotion(out[:, :3], out[:, 3:], world.betas, transl, fps, world.gender, world.source)
+    return replace(world, global_orient=out[:, :3], body_pose=out[:, 3:], transl=transl, fps=fps)
 
 
 FOOT_PARTS = ("leftFoot", "leftToeBase", "rightFoot", "rightToeBase")
@@ -143,7 +143,7 @@ def in_place(model: BodyModel, world: WorldMotion) -> WorldMotion:
     j = root_joint(model, world.betas)
     transl = world.transl.copy()
     transl[:, [0, 2]] = -j[[0, 2]]
-    return WorldMotion(world.global_orient, world.body_pose, world.betas, transl, world.fps, world.gender, world.source)
+    return replace(world, transl=transl)
 
 
 def on_ground(model: BodyModel, world: WorldMotion) -> WorldMotion:
@@ -161,4 +161,4 @@ def on_ground(model: BodyModel, world: WorldMotion) -> WorldMotion:
         )
     lowest = (out.vertices[:, feet, 1].double().numpy() + world.transl[:, 1:2]).min()
     transl = world.transl - np.array([0.0, lowest, 0.0])
-    return WorldMotion(world.global_orient, world.body_pose, world.betas, transl, world.fps, world.gender, world.source)
+    return replace(world, transl=transl)
