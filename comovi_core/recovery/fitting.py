@@ -105,7 +105,9 @@ def _stats(weights: torch.Tensor, points: torch.Tensor, normals: torch.Tensor, p
         ],
         -1,
     )  # (T, N, 10)
-    sums = values.new_zeros(frames, NUM_PARTS, values.shape[-1]).index_add_(1, parts, values)  # (T, P, 10)
+    rows = values.transpose(0, 1).reshape(values.shape[1], -1)  # (N, T*10): index_add along dim 0 is the fast one
+    sums = rows.new_zeros(NUM_PARTS, rows.shape[1]).index_add_(0, parts, rows).view(NUM_PARTS, frames, -1)
+    sums = sums.transpose(0, 1)  # (T, P, 10)
     count = sums[..., 0]
     safe = count.clamp_min(1e-6)[..., None]
     centroid = sums[..., 1:3] / safe
@@ -252,7 +254,7 @@ def progress_steps(frames: int, options: FitOptions | None = None) -> int:
     first = (o.iterations + tracked if o.track_steps > 0 else 0) + (
         o.iterations if o.from_start or not o.track_steps else 0
     )
-    splat = tracked + (1 + len(SPLAT_SCHEDULES)) * o.splat_steps if o.splat_steps > 0 else 0
+    splat = tracked + o.splat_steps if o.splat_steps > 0 else 0
     return first + o.relabel_rounds * (o.iterations // 2) + splat + o.contact_steps
 
 
@@ -419,39 +421,56 @@ def _track(body, base, betas, schedules, steps, smooth, on_step, flip_steps) -> 
 
 def _refine(
     body, delta, base, betas, cost, iterations, smooth, on_step, lr=0.02, contacts: Contacts | None = None
-) -> tuple[torch.Tensor, float]:
+) -> tuple[torch.Tensor, float | list[float]]:
     """Fit all frames jointly (``cost``, a ``_DataCost`` over frames 1.. + smoothness, + the planted feet's term of
     ``contacts``) for ``iterations`` Adam steps from ``delta`` (T-1, 75). Returns the optimised delta and its
-    final loss."""
-    delta = delta.clone().requires_grad_(True)
+    final loss. ``delta`` (C, T-1, 75) refines C candidate fits as one batch (one Adam over independent
+    candidates is one Adam per candidate) and returns (C, T-1, 75) and C losses."""
+    candidates = delta.dim() == 3
+    delta = (delta if candidates else delta[None]).clone().requires_grad_(True)  # (C, T-1, 75)
+    count, moving = delta.shape[0], slice(1, None)  # frame 0 is the given start: only the smoothness prior needs it
     optimiser = torch.optim.Adam([delta], lr=lr)
-    loss = torch.zeros(())
+    loss = torch.zeros(count)
     visibility = None
+    if contacts is not None:
+        with torch.no_grad():
+            start_vertices = body(base[:1, :3], base[:1, 3:72], betas, base[:1, 72:]).vertices
     for step in range(iterations + 1):
-        q = base + torch.cat([delta.new_zeros(1, 75), delta])
-        g, p, t = q[:, :3], q[:, 3:72], q[:, 72:]
-        vertices = body(g, p, betas, t).vertices
-        if step % VISIBILITY_EVERY == 0 or step == iterations:  # the final loss is taken with a fresh test
-            visibility = cost.visible(vertices)
-        data = cost(vertices, visibility) + LIMIT_WEIGHT * joint_limits(p)
-        if contacts is not None:
-            data = data + contacts.term(vertices)
-        data = data + STILL_WEIGHT * stillness(p, base[:, 3:72])
-        loss = data[1:].mean() + smooth * smoothness(g, p, t)
-        if step == iterations:  # the final loss, of the returned delta
+        final = step == iterations  # the final loss, of the returned delta
+        with torch.set_grad_enabled(not final):
+            q = base + torch.cat([delta.new_zeros(count, 1, 75), delta], 1)  # (C, T, 75)
+            g, p, t = q[..., :3], q[..., 3:72], q[..., 72:]
+            flat = q[:, moving].flatten(0, 1)  # (C (T-1), 75), candidate after candidate
+            vertices = body(flat[:, :3], flat[:, 3:72], betas, flat[:, 72:]).vertices  # (C (T-1), V, 3)
+            if step % VISIBILITY_EVERY == 0 or final:  # the final loss is taken with a fresh test
+                visibility = cost.visible(vertices)
+            data = cost(vertices, visibility, moving) + LIMIT_WEIGHT * joint_limits(flat[:, 3:72])
+            data = data.view(count, -1)  # (C, T-1)
+            if contacts is not None:
+                data = data + torch.stack(
+                    [
+                        contacts.term(torch.cat([start_vertices, v]))[moving]
+                        for v in vertices.view(count, -1, *vertices.shape[1:])
+                    ]
+                )
+            data = data + STILL_WEIGHT * stillness(p[:, moving], base[moving, 3:72])
+            loss = data.mean(-1) + smooth * smoothness(g, p, t)  # (C,)
+        if final:
             break
         optimiser.zero_grad()
-        loss.backward()
+        loss.sum().backward()
         optimiser.step()
         on_step()
-    return delta.detach(), float(loss.detach())
+    losses = loss.detach().tolist()
+    return (delta.detach(), losses) if candidates else (delta.detach()[0], losses[0])
 
 
 class _DataCost:
     """A data term of the fit, seen through ``camera``: ``visible(vertices)`` is the occlusion test it needs (the
     fit refreshes it every ``VISIBILITY_EVERY`` steps, not every step: a depth render costs about as much as the
-    rest of a step) and ``cost(vertices, visibility, frame=None)`` the term itself: (T,) over all frames, or with
-    ``frame`` (B,) for B candidate poses (B, V, 3) of that one frame."""
+    rest of a step) and ``cost(vertices, visibility, frame=None)`` the term itself: (T,) over all frames; with
+    ``frame`` a slice, over those frames; with ``frame`` an int, (B,) for B candidate poses (B, V, 3) of that one
+    frame."""
 
     def __init__(self, faces: torch.Tensor, camera: PinholeCamera):
         self.faces, self.camera = faces, camera
@@ -473,9 +492,15 @@ class _StatsCost(_DataCost):
 
     def __call__(self, vertices, visibility, frame=None):
         model = body_stats(vertices, self.faces, self.part_ids, self.camera, visibility)
-        if frame is None:
-            return _data_terms(model, self.target, self.present)
-        return _data_terms(model, _slice(self.target, [frame]), self.present[[frame]])
+        frames = slice(None) if frame is None else [frame] if isinstance(frame, int) else frame
+        target, present = _slice(self.target, frames), self.present[frames]
+        n = target.count.shape[0]
+        if isinstance(frame, int) or model.count.shape[0] == n:
+            return _data_terms(model, target, present)
+        model = PartStats(
+            *(x.unflatten(0, (-1, n)) for x in (model.count, model.centroid, model.covariance, model.normal))
+        )
+        return _data_terms(model, target, present).flatten()  # candidates x frames
 
 
 class _SplatCost(_DataCost):
@@ -489,7 +514,11 @@ class _SplatCost(_DataCost):
         area = projected_vertex_area(self.camera.project(vertices), self.faces) * visibility
         normals = vertex_normals(vertices, self.faces)
         image = body_splat(vertices, normals, area, self.part_ids, self.camera, self.shading, self.sigma)
-        return splat_cost(image, self.target if frame is None else self.target[frame : frame + 1])
+        frames = slice(None) if frame is None else slice(frame, frame + 1) if isinstance(frame, int) else frame
+        target = self.target[frames]
+        if isinstance(frame, int) or image.shape[0] == target.shape[0]:
+            return splat_cost(image, target)
+        return splat_cost(image.unflatten(0, (-1, target.shape[0])), target).flatten()  # candidates x frames
 
 
 def _levels(body, q, betas, faces, part_ids, camera) -> torch.Tensor:
@@ -631,13 +660,14 @@ def _splat_stage(
     targets, splat_camera = splat_targets(images, camera, SPLAT_SIDE, SPLAT_SIGMAS)
     costs = {s: _SplatCost(targets[s].to(device), faces, part_ids, splat_camera, shading, s) for s in SPLAT_SIGMAS}
     finest = costs[SPLAT_SIGMAS[-1]]
-    refined, loss = _refine(body, delta, base, betas, finest, steps, smooth, on_step, lr=SPLAT_LR)
-    candidates = [(loss, refined)]
     schedules = [[costs[s] for s in schedule] for schedule in SPLAT_SCHEDULES]
-    for tracked in _track(body, base, betas, schedules, SPLAT_TRACK_STEPS, smooth, on_step, flip_steps):
-        tracked, tracked_loss = _refine(body, tracked, base, betas, finest, steps, smooth, on_step, lr=SPLAT_LR)
-        candidates.append((tracked_loss, tracked))
-    log.info("colour fit: refined summary fit %.4g, tracked %s", loss, ", ".join(f"{c[0]:.4g}" for c in candidates[1:]))
+    tracked = _track(body, base, betas, schedules, SPLAT_TRACK_STEPS, smooth, on_step, flip_steps)  # (C, T-1, 75)
+    # the summary fit and every track, refined together (one batch)
+    refined, losses = _refine(
+        body, torch.cat([delta[None], tracked]), base, betas, finest, steps, smooth, on_step, SPLAT_LR
+    )
+    candidates = list(zip(losses, refined))
+    log.info("colour fit: refined summary fit %.4g, tracked %s", losses[0], ", ".join(f"{c:.4g}" for c in losses[1:]))
     plausible = [(c_loss, c) for c_loss, c in candidates if _plausible(base, c)]
     if not plausible:  # e.g. a map that shows no body: the colour cost pushed the body away; keep the summary fit
         log.warning("colour stage moved the body behind the camera or to non-finite poses; kept the summary fit")
