@@ -32,10 +32,9 @@ import sys
 
 import numpy as np
 import torch
-from bench_fit_motion import MOTIONS, PLANTED, plant_foot
+from bench_fit_motion import MOTIONS, PLANTED, noisy_estimates, plant_foot
 from timing import CpuClock, add_timing_args, parse_args, set_threads
 
-from comovi_core.body.rotations import axis_angle_to_matrix, matrix_to_axis_angle
 from comovi_core.body.smpl import camera_vertices, load_body_model
 from comovi_core.capture.track import boxes_from_masks
 from comovi_core.capture.video import CaptureOptions, capture_motion
@@ -62,21 +61,11 @@ class NoisyOracle:
     name = "noisy oracle"
 
     def __init__(self, truth, joint_deg: float, root_cm: float, outliers: float, outlier_scale: float, seed: int):
-        rng = np.random.default_rng(seed)
-        frames = truth.num_frames
-        scale = np.ones(frames)
-        bad = rng.choice(frames, max(1, round(outliers * frames)), replace=False)
-        scale[bad] = outlier_scale
-        self.outliers = np.sort(bad)
-        per_axis = np.radians(joint_deg) / np.sqrt(3)  # RMS angle joint_deg
-        noise = torch.from_numpy(rng.normal(0, per_axis, (frames, 24, 3)) * scale[:, None, None])
-        true = torch.from_numpy(truth.full_pose.reshape(frames, 24, 3)).double()
-        turned = matrix_to_axis_angle(axis_angle_to_matrix(noise) @ axis_angle_to_matrix(true)).float()
-        self.pose = turned.reshape(frames, 72)
-        self.transl = torch.from_numpy(
-            truth.transl + rng.normal(0, root_cm / 100 / np.sqrt(3), (frames, 3)) * scale[:, None]
-        ).float()
-        self.betas = torch.from_numpy(truth.betas + rng.normal(0, 0.1, (frames, 10))).float()
+        noisy = noisy_estimates(truth, joint_deg, root_cm, outliers, outlier_scale, seed)
+        self.outliers = noisy.outliers
+        self.pose = torch.from_numpy(noisy.full_pose).float()  # (T, 72)
+        self.transl = torch.from_numpy(noisy.transl).float()
+        self.betas = torch.from_numpy(noisy.frame_betas).float()  # (T, 10)
 
     def __call__(self, images, boxes, camera, indices) -> list[BodyEstimate]:
         return [

@@ -7,6 +7,8 @@
     python benchmarks/bench_fit_motion.py --smoke   # seconds on a CPU: 3 small frames, few steps
     git worktree add /tmp/fit_old <commit>; OMP_NUM_THREADS=1 python benchmarks/bench_fit_motion.py \
         --baseline /tmp/fit_old --frames 9 --motions demo --bodies standin --conditions degraded   # old vs new
+    OMP_NUM_THREADS=1 python benchmarks/bench_fit_motion.py --frames 9 --motions kick,arms,turn,demo \
+        --conditions degraded --repeats 1 --warmup 0 --init noisy    # the fit started from per-frame estimates
 
 For every motion x body x condition: render the motion as a comovi_v1 motion map (torch rasteriser),
 optionally round it to 8 bits or degrade it like a VAE round trip (``comovi_core.motion_map.degrade``,
@@ -25,6 +27,13 @@ repeats. With ``--repeats`` below 7 (accuracy only, faster) no time is reported.
 its fit runs in a worker process that imports ``comovi_core`` from PATH, at its own defaults, and the two take turns
 on every repeat of every case (new, old, old, new, ...), so slow phases of a shared machine hit both alike. Each case
 then prints a row per code (column ``code``) and the per-repeat ratio of their CPU times, baseline/new.
+
+``--init noisy`` starts this code's fit from per-frame estimates (``fit_motion(init=...)``), as the pipeline does when
+an image estimator reads the generated RGB video: a NOISY ORACLE (``noisy_estimates``: the truth with every joint
+turned by ``--joint-noise`` degrees RMS, the root moved by ``--root-noise`` cm, ``--outliers`` of the frames
+``--outlier-scale`` times worse; the defaults are those of ``bench_capture.py``). A row labelled "noisy estimates"
+prints the estimates' own errors; compare the fit with it and with the fit from the start pose (a run without
+``--init``, or ``--baseline``, whose fit always starts from the start pose).
 
 Motions (all on the stand-in mannequin's demo camera, 3 m away): ``arms`` (shoulders, collars, elbows
 and wrists sweep widely), ``kick`` (the left foot stays planted while the right leg swings forward and
@@ -45,6 +54,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -160,6 +170,42 @@ MOTIONS = {
 
 
 PLANTED = {"kick": 0}  # motions whose foot (0 left, 1 right) stays planted: translated by plant_foot
+
+
+@dataclass
+class NoisyEstimates:
+    """Per-frame estimates of a known motion with a real estimator's noise (``noisy_estimates``)."""
+
+    full_pose: np.ndarray  # (T, 72) axis-angle, the root first
+    transl: np.ndarray  # (T, 3)
+    frame_betas: np.ndarray  # (T, 10): a shape per frame, as an image estimator gives
+    outliers: np.ndarray  # frames with much larger noise
+
+    def motion(self, truth: SMPLMotion) -> SMPLMotion:
+        """The estimates as a motion with the truth's shape, camera and frame rate (what a fit starts from)."""
+        return SMPLMotion(
+            self.full_pose[:, :3], self.full_pose[:, 3:], truth.betas, self.transl, truth.fps, truth.camera
+        )
+
+
+def noisy_estimates(
+    truth: SMPLMotion, joint_deg: float, root_cm: float, outliers: float, outlier_scale: float, seed: int
+) -> NoisyEstimates:
+    """The truth with every joint turned by a random rotation of ``joint_deg`` degrees (RMS angle), the root moved by
+    ``root_cm`` cm (RMS), the betas by 0.1, and ``outliers`` of the frames (at least one) ``outlier_scale`` times
+    worse: a NOISY ORACLE in place of a per-frame image estimator (HMR 2.0, CameraHMR)."""
+    rng = np.random.default_rng(seed)
+    frames = truth.num_frames
+    scale = np.ones(frames)
+    bad = rng.choice(frames, max(1, round(outliers * frames)), replace=False)
+    scale[bad] = outlier_scale
+    per_axis = np.radians(joint_deg) / np.sqrt(3)  # RMS angle joint_deg
+    noise = torch.from_numpy(rng.normal(0, per_axis, (frames, 24, 3)) * scale[:, None, None])
+    true = torch.from_numpy(truth.full_pose.reshape(frames, 24, 3)).double()
+    turned = matrix_to_axis_angle(axis_angle_to_matrix(noise) @ axis_angle_to_matrix(true)).float()
+    transl = truth.transl + rng.normal(0, root_cm / 100 / np.sqrt(3), (frames, 3)) * scale[:, None]
+    betas = truth.betas + rng.normal(0, 0.1, (frames, 10))
+    return NoisyEstimates(turned.reshape(frames, 72).numpy(), transl, betas, np.sort(bad))
 
 
 def foot_drift_mm(body, fitted: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
@@ -334,11 +380,12 @@ def evaluate(body, fitted: SMPLMotion, posed, hold_err: torch.Tensor) -> dict:
     }
 
 
-def row(case: str, hold: float, figures: dict, seconds: list[float], code: str) -> str:
-    """One printed line: ``case``'s errors (``evaluate``), seconds per frame of each repeat, which code ran."""
-    timing = f"{statistics.median(seconds):.2f} [{min(seconds):.2f}-{max(seconds):.2f}]"
-    if len(seconds) < MIN_REPEATS:
-        timing = f"n/a (<{MIN_REPEATS} repeats)"
+def row(case: str, hold: float, figures: dict, seconds: list[float] | None, code: str) -> str:
+    """One printed line: ``case``'s errors (``evaluate``), seconds per frame of each repeat (None: not a fit), which
+    code ran."""
+    timing = "-" if seconds is None else f"n/a (<{MIN_REPEATS} repeats)"
+    if seconds is not None and len(seconds) >= MIN_REPEATS:
+        timing = f"{statistics.median(seconds):.2f} [{min(seconds):.2f}-{max(seconds):.2f}]"
     return (
         f"{case} | {figures['fit']:6.1f} {hold:6.1f} {figures['ratio']:5.2f} |"
         f" {figures['arms']:>9} {figures['legs']:>9}"
@@ -362,6 +409,18 @@ def main() -> None:
         help="a checkout of this repository to compare with (e.g. `git worktree add /tmp/fit_old HEAD~1`): its fit "
         "runs in a worker process, taking turns with this one on every repeat of every case (at its own defaults)",
     )
+    p.add_argument(
+        "--init",
+        choices=["none", "noisy"],
+        default="none",
+        help="noisy: start this code's fit from per-frame estimates (the truth with a real estimator's noise, "
+        "`noisy_estimates`; the baseline still fits from the start pose); a row prints the estimates' own errors",
+    )
+    p.add_argument("--joint-noise", type=float, default=3.0, help="--init noisy: RMS angle (degrees) per joint")
+    p.add_argument("--root-noise", type=float, default=2.0, help="--init noisy: RMS distance (cm) of the root")
+    p.add_argument("--outliers", type=float, default=0.05, help="--init noisy: fraction of outlier frames (>= 1)")
+    p.add_argument("--outlier-scale", type=float, default=8.0, help="--init noisy: an outlier's noise / the usual")
+    p.add_argument("--seed", type=int, default=0, help="--init noisy: seed of the noise")
     p.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)  # the worker end of --baseline
     add_timing_args(p)
     args = parse_args(p, SMOKE)
@@ -416,13 +475,22 @@ def run_cases(args, body, options: FitOptions, clock, baseline: Baseline | None)
             for condition in args.conditions.split(","):
                 images = condition_maps(maps, condition)
                 fits = {code: [] for code in codes}
+                init = {}
+                if args.init == "noisy":  # per-frame estimates to start from (this code only), and how good they are
+                    estimates = noisy_estimates(
+                        truth, args.joint_noise, args.root_noise, args.outliers, args.outlier_scale, args.seed
+                    ).motion(truth)
+                    init = {"init": estimates}
+                    figures = evaluate(body, estimates, posed, hold_err)
+                    case = f"{motion_name:>8} {body_name:>7} {condition:>8}"
+                    print(row(case, float(hold_err.mean()), figures, None, "noisy estimates"), flush=True)
                 for repeat in range(max(args.repeats, 1)):
                     for code in codes if repeat % 2 == 0 else codes[::-1]:
                         if code == "baseline":
                             fits[code].append(baseline.fit(motion_name, body_name, images, truth))
                         else:
                             fits[code].append(
-                                timed_fit(clock, body, images, truth, device=args.device, options=options)
+                                timed_fit(clock, body, images, truth, device=args.device, options=options, **init)
                             )
                 case = f"{motion_name:>8} {body_name:>7} {condition:>8}"
                 seconds = {code: [t / args.frames for _, t in fits[code]] for code in codes}

@@ -290,7 +290,7 @@ def test_cogeneration_nodes_on_tiny_weights(ext, quick_fit, monkeypatch):
     # 2 sampler steps + the fit (PLUMBING_FIT: no colour stage): 4 tracked frames + 40 joint summary steps + 20
     # relabel steps + 10 steps locking the feet (counted whether a foot stands or not)
     assert bar.current == bar.total == 2 + 4 + 40 + 20 + 10
-    assert sampler_module.progress_steps.func(5) == 4 + 100 + 50 + 4 + 60 + 30  # defaults
+    assert sampler_module.progress_steps.func(5) == 4 + 100 + 50 + 4 + 3 * 60 + 30  # defaults
     assert fitted.num_frames == 5 and np.allclose(fitted.body_pose[0], start.body_pose[0], atol=1e-6)
     comovi.transformer.smpl_head = head
     mm.INTERRUPT["flag"] = True  # cancelled between layers, not only between steps

@@ -9,6 +9,7 @@ from comovi_core.body.rotations import (
     axis_angle_to_rot6d,
     matrix_to_axis_angle,
     matrix_to_rot6d,
+    nearest_axis_angle,
     rot6d_to_axis_angle,
     rot6d_to_matrix,
 )
@@ -38,3 +39,17 @@ def test_6d_decoding_orthonormalises_rows():
     m = rot6d_to_matrix(noisy)
     torch.testing.assert_close(m @ m.transpose(-1, -2), torch.eye(3).expand(1, 3, 3), atol=1e-6, rtol=0)
     torch.testing.assert_close(torch.linalg.det(m), torch.ones(1))
+
+
+def test_nearest_axis_angle_keeps_the_rotation_and_removes_whole_turns():
+    """A half turn about x is (pi, 0, 0) and (-pi, 0, 0) alike: next to (pi, 0, 0), the estimator's
+    (-pi + 0.01, 0, 0) becomes (pi + 0.01, 0, 0) - 0.01 rad away, not 2 pi - 0.01 - and stays the same rotation."""
+    torch.manual_seed(0)
+    rotvec = torch.cat([torch.tensor([[-math.pi + 0.01, 0.0, 0.0], [0.0, 0.0, 0.0]]), torch.randn(50, 3)])
+    reference = torch.cat([torch.tensor([[math.pi, 0.0, 0.0], [0.1, 0.0, 0.0]]), torch.randn(50, 3)])
+    nearest = nearest_axis_angle(rotvec, reference)
+    torch.testing.assert_close(nearest[0], torch.tensor([math.pi + 0.01, 0.0, 0.0]))
+    torch.testing.assert_close(nearest[1], torch.zeros(3))  # no rotation stays no rotation
+    torch.testing.assert_close(axis_angle_to_matrix(nearest), axis_angle_to_matrix(rotvec), atol=2e-6, rtol=0)
+    # never farther from the reference than the input
+    assert bool(((nearest - reference).norm(dim=-1) <= (rotvec - reference).norm(dim=-1) + 1e-6).all())

@@ -42,3 +42,16 @@ def axis_angle_to_rot6d(rotvec: torch.Tensor) -> torch.Tensor:
 
 def rot6d_to_axis_angle(rot6d: torch.Tensor) -> torch.Tensor:
     return matrix_to_axis_angle(rot6d_to_matrix(rot6d))
+
+
+def nearest_axis_angle(rotvec: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    """(..., 3) axis-angle -> the axis-angle of the same rotation nearest to ``reference`` (..., 3): the angle
+    along the same axis shifted by a whole turn where that is closer (a pi turn about x is (pi, 0, 0) and
+    (-pi, 0, 0) alike). Keeps a sequence of rotation vectors continuous, so that differences over time (a
+    smoothness prior) measure motion, not the 2 pi jumps of the representation."""
+    angle = rotvec.norm(dim=-1, keepdim=True)
+    axis = rotvec / angle.clamp_min(1e-12)
+    turns = torch.tensor([-1.0, 0.0, 1.0], dtype=rotvec.dtype, device=rotvec.device)  # (3,) whole turns
+    candidates = axis[..., None, :] * (angle[..., None, :] + 2 * torch.pi * turns[:, None])  # (..., 3, 3)
+    best = (candidates - reference[..., None, :]).norm(dim=-1).argmin(-1)  # (...,)
+    return torch.gather(candidates, -2, best[..., None, None].expand(*best.shape, 1, 3))[..., 0, :]

@@ -48,6 +48,7 @@ import torch
 from ..body.camera import PinholeCamera
 from ..body.motion_file import SMPLMotion
 from ..body.parts import NUM_PARTS
+from ..body.rotations import nearest_axis_angle
 from ..errors import CoMoViError, run_cli
 from ..motion_map.colors import vertex_normals
 from ..motion_map.decode import DecodedMotionMap, decode_motion_map, levels_of
@@ -246,15 +247,18 @@ class FitOptions:
     from_start: bool = False  # with tracking, also fit all frames jointly from the start pose; the better fit stays
 
 
-def progress_steps(frames: int, options: FitOptions | None = None) -> int:
+def progress_steps(frames: int, options: FitOptions | None = None, init: bool = False) -> int:
     """How many times ``fit_motion`` calls its callback for a clip of ``frames`` frames (comovi_v1 shading) with
-    ``options`` (default: ``FitOptions()``)."""
+    ``options`` (default: ``FitOptions()``), started from per-frame estimates (``init``) or not."""
     o = FitOptions() if options is None else options
-    tracked = len(keyframes(frames)) - 1 if frames > 1 else 0
-    first = (o.iterations + tracked if o.track_steps > 0 else 0) + (
-        o.iterations if o.from_start or not o.track_steps else 0
+    tracked = len(keyframes(frames)) - 1 if frames > 1 and not init else 0
+    first = (o.iterations + tracked if o.track_steps > 0 or init else 0) + (
+        o.iterations if not init and (o.from_start or not o.track_steps) else 0
     )
-    splat = tracked + o.splat_steps if o.splat_steps > 0 else 0
+    coarse = (len(SPLAT_SCHEDULES[-1]) - 1) * SPLAT_TRACK_STEPS  # estimates brought in coarse to fine
+    splat = (2 * o.splat_steps + coarse if init else tracked + (1 + len(SPLAT_SCHEDULES)) * o.splat_steps) * (
+        o.splat_steps > 0
+    )
     return first + o.relabel_rounds * (o.iterations // 2) + splat + o.contact_steps
 
 
@@ -269,6 +273,7 @@ def fit_motion(
     options: FitOptions | None = None,
     device="cpu",
     callback=None,
+    init: SMPLMotion | None = None,
 ) -> SMPLMotion:
     """images (T, H, W, 3) in [0, 1] (frame 0 shows ``start``'s frame 0) -> a SMPLMotion of T frames.
 
@@ -293,13 +298,23 @@ def fit_motion(
     they stand by ``contact_steps`` joint steps of the last cost plus the planted feet's term; the result's
     ``foot_contact`` says which foot stands in which frame (all False when none does; None with ``contact_steps``
     0, not looked for).
+    ``init``: per-frame estimates of the motion (T frames, the same camera and body as ``start``; e.g. an image
+    estimator's on the generated RGB video, smoothed). The fit then starts from them instead of tracking the motion
+    from the start pose: the labels are decoded with them as the prior, the summary fit and the colour stage refine
+    them (the colour stage's candidates: the refined summary fit and the refined estimates, no tracks), and per frame
+    the estimate replaces the fit where its colours match the map better (``init_frames``).
     Works inside ``torch.inference_mode``/``no_grad`` (hosts such as ComfyUI run nodes that way): the
     optimisation uses its own grad-enabled copies of the body model and the maps.
     """
     options = FitOptions() if options is None else options
+    if init is not None and init.num_frames != images.shape[0]:
+        raise CoMoViError(
+            f"the initial motion has {init.num_frames} frames, the motion map {images.shape[0]}: give one estimate per "
+            "frame of the map"
+        )
     with torch.inference_mode(False), torch.enable_grad():
         body = copy.deepcopy(body).to(device)
-        return _fit(body, images.clone(), start, camera, fps, options, shading, device, callback)
+        return _fit(body, images.clone(), start, camera, fps, options, shading, device, callback, init)
 
 
 def _data_terms(model: PartStats, target: PartStats, present: torch.Tensor) -> torch.Tensor:
@@ -421,48 +436,32 @@ def _track(body, base, betas, schedules, steps, smooth, on_step, flip_steps) -> 
 
 def _refine(
     body, delta, base, betas, cost, iterations, smooth, on_step, lr=0.02, contacts: Contacts | None = None
-) -> tuple[torch.Tensor, float | list[float]]:
+) -> tuple[torch.Tensor, float]:
     """Fit all frames jointly (``cost``, a ``_DataCost`` over frames 1.. + smoothness, + the planted feet's term of
     ``contacts``) for ``iterations`` Adam steps from ``delta`` (T-1, 75). Returns the optimised delta and its
-    final loss. ``delta`` (C, T-1, 75) refines C candidate fits as one batch (one Adam over independent
-    candidates is one Adam per candidate) and returns (C, T-1, 75) and C losses."""
-    candidates = delta.dim() == 3
-    delta = (delta if candidates else delta[None]).clone().requires_grad_(True)  # (C, T-1, 75)
-    count, moving = delta.shape[0], slice(1, None)  # frame 0 is the given start: only the smoothness prior needs it
+    final loss."""
+    delta = delta.clone().requires_grad_(True)
     optimiser = torch.optim.Adam([delta], lr=lr)
-    loss = torch.zeros(count)
+    loss = torch.zeros(())
     visibility = None
-    if contacts is not None:
-        with torch.no_grad():
-            start_vertices = body(base[:1, :3], base[:1, 3:72], betas, base[:1, 72:]).vertices
     for step in range(iterations + 1):
-        final = step == iterations  # the final loss, of the returned delta
-        with torch.set_grad_enabled(not final):
-            q = base + torch.cat([delta.new_zeros(count, 1, 75), delta], 1)  # (C, T, 75)
-            g, p, t = q[..., :3], q[..., 3:72], q[..., 72:]
-            flat = q[:, moving].flatten(0, 1)  # (C (T-1), 75), candidate after candidate
-            vertices = body(flat[:, :3], flat[:, 3:72], betas, flat[:, 72:]).vertices  # (C (T-1), V, 3)
-            if step % VISIBILITY_EVERY == 0 or final:  # the final loss is taken with a fresh test
-                visibility = cost.visible(vertices)
-            data = cost(vertices, visibility, moving) + LIMIT_WEIGHT * joint_limits(flat[:, 3:72])
-            data = data.view(count, -1)  # (C, T-1)
-            if contacts is not None:
-                data = data + torch.stack(
-                    [
-                        contacts.term(torch.cat([start_vertices, v]))[moving]
-                        for v in vertices.view(count, -1, *vertices.shape[1:])
-                    ]
-                )
-            data = data + STILL_WEIGHT * stillness(p[:, moving], base[moving, 3:72])
-            loss = data.mean(-1) + smooth * smoothness(g, p, t)  # (C,)
-        if final:
+        q = base + torch.cat([delta.new_zeros(1, 75), delta])
+        g, p, t = q[:, :3], q[:, 3:72], q[:, 72:]
+        vertices = body(g, p, betas, t).vertices
+        if step % VISIBILITY_EVERY == 0 or step == iterations:  # the final loss is taken with a fresh test
+            visibility = cost.visible(vertices)
+        data = cost(vertices, visibility) + LIMIT_WEIGHT * joint_limits(p)
+        if contacts is not None:
+            data = data + contacts.term(vertices)
+        data = data + STILL_WEIGHT * stillness(p, base[:, 3:72])
+        loss = data[1:].mean() + smooth * smoothness(g, p, t)
+        if step == iterations:  # the final loss, of the returned delta
             break
         optimiser.zero_grad()
-        loss.sum().backward()
+        loss.backward()
         optimiser.step()
         on_step()
-    losses = loss.detach().tolist()
-    return (delta.detach(), losses) if candidates else (delta.detach()[0], losses[0])
+    return delta.detach(), float(loss.detach())
 
 
 class _DataCost:
@@ -537,7 +536,7 @@ def _targets(images, shading, camera, depth, prior, device) -> tuple[PartStats, 
     return target, (target.count > 2e-4).float()  # (T, P) parts seen in the map (count = area in image units)
 
 
-def _fit(body, images, start, camera, fps, o: FitOptions, shading: str, device, callback) -> SMPLMotion:
+def _fit(body, images, start, camera, fps, o: FitOptions, shading: str, device, callback, init=None) -> SMPLMotion:
     """``fit_motion`` on a grad-enabled copy of the body model and the maps; ``o``: its steps and tuning."""
     output_camera = camera.resized(images.shape[1], images.shape[2])
     frames, depth = images.shape[0], float(start.transl[0, 2])
@@ -545,6 +544,9 @@ def _fit(body, images, start, camera, fps, o: FitOptions, shading: str, device, 
 
     def first(a):
         return torch.as_tensor(np.asarray(a[:1], np.float32), device=device).repeat(frames, 1)
+
+    def first_all(a):
+        return torch.as_tensor(np.asarray(a, np.float32), device=device)
 
     base = torch.cat([first(start.global_orient), first(start.body_pose), first(start.transl)], -1)  # (T, 75)
     betas = torch.as_tensor(np.asarray(start.betas, np.float32), device=device)
@@ -554,7 +556,7 @@ def _fit(body, images, start, camera, fps, o: FitOptions, shading: str, device, 
             start_uv = output_camera.project(body(base[:1, :3], base[:1, 3:72], betas, base[:1, 72:]).vertices[0]).cpu()
         full_images, full_camera = _crop_to_body(full_images, output_camera, start_uv)
     images, camera = _downsample(full_images, full_camera, o.max_side)
-    total = progress_steps(frames, o)
+    total = progress_steps(frames, o, init is not None)
     done = [0]
 
     def on_step():
@@ -572,11 +574,17 @@ def _fit(body, images, start, camera, fps, o: FitOptions, shading: str, device, 
         return _StatsCost(target, present, faces, part_ids, camera)
 
     zero = torch.zeros(frames - 1, 75, device=device)
-    cost = decode(zero)  # the map decoded with the start pose as the prior
-    if o.track_steps > 0:  # 1. follow the motion frame by frame from the start pose, then refine all frames jointly
+    guess = None
+    if init is not None:  # per-frame estimates, as changes from the start pose
+        guess = torch.cat([first_all(init.global_orient), first_all(init.body_pose), first_all(init.transl)], -1)
+        guess = _continuous(guess, base[0])[1:] - base[1:]
+    cost = decode(zero if guess is None else guess)  # the map decoded with the start pose (or estimates) as prior
+    if guess is not None:  # 1. refine the estimates jointly
+        delta, loss = _refine(body, guess, base, betas, cost, o.iterations, o.smooth, on_step)
+    elif o.track_steps > 0:  # 1. follow the motion frame by frame from the start pose, then refine all frames jointly
         delta = _track(body, base, betas, [[cost]], o.track_steps, o.smooth, on_step, o.flip_steps)[0]
         delta, loss = _refine(body, delta, base, betas, cost, o.iterations, o.smooth, on_step)
-    if o.track_steps == 0 or o.from_start:  # 2. all frames jointly from the start pose; the better fit stays
+    if guess is None and (o.track_steps == 0 or o.from_start):  # 2. all frames from the start pose; the better stays
         fitted, fitted_loss = _refine(body, zero, base, betas, cost, o.iterations, o.smooth, on_step)
         if o.track_steps == 0 or fitted_loss < loss:
             log.info("fit from the start pose: loss %.4g, better than tracking", fitted_loss)
@@ -600,6 +608,7 @@ def _fit(body, images, start, camera, fps, o: FitOptions, shading: str, device, 
             device,
             on_step,
             o.flip_steps,
+            guess,
         )
     contact = None
     if o.contact_steps > 0:  # 5. lock the feet the map shows standing
@@ -645,7 +654,21 @@ def _lock_feet(body, delta, base, betas, images, camera, part_ids, cost, lr, o: 
 
 
 def _splat_stage(
-    body, delta, base, betas, images, camera, faces, part_ids, shading, steps, smooth, device, on_step, flip_steps
+    body,
+    delta,
+    base,
+    betas,
+    images,
+    camera,
+    faces,
+    part_ids,
+    shading,
+    steps,
+    smooth,
+    device,
+    on_step,
+    flip_steps,
+    guess=None,
 ):
     """4. Compare colours instead of decoded labels (``fit_splat``): refine the summary fit ``delta``, and track
     the motion again from the start pose coarse to fine once per ``SPLAT_SCHEDULES`` entry (the tracks run
@@ -661,18 +684,53 @@ def _splat_stage(
     costs = {s: _SplatCost(targets[s].to(device), faces, part_ids, splat_camera, shading, s) for s in SPLAT_SIGMAS}
     finest = costs[SPLAT_SIGMAS[-1]]
     schedules = [[costs[s] for s in schedule] for schedule in SPLAT_SCHEDULES]
-    tracked = _track(body, base, betas, schedules, SPLAT_TRACK_STEPS, smooth, on_step, flip_steps)  # (C, T-1, 75)
-    # the summary fit and every track, refined together (one batch)
-    refined, losses = _refine(
-        body, torch.cat([delta[None], tracked]), base, betas, finest, steps, smooth, on_step, SPLAT_LR
+    if guess is None:
+        tracked = _track(body, base, betas, schedules, SPLAT_TRACK_STEPS, smooth, on_step, flip_steps)  # (C, T-1, 75)
+    else:  # per-frame estimates: they are the other candidate, brought in coarse to fine (no tracks)
+        tracked = guess
+        for sigma in SPLAT_SCHEDULES[-1][:-1]:
+            tracked, _ = _refine(body, tracked, base, betas, costs[sigma], SPLAT_TRACK_STEPS, smooth, on_step, SPLAT_LR)
+        tracked = tracked[None]
+    candidates = [_refine(body, d, base, betas, finest, steps, smooth, on_step, lr=SPLAT_LR) for d in [delta, *tracked]]
+    candidates = [(loss, fitted) for fitted, loss in candidates]
+    log.info(
+        "colour fit: refined summary fit %.4g, tracked %s",
+        candidates[0][0],
+        ", ".join(f"{c[0]:.4g}" for c in candidates[1:]),
     )
-    candidates = list(zip(losses, refined))
-    log.info("colour fit: refined summary fit %.4g, tracked %s", losses[0], ", ".join(f"{c:.4g}" for c in losses[1:]))
     plausible = [(c_loss, c) for c_loss, c in candidates if _plausible(base, c)]
     if not plausible:  # e.g. a map that shows no body: the colour cost pushed the body away; keep the summary fit
         log.warning("colour stage moved the body behind the camera or to non-finite poses; kept the summary fit")
         return delta, finest
-    return min(plausible, key=lambda pair: pair[0])[1], finest
+    best = min(plausible, key=lambda pair: pair[0])[1]
+    if guess is not None:
+        best = _keep_better_frames(body, best, guess, base, betas, finest)
+    return best, finest
+
+
+def _keep_better_frames(body, delta, guess, base, betas, cost) -> torch.Tensor:
+    """Per frame, the pose of ``delta`` or of ``guess`` (both (T-1, 75)), whichever ``cost`` (with its occlusion
+    test) prefers: an estimate can hold a frame the fit lost."""
+    with torch.no_grad():
+        both = base[1:].repeat(2, 1) + torch.cat([delta, guess])  # (2 (T-1), 75)
+        vertices = body(both[:, :3], both[:, 3:72], betas, both[:, 72:]).vertices
+        costs = cost(vertices, cost.visible(vertices), slice(1, None)).view(2, -1)
+    use = costs[1] < costs[0]
+    log.info(
+        "per-frame estimates kept in %d of %d frames (their colours match the map better)", int(use.sum()), len(use)
+    )
+    return torch.where(use[:, None], guess, delta)
+
+
+def _continuous(q: torch.Tensor, start: torch.Tensor) -> torch.Tensor:
+    """Poses q (T, 75) -> the same poses with every rotation vector the one nearest to the frame before's (frame 0's
+    to ``start``'s): an estimator's (-pi, 0, 0) after a start of (pi, 0, 0) is no turn, and the smoothness prior
+    must not see one."""
+    out, previous = q.clone(), start[:72].view(24, 3)
+    for t in range(q.shape[0]):
+        previous = nearest_axis_angle(q[t, :72].view(24, 3), previous)
+        out[t, :72] = previous.reshape(72)
+    return out
 
 
 def _plausible(base: torch.Tensor, delta: torch.Tensor) -> bool:
