@@ -302,7 +302,7 @@ def fit_motion(
     estimator's on the generated RGB video, smoothed). The fit then starts from them instead of tracking the motion
     from the start pose: the labels are decoded with them as the prior, the summary fit and the colour stage refine
     them (the colour stage's candidates: the refined summary fit and the refined estimates, no tracks), and per frame
-    the estimate replaces the fit where its colours match the map better (``init_frames``).
+    the estimate replaces the fit where its colours match the map better (logged).
     Works inside ``torch.inference_mode``/``no_grad`` (hosts such as ComfyUI run nodes that way): the
     optimisation uses its own grad-enabled copies of the body model and the maps.
     """
@@ -467,9 +467,9 @@ def _refine(
 class _DataCost:
     """A data term of the fit, seen through ``camera``: ``visible(vertices)`` is the occlusion test it needs (the
     fit refreshes it every ``VISIBILITY_EVERY`` steps, not every step: a depth render costs about as much as the
-    rest of a step) and ``cost(vertices, visibility, frame=None)`` the term itself: (T,) over all frames; with
-    ``frame`` a slice, over those frames; with ``frame`` an int, (B,) for B candidate poses (B, V, 3) of that one
-    frame."""
+    rest of a step) and ``cost(vertices, visibility, frame=None)`` the term itself: (T,) over all frames, or with
+    ``frame`` (B,) for B candidate poses (B, V, 3) of that one frame. The colour term also takes ``frame`` a slice
+    of n frames and k x n vertices (k candidate fits of those frames, one after the other) -> (k n,)."""
 
     def __init__(self, faces: torch.Tensor, camera: PinholeCamera):
         self.faces, self.camera = faces, camera
@@ -491,15 +491,9 @@ class _StatsCost(_DataCost):
 
     def __call__(self, vertices, visibility, frame=None):
         model = body_stats(vertices, self.faces, self.part_ids, self.camera, visibility)
-        frames = slice(None) if frame is None else [frame] if isinstance(frame, int) else frame
-        target, present = _slice(self.target, frames), self.present[frames]
-        n = target.count.shape[0]
-        if isinstance(frame, int) or model.count.shape[0] == n:
-            return _data_terms(model, target, present)
-        model = PartStats(
-            *(x.unflatten(0, (-1, n)) for x in (model.count, model.centroid, model.covariance, model.normal))
-        )
-        return _data_terms(model, target, present).flatten()  # candidates x frames
+        if frame is None:
+            return _data_terms(model, self.target, self.present)
+        return _data_terms(model, _slice(self.target, [frame]), self.present[[frame]])
 
 
 class _SplatCost(_DataCost):
@@ -545,7 +539,7 @@ def _fit(body, images, start, camera, fps, o: FitOptions, shading: str, device, 
     def first(a):
         return torch.as_tensor(np.asarray(a[:1], np.float32), device=device).repeat(frames, 1)
 
-    def first_all(a):
+    def per_frame(a):
         return torch.as_tensor(np.asarray(a, np.float32), device=device)
 
     base = torch.cat([first(start.global_orient), first(start.body_pose), first(start.transl)], -1)  # (T, 75)
@@ -576,7 +570,7 @@ def _fit(body, images, start, camera, fps, o: FitOptions, shading: str, device, 
     zero = torch.zeros(frames - 1, 75, device=device)
     guess = None
     if init is not None:  # per-frame estimates, as changes from the start pose
-        guess = torch.cat([first_all(init.global_orient), first_all(init.body_pose), first_all(init.transl)], -1)
+        guess = torch.cat([per_frame(init.global_orient), per_frame(init.body_pose), per_frame(init.transl)], -1)
         guess = _continuous(guess, base[0])[1:] - base[1:]
     cost = decode(zero if guess is None else guess)  # the map decoded with the start pose (or estimates) as prior
     if guess is not None:  # 1. refine the estimates jointly
@@ -679,7 +673,11 @@ def _splat_stage(
 
     Two schedules because the basin a pass can find depends on the splat size relative to the body: a fine start
     can bend a knee backwards where a coarse one finds the kick, and on other motions the other way round; the
-    colour cost tells them apart (docs/fitting.md, "Why it is built this way")."""
+    colour cost tells them apart (docs/fitting.md, "Why it is built this way").
+
+    With per-frame estimates ``guess`` (T-1, 75) no tracks run: the estimates, brought in coarse to fine along the
+    last schedule, are the other candidate, and the winner keeps an estimate's pose in frames whose colours it
+    matches better (``_keep_better_frames``)."""
     targets, splat_camera = splat_targets(images, camera, SPLAT_SIDE, SPLAT_SIGMAS)
     costs = {s: _SplatCost(targets[s].to(device), faces, part_ids, splat_camera, shading, s) for s in SPLAT_SIGMAS}
     finest = costs[SPLAT_SIGMAS[-1]]
