@@ -255,10 +255,11 @@ def progress_steps(frames: int, options: FitOptions | None = None, init: bool = 
     first = (o.iterations + tracked if o.track_steps > 0 or init else 0) + (
         o.iterations if not init and (o.from_start or not o.track_steps) else 0
     )
-    coarse = (len(SPLAT_SCHEDULES[-1]) - 1) * SPLAT_TRACK_STEPS  # estimates brought in coarse to fine
-    splat = (2 * o.splat_steps + coarse if init else tracked + (1 + len(SPLAT_SCHEDULES)) * o.splat_steps) * (
-        o.splat_steps > 0
-    )
+    splat = 0
+    if o.splat_steps > 0 and init:  # the estimates brought in coarse to fine, then two candidates refined
+        splat = (len(SPLAT_SCHEDULES[-1]) - 1) * SPLAT_TRACK_STEPS + 2 * o.splat_steps
+    elif o.splat_steps > 0:  # the tracks, then the summary fit and every track refined
+        splat = tracked + (1 + len(SPLAT_SCHEDULES)) * o.splat_steps
     return first + o.relabel_rounds * (o.iterations // 2) + splat + o.contact_steps
 
 
@@ -468,8 +469,7 @@ class _DataCost:
     """A data term of the fit, seen through ``camera``: ``visible(vertices)`` is the occlusion test it needs (the
     fit refreshes it every ``VISIBILITY_EVERY`` steps, not every step: a depth render costs about as much as the
     rest of a step) and ``cost(vertices, visibility, frame=None)`` the term itself: (T,) over all frames, or with
-    ``frame`` (B,) for B candidate poses (B, V, 3) of that one frame. The colour term also takes ``frame`` a slice
-    of n frames and k x n vertices (k candidate fits of those frames, one after the other) -> (k n,)."""
+    ``frame`` (B,) for B candidate poses (B, V, 3) of that one frame."""
 
     def __init__(self, faces: torch.Tensor, camera: PinholeCamera):
         self.faces, self.camera = faces, camera
@@ -507,11 +507,7 @@ class _SplatCost(_DataCost):
         area = projected_vertex_area(self.camera.project(vertices), self.faces) * visibility
         normals = vertex_normals(vertices, self.faces)
         image = body_splat(vertices, normals, area, self.part_ids, self.camera, self.shading, self.sigma)
-        frames = slice(None) if frame is None else slice(frame, frame + 1) if isinstance(frame, int) else frame
-        target = self.target[frames]
-        if isinstance(frame, int) or image.shape[0] == target.shape[0]:
-            return splat_cost(image, target)
-        return splat_cost(image.unflatten(0, (-1, target.shape[0])), target).flatten()  # candidates x frames
+        return splat_cost(image, self.target if frame is None else self.target[frame : frame + 1])
 
 
 def _levels(body, q, betas, faces, part_ids, camera) -> torch.Tensor:
@@ -709,11 +705,14 @@ def _splat_stage(
 def _keep_better_frames(body, delta, guess, base, betas, cost) -> torch.Tensor:
     """Per frame, the pose of ``delta`` or of ``guess`` (both (T-1, 75)), whichever ``cost`` (with its occlusion
     test) prefers: an estimate can hold a frame the fit lost."""
+
+    def frame_costs(d: torch.Tensor) -> torch.Tensor:
+        q = base + torch.cat([d.new_zeros(1, 75), d])
+        vertices = body(q[:, :3], q[:, 3:72], betas, q[:, 72:]).vertices
+        return cost(vertices, cost.visible(vertices))[1:]  # (T-1,): frame 0 is the start
+
     with torch.no_grad():
-        both = base[1:].repeat(2, 1) + torch.cat([delta, guess])  # (2 (T-1), 75)
-        vertices = body(both[:, :3], both[:, 3:72], betas, both[:, 72:]).vertices
-        costs = cost(vertices, cost.visible(vertices), slice(1, None)).view(2, -1)
-    use = costs[1] < costs[0]
+        use = frame_costs(guess) < frame_costs(delta)
     log.info(
         "per-frame estimates kept in %d of %d frames (their colours match the map better)", int(use.sum()), len(use)
     )
