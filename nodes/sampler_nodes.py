@@ -7,6 +7,7 @@ import torch
 from comfy_api.latest import io
 from PIL import Image
 
+from ..comovi_core.capture.video import graph_estimator
 from ..comovi_core.errors import CoMoViError
 from ..comovi_core.inference.components import AUTO_SIZE, TransformerOptions, load_components, load_transformer
 from ..comovi_core.inference.inputs import check_inputs, pad_to_aspect
@@ -17,6 +18,7 @@ from ..comovi_core.model.step_cache import describe_evaluations
 from ..comovi_core.recovery.fitting import progress_steps
 from . import host
 from .adapters import conditioning_embeds, vae_codec
+from .body_nodes import DEMO_ESTIMATOR
 from .managed import ManagedCoMoVi
 from .previews import side_by_side_preview, wan22_previewer
 from .sockets import CoMoViModels, SMPLModel, SMPLMotion, StepCache
@@ -24,6 +26,7 @@ from .sockets import CoMoViModels, SMPLModel, SMPLMotion, StepCache
 NO_COMOVI = "none (base only: untrained copy)"
 SIZES = (AUTO_SIZE, "wan2.2-ti2v-5b", "tiny")  # auto: read from the weights
 TINY_DEMO = "tiny demo (random weights, built in memory: pictures are noise)"
+FIT_FROM_START = "none: fit from the start pose"
 TINY_SUMMARY = (
     "tiny demo: random weights built in memory, NOT a trained model; the pictures are noise, the plumbing is real"
 )
@@ -220,6 +223,15 @@ class DualSampler(io.ComfyNode):
                     tooltip="CoMoVi Step Cache: reuse the transformer on steps "
                     "where its input barely changed (faster; motion_info reports the steps reused)",
                 ),
+                io.Combo.Input(
+                    "fit_estimator",
+                    options=[FIT_FROM_START, DEMO_ESTIMATOR] + host.estimator_files(),
+                    default=FIT_FROM_START,
+                    optional=True,
+                    tooltip="weights without a 3D head: start the motion-map fit from this estimator's per-frame "
+                    "bodies of the generated video (HMR 2.0 or CameraHMR in models/smpl_estimators; more accurate "
+                    "and faster than from the start pose); motion_info says per frame which was kept",
+                ),
             ],
             outputs=[
                 io.Image.Output(display_name="video"),
@@ -258,6 +270,7 @@ class DualSampler(io.ComfyNode):
         positive=None,
         negative=None,
         step_cache=None,
+        fit_estimator=FIT_FROM_START,
     ) -> io.NodeOutput:
         given = given_motion if mode == "motion_to_video" else None
         if mode == "video_to_motion" and given_video is not None:
@@ -284,6 +297,12 @@ class DualSampler(io.ComfyNode):
                 "no VAE: connect Load VAE (wan2.2_vae.safetensors) to the sampler's vae input (in the template, "
                 "un-bypass the Load VAE node with Ctrl+B)"
             )
+        fitting = fit_motion and comovi.transformer.smpl_head is None  # no 3D head: the motion is fitted after sampling
+        estimator = None
+        if fitting and fit_estimator != FIT_FROM_START:
+            estimator = graph_estimator(
+                None if fit_estimator == DEMO_ESTIMATOR else host.estimator_path(fit_estimator), focal_net=None
+            )  # the generated video's camera is known: no focal-length network
         pipe = CoMoViPipeline(
             comovi.transformer,
             codec,
@@ -291,9 +310,10 @@ class DualSampler(io.ComfyNode):
             smpl_model.cpu(),
             device=host.torch_device(),
             placement=comovi.on_device,
+            estimator=estimator,
         )
-        fitting = fit_motion and comovi.transformer.smpl_head is None  # no 3D head: the motion is fitted after sampling
-        progress, previewer = host.Progress(steps + (progress_steps(length) if fitting else 0)), wan22_previewer()
+        fit_steps = progress_steps(length, init=estimator is not None) if fitting else 0
+        progress, previewer = host.Progress(steps + fit_steps), wan22_previewer()
         comovi.transformer.layer_callback = progress.check_interrupt
         try:
             result = pipe(

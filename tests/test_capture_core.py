@@ -16,7 +16,13 @@ from comovi_core.body.motion_file import SMPLMotion
 from comovi_core.body.smpl import camera_vertices, load_body_model
 from comovi_core.capture.smooth import lock_feet, smooth_motion
 from comovi_core.capture.track import boxes_from_keypoints, boxes_from_masks, track_person
-from comovi_core.capture.video import CaptureOptions, capture_from_graph, capture_motion, clip_camera
+from comovi_core.capture.video import (
+    CaptureOptions,
+    capture_from_graph,
+    capture_motion,
+    clip_camera,
+    with_body_shape,
+)
 from comovi_core.errors import CoMoViError
 from comovi_core.motion_map.render import render_motion
 from comovi_core.recovery.contact import foot_centres, foot_masks
@@ -349,3 +355,35 @@ def test_capture_from_graph_refuses_what_it_cannot_capture(body, clip):
         capture_from_graph(body, maps.images, 16.0, smoothing=4.0)
     with pytest.raises(CoMoViError, match="IMAGE batch"):
         capture_from_graph(body, maps.images[0], 16.0)
+
+
+def test_a_known_camera_is_kept_and_a_camera_of_another_size_refused(body, clip, tiny_hmr2):
+    truth, maps = clip
+    boxes = np.stack(boxes_from_masks(maps.mask))
+    options = CaptureOptions(smoothing=0.0, lock_feet=False)
+    result = capture_motion(
+        maps.images, truth.fps, estimator=tiny_hmr2, body=body, boxes=boxes, options=options, camera=truth.camera
+    )
+    assert result.motion.camera == truth.camera and result.info["focal_source"] == "given with the video"
+    one = estimate_body(tiny_hmr2, maps.images[2], boxes[2], truth.camera, "")  # placed for that camera's focal
+    np.testing.assert_allclose(result.motion.body_pose[2], one.body_pose.numpy(), atol=1e-5)
+    with pytest.raises(CoMoViError, match=r"the camera is for \(192, 320\) pictures but the frames are \(96, 160\)"):
+        capture_motion(
+            maps.images, truth.fps, estimator=tiny_hmr2, body=body, boxes=boxes, camera=truth.camera.resized(192, 320)
+        )
+
+
+def test_another_body_shape_is_placed_where_the_joints_are_seen(body, clip):
+    """``with_body_shape``: the rotations stay, the translation is solved again; a bigger body stands further away
+    and its joints project where the smaller one's did; back to the first shape, the motion is the first one."""
+    truth, _ = clip
+    bigger = with_body_shape(body, truth, truth.betas + 1.0)
+    back = with_body_shape(body, bigger, truth.betas)
+    with torch.no_grad():
+        joints = {name: camera_vertices(body, m).joints for name, m in (("truth", truth), ("bigger", bigger))}
+        joints["back"] = camera_vertices(body, back).joints
+    np.testing.assert_array_equal(bigger.full_pose, truth.full_pose)
+    np.testing.assert_array_equal(bigger.betas, truth.betas + 1.0)
+    pixels = (truth.camera.project(joints["bigger"]) - truth.camera.project(joints["truth"])).norm(dim=-1)
+    assert float(pixels.mean()) < 0.5 and (bigger.transl[:, 2] > truth.transl[:, 2] + 0.1).all()  # measured 0.19 px
+    assert float((joints["back"] - joints["truth"]).norm(dim=-1).mean()) < 1e-3  # metres; measured 0.4 mm

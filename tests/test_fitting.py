@@ -47,6 +47,10 @@ def test_body_summaries_match_the_map_summaries_of_the_same_pose(scene):
     area_ratio = (model.count / target.count.clamp_min(1e-9))[seen]
     assert 0.9 < float(area_ratio.median()) < 1.2  # projected facing area ~ pixel area
     assert float((model.normal * target.normal).sum(-1)[seen].median()) > 0.98
+    blank = maps.clone()
+    blank[3] = 1.0  # a frame that shows no body has no parts (it once failed: 0 pixels to sum)
+    empty = map_stats(decode_motion_map(blank, "comovi_v1", truth.camera, 3.0), truth.camera)
+    assert float(empty.count[3].abs().max()) == 0.0 and torch.equal(empty.count[4], target.count[4])
 
 
 @pytest.mark.slow  # minutes on 2 cores: run by the CI's second step (pytest -m slow)
@@ -269,3 +273,24 @@ def test_fit_from_per_frame_estimates_improves_on_them(scene):
     np.testing.assert_allclose(fitted.body_pose[0], truth.body_pose[0], atol=1e-6)
     with pytest.raises(CoMoViError, match="one estimate per frame"):
         fit_motion(body, maps[:5], start=_start(truth), camera=truth.camera, fps=truth.fps, init=estimates)
+
+
+def test_the_fit_keeps_the_body_in_front_of_the_camera():
+    """Started from estimates too near the camera on a map of noise (what a random estimator on a random video
+    gives), the fit stays at least ``MIN_DEPTH_FRACTION`` of the start's depth away: without that bound the body
+    walked to 9 mm from the camera here, and on a tiny generated video behind it (a failed run)."""
+    import dataclasses
+
+    from comovi_core.motion_map.render import render_motion
+    from comovi_core.recovery.fitting import MIN_DEPTH_FRACTION
+
+    body = load_body_model(None)
+    truth = demo_motion(num_frames=5, height=64, width=96, fps=4.0)
+    torch.manual_seed(0)
+    noise = render_motion(body, truth, backend="torch").images
+    noise[1:] = torch.rand_like(noise[1:])
+    near = dataclasses.replace(truth, transl=truth.transl * np.array([1, 1, 0.27], np.float32))
+    options = FitOptions(iterations=40, relabel_rounds=0, splat_steps=0, flip_steps=0, contact_steps=0)
+    fitted = fit_motion(body, noise, start=_start(truth), camera=truth.camera, fps=4.0, options=options, init=near)
+    bound = MIN_DEPTH_FRACTION * truth.transl[0, 2]
+    assert fitted.transl[1:, 2].min() > 0.98 * bound, fitted.transl[:, 2]  # measured 0.746 m for a bound of 0.75

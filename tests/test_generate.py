@@ -15,7 +15,7 @@ from PIL import Image
 
 from comovi_core.body.mannequin import demo_motion
 from comovi_core.body.motion_file import load_motion, save_motion
-from comovi_core.body.smpl import load_body_model
+from comovi_core.body.smpl import camera_vertices, load_body_model
 from comovi_core.errors import CoMoViError
 from comovi_core.files.images import MAX_IMAGE_PIXELS, load_image
 from comovi_core.files.video import read_video
@@ -531,3 +531,136 @@ def test_start_pose_estimated_from_the_image_with_an_hmr_checkpoint(tmp_path, ca
     assert meta["start_pose"] == f"estimated from {tmp_path / 'start.png'} ({info['estimator']})"
     assert main([*common, "--out", str(tmp_path / "bad")]) == 2
     assert "--estimator estimates the start pose from --image" in caplog.text and not (tmp_path / "bad").exists()
+
+
+class _Oracle:
+    """A ``BatchEstimator`` that answers ``motion``'s bodies (what a real estimator would see, without its noise) and
+    records the boxes it was given."""
+
+    name = "oracle"
+
+    def __init__(self, motion):
+        self.motion, self.boxes = motion, []
+
+    def __call__(self, images, boxes, camera, indices):
+        from comovi_core.recovery.hmr.estimator import BodyEstimate
+
+        self.boxes += list(boxes)
+        m = self.motion
+        return [
+            BodyEstimate(
+                *(torch.from_numpy(np.asarray(a, np.float32)) for a in (m.global_orient[i], m.body_pose[i], m.betas)),
+                torch.from_numpy(m.transl[i]).float(),
+                camera,
+                "oracle",
+                box,
+            )
+            for i, box in zip(indices, boxes)
+        ]
+
+
+def test_the_fit_starts_from_an_estimators_bodies_of_the_generated_video(monkeypatch):
+    """Without a 3D head and with an estimator, the pipeline runs the estimator on its generated video (the person's
+    boxes from the motion map's silhouette, the map's camera), gives the estimates the start's body shape, starts the
+    fit from them and says per frame whether the fit or the estimate was kept."""
+    import dataclasses
+
+    from comovi_core.capture.track import boxes_from_masks
+    from comovi_core.capture.video import with_body_shape
+    from comovi_core.inference.pipeline import GenerationResult
+    from comovi_core.motion_map.decode import body_mask
+    from comovi_core.motion_map.render import render_motion
+    from comovi_core.recovery import fitting
+    from comovi_core.recovery.fitting import FitOptions
+
+    body = load_body_model(None)
+    truth = demo_motion(num_frames=5, height=96, width=96, fps=4.0)  # a slow wave: smoothing keeps it
+    maps = render_motion(body, truth, backend="torch").images
+    start = dataclasses.replace(
+        truth, global_orient=truth.global_orient[:1], body_pose=truth.body_pose[:1], transl=truth.transl[:1]
+    )
+    # the estimator sees another body shape where the truth's joints are seen
+    oracle = _Oracle(with_body_shape(body, truth, truth.betas + 1.0))
+    seen, real_fit = {}, fitting.fit_motion
+    options = FitOptions(iterations=20, track_steps=5, relabel_rounds=0, splat_steps=10, flip_steps=0, contact_steps=0)
+
+    def fit_spy(*args, **kw):
+        seen.update(kw)
+        return real_fit(*args, options=options, **kw)
+
+    monkeypatch.setattr(fitting, "fit_motion", fit_spy)
+    pipe = CoMoViPipeline(None, None, None, body, estimator=oracle)
+    timings = {}
+    motion, source, _, info = pipe._recover_motion(
+        None, maps, maps, start, truth.camera, truth.fps, True, None, timings
+    )
+    np.testing.assert_array_equal(np.stack(oracle.boxes), np.stack(boxes_from_masks(body_mask(maps))))
+    init = seen["init"]  # back in the start's shape: the joints where the truth's are
+    np.testing.assert_array_equal(init.betas, truth.betas)
+    assert init.camera == truth.camera and "estimate" in timings and "fit" in timings
+    with torch.no_grad():
+        to_truth = (camera_vertices(body, init).joints - camera_vertices(body, truth).joints).norm(dim=-1).mean()
+    assert float(to_truth) < 0.01, float(to_truth)  # metres: the shape round trip and the smoothing
+    sources = info["frame_sources"]
+    assert source == "fitted_to_motion_map" and info["started_from"] == "per-frame estimates of the video by oracle"
+    assert len(sources) == 5 and sources[0] == "start" and set(sources[1:]) <= {"fit", "estimate"}
+    with torch.no_grad():  # a frame kept from the estimates is the estimate (no foot locking here)
+        fitted, estimated = camera_vertices(body, motion).joints, camera_vertices(body, init).joints
+    for t, where in enumerate(sources[1:], 1):
+        gap = float((fitted[t] - estimated[t]).norm(dim=-1).max())
+        assert (gap < 1e-4) == (where == "estimate"), (t, where, gap)
+    result = GenerationResult(
+        maps, maps, motion, {}, source, {"silhouette_iou": 1, "part_agreement": 1, "normal_error_deg": 0}, {}, info
+    )
+    kept = sources.count("estimate")
+    assert f"fit started from per-frame estimates of the video by oracle; the estimate kept in {kept} of 4" in (
+        result.describe_motion()
+    )
+
+    # a capture that loses the person in most frames is not used: the fit starts from the start pose and says why
+    blank = maps.clone()
+    blank[2:] = 1.0
+    seen.clear()
+    _, _, _, info = pipe._recover_motion(None, blank, blank, start, truth.camera, truth.fps, True, None, {})
+    assert seen["init"] is None and "frame_sources" not in info
+    rejected = "the start pose (the per-frame estimates by oracle were rejected: person lost"
+    assert info["started_from"].startswith(rejected), info
+
+
+def test_cli_fit_starts_from_the_estimators_estimates_unless_told_not_to(tmp_path, monkeypatch, quick_fit):
+    """--estimator with weights that have no 3D head: the fit starts from its per-frame estimates of the generated
+    video (meta.json's "fit" says so, per frame); --fit-from-start fits from the start pose."""
+    from comovi_core.inference import tiny
+    from comovi_core.recovery.hmr.config import PRESETS
+    from comovi_core.recovery.hmr.loading import save_hmr2
+    from comovi_core.recovery.hmr.model import HMR2
+
+    def headless(seed):
+        components = real(seed)
+        components["transformer"].smpl_head = None
+        return components
+
+    real = tiny.tiny_components
+    monkeypatch.setattr(tiny, "tiny_components", headless)
+    torch.manual_seed(0)
+    save_hmr2(HMR2(PRESETS["tiny"]).eval(), tmp_path / "hmr2.safetensors")
+    save_motion(tmp_path / "start.npz", demo_motion(num_frames=1, height=128, width=128))
+    common = [
+        "--preset",
+        "tiny",
+        "--estimator",
+        str(tmp_path / "hmr2.safetensors"),
+        "--smpl",
+        str(tmp_path / "start.npz"),
+    ]
+    common += ["--frames", "5", "--steps", "1"]
+    assert main([*common, "--out", str(tmp_path / "a")]) == 0
+    meta = json.loads((tmp_path / "a" / "meta.json").read_text())
+    assert (
+        not meta["has_3d_head"] and meta["motion_source"] == "fitted_to_motion_map" and "estimate" in meta["timings_s"]
+    )
+    assert meta["fit"]["started_from"] == "per-frame estimates of the video by HMR 2.0", meta["fit"]
+    assert len(meta["fit"]["frame_sources"]) == 5 and meta["fit"]["frame_sources"][0] == "start"
+    assert main([*common, "--fit-from-start", "--out", str(tmp_path / "b")]) == 0
+    meta = json.loads((tmp_path / "b" / "meta.json").read_text())
+    assert meta["fit"] == {"started_from": "the start pose"} and "estimate" not in meta["timings_s"]

@@ -292,6 +292,15 @@ def test_cogeneration_nodes_on_tiny_weights(ext, quick_fit, monkeypatch):
     assert bar.current == bar.total == 2 + 4 + 40 + 20 + 10
     assert sampler_module.progress_steps.func(5) == 4 + 100 + 50 + 4 + 3 * 60 + 30  # defaults
     assert fitted.num_frames == 5 and np.allclose(fitted.body_pose[0], start.body_pose[0], atol=1e-6)
+    choices = next(i for i in nodes["CoMoViDualSampler"].define_schema().inputs if i.id == "fit_estimator").options
+    assert choices[:2] == [sampler_module.FIT_FROM_START, sampler_module.DEMO_ESTIMATOR]
+    # the fit started from an estimator's per-frame bodies of the generated video: no tracked frames
+    fitted, info = nodes["CoMoViDualSampler"].execute(*args, True, fit_estimator=choices[1]).args[2:]
+    bar = comfy.utils.ProgressBar.instances[-1]
+    assert bar.current == bar.total == 2 + 40 + 20 + 10
+    started = "fit started from per-frame estimates of the video by " + sampler_module.graph_estimator().name
+    assert f"; {started}; the estimate kept in 0 of 4 frames; feet" in info  # PLUMBING_FIT: no colour stage, no choice
+    assert fitted.num_frames == 5 and np.allclose(fitted.body_pose[0], start.body_pose[0], atol=1e-6)
     comovi.transformer.smpl_head = head
     mm.INTERRUPT["flag"] = True  # cancelled between layers, not only between steps
     with pytest.raises(mm.InterruptProcessingException):

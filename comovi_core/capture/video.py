@@ -18,6 +18,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import functools
 import logging
 import math
@@ -157,13 +158,27 @@ def solve_translation(
     return torch.linalg.lstsq(a, b[..., None]).solution[..., 0].float().numpy()
 
 
+def with_body_shape(body, motion: SMPLMotion, betas: np.ndarray) -> SMPLMotion:
+    """``motion`` with the body shape ``betas`` (10,) instead of its own: the same rotations, every frame's translation
+    solved again (``solve_translation``) so the joints project where ``motion``'s did in ``motion.camera``. E.g. a
+    capture's estimates given the shape of a start pose, so that a fit from that start can begin from them."""
+    orient, pose = torch.from_numpy(motion.global_orient).float(), torch.from_numpy(motion.body_pose).float()
+    with torch.no_grad():
+        joints = body(orient, pose, torch.from_numpy(motion.betas).float(), torch.from_numpy(motion.transl).float())
+    targets = motion.camera.project(joints.joints.float().cpu())  # (T, 24, 2)
+    betas = np.asarray(betas, np.float32)
+    transl = solve_translation(body, orient, pose, betas, targets, motion.camera)
+    transl[:, 2] = np.clip(transl[:, 2], 0.1, None)  # a degenerate frame must not put the body behind the camera
+    return dataclasses.replace(motion, betas=betas, transl=transl)
+
+
 def _estimate(estimator, frames, boxes, camera, source, batch_size) -> tuple[list, str]:
     from ..recovery.hmr.camerahmr import CameraHMREstimator
     from ..recovery.hmr.estimator import estimate_bodies
     from ..recovery.hmr.model import HMR2
 
     if isinstance(estimator, (HMR2, CameraHMREstimator)):
-        name = "CameraHMR" if isinstance(estimator, CameraHMREstimator) else "HMR 2.0"
+        name = getattr(estimator, "name", "CameraHMR" if isinstance(estimator, CameraHMREstimator) else "HMR 2.0")
         return estimate_bodies(estimator, frames, boxes, camera, source, batch_size), name
     bodies = []
     for start in range(0, len(frames), batch_size):
@@ -233,6 +248,7 @@ def capture_motion(
     masks=None,
     keypoints=None,
     options: CaptureOptions = CaptureOptions(),  # noqa: B008 (frozen: never mutated)
+    camera: PinholeCamera | None = None,
 ) -> CaptureResult:
     """frames (T, H, W, 3) RGB in [0, 1] at ``fps`` -> the motion of the person in them (the module's steps).
 
@@ -240,7 +256,8 @@ def capture_motion(
     FLNet) or any ``BatchEstimator``. body: the SMPL body model the estimator's parameters are for. The person's
     boxes come from ``boxes`` (T, 4) x0, y0, x1, y1 (NaN rows: not seen), else ``masks`` (T, H, W), else
     ``keypoints`` (T, K, 3), else ``detector`` (image (H, W, 3) -> (boxes (N, 4), scores (N,)) of the persons in it,
-    e.g. ``PersonDetector.detect``)."""
+    e.g. ``PersonDetector.detect``). ``camera``: the clip's camera when it is known (e.g. a generated video's, which
+    is its motion map's); then no focal length is estimated and the motion comes out in that camera."""
     o = options
     if not isinstance(frames, torch.Tensor) or frames.ndim != 4 or frames.shape[-1] != 3 or len(frames) < 1:
         shape = tuple(frames.shape) if hasattr(frames, "shape") else type(frames).__name__
@@ -258,7 +275,15 @@ def capture_motion(
             f"min_score ({o.min_score}) or give boxes or masks"
         )
     seconds["track"], clock = time.perf_counter() - clock, time.perf_counter()
-    camera, focal_source = clip_camera(estimator, frames, fov_degrees=o.fov_degrees, focal_frames=o.focal_frames)
+    if camera is None:
+        camera, focal_source = clip_camera(estimator, frames, fov_degrees=o.fov_degrees, focal_frames=o.focal_frames)
+    elif tuple(camera.image_size) != tuple(frames.shape[1:3]):
+        raise CoMoViError(
+            f"the camera is for {tuple(camera.image_size)} pictures but the frames are {tuple(frames.shape[1:3])} "
+            "(H, W): give the camera of these frames"
+        )
+    else:
+        focal_source = "given with the video"
     seconds["focal"], clock = time.perf_counter() - clock, time.perf_counter()
     bodies, name = _estimate(estimator, frames, track.boxes, camera, focal_source, o.batch_size)
     seconds["estimate"], clock = time.perf_counter() - clock, time.perf_counter()
@@ -303,6 +328,7 @@ def capture_motion(
 
 
 DEMO_SEED = 0  # the tiny demo estimator's weights: the same random network on every run
+DEMO_NAME = "tiny demo HMR 2.0 (random weights: the motion is noise)"
 
 
 def demo_estimator():
@@ -313,7 +339,20 @@ def demo_estimator():
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(DEMO_SEED)
-        return HMR2(PRESETS["tiny"]).eval()
+        model = HMR2(PRESETS["tiny"]).eval()
+    model.name = DEMO_NAME  # what a capture says its estimator was
+    return model
+
+
+def graph_estimator(estimator_path=None, focal_net="auto"):
+    """The estimator a graph names: None -> the tiny demo (``demo_estimator``, random weights), else the HMR 2.0 or
+    CameraHMR file, kept loaded while it is unchanged (``recovery.estimate.cached_estimator``; ``focal_net``:
+    CameraHMR's FLNet file, "auto" or None)."""
+    if estimator_path is None:
+        return demo_estimator()
+    from ..recovery.estimate import cached_estimator
+
+    return cached_estimator(estimator_path, focal_net)
 
 
 def capture_from_graph(
@@ -359,15 +398,14 @@ def capture_from_graph(
             )
     body = copy.deepcopy(body).cpu().float()  # the graph's model may sit on the GPU; the capture poses on the CPU
     boxes = detector = None
+    estimator = graph_estimator(estimator_path, focal_net)
     if estimator_path is None:
-        estimator = demo_estimator()
         if masks is None:
             height, width = frames.shape[1:3]
             boxes = np.tile(np.array([0, 0, width, height], np.float32), (len(frames), 1))
     else:
-        from ..recovery.estimate import cached_detector, cached_estimator
+        from ..recovery.estimate import cached_detector
 
-        estimator = cached_estimator(estimator_path, focal_net)
         if masks is None:
             detector = functools.partial(cached_detector(allow_download).detect, min_score=CaptureOptions.min_score)
     options = CaptureOptions(smoothing=smoothing)
@@ -375,6 +413,5 @@ def capture_from_graph(
         frames, fps, estimator=estimator, body=body, detector=detector, boxes=boxes, masks=masks, options=options
     )
     if estimator_path is None:
-        result.info["estimator"] = "tiny demo HMR 2.0 (random weights: the motion is noise)"
         result.info["boxes"] = result.info["boxes"] if boxes is None else "the whole frame (the demo needs no detector)"
     return result

@@ -63,7 +63,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--estimator",
         type=Path,
         help="start pose estimated from --image with this HMR 2.0 or CameraHMR checkpoint (.ckpt or "
-        ".safetensors; with --keypoints, refined to them); see README 'Start pose'",
+        ".safetensors; with --keypoints, refined to them; with --smpl not used for it); see README 'Start pose'. "
+        "Without a 3D head the motion-map fit also starts from its per-frame estimates of the generated video",
     )
     p.add_argument(
         "--focal-net",
@@ -130,6 +131,12 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--no-fit",
         action="store_true",
         help="without a 3D head, do not fit SMPL to the motion map (then no motion.npz)",
+    )
+    p.add_argument(
+        "--fit-from-start",
+        action="store_true",
+        help="without a 3D head and with --estimator: fit the motion map from the start pose, not from the "
+        "estimator's per-frame estimates of the generated video",
     )
     p.add_argument("--fp8", action="store_true", help="store transformer weights in fp8 (about half the memory)")
     p.add_argument("--block-swap", type=int, default=0, help="keep N layer pairs on the CPU, swapped in per layer")
@@ -233,9 +240,16 @@ def run(args: argparse.Namespace) -> Path:
     inputs = _read_inputs(args, settings)
     # 2. the start pose, the components, the start picture
     body = load_body_model(args.body_model)
-    start, start_source = _start_pose(args, body, inputs, settings)
+    estimator = None
+    if args.estimator is not None:
+        from ..recovery.estimate import focal_net_arg
+        from ..recovery.hmr.loading import load_estimator
+
+        estimator = load_estimator(args.estimator, focal_net_arg(args.focal_net))
+    start, start_source = _start_pose(args, body, inputs, settings, estimator)
     t0 = time.perf_counter()
     pipe, load_summary, dtype = _load_pipeline(args, body)
+    pipe.estimator = None if args.fit_from_start else estimator  # without a 3D head the fit starts from its estimates
     if processes > 1:
         from ..model.parallel import check_split, enable_context_parallel
 
@@ -296,6 +310,7 @@ def run(args: argparse.Namespace) -> Path:
         "has_3d_head": result.motion_source == "3d_head",
         "motion_source": result.motion_source,
         "motion_quality": result.motion_quality,
+        "fit": result.fit_info,
         "weights": load_summary,
         "vae": "tiny preset" if args.preset == "tiny" else str(args.vae or "base folder vae/"),
         "step_cache": None if settings["cache"] is None else settings["cache"].to_dict(),
@@ -358,9 +373,9 @@ def _settings(args: argparse.Namespace) -> dict:
             "the start pose is needed: --smpl START.npz (frame 0 is used), --keypoints POSE.json (OpenPose/DWPose "
             "keypoints of the start image, fitted with SMPL) or --estimator HMR2.ckpt (estimated from --image)"
         )
-    if args.estimator is not None and not args.smpl:
-        if args.image is None:
-            raise CoMoViError("--estimator estimates the start pose from --image: give the start image")
+    if args.estimator is not None:
+        if not args.smpl and args.image is None:
+            raise CoMoViError("--estimator estimates the start pose from --image: give the start image (or --smpl)")
         if not args.estimator.is_file():
             raise CoMoViError(f"--estimator {args.estimator} is not a file: give the HMR 2.0 or CameraHMR checkpoint")
     return settings
@@ -390,20 +405,19 @@ def _read_inputs(args: argparse.Namespace, settings: dict) -> dict:
     }
 
 
-def _start_pose(args: argparse.Namespace, body, inputs: dict, settings: dict):
-    """-> (the start pose, where it came from): --smpl, estimated from --image (--estimator), fitted to
-    --keypoints, or (tiny) the built-in demo."""
+def _start_pose(args: argparse.Namespace, body, inputs: dict, settings: dict, estimator=None):
+    """-> (the start pose, where it came from): --smpl, estimated from --image (``estimator``, loaded from
+    --estimator), fitted to --keypoints, or (tiny) the built-in demo."""
     from ..body.mannequin import demo_motion
     from ..body.motion_file import load_motion
 
     keypoints = inputs["keypoints"]
     if args.smpl:
         return load_motion(args.smpl), str(args.smpl)
-    if args.estimator is not None:
+    if estimator is not None:
         import numpy as np
 
-        from ..recovery.estimate import estimate_from_image, focal_net_arg
-        from ..recovery.hmr.loading import load_estimator
+        from ..recovery.estimate import estimate_from_image
 
         image = torch.from_numpy(np.asarray(inputs["image"], np.float32) / 255.0)  # (H, W, 3)
         detector = None
@@ -414,7 +428,7 @@ def _start_pose(args: argparse.Namespace, body, inputs: dict, settings: dict):
         motion, info = estimate_from_image(
             body,
             image,
-            load_estimator(args.estimator, focal_net_arg(args.focal_net)),
+            estimator,
             None if keypoints is None else keypoints[0],
             None,
             detector,

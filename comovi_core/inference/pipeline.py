@@ -2,12 +2,16 @@
 
 Components are plain objects so hosts can swap them (ComfyUI passes its own VAE / CONDITIONING):
 ``transformer`` (CoMoViTransformer), ``vae`` (AutoencoderKLWan-like), ``text_encoder`` (callable:
-list of prompts -> (B, text_len, text_dim)), ``body_model`` (comovi_core.body.smpl.BodyModel).
+list of prompts -> (B, text_len, text_dim)), ``body_model`` (comovi_core.body.smpl.BodyModel), and optionally
+``estimator`` (HMR 2.0 / CameraHMR or any ``capture.video.BatchEstimator``): without a 3D head, the motion-map fit then
+starts from its per-frame estimates of the generated video.
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
+import logging
 import time
 from dataclasses import dataclass, field
 
@@ -23,6 +27,8 @@ from ..model.step_cache import StepCacheConfig
 from ..motion_map.render import render_motion
 from .inputs import check_inputs
 from .sampling import sample
+
+log = logging.getLogger(__name__)
 
 QUALITY_MAX_SIDE, QUALITY_MAX_FRAMES = 320, 17  # the motion-vs-map check samples pixels and frames (a cheap estimate)
 DEFAULT_NEGATIVE = "blurry, low quality, static, distorted body, extra limbs, watermark, text"
@@ -43,6 +49,7 @@ class GenerationResult:
     evaluations: dict = field(
         default_factory=dict
     )  # transformer calls of the denoising loop: computed, reused (step cache)
+    fit_info: dict = field(default_factory=dict)  # the fit: "started_from" (words), "frame_sources" (per frame)
 
     def describe_motion(self) -> str:
         """One line for people: where the 3D motion came from and how well it matches the motion map."""
@@ -54,11 +61,24 @@ class GenerationResult:
         }
         q = self.motion_quality
         return (
-            f"3D motion {source.get(self.motion_source, self.motion_source)}, {self.motion.num_frames} frames; "
-            "against the "
-            f"motion map: silhouette IoU {q['silhouette_iou']:.2f}, part agreement {q['part_agreement']:.2f}, "
-            f"normal error {q['normal_error_deg']:.1f} deg"
-        ) + self._describe_feet()
+            (
+                f"3D motion {source.get(self.motion_source, self.motion_source)}, {self.motion.num_frames} frames; "
+                "against the "
+                f"motion map: silhouette IoU {q['silhouette_iou']:.2f}, part agreement {q['part_agreement']:.2f}, "
+                f"normal error {q['normal_error_deg']:.1f} deg"
+            )
+            + self._describe_fit()
+            + self._describe_feet()
+        )
+
+    def _describe_fit(self) -> str:
+        if "started_from" not in self.fit_info:
+            return ""
+        sources = self.fit_info.get("frame_sources", [])
+        kept = [t for t, source in enumerate(sources) if source == "estimate"]
+        where = f" (frames {', '.join(map(str, kept))})" if 0 < len(kept) <= 12 else ""
+        estimates = f"; the estimate kept in {len(kept)} of {len(sources) - 1} frames{where}" if sources else ""
+        return f"; fit started from {self.fit_info['started_from']}{estimates}"
 
     def _describe_feet(self) -> str:
         contact = self.motion.foot_contact
@@ -102,8 +122,10 @@ class CoMoViPipeline:
         render_backend: str = "auto",
         offload: bool = False,
         placement=None,
+        estimator=None,
     ):
         self.transformer, self.vae, self.text_encoder, self.body_model = transformer, vae, text_encoder, body_model
+        self.estimator = estimator  # per-frame bodies of the generated video: where the motion-map fit starts
         self.device = torch.device(device)
         self.render_backend = render_backend
         self.offload = offload  # model_offload: each component visits the device only while it works
@@ -173,7 +195,9 @@ class CoMoViPipeline:
         to follow (``motion_to_video``) or the video (T, H, W, 3) in [0, 1] to read (``video_to_motion``).
 
         Without a 3D head, ``fit_motion`` recovers the SMPL motion by fitting the body to the generated
-        motion map (``comovi_core.recovery.fitting``; ``fit_callback(step, total)`` reports its progress).
+        motion map (``comovi_core.recovery.fitting``; ``fit_callback(step, total)`` reports its progress). With an
+        ``estimator`` the fit starts from its per-frame estimates of the generated video (``_estimates``; the
+        result's ``fit_info`` says per frame whether the fit or the estimate was kept).
         ``step_cache`` skips the transformer's blocks on steps where their input barely changed
         (``comovi_core.model.step_cache``); None (default) computes every step.
         """
@@ -230,10 +254,10 @@ class CoMoViPipeline:
         with _timed(timings, "decode"), torch.no_grad(), self._on_device(self.vae):
             rgb, motion_map = self._to_frames(result.rgb), self._to_frames(result.motion)
         # 6. the 3D motion: from the head, else fitted to the generated motion map; and how well it agrees
-        smpl, source, quality = self._recover_motion(
-            result.smpl_6d, motion_map, start, camera, fps, fit_motion, fit_callback, timings
+        smpl, source, quality, fit_info = self._recover_motion(
+            result.smpl_6d, rgb, motion_map, start, camera, fps, fit_motion, fit_callback, timings
         )
-        return GenerationResult(rgb, motion_map, smpl, timings, source, quality, result.evaluations)
+        return GenerationResult(rgb, motion_map, smpl, timings, source, quality, result.evaluations, fit_info)
 
     def _encode_text(self, prompt, negative_prompt, prompt_embeds, negative_prompt_embeds, guidance):
         """-> (prompt, negative prompt or None without guidance) embeddings, (1, text_len, D) each."""
@@ -278,14 +302,19 @@ class CoMoViPipeline:
         """(1, C, f, h, w) latents -> (T, H, W, 3) frames in [0, 1] on the CPU."""
         return ((decode_latents(self.vae, latents)[0] + 1) / 2).permute(1, 2, 3, 0).cpu()
 
-    def _recover_motion(self, smpl_6d, motion_map, start, camera, fps, fit_motion, fit_callback, timings):
-        """-> (SMPLMotion or None, its source, its agreement with the motion map)."""
-        smpl, source, quality = None, "none", {}
+    def _recover_motion(self, smpl_6d, rgb, motion_map, start, camera, fps, fit_motion, fit_callback, timings):
+        """-> (SMPLMotion or None, its source, its agreement with the motion map, the fit's info)."""
+        smpl, source, quality, fit_info = None, "none", {}, {}
         if smpl_6d is not None:
             smpl, source = motion_from_6d(smpl_6d[0], start, camera, fps), "3d_head"
         elif fit_motion:
             from ..recovery.fitting import fit_motion as fit
 
+            init, fit_info["started_from"] = None, "the start pose"
+            if self.estimator is not None:
+                with _timed(timings, "estimate"):
+                    init, fit_info["started_from"] = self._estimates(rgb, motion_map, start, camera, fps)
+            report = {}
             with _timed(timings, "fit"):
                 smpl = fit(
                     self.body_model,
@@ -295,7 +324,11 @@ class CoMoViPipeline:
                     fps=fps,
                     device=self.device,
                     callback=fit_callback,
+                    init=init,
+                    report=report,
                 )
+            if init is not None:
+                fit_info["frame_sources"] = report["frame_sources"]
             source = "fitted_to_motion_map"
         if smpl is not None:
             from ..evaluation.run import consistency
@@ -304,7 +337,46 @@ class CoMoViPipeline:
                 stride = max(1, max(motion_map.shape[1:3]) // QUALITY_MAX_SIDE)
                 found = consistency(self.body_model, smpl, motion_map, self.render_backend, QUALITY_MAX_FRAMES, stride)
             quality = {k: round(float(v), 4) for k, v in found.items()}
-        return smpl, source, quality
+        return smpl, source, quality, fit_info
+
+    def _estimates(self, rgb, motion_map, start, camera, fps) -> tuple[SMPLMotion | None, str]:
+        """The estimator's per-frame bodies of the generated video ``rgb``, for the fit to start from -> (them, in
+        ``camera`` with ``start``'s body shape, or None; where the fit starts, in words).
+
+        ``capture.video.capture_motion`` with the person's boxes from the motion map's silhouette and the generated
+        video's camera (the motion map's: no focal length is estimated), smoothed; then the translations solved again
+        for the start's shape (``with_body_shape``). A capture that fails or is rejected (e.g. the person is lost in
+        too many frames) is not used: the fit starts from the start pose, and the words say why."""
+        from ..capture.video import CaptureOptions, capture_motion, with_body_shape
+        from ..motion_map.decode import body_mask
+
+        body = copy.deepcopy(self.body_model).cpu().float()
+        network = getattr(self.estimator, "model", self.estimator)  # CameraHMR wraps its network
+        placed = self._offloaded(network) if isinstance(network, torch.nn.Module) else contextlib.nullcontext()
+        try:
+            with torch.no_grad(), placed:  # on the device while it works (hosts do not manage the estimator)
+                captured = capture_motion(
+                    rgb.float(),
+                    fps,
+                    estimator=self.estimator,
+                    body=body,
+                    masks=body_mask(motion_map.float()),
+                    camera=camera,
+                    options=CaptureOptions(lock_feet=False),  # the fit locks the feet the map shows standing
+                )
+        except CoMoViError as error:
+            log.warning("no per-frame estimates of the generated video (%s): the fit starts from the start pose", error)
+            return None, f"the start pose (no per-frame estimates: {error})"
+        name = captured.info["estimator"]
+        if captured.verdict != "ok":
+            why = "; ".join(captured.reasons)
+            log.warning(
+                "the per-frame estimates by %s were rejected (%s): the fit starts from the start pose",
+                name,
+                why,
+            )
+            return None, f"the start pose (the per-frame estimates by {name} were rejected: {why})"
+        return with_body_shape(body, captured.motion, start.betas), f"per-frame estimates of the video by {name}"
 
 
 @contextlib.contextmanager

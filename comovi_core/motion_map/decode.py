@@ -23,7 +23,7 @@ explains; fitting ignores pixels below 0.5. Remaining ambiguity: pixels straddli
 facing flip) hold a blend; ~3% of labels differ from the flat map at 96x160 (stand-in demo motion).
 The body mask is ``min channel < 1 - BACKGROUND_TOLERANCE`` (0.12: body pixels stay below 0.88 in some
 channel, measured max 0.77), so near-white background from lossy coding stays background, minus the
-halo a blurred edge leaves (``_body_mask``). A ``prior`` (a guess of the body drawn flat, e.g. the start
+halo a blurred edge leaves (``body_mask``). A ``prior`` (a guess of the body drawn flat, e.g. the start
 pose or a fitted pose) makes parts that the guess does not draw nearby cost more: on VAE-like degraded
 maps (``motion_map.degrade``) it takes wrong part labels from 30% to 11% with the start pose as the guess.
 """
@@ -98,7 +98,7 @@ def decode_motion_map(
     if prior is not None and prior.shape != images.shape[:3]:
         raise CoMoViError(f"prior must have shape {tuple(images.shape[:3])} (T, H, W), got {tuple(prior.shape)}")
     images = images.float()
-    mask = _body_mask(images, background_tolerance)
+    mask = body_mask(images, background_tolerance)
     allowed = None if prior is None else _allowed_levels(prior.to(images.device), prior_radius)  # (T, H, W, 48)
     part = torch.full(mask.shape, -1, dtype=torch.long, device=images.device)
     face = torch.zeros(mask.shape, dtype=torch.bool, device=images.device)
@@ -125,7 +125,7 @@ def decode_motion_map(
     return DecodedMotionMap(mask, part, face, normal, confidence)
 
 
-def _body_mask(images: torch.Tensor, tolerance: float) -> torch.Tensor:
+def body_mask(images: torch.Tensor, tolerance: float = BACKGROUND_TOLERANCE) -> torch.Tensor:
     """(T, H, W, 3) -> (T, H, W) bool. Body where some channel is below 1 - ``tolerance``, except blur halo:
     a pixel next to background, lighter than any drawn body pixel (``LIGHTEST_BODY``) and under
     ``HALO_FRACTION`` of the darkest pixel around it is a blend of white and body (a blurred edge), not

@@ -80,6 +80,8 @@ LIMIT_WEIGHT = 10.0  # weight of the joint limits (``fit_prior``), per squared r
 FLIP_STEPS = 10  # steps given to each depth-mirrored limb (and the current pose) per keyframe; 0: no flips
 FLIP_MARGIN = 0.03  # a mirrored limb replaces the pose only if its objective is this fraction lower
 STILL_WEIGHT = 0.01  # pull of every joint toward the start pose (``fit_prior.stillness``), per squared radian
+MIN_DEPTH_FRACTION = 0.25  # the body stays at least this fraction of the start's depth away (``_too_near``)
+NEAR_WEIGHT = 100.0  # weight of that bound, per squared metre nearer (0 where it holds: the fit is unchanged there)
 CONTACT_STEPS = 30  # joint steps of the last stage, which keeps feet the map shows standing planted (0: off)
 CROP = True  # fit in the window the body moves in (``_crop_to_body``), not the whole frame
 CROP_MARGIN = 0.15  # margin around that window, a fraction of its longer side (+ 4 pixels)
@@ -106,7 +108,7 @@ def _stats(weights: torch.Tensor, points: torch.Tensor, normals: torch.Tensor, p
         ],
         -1,
     )  # (T, N, 10)
-    rows = values.transpose(0, 1).reshape(values.shape[1], -1)  # (N, T*10): index_add along dim 0 is the fast one
+    rows = values.transpose(0, 1).reshape(values.shape[1], frames * 10)  # (N, T*10): index_add on dim 0 is fast
     sums = rows.new_zeros(NUM_PARTS, rows.shape[1]).index_add_(0, parts, rows).view(NUM_PARTS, frames, -1)
     sums = sums.transpose(0, 1)  # (T, P, 10)
     count = sums[..., 0]
@@ -275,6 +277,7 @@ def fit_motion(
     device="cpu",
     callback=None,
     init: SMPLMotion | None = None,
+    report: dict | None = None,
 ) -> SMPLMotion:
     """images (T, H, W, 3) in [0, 1] (frame 0 shows ``start``'s frame 0) -> a SMPLMotion of T frames.
 
@@ -304,6 +307,8 @@ def fit_motion(
     from the start pose: the labels are decoded with them as the prior, the summary fit and the colour stage refine
     them (the colour stage's candidates: the refined summary fit and the refined estimates, no tracks), and per frame
     the estimate replaces the fit where its colours match the map better (logged).
+    ``report``: a dict this fills with ``frame_sources``, per frame where its pose came from: "start" (frame 0),
+    "fit" (the fit's), "estimate" (``init``'s, kept by the per-frame choice; the feet may still be locked after).
     Works inside ``torch.inference_mode``/``no_grad`` (hosts such as ComfyUI run nodes that way): the
     optimisation uses its own grad-enabled copies of the body model and the maps.
     """
@@ -315,7 +320,10 @@ def fit_motion(
         )
     with torch.inference_mode(False), torch.enable_grad():
         body = copy.deepcopy(body).to(device)
-        return _fit(body, images.clone(), start, camera, fps, options, shading, device, callback, init)
+        motion, sources = _fit(body, images.clone(), start, camera, fps, options, shading, device, callback, init)
+    if report is not None:
+        report["frame_sources"] = sources
+    return motion
 
 
 def _data_terms(model: PartStats, target: PartStats, present: torch.Tensor) -> torch.Tensor:
@@ -366,7 +374,7 @@ def _track(body, base, betas, schedules, steps, smooth, on_step, flip_steps) -> 
         vertices = body(q[:, :3], q[:, 3:72], betas, q[:, 72:]).vertices
         visibility = cost.visible(vertices) if visibility is None else visibility
         loss = cost(vertices, visibility, frame) + LIMIT_WEIGHT * joint_limits(q[:, 3:72])
-        loss = loss + STILL_WEIGHT * stillness(q[:, 3:72], base[frame, 3:72])
+        loss = loss + STILL_WEIGHT * stillness(q[:, 3:72], base[frame, 3:72]) + _too_near(q[:, 74], base[frame, 74])
         if done.shape[1] == 2:  # continue the motion smoothly
             seq = torch.cat([base[frame - 2 : frame] + done, q[:, None]], 1)  # (B, 3, 75)
             loss = loss + smooth * smoothness(seq[..., :3], seq[..., 3:72], seq[..., 72:])
@@ -454,7 +462,7 @@ def _refine(
         data = cost(vertices, visibility) + LIMIT_WEIGHT * joint_limits(p)
         if contacts is not None:
             data = data + contacts.term(vertices)
-        data = data + STILL_WEIGHT * stillness(p, base[:, 3:72])
+        data = data + STILL_WEIGHT * stillness(p, base[:, 3:72]) + _too_near(t[:, 2], base[:, 74])
         loss = data[1:].mean() + smooth * smoothness(g, p, t)
         if step == iterations:  # the final loss, of the returned delta
             break
@@ -526,8 +534,9 @@ def _targets(images, shading, camera, depth, prior, device) -> tuple[PartStats, 
     return target, (target.count > 2e-4).float()  # (T, P) parts seen in the map (count = area in image units)
 
 
-def _fit(body, images, start, camera, fps, o: FitOptions, shading: str, device, callback, init=None) -> SMPLMotion:
-    """``fit_motion`` on a grad-enabled copy of the body model and the maps; ``o``: its steps and tuning."""
+def _fit(body, images, start, camera, fps, o: FitOptions, shading: str, device, callback, init=None):
+    """``fit_motion`` on a grad-enabled copy of the body model and the maps; ``o``: its steps and tuning.
+    -> (the motion, its frame sources: "start", then "fit" or "estimate" per frame)"""
     output_camera = camera.resized(images.shape[1], images.shape[2])
     frames, depth = images.shape[0], float(start.transl[0, 2])
     faces, part_ids = body.faces.to(device), body.part_ids.to(device)
@@ -582,8 +591,9 @@ def _fit(body, images, start, camera, fps, o: FitOptions, shading: str, device, 
     for _ in range(o.relabel_rounds):  # 3. decode again with the fitted body as the prior, refine
         delta, loss = _refine(body, delta, base, betas, decode(delta), o.iterations // 2, o.smooth, on_step)
     last_cost, last_lr = None, 0.02  # the cost and step size the feet are locked with: the colour stage's, if it ran
+    kept = torch.zeros(frames - 1, dtype=torch.bool)  # frames whose estimate replaced the fit
     if o.splat_steps > 0 and shading != "flat":
-        delta, last_cost = _splat_stage(
+        delta, last_cost, kept = _splat_stage(
             body,
             delta,
             base,
@@ -619,7 +629,8 @@ def _fit(body, images, start, camera, fps, o: FitOptions, shading: str, device, 
     log.info("fitted %d frames to the motion map (%d steps, loss %.4g)", frames, o.iterations, loss)
     with torch.no_grad():
         q = (base + torch.cat([delta.new_zeros(1, 75), delta])).cpu().numpy()
-    return SMPLMotion(q[:, :3], q[:, 3:72], start.betas, q[:, 72:], fps, output_camera, start.gender, contact)
+    sources = ["start"] + ["estimate" if k else "fit" for k in kept.tolist()]
+    return SMPLMotion(q[:, :3], q[:, 3:72], start.betas, q[:, 72:], fps, output_camera, start.gender, contact), sources
 
 
 def _lock_feet(body, delta, base, betas, images, camera, part_ids, cost, lr, o: FitOptions, on_step):
@@ -673,7 +684,8 @@ def _splat_stage(
 
     With per-frame estimates ``guess`` (T-1, 75) no tracks run: the estimates, brought in coarse to fine along the
     last schedule, are the other candidate, and the winner keeps an estimate's pose in frames whose colours it
-    matches better (``_keep_better_frames``)."""
+    matches better (``_keep_better_frames``). Also returned: (T-1,) bool, the frames whose estimate it kept (none
+    without estimates)."""
     targets, splat_camera = splat_targets(images, camera, SPLAT_SIDE, SPLAT_SIGMAS)
     costs = {s: _SplatCost(targets[s].to(device), faces, part_ids, splat_camera, shading, s) for s in SPLAT_SIGMAS}
     finest = costs[SPLAT_SIGMAS[-1]]
@@ -695,16 +707,17 @@ def _splat_stage(
     plausible = [(c_loss, c) for c_loss, c in candidates if _plausible(base, c)]
     if not plausible:  # e.g. a map that shows no body: the colour cost pushed the body away; keep the summary fit
         log.warning("colour stage moved the body behind the camera or to non-finite poses; kept the summary fit")
-        return delta, finest
+        return delta, finest, torch.zeros(len(delta), dtype=torch.bool)
     best = min(plausible, key=lambda pair: pair[0])[1]
-    if guess is not None:
-        best = _keep_better_frames(body, best, guess, base, betas, finest)
-    return best, finest
+    if guess is None:
+        return best, finest, torch.zeros(len(best), dtype=torch.bool)
+    best, kept = _keep_better_frames(body, best, guess, base, betas, finest)
+    return best, finest, kept
 
 
-def _keep_better_frames(body, delta, guess, base, betas, cost) -> torch.Tensor:
+def _keep_better_frames(body, delta, guess, base, betas, cost) -> tuple[torch.Tensor, torch.Tensor]:
     """Per frame, the pose of ``delta`` or of ``guess`` (both (T-1, 75)), whichever ``cost`` (with its occlusion
-    test) prefers: an estimate can hold a frame the fit lost."""
+    test) prefers: an estimate can hold a frame the fit lost. -> (the poses, (T-1,) bool: where ``guess``'s won)"""
 
     def frame_costs(d: torch.Tensor) -> torch.Tensor:
         q = base + torch.cat([d.new_zeros(1, 75), d])
@@ -716,7 +729,7 @@ def _keep_better_frames(body, delta, guess, base, betas, cost) -> torch.Tensor:
     log.info(
         "per-frame estimates kept in %d of %d frames (their colours match the map better)", int(use.sum()), len(use)
     )
-    return torch.where(use[:, None], guess, delta)
+    return torch.where(use[:, None], guess, delta), use.cpu()
 
 
 def _continuous(q: torch.Tensor, start: torch.Tensor) -> torch.Tensor:
@@ -730,10 +743,17 @@ def _continuous(q: torch.Tensor, start: torch.Tensor) -> torch.Tensor:
     return out
 
 
+def _too_near(depth: torch.Tensor, start_depth: torch.Tensor) -> torch.Tensor:
+    """Per pose, the penalty for a root nearer the camera than ``MIN_DEPTH_FRACTION`` of the start's depth: a fit
+    started from wrong estimates (or drawn by a map that shows no body) must not walk the body behind the camera.
+    Exactly 0 where the bound holds, so a fit that never nears it is the same to the bit."""
+    return NEAR_WEIGHT * torch.relu(MIN_DEPTH_FRACTION * start_depth - depth).square()
+
+
 def _plausible(base: torch.Tensor, delta: torch.Tensor) -> bool:
-    """All poses finite and the body stays in front of the camera (at least a quarter of the start's depth)."""
+    """All poses finite and the body in front of the camera (at least ``MIN_DEPTH_FRACTION`` of the start's depth)."""
     q = base + torch.cat([delta.new_zeros(1, 75), delta])
-    return bool(torch.isfinite(q).all()) and bool((q[:, 74] > 0.25 * base[0, 74]).all())
+    return bool(torch.isfinite(q).all()) and bool((q[:, 74] > MIN_DEPTH_FRACTION * base[0, 74]).all())
 
 
 def parse_args(argv=None) -> argparse.Namespace:
