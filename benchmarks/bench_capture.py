@@ -32,7 +32,7 @@ import sys
 
 import numpy as np
 import torch
-from bench_fit_motion import MOTIONS, PLANTED, noisy_estimates, plant_foot
+from bench_fit_motion import MOTIONS, PLANTED, NoisyOracle, plant_foot
 from timing import CpuClock, add_timing_args, parse_args, set_threads
 
 from comovi_core.body.smpl import camera_vertices, load_body_model
@@ -41,7 +41,6 @@ from comovi_core.capture.video import CaptureOptions, capture_motion
 from comovi_core.evaluation.metrics import motion_errors
 from comovi_core.motion_map.render import render_motion
 from comovi_core.recovery.contact import foot_centres, foot_masks
-from comovi_core.recovery.hmr.estimator import BodyEstimate
 
 SMOKE = {
     "motions": "demo,kick",
@@ -53,25 +52,6 @@ SMOKE = {
     "batch_size": 4,
     "repeats": 3,
 }
-
-
-class NoisyOracle:
-    """The truth plus per-frame noise of a real estimator's size, in the ``BatchEstimator`` form."""
-
-    name = "noisy oracle"
-
-    def __init__(self, truth, joint_deg: float, root_cm: float, outliers: float, outlier_scale: float, seed: int):
-        noisy = noisy_estimates(truth, joint_deg, root_cm, outliers, outlier_scale, seed)
-        self.outliers = noisy.outliers
-        self.pose = torch.from_numpy(noisy.full_pose).float()  # (T, 72)
-        self.transl = torch.from_numpy(noisy.transl).float()
-        self.betas = torch.from_numpy(noisy.frame_betas).float()  # (T, 10)
-
-    def __call__(self, images, boxes, camera, indices) -> list[BodyEstimate]:
-        return [
-            BodyEstimate(self.pose[i, :3], self.pose[i, 3:], self.betas[i], self.transl[i], camera, "oracle", box)
-            for i, box in zip(indices, boxes)
-        ]
 
 
 def lag_frames(truth: torch.Tensor, other: torch.Tensor, max_lag: int) -> float:

@@ -9,6 +9,7 @@
         --baseline /tmp/fit_old --frames 9 --motions demo --bodies standin --conditions degraded   # old vs new
     OMP_NUM_THREADS=1 python benchmarks/bench_fit_motion.py --frames 9 --motions kick,arms,turn,demo \
         --conditions degraded --repeats 1 --warmup 0 --init noisy    # the fit started from per-frame estimates
+    (the same with --init captured: the estimates through the pipeline's chain, ``estimates_for_fit``)
 
 For every motion x body x condition: render the motion as a comovi_v1 motion map (torch rasteriser),
 optionally round it to 8 bits or degrade it like a VAE round trip (``comovi_core.motion_map.degrade``,
@@ -33,7 +34,10 @@ an image estimator reads the generated RGB video: a NOISY ORACLE (``noisy_estima
 turned by ``--joint-noise`` degrees RMS, the root moved by ``--root-noise`` cm, ``--outliers`` of the frames
 ``--outlier-scale`` times worse; the defaults are those of ``bench_capture.py``). A row labelled "noisy estimates"
 prints the estimates' own errors; compare the fit with it and with the fit from the start pose (a run without
-``--init``, or ``--baseline``, whose fit always starts from the start pose).
+``--init``, or ``--baseline``, whose fit always starts from the start pose). ``--init captured`` takes the same
+oracle through the pipeline's chain (``capture.video.estimates_for_fit``: boxes from the map's silhouette, the map's
+camera, smoothing by confidence, the start's body shape) and prints its "captured estimates" row: what the pipeline
+gives the fit when an estimator reads its generated video.
 
 Motions (all on the stand-in mannequin's demo camera, 3 m away): ``arms`` (shoulders, collars, elbows
 and wrists sweep widely), ``kick`` (the left foot stays planted while the right leg swings forward and
@@ -69,6 +73,7 @@ from comovi_core.motion_map.degrade import HARSH, WAN22_VAE, degrade_motion_map
 from comovi_core.motion_map.render import render_motion_map
 from comovi_core.recovery.contact import foot_centres, foot_masks
 from comovi_core.recovery.fitting import FitOptions, fit_motion
+from comovi_core.recovery.hmr.estimator import BodyEstimate
 
 ARM_JOINTS = [16, 17, 18, 19, 20, 21, 22, 23]  # shoulders, elbows, wrists, hands
 LEG_JOINTS = [1, 2, 4, 5, 7, 8, 10, 11]  # hips, knees, ankles, feet
@@ -208,6 +213,25 @@ def noisy_estimates(
     return NoisyEstimates(turned.reshape(frames, 72).numpy(), transl, betas, np.sort(bad))
 
 
+class NoisyOracle:
+    """The truth plus per-frame noise of a real estimator's size, in the ``BatchEstimator`` form."""
+
+    name = "noisy oracle"
+
+    def __init__(self, truth, joint_deg: float, root_cm: float, outliers: float, outlier_scale: float, seed: int):
+        noisy = noisy_estimates(truth, joint_deg, root_cm, outliers, outlier_scale, seed)
+        self.outliers = noisy.outliers
+        self.pose = torch.from_numpy(noisy.full_pose).float()  # (T, 72)
+        self.transl = torch.from_numpy(noisy.transl).float()
+        self.betas = torch.from_numpy(noisy.frame_betas).float()  # (T, 10)
+
+    def __call__(self, images, boxes, camera, indices) -> list[BodyEstimate]:
+        return [
+            BodyEstimate(self.pose[i, :3], self.pose[i, 3:], self.betas[i], self.transl[i], camera, "oracle", box)
+            for i, box in zip(indices, boxes)
+        ]
+
+
 def foot_drift_mm(body, fitted: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
     """Vertices (T, V, 3) of a fit and of the truth -> how far (mm) the fit's feet moved from frame 0 over the
     frames where the true foot has not moved from there (within 2 mm; frame 0, the given start, included); empty if
@@ -275,6 +299,21 @@ def case_truth(body, motion_name: str, body_name: str, frames: int, height: int,
     truth = MOTIONS[motion_name](frames, height, width)
     truth = SMPLMotion(truth.global_orient, truth.body_pose, BODIES[body_name], truth.transl, truth.fps, truth.camera)
     return plant_foot(body, truth, PLANTED[motion_name]) if motion_name in PLANTED else truth
+
+
+def case_estimates(args, body, truth: SMPLMotion, images: torch.Tensor) -> tuple[SMPLMotion | None, str]:
+    """``--init``: the noisy oracle's per-frame estimates of a case as the fit gets them -> (them or None, a label):
+    "noisy" as they are, "captured" through the pipeline's chain (``estimates_for_fit``; the oracle reads no pixels,
+    so the map stands in for the video)."""
+    noise = (args.joint_noise, args.root_noise, args.outliers, args.outlier_scale, args.seed)
+    if args.init == "noisy":
+        return noisy_estimates(truth, *noise).motion(truth), "noisy estimates"
+    from comovi_core.capture.video import estimates_for_fit
+
+    estimates, words = estimates_for_fit(
+        images, images, start_of(truth), truth.camera, truth.fps, estimator=NoisyOracle(truth, *noise), body=body
+    )
+    return estimates, "captured estimates" if estimates is not None else words
 
 
 def warm_up(body, height: int, width: int, device: str) -> None:
@@ -411,7 +450,7 @@ def main() -> None:
     )
     p.add_argument(
         "--init",
-        choices=["none", "noisy"],
+        choices=["none", "noisy", "captured"],
         default="none",
         help="noisy: start this code's fit from per-frame estimates (the truth with a real estimator's noise, "
         "`noisy_estimates`; the baseline still fits from the start pose); a row prints the estimates' own errors",
@@ -476,14 +515,15 @@ def run_cases(args, body, options: FitOptions, clock, baseline: Baseline | None)
                 images = condition_maps(maps, condition)
                 fits = {code: [] for code in codes}
                 init = {}
-                if args.init == "noisy":  # per-frame estimates to start from (this code only), and how good they are
-                    estimates = noisy_estimates(
-                        truth, args.joint_noise, args.root_noise, args.outliers, args.outlier_scale, args.seed
-                    ).motion(truth)
+                if args.init != "none":  # per-frame estimates to start from (this code only), and how good they are
+                    estimates, label = case_estimates(args, body, truth, images)
                     init = {"init": estimates}
-                    figures = evaluate(body, estimates, posed, hold_err)
                     case = f"{motion_name:>8} {body_name:>7} {condition:>8}"
-                    print(row(case, float(hold_err.mean()), figures, None, "noisy estimates"), flush=True)
+                    if estimates is None:
+                        print(f"{case} | {label}: the fit starts from the start pose", flush=True)
+                    else:
+                        figures = evaluate(body, estimates, posed, hold_err)
+                        print(row(case, float(hold_err.mean()), figures, None, label), flush=True)
                 for repeat in range(max(args.repeats, 1)):
                     for code in codes if repeat % 2 == 0 else codes[::-1]:
                         if code == "baseline":

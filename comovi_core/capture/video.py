@@ -327,6 +327,49 @@ def capture_motion(
     return CaptureResult(motion, confidence.astype(np.float32), track, verdict, reasons, info)
 
 
+def estimates_for_fit(
+    frames: torch.Tensor,
+    motion_map: torch.Tensor,
+    start: SMPLMotion,
+    camera: PinholeCamera,
+    fps: float,
+    *,
+    estimator,
+    body,
+) -> tuple[SMPLMotion | None, str]:
+    """A generated video's frames (T, H, W, 3) and motion map (T, H, W, 3), both in [0, 1] and seen by ``camera`` ->
+    (the estimator's per-frame bodies of the video in ``camera`` with ``start``'s body shape, for the motion-map fit
+    to start from (``recovery.fitting.fit_motion(init=...)``), or None; where the fit starts, in words).
+
+    ``capture_motion`` with the person's boxes from the motion map's silhouette (``motion_map.decode.body_mask``: no
+    detector) and the given camera (no focal length is estimated), smoothed, feet not locked (the fit locks the feet
+    the map shows standing); then every frame's translation solved again for the start's shape
+    (``with_body_shape``). A capture that fails or is rejected (e.g. the person lost in too many frames) is not
+    used: None, and the words say why."""
+    from ..motion_map.decode import body_mask
+
+    body = copy.deepcopy(body).cpu().float()  # the caller's model may sit on the GPU; the capture poses on the CPU
+    try:
+        captured = capture_motion(
+            frames.float().cpu(),
+            fps,
+            estimator=estimator,
+            body=body,
+            masks=body_mask(motion_map.float().cpu()),
+            camera=camera,
+            options=CaptureOptions(lock_feet=False),
+        )
+    except CoMoViError as error:
+        log.warning("no per-frame estimates of the generated video (%s): the fit starts from the start pose", error)
+        return None, f"the start pose (no per-frame estimates: {error})"
+    name = captured.info["estimator"]
+    if captured.verdict != "ok":
+        why = "; ".join(captured.reasons)
+        log.warning("the per-frame estimates by %s were rejected (%s): the fit starts from the start pose", name, why)
+        return None, f"the start pose (the per-frame estimates by {name} were rejected: {why})"
+    return with_body_shape(body, captured.motion, start.betas), f"per-frame estimates of the video by {name}"
+
+
 DEMO_SEED = 0  # the tiny demo estimator's weights: the same random network on every run
 DEMO_NAME = "tiny demo HMR 2.0 (random weights: the motion is noise)"
 

@@ -10,8 +10,6 @@ starts from its per-frame estimates of the generated video.
 from __future__ import annotations
 
 import contextlib
-import copy
-import logging
 import time
 from dataclasses import dataclass, field
 
@@ -27,8 +25,6 @@ from ..model.step_cache import StepCacheConfig
 from ..motion_map.render import render_motion
 from .inputs import check_inputs
 from .sampling import sample
-
-log = logging.getLogger(__name__)
 
 QUALITY_MAX_SIDE, QUALITY_MAX_FRAMES = 320, 17  # the motion-vs-map check samples pixels and frames (a cheap estimate)
 DEFAULT_NEGATIVE = "blurry, low quality, static, distorted body, extra limbs, watermark, text"
@@ -340,43 +336,16 @@ class CoMoViPipeline:
         return smpl, source, quality, fit_info
 
     def _estimates(self, rgb, motion_map, start, camera, fps) -> tuple[SMPLMotion | None, str]:
-        """The estimator's per-frame bodies of the generated video ``rgb``, for the fit to start from -> (them, in
-        ``camera`` with ``start``'s body shape, or None; where the fit starts, in words).
+        """The estimator's per-frame bodies of the generated video for the fit to start from
+        (``capture.video.estimates_for_fit``), the estimator on the device while it works."""
+        from ..capture.video import estimates_for_fit
 
-        ``capture.video.capture_motion`` with the person's boxes from the motion map's silhouette and the generated
-        video's camera (the motion map's: no focal length is estimated), smoothed; then the translations solved again
-        for the start's shape (``with_body_shape``). A capture that fails or is rejected (e.g. the person is lost in
-        too many frames) is not used: the fit starts from the start pose, and the words say why."""
-        from ..capture.video import CaptureOptions, capture_motion, with_body_shape
-        from ..motion_map.decode import body_mask
-
-        body = copy.deepcopy(self.body_model).cpu().float()
         network = getattr(self.estimator, "model", self.estimator)  # CameraHMR wraps its network
         placed = self._offloaded(network) if isinstance(network, torch.nn.Module) else contextlib.nullcontext()
-        try:
-            with torch.no_grad(), placed:  # on the device while it works (hosts do not manage the estimator)
-                captured = capture_motion(
-                    rgb.float(),
-                    fps,
-                    estimator=self.estimator,
-                    body=body,
-                    masks=body_mask(motion_map.float()),
-                    camera=camera,
-                    options=CaptureOptions(lock_feet=False),  # the fit locks the feet the map shows standing
-                )
-        except CoMoViError as error:
-            log.warning("no per-frame estimates of the generated video (%s): the fit starts from the start pose", error)
-            return None, f"the start pose (no per-frame estimates: {error})"
-        name = captured.info["estimator"]
-        if captured.verdict != "ok":
-            why = "; ".join(captured.reasons)
-            log.warning(
-                "the per-frame estimates by %s were rejected (%s): the fit starts from the start pose",
-                name,
-                why,
+        with torch.no_grad(), placed:  # hosts do not manage the estimator
+            return estimates_for_fit(
+                rgb, motion_map, start, camera, fps, estimator=self.estimator, body=self.body_model
             )
-            return None, f"the start pose (the per-frame estimates by {name} were rejected: {why})"
-        return with_body_shape(body, captured.motion, start.betas), f"per-frame estimates of the video by {name}"
 
 
 @contextlib.contextmanager
