@@ -341,6 +341,9 @@ class DualSampler(io.ComfyNode):
         info = result.describe_motion() + (
             "" if step_cache is None else "\n" + describe_evaluations(result.evaluations)
         )
+        if fit_estimator != FIT_FROM_START and not fitting:
+            why = "these weights have a 3D head" if fit_motion else "fit_motion is off"
+            info += f"\nfit_estimator not used: {why} (it starts the fit of weights without a 3D head)"
         return io.NodeOutput(result.rgb, result.motion_map, result.motion, info)
 
 

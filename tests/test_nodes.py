@@ -276,6 +276,14 @@ def test_cogeneration_nodes_on_tiny_weights(ext, quick_fit, monkeypatch):
     assert bar.current == bar.total == 2
     again = nodes["CoMoViDualSampler"].execute(*args).args
     assert torch.equal(again[0], video)  # same seed, same output
+    unused = (
+        nodes["CoMoViDualSampler"]
+        .execute(*args, fit_estimator="tiny demo (random weights, built in memory: the motion is noise)")
+        .args[3]
+    )
+    assert unused.endswith(
+        "\nfit_estimator not used: these weights have a 3D head (it starts the fit of weights without a 3D head)"
+    )
     head, comovi.transformer.smpl_head = comovi.transformer.smpl_head, None  # weights without a 3D head
     assert nodes["CoMoViDualSampler"].execute(*args, False).args[2] is None  # fit_motion off: no motion
     sampler_module = sys.modules[nodes["CoMoViDualSampler"].__module__]  # its bar counts the fit's steps too
