@@ -294,3 +294,28 @@ def test_the_fit_keeps_the_body_in_front_of_the_camera():
     fitted = fit_motion(body, noise, start=_start(truth), camera=truth.camera, fps=4.0, options=options, init=near)
     bound = MIN_DEPTH_FRACTION * truth.transl[0, 2]
     assert fitted.transl[1:, 2].min() > 0.98 * bound, fitted.transl[:, 2]  # measured 0.746 m for a bound of 0.75
+
+
+def test_a_body_reaching_behind_the_camera_costs_finite_values(scene):
+    """A fit started from bad estimates can swing a limb into or behind the camera plane: the vertices there count
+    for nothing (``visible`` 0) and project to finite places, so both data terms and their gradients stay finite
+    (a vertex at z = 0 projected to infinity and made a real run's fit NaN)."""
+    from comovi_core.recovery import fitting
+
+    body, truth, posed, maps = scene
+    vertices = posed.vertices[:2].clone()
+    vertices[..., 2] -= float(vertices[..., 2].min()) + 0.05  # the nearest vertices 5 cm behind the camera
+    vertices[0, 0, 2] = 0.0  # and one on the camera plane
+    vertices.requires_grad_(True)
+    target = map_stats(decode_motion_map(maps[:2], "comovi_v1", truth.camera, 3.0), truth.camera)
+    costs = [
+        fitting._StatsCost(target, (target.count > 0).float(), body.faces, body.part_ids, truth.camera),
+        fitting._SplatCost(maps[:2].float(), body.faces, body.part_ids, truth.camera, "comovi_v1", 1.5),
+    ]
+    for cost in costs:
+        visibility = cost.visible(vertices)
+        behind = vertices[..., 2].detach() <= fitting.NEAR_PLANE
+        assert behind.sum() > 10 and float(visibility[behind].abs().max()) == 0.0
+        loss = cost(vertices, visibility).sum()
+        (grad,) = torch.autograd.grad(loss, vertices)
+        assert torch.isfinite(loss) and bool(torch.isfinite(grad).all()), type(cost).__name__

@@ -52,7 +52,7 @@ from ..body.rotations import nearest_axis_angle
 from ..errors import CoMoViError, run_cli
 from ..motion_map.colors import vertex_normals
 from ..motion_map.decode import DecodedMotionMap, decode_motion_map, levels_of
-from ..motion_map.raster_torch import render_depth
+from ..motion_map.raster_torch import NEAR_PLANE, render_depth
 from ..motion_map.render import render_motion_map
 from .contact import Contacts, foot_masks, planted_feet
 from .flip import LIMBS, mirrored_limb
@@ -483,8 +483,10 @@ class _DataCost:
         self.faces, self.camera = faces, camera
 
     def visible(self, vertices: torch.Tensor) -> torch.Tensor:
-        """(T, V, 3) -> (T, V) float visibility of each vertex (``visible_vertices``, no gradient)."""
-        return visible_vertices(vertices, self.faces, None, self.camera)
+        """(T, V, 3) -> (T, V) float visibility of each vertex (``visible_vertices``, no gradient); 0 nearer the
+        camera than the renderer's ``NEAR_PLANE`` (a body walked into or behind the camera is not seen there)."""
+        in_front = vertices.detach()[..., 2] > NEAR_PLANE
+        return visible_vertices(_near_clipped(vertices.detach()), self.faces, None, self.camera) * in_front
 
     def __call__(self, vertices: torch.Tensor, visibility: torch.Tensor, frame: int | None = None) -> torch.Tensor:
         raise NotImplementedError
@@ -498,7 +500,7 @@ class _StatsCost(_DataCost):
         self.target, self.present, self.part_ids = target, present, part_ids
 
     def __call__(self, vertices, visibility, frame=None):
-        model = body_stats(vertices, self.faces, self.part_ids, self.camera, visibility)
+        model = body_stats(_near_clipped(vertices), self.faces, self.part_ids, self.camera, visibility)
         if frame is None:
             return _data_terms(model, self.target, self.present)
         return _data_terms(model, _slice(self.target, [frame]), self.present[[frame]])
@@ -512,6 +514,7 @@ class _SplatCost(_DataCost):
         self.target, self.part_ids, self.shading, self.sigma = target, part_ids, shading, sigma
 
     def __call__(self, vertices, visibility, frame=None):
+        vertices = _near_clipped(vertices)
         area = projected_vertex_area(self.camera.project(vertices), self.faces) * visibility
         normals = vertex_normals(vertices, self.faces)
         image = body_splat(vertices, normals, area, self.part_ids, self.camera, self.shading, self.sigma)
@@ -741,6 +744,13 @@ def _continuous(q: torch.Tensor, start: torch.Tensor) -> torch.Tensor:
         previous = nearest_axis_angle(q[t, :72].view(24, 3), previous)
         out[t, :72] = previous.reshape(72)
     return out
+
+
+def _near_clipped(vertices: torch.Tensor) -> torch.Tensor:
+    """(..., 3) -> the same, z at least ``NEAR_PLANE``: a vertex at or behind the camera plane projects to a finite
+    place (it counts for nothing: ``visible`` gives it 0) instead of infinity, which made the fit's sums NaN. The
+    same values and gradients where every vertex is in front."""
+    return torch.cat([vertices[..., :2], vertices[..., 2:].clamp_min(NEAR_PLANE)], -1)
 
 
 def _too_near(depth: torch.Tensor, start_depth: torch.Tensor) -> torch.Tensor:
