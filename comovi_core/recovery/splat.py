@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from ..body.camera import PinholeCamera
-from ..motion_map.colors import vertex_colors
+from ..motion_map.colors import face_corners, to_vertices, vertex_colors
 from ..motion_map.degrade import gaussian_blur
 from ..motion_map.shading import BACKGROUND, shade
 
@@ -29,13 +29,11 @@ CHARBONNIER = 0.02  # colour units below which the per-pixel cost is quadratic
 def projected_vertex_area(uv: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
     """uv (T, V, 2) projected vertices -> (T, V): a third of the projected area of each vertex's faces that
     look at the camera (units of uv squared), so that vertex sums approximate pixel sums of the surface."""
-    tri = uv[:, faces]  # (T, F, 3, 2)
-    e1, e2 = tri[:, :, 1] - tri[:, :, 0], tri[:, :, 2] - tri[:, :, 0]
+    a, b, c = face_corners(uv, faces)  # (F, T, 2) each
+    e1, e2 = b - a, c - a
     face_area = torch.relu(-0.5 * (e1[..., 0] * e2[..., 1] - e1[..., 1] * e2[..., 0]))  # signed < 0: facing
-    area = uv.new_zeros(uv.shape[:2])
-    for corner in range(3):
-        area = area.index_add(1, faces[:, corner], face_area / 3)
-    return area
+    # a third per corner, divided per corner (one division's gradient per corner, summed after: the old order)
+    return to_vertices([face_area[..., None] / 3 for _ in range(3)], faces, uv.shape[1])[..., 0]
 
 
 def splat_targets(images: torch.Tensor, camera: PinholeCamera, max_side: int, sigmas) -> tuple[dict, PinholeCamera]:
