@@ -60,19 +60,27 @@ def splat(
     frac = centre - corner
     corner = corner.long()
     values = torch.cat([area[..., None], area[..., None] * colors], -1)  # (T, V, 1 + C)
-    grid = values.new_zeros(frames * height * width, 1 + channels)
+    # one index_add into a grid with a 1-pixel border that catches everything off screen (cut away after), not one
+    # masked index_add per corner: the same sums in the same order, without the masks' gathers and scatters. One
+    # product per corner (not one broadcast over the stacked weights), so that the gradient of ``values`` adds up
+    # the corners as before: the fit amplifies one rounding unit (docs/fitting.md), and the splat is bit-identical
+    pad_h, pad_w = height + 2, width + 2
     frame = torch.arange(frames, device=uv.device)[:, None]
+    index, contributions = [], []
     for dx, dy in ((0, 0), (1, 0), (0, 1), (1, 1)):
-        col, row = corner[..., 0] + dx, corner[..., 1] + dy
+        col = (corner[..., 0] + dx).clamp(-1, width) + 1
+        row = (corner[..., 1] + dy).clamp(-1, height) + 1
+        index.append(((frame * pad_h + row) * pad_w + col).reshape(-1))
         weight = (frac[..., 0] if dx else 1 - frac[..., 0]) * (frac[..., 1] if dy else 1 - frac[..., 1])  # (T, V)
-        inside = (col >= 0) & (col < width) & (row >= 0) & (row < height)
-        index = ((frame * height + row) * width + col)[inside]
-        grid = grid.index_add(0, index, (weight[..., None] * values)[inside])
+        contributions.append((weight[..., None] * values).reshape(-1, 1 + channels))
+    grid = values.new_zeros(frames * pad_h * pad_w, 1 + channels).index_add(
+        0, torch.cat(index), torch.cat(contributions)
+    )
     radius = max(1, math.ceil(2.5 * sigma))
     x = torch.arange(-radius, radius + 1, dtype=values.dtype, device=uv.device)
     kernel = torch.exp(-0.5 * (x / sigma) ** 2) / (math.sqrt(2 * math.pi) * sigma)
     c = 1 + channels
-    out = grid.view(frames, height, width, c).permute(0, 3, 1, 2)
+    out = grid.view(frames, pad_h, pad_w, c)[:, 1:-1, 1:-1].contiguous().permute(0, 3, 1, 2)  # channels last
     out = F.conv2d(out, kernel.view(1, 1, 1, -1).repeat(c, 1, 1, 1), padding=(0, radius), groups=c)
     out = F.conv2d(out, kernel.view(1, 1, -1, 1).repeat(c, 1, 1, 1), padding=(radius, 0), groups=c).permute(0, 2, 3, 1)
     total, summed = out[..., :1], out[..., 1:]
