@@ -108,8 +108,9 @@ def blur_to(images: torch.Tensor, sigma: float) -> torch.Tensor:
 
 
 def splat_cost(predicted: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """(T, H, W, 3) both -> (T,) robust colour difference summed over pixels, per pixel of body in ``target``."""
+    """(..., T, H, W, 3) predicted, (T, H, W, 3) target -> (..., T) robust colour difference summed over pixels, per
+    pixel of body in ``target`` (leading dimensions of ``predicted``, e.g. candidate fits, are compared alike)."""
     weight = predicted.new_tensor(CHANNEL_WEIGHT)
     diff = torch.sqrt((predicted - target).square() + CHARBONNIER**2) - CHARBONNIER
-    body = (target < BACKGROUND - 0.02).any(-1).float().sum((1, 2)).clamp_min(1)  # (T,) pixels the map covers
-    return (diff * weight).sum((1, 2, 3)) / body
+    body = (target < BACKGROUND - 0.02).any(-1).float().sum((-2, -1)).clamp_min(1)  # (T,) pixels the map covers
+    return (diff * weight).sum((-3, -2, -1)) / body
