@@ -16,17 +16,40 @@ from ..body.parts import NUM_PARTS
 CHANNELS = ("sem", "ny", "nx")  # meaning of output channels R, G, B
 
 
+def face_corners(values: torch.Tensor, faces: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """values (T, V, D) per vertex, faces (F, 3) -> the values at each face's 3 corners, 3 x (F, T, D).
+
+    Vertex-major: one ``index_select`` along dim 0 of the (V, T*D) view, whose backward is one ``index_add``
+    along dim 0 (on a CPU 2-3x faster than ``values[:, faces]``, whose backward is an accumulating ``index_put``).
+    The corners are gathered face after face (``faces.reshape(-1)``), so that the backward adds up a vertex's
+    gradient in the order ``values[:, faces]``'s does: the same sums in the same order, bit for bit. (Three
+    gathers, one per corner, add a vertex's gradient corner after corner: a different order, different
+    roundings, and the fit, which amplifies a change of one rounding unit, ends elsewhere; docs/fitting.md.)"""
+    rows = values.transpose(0, 1).reshape(values.shape[1], -1)  # (V, T*D)
+    corners = rows.index_select(0, faces.reshape(-1)).view(faces.shape[0], 3, *values.shape[::2])
+    return corners.unbind(1)
+
+
+def to_vertices(corner_values, faces: torch.Tensor, num_vertices: int) -> torch.Tensor:
+    """corner_values: 3 x (F, T, D), what each face gives its corner 0, 1, 2 -> (T, V, D): each vertex gets the
+    sum over the faces it is a corner of, corner 0's faces first, then 1's, then 2's (one ``index_add`` along
+    dim 0 per corner, as ``index_add`` along dim 1 of (T, V, D) sums them). One tensor per corner, not one for
+    all, so that a caller's per-corner arithmetic (e.g. ``area / 3`` three times) keeps its gradient's order."""
+    count, rest = faces.shape[0], corner_values[0].shape[1:]
+    out = corner_values[0].new_zeros(num_vertices, rest.numel())
+    for c in range(3):
+        out = out.index_add(0, faces[:, c], corner_values[c].reshape(count, -1))
+    return out.view(num_vertices, *rest).transpose(0, 1)
+
+
 def vertex_normals(vertices: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
     """Area-weighted unit vertex normals, as PyTorch3D's ``Meshes.verts_normals``.
 
     vertices: (T, V, 3) float; faces: (F, 3) long. Returns (T, V, 3).
     """
-    tri = vertices[:, faces]  # (T, F, 3 corners, 3 xyz)
-    face_normals = torch.linalg.cross(tri[:, :, 1] - tri[:, :, 0], tri[:, :, 2] - tri[:, :, 0], dim=-1)  # (T, F, 3)
-    normals = torch.zeros_like(vertices)
-    for corner in range(3):
-        normals.index_add_(1, faces[:, corner], face_normals)
-    return F.normalize(normals, dim=-1, eps=1e-6)
+    a, b, c = face_corners(vertices, faces)  # (F, T, 3) each
+    face_normals = torch.linalg.cross(b - a, c - a, dim=-1)
+    return F.normalize(to_vertices([face_normals] * 3, faces, vertices.shape[1]), dim=-1, eps=1e-6)
 
 
 def semantic_value(part_ids: torch.Tensor, facing: torch.Tensor) -> torch.Tensor:

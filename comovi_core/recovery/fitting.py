@@ -445,39 +445,60 @@ def _track(body, base, betas, schedules, steps, smooth, on_step, flip_steps) -> 
 
 def _refine(
     body, delta, base, betas, cost, iterations, smooth, on_step, lr=0.02, contacts: Contacts | None = None
-) -> tuple[torch.Tensor, float]:
+) -> tuple[torch.Tensor, float | list[float]]:
     """Fit all frames jointly (``cost``, a ``_DataCost`` over frames 1.. + smoothness, + the planted feet's term of
     ``contacts``) for ``iterations`` Adam steps from ``delta`` (T-1, 75). Returns the optimised delta and its
-    final loss."""
-    delta = delta.clone().requires_grad_(True)
+    final loss. ``delta`` (C, T-1, 75) refines C candidate fits as one batch (one Adam over independent
+    candidates is one Adam per candidate) and returns (C, T-1, 75) and C losses."""
+    candidates = delta.dim() == 3
+    delta = (delta if candidates else delta[None]).clone().requires_grad_(True)  # (C, T-1, 75)
+    count, moving = delta.shape[0], slice(1, None)  # frame 0 is the given start: only the smoothness prior needs it
     optimiser = torch.optim.Adam([delta], lr=lr)
-    loss = torch.zeros(())
+    loss = torch.zeros(count)
     visibility = None
     for step in range(iterations + 1):
-        q = base + torch.cat([delta.new_zeros(1, 75), delta])
-        g, p, t = q[:, :3], q[:, 3:72], q[:, 72:]
-        vertices = body(g, p, betas, t).vertices
-        if step % VISIBILITY_EVERY == 0 or step == iterations:  # the final loss is taken with a fresh test
-            visibility = cost.visible(vertices)
-        data = cost(vertices, visibility) + LIMIT_WEIGHT * joint_limits(p)
-        if contacts is not None:
-            data = data + contacts.term(vertices)
-        data = data + STILL_WEIGHT * stillness(p, base[:, 3:72]) + _too_near(t[:, 2], base[:, 74])
-        loss = data[1:].mean() + smooth * smoothness(g, p, t)
-        if step == iterations:  # the final loss, of the returned delta
+        final = step == iterations  # the final loss, of the returned delta
+        with torch.set_grad_enabled(not final):
+            q = base + torch.cat([delta.new_zeros(count, 1, 75), delta], 1)  # (C, T, 75)
+            g, p, t = q[..., :3], q[..., 3:72], q[..., 72:]
+            # the body of every frame, one candidate at a time: the body model's sums are not the same bits in a
+            # batch of another size, and the fit amplifies one rounding unit (docs/fitting.md); the data terms
+            # then take frames 1.. of all candidates as one batch (frame 0's would be dropped)
+            bodies = [body(x[:, :3], x[:, 3:72], betas, x[:, 72:]).vertices for x in q]  # C x (T, V, 3)
+            vertices = torch.cat([v[moving] for v in bodies])  # (C (T-1), V, 3), candidate after candidate
+            if step % VISIBILITY_EVERY == 0 or final:  # the final loss is taken with a fresh test
+                visibility = cost.visible(vertices)
+            data = cost(vertices, visibility, moving) + LIMIT_WEIGHT * joint_limits(p[:, moving].flatten(0, 1))
+            data = data.view(count, -1)  # (C, T-1)
+            if contacts is not None:  # on the data terms' vertices (frame 0 fixed): their gradients add up as before
+                data = data + torch.stack(
+                    [
+                        contacts.term(torch.cat([start[:1].detach(), v]))[moving]
+                        for start, v in zip(bodies, vertices.view(count, -1, *vertices.shape[1:]))
+                    ]
+                )
+            data = (
+                data
+                + STILL_WEIGHT * stillness(p[:, moving], base[moving, 3:72])
+                + _too_near(t[:, moving, 2], base[moving, 74])
+            )
+            loss = data.mean(-1) + smooth * smoothness(g, p, t)  # (C,)
+        if final:
             break
         optimiser.zero_grad()
-        loss.backward()
+        loss.sum().backward()
         optimiser.step()
         on_step()
-    return delta.detach(), float(loss.detach())
+    losses = loss.detach().tolist()
+    return (delta.detach(), losses) if candidates else (delta.detach()[0], losses[0])
 
 
 class _DataCost:
     """A data term of the fit, seen through ``camera``: ``visible(vertices)`` is the occlusion test it needs (the
     fit refreshes it every ``VISIBILITY_EVERY`` steps, not every step: a depth render costs about as much as the
-    rest of a step) and ``cost(vertices, visibility, frame=None)`` the term itself: (T,) over all frames, or with
-    ``frame`` (B,) for B candidate poses (B, V, 3) of that one frame."""
+    rest of a step) and ``cost(vertices, visibility, frame=None)`` the term itself: (T,) over all frames; with
+    ``frame`` a slice, over those frames (vertices of several candidate fits of them, one after the other: all of
+    theirs); with ``frame`` an int, (B,) for B candidate poses (B, V, 3) of that one frame."""
 
     def __init__(self, faces: torch.Tensor, camera: PinholeCamera):
         self.faces, self.camera = faces, camera
@@ -501,9 +522,15 @@ class _StatsCost(_DataCost):
 
     def __call__(self, vertices, visibility, frame=None):
         model = body_stats(_near_clipped(vertices), self.faces, self.part_ids, self.camera, visibility)
-        if frame is None:
-            return _data_terms(model, self.target, self.present)
-        return _data_terms(model, _slice(self.target, [frame]), self.present[[frame]])
+        frames = slice(None) if frame is None else [frame] if isinstance(frame, int) else frame
+        target, present = _slice(self.target, frames), self.present[frames]
+        n = target.count.shape[0]
+        if isinstance(frame, int) or model.count.shape[0] == n:
+            return _data_terms(model, target, present)
+        model = PartStats(
+            *(x.unflatten(0, (-1, n)) for x in (model.count, model.centroid, model.covariance, model.normal))
+        )
+        return _data_terms(model, target, present).flatten()  # candidates x frames
 
 
 class _SplatCost(_DataCost):
@@ -518,7 +545,11 @@ class _SplatCost(_DataCost):
         area = projected_vertex_area(self.camera.project(vertices), self.faces) * visibility
         normals = vertex_normals(vertices, self.faces)
         image = body_splat(vertices, normals, area, self.part_ids, self.camera, self.shading, self.sigma)
-        return splat_cost(image, self.target if frame is None else self.target[frame : frame + 1])
+        frames = slice(None) if frame is None else slice(frame, frame + 1) if isinstance(frame, int) else frame
+        target = self.target[frames]
+        if isinstance(frame, int) or image.shape[0] == target.shape[0]:
+            return splat_cost(image, target)
+        return splat_cost(image.unflatten(0, (-1, target.shape[0])), target).flatten()  # candidates x frames
 
 
 def _levels(body, q, betas, faces, part_ids, camera) -> torch.Tensor:
@@ -700,13 +731,12 @@ def _splat_stage(
         for sigma in SPLAT_SCHEDULES[-1][:-1]:
             tracked, _ = _refine(body, tracked, base, betas, costs[sigma], SPLAT_TRACK_STEPS, smooth, on_step, SPLAT_LR)
         tracked = tracked[None]
-    candidates = [_refine(body, d, base, betas, finest, steps, smooth, on_step, lr=SPLAT_LR) for d in [delta, *tracked]]
-    candidates = [(loss, fitted) for fitted, loss in candidates]
-    log.info(
-        "colour fit: refined summary fit %.4g, tracked %s",
-        candidates[0][0],
-        ", ".join(f"{c[0]:.4g}" for c in candidates[1:]),
+    # the summary fit and every track (or the estimates), refined together (one batch)
+    refined, losses = _refine(
+        body, torch.cat([delta[None], tracked]), base, betas, finest, steps, smooth, on_step, SPLAT_LR
     )
+    candidates = list(zip(losses, refined))
+    log.info("colour fit: refined summary fit %.4g, tracked %s", losses[0], ", ".join(f"{c:.4g}" for c in losses[1:]))
     plausible = [(c_loss, c) for c_loss, c in candidates if _plausible(base, c)]
     if not plausible:  # e.g. a map that shows no body: the colour cost pushed the body away; keep the summary fit
         log.warning("colour stage moved the body behind the camera or to non-finite poses; kept the summary fit")

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from ..body.camera import PinholeCamera
-from ..motion_map.colors import vertex_colors
+from ..motion_map.colors import face_corners, to_vertices, vertex_colors
 from ..motion_map.degrade import gaussian_blur
 from ..motion_map.shading import BACKGROUND, shade
 
@@ -29,13 +29,11 @@ CHARBONNIER = 0.02  # colour units below which the per-pixel cost is quadratic
 def projected_vertex_area(uv: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
     """uv (T, V, 2) projected vertices -> (T, V): a third of the projected area of each vertex's faces that
     look at the camera (units of uv squared), so that vertex sums approximate pixel sums of the surface."""
-    tri = uv[:, faces]  # (T, F, 3, 2)
-    e1, e2 = tri[:, :, 1] - tri[:, :, 0], tri[:, :, 2] - tri[:, :, 0]
+    a, b, c = face_corners(uv, faces)  # (F, T, 2) each
+    e1, e2 = b - a, c - a
     face_area = torch.relu(-0.5 * (e1[..., 0] * e2[..., 1] - e1[..., 1] * e2[..., 0]))  # signed < 0: facing
-    area = uv.new_zeros(uv.shape[:2])
-    for corner in range(3):
-        area = area.index_add(1, faces[:, corner], face_area / 3)
-    return area
+    # a third per corner, divided per corner (one division's gradient per corner, summed after: the old order)
+    return to_vertices([face_area[..., None] / 3 for _ in range(3)], faces, uv.shape[1])[..., 0]
 
 
 def splat_targets(images: torch.Tensor, camera: PinholeCamera, max_side: int, sigmas) -> tuple[dict, PinholeCamera]:
@@ -62,19 +60,27 @@ def splat(
     frac = centre - corner
     corner = corner.long()
     values = torch.cat([area[..., None], area[..., None] * colors], -1)  # (T, V, 1 + C)
-    grid = values.new_zeros(frames * height * width, 1 + channels)
+    # one index_add into a grid with a 1-pixel border that catches everything off screen (cut away after), not one
+    # masked index_add per corner: the same sums in the same order, without the masks' gathers and scatters. One
+    # product per corner (not one broadcast over the stacked weights), so that the gradient of ``values`` adds up
+    # the corners as before: the fit amplifies one rounding unit (docs/fitting.md), and the splat is bit-identical
+    pad_h, pad_w = height + 2, width + 2
     frame = torch.arange(frames, device=uv.device)[:, None]
+    index, contributions = [], []
     for dx, dy in ((0, 0), (1, 0), (0, 1), (1, 1)):
-        col, row = corner[..., 0] + dx, corner[..., 1] + dy
+        col = (corner[..., 0] + dx).clamp(-1, width) + 1
+        row = (corner[..., 1] + dy).clamp(-1, height) + 1
+        index.append(((frame * pad_h + row) * pad_w + col).reshape(-1))
         weight = (frac[..., 0] if dx else 1 - frac[..., 0]) * (frac[..., 1] if dy else 1 - frac[..., 1])  # (T, V)
-        inside = (col >= 0) & (col < width) & (row >= 0) & (row < height)
-        index = ((frame * height + row) * width + col)[inside]
-        grid = grid.index_add(0, index, (weight[..., None] * values)[inside])
+        contributions.append((weight[..., None] * values).reshape(-1, 1 + channels))
+    grid = values.new_zeros(frames * pad_h * pad_w, 1 + channels).index_add(
+        0, torch.cat(index), torch.cat(contributions)
+    )
     radius = max(1, math.ceil(2.5 * sigma))
     x = torch.arange(-radius, radius + 1, dtype=values.dtype, device=uv.device)
     kernel = torch.exp(-0.5 * (x / sigma) ** 2) / (math.sqrt(2 * math.pi) * sigma)
     c = 1 + channels
-    out = grid.view(frames, height, width, c).permute(0, 3, 1, 2)
+    out = grid.view(frames, pad_h, pad_w, c)[:, 1:-1, 1:-1].contiguous().permute(0, 3, 1, 2)  # channels last
     out = F.conv2d(out, kernel.view(1, 1, 1, -1).repeat(c, 1, 1, 1), padding=(0, radius), groups=c)
     out = F.conv2d(out, kernel.view(1, 1, -1, 1).repeat(c, 1, 1, 1), padding=(radius, 0), groups=c).permute(0, 2, 3, 1)
     total, summed = out[..., :1], out[..., 1:]
@@ -102,8 +108,9 @@ def blur_to(images: torch.Tensor, sigma: float) -> torch.Tensor:
 
 
 def splat_cost(predicted: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """(T, H, W, 3) both -> (T,) robust colour difference summed over pixels, per pixel of body in ``target``."""
+    """(..., T, H, W, 3) predicted, (T, H, W, 3) target -> (..., T) robust colour difference summed over pixels, per
+    pixel of body in ``target`` (leading dimensions of ``predicted``, e.g. candidate fits, are compared alike)."""
     weight = predicted.new_tensor(CHANNEL_WEIGHT)
     diff = torch.sqrt((predicted - target).square() + CHARBONNIER**2) - CHARBONNIER
-    body = (target < BACKGROUND - 0.02).any(-1).float().sum((1, 2)).clamp_min(1)  # (T,) pixels the map covers
-    return (diff * weight).sum((1, 2, 3)) / body
+    body = (target < BACKGROUND - 0.02).any(-1).float().sum((-2, -1)).clamp_min(1)  # (T,) pixels the map covers
+    return (diff * weight).sum((-3, -2, -1)) / body
