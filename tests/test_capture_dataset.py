@@ -427,3 +427,18 @@ def test_the_real_capture_with_a_tiny_hmr2_writes_clips_training_reads(tmp_path,
     assert np.isfinite(motion.body_pose).all() and (motion.transl[:, 2] > 0).all()
     (line,) = _report(out)
     assert line["status"] == "kept" and 0 <= line["confidence"]["min"] <= line["confidence"]["mean"] <= 1
+
+
+def test_every_threshold_flag_reaches_the_capture_core(tmp_path):
+    """The verdict of ``capture_motion`` uses the flags' values, not its defaults (a looser --max-crowded than the
+    default 0.5 was once ignored there: found on public videos with a tiny random detector)."""
+    from comovi_core.capture.video import CaptureOptions
+
+    args = dataset.parse_args(
+        [str(tmp_path), "--out", str(tmp_path / "out"), "--max-crowded", "1.0", "--max-missing", "0.35"]
+        + ["--min-confidence", "0.25", "--min-box-fraction", "0.05", "--min-score", "0.4", "--max-gap", "3"]
+    )
+    options = dataset._options(args)
+    assert isinstance(options, CaptureOptions)
+    assert (options.max_crowded_fraction, options.max_lost_fraction, options.min_confidence) == (1.0, 0.35, 0.25)
+    assert (options.min_box_fraction, options.min_score, options.max_gap) == (0.05, 0.4, 3)

@@ -386,6 +386,7 @@ def _options(args):
         max_gap=args.max_gap,
         fov_degrees=args.fov,
         max_lost_fraction=args.max_missing,
+        max_crowded_fraction=args.max_crowded,
         min_confidence=args.min_confidence,
         min_box_fraction=args.min_box_fraction,
     )
