@@ -319,3 +319,30 @@ def test_a_body_reaching_behind_the_camera_costs_finite_values(scene):
         loss = cost(vertices, visibility).sum()
         (grad,) = torch.autograd.grad(loss, vertices)
         assert torch.isfinite(loss) and bool(torch.isfinite(grad).all()), type(cost).__name__
+
+
+@pytest.mark.parametrize("start_from", ["start pose", "estimates"])
+def test_the_callback_count_is_progress_steps_with_the_colour_stage(start_from):
+    """Hosts size their progress bars with ``progress_steps``: every stage counted, the colour stage's candidates
+    refined as one batch (one callback a step)."""
+    import dataclasses
+
+    from comovi_core.motion_map.render import render_motion
+
+    body = load_body_model(None)
+    truth = demo_motion(num_frames=5, height=64, width=96, fps=4.0)
+    maps = render_motion(body, truth, backend="torch").images
+    options = FitOptions(iterations=6, track_steps=2, relabel_rounds=1, splat_steps=3, flip_steps=1, contact_steps=2)
+    init = dataclasses.replace(truth, body_pose=truth.body_pose + 0.05) if start_from == "estimates" else None
+    calls = []
+    fit_motion(
+        body,
+        maps,
+        start=_start(truth),
+        camera=truth.camera,
+        fps=4.0,
+        options=options,
+        init=init,
+        callback=lambda step, total: calls.append(total),
+    )
+    assert len(calls) == calls[0] == progress_steps(5, options, init=init is not None)

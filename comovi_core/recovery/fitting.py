@@ -258,10 +258,10 @@ def progress_steps(frames: int, options: FitOptions | None = None, init: bool = 
         o.iterations if not init and (o.from_start or not o.track_steps) else 0
     )
     splat = 0
-    if o.splat_steps > 0 and init:  # the estimates brought in coarse to fine, then two candidates refined
-        splat = (len(SPLAT_SCHEDULES[-1]) - 1) * SPLAT_TRACK_STEPS + 2 * o.splat_steps
-    elif o.splat_steps > 0:  # the tracks, then the summary fit and every track refined
-        splat = tracked + (1 + len(SPLAT_SCHEDULES)) * o.splat_steps
+    if o.splat_steps > 0 and init:  # the estimates brought in coarse to fine, then both candidates refined as one
+        splat = (len(SPLAT_SCHEDULES[-1]) - 1) * SPLAT_TRACK_STEPS + o.splat_steps
+    elif o.splat_steps > 0:  # the tracks, then the summary fit and every track refined as one batch
+        splat = tracked + o.splat_steps
     return first + o.relabel_rounds * (o.iterations // 2) + splat + o.contact_steps
 
 
