@@ -163,13 +163,21 @@ def with_body_shape(body, motion: SMPLMotion, betas: np.ndarray) -> SMPLMotion:
     solved again (``solve_translation``) so the joints project where ``motion``'s did in ``motion.camera``. E.g. a
     capture's estimates given the shape of a start pose, so that a fit from that start can begin from them."""
     orient, pose = torch.from_numpy(motion.global_orient).float(), torch.from_numpy(motion.body_pose).float()
-    with torch.no_grad():
-        joints = body(orient, pose, torch.from_numpy(motion.betas).float(), torch.from_numpy(motion.transl).float())
-    targets = motion.camera.project(joints.joints.float().cpu())  # (T, 24, 2)
+    seen_betas, seen_transl = torch.from_numpy(motion.betas).float(), torch.from_numpy(motion.transl).float()
     betas = np.asarray(betas, np.float32)
-    transl = solve_translation(body, orient, pose, betas, targets, motion.camera)
-    transl[:, 2] = np.clip(transl[:, 2], 0.1, None)  # a degenerate frame must not put the body behind the camera
+    transl = _placed_again(body, orient, pose, seen_betas, seen_transl, betas, motion.camera)
     return dataclasses.replace(motion, betas=betas, transl=transl)
+
+
+def _placed_again(body, orient, pose, seen_betas, seen_transl, betas: np.ndarray, camera: PinholeCamera) -> np.ndarray:
+    """The translation (T, 3) that puts the body of shape ``betas`` where the one seen (``seen_betas`` (10,) or
+    (T, 10), ``seen_transl`` (T, 3), same rotations) projects its joints (``solve_translation``), never behind the
+    camera."""
+    with torch.no_grad():
+        targets = camera.project(body(orient, pose, seen_betas, seen_transl).joints.float().cpu())  # (T, 24, 2)
+    transl = solve_translation(body, orient, pose, betas, targets, camera)
+    transl[:, 2] = np.clip(transl[:, 2], 0.1, None)  # a degenerate frame must not put the body behind the camera
+    return transl
 
 
 def _estimate(estimator, frames, boxes, camera, source, batch_size) -> tuple[list, str]:
@@ -295,10 +303,7 @@ def capture_motion(
     transl = torch.stack([b.transl for b in bodies]).float()
     reliable = track.detected | track.interpolated
     shape = clip_betas(betas.numpy(), reliable, o.shape)
-    with torch.no_grad():
-        targets = camera.project(body(orient, pose, betas, transl).joints.float().cpu())  # (T, 24, 2)
-    transl = solve_translation(body, orient, pose, shape, targets, camera)
-    transl[:, 2] = np.clip(transl[:, 2], 0.1, None)  # a degenerate frame must not put the body behind the camera
+    transl = _placed_again(body, orient, pose, betas, transl, shape, camera)
     raw = SMPLMotion(orient.numpy(), pose.numpy(), shape, transl, fps, camera)
 
     # confidence: detection, track state, agreement with the neighbours
